@@ -1,0 +1,48 @@
+# PipeDesk — the commands a developer and CI need. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTHON := .venv/bin/python
+PORT_BASE ?= 8000
+export PORT_BASE
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help install preflight migrate keys run test lint format token
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## Install uv if missing, then the whole workspace from uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --all-packages --locked --quiet
+
+preflight: install ## Check that PostgreSQL and RabbitMQ answer (one line per server that does not)
+	@$(PYTHON) -m pipedesk_common.preflight
+
+migrate: preflight ## Run every service's migrations
+	@$(PYTHON) -m pipedesk_common.migrations
+
+keys: install ## Generate the dev identity provider's and services' keys (once; kept in .dev/, out of git)
+	@$(PYTHON) -m dev_identity init
+
+run: migrate keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
+	@$(PYTHON) -m honcho -f Procfile start
+
+test: preflight ## Install everything, then run the whole suite
+	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: install ## Formatting, lint, types and architecture contracts
+	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync mypy --strict libs/common/src
+	$(UV) run --no-sync mypy services/crm/src libs/dev_identity/src
+	$(UV) run --no-sync lint-imports
+
+format: install ## Format and fix what can be fixed automatically
+	$(UV) run --no-sync ruff format .
+	$(UV) run --no-sync ruff check --fix .
+
+token: install ## Print a dev access token: make token SUB=u1 ROLE=rep ORG=acme TEAMS=t1,t2 EMAIL=u1@acme.test
+	@$(PYTHON) -m dev_identity token --sub "$(or $(SUB),dev-user)" --role "$(or $(ROLE),rep)" \
+		--org "$(or $(ORG),demo)" --teams "$(TEAMS)" $(if $(EMAIL),--email "$(EMAIL)")

@@ -1,0 +1,80 @@
+"""Async database access: an engine and a schema per service, a session per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import registry
+
+from pipedesk_common.settings import BaseServiceSettings
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def schema_registry(schema: str) -> registry:
+    """A mapper registry whose tables all live in ``schema``, with metadata of its own.
+
+    Each service's models derive from ``SQLModel`` with their own registry, which keeps each
+    service's tables out of the others' migrations even when several services are imported into
+    one process (as the test suite does):
+    ``class CrmModel(SQLModel, registry=schema_registry("crm"))``.
+    """
+    return registry(metadata=MetaData(schema=schema, naming_convention=NAMING_CONVENTION))
+
+
+def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngine:
+    options: dict[str, Any] = {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+        "pool_pre_ping": True,
+        "pool_timeout": 10,
+        "connect_args": {
+            "server_settings": {"application_name": f"pipedesk-{settings.service_name}"},
+            "timeout": 5,
+        },
+    }
+    options.update(overrides)
+    return create_async_engine(settings.database_url, **options)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Objects stay usable after commit: responses are built after the session dependency commits.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed when the route returns, rolled back if it raises."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is
+# answered as an error instead of a success the database never saw.
+SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -1,0 +1,229 @@
+"""Request ids, JSON logs, Prometheus metrics and the health endpoints every service serves."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipedesk_common.errors import PayloadTooLarge, problem_response
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+HTTP_REQUEST_SECONDS = Histogram(
+    "pipedesk_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["service", "method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HTTP_REQUESTS = Counter(
+    "pipedesk_http_requests_total",
+    "HTTP requests by route template",
+    ["service", "method", "route", "status"],
+)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, carrying the request id of the request being served."""
+
+    _STANDARD: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message"}
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and key != "color_message" and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # One access line per request comes from our middleware, with the route template.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (the router records it in the scope)."""
+    route = scope.get("route")
+    return str(getattr(route, "path", None) or "unmatched")
+
+
+class RequestContextMiddleware:
+    """Request id in and out, latency by route template, and one access log line per request."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.log = logging.getLogger("pipedesk.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            labels = (self.service, scope["method"], route, str(status))
+            HTTP_REQUEST_SECONDS.labels(*labels).observe(elapsed)
+            HTTP_REQUESTS.labels(*labels).inc()
+            self.log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        too_large = False
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # The app may turn the failed body read into a response of its own (FastAPI answers
+            # 400): the client gets the 413 instead.
+            nonlocal refused
+            if not too_large:
+                await send(message)
+            elif not refused:
+                refused = True
+                await self._refuse(scope, receive, send)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            if not refused:
+                refused = True
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            PayloadTooLarge.status,
+            PayloadTooLarge.slug,
+            PayloadTooLarge.title,
+            f"at most {self.max_bytes} bytes are accepted",
+            instance=scope.get("path"),
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def health_router(checks: Callable[[], Mapping[str, ReadinessCheck]]) -> APIRouter:
+    """``/healthz`` (alive), ``/readyz`` (every dependency answers) and ``/metrics``."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="The process can serve: its database and broker answer")
+    async def readyz() -> JSONResponse:
+        results: dict[str, str] = {}
+        for name, check in checks().items():
+            try:
+                await check()
+            except Exception as exc:  # a readiness probe reports every failure, whatever it is
+                results[name] = f"unavailable: {type(exc).__name__}"
+            else:
+                results[name] = "ok"
+        ready = all(value == "ok" for value in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,81 @@
+"""Opaque, tamper-evident cursors for keyset pagination.
+
+A cursor carries the sort key of the last row served and is bound, by an HMAC, to the query it
+came from: a cursor edited by hand, or replayed against another filter or sort, is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from pipedesk_common.errors import FieldError, InvalidCursor
+
+T = TypeVar("T")
+
+_MAC_BYTES = 16
+MAX_CURSOR_CHARS = 1024
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class CursorCodec:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("the cursor secret needs at least 32 bytes")
+        self._secret = secret
+
+    def _mac(self, scope: str, payload: bytes) -> bytes:
+        message = scope.encode() + b"\x00" + payload
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def encode(self, position: Sequence[Any], *, scope: str) -> str:
+        """Encode the sort key of the last row served; ``scope`` names the query it belongs to."""
+        payload = json.dumps(list(position), separators=(",", ":"), default=str).encode()
+        return _b64encode(payload) + "." + _b64encode(self._mac(scope, payload))
+
+    def decode(self, cursor: str, *, scope: str) -> list[Any]:
+        try:
+            if len(cursor) > MAX_CURSOR_CHARS:
+                raise ValueError("too long")
+            encoded_payload, encoded_mac = cursor.split(".")
+            payload = _b64decode(encoded_payload)
+            mac = _b64decode(encoded_mac)
+        except (ValueError, binascii.Error):
+            raise self.invalid() from None
+        if not hmac.compare_digest(mac, self._mac(scope, payload)):
+            raise self.invalid()
+        position = json.loads(payload)
+        if not isinstance(position, list):
+            raise self.invalid()
+        return position
+
+    @staticmethod
+    def invalid() -> InvalidCursor:
+        """The error for a cursor that does not belong to the query."""
+        return InvalidCursor(
+            "cursor was not issued for this query or has been altered",
+            errors=[
+                FieldError(field="query.cursor", message="invalid cursor", code="invalid_cursor")
+            ],
+        )

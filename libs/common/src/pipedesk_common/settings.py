@@ -1,0 +1,196 @@
+"""Settings every service shares: the Wiring of the design, auth, database, broker.
+
+Shared names (``DATABASE_URL``, ``AUTH_JWKS_URL``, ``CRM_URL``, ``PORT_BASE``…) are read without a
+prefix; a service's own settings carry its prefix (``CRM_PORT``), and ``<PREFIX>DATABASE_URL``,
+``<PREFIX>AMQP_URL`` and ``<PREFIX>REDIS_URL`` override the shared value for that service alone.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_PORT_BASE: Final = 8000
+
+# Offsets from PORT_BASE, so a second stack (tests, bench) shifts every port together.
+PORT_OFFSETS: Final[dict[str, int]] = {
+    "gateway": 0,
+    "crm": 101,
+    "timeline": 102,
+    "accounts": 103,
+    "calendar": 104,
+    "tasks": 105,
+    "drive": 106,
+    "gmail": 107,
+    "automation": 108,
+    "google_emulator": 90,
+    "identity": 91,
+}
+
+DEFAULT_DATABASE_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk"
+DEFAULT_AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
+# The development value, refused in production.
+DEV_CURSOR_SECRET: Final = "dev-only-cursor-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
+DEV_KEY_DIR: Final = ".dev/keys"
+JWKS_PATH: Final = "/.well-known/jwks.json"
+SERVICE_JWKS_PATH: Final = "/.well-known/service-jwks.json"
+
+_OVERRIDABLE_PER_SERVICE: Final = ("DATABASE_URL", "AMQP_URL", "REDIS_URL")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def port_for(process: str, port_base: int = DEFAULT_PORT_BASE) -> int:
+    """The Wiring port of a process, shifted by ``PORT_BASE``."""
+    return port_base + PORT_OFFSETS[process]
+
+
+class _PerServiceOverrides(PydanticBaseSettingsSource):
+    """``<PREFIX>DATABASE_URL`` beats ``DATABASE_URL`` for the service with that prefix."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = self.config.get("env_prefix", "")
+        found: dict[str, Any] = {}
+        for shared_name in _OVERRIDABLE_PER_SERVICE:
+            value = os.environ.get(f"{prefix}{shared_name}")
+            if prefix and value:
+                found[shared_name] = value
+        return found
+
+
+class BaseServiceSettings(BaseSettings):
+    """Base class of every service's settings; subclasses set ``service_name`` and a prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: ClassVar[str]
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, validation_alias=AliasChoices("ENVIRONMENT", "environment")
+    )
+    port_base: int = Field(
+        DEFAULT_PORT_BASE,
+        ge=1024,
+        le=64000,
+        validation_alias=AliasChoices("PORT_BASE", "port_base"),
+    )
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+    database_pool_size: int = Field(5, ge=1, le=50)
+    database_max_overflow: int = Field(5, ge=0, le=50)
+    amqp_url: str = Field(
+        DEFAULT_AMQP_URL,
+        validation_alias=AliasChoices("AMQP_URL", "amqp_url"),
+    )
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+
+    auth_jwks_url: str | None = Field(
+        None, validation_alias=AliasChoices("AUTH_JWKS_URL", "auth_jwks_url")
+    )
+    auth_issuer: str = Field(
+        "pipedesk-dev-identity", validation_alias=AliasChoices("AUTH_ISSUER", "auth_issuer")
+    )
+    auth_audience: str = Field(
+        "pipedesk-api", validation_alias=AliasChoices("AUTH_AUDIENCE", "auth_audience")
+    )
+    auth_leeway_seconds: int = Field(
+        30,
+        ge=0,
+        le=120,
+        validation_alias=AliasChoices("AUTH_LEEWAY_SECONDS", "auth_leeway_seconds"),
+    )
+    service_jwks_url: str | None = Field(
+        None, validation_alias=AliasChoices("SERVICE_JWKS_URL", "service_jwks_url")
+    )
+    # This service's own ES256 signing key for service tokens (PEM), a per-service secret.
+    service_key: SecretStr | None = None
+    dev_key_dir: Path = Field(
+        Path(DEV_KEY_DIR), validation_alias=AliasChoices("DEV_KEY_DIR", "dev_key_dir")
+    )
+
+    cursor_secret: SecretStr = Field(
+        SecretStr(DEV_CURSOR_SECRET),
+        min_length=32,
+        validation_alias=AliasChoices("CURSOR_SECRET", "cursor_secret"),
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias=AliasChoices("MAX_BODY_BYTES", "max_body_bytes")
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _PerServiceOverrides(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        problems = []
+        if self.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
+            problems.append("CURSOR_SECRET is the development value")
+        if self.auth_jwks_url is None:
+            problems.append("AUTH_JWKS_URL must name the identity provider's JWKS")
+        if self.service_jwks_url is None:
+            problems.append("SERVICE_JWKS_URL must name the service keys' JWKS")
+        if self.service_key is None:
+            problems.append(f"{self.env_prefix()}SERVICE_KEY must hold this service's signing key")
+        if problems:
+            raise ValueError("refusing development secrets in production: " + "; ".join(problems))
+        return self
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", ""))
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or port_for(self.service_name, self.port_base)
+
+    def url_of(self, process: str) -> str:
+        """Where another process of the system listens (``<NAME>_URL`` or the Wiring default)."""
+        configured = os.environ.get(f"{process.upper()}_URL")
+        return configured or f"http://127.0.0.1:{port_for(process, self.port_base)}"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_jwks_url or self.url_of("identity") + JWKS_PATH
+
+    @property
+    def service_keys_url(self) -> str:
+        return self.service_jwks_url or self.url_of("identity") + SERVICE_JWKS_PATH

@@ -1,0 +1,1 @@
+"""Test support every service uses: a pytest plugin with real databases, identities and servers."""

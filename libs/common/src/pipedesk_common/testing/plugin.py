@@ -1,0 +1,142 @@
+"""The pytest plugin every service's tests use (enabled with ``-p pipedesk_common.testing.plugin``).
+
+Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
+provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
+reads), ``users`` (principals and tokens per role, each test in an org of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipedesk_common.auth import Principal, Role
+from pipedesk_common.preflight import unreachable_servers
+from pipedesk_common.settings import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_DATABASE_URL,
+    JWKS_PATH,
+    SERVICE_JWKS_PATH,
+)
+from pipedesk_common.testing.database import create_run_database, drop_database
+from pipedesk_common.testing.servers import serve_in_thread
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Nothing may probe a cloud metadata address from a test.
+    os.environ.setdefault("NO_GCE_CHECK", "True")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problems = asyncio.run(
+        unreachable_servers(
+            os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL),
+        )
+    )
+    if problems:
+        pytest.exit(" | ".join(problem.line() for problem in problems), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = asyncio.run(create_run_database(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@dataclass
+class Identity:
+    """The dev identity provider of this test run, served over HTTP like in ``make run``."""
+
+    url: str
+    key_dir: Path
+    minter: Any
+
+    @property
+    def jwks_url(self) -> str:
+        return self.url + JWKS_PATH
+
+    @property
+    def service_jwks_url(self) -> str:
+        return self.url + SERVICE_JWKS_PATH
+
+
+@pytest.fixture(scope="session")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
+    from dev_identity.keystore import KeyStore, TokenMinter
+    from dev_identity.server import create_identity_app
+
+    key_dir = tmp_path_factory.mktemp("keys")
+    store = KeyStore(key_dir)
+    with serve_in_thread(create_identity_app(store)) as url:
+        yield Identity(url=url, key_dir=key_dir, minter=TokenMinter(store.identity_key()))
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, identity: Identity) -> dict[str, str]:
+    """Settings for a service under test, as environment variables (also usable as kwargs)."""
+    return {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "AMQP_URL": os.environ.get("AMQP_URL", DEFAULT_AMQP_URL),
+        "AUTH_JWKS_URL": identity.jwks_url,
+        "SERVICE_JWKS_URL": identity.service_jwks_url,
+        "DEV_KEY_DIR": str(identity.key_dir),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass(frozen=True)
+class ActingUser:
+    principal: Principal
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def sub(self) -> str:
+        return self.principal.sub
+
+
+@dataclass
+class Users:
+    """Makes users with real tokens. Each test gets a fresh org, so tests never share data."""
+
+    minter: Any
+    org_id: str = field(default_factory=lambda: f"org-{uuid.uuid4().hex[:12]}")
+
+    def make(
+        self,
+        role: Role | str = Role.REP,
+        *,
+        teams: Sequence[str] = ("team-a",),
+        org_id: str | None = None,
+        sub: str | None = None,
+    ) -> ActingUser:
+        role = Role(role)
+        sub = sub or f"{role.value}-{uuid.uuid4().hex[:8]}"
+        org = org_id or self.org_id
+        email = f"{sub}@{org}.example.com"
+        token = self.minter.mint(sub=sub, org_id=org, role=role.value, email=email, team_ids=teams)
+        principal = Principal(
+            sub=sub, email=email, org_id=org, role=role, team_ids=frozenset(teams)
+        )
+        return ActingUser(principal=principal, token=token)
+
+    def other_org(self) -> Users:
+        return Users(self.minter)
+
+
+@pytest.fixture
+def users(identity: Identity) -> Users:
+    return Users(identity.minter)

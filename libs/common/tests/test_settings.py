@@ -1,0 +1,59 @@
+from typing import ClassVar
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from pipedesk_common.settings import BaseServiceSettings, port_for
+
+
+class DemoSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "crm"
+
+
+def test_port_base_shifts_every_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT_BASE", "9000")
+    settings = DemoSettings()
+    assert settings.listen_port == 9101
+    assert settings.url_of("timeline") == "http://127.0.0.1:9102"
+    assert settings.jwks_url == "http://127.0.0.1:9091/.well-known/jwks.json"
+    assert port_for("gateway", 9000) == 9000
+
+
+def test_a_service_prefixed_database_url_overrides_the_shared_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://shared/db")
+    assert DemoSettings().database_url == "postgresql+asyncpg://shared/db"
+    monkeypatch.setenv("CRM_DATABASE_URL", "postgresql+asyncpg://own/crm")
+    assert DemoSettings().database_url == "postgresql+asyncpg://own/crm"
+    monkeypatch.setenv("CRM_PORT", "7001")
+    assert DemoSettings().listen_port == 7001
+
+
+def test_production_refuses_development_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with pytest.raises(ValidationError) as error:
+        DemoSettings()
+    message = str(error.value)
+    for name in ("CURSOR_SECRET", "AUTH_JWKS_URL", "SERVICE_JWKS_URL", "CRM_SERVICE_KEY"):
+        assert name in message
+
+
+def test_production_starts_with_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from joserfc.jwk import ECKey
+
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("CURSOR_SECRET", "s" * 48)
+    monkeypatch.setenv("AUTH_JWKS_URL", "https://idp.example.com/jwks")
+    monkeypatch.setenv("SERVICE_JWKS_URL", "https://keys.example.com/services.json")
+    monkeypatch.setenv("CRM_SERVICE_KEY", ECKey.generate_key("P-256").as_pem(private=True).decode())
+    settings = DemoSettings()
+    assert settings.jwks_url == "https://idp.example.com/jwks"
+
+
+def test_short_cursor_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURSOR_SECRET", "short")
+    with pytest.raises(ValidationError, match=r"cursor_secret|CURSOR_SECRET"):
+        DemoSettings()

@@ -1,0 +1,1 @@
+"""A local identity provider for development and tests. Never deployed to production."""

@@ -1,0 +1,342 @@
+"""The JWT attack set, straight against the CRM service: every forgery is a 401 problem."""
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from dev_identity.keystore import KeyStore, TokenMinter
+from dev_identity.server import create_identity_app
+from pipedesk_common.auth import ServiceTokenIssuer
+from pipedesk_common.clock import ManualClock, SystemClock
+from pipedesk_common.testing.plugin import Identity
+from pipedesk_common.testing.servers import serve_in_thread
+
+pytestmark = pytest.mark.asyncio
+
+LEADS = "/api/leads"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def segment(value: dict[str, Any]) -> str:
+    return b64(json.dumps(value).encode())
+
+
+def claims(identity: Identity, **overrides: Any) -> dict[str, Any]:
+    now = int(datetime.now(UTC).timestamp())
+    base = {
+        "iss": "pipedesk-dev-identity",
+        "aud": "pipedesk-api",
+        "sub": "rep-1",
+        "iat": now,
+        "exp": now + 600,
+        "email": "rep-1@example.com",
+        "org_id": "org-auth",
+        "role": "rep",
+        "team_ids": ["team-a"],
+    }
+    base.update(overrides)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+def signed(identity: Identity, body: dict[str, Any], **header: Any) -> str:
+    key = identity.minter.key
+    return jwt.encode({"alg": "RS256", "kid": key.kid, **header}, body, key, algorithms=["RS256"])
+
+
+def with_payload(token: str, payload: dict[str, Any]) -> str:
+    head, _, signature = token.split(".")
+    return f"{head}.{segment(payload)}.{signature}"
+
+
+def forge_cases(identity: Identity) -> dict[str, Callable[[], str]]:
+    real_key: RSAKey = identity.minter.key
+    attacker = RSAKey.generate_key(2048, parameters={"kid": "attacker"})
+    public_pem = real_key.as_pem(private=False)
+    good = claims(identity)
+
+    def hs256_with_public_key() -> str:
+        head = segment({"alg": "HS256", "typ": "JWT", "kid": real_key.kid})
+        body = segment(good)
+        mac = hmac.new(public_pem, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{b64(mac)}"
+
+    def alg_none(alg: str) -> Callable[[], str]:
+        return lambda: (
+            f"{segment({'alg': alg, 'typ': 'JWT', 'kid': real_key.kid})}.{segment(good)}."
+        )
+
+    def embedded_jwk() -> str:
+        header = {"alg": "RS256", "kid": real_key.kid, "jwk": attacker.as_dict(private=False)}
+        return jwt.encode(header, good, attacker, algorithms=["RS256"])
+
+    def stripped_signature() -> str:
+        head, body, _ = signed(identity, good).split(".")
+        return f"{head}.{body}."
+
+    def es256_header_on_rsa_key() -> str:
+        ec = ECKey.generate_key("P-256")
+        return jwt.encode({"alg": "ES256", "kid": real_key.kid}, good, ec, algorithms=["ES256"])
+
+    return {
+        "alg none": alg_none("none"),
+        "alg None": alg_none("None"),
+        "alg NONE": alg_none("NONE"),
+        "HS256 signed with the public key": hs256_with_public_key,
+        "stripped signature": stripped_signature,
+        "signed by an unknown key with a known kid": lambda: jwt.encode(
+            {"alg": "RS256", "kid": real_key.kid}, good, attacker, algorithms=["RS256"]
+        ),
+        "embedded jwk": embedded_jwk,
+        "unknown kid": lambda: jwt.encode(
+            {"alg": "RS256", "kid": "attacker"}, good, attacker, algorithms=["RS256"]
+        ),
+        "ES256 header with an RSA kid": es256_header_on_rsa_key,
+        "expired beyond the leeway": lambda: signed(
+            identity, claims(identity, exp=int(datetime.now(UTC).timestamp()) - 120)
+        ),
+        "missing exp": lambda: signed(identity, claims(identity, exp=None)),
+        "nbf in the future": lambda: signed(
+            identity, claims(identity, nbf=int(datetime.now(UTC).timestamp()) + 300)
+        ),
+        "wrong iss": lambda: signed(identity, claims(identity, iss="https://evil.example.com")),
+        "missing iss": lambda: signed(identity, claims(identity, iss=None)),
+        "wrong aud": lambda: signed(identity, claims(identity, aud="another-client")),
+        "missing aud": lambda: signed(identity, claims(identity, aud=None)),
+        "missing sub": lambda: signed(identity, claims(identity, sub=None)),
+        "missing org_id": lambda: signed(identity, claims(identity, org_id=None)),
+        "unknown role": lambda: signed(identity, claims(identity, role="superuser")),
+        "role tampered to admin": lambda: with_payload(
+            signed(identity, good), {**good, "role": "admin"}
+        ),
+        "org tampered": lambda: with_payload(
+            signed(identity, good), {**good, "org_id": "org-other"}
+        ),
+        "string exp": lambda: signed(identity, claims(identity, exp="9999999999")),
+        "wrong typ": lambda: signed(identity, good, typ="svc+jwt"),
+        "garbage": lambda: "not.a.jwt",
+        "two segments": lambda: "abc.def",
+        "oversized": lambda: signed(identity, claims(identity, pad="x" * 9000)),
+    }
+
+
+CASES = [
+    "alg none",
+    "alg None",
+    "alg NONE",
+    "HS256 signed with the public key",
+    "stripped signature",
+    "signed by an unknown key with a known kid",
+    "embedded jwk",
+    "unknown kid",
+    "ES256 header with an RSA kid",
+    "expired beyond the leeway",
+    "missing exp",
+    "nbf in the future",
+    "wrong iss",
+    "missing iss",
+    "wrong aud",
+    "missing aud",
+    "missing sub",
+    "missing org_id",
+    "unknown role",
+    "role tampered to admin",
+    "org tampered",
+    "string exp",
+    "wrong typ",
+    "garbage",
+    "two segments",
+    "oversized",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_forged_or_invalid_token_is_401(
+    crm: httpx.AsyncClient, identity: Identity, case: str
+) -> None:
+    token = forge_cases(identity)[case]()
+    response = await crm.get(LEADS, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["status"] == 401
+
+
+async def test_every_case_is_exercised(identity: Identity) -> None:
+    assert set(CASES) == set(forge_cases(identity))
+
+
+async def test_valid_token_is_200_and_leeway_is_honoured(
+    crm: httpx.AsyncClient, identity: Identity
+) -> None:
+    now = int(datetime.now(UTC).timestamp())
+    for body in (claims(identity), claims(identity, exp=now - 10, nbf=now + 10)):
+        response = await crm.get(
+            LEADS, headers={"Authorization": f"Bearer {signed(identity, body)}"}
+        )
+        assert response.status_code == 200, response.text
+    audience_list = claims(identity, aud=["other", "pipedesk-api"])
+    response = await crm.get(
+        LEADS, headers={"Authorization": f"Bearer {signed(identity, audience_list)}"}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"]
+)
+async def test_missing_or_non_bearer_authorization_is_401(
+    crm: httpx.AsyncClient, header: str | None
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    response = await crm.get(LEADS, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_service_token_is_refused_on_end_user_routes(
+    crm: httpx.AsyncClient, identity: Identity
+) -> None:
+    issuer = ServiceTokenIssuer(
+        "timeline", KeyStore(identity.key_dir).service_key("timeline"), clock=SystemClock()
+    )
+    response = await crm.get(LEADS, headers={"Authorization": f"Bearer {issuer.token_for('crm')}"})
+    assert response.status_code == 401
+
+
+async def test_service_token_must_be_signed_by_its_own_service(
+    crm: httpx.AsyncClient, identity: Identity
+) -> None:
+    store = KeyStore(identity.key_dir)
+    tasks_key = store.service_key("tasks")
+    timeline_kid = ServiceTokenIssuer(
+        "timeline", store.service_key("timeline"), clock=SystemClock()
+    )
+    now = int(datetime.now(UTC).timestamp())
+    impostor_claims = {
+        "iss": "pipedesk-services",
+        "sub": "svc:timeline",
+        "aud": "crm",
+        "iat": now,
+        "exp": now + 60,
+    }
+    kid = timeline_kid._kid  # the timeline's key id, but signed with the tasks key
+    forged = jwt.encode(
+        {"alg": "ES256", "kid": kid, "typ": "svc+jwt"},
+        impostor_claims,
+        tasks_key,
+        algorithms=["ES256"],
+    )
+    from pipedesk_common.auth import service_kid
+
+    claims_other_owner = jwt.encode(
+        {"alg": "ES256", "kid": service_kid("tasks", tasks_key), "typ": "svc+jwt"},
+        impostor_claims,
+        tasks_key,
+        algorithms=["ES256"],
+    )
+    long_lived = jwt.encode(
+        {"alg": "ES256", "kid": service_kid("tasks", tasks_key), "typ": "svc+jwt"},
+        {**impostor_claims, "sub": "svc:tasks", "exp": now + 3600},
+        tasks_key,
+        algorithms=["ES256"],
+    )
+    path = "/internal/acl/lead/00000000-0000-7000-8000-000000000000"
+    for token in (forged, claims_other_owner, long_lived):
+        response = await crm.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+
+
+async def test_unknown_kids_refetch_the_jwks_at_most_once_a_minute(
+    crm_app: Any, identity: Identity
+) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    async with crm_app(clock=clock) as client:
+        minter = TokenMinter(identity.minter.key, clock=clock)
+        valid = minter.mint(sub="u1", org_id="org-x", role="rep")
+        assert (
+            await client.get(LEADS, headers={"Authorization": f"Bearer {valid}"})
+        ).status_code == 200
+        keys = client._transport.app.state.context.user_tokens._keys  # type: ignore[attr-defined]
+        fetched = keys.fetch_count
+        for index in range(20):
+            attacker = RSAKey.generate_key(2048, parameters={"kid": f"forged-{index}"})
+            token = jwt.encode(
+                {"alg": "RS256", "kid": f"forged-{index}"},
+                claims(identity),
+                attacker,
+                algorithms=["RS256"],
+            )
+            assert (
+                await client.get(LEADS, headers={"Authorization": f"Bearer {token}"})
+            ).status_code == 401
+        assert keys.fetch_count - fetched <= 1
+        clock.advance(timedelta(seconds=61))
+        token = jwt.encode(
+            {"alg": "RS256", "kid": "forged-late"}, claims(identity), attacker, algorithms=["RS256"]
+        )
+        assert (
+            await client.get(LEADS, headers={"Authorization": f"Bearer {token}"})
+        ).status_code == 401
+        assert keys.fetch_count - fetched <= 2
+
+
+async def test_jku_and_x5u_are_never_fetched(crm: httpx.AsyncClient, identity: Identity) -> None:
+    from fastapi import FastAPI
+
+    calls: list[str] = []
+    trap = FastAPI()
+
+    @trap.get("/{path:path}")
+    async def record(path: str) -> dict[str, Any]:
+        calls.append(path)
+        return {"keys": []}
+
+    attacker = RSAKey.generate_key(2048, parameters={"kid": "attacker-jku"})
+    with serve_in_thread(trap) as url:
+        for header in ({"jku": f"{url}/jwks.json"}, {"x5u": f"{url}/cert.pem"}):
+            token = jwt.encode(
+                {"alg": "RS256", "kid": "attacker-jku", **header},
+                claims(identity),
+                attacker,
+                algorithms=["RS256"],
+            )
+            response = await crm.get(LEADS, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401
+    assert calls == []
+
+
+async def test_last_good_keys_survive_an_identity_provider_outage(
+    crm_app: Any, tmp_path: Any
+) -> None:
+    from pipedesk_common.testing.servers import free_port
+
+    store = KeyStore(tmp_path)
+    clock = ManualClock(datetime.now(UTC))
+    minter = TokenMinter(store.identity_key(), clock=clock)
+    port = free_port()
+    jwks_url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+
+    def bearer() -> dict[str, str]:
+        return {"Authorization": f"Bearer {minter.mint(sub='u1', org_id='org-outage', role='rep')}"}
+
+    async with crm_app(clock=clock, AUTH_JWKS_URL=jwks_url) as client:
+        with serve_in_thread(create_identity_app(store), port=port):
+            assert (await client.get(LEADS, headers=bearer())).status_code == 200
+        clock.advance(timedelta(minutes=10))  # past the cache TTL, with the provider down
+        assert (await client.get(LEADS, headers=bearer())).status_code == 200
+    async with crm_app(clock=clock, AUTH_JWKS_URL=jwks_url) as cold:
+        response = await cold.get(LEADS, headers=bearer())
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"

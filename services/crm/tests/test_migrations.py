@@ -1,0 +1,29 @@
+"""The test database was built by ``alembic upgrade head``; the models match it exactly."""
+
+import asyncio
+
+import asyncpg
+from sqlalchemy import make_url
+
+from pipedesk_common import migrations
+
+
+def test_alembic_check_finds_no_drift(database_url: str) -> None:
+    migrations.check(database_url, "crm")
+
+
+def test_the_schema_is_at_head_with_its_own_version_table(database_url: str) -> None:
+    async def versions() -> list[str]:
+        url = make_url(database_url)
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, database=url.database
+        )
+        try:
+            rows = await connection.fetch("SELECT version_num FROM crm.alembic_version")
+            public = await connection.fetchval("SELECT to_regclass('public.alembic_version')")
+        finally:
+            await connection.close()
+        assert public is None
+        return [row["version_num"] for row in rows]
+
+    assert asyncio.run(versions()) == ["0001"]
