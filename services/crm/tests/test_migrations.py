@@ -3,6 +3,8 @@
 import asyncio
 
 import asyncpg
+import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 
 from pipedesk_common import migrations
@@ -26,4 +28,23 @@ def test_the_schema_is_at_head_with_its_own_version_table(database_url: str) -> 
         assert public is None
         return [row["version_num"] for row in rows]
 
-    assert asyncio.run(versions()) == ["0001"]
+    head = ScriptDirectory.from_config(
+        migrations.alembic_config(migrations.registered_services()["crm"], database_url)
+    ).get_current_head()
+    assert asyncio.run(versions()) == [head]
+
+
+def test_the_audit_log_is_append_only(database_url: str) -> None:
+    async def tamper() -> None:
+        url = make_url(database_url)
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, database=url.database
+        )
+        try:
+            for statement in ("UPDATE crm.audit_log SET action = 'x'", "DELETE FROM crm.audit_log"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                    await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(tamper())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -12,6 +13,7 @@ import aio_pika
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from pipedesk_common.auth import (
@@ -24,20 +26,27 @@ from pipedesk_common.auth import (
     bearer_token,
 )
 from pipedesk_common.clock import Clock, SystemClock
+from pipedesk_common.consumer import Consumer, ConsumerSettings
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
 from pipedesk_common.keys import load_service_key
+from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import (
     BodySizeLimitMiddleware,
     ReadinessCheck,
     RequestContextMiddleware,
     configure_logging,
+    configure_tracing,
     health_router,
 )
+from pipedesk_common.outbox import OutboxRelay, RelaySettings
 from pipedesk_common.pagination import CursorCodec
 from pipedesk_common.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+CONSUMER_READY_SECONDS = 10.0
 
 Lifespan = Callable[["ServiceContext"], AbstractAsyncContextManager[None]]
 
@@ -55,6 +64,7 @@ class ServiceContext:
     service_tokens: ServiceTokenVerifier
     cursors: CursorCodec
     service_token_issuer: ServiceTokenIssuer | None
+    topology: Topology
 
     def issuer(self) -> ServiceTokenIssuer:
         if self.service_token_issuer is None:
@@ -95,7 +105,78 @@ def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext
             if signing_key is not None
             else None
         ),
+        topology=Topology(settings.broker_prefix, settings.broker_queue_expires_ms),
     )
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it. Cancelled again until it ends: a library (a driver
+    mid-handshake) may turn a cancellation into an error of its own, which a retry loop would
+    otherwise take for a reason to carry on."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+
+
+def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
+    return ConsumerSettings(
+        prefetch=settings.consumer_prefetch,
+        max_attempts=settings.consumer_max_attempts,
+        delivery_limit=settings.consumer_delivery_limit,
+        retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
+        heartbeat=settings.amqp_heartbeat,
+    )
+
+
+@asynccontextmanager
+async def _background(
+    context: ServiceContext, outbox: Table | None, consumers: Sequence[Consumer]
+) -> AsyncIterator[None]:
+    """The outbox relay and the consumers, as tasks living as long as the app."""
+    settings = context.settings
+    tasks: list[asyncio.Task[None]] = []
+    stoppers: list[Callable[[], None]] = []
+    if outbox is not None and settings.relay_enabled:
+        relay = OutboxRelay(
+            service=settings.service_name,
+            engine=context.engine,
+            table=outbox,
+            topology=context.topology,
+            amqp_url=settings.amqp_url,
+            clock=context.clock,
+            settings=RelaySettings(poll_interval=settings.outbox_poll_seconds),
+        )
+        tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
+        stoppers.append(relay.stop)
+    ready: list[asyncio.Event] = []
+    if settings.consumers_enabled:
+        for consumer in consumers:
+            consumer.settings = consumer_settings(settings)
+            ready.append(asyncio.Event())
+            run = consumer.run(
+                sessionmaker=context.sessionmaker,
+                topology=context.topology,
+                amqp_url=settings.amqp_url,
+                clock=context.clock,
+                ready=ready[-1],
+            )
+            tasks.append(asyncio.create_task(run, name=f"consumer-{consumer.queue}"))
+            stoppers.append(consumer.stop)
+    # Serve once every queue is declared and bound, so no event published from then on misses it.
+    # A broker that is down delays nothing: consumers keep trying in the background.
+    if ready:
+        waits = [asyncio.create_task(event.wait()) for event in ready]
+        await asyncio.wait(waits, timeout=CONSUMER_READY_SECONDS)
+        for wait in waits:
+            wait.cancel()
+    try:
+        yield
+    finally:
+        for stop in stoppers:
+            stop()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+        await asyncio.gather(*(stop_task(task) for task in tasks))
 
 
 def create_app(
@@ -105,10 +186,14 @@ def create_app(
     routers: Sequence[APIRouter],
     clock: Clock | None = None,
     lifespans: Sequence[Lifespan] = (),
+    outbox: Table | None = None,
+    consumers: Sequence[Consumer] = (),
     description: str = "",
 ) -> FastAPI:
-    """A service app with auth, errors, health, metrics, request ids and a database session."""
+    """A service app with auth, errors, health, metrics, tracing, request ids, a database
+    session, and — when given — the outbox relay and event consumers running beside it."""
     configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
     effective_clock = clock or SystemClock()
 
     @asynccontextmanager
@@ -117,7 +202,7 @@ def create_app(
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
         try:
-            async with _nested(context, lifespans):
+            async with _background(context, outbox, consumers), _nested(context, lifespans):
                 yield
         finally:
             await context.http.aclose()

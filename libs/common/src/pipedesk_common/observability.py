@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -15,6 +16,10 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +46,25 @@ HTTP_REQUESTS = Counter(
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
+_tracer_provider: TracerProvider | None = None
+
+
+def configure_tracing(service: str) -> TracerProvider:
+    """The process's tracer provider, made once. ``OTEL_TRACES_EXPORTER=console`` prints spans;
+    otherwise spans are made and propagated (HTTP → outbox → RabbitMQ → consumer) for whatever
+    span processor an operator or a test adds."""
+    global _tracer_provider  # noqa: PLW0603 - one provider per process, as OpenTelemetry requires
+    if _tracer_provider is None:
+        name = os.environ.get("OTEL_SERVICE_NAME", f"pipedesk-{service}")
+        _tracer_provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        if os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "console":
+            _tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        trace.set_tracer_provider(_tracer_provider)
+    return _tracer_provider
+
+
+tracer = trace.get_tracer("pipedesk.http")
+
 
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, carrying the request id of the request being served."""
@@ -62,6 +86,9 @@ class JsonLogFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
         for key, value in vars(record).items():
             if key not in self._STANDARD and key != "color_message" and not key.startswith("_"):
                 entry[key] = value
@@ -101,7 +128,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        incoming = headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -117,24 +147,31 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            labels = (self.service, scope["method"], route, str(status))
-            HTTP_REQUEST_SECONDS.labels(*labels).observe(elapsed)
-            HTTP_REQUESTS.labels(*labels).inc()
-            self.log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
-            request_id_var.reset(token)
+        parent = propagate.extract(headers)
+        with tracer.start_as_current_span(
+            f"HTTP {scope['method']}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = _route_template(scope)
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                labels = (self.service, scope["method"], route, str(status))
+                HTTP_REQUEST_SECONDS.labels(*labels).observe(elapsed)
+                HTTP_REQUESTS.labels(*labels).inc()
+                self.log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+                request_id_var.reset(token)
 
 
 class BodySizeLimitMiddleware:

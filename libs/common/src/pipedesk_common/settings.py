@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -139,6 +140,68 @@ class BaseServiceSettings(BaseSettings):
         1_048_576, ge=1024, validation_alias=AliasChoices("MAX_BODY_BYTES", "max_body_bytes")
     )
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+
+    broker_prefix: str = Field(
+        "",
+        pattern=r"^[a-z0-9_.-]*$",
+        validation_alias=AliasChoices("BROKER_PREFIX", "broker_prefix"),
+        description="Prefix of every exchange and queue name, isolating a second stack",
+    )
+    broker_queue_expires_ms: int | None = Field(
+        None,
+        ge=60_000,
+        validation_alias=AliasChoices("BROKER_QUEUE_EXPIRES_MS", "broker_queue_expires_ms"),
+        description="For ephemeral stacks: queues unused this long are deleted by the broker",
+    )
+    amqp_heartbeat: int = Field(
+        10, ge=1, le=600, validation_alias=AliasChoices("AMQP_HEARTBEAT", "amqp_heartbeat")
+    )
+    relay_enabled: bool = Field(
+        True, validation_alias=AliasChoices("RELAY_ENABLED", "relay_enabled")
+    )
+    outbox_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("OUTBOX_POLL_SECONDS", "outbox_poll_seconds"),
+    )
+    consumers_enabled: bool = Field(
+        True, validation_alias=AliasChoices("CONSUMERS_ENABLED", "consumers_enabled")
+    )
+    consumer_prefetch: int = Field(
+        100, ge=1, le=5000, validation_alias=AliasChoices("CONSUMER_PREFETCH", "consumer_prefetch")
+    )
+    consumer_max_attempts: int = Field(
+        5,
+        ge=1,
+        le=50,
+        validation_alias=AliasChoices("CONSUMER_MAX_ATTEMPTS", "consumer_max_attempts"),
+    )
+    consumer_delivery_limit: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("CONSUMER_DELIVERY_LIMIT", "consumer_delivery_limit"),
+    )
+    consumer_retry_delays_ms: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1_000, 5_000, 30_000, 120_000],
+        min_length=1,
+        validation_alias=AliasChoices("CONSUMER_RETRY_DELAYS_MS", "consumer_retry_delays_ms"),
+    )
+
+    @field_validator("consumer_retry_delays_ms", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("consumer_retry_delays_ms")
+    @classmethod
+    def _positive_delays(cls, value: list[int]) -> list[int]:
+        if any(delay <= 0 for delay in value):
+            raise ValueError("retry delays must be positive milliseconds")
+        return value
 
     @classmethod
     def settings_customise_sources(

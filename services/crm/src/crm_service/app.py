@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from crm_service.api import internal, router
+from crm_service.models import outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
 from pipedesk_common.clock import Clock
@@ -15,4 +16,5 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
         description="Leads, with org isolation and role-based access.",
         routers=[router, internal],
         clock=clock,
+        outbox=outbox,
     )

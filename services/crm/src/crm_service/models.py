@@ -3,12 +3,15 @@
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ARRAY, CheckConstraint, Column, DateTime, Index, Numeric, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
+from pipedesk_common.outbox import outbox_table
 
 
 class CrmModel(SQLModel, registry=schema_registry("crm")):
@@ -65,3 +68,26 @@ class Lead(CrmModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     version: int = 1
+
+
+class AuditEntry(CrmModel, table=True):
+    """One change of a CRM record: append-only, never updated or deleted by the application."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_record", "org_id", "record_type", "record_id", "occurred_at"),
+        Index("ix_audit_log_org_time", "org_id", "occurred_at"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    record_type: str = Field(sa_type=String(20))
+    record_id: UUID
+    action: str = Field(sa_type=String(30))
+    actor_id: str = Field(sa_type=String(255))
+    changes: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    request_id: str | None = Field(default=None, sa_type=String(128))
+
+
+outbox = outbox_table(CrmModel.metadata)

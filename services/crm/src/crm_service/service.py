@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from crm_service.audit import record_lead_change
 from crm_service.models import Lead
 from crm_service.repository import LeadFilters, LeadRepository
 from crm_service.schemas import REQUIRED_ON_UPDATE, LeadCreate, LeadUpdate
@@ -66,6 +67,7 @@ class LeadService:
         _check_money(lead)
         self.repository.add(lead)
         await self.repository.session.flush()
+        await record_lead_change(self.repository.session, principal, lead, "created", {})
         return lead
 
     async def _visible(self, principal: Principal, lead_id: UUID, *, for_update: bool) -> Lead:
@@ -118,25 +120,32 @@ class LeadService:
                 raise _invalid("team_id", "may not be null")
             if changes["team_id"] is not None:
                 changes["team_id"] = _team_for(principal, changes["team_id"])
-        changed = {name: value for name, value in changes.items() if getattr(lead, name) != value}
+        changed = {
+            name: (getattr(lead, name), value)
+            for name, value in changes.items()
+            if getattr(lead, name) != value
+        }
         if not changed:
             return lead
-        for name, value in changed.items():
-            setattr(lead, name, value)
+        for name, (_old, new) in changed.items():
+            setattr(lead, name, new)
         _check_money(lead)
         self._touch(lead)
+        await record_lead_change(self.repository.session, principal, lead, "updated", changed)
         return lead
 
     async def delete(self, principal: Principal, lead_id: UUID) -> Lead:
         lead = await self._for_action(principal, lead_id, Action.DELETE, deleted=False)
         lead.deleted_at = self.clock.now()
         self._touch(lead)
+        await record_lead_change(self.repository.session, principal, lead, "deleted", {})
         return lead
 
     async def restore(self, principal: Principal, lead_id: UUID) -> Lead:
         lead = await self._for_action(principal, lead_id, Action.RESTORE, deleted=True)
         lead.deleted_at = None
         self._touch(lead)
+        await record_lead_change(self.repository.session, principal, lead, "restored", {})
         return lead
 
     async def access_of(self, lead_id: UUID) -> Lead:

@@ -116,3 +116,25 @@ async def drop_database(url: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+async def published_event_violations(url: str) -> list[str]:
+    """Check every event in every service's outbox against its contract."""
+    from pipedesk_common.events.catalog import contract_violations
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
+    )
+    violations: list[str] = []
+    try:
+        schemas = await connection.fetch(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'"
+        )
+        for row in schemas:
+            bodies = await connection.fetch(f'SELECT body FROM "{row["table_schema"]}".outbox')
+            for body in bodies:
+                violations += contract_violations(bytes(body["body"]))
+    finally:
+        await connection.close()
+    return violations

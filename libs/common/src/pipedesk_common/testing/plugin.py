@@ -10,23 +10,36 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from pipedesk_common.auth import Principal, Role
+from pipedesk_common.clock import Clock
+from pipedesk_common.messaging import Topology, connect
 from pipedesk_common.preflight import unreachable_servers
 from pipedesk_common.settings import (
     DEFAULT_AMQP_URL,
     DEFAULT_DATABASE_URL,
     JWKS_PATH,
     SERVICE_JWKS_PATH,
+    BaseServiceSettings,
 )
-from pipedesk_common.testing.database import create_run_database, drop_database
+from pipedesk_common.testing.clients import app_client
+from pipedesk_common.testing.database import (
+    create_run_database,
+    drop_database,
+    published_event_violations,
+)
 from pipedesk_common.testing.servers import serve_in_thread
+
+QUEUE_EXPIRY_MS = 3_600_000
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,9 +60,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
+    """This run's database. At its end, every event any service published during the run (all
+    of them sit in the outboxes) is checked against its contract."""
     url = asyncio.run(create_run_database(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
     yield url
-    asyncio.run(drop_database(url))
+    try:
+        violations = asyncio.run(published_event_violations(url))
+    finally:
+        asyncio.run(drop_database(url))
+    if violations:
+        pytest.fail("published events break their contracts:\n" + "\n".join(violations[:50]))
 
 
 @dataclass
@@ -81,7 +101,25 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, identity: Identity) -> dict[str, str]:
+def broker_prefix() -> Iterator[str]:
+    """Exchanges and queues of this run carry this prefix; queues expire an hour after last use."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    yield prefix
+
+    async def delete_exchanges() -> None:
+        connection = await connect(
+            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown"
+        )
+        try:
+            await Topology(prefix).delete_exchanges(await connection.channel())
+        finally:
+            await connection.close()
+
+    asyncio.run(delete_exchanges())
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, identity: Identity, broker_prefix: str) -> dict[str, str]:
     """Settings for a service under test, as environment variables (also usable as kwargs)."""
     return {
         "ENVIRONMENT": "test",
@@ -91,7 +129,33 @@ def service_env(database_url: str, identity: Identity) -> dict[str, str]:
         "SERVICE_JWKS_URL": identity.service_jwks_url,
         "DEV_KEY_DIR": str(identity.key_dir),
         "LOG_LEVEL": "WARNING",
+        "BROKER_PREFIX": broker_prefix,
+        "BROKER_QUEUE_EXPIRES_MS": str(QUEUE_EXPIRY_MS),
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "CONSUMER_RETRY_DELAYS_MS": "100,200,400",
+        "AMQP_HEARTBEAT": "2",
     }
+
+
+OpenService = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def open_service(service_env: dict[str, str]) -> OpenService:
+    """``async with open_service(build_app, Settings, clock=…, **overrides) as client``: a service
+    app in-process, with its lifespan (relay, consumers) running and the run's settings."""
+
+    def open_app(
+        build_app: Callable[..., FastAPI],
+        settings_class: type[BaseServiceSettings],
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        settings = settings_class(**{**service_env, **overrides})
+        app = build_app(settings, clock=clock)
+        return app_client(app, f"http://{settings_class.service_name}")
+
+    return open_app
 
 
 @dataclass(frozen=True)

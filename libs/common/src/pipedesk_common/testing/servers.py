@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -65,12 +66,16 @@ def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
 def run_process(
     args: list[str], *, env: Mapping[str, str], ready_url: str | None = None, timeout: float = 30.0
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real child process (a service, a relay) with its own environment; stopped at exit."""
+    """A real child process (a service, a relay) with its own environment; stopped at exit.
+
+    Its output goes to a temporary file (a pipe nobody reads would block the child once full).
+    """
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(  # noqa: S603 - the tests choose the command
         [sys.executable, *args],
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         if ready_url is not None:
@@ -84,5 +89,4 @@ def run_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        log.close()

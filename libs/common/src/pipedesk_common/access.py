@@ -1,0 +1,167 @@
+"""A local replica of CRM's access lists, for services that serve record-scoped data.
+
+Kept current by CRM's ``crm.<type>.access_changed`` events; a record not heard of yet is fetched
+once from CRM's ``/internal/acl/{type}/{id}`` (so an item linked to a lead created a moment ago
+works), and every decision goes through the one ``can``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipedesk_common.auth import Principal, ServiceTokenIssuer
+from pipedesk_common.consumer import Consumer
+from pipedesk_common.errors import ServiceUnavailable
+from pipedesk_common.events import Event
+from pipedesk_common.events.crm import AccessChanged, LeadAccessChanged
+from pipedesk_common.rbac import AccessList, Action, MemberRole, can
+
+log = logging.getLogger(__name__)
+
+ACCESS_EVENTS: dict[str, type[AccessChanged]] = {"lead": LeadAccessChanged}
+
+
+def access_replica_table(metadata: MetaData) -> Table:
+    return Table(
+        "access_replica",
+        metadata,
+        Column("record_type", String(20), nullable=False),
+        Column("record_id", String(64), nullable=False),
+        Column("org_id", String(255), nullable=False),
+        Column("owner_id", String(255), nullable=True),
+        Column("team_id", String(255), nullable=True),
+        Column("members", JSONB, nullable=False),
+        Column("deleted", Boolean, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("record_type", "record_id"),
+    )
+
+
+class AccessReplica:
+    def __init__(
+        self,
+        table: Table,
+        *,
+        crm_url: str,
+        http: Callable[[], httpx.AsyncClient],
+        issuer: Callable[[], ServiceTokenIssuer],
+    ) -> None:
+        self.table = table
+        self.crm_url = crm_url.rstrip("/")
+        self._http = http
+        self._issuer = issuer
+
+    def subscribe(self, consumer: Consumer) -> None:
+        """Keep this replica current from the consumer's queue."""
+        for record_type, model in ACCESS_EVENTS.items():
+
+            async def on_access_changed(
+                session: AsyncSession, event: Event[Any], record_type: str = record_type
+            ) -> None:
+                data = event.data
+                assert isinstance(data, AccessChanged)
+                await self._store(session, record_type, data.id, data.model_dump())
+
+            consumer.on(model)(on_access_changed)
+
+    async def _store(
+        self, session: AsyncSession, record_type: str, record_id: str, values: dict[str, Any]
+    ) -> None:
+        row = {
+            "record_type": record_type,
+            "record_id": record_id,
+            "org_id": values["org_id"],
+            "owner_id": values["owner_id"],
+            "team_id": values["team_id"],
+            "members": values.get("members", {}),
+            "deleted": values.get("deleted", False),
+            "version": values["version"],
+        }
+        statement = insert(self.table).values(**row)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["record_type", "record_id"],
+                set_={
+                    **{
+                        k: statement.excluded[k]
+                        for k in row
+                        if k not in {"record_type", "record_id"}
+                    },
+                    "updated_at": func.now(),
+                },
+                where=self.table.c.version < statement.excluded.version,
+            )
+        )
+
+    async def access_list(
+        self, session: AsyncSession, record_type: str, record_id: str
+    ) -> AccessList | None:
+        """The record's access list, or None if it does not exist or is deleted."""
+        row = (
+            await session.execute(
+                select(self.table).where(
+                    self.table.c.record_type == record_type, self.table.c.record_id == record_id
+                )
+            )
+        ).one_or_none()
+        values: dict[str, Any] | None = dict(row._mapping) if row is not None else None
+        if values is None:
+            values = await self._fetch(record_type, record_id)
+            if values is None:
+                return None
+            await self._store(session, record_type, record_id, values)
+        if values["deleted"]:
+            return None
+        return AccessList(
+            org_id=values["org_id"],
+            owner_id=values["owner_id"],
+            team_id=values["team_id"],
+            members={user: MemberRole(role) for user, role in values["members"].items()},
+        )
+
+    async def can(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        action: Action,
+        record_type: str,
+        record_id: str,
+    ) -> bool:
+        access = await self.access_list(session, record_type, record_id)
+        return access is not None and can(principal, action, access)
+
+    async def _fetch(self, record_type: str, record_id: str) -> dict[str, Any] | None:
+        token = self._issuer().token_for("crm")
+        try:
+            response = await self._http().get(
+                f"{self.crm_url}/internal/acl/{record_type}/{record_id}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("the CRM service cannot be reached for access rules") from exc
+        if response.status_code in {404, 422}:
+            return None
+        if response.status_code != 200:
+            log.warning("CRM answered %s for an access list", response.status_code)
+            raise ServiceUnavailable("the CRM service could not tell who may see this record")
+        document: dict[str, Any] = response.json()
+        return document

@@ -1,0 +1,136 @@
+"""``python -m pipedesk_common.dlq list|replay QUEUE``: inspect and replay dead letters.
+
+``list`` shows what sits in ``<queue>.dlq`` (nothing is removed). ``replay`` sends dead letters back
+to ``<queue>`` itself — not to the events exchange, so other subscribers see nothing twice — with
+their attempt count reset, and removes each from the DLQ only after the broker confirmed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from pipedesk_common.consumer import ATTEMPT_HEADER, attempts_of
+from pipedesk_common.events.envelope import MalformedEvent, UnknownEventType, decode_event
+from pipedesk_common.messaging import Topology, connect
+from pipedesk_common.settings import DEFAULT_AMQP_URL
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    event_id: str
+    type: str
+    reason: str
+    attempts: int
+
+
+def describe(message: AbstractIncomingMessage) -> DeadLetter:
+    headers: dict[str, Any] = dict(message.headers or {})
+    try:
+        event = decode_event(message.body, message.content_type)
+        event_id, event_type = str(event.id), event.type.name
+    except (MalformedEvent, UnknownEventType) as exc:
+        event_id, event_type = "?", f"unreadable ({type(exc).__name__})"
+    deaths = headers.get("x-death") or []
+    reason = str(deaths[0].get("reason", "?")) if deaths and isinstance(deaths[0], dict) else "?"
+    if headers.get("x-first-death-reason"):
+        reason = str(headers["x-first-death-reason"])
+    attempts = attempts_of(headers)
+    delivery_count = attempts_of({ATTEMPT_HEADER: headers.get("x-delivery-count", 0)})
+    return DeadLetter(event_id, event_type, reason, max(attempts, delivery_count))
+
+
+async def list_dead_letters(amqp_url: str, queue: str, *, limit: int = 1000) -> list[DeadLetter]:
+    connection = await connect(amqp_url, name="dlq-list")
+    try:
+        channel = await connection.channel()
+        dlq = await channel.get_queue(Topology.dead_letter_queue(queue), ensure=True)
+        found: list[DeadLetter] = []
+        held: list[AbstractIncomingMessage] = []
+        while len(found) < limit:
+            message = await dlq.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            held.append(message)
+            found.append(describe(message))
+        for message in held:
+            await message.nack(requeue=True)
+        return found
+    finally:
+        await connection.close()
+
+
+async def replay_dead_letters(
+    amqp_url: str, queue: str, *, event_id: str | None = None, limit: int = 1000
+) -> int:
+    connection = await connect(amqp_url, name="dlq-replay")
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        dlq = await channel.get_queue(Topology.dead_letter_queue(queue), ensure=True)
+        replayed = 0
+        skipped: list[AbstractIncomingMessage] = []
+        for _ in range(limit):
+            message = await dlq.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            if event_id is not None and describe(message).event_id != event_id:
+                skipped.append(message)
+                continue
+            headers = {
+                key: value
+                for key, value in (message.headers or {}).items()
+                if not key.startswith("x-death")
+                and not key.startswith("x-first-death")
+                and not key.startswith("x-last-death")
+                and key != ATTEMPT_HEADER
+            }
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=headers,
+                ),
+                routing_key=queue,
+                timeout=10,
+            )
+            await message.ack()
+            replayed += 1
+        for message in skipped:
+            await message.nack(requeue=True)
+        return replayed
+    finally:
+        await connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipedesk_common.dlq", description=__doc__)
+    parser.add_argument("command", choices=["list", "replay"])
+    parser.add_argument("queue", help="the consumer queue, e.g. timeline.items")
+    parser.add_argument("--prefix", default=os.environ.get("BROKER_PREFIX", ""))
+    parser.add_argument("--event-id", help="replay only this event")
+    args = parser.parse_args(argv)
+    amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+    queue = Topology(args.prefix).queue(args.queue)
+    if args.command == "list":
+        letters = asyncio.run(list_dead_letters(amqp_url, queue))
+        for letter in letters:
+            print(f"{letter.event_id}\t{letter.type}\t{letter.reason}\tattempts={letter.attempts}")
+        print(
+            f"{len(letters)} dead letter(s) in {Topology.dead_letter_queue(queue)}", file=sys.stderr
+        )
+        return 0
+    count = asyncio.run(replay_dead_letters(amqp_url, queue, event_id=args.event_id))
+    print(f"replayed {count} dead letter(s) to {queue}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The timeline projection: how any producer describes an item for a record's timeline.
+
+Every event meant for the timeline carries one in ``data.timeline``, so the timeline service maps
+every producer the same way and a new producer needs no timeline change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class RecordType(StrEnum):
+    LEAD = "lead"
+    DEAL = "deal"
+    CONTACT = "contact"
+    COMPANY = "company"
+
+
+class ItemKind(StrEnum):
+    MEETING = "meeting"
+    EMAIL = "email"
+    FILE = "file"
+    TASK = "task"
+    AUDIT = "audit"
+    NOTE = "note"
+
+
+class Link(BaseModel):
+    """A CRM record an item or event belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: RecordType
+    id: str = Field(min_length=1, max_length=64)
+
+
+class TimelineSource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    service: str = Field(description="The producing service, e.g. `crm`, `calendar`")
+    key: str = Field(
+        description="Identifies the source object: its versions update ONE item, never add more"
+    )
+    google_id: str | None = None
+    url: str | None = None
+
+
+class Visibility(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    private: bool = Field(False, description="Shown to others as busy/hidden, e.g. a private event")
+    sharing: str | None = Field(None, description="Mailbox sharing level: metadata, subject, full")
+    owner_id: str | None = Field(None, description="The user whose mailbox or calendar it is")
+
+
+class TimelineProjection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: ItemKind
+    occurred_at: AwareDatetime
+    title: str = Field(max_length=500)
+    summary: str | None = Field(None, max_length=4000)
+    participants: list[str] = Field(default_factory=list, description="Emails, lower case")
+    links: list[Link] = Field(default_factory=list)
+    source: TimelineSource
+    status: str | None = None
+    actor_id: str | None = None
+    visibility: Visibility = Visibility()
+    version: int = Field(1, description="Newer versions of the same source object win")

@@ -1,0 +1,155 @@
+"""RabbitMQ topology and connections shared by the outbox relay and the consumers.
+
+- ``<prefix>pipedesk.events``: the topic exchange every service publishes to;
+- ``<prefix>pipedesk.dlx``: the dead-letter exchange;
+- per consumer queue ``<queue>``: a quorum queue with a delivery limit, dead-lettering at least
+  once to ``<queue>.dlq``; and retry queues ``<queue>.retry.<ms>`` whose messages expire back into
+  ``<queue>`` after a delay, so a failing message backs off instead of spinning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+
+
+def with_heartbeat(url: str, heartbeat: int) -> str:
+    """The AMQP URL with a heartbeat, so a hung link is noticed within two heartbeats."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("heartbeat", str(heartbeat))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def connect(
+    url: str, *, name: str, heartbeat: int = 10, connect_timeout: float = 5.0
+) -> AbstractConnection:
+    """A plain (not "robust") connection: our own loops reconnect and redeclare everything.
+
+    aio-pika's robust connection is known to lose consumers and fail publishes and acks around a
+    reconnect; an explicit reconnect loop is simpler to reason about and to test.
+    """
+    connection = await aio_pika.connect(
+        with_heartbeat(url, heartbeat),
+        timeout=connect_timeout,
+        client_properties={"connection_name": name},
+    )
+    return connection
+
+
+def raise_if_cancelling() -> None:
+    """Inside an ``except``: a cancellation that a library turned into an error is still one."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def closed(connection: AbstractConnection) -> None:
+    """Wait until the connection closes, for whatever reason."""
+    done = asyncio.get_running_loop().create_future()
+
+    def on_close(*_args: Any) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    connection.close_callbacks.add(on_close)
+    if connection.is_closed:
+        return
+    await done
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Names of the exchanges and queues; ``prefix`` isolates a test run or a second stack."""
+
+    prefix: str = ""
+    queue_expires_ms: int | None = None
+
+    def _queue_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self.queue_expires_ms is not None:
+            return {**arguments, "x-expires": self.queue_expires_ms}
+        return arguments
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}pipedesk.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}pipedesk.dlx"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @staticmethod
+    def dead_letter_queue(queue: str) -> str:
+        return f"{queue}.dlq"
+
+    @staticmethod
+    def retry_queue(queue: str, delay_ms: int) -> str:
+        return f"{queue}.retry.{delay_ms}"
+
+    async def delete_exchanges(self, channel: AbstractChannel) -> None:
+        """Remove this prefix's exchanges (an ephemeral stack's teardown)."""
+        await channel.exchange_delete(self.events_exchange)
+        await channel.exchange_delete(self.dead_letter_exchange)
+
+    async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def declare_consumer_queue(
+        self,
+        channel: AbstractChannel,
+        queue: str,
+        *,
+        routing_keys: Iterable[str],
+        delivery_limit: int,
+        retry_delays_ms: Sequence[int],
+    ) -> AbstractQueue:
+        events = await self.declare_exchange(channel)
+        dead_letters = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dlq = await channel.declare_queue(
+            self.dead_letter_queue(queue),
+            durable=True,
+            arguments=self._queue_arguments({"x-queue-type": "quorum"}),
+        )
+        await dlq.bind(dead_letters, routing_key=self.dead_letter_queue(queue))
+        main = await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments=self._queue_arguments(
+                {
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": delivery_limit,
+                    "x-dead-letter-exchange": self.dead_letter_exchange,
+                    "x-dead-letter-routing-key": self.dead_letter_queue(queue),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }
+            ),
+        )
+        for routing_key in sorted(set(routing_keys)):
+            await main.bind(events, routing_key=routing_key)
+        for delay in retry_delays_ms:
+            await channel.declare_queue(
+                self.retry_queue(queue, delay),
+                durable=True,
+                arguments=self._queue_arguments(
+                    {
+                        "x-message-ttl": delay,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": queue,
+                    }
+                ),
+            )
+        return main

@@ -1,0 +1,304 @@
+"""The transactional outbox: events are rows written in the same transaction as the change.
+
+``add_event(session, table, event)`` inserts the row (and a NOTIFY that fires at commit); the relay
+claims pending rows by status with ``FOR UPDATE SKIP LOCKED`` — never by a "last id" cursor, so a
+row whose id was allocated early but committed late is still sent — publishes them as persistent
+messages with publisher confirms, many in flight, and marks a row sent only after its confirm.
+Several relays can run at once; sent rows are pruned after a retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Final
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractExchange
+from opentelemetry import propagate
+from prometheus_client import Counter, Gauge
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pipedesk_common.clock import Clock
+from pipedesk_common.events import Event, encode_event
+from pipedesk_common.events.envelope import CONTENT_TYPE
+from pipedesk_common.messaging import Topology, connect, raise_if_cancelling
+
+log = logging.getLogger(__name__)
+
+PENDING: Final = 0
+SENT: Final = 1
+
+OUTBOX_BACKLOG = Gauge(
+    "pipedesk_outbox_backlog", "Events written but not yet confirmed by the broker", ["service"]
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "pipedesk_outbox_oldest_age_seconds", "Age of the oldest unsent event", ["service"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "pipedesk_outbox_published_total", "Events published and confirmed", ["service"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "pipedesk_outbox_publish_failures_total",
+    "Publish attempts the broker did not confirm",
+    ["service"],
+)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox of one service, in that service's schema (so its migrations create it)."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("routing_key", String(255), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("status", SmallInteger, nullable=False, server_default=text("0")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        Index("ix_outbox_pending", "id", postgresql_where=text("status = 0")),
+        Index("ix_outbox_sent_at", "sent_at", postgresql_where=text("status = 1")),
+    )
+
+
+def notify_channel(table: Table) -> str:
+    return f"{table.schema}_outbox"
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+async def add_event(session: AsyncSession, table: Table, event: Event[Any]) -> None:
+    """Write ``event`` in the session's transaction: it is published if and only if it commits.
+
+    The event carries the current trace context, so its consumers' spans join the request's trace.
+    """
+    if event.traceparent is None:
+        event = replace(event, traceparent=current_traceparent())
+    await session.execute(
+        table.insert().values(
+            event_id=event.id, routing_key=event.routing_key, body=encode_event(event)
+        )
+    )
+    await session.execute(
+        text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(table)}
+    )
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    batch_size: int = 200
+    poll_interval: float = 1.0
+    retention: timedelta = timedelta(days=3)
+    prune_every: float = 300.0
+    reconnect_delay: float = 1.0
+    publish_timeout: float = 10.0
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to the events exchange; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        engine: AsyncEngine,
+        table: Table,
+        topology: Topology,
+        amqp_url: str,
+        clock: Clock,
+        settings: RelaySettings | None = None,
+    ) -> None:
+        self.service = service
+        self.engine = engine
+        self.table = table
+        self.topology = topology
+        self.amqp_url = amqp_url
+        self.clock = clock
+        self.settings = settings or RelaySettings()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_prune = 0.0
+
+    def stop(self) -> None:
+        """Ask the relay to finish its current batch and return from ``run``."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stopped, reconnecting to the broker and the database as needed."""
+        listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._run_connected()
+                except (aio_pika.exceptions.AMQPException, OSError, ConnectionError) as exc:
+                    raise_if_cancelling()
+                    log.warning("relay lost the broker; retrying", extra={"error": repr(exc)})
+                except Exception:
+                    raise_if_cancelling()
+                    log.exception("relay failed; retrying")
+                await self._update_backlog_metrics()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.reconnect_delay):
+                        await self._stopping.wait()
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _run_connected(self) -> None:
+        connection = await connect(self.amqp_url, name=f"{self.service}-relay")
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await self.topology.declare_exchange(channel)
+            while not connection.is_closed and not self._stopping.is_set():
+                sent = await self.relay_once(exchange)
+                await self._update_backlog_metrics()
+                await self._prune_if_due()
+                if sent < self.settings.batch_size:
+                    await self._wait_for_work()
+        finally:
+            await connection.close()
+
+    async def _wait_for_work(self) -> None:
+        self._wake.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the wake-up does, and the relay would then never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.poll_interval):
+                await self._wake.wait()
+
+    async def relay_once(self, exchange: AbstractExchange) -> int:
+        """Claim a batch of pending rows, publish them, mark the confirmed ones sent."""
+        table = self.table
+        async with self.engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    table.select()
+                    .with_only_columns(table.c.id, table.c.routing_key, table.c.body)
+                    .where(table.c.status == PENDING)
+                    .order_by(table.c.id)
+                    .limit(self.settings.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._publish(exchange, row.routing_key, row.body) for row in rows),
+                return_exceptions=True,
+            )
+            confirmed = [
+                row.id for row, result in zip(rows, results, strict=True) if result is None
+            ]
+            if confirmed:
+                await connection.execute(
+                    table.update()
+                    .where(table.c.id.in_(confirmed))
+                    .values(status=SENT, sent_at=self.clock.now())
+                )
+            OUTBOX_PUBLISHED.labels(self.service).inc(len(confirmed))
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
+            raise failures[0]
+        return len(confirmed)
+
+    async def _publish(self, exchange: AbstractExchange, routing_key: str, body: bytes) -> None:
+        message = aio_pika.Message(
+            body,
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        # With publisher confirms, this returns once the broker has the message (or raises).
+        await exchange.publish(
+            message,
+            routing_key=routing_key,
+            mandatory=False,
+            timeout=self.settings.publish_timeout,
+        )
+
+    async def _update_backlog_metrics(self) -> None:
+        table = self.table
+        try:
+            async with self.engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        table.select()
+                        .with_only_columns(func.count(), func.min(table.c.created_at))
+                        .where(table.c.status == PENDING)
+                    )
+                ).one()
+        except Exception:  # metrics must never stop the relay
+            log.debug("backlog metrics unavailable", exc_info=True)
+            return
+        count, oldest = row
+        OUTBOX_BACKLOG.labels(self.service).set(count)
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
+
+    async def _prune_if_due(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_prune < self.settings.prune_every:
+            return
+        self._last_prune = loop_time
+        await self.prune()
+
+    async def prune(self) -> int:
+        """Delete sent rows older than the retention period; returns how many."""
+        cutoff = self.clock.now() - self.settings.retention
+        table = self.table
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                table.delete().where(table.c.status == SENT, table.c.sent_at < cutoff)
+            )
+        return int(result.rowcount or 0)
+
+    async def _listen(self) -> None:
+        """LISTEN for commits of new rows; a lost listener is re-established (polling covers
+        whatever it misses meanwhile)."""
+        url = self.engine.url
+        while True:
+            try:
+                connection = await asyncpg.connect(
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
+                    timeout=5,
+                )
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(self.settings.reconnect_delay)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+            try:
+                await connection.add_listener(
+                    notify_channel(self.table), lambda *_args: self._wake.set()
+                )
+                await lost.wait()
+            finally:
+                await connection.close(timeout=2)

@@ -1,0 +1,104 @@
+"""A loopback TCP proxy that tests put between a process and a shared server, to simulate an
+outage without touching the server: ``cut()`` drops every connection and refuses new ones,
+``stall()`` keeps connections open but silent, ``restore()`` brings the link back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pipedesk_common.testing.servers import free_port
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="tcp-proxy"
+        )
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self.connections_made = 0
+
+    def start(self) -> None:
+        self._thread.start()
+        self._call(self._listen())
+        self._call(self._set_flowing(True))
+
+    def close(self) -> None:
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones."""
+        self._call(self._shutdown())
+
+    def stall(self) -> None:
+        """Keep connections open but forward nothing, like a hung peer."""
+        self._call(self._set_flowing(False))
+
+    def restore(self) -> None:
+        self._call(self._set_flowing(True))
+        self._call(self._listen())
+
+    def _call(self, coroutine: object) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)  # type: ignore[arg-type]
+
+    async def _set_flowing(self, flowing: bool) -> None:
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.connections_made += 1
+        self._writers.update({writer, upstream_writer})
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    await self._flowing.wait()
+                    sink.write(chunk)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
+        self._writers.difference_update({writer, upstream_writer})
+
+
+@contextmanager
+def tcp_proxy(target_host: str, target_port: int) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(target_host, target_port)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -1,0 +1,186 @@
+"""The timeline API: only people who may read a record see its timeline."""
+
+import asyncio
+from typing import Any
+from uuid import uuid4
+
+import aio_pika
+import httpx
+import pytest
+
+from crm_service.app import build_app as build_crm
+from crm_service.settings import CrmSettings
+from pipedesk_common.auth import Role
+from pipedesk_common.clock import SystemClock
+from pipedesk_common.events import Event, encode_event, new_event
+from pipedesk_common.events.crm import AuditRecorded, LeadAccessChanged
+from pipedesk_common.events.timeline import (
+    ItemKind,
+    Link,
+    RecordType,
+    TimelineProjection,
+    TimelineSource,
+)
+from pipedesk_common.messaging import Topology
+from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
+from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_common.testing.waiting import eventually
+
+pytestmark = pytest.mark.asyncio
+
+
+def audit(
+    owner: ActingUser, lead_id: str, index: int, kind: ItemKind = ItemKind.AUDIT
+) -> Event[Any]:
+    clock = SystemClock()
+    record = Link(type=RecordType.LEAD, id=lead_id)
+    audit_id = str(uuid4())
+    data = AuditRecorded(
+        id=audit_id,
+        record=record,
+        action="updated",
+        actor_id=owner.sub,
+        changes={"title": (f"v{index}", f"v{index + 1}")},
+        occurred_at=clock.now(),
+        timeline=TimelineProjection(
+            kind=kind,
+            occurred_at=clock.now(),
+            title=f"change {index}",
+            links=[record],
+            source=TimelineSource(service="crm", key=f"crm:audit:{audit_id}"),
+        ),
+    )
+    return new_event(data, org_id=owner.principal.org_id, actor_id=owner.sub, time=clock.now())
+
+
+def access(owner: ActingUser, lead_id: str, team: str = "t1") -> Event[Any]:
+    data = LeadAccessChanged(
+        id=lead_id, version=1, org_id=owner.principal.org_id, owner_id=owner.sub, team_id=team
+    )
+    return new_event(
+        data, org_id=owner.principal.org_id, actor_id=owner.sub, time=SystemClock().now()
+    )
+
+
+async def publish(service_env: dict[str, str], *events: Event[Any]) -> None:
+    connection = await aio_pika.connect(service_env["AMQP_URL"])
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await Topology(service_env["BROKER_PREFIX"]).declare_exchange(channel)
+        for event in events:
+            message = aio_pika.Message(
+                encode_event(event), content_type="application/cloudevents+json"
+            )
+            await exchange.publish(message, routing_key=event.routing_key)
+    finally:
+        await connection.close()
+
+
+async def items(
+    client: httpx.AsyncClient, user: ActingUser, lead_id: str, **params: Any
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/timeline/lead/{lead_id}", params=params, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def arrived(client: httpx.AsyncClient, user: ActingUser, lead_id: str) -> int:
+    """How many items the user sees yet (0 while the lead's events are still on their way)."""
+    response = await client.get(f"/api/timeline/lead/{lead_id}", headers=user.headers)
+    return len(response.json()["items"]) if response.status_code == 200 else 0
+
+
+async def test_pages_newest_first_with_kinds_and_a_stable_cursor(
+    timeline_app: OpenService, users: Users, service_env: dict[str, str]
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    lead_id = str(uuid4())
+    async with timeline_app() as timeline:
+        await publish(
+            service_env,
+            access(owner, lead_id),
+            *(audit(owner, lead_id, index) for index in range(5)),
+        )
+        await publish(service_env, audit(owner, lead_id, 99, kind=ItemKind.NOTE))
+        await eventually(lambda: arrived(timeline, owner, lead_id), until=lambda count: count == 6)
+        first = await items(timeline, owner, lead_id, limit=2, kinds="audit")
+        titles = [item["title"] for item in first["items"]]
+        cursor = first["next_cursor"]
+        while cursor:
+            page = await items(timeline, owner, lead_id, limit=2, kinds="audit", cursor=cursor)
+            titles += [item["title"] for item in page["items"]]
+            cursor = page["next_cursor"]
+        assert titles == [f"change {index}" for index in reversed(range(5))]
+        notes = await items(timeline, owner, lead_id, kinds="note")
+        assert [item["title"] for item in notes["items"]] == ["change 99"]
+        foreign = await timeline.get(
+            f"/api/timeline/lead/{lead_id}",
+            params={"limit": 2, "kinds": "note", "cursor": first["next_cursor"]},
+            headers=owner.headers,
+        )
+        assert foreign.status_code == 400
+
+
+async def test_strangers_and_other_orgs_get_404(
+    timeline_app: OpenService, users: Users, service_env: dict[str, str]
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    lead_id = str(uuid4())
+    async with timeline_app() as timeline:
+        await publish(service_env, access(owner, lead_id), audit(owner, lead_id, 1))
+        await eventually(lambda: arrived(timeline, owner, lead_id), until=lambda count: count == 1)
+        manager = users.make(Role.MANAGER, teams=["t1"])
+        assert len((await items(timeline, manager, lead_id))["items"]) == 1
+        for stranger in (
+            users.make(Role.REP, teams=["t1"]),
+            users.make(Role.VIEWER, teams=["t2"]),
+            users.other_org().make(Role.ADMIN, teams=["t1"]),
+        ):
+            response = await timeline.get(f"/api/timeline/lead/{lead_id}", headers=stranger.headers)
+            assert response.status_code == 404
+            assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_bad_requests_are_4xx_problems(timeline_app: OpenService, users: Users) -> None:
+    user = users.make(Role.ADMIN)
+    async with timeline_app() as timeline:
+        assert (await timeline.get(f"/api/timeline/lead/{uuid4()}")).status_code == 401
+        cases = {
+            f"/api/timeline/planet/{uuid4()}": "path.record_type",
+            "/api/timeline/lead/not-a-uuid": "path.record_id",
+            f"/api/timeline/lead/{uuid4()}?kinds=gossip": "query.kinds.0",
+            f"/api/timeline/lead/{uuid4()}?limit=0": "query.limit",
+        }
+        for path, field in cases.items():
+            response = await timeline.get(path, headers=user.headers)
+            assert response.status_code == 422, path
+            assert field in {error["field"] for error in response.json()["errors"]}
+
+
+async def test_a_lead_not_heard_of_yet_is_asked_of_crm_once(
+    timeline_app: OpenService, users: Users, service_env: dict[str, str]
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    with serve_in_thread(build_crm(CrmSettings(**service_env))) as crm_url:
+        async with httpx.AsyncClient(base_url=crm_url) as crm:
+            lead = (
+                await crm.post("/api/leads", json={"title": "fresh"}, headers=rep.headers)
+            ).json()
+        # no consumer: the timeline has not seen this lead's events
+        async with timeline_app(CRM_URL=crm_url, CONSUMERS_ENABLED="false") as timeline:
+            assert (await items(timeline, rep, lead["id"]))["items"] == []
+            stranger = users.make(Role.REP, teams=["t1"])
+            response = await timeline.get(
+                f"/api/timeline/lead/{lead['id']}", headers=stranger.headers
+            )
+            assert response.status_code == 404
+            missing = await timeline.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
+            assert missing.status_code == 404
+    async with timeline_app(CRM_URL=crm_url, CONSUMERS_ENABLED="false") as timeline:
+        # CRM is gone now: the access list fetched before is kept locally
+        assert (await items(timeline, rep, lead["id"]))["items"] == []
+        unknown = await timeline.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
+        assert unknown.status_code == 503
+    await asyncio.sleep(0)

@@ -1,0 +1,210 @@
+"""The consumer machinery, against the real broker and the timeline's own inbox tables."""
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import uuid4
+
+import aio_pika
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from pipedesk_common.app import stop_task
+from pipedesk_common.clock import SystemClock
+from pipedesk_common.consumer import Consumer, ConsumerSettings
+from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
+from pipedesk_common.events import Event, encode_event, new_event
+from pipedesk_common.events.crm import LeadAccessChanged
+from pipedesk_common.messaging import Topology
+from pipedesk_common.testing.proxy import tcp_proxy
+from pipedesk_common.testing.waiting import eventually
+from timeline_service.models import inbox
+
+pytestmark = pytest.mark.asyncio
+
+FAST = ConsumerSettings(
+    prefetch=50, max_attempts=3, delivery_limit=5, retry_delays_ms=(100, 200), heartbeat=2,
+    reconnect_delay=0.2,
+)  # fmt: skip
+
+
+def access_changed(record_id: str, version: int, org: str = "org-c") -> Event[Any]:
+    data = LeadAccessChanged(id=record_id, version=version, org_id=org, owner_id="u1", team_id="t1")
+    return new_event(data, org_id=org, actor_id="u1", time=SystemClock().now())
+
+
+class Harness:
+    def __init__(self, service_env: dict[str, str]) -> None:
+        self.env = service_env
+        self.topology = Topology(service_env["BROKER_PREFIX"], 3_600_000)
+        self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox, FAST)
+        self.calls: Counter[str] = Counter()
+        self.applied: list[tuple[str, int]] = []
+        self.failures_left: dict[str, int] = {}
+
+        @self.consumer.on(LeadAccessChanged)
+        async def handle(session: AsyncSession, event: Event[Any]) -> None:
+            key = event.data.id
+            self.calls[key] += 1
+            if self.failures_left.get(key, 0) != 0:
+                self.failures_left[key] -= 1
+                raise RuntimeError("handler failure")
+            self.applied.append((key, event.data.version))
+
+    @property
+    def queue(self) -> str:
+        return self.topology.queue(self.consumer.queue)
+
+    async def publish(self, *events: Event[Any], raw: bytes | None = None) -> None:
+        connection = await aio_pika.connect(self.env["AMQP_URL"])
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await self.topology.declare_exchange(channel)
+            for event in events:
+                message = aio_pika.Message(
+                    encode_event(event), content_type="application/cloudevents+json"
+                )
+                await exchange.publish(message, routing_key=event.routing_key)
+            if raw is not None:
+                await exchange.publish(
+                    aio_pika.Message(raw, content_type="application/cloudevents+json"),
+                    routing_key="crm.lead.access_changed",
+                )
+        finally:
+            await connection.close()
+
+
+@asynccontextmanager
+async def consuming(
+    harness: Harness, database_url: str, amqp_url: str | None = None
+) -> AsyncIterator[None]:
+    engine = create_async_engine(database_url, pool_size=5)
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        harness.consumer.run(
+            sessionmaker=create_sessionmaker(engine),
+            topology=harness.topology,
+            amqp_url=amqp_url or harness.env["AMQP_URL"],
+            clock=SystemClock(),
+            ready=ready,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        yield
+    finally:
+        harness.consumer.stop()
+        await asyncio.wait({task}, timeout=10)
+        await stop_task(task)
+        await engine.dispose()
+
+
+async def test_a_duplicate_delivery_has_one_effect(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    event = access_changed("lead-dup", 1)
+    async with consuming(harness, database_url):
+        await harness.publish(event, event, event)
+        marker = access_changed("lead-after", 1)
+        await harness.publish(marker)
+        await eventually(lambda: asyncio.sleep(0, ("lead-after", 1) in harness.applied))
+    assert harness.applied.count(("lead-dup", 1)) == 1
+    assert harness.calls["lead-dup"] == 1
+
+
+async def test_an_older_version_after_a_newer_one_is_ignored(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    async with consuming(harness, database_url):
+        await harness.publish(access_changed("lead-v", 2))
+        await eventually(lambda: asyncio.sleep(0, ("lead-v", 2) in harness.applied))
+        await harness.publish(access_changed("lead-v", 1), access_changed("lead-v", 3))
+        await eventually(lambda: asyncio.sleep(0, ("lead-v", 3) in harness.applied))
+    assert [version for key, version in harness.applied if key == "lead-v"] == [2, 3]
+
+
+async def test_a_handler_that_fails_twice_is_retried_with_backoff_and_succeeds(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    harness.failures_left["lead-flaky"] = 2
+    async with consuming(harness, database_url):
+        await harness.publish(access_changed("lead-flaky", 1))
+        await eventually(lambda: asyncio.sleep(0, ("lead-flaky", 1) in harness.applied))
+    assert harness.calls["lead-flaky"] == 3
+    assert harness.applied == [("lead-flaky", 1)]
+    assert await list_dead_letters(service_env["AMQP_URL"], harness.queue) == []
+
+
+async def test_a_poison_message_is_dead_lettered_while_others_flow_and_can_be_replayed(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    harness.failures_left["lead-poison"] = -1  # fails for ever
+    poison = access_changed("lead-poison", 1)
+    others = [access_changed(f"lead-ok-{index}", 1) for index in range(10)]
+    async with consuming(harness, database_url):
+        await harness.publish(poison, *others)
+        await eventually(lambda: asyncio.sleep(0, len(harness.applied) == 10))
+        letters = await eventually(
+            lambda: list_dead_letters(service_env["AMQP_URL"], harness.queue),
+            until=lambda found: len(found) == 1,
+        )
+        assert letters[0].event_id == str(poison.id)
+        assert letters[0].type == "pipedesk.crm.lead.access_changed.v1"
+        assert harness.calls["lead-poison"] == FAST.max_attempts
+        harness.failures_left["lead-poison"] = 0  # the bug is fixed
+        assert await replay_dead_letters(service_env["AMQP_URL"], harness.queue) == 1
+        await eventually(lambda: asyncio.sleep(0, ("lead-poison", 1) in harness.applied))
+    assert await list_dead_letters(service_env["AMQP_URL"], harness.queue) == []
+
+
+async def test_a_malformed_message_goes_straight_to_the_dead_letter_queue(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    async with consuming(harness, database_url):
+        await harness.publish(raw=b'{"specversion": "1.0", "not": "an event"')
+        await harness.publish(access_changed("lead-fine", 1))
+        await eventually(lambda: asyncio.sleep(0, ("lead-fine", 1) in harness.applied))
+        letters = await eventually(
+            lambda: list_dead_letters(service_env["AMQP_URL"], harness.queue),
+            until=lambda found: len(found) == 1,
+        )
+    assert letters[0].type.startswith("unreadable")
+
+
+async def test_a_consumer_whose_broker_link_is_cut_resumes_by_itself(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    amqp = aio_pika.connection.URL(service_env["AMQP_URL"])
+    with tcp_proxy(amqp.host or "127.0.0.1", amqp.port or 5672) as proxy:
+        proxied = str(amqp.with_port(proxy.port))
+        async with consuming(harness, database_url, proxied):
+            await harness.publish(access_changed("before-cut", 1))
+            await eventually(lambda: asyncio.sleep(0, ("before-cut", 1) in harness.applied))
+            proxy.cut()
+            await harness.publish(*(access_changed(f"during-cut-{index}", 1) for index in range(3)))
+            proxy.restore()
+            await eventually(lambda: asyncio.sleep(0, len(harness.applied) == 4))
+            connections = proxy.connections_made
+            proxy.stall()  # a hung link: missed heartbeats close it and the consumer reconnects
+            await harness.publish(access_changed("after-stall", 1))
+            await eventually(
+                lambda: asyncio.sleep(0, proxy.connections_made > connections), within=30
+            )
+            proxy.restore()
+            await eventually(lambda: asyncio.sleep(0, ("after-stall", 1) in harness.applied))
+    assert {key for key, _ in harness.applied} == {
+        "before-cut",
+        "during-cut-0",
+        "during-cut-1",
+        "during-cut-2",
+        "after-stall",
+    }

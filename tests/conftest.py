@@ -1,0 +1,21 @@
+"""Fixtures for suites that run several services together."""
+
+from functools import partial
+
+import pytest
+
+from crm_service.app import build_app as build_crm
+from crm_service.settings import CrmSettings
+from pipedesk_common.testing.plugin import OpenService
+from timeline_service.app import build_app as build_timeline
+from timeline_service.settings import TimelineSettings
+
+
+@pytest.fixture
+def crm_app(open_service: OpenService) -> OpenService:
+    return partial(open_service, build_crm, CrmSettings)
+
+
+@pytest.fixture
+def timeline_app(open_service: OpenService) -> OpenService:
+    return partial(open_service, build_timeline, TimelineSettings)
