@@ -35,7 +35,7 @@ test: preflight ## Install everything, then run the whole suite
 lint: install ## Formatting, lint, types and architecture contracts
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync ruff check .
-	$(UV) run --no-sync mypy --strict libs/common/src
+	$(UV) run --no-sync mypy --strict libs/common/src gateway/src
 	$(UV) run --no-sync mypy services/crm/src services/timeline/src libs/dev_identity/src
 	$(UV) run --no-sync lint-imports
 

@@ -188,7 +188,9 @@ def create_app(
     lifespans: Sequence[Lifespan] = (),
     outbox: Table | None = None,
     consumers: Sequence[Consumer] = (),
+    readiness: Callable[[ServiceContext], Mapping[str, ReadinessCheck]] | None = None,
     description: str = "",
+    openapi_url: str | None = "/openapi.json",
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
     session, and — when given — the outbox relay and event consumers running beside it."""
@@ -208,11 +210,19 @@ def create_app(
             await context.http.aclose()
             await context.engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=openapi_url,
+    )
     install_error_handlers(app)
 
     def readiness_checks() -> Mapping[str, ReadinessCheck]:
         context: ServiceContext = app.state.context
+        if readiness is not None:
+            return readiness(context)
         return {
             "database": lambda: ping(context.engine),
             "broker": lambda: broker_ping(settings.amqp_url),

@@ -1,0 +1,1 @@
+"""The PipeDesk API gateway: the frontend's one front door."""

@@ -1,0 +1,8 @@
+import uvicorn
+
+from pipedesk_gateway.app import build_app
+from pipedesk_gateway.settings import GatewaySettings
+
+if __name__ == "__main__":
+    settings = GatewaySettings()
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.listen_port, log_config=None)

@@ -1,0 +1,198 @@
+"""The gateway process: authenticate, rate-limit, route, stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from redis.asyncio import Redis
+
+from pipedesk_common.app import ServiceContext, create_app
+from pipedesk_common.auth import bearer_token
+from pipedesk_common.clock import Clock
+from pipedesk_common.errors import NotFound, problem_response
+from pipedesk_common.observability import ReadinessCheck
+from pipedesk_gateway.openapi import MergedOpenApi
+from pipedesk_gateway.proxy import forward
+from pipedesk_gateway.ratelimit import (
+    Bucket,
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    retry_after,
+)
+from pipedesk_gateway.routing import ROUTES, RouteClass, Target, target_of
+from pipedesk_gateway.settings import GatewaySettings
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class Gateway:
+    """What the catch-all route needs: upstream clients, limits, and where each service lives."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.urls = {service: settings.url_of(service) for _, service in ROUTES}
+        timeout = httpx.Timeout(
+            settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
+        )
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections // 2,
+        )
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        # Event streams get their own pool and no read timeout, so they never starve requests.
+        self.streams = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=settings.connect_timeout),
+            follow_redirects=False,
+        )
+        self.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        self.limiter: RateLimiter = (
+            RedisRateLimiter(self.redis) if self.redis is not None else MemoryRateLimiter()
+        )
+        self.limits = {
+            RouteClass.DEFAULT: Limit.parse(settings.rate_limit_default),
+            RouteClass.SENSITIVE: Limit.parse(settings.rate_limit_sensitive),
+            RouteClass.PUBLIC: Limit.parse(settings.rate_limit_public),
+        }
+        self.openapi = MergedOpenApi(self.http, self.urls, title="PipeDesk API")
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.streams.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def buckets(
+        self, target: Target, request: Request, org_id: str | None, user: str | None
+    ) -> list[Bucket]:
+        limit = self.limits[target.route_class]
+        name = target.route_class.value
+        if org_id is None or user is None:
+            client = request.client.host if request.client else "unknown"
+            return [Bucket(f"rl:{name}:ip:{client}", limit)]
+        return [
+            Bucket(f"rl:{name}:user:{org_id}:{user}", limit),
+            Bucket(
+                f"rl:{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)
+            ),
+        ]
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _dispatch(request: Request) -> Response:
+    gateway = _gateway(request)
+    target = target_of(request.method, request.url.path)
+    if target is None:
+        raise NotFound("no service answers this path")
+    org_id = user = None
+    if not target.public:
+        context: ServiceContext = request.app.state.context
+        principal = await context.user_tokens.principal(
+            bearer_token(request.headers.get("authorization"))
+        )
+        org_id, user = principal.org_id, principal.sub
+    wait = await gateway.limiter.take(gateway.buckets(target, request, org_id, user))
+    if wait > 0:
+        return problem_response(
+            429,
+            "too-many-requests",
+            "Too many requests",
+            f"the {target.route_class.value} rate limit is exhausted; retry later",
+            instance=request.url.path,
+            headers={"Retry-After": retry_after(wait)},
+        )
+    client = gateway.streams if target.streaming else gateway.http
+    heartbeat = gateway.settings.sse_heartbeat_seconds if target.streaming else None
+    return await forward(request, gateway.urls[target.service], client, heartbeat_every=heartbeat)
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def merged_openapi(request: Request) -> JSONResponse:
+        return JSONResponse(await _gateway(request).openapi.document())
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="PipeDesk API")
+
+    return router
+
+
+def _proxy_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/{path:path}", _dispatch, methods=METHODS)
+    return router
+
+
+def build_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def gateway_lifespan(context: ServiceContext) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    def readiness(context: ServiceContext) -> Mapping[str, ReadinessCheck]:
+        checks: dict[str, ReadinessCheck] = {}
+        if gateway.redis is not None:
+            redis = gateway.redis
+
+            async def redis_ping() -> None:
+                await redis.ping()
+
+            checks["redis"] = redis_ping
+        for service in sorted(set(gateway.urls)):
+            checks[service] = _health_check(gateway.http, gateway.urls[service])
+        return checks
+
+    app = create_app(
+        settings,
+        title="PipeDesk gateway",
+        routers=[_operations_router(), _proxy_router()],
+        clock=clock,
+        lifespans=[gateway_lifespan],
+        readiness=readiness,
+        openapi_url=None,
+    )
+    app.state.gateway = gateway
+    if settings.frontend_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[settings.frontend_origin],
+            allow_methods=METHODS,
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "idempotency-key",
+                "if-match",
+                "x-request-id",
+                "traceparent",
+            ],
+            expose_headers=["etag", "location", "retry-after", "x-request-id"],
+            max_age=600,
+        )
+    return app
+
+
+def _health_check(http: httpx.AsyncClient, base_url: str) -> ReadinessCheck:
+    async def check() -> None:
+        response = await http.get(f"{base_url}/healthz", timeout=2.0)
+        response.raise_for_status()
+
+    return check

@@ -1,0 +1,111 @@
+"""Token buckets per org, user and route class: in Redis (shared by every gateway process) or,
+when ``REDIS_URL`` is unset, in this process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True)
+class Limit:
+    capacity: int
+    period_seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Limit:
+        """``"600/60"``: 600 requests per 60 seconds, in a burst or spread out."""
+        count, seconds = (int(part) for part in text.split("/"))
+        if count < 1 or seconds < 1:
+            raise ValueError(f"a rate limit needs positive numbers, not {text!r}")
+        return cls(count, seconds)
+
+    @property
+    def per_second(self) -> float:
+        return self.capacity / self.period_seconds
+
+    def scaled(self, factor: int) -> Limit:
+        return Limit(self.capacity * factor, self.period_seconds)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    limit: Limit
+
+
+class RateLimiter(Protocol):
+    async def take(self, buckets: list[Bucket]) -> float:
+        """Take one token from every bucket, or none; returns 0, or seconds until allowed."""
+        ...
+
+
+# All buckets are checked and charged together, atomically, on the Redis server's clock.
+_TAKE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local states = {}
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  local saved = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(saved[1]) or capacity
+  local at = tonumber(saved[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  if tokens < 1 then
+    wait = math.max(wait, math.ceil((1 - tokens) / rate))
+  end
+  states[i] = {tokens, capacity, rate}
+end
+for i, key in ipairs(KEYS) do
+  local tokens = states[i][1]
+  if wait == 0 then tokens = tokens - 1 end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(states[i][2] / states[i][3]) + 1000)
+end
+return wait
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._script = redis.register_script(_TAKE)
+
+    async def take(self, buckets: list[Bucket]) -> float:
+        arguments: list[float] = []
+        for bucket in buckets:
+            arguments += [bucket.limit.capacity, bucket.limit.per_second / 1000]
+        wait_ms = await self._script(keys=[bucket.key for bucket in buckets], args=arguments)
+        return float(wait_ms) / 1000
+
+
+class MemoryRateLimiter:
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def take(self, buckets: list[Bucket]) -> float:
+        async with self._lock:
+            now = time.monotonic()
+            refilled = []
+            wait = 0.0
+            for bucket in buckets:
+                tokens, at = self._buckets.get(bucket.key, (float(bucket.limit.capacity), now))
+                tokens = min(bucket.limit.capacity, tokens + (now - at) * bucket.limit.per_second)
+                if tokens < 1:
+                    wait = max(wait, (1 - tokens) / bucket.limit.per_second)
+                refilled.append((bucket.key, tokens))
+            for key, tokens in refilled:
+                self._buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
+            return wait
+
+
+def retry_after(wait_seconds: float) -> str:
+    return str(max(1, math.ceil(wait_seconds)))

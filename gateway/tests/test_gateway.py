@@ -1,0 +1,275 @@
+"""The gateway in front of real services: auth, routing, failures, limits, streaming, OpenAPI."""
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+
+from pipedesk_common.auth import Role
+from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
+from pipedesk_common.testing.clients import app_client
+from pipedesk_common.testing.plugin import Identity, Users
+from pipedesk_common.testing.servers import free_port, run_process, serve_in_thread
+from pipedesk_common.testing.waiting import eventually
+from pipedesk_gateway.app import build_app
+from pipedesk_gateway.routing import is_public, target_of
+from pipedesk_gateway.settings import GatewaySettings
+
+pytestmark = pytest.mark.asyncio
+
+
+def gateway_client(
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    urls: dict[str, str],
+    **settings: Any,
+) -> Any:
+    for name, url in urls.items():
+        monkeypatch.setenv(name, url)
+    return app_client(build_app(GatewaySettings(**{**service_env, **settings})), "http://gateway")
+
+
+async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    upstreams: dict[str, str],
+    users: Users,
+    identity: Identity,
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+        created = await gateway.post(
+            "/api/leads", json={"title": "via gateway"}, headers=rep.headers
+        )
+        assert created.status_code == 201, created.text
+        lead_id = created.json()["id"]
+        assert (await gateway.get(f"/api/leads/{lead_id}", headers=rep.headers)).status_code == 200
+        assert created.headers["x-request-id"]
+        for name in ATTACKS:
+            token = forged_tokens(identity)[name]()
+            response = await gateway.get("/api/leads", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401, name
+            assert response.headers["content-type"] == "application/problem+json"
+        outsider = users.other_org().make(Role.ADMIN, teams=["t1"])
+        assert (
+            await gateway.get(f"/api/leads/{lead_id}", headers=outsider.headers)
+        ).status_code == 404
+        timeline = await eventually(
+            lambda: gateway.get(f"/api/timeline/lead/{lead_id}", headers=rep.headers),
+            until=lambda response: response.status_code == 200 and response.json()["items"],
+        )
+        assert timeline.json()["items"][0]["title"] == "Lead created"
+        unknown = await gateway.get("/api/nothing-here", headers=rep.headers)
+        assert unknown.status_code == 404
+
+
+async def test_a_stopped_service_is_502_and_a_stalled_one_504(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+) -> None:
+    stalled = FastAPI()
+    release = asyncio.Event()
+
+    @stalled.get("/api/leads")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(30)
+        return {}
+
+    rep = users.make(Role.REP)
+    with serve_in_thread(stalled) as slow_url:
+        urls = {"CRM_URL": slow_url, "TIMELINE_URL": f"http://127.0.0.1:{free_port()}"}
+        async with gateway_client(service_env, monkeypatch, urls, read_timeout=0.5) as gateway:
+            down = await gateway.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
+            assert down.status_code == 502
+            assert down.headers["content-type"] == "application/problem+json"
+            slow_answer = await gateway.get("/api/leads", headers=rep.headers)
+            assert slow_answer.status_code == 504
+            assert slow_answer.json()["status"] == 504
+            not_ready = await gateway.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["checks"]["timeline"].startswith("unavailable")
+    release.set()
+
+
+async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
+    service_env: dict[str, str], upstreams: dict[str, str], users: Users
+) -> None:
+    ports = [free_port(), free_port()]
+    env = {
+        **service_env,
+        **upstreams,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "RATE_LIMIT_DEFAULT": "10/60",
+        "LOG_LEVEL": "WARNING",
+    }
+    rep = users.make(Role.REP)
+    with (
+        run_process(
+            ["-m", "pipedesk_gateway"],
+            env={**env, "GATEWAY_PORT": str(ports[0])},
+            ready_url=f"http://127.0.0.1:{ports[0]}/healthz",
+        ),
+        run_process(
+            ["-m", "pipedesk_gateway"],
+            env={**env, "GATEWAY_PORT": str(ports[1])},
+            ready_url=f"http://127.0.0.1:{ports[1]}/healthz",
+        ),
+    ):
+        async with httpx.AsyncClient(timeout=10) as http:
+            responses = await asyncio.gather(
+                *(
+                    http.get(f"http://127.0.0.1:{ports[index % 2]}/api/leads", headers=rep.headers)
+                    for index in range(20)
+                )
+            )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 10 + [429] * 10
+    for response in responses:
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.headers["content-type"] == "application/problem+json"
+    other = users.make(Role.REP)  # another user has a bucket of their own
+    assert other.sub != rep.sub
+
+
+async def test_sensitive_routes_have_their_own_stricter_bucket(
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    upstreams: dict[str, str],
+    users: Users,
+) -> None:
+    rep = users.make(Role.REP)
+    async with gateway_client(
+        service_env,
+        monkeypatch,
+        upstreams,
+        RATE_LIMIT_SENSITIVE="2/60",
+        RATE_LIMIT_DEFAULT="100/60",
+    ) as gateway:
+        deletes = [
+            await gateway.delete(f"/api/leads/{uuid4()}", headers=rep.headers) for _ in range(3)
+        ]
+        assert [response.status_code for response in deletes] == [404, 404, 429]
+        assert (await gateway.get("/api/leads", headers=rep.headers)).status_code == 200
+
+
+async def test_a_streamed_response_passes_through_unbuffered(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = FastAPI()
+    second_event_allowed = asyncio.Event()
+
+    @upstream.get("/api/timeline/lead/{lead_id}/stream")
+    async def stream(lead_id: str) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            yield b"data: first\n\n"
+            for _ in range(200):
+                if second_event_allowed.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            yield b"data: second\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with serve_in_thread(upstream) as upstream_url:
+        monkeypatch.setenv("TIMELINE_URL", upstream_url)
+        gateway = build_app(GatewaySettings(**service_env, sse_heartbeat_seconds=0.2))
+        with serve_in_thread(gateway) as gateway_url:
+            async with (
+                httpx.AsyncClient(timeout=10) as http,
+                http.stream("GET", f"{gateway_url}/api/timeline/lead/{uuid4()}/stream") as response,
+            ):
+                assert response.status_code == 200
+                chunks = response.aiter_bytes()
+                received = b""
+                while b"data: first" not in received:
+                    received += await anext(chunks)
+                assert b"second" not in received  # the first event came before the stream ended
+                while b": keep-alive" not in received:
+                    received += await anext(chunks)
+                second_event_allowed.set()
+                async for chunk in chunks:
+                    received += chunk
+    assert received.count(b"data: ") == 2
+    assert b"data: second" in received
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", str(uuid4()), path)
+
+
+async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_token(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, upstreams: dict[str, str]
+) -> None:
+    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+        document = (await gateway.get("/openapi.json")).json()
+        assert "/api/leads" in document["paths"]
+        assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
+        assert not any(path.startswith("/internal") for path in document["paths"])
+        checked = 0
+        for path, operations in document["paths"].items():
+            for method in operations:
+                if method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE"} or is_public(
+                    path
+                ):
+                    continue
+                response = await gateway.request(method.upper(), concrete(path), json={})
+                assert response.status_code == 401, f"{method.upper()} {path}"
+                checked += 1
+        assert checked >= 7
+        assert (await gateway.get("/docs")).status_code == 200
+
+
+async def test_only_the_listed_routes_carry_no_token() -> None:
+    assert is_public("/webhooks/google/calendar")
+    assert is_public("/api/accounts/google/callback")
+    assert is_public("/api/timeline/lead/1/stream")
+    for path in (
+        "/api/leads",
+        "/api/accounts/google",
+        "/webhooks/google/other",
+        "/api/leads/1/streamer",
+    ):
+        assert not is_public(path)
+    assert target_of("GET", "/api/leads/../internal/acl") is None
+    assert target_of("GET", "/internal/acl/lead/1") is None
+
+
+async def test_body_limit_cors_and_health(
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    upstreams: dict[str, str],
+    users: Users,
+) -> None:
+    rep = users.make(Role.REP)
+    origin = "https://app.pipedesk.example"
+    async with gateway_client(
+        service_env, monkeypatch, upstreams, FRONTEND_ORIGIN=origin
+    ) as gateway:
+        huge = await gateway.post(
+            "/api/leads",
+            content=b"x" * 2_000_000,
+            headers={**rep.headers, "content-type": "application/json"},
+        )
+        assert huge.status_code == 413
+        preflight = await gateway.options(
+            "/api/leads",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.headers["access-control-allow-origin"] == origin
+        foreign = await gateway.options(
+            "/api/leads",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in foreign.headers
+        assert (await gateway.get("/healthz")).json() == {"status": "ok"}
+        assert "pipedesk_http_requests_total" in (await gateway.get("/metrics")).text
