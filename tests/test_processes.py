@@ -6,13 +6,12 @@ from typing import Any
 from uuid import uuid4
 
 import aio_pika
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy import make_url
 
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import SystemClock
+from pipedesk_common.db import connect_raw
 from pipedesk_common.events import Event, encode_event, new_event
 from pipedesk_common.events.crm import AuditRecorded, LeadAccessChanged
 from pipedesk_common.events.timeline import (
@@ -35,10 +34,7 @@ def process_env(service_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 async def item_counts(database_url: str, org_id: str) -> tuple[int, int]:
-    url = make_url(database_url)
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
+    connection = await connect_raw(database_url)
     try:
         row = await connection.fetchrow(
             "SELECT count(*) AS items, count(DISTINCT source_key) AS distinct_items "

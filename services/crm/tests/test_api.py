@@ -54,6 +54,7 @@ async def test_rep_creates_a_lead_they_own_in_their_only_team(
     assert lead["status"] == "new"
     assert lead["priority"] == "normal"
     assert lead["tags"] == ["x", "y"]
+    assert lead["estimated_value"] == "1200.50"
     assert lead["version"] == 1
     assert response.headers["location"] == f"/api/leads/{lead['id']}"
     assert response.headers["etag"] == '"1"'
@@ -278,7 +279,10 @@ async def test_delete_moves_to_trash_and_restore_brings_back(
     rep = users.make(Role.REP)
     lead = await create_lead(crm, rep)
     path = f"/api/leads/{lead['id']}"
-    assert (await crm.delete(path, headers=rep.headers)).status_code == 204
+    deleted = await crm.delete(path, headers=rep.headers)
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert "content-type" not in deleted.headers
     assert_problem(await crm.get(path, headers=rep.headers), 404)
     assert_problem(await crm.delete(path, headers=rep.headers), 404)
     assert (await crm.get("/api/leads", headers=rep.headers)).json()["items"] == []
@@ -291,7 +295,7 @@ async def test_delete_moves_to_trash_and_restore_brings_back(
     assert restored.status_code == 200
     assert restored.json()["deleted_at"] is None
     assert restored.json()["version"] == 3
-    assert_problem(await crm.post(f"{path}/restore", headers=rep.headers), 404)
+    assert_problem(await crm.post(f"{path}/restore", headers=rep.headers), 409)
     assert (await crm.get(path, headers=rep.headers)).status_code == 200
 
 

@@ -5,9 +5,9 @@ import asyncio
 import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import make_url
 
 from pipedesk_common import migrations
+from pipedesk_common.db import connect_raw
 
 
 def test_alembic_check_finds_no_drift(database_url: str) -> None:
@@ -16,10 +16,7 @@ def test_alembic_check_finds_no_drift(database_url: str) -> None:
 
 def test_the_schema_is_at_head_with_its_own_version_table(database_url: str) -> None:
     async def versions() -> list[str]:
-        url = make_url(database_url)
-        connection = await asyncpg.connect(
-            host=url.host, port=url.port, user=url.username, database=url.database
-        )
+        connection = await connect_raw(database_url)
         try:
             rows = await connection.fetch("SELECT version_num FROM crm.alembic_version")
             public = await connection.fetchval("SELECT to_regclass('public.alembic_version')")
@@ -36,10 +33,7 @@ def test_the_schema_is_at_head_with_its_own_version_table(database_url: str) -> 
 
 def test_the_audit_log_is_append_only(database_url: str) -> None:
     async def tamper() -> None:
-        url = make_url(database_url)
-        connection = await asyncpg.connect(
-            host=url.host, port=url.port, user=url.username, database=url.database
-        )
+        connection = await connect_raw(database_url)
         try:
             for statement in ("UPDATE crm.audit_log SET action = 'x'", "DELETE FROM crm.audit_log"):
                 with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):

@@ -4,6 +4,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -116,6 +117,27 @@ async def test_a_duplicate_delivery_has_one_effect(
     assert harness.calls["lead-dup"] == 1
 
 
+async def test_the_pruned_inbox_still_ignores_old_versions(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    event = access_changed("lead-pruned", 1)
+    engine = create_async_engine(database_url)
+    try:
+        async with consuming(harness, database_url):
+            await harness.publish(event)
+            await eventually(lambda: asyncio.sleep(0, ("lead-pruned", 1) in harness.applied))
+            pruned = await harness.consumer.prune_inbox(
+                create_sessionmaker(engine), retention=timedelta(0)
+            )
+            assert pruned >= 1
+            await harness.publish(event, access_changed("lead-marker", 1))
+            await eventually(lambda: asyncio.sleep(0, ("lead-marker", 1) in harness.applied))
+    finally:
+        await engine.dispose()
+    assert harness.applied.count(("lead-pruned", 1)) == 1
+
+
 async def test_an_older_version_after_a_newer_one_is_ignored(
     service_env: dict[str, str], database_url: str
 ) -> None:
@@ -157,6 +179,8 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow_and_can_be_re
         )
         assert letters[0].event_id == str(poison.id)
         assert letters[0].type == "pipedesk.crm.lead.access_changed.v1"
+        assert letters[0].reason == "rejected"
+        assert letters[0].attempts == FAST.max_attempts
         assert harness.calls["lead-poison"] == FAST.max_attempts
         harness.failures_left["lead-poison"] = 0  # the bug is fixed
         assert await replay_dead_letters(service_env["AMQP_URL"], harness.queue) == 1

@@ -144,7 +144,9 @@ async def _background(
             topology=context.topology,
             amqp_url=settings.amqp_url,
             clock=context.clock,
-            settings=RelaySettings(poll_interval=settings.outbox_poll_seconds),
+            settings=RelaySettings(
+                poll_interval=settings.outbox_poll_seconds, heartbeat=settings.amqp_heartbeat
+            ),
         )
         tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
         stoppers.append(relay.stop)

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("pipedesk.consumer")
 
 ATTEMPT_HEADER: Final = "x-pipedesk-attempt"
+PRUNE_EVERY_BEATS: Final = 720  # beats of 5 s: hourly
 
 EVENTS_HANDLED = Counter(
     "pipedesk_events_handled_total", "Events handled, by outcome", ["queue", "type", "outcome"]
@@ -197,6 +198,21 @@ class Consumer:
         self._accepting = False
         self._stopping.set()
 
+    async def prune_inbox(
+        self, sessionmaker: async_sessionmaker[AsyncSession], retention: timedelta | None = None
+    ) -> int:
+        """Forget processed event ids older than the retention period (far longer than any
+        redelivery takes); entity versions are kept, so even then an old version stays ignored."""
+        inbox = self.tables.inbox
+        keep = retention if retention is not None else self.settings.inbox_retention
+        async with sessionmaker() as session, session.begin():
+            result = await session.execute(
+                inbox.delete().where(
+                    inbox.c.consumer == self.queue, inbox.c.processed_at < func.now() - keep
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def drain(self) -> None:
         """Stop taking messages and let the ones in hand finish (clean shutdown)."""
         self._accepting = False
@@ -241,7 +257,7 @@ class _QueueRunner:
                 await self._on_message(channel, message)
 
             await queue.consume(on_message)
-            depth = asyncio.create_task(self._report_depth(queue))
+            depth = asyncio.create_task(self._report_depth_and_prune(queue))
             if ready is not None:
                 ready.set()
             try:
@@ -258,9 +274,16 @@ class _QueueRunner:
             if not connection.is_closed:
                 await connection.close()
 
-    async def _report_depth(self, queue: AbstractQueue) -> None:
+    async def _report_depth_and_prune(self, queue: AbstractQueue) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(5)
+            beats += 1
+            if beats % PRUNE_EVERY_BEATS == 0:
+                try:
+                    await self.consumer.prune_inbox(self.sessionmaker)
+                except Exception:  # pruning is housekeeping; the next round tries again
+                    log.warning("inbox pruning failed", exc_info=True)
             try:
                 declared = await queue.declare()
             except Exception:  # the depth gauge must never stop consuming

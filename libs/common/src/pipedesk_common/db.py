@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
+import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, text
+from sqlalchemy import URL, MetaData, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,6 +56,21 @@ def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngin
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # Objects stay usable after commit: responses are built after the session dependency commits.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def connect_raw(
+    url: str | URL, *, database: str | None = None, connect_timeout: float = 5.0
+) -> asyncpg.Connection:
+    """A plain asyncpg connection to the server of ``url`` (for LISTEN, admin and checks)."""
+    parsed = make_url(url)
+    return await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=database or parsed.database,
+        timeout=connect_timeout,
+    )
 
 
 async def ping(engine: AsyncEngine) -> None:

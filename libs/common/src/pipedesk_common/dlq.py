@@ -29,6 +29,7 @@ class DeadLetter:
     type: str
     reason: str
     attempts: int
+    """Handler failures (a message rejected as malformed counts one)."""
 
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
@@ -38,13 +39,13 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
         event_id, event_type = str(event.id), event.type.name
     except (MalformedEvent, UnknownEventType) as exc:
         event_id, event_type = "?", f"unreadable ({type(exc).__name__})"
+    # x-death lists the most recent death first; earlier ones are the retry queues' expiries.
     deaths = headers.get("x-death") or []
-    reason = str(deaths[0].get("reason", "?")) if deaths and isinstance(deaths[0], dict) else "?"
-    if headers.get("x-first-death-reason"):
-        reason = str(headers["x-first-death-reason"])
-    attempts = attempts_of(headers)
-    delivery_count = attempts_of({ATTEMPT_HEADER: headers.get("x-delivery-count", 0)})
-    return DeadLetter(event_id, event_type, reason, max(attempts, delivery_count))
+    latest = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
+    reason = str(latest.get("reason", "?"))
+    # A handler failure that exhausted the attempts is rejected without a new attempt header.
+    failures = attempts_of(headers) + (1 if reason == "rejected" else 0)
+    return DeadLetter(event_id, event_type, reason, failures)
 
 
 async def list_dead_letters(amqp_url: str, queue: str, *, limit: int = 1000) -> list[DeadLetter]:

@@ -138,10 +138,13 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
+        status_sent = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 message = {**message, "headers": headers}
@@ -153,6 +156,14 @@ class RequestContextMiddleware:
         ) as span:
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Answer here, inside this middleware, so even a 500 carries the request id.
+                self.log.exception("unhandled error", extra={"path": scope.get("path")})
+                if status_sent:
+                    raise
+                await problem_response(
+                    500, "internal-error", "Internal error", instance=scope.get("path")
+                )(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)

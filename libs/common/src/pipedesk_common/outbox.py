@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pipedesk_common.clock import Clock
+from pipedesk_common.db import connect_raw
 from pipedesk_common.events import Event, encode_event
 from pipedesk_common.events.envelope import CONTENT_TYPE
 from pipedesk_common.messaging import Topology, connect, raise_if_cancelling
@@ -115,6 +116,7 @@ class RelaySettings:
     prune_every: float = 300.0
     reconnect_delay: float = 1.0
     publish_timeout: float = 10.0
+    heartbeat: int = 10
 
 
 class OutboxRelay:
@@ -169,7 +171,9 @@ class OutboxRelay:
             await asyncio.gather(listener, return_exceptions=True)
 
     async def _run_connected(self) -> None:
-        connection = await connect(self.amqp_url, name=f"{self.service}-relay")
+        connection = await connect(
+            self.amqp_url, name=f"{self.service}-relay", heartbeat=self.settings.heartbeat
+        )
         try:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await self.topology.declare_exchange(channel)
@@ -279,17 +283,9 @@ class OutboxRelay:
     async def _listen(self) -> None:
         """LISTEN for commits of new rows; a lost listener is re-established (polling covers
         whatever it misses meanwhile)."""
-        url = self.engine.url
         while True:
             try:
-                connection = await asyncpg.connect(
-                    host=url.host,
-                    port=url.port,
-                    user=url.username,
-                    password=url.password,
-                    database=url.database,
-                    timeout=5,
-                )
+                connection = await connect_raw(self.engine.url)
             except (OSError, asyncpg.PostgresError, TimeoutError):
                 await asyncio.sleep(self.settings.reconnect_delay)
                 continue

@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
@@ -69,6 +71,17 @@ class CursorCodec:
         if not isinstance(position, list):
             raise self.invalid()
         return position
+
+    def encode_keyset(self, moment: datetime, row_id: UUID, *, scope: str) -> str:
+        """The usual keyset position: a timestamp and a row id."""
+        return self.encode([moment.isoformat(), str(row_id)], scope=scope)
+
+    def decode_keyset(self, cursor: str, *, scope: str) -> tuple[datetime, UUID]:
+        try:
+            moment, row_id = self.decode(cursor, scope=scope)
+            return datetime.fromisoformat(moment), UUID(row_id)
+        except (TypeError, ValueError):
+            raise self.invalid() from None
 
     @staticmethod
     def invalid() -> InvalidCursor:

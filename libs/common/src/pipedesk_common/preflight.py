@@ -16,6 +16,7 @@ import aio_pika
 import asyncpg
 from sqlalchemy import make_url
 
+from pipedesk_common.db import connect_raw
 from pipedesk_common.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL
 
 TIMEOUT_SECONDS = 3.0
@@ -44,14 +45,7 @@ async def check_postgres(url: str) -> Unreachable | None:
     parsed = make_url(url)
     where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
     try:
-        connection = await asyncpg.connect(
-            host=parsed.host,
-            port=parsed.port,
-            user=parsed.username,
-            password=parsed.password,
-            database="postgres",
-            timeout=TIMEOUT_SECONDS,
-        )
+        connection = await connect_raw(url, database="postgres", connect_timeout=TIMEOUT_SECONDS)
         await connection.close()
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return Unreachable(

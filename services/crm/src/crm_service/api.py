@@ -1,11 +1,11 @@
 """Lead routes: parse, authorize (through the service), answer."""
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
+from crm_service.audit import lead_access
 from crm_service.models import LeadPriority, LeadStatus
 from crm_service.repository import LeadFilters, LeadRepository
 from crm_service.schemas import (
@@ -19,15 +19,17 @@ from crm_service.service import LeadService
 from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
+    Conflict,
     FieldError,
     Forbidden,
+    InvalidCursor,
     InvalidInput,
     NotFound,
     PreconditionFailed,
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.pagination import CursorCodec, Page
+from pipedesk_common.pagination import Page
 
 router = APIRouter(prefix="/api/leads", tags=["leads"])
 internal = APIRouter(prefix="/internal", tags=["internal"])
@@ -64,14 +66,6 @@ def _public(lead: object, response: Response) -> LeadPublic:
     return public
 
 
-def _position(decoded: list[Any]) -> tuple[datetime, UUID]:
-    try:
-        moment, lead_id = decoded
-        return datetime.fromisoformat(moment), UUID(lead_id)
-    except (TypeError, ValueError):
-        raise CursorCodec.invalid() from None
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -89,7 +83,7 @@ async def create_lead(
 @router.get(
     "",
     summary="List the leads the caller may read, newest first",
-    responses=problem_responses(Unauthorized, InvalidInput),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_leads(
     principal: PrincipalDep,
@@ -116,14 +110,14 @@ async def list_leads(
         deleted=deleted,
     )
     scope = f"leads:{sort}:{filters!r}"
-    after = _position(context.cursors.decode(cursor, scope=scope)) if cursor else None
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await service.list(principal, filters, sort=sort, after=after, limit=limit + 1)
     items = [LeadPublic.model_validate(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
         sort_value = getattr(last, sort.lstrip("-"))
-        next_cursor = context.cursors.encode([sort_value.isoformat(), str(last.id)], scope=scope)
+        next_cursor = context.cursors.encode_keyset(sort_value, last.id, scope=scope)
     return Page[LeadPublic](items=items, next_cursor=next_cursor)
 
 
@@ -162,6 +156,7 @@ async def update_lead(
 @router.delete(
     "/{lead_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     summary="Move a lead to the trash (restorable)",
     responses=problem_responses(Unauthorized, Forbidden, NotFound),
 )
@@ -172,7 +167,7 @@ async def delete_lead(lead_id: UUID, principal: PrincipalDep, service: ServiceDe
 @router.post(
     "/{lead_id}/restore",
     summary="Restore a deleted lead",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def restore_lead(
     lead_id: UUID, principal: PrincipalDep, service: ServiceDep, response: Response
@@ -189,13 +184,4 @@ async def lead_access_list(
     lead_id: UUID, caller: ServiceCallerDep, service: ServiceDep
 ) -> AccessListPublic:
     lead = await service.access_of(lead_id)
-    return AccessListPublic(
-        type="lead",
-        id=lead.id,
-        org_id=lead.org_id,
-        owner_id=lead.owner_id,
-        team_id=lead.team_id,
-        members={},
-        deleted=lead.deleted_at is not None,
-        version=lead.version,
-    )
+    return AccessListPublic(type="lead", **lead_access(lead).model_dump())

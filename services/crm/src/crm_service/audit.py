@@ -46,6 +46,19 @@ TITLES = {
 }
 
 
+def lead_access(lead: Lead) -> LeadAccessChanged:
+    """Who may see or change ``lead``, as events and the internal ACL route state it."""
+    return LeadAccessChanged(
+        id=str(lead.id),
+        version=lead.version,
+        org_id=lead.org_id,
+        owner_id=lead.owner_id,
+        team_id=lead.team_id,
+        members={},
+        deleted=lead.deleted_at is not None,
+    )
+
+
 def _snapshot(lead: Lead) -> dict[str, Any]:
     return {"id": str(lead.id), "version": lead.version} | {
         name: getattr(lead, name) for name in SNAPSHOT_FIELDS
@@ -117,17 +130,7 @@ async def record_lead_change(
         )
     )
     if action != "updated" or ACCESS_FIELDS & changes.keys():
-        events.append(
-            LeadAccessChanged(
-                id=str(lead.id),
-                version=lead.version,
-                org_id=lead.org_id,
-                owner_id=lead.owner_id,
-                team_id=lead.team_id,
-                members={},
-                deleted=lead.deleted_at is not None,
-            )
-        )
+        events.append(lead_access(lead))
     await session.flush()
     for data in events:
         event = new_event(data, org_id=lead.org_id, actor_id=principal.sub, time=entry.occurred_at)

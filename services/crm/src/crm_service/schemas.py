@@ -107,7 +107,7 @@ class AccessListPublic(BaseModel):
     """A record's access list, as other services replicate it."""
 
     type: Literal["lead"]
-    id: UUID
+    id: str
     org_id: str
     owner_id: str | None
     team_id: str | None

@@ -12,7 +12,14 @@ from crm_service.repository import LeadFilters, LeadRepository
 from crm_service.schemas import REQUIRED_ON_UPDATE, LeadCreate, LeadUpdate
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.clock import Clock
-from pipedesk_common.errors import FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from pipedesk_common.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 from pipedesk_common.ids import new_id
 from pipedesk_common.rbac import AccessList, Action, can, read_scope
 
@@ -67,6 +74,7 @@ class LeadService:
         _check_money(lead)
         self.repository.add(lead)
         await self.repository.session.flush()
+        await self.repository.session.refresh(lead)  # answer with values as stored
         await record_lead_change(self.repository.session, principal, lead, "created", {})
         return lead
 
@@ -80,8 +88,10 @@ class LeadService:
         self, principal: Principal, lead_id: UUID, action: Action, *, deleted: bool
     ) -> Lead:
         lead = await self._visible(principal, lead_id, for_update=True)
-        if (lead.deleted_at is not None) != deleted:
-            raise NotFound("no such lead" if not deleted else "this lead is not deleted")
+        if lead.deleted_at is not None and not deleted:
+            raise NotFound("no such lead")
+        if lead.deleted_at is None and deleted:
+            raise Conflict("this lead is not deleted")
         if not can(principal, action, access_list(lead)):
             raise Forbidden(f"you may not {action.value.replace('_', ' ')} this lead")
         return lead
@@ -131,6 +141,8 @@ class LeadService:
             setattr(lead, name, new)
         _check_money(lead)
         self._touch(lead)
+        await self.repository.session.flush()
+        await self.repository.session.refresh(lead)  # answer with values as stored
         await record_lead_change(self.repository.session, principal, lead, "updated", changed)
         return lead
 

@@ -1,7 +1,6 @@
 """The timeline of one record, for whoever may read that record."""
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -17,20 +16,12 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.events.timeline import ItemKind, Link, RecordType
-from pipedesk_common.pagination import CursorCodec, Page
+from pipedesk_common.pagination import Page
 from pipedesk_common.rbac import Action
 from timeline_service.repository import links_of, record_items
 from timeline_service.schemas import ItemSource, TimelineItemPublic, TimelineRecordType
 
 router = APIRouter(prefix="/api/timeline", tags=["timeline"])
-
-
-def _position(decoded: list[Any]) -> tuple[datetime, UUID]:
-    try:
-        moment, item_id = decoded
-        return datetime.fromisoformat(moment), UUID(item_id)
-    except (TypeError, ValueError):
-        raise CursorCodec.invalid() from None
 
 
 @router.get(
@@ -53,7 +44,7 @@ async def record_timeline(
     if not await replica.can(session, principal, Action.READ, record_type.value, str(record_id)):
         raise NotFound(f"no such {record_type.value}")
     scope = f"timeline:{record_type.value}:{record_id}:{sorted(kind.value for kind in kinds)}"
-    after = _position(context.cursors.decode(cursor, scope=scope)) if cursor else None
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await record_items(
         session,
         org_id=principal.org_id,
@@ -83,7 +74,5 @@ async def record_timeline(
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = context.cursors.encode(
-            [last.occurred_at.isoformat(), str(last.id)], scope=scope
-        )
+        next_cursor = context.cursors.encode_keyset(last.occurred_at, last.id, scope=scope)
     return Page[TimelineItemPublic](items=items, next_cursor=next_cursor)

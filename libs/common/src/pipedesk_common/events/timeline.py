@@ -7,6 +7,7 @@ every producer the same way and a new producer needs no timeline change.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -39,12 +40,16 @@ class Link(BaseModel):
 class TimelineSource(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    service: str = Field(description="The producing service, e.g. `crm`, `calendar`")
-    key: str = Field(
-        description="Identifies the source object: its versions update ONE item, never add more"
+    service: str = Field(
+        min_length=1, max_length=50, description="The producing service, e.g. `crm`, `calendar`"
     )
-    google_id: str | None = None
-    url: str | None = None
+    key: str = Field(
+        min_length=1,
+        max_length=300,
+        description="Identifies the source object: its versions update ONE item, never add more",
+    )
+    google_id: str | None = Field(None, max_length=300)
+    url: str | None = Field(None, max_length=2000)
 
 
 class Visibility(BaseModel):
@@ -62,10 +67,12 @@ class TimelineProjection(BaseModel):
     occurred_at: AwareDatetime
     title: str = Field(max_length=500)
     summary: str | None = Field(None, max_length=4000)
-    participants: list[str] = Field(default_factory=list, description="Emails, lower case")
-    links: list[Link] = Field(default_factory=list)
+    participants: list[Annotated[str, Field(max_length=320)]] = Field(
+        default_factory=list, max_length=500, description="Emails, lower case"
+    )
+    links: list[Link] = Field(default_factory=list, max_length=100)
     source: TimelineSource
-    status: str | None = None
-    actor_id: str | None = None
+    status: str | None = Field(None, max_length=50)
+    actor_id: str | None = Field(None, max_length=255)
     visibility: Visibility = Visibility()
     version: int = Field(1, description="Newer versions of the same source object win")

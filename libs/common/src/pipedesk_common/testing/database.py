@@ -19,6 +19,7 @@ import asyncpg
 from sqlalchemy import make_url
 
 from pipedesk_common import migrations
+from pipedesk_common.db import connect_raw
 
 RUN_PREFIX: Final = "pd_run_"
 TEMPLATE_PREFIX: Final = "pd_tpl_"
@@ -44,15 +45,7 @@ def _with_database(url: str, database: str) -> str:
 
 
 async def _admin(server_url: str) -> asyncpg.Connection:
-    parsed = make_url(server_url)
-    return await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database="postgres",
-        timeout=5,
-    )
+    return await connect_raw(server_url, database="postgres")
 
 
 async def _sweep(connection: asyncpg.Connection, keep_template: str) -> None:
@@ -122,10 +115,7 @@ async def published_event_violations(url: str) -> list[str]:
     """Check every event in every service's outbox against its contract."""
     from pipedesk_common.events.catalog import contract_violations
 
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
-    )
+    connection = await connect_raw(url)
     violations: list[str] = []
     try:
         schemas = await connection.fetch(

@@ -1,0 +1,35 @@
+"""What ``create_app`` gives every service, seen from a minimal app."""
+
+from typing import ClassVar
+
+import pytest
+from fastapi import APIRouter
+
+from pipedesk_common.app import create_app
+from pipedesk_common.settings import BaseServiceSettings
+from pipedesk_common.testing.clients import app_client
+
+pytestmark = pytest.mark.asyncio
+
+
+class ProbeSettings(BaseServiceSettings):
+    service_name: ClassVar[str] = "probe"
+
+
+async def test_an_unexpected_error_is_a_500_problem_that_keeps_the_request_id(
+    service_env: dict[str, str],
+) -> None:
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app = create_app(ProbeSettings(**service_env), title="probe", routers=[router])
+    async with app_client(app) as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-500"
+    assert "secret" not in response.text
+    assert response.json()["type"] == "urn:pipedesk:problem:internal-error"
