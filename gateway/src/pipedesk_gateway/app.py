@@ -52,7 +52,11 @@ class Gateway:
             timeout=httpx.Timeout(None, connect=settings.connect_timeout),
             follow_redirects=False,
         )
-        self.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        self.redis = (
+            Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            if settings.redis_url
+            else None
+        )
         self.limiter: RateLimiter = (
             RedisRateLimiter(self.redis) if self.redis is not None else MemoryRateLimiter()
         )
@@ -157,7 +161,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
                 await redis.ping()
 
             checks["redis"] = redis_ping
-        for service in sorted(set(gateway.urls)):
+        for service in settings.ready_services:
             checks[service] = _health_check(gateway.http, gateway.urls[service])
         return checks
 

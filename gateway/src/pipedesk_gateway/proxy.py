@@ -30,7 +30,7 @@ HOP_BY_HOP: Final = frozenset(
     }
 )
 # The gateway's own server sets these on the way out.
-_SERVER_SET: Final = frozenset({"date", "server"})
+_SERVER_SET: Final = frozenset({"date", "server", "x-request-id"})
 
 
 def _request_headers(request: Request) -> list[tuple[str, str]]:
@@ -90,11 +90,22 @@ async def forward(
             "the service behind this route did not answer in time",
             instance=path,
         )
+    except httpx.TransportError:
+        return problem_response(
+            502,
+            "bad-gateway",
+            "Bad gateway",
+            "the connection to the service behind this route failed",
+            instance=path,
+        )
     headers = {
         name: value
         for name, value in upstream.headers.items()
         if name.lower() not in HOP_BY_HOP | _SERVER_SET
     }
+    location = headers.get("location")
+    if location and location.startswith(base_url):
+        headers["location"] = location[len(base_url) :] or "/"  # never leak internal addresses
     body: AsyncIterator[bytes] = upstream.aiter_raw()
     if heartbeat_every is not None:
         body = with_heartbeats(body, heartbeat_every)

@@ -4,12 +4,16 @@ when ``REDIS_URL`` is unset, in this process's memory."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,22 @@ return wait
 
 
 class RedisRateLimiter:
+    """Shared buckets; while Redis is unreachable, this process's own buckets stand in."""
+
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._script = redis.register_script(_TAKE)
+        self._fallback = MemoryRateLimiter()
 
     async def take(self, buckets: list[Bucket]) -> float:
         arguments: list[float] = []
         for bucket in buckets:
             arguments += [bucket.limit.capacity, bucket.limit.per_second / 1000]
-        wait_ms = await self._script(keys=[bucket.key for bucket in buckets], args=arguments)
+        try:
+            wait_ms = await self._script(keys=[bucket.key for bucket in buckets], args=arguments)
+        except RedisError:
+            log.warning("rate limits fall back to this process while Redis is unreachable")
+            return await self._fallback.take(buckets)
         return float(wait_ms) / 1000
 
 

@@ -11,6 +11,11 @@ class GatewaySettings(BaseServiceSettings):
 
     service_name: ClassVar[str] = "gateway"
 
+    ready_services: list[str] = Field(
+        default_factory=lambda: ["crm", "timeline"],
+        description="Services /readyz requires (GATEWAY_READY_SERVICES, a JSON list): the ones "
+        "deployed; a route to another answers 502 until its service runs",
+    )
     frontend_origin: str | None = Field(
         None,
         validation_alias=AliasChoices("FRONTEND_ORIGIN", "frontend_origin"),

@@ -141,6 +141,12 @@ class BaseServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
 
+    google_root_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("GOOGLE_ROOT_URL", "google_root_url"),
+        description="Where Google's APIs are reached; unset means Google itself",
+    )
+
     broker_prefix: str = Field(
         "",
         pattern=r"^[a-z0-9_.-]*$",

@@ -81,10 +81,10 @@ async def wait_for_gateway(
 
 async def seed(http: httpx.AsyncClient, url: str, by_user: dict[str, str]) -> str:
     """Create the demo leads unless the org has some already; returns one lead's id."""
-    admin = {"Authorization": f"Bearer {by_user['ada']}"}
-    existing = (await http.get(f"{url}/api/leads", headers=admin)).json()["items"]
+    rita = {"Authorization": f"Bearer {by_user['rita']}"}
+    existing = (await http.get(f"{url}/api/leads", headers=rita)).json()["items"]
     if existing:
-        return str(existing[-1]["id"])
+        return str(existing[-1]["id"])  # one rita may read: the examples run as her
     first = ""
     for owner, body in LEADS:
         response = await http.post(

@@ -1,0 +1,235 @@
+"""Google API calls through google-api-python-client, offline-capable and well-behaved.
+
+- Clients come from the discovery documents the library bundles (no network for discovery);
+  ``GOOGLE_ROOT_URL`` points them at another root (the emulator) by configuration alone. Setting
+  ``rootUrl`` in the document (not the ``api_endpoint`` option) keeps each API's base path.
+- Every call builds a fresh client on a fresh transport (httplib2 is not thread-safe) and runs in
+  a worker thread, never on the event loop; calls per user are bounded.
+- One retry policy: 429, 403 ``rateLimitExceeded``/``userRateLimitExceeded``, 5xx and connection
+  errors back off exponentially with full jitter, honouring ``Retry-After``, up to a cap of
+  attempts and time; a 401 gets one credential refresh and one retry; anything else fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import httplib2
+from google.auth.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import Resource, build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+from prometheus_client import Counter, Histogram
+
+from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
+from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
+
+RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+GOOGLE_CALLS = Counter(
+    "pipedesk_google_calls_total",
+    "Google API attempts by API, method and status (each retry counts)",
+    ["api", "method", "status"],
+)
+GOOGLE_RETRIES = Counter("pipedesk_google_retries_total", "Google API retries", ["api", "method"])
+GOOGLE_SECONDS = Histogram(
+    "pipedesk_google_call_duration_seconds",
+    "Google API attempt latency",
+    ["api", "method"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class GoogleCallError(AppError):
+    """Google refused a call in a way the caller should see (a problem naming Google's reason)."""
+
+    status, slug, title = 502, "google-error", "Google refused the request"
+
+
+class GoogleQuotaExhausted(ServiceUnavailable):
+    slug, title = "google-unavailable", "Google is rate limiting or unavailable; retry later"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 32.0
+    max_total_seconds: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: a random wait up to the exponential bound for this attempt."""
+        bound = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, bound)  # noqa: S311 - jitter, not cryptography
+
+
+def _reason(error: HttpError) -> str:
+    try:
+        payload = json.loads(error.content.decode("utf-8"))
+        errors = payload.get("error", {}).get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            return str(errors[0].get("reason", ""))
+        detail = payload.get("error", {})
+        return str(detail.get("status", "")) if isinstance(detail, dict) else ""
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+
+
+def _retry_after(error: HttpError) -> float | None:
+    value = error.resp.get("retry-after") if error.resp is not None else None
+    if not value:
+        return None
+    if str(value).isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(str(value)).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, HttpError):
+        status = error.resp.status
+        return (
+            status == 429
+            or status >= 500
+            or (status == 403 and _reason(error) in RATE_LIMIT_REASONS)
+        )
+    return isinstance(error, OSError | httplib2.HttpLib2Error)
+
+
+def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppError:
+    status, reason = error.resp.status, _reason(error)
+    detail = f"Google answered {status} ({reason or 'no reason'})"
+    if status == 404:
+        return NotFound(detail)
+    if status == 403 and reason not in RATE_LIMIT_REASONS:
+        return Forbidden(
+            detail, errors=[FieldError(field="google", message=detail, code=reason or "forbidden")]
+        )
+    if status == 429 or status >= 500 or reason in RATE_LIMIT_REASONS:
+        headers = {"Retry-After": str(max(1, round(retry_after or 30)))}
+        return GoogleQuotaExhausted(detail, headers=headers)
+    return GoogleCallError(
+        detail, errors=[FieldError(field="google", message=detail, code=reason or str(status))]
+    )
+
+
+class GoogleApi:
+    """Calls to one Google API (e.g. ``calendar`` ``v3``) for many users."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        *,
+        credentials: CredentialsProvider,
+        scopes: Sequence[str],
+        root_url: str | None = None,
+        policy: RetryPolicy | None = None,
+        per_user_concurrency: int = 4,
+        timeout_seconds: float = 30.0,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        document = json.loads(get_static_doc(name, version))
+        if root_url:
+            document["rootUrl"] = root_url.rstrip("/") + "/"
+        self.name = name
+        self._document = document
+        self._credentials = credentials
+        self._scopes = tuple(scopes)
+        self._policy = policy or RetryPolicy()
+        self._per_user = per_user_concurrency
+        self._limits: OrderedDict[GoogleUser, asyncio.Semaphore] = OrderedDict()
+        self._timeout = timeout_seconds
+        self._sleep = sleep
+
+    def _client(self, credentials: Credentials) -> Resource:
+        # The provider refreshes (it owns the refresh token and learns of revocations): the
+        # transport must not try on its own.
+        http = AuthorizedHttp(
+            credentials, http=httplib2.Http(timeout=self._timeout), refresh_status_codes=()
+        )
+        return build_from_document(copy.deepcopy(self._document), http=http)
+
+    def _semaphore(self, user: GoogleUser) -> asyncio.Semaphore:
+        semaphore = self._limits.get(user)
+        if semaphore is None:
+            semaphore = self._limits[user] = asyncio.Semaphore(self._per_user)
+            while len(self._limits) > 10_000:
+                self._limits.popitem(last=False)
+        self._limits.move_to_end(user)
+        return semaphore
+
+    async def call(
+        self, user: GoogleUser, method: str, request: Callable[[Resource], HttpRequest]
+    ) -> Any:
+        """Run ``request(client).execute()`` for ``user`` under the retry policy.
+
+        ``method`` names the call for metrics (e.g. ``events.list``).
+        """
+        policy = self._policy
+        started = time.monotonic()
+        credentials = await self._credentials.credentials(user, self._scopes)
+        refreshed = False
+        attempt = 0
+        async with self._semaphore(user):
+            while True:
+                attempt += 1
+                began = time.monotonic()
+                try:
+                    result = await asyncio.to_thread(self._execute, credentials, request)
+                except HttpError as error:
+                    self._observe(method, str(error.resp.status), began)
+                    if error.resp.status == 401 and not refreshed:
+                        refreshed = True
+                        credentials = await self._credentials.refreshed(user, self._scopes)
+                        GOOGLE_RETRIES.labels(self.name, method).inc()
+                        continue
+                    if not is_retryable(error):
+                        raise to_problem(error) from error
+                    wait = max(policy.backoff(attempt), _retry_after(error) or 0.0)
+                    if (
+                        attempt >= policy.max_attempts
+                        or time.monotonic() - started + wait > policy.max_total_seconds
+                    ):
+                        raise to_problem(error, retry_after=_retry_after(error)) from error
+                except Exception as error:
+                    if not is_retryable(error):
+                        raise
+                    self._observe(method, "connection_error", began)
+                    wait = policy.backoff(attempt)
+                    if (
+                        attempt >= policy.max_attempts
+                        or time.monotonic() - started + wait > policy.max_total_seconds
+                    ):
+                        raise GoogleQuotaExhausted(
+                            "Google could not be reached", headers={"Retry-After": "30"}
+                        ) from error
+                else:
+                    self._observe(method, "200", began)
+                    return result
+                GOOGLE_RETRIES.labels(self.name, method).inc()
+                await self._sleep(wait)
+
+    def _execute(self, credentials: Credentials, request: Callable[[Resource], HttpRequest]) -> Any:
+        client = self._client(credentials)
+        try:
+            return request(client).execute(num_retries=0)
+        finally:
+            client.close()  # its connections belong to this call alone
+
+    def _observe(self, method: str, status: str, began: float) -> None:
+        GOOGLE_CALLS.labels(self.name, method, status).inc()
+        GOOGLE_SECONDS.labels(self.name, method).observe(time.monotonic() - began)

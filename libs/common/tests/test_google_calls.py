@@ -1,0 +1,145 @@
+"""The Google call layer through the real google-api-python-client, against the emulator."""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from google.oauth2.credentials import Credentials
+
+from google_emulator.app import create_emulator_app
+from google_emulator.core import TASKS_SCOPES, Emulator, Fault
+from pipedesk_common.errors import Forbidden
+from pipedesk_common.google import GoogleApi, GoogleUser, RetryPolicy
+from pipedesk_common.google.calls import GOOGLE_CALLS, GoogleCallError, GoogleQuotaExhausted
+from pipedesk_common.testing.servers import serve_in_thread
+
+pytestmark = pytest.mark.asyncio
+
+USER = GoogleUser(org_id="org-g", user_id="u-g")
+EMAIL = "ada@example.com"
+METHOD = "tasks.tasklists.list"
+
+
+@dataclass
+class EmulatorCredentials:
+    """Tokens minted by the emulator for one test user (the accounts service does this for real)."""
+
+    emulator: Emulator
+    refreshes: int = 0
+
+    async def credentials(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
+        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)
+
+    async def refreshed(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
+        self.refreshes += 1
+        return await self.credentials(user, scopes)
+
+
+@dataclass
+class Harness:
+    emulator: Emulator
+    url: str
+    waits: list[float] = field(default_factory=list)
+
+    def api(self, credentials: EmulatorCredentials, **policy: Any) -> GoogleApi:
+        async def record(seconds: float) -> None:
+            self.waits.append(seconds)
+
+        return GoogleApi(
+            "tasks",
+            "v1",
+            credentials=credentials,
+            scopes=TASKS_SCOPES,
+            root_url=self.url,
+            policy=RetryPolicy(**policy),
+            sleep=record,
+        )
+
+    def calls(self) -> int:
+        return sum(1 for request in self.emulator.requests if request.api == METHOD)
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    app = create_emulator_app()
+    with serve_in_thread(app) as url:
+        yield Harness(app.state.emulator, url)
+    assert app.state.emulator.fidelity_violations == []
+
+
+def list_lists(client: Any) -> Any:
+    return client.tasklists().list()
+
+
+async def test_429_then_503_then_success_after_three_calls_honouring_retry_after(
+    harness: Harness,
+) -> None:
+    harness.emulator.inject(METHOD, Fault(429, retry_after=7))
+    harness.emulator.inject(METHOD, Fault(503))
+    result = await harness.api(EmulatorCredentials(harness.emulator)).call(
+        USER, "tasklists.list", list_lists
+    )
+    assert result["kind"] == "tasks#taskLists"
+    assert harness.calls() == 3
+    assert harness.waits[0] >= 7
+
+
+async def test_rate_limit_403_twice_then_success(harness: Harness) -> None:
+    for _ in range(2):
+        harness.emulator.inject(METHOD, Fault(403, reason="rateLimitExceeded"))
+    await harness.api(EmulatorCredentials(harness.emulator)).call(
+        USER, "tasklists.list", list_lists
+    )
+    assert harness.calls() == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error"),
+    [(403, "forbidden", Forbidden), (400, "invalid", GoogleCallError)],
+)
+async def test_other_errors_fail_at_once(
+    harness: Harness, status: int, reason: str, error: type[Exception]
+) -> None:
+    harness.emulator.inject(METHOD, Fault(status, reason=reason))
+    with pytest.raises(error) as raised:
+        await harness.api(EmulatorCredentials(harness.emulator)).call(
+            USER, "tasklists.list", list_lists
+        )
+    assert harness.calls() == 1
+    assert reason in str(raised.value.errors)  # type: ignore[attr-defined]
+
+
+@dataclass
+class RevokedFirst(EmulatorCredentials):
+    """Hands out a token Google has since revoked; only a refresh gets a good one."""
+
+    async def credentials(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
+        stale = self.emulator.issue_access_token(EMAIL, scopes)
+        stale.revoked = True
+        return Credentials(stale.token)
+
+    async def refreshed(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
+        self.refreshes += 1
+        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)
+
+
+async def test_401_gets_one_refresh_and_one_retry(harness: Harness) -> None:
+    credentials = RevokedFirst(harness.emulator)
+    await harness.api(credentials).call(USER, "tasklists.list", list_lists)
+    assert credentials.refreshes == 1
+    assert harness.calls() == 2
+
+
+async def test_persistent_500_gives_up_at_the_cap_as_a_503_problem(harness: Harness) -> None:
+    harness.emulator.inject(METHOD, Fault(500, remaining=100))
+    before = GOOGLE_CALLS.labels("tasks", "tasklists.list", "500")._value.get()
+    with pytest.raises(GoogleQuotaExhausted) as raised:
+        await harness.api(EmulatorCredentials(harness.emulator), max_attempts=4).call(
+            USER, "tasklists.list", list_lists
+        )
+    assert raised.value.status == 503
+    assert int(raised.value.headers["Retry-After"]) >= 1
+    assert harness.calls() == 4
+    assert GOOGLE_CALLS.labels("tasks", "tasklists.list", "500")._value.get() - before == 4
+    assert len(harness.waits) == 3

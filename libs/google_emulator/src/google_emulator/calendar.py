@@ -1,0 +1,1271 @@
+"""The emulated Google Calendar API v3: calendar list, events (with sync tokens, simple recurrence,
+Meet conferences), free/busy, push channels, and seed routes under ``/_emulator/calendar/``.
+
+State lives in ``emulator.apis["calendar"]`` (a ``CalendarState``). Every change to a calendar bumps
+its change sequence; a sync token carries the sequence the client has seen (and the calendar's token
+epoch, which ``invalidate-sync-tokens`` bumps so that every earlier token answers 410).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+from fastapi import APIRouter, Request, Response
+
+from google_emulator.core import (
+    CALENDAR_READ_SCOPES,
+    CALENDAR_SCOPES,
+    Emulator,
+    GoogleError,
+    begin,
+    emulator_of,
+    rfc3339,
+)
+
+router = APIRouter()
+
+FREEBUSY_SCOPES = (*CALENDAR_READ_SCOPES, "https://www.googleapis.com/auth/calendar.freebusy")
+DEFAULT_CHANNEL_TTL = timedelta(days=7)
+DEFAULT_PAGE_SIZE = 250
+MAX_PAGE_SIZE = 2500
+MAX_INSTANCES = 1000
+EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
+MEET_ICON = "https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/web-512dp/logo_meet_2020q4_color_2x_web_512dp.png"
+
+STRING_FIELDS = ("summary", "description", "location", "colorId")
+BOOL_FIELDS = (
+    "guestsCanModify",
+    "guestsCanInviteOthers",
+    "guestsCanSeeOtherGuests",
+    "anyoneCanAddSelf",
+)
+ENUM_FIELDS = {
+    "status": ("confirmed", "tentative", "cancelled"),
+    "visibility": ("default", "public", "private", "confidential"),
+    "transparency": ("opaque", "transparent"),
+}
+RESPONSE_STATUSES = ("needsAction", "declined", "tentative", "accepted")
+WRITABLE = (
+    *STRING_FIELDS,
+    *BOOL_FIELDS,
+    *ENUM_FIELDS,
+    "start",
+    "end",
+    "recurrence",
+    "attendees",
+    "reminders",
+    "extendedProperties",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass
+class StoredEvent:
+    """One event of one calendar: the client-writable ``fields`` and the ``resource`` served."""
+
+    fields: dict[str, Any]
+    resource: dict[str, Any]
+    order: int
+    changed: int
+
+
+@dataclass
+class CalendarData:
+    id: str
+    owner: str
+    summary: str
+    primary: bool
+    events: dict[str, StoredEvent] = field(default_factory=dict)
+    seq: int = 0
+    epoch: int = 0
+
+
+@dataclass
+class Channel:
+    id: str
+    resource_id: str
+    resource_uri: str
+    calendar_id: str
+    owner: str
+    address: str
+    token: str | None
+    expiration: datetime
+    number: int = 0
+    stopped: bool = False
+    last_task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class CalendarState:
+    calendars: dict[str, CalendarData] = field(default_factory=dict)
+    user_calendars: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def state_of(emulator: Emulator) -> CalendarState:
+    state = emulator.apis.get("calendar")
+    if not isinstance(state, CalendarState):
+        state = CalendarState()
+        emulator.apis["calendar"] = state
+    return state
+
+
+def ensure_user(state: CalendarState, email: str) -> list[str]:
+    """The user's calendar ids, creating their primary calendar on first use."""
+    email = email.lower()
+    if email not in state.user_calendars:
+        state.user_calendars[email] = [email]
+        state.calendars.setdefault(email, CalendarData(email, email, email, primary=True))
+    return state.user_calendars[email]
+
+
+def calendar_for(state: CalendarState, email: str, calendar_id: str) -> CalendarData:
+    ids = ensure_user(state, email)
+    wanted = email.lower() if calendar_id == "primary" else calendar_id
+    if wanted not in ids:
+        wanted = wanted.lower()
+    if wanted not in ids:
+        raise GoogleError(404, "notFound", "Not Found")
+    return state.calendars[wanted]
+
+
+def stored_event(calendar: CalendarData, event_id: str) -> StoredEvent:
+    stored = calendar.events.get(event_id)
+    if stored is None:
+        raise GoogleError(404, "notFound", "Not Found")
+    return stored
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers
+
+
+def bad_request(message: str, reason: str = "invalid") -> GoogleError:
+    return GoogleError(400, reason, message)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise bad_request("Parse Error", "parseError") from exc
+    if not isinstance(body, dict):
+        raise bad_request("Parse Error", "parseError")
+    return body
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise bad_request(f"Invalid value for: {name}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise bad_request(f"Invalid value for: {name}") from exc
+    if moment.tzinfo is None:
+        raise bad_request(f"Invalid value for: {name} (a time zone offset is required)")
+    return moment.astimezone(UTC)
+
+
+def query_bool(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise bad_request(f"Invalid boolean value for: {name}")
+    return value == "true"
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise bad_request(f"Invalid integer value for: {name}") from exc
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def format_date_time(moment: datetime) -> str:
+    text = moment.isoformat(timespec="seconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+# ---------------------------------------------------------------------------------------------
+# Event times and recurrence
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """A parsed start or end: an all-day ``day``, or an aware ``moment``."""
+
+    day: date | None
+    moment: datetime | None
+    time_zone: str | None
+
+    def utc(self) -> datetime:
+        if self.moment is not None:
+            return self.moment.astimezone(UTC)
+        assert self.day is not None
+        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
+
+    def shifted(self, delta: timedelta) -> dict[str, Any]:
+        if self.day is not None:
+            return {"date": (self.day + delta).isoformat()}
+        assert self.moment is not None
+        out: dict[str, Any] = {"dateTime": format_date_time(self.moment + delta)}
+        if self.time_zone:
+            out["timeZone"] = self.time_zone
+        return out
+
+    def instance_suffix(self, delta: timedelta) -> str:
+        if self.day is not None:
+            return (self.day + delta).strftime("%Y%m%d")
+        assert self.moment is not None
+        return (self.moment + delta).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_event_time(value: Any, name: str) -> EventTime:
+    if not isinstance(value, dict) or not (value.get("date") or value.get("dateTime")):
+        raise bad_request(f"Missing {name} time.", "required")
+    if value.get("date") and value.get("dateTime"):
+        raise bad_request(f"Invalid {name} time: only one of date and dateTime may be set.")
+    zone_name = value.get("timeZone")
+    if zone_name is not None and not isinstance(zone_name, str):
+        raise bad_request(f"Invalid {name} time zone.")
+    zone: ZoneInfo | None = None
+    if zone_name:
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise bad_request(f"Invalid time zone definition for {name} time.") from exc
+    if value.get("date"):
+        try:
+            return EventTime(date.fromisoformat(str(value["date"])), None, None)
+        except ValueError as exc:
+            raise bad_request(f"Invalid {name} date.") from exc
+    try:
+        moment = datetime.fromisoformat(str(value["dateTime"]))
+    except ValueError as exc:
+        raise bad_request(f"Invalid {name} dateTime.") from exc
+    if moment.tzinfo is None:
+        if zone is None:
+            raise bad_request(f"Missing time zone definition for {name} time.", "required")
+        moment = moment.replace(tzinfo=zone)
+    elif zone is not None:
+        moment = moment.astimezone(zone)
+    return EventTime(None, moment.replace(microsecond=0), zone_name or None)
+
+
+def event_times(fields: dict[str, Any]) -> tuple[EventTime, EventTime]:
+    start = parse_event_time(fields.get("start"), "start")
+    end = parse_event_time(fields.get("end"), "end")
+    if (start.day is None) != (end.day is None):
+        raise bad_request("Start and end must both be dates or both be date-times.")
+    if end.utc() <= start.utc() and not (start.day is None and end.utc() == start.utc()):
+        raise GoogleError(400, "timeRangeEmpty", "The specified time range is empty.")
+    return start, end
+
+
+@dataclass(frozen=True)
+class Rule:
+    step: timedelta
+    count: int | None
+    until: datetime | None
+
+
+def parse_recurrence(lines: list[str]) -> Rule | None:
+    """The emulator's subset of RFC 5545: one RRULE, FREQ=DAILY|WEEKLY, INTERVAL, COUNT, UNTIL."""
+    rules = [line for line in lines if line.upper().startswith("RRULE:")]
+    others = [line for line in lines if not line.upper().startswith("RRULE:")]
+    if others or len(rules) > 1:
+        raise bad_request("The emulator supports only a single RRULE line in recurrence.")
+    if not rules:
+        return None
+    parts: dict[str, str] = {}
+    for part in rules[0][len("RRULE:") :].split(";"):
+        key, _, value = part.partition("=")
+        parts[key.strip().upper()] = value.strip()
+    unsupported = set(parts) - {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST"}
+    freq = {"DAILY": 1, "WEEKLY": 7}.get(parts.get("FREQ", "").upper())
+    if unsupported or freq is None or ("COUNT" in parts and "UNTIL" in parts):
+        raise bad_request(
+            "Invalid recurrence rule (the emulator supports FREQ=DAILY|WEEKLY with INTERVAL, "
+            "COUNT or UNTIL)."
+        )
+    try:
+        interval = int(parts.get("INTERVAL", "1"))
+        count = int(parts["COUNT"]) if "COUNT" in parts else None
+        until = parse_until(parts["UNTIL"]) if "UNTIL" in parts else None
+    except ValueError as exc:
+        raise bad_request("Invalid recurrence rule.") from exc
+    if interval < 1 or (count is not None and count < 1):
+        raise bad_request("Invalid recurrence rule.")
+    return Rule(timedelta(days=freq * interval), count, until)
+
+
+def parse_until(value: str) -> datetime:
+    if len(value) == 8:
+        return datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC) + timedelta(
+            days=1, seconds=-1
+        )
+    return datetime.strptime(value.rstrip("Zz"), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+
+
+def expand(
+    resource: dict[str, Any], window_start: datetime | None, window_end: datetime | None
+) -> list[dict[str, Any]]:
+    """The instances of a recurring event overlapping the window (all of them if none)."""
+    rule = parse_recurrence(resource.get("recurrence", []))
+    start, end = event_times(resource)
+    if rule is None:
+        return [resource]
+    duration = end.utc() - start.utc()
+    instances: list[dict[str, Any]] = []
+    for index in range(rule.count or MAX_INSTANCES):
+        delta = rule.step * index
+        begins = start.utc() + delta
+        if rule.until is not None and begins > rule.until:
+            break
+        if window_end is not None and begins >= window_end:
+            break
+        if window_start is not None and begins + duration <= window_start:
+            continue
+        instance = {k: v for k, v in resource.items() if k != "recurrence"}
+        instance["id"] = f"{resource['id']}_{start.instance_suffix(delta)}"
+        instance["recurringEventId"] = resource["id"]
+        instance["originalStartTime"] = start.shifted(delta)
+        instance["start"] = start.shifted(delta)
+        instance["end"] = end.shifted(delta)
+        instances.append(instance)
+    return instances
+
+
+def overlaps(
+    resource: dict[str, Any], window_start: datetime | None, window_end: datetime | None
+) -> bool:
+    if resource.get("recurrence"):
+        return bool(expand(resource, window_start, window_end))
+    start, end = event_times(resource)
+    if window_start is not None and end.utc() <= window_start:
+        return False
+    return not (window_end is not None and start.utc() >= window_end)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building event resources
+
+
+def clean_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The client-writable fields of an event body, type-checked. ``None`` values are kept (they
+    delete a field in a patch)."""
+    fields: dict[str, Any] = {}
+    for name in WRITABLE:
+        if name not in body:
+            continue
+        value = body[name]
+        if value is None:
+            fields[name] = None
+        elif name in STRING_FIELDS:
+            fields[name] = require(isinstance(value, str), name, value)
+        elif name in BOOL_FIELDS:
+            fields[name] = require(isinstance(value, bool), name, value)
+        elif name in ENUM_FIELDS:
+            fields[name] = require(value in ENUM_FIELDS[name], name, value)
+        elif name in ("start", "end"):
+            require(isinstance(value, dict), name, value)
+            fields[name] = {k: value[k] for k in ("date", "dateTime", "timeZone") if value.get(k)}
+        elif name == "recurrence":
+            ok = isinstance(value, list) and all(isinstance(line, str) for line in value)
+            fields[name] = require(ok, name, list(value) if ok else value)
+        elif name == "attendees":
+            fields[name] = clean_attendees(value)
+        elif name == "reminders":
+            fields[name] = clean_reminders(value)
+        else:
+            fields[name] = clean_extended_properties(value)
+    return fields
+
+
+def require(condition: bool, name: str, value: Any) -> Any:
+    if not condition:
+        raise bad_request(f"Invalid value for: {name}")
+    return value
+
+
+def clean_attendees(value: Any) -> list[dict[str, Any]]:
+    require(isinstance(value, list), "attendees", value)
+    attendees: list[dict[str, Any]] = []
+    for item in value:
+        require(isinstance(item, dict), "attendees", item)
+        email = item.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise bad_request("Missing or invalid attendee email.", "required")
+        attendee: dict[str, Any] = {"email": email.lower()}
+        if item.get("displayName") is not None:
+            attendee["displayName"] = require(
+                isinstance(item["displayName"], str), "displayName", item["displayName"]
+            )
+        if item.get("optional") is not None:
+            attendee["optional"] = require(
+                isinstance(item["optional"], bool), "optional", item["optional"]
+            )
+        if item.get("comment") is not None:
+            attendee["comment"] = require(
+                isinstance(item["comment"], str), "comment", item["comment"]
+            )
+        status = item.get("responseStatus", "needsAction")
+        attendee["responseStatus"] = require(status in RESPONSE_STATUSES, "responseStatus", status)
+        attendees.append(attendee)
+    return attendees
+
+
+def clean_reminders(value: Any) -> dict[str, Any]:
+    require(isinstance(value, dict), "reminders", value)
+    reminders: dict[str, Any] = {"useDefault": bool(value.get("useDefault", False))}
+    overrides = value.get("overrides")
+    if overrides:
+        require(isinstance(overrides, list), "reminders.overrides", overrides)
+        reminders["overrides"] = []
+        for item in overrides:
+            ok = (
+                isinstance(item, dict)
+                and item.get("method") in ("email", "popup")
+                and isinstance(item.get("minutes"), int)
+            )
+            require(ok, "reminders.overrides", item)
+            reminders["overrides"].append({"method": item["method"], "minutes": item["minutes"]})
+    return reminders
+
+
+def clean_extended_properties(value: Any) -> dict[str, Any]:
+    require(isinstance(value, dict), "extendedProperties", value)
+    properties: dict[str, Any] = {}
+    for scope in ("private", "shared"):
+        values = value.get(scope)
+        if values:
+            ok = isinstance(values, dict) and all(isinstance(v, str) for v in values.values())
+            require(ok, f"extendedProperties.{scope}", values)
+            properties[scope] = {str(k): v for k, v in values.items()}
+    return properties
+
+
+def meet_code() -> str:
+    letters = string.ascii_lowercase
+    return "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
+
+
+def conference_for(body_conference: Any, existing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Conference data for ``conferenceDataVersion=1``: a Meet for a createRequest (kept when the
+    requestId is unchanged), else the client's own entry points."""
+    if body_conference is None:
+        return None
+    require(isinstance(body_conference, dict), "conferenceData", body_conference)
+    create = body_conference.get("createRequest")
+    if create is not None:
+        require(isinstance(create, dict), "conferenceData.createRequest", create)
+        request_id = create.get("requestId")
+        if not isinstance(request_id, str) or not request_id:
+            raise bad_request("Missing conferenceData.createRequest.requestId.", "required")
+        kind = (create.get("conferenceSolutionKey") or {}).get("type", "hangoutsMeet")
+        if kind != "hangoutsMeet":
+            raise bad_request("Invalid conference type value (the emulator creates only Meet).")
+        if existing and existing.get("createRequest", {}).get("requestId") == request_id:
+            return existing
+        code = meet_code()
+        return {
+            "createRequest": {
+                "requestId": request_id,
+                "conferenceSolutionKey": {"type": "hangoutsMeet"},
+                "status": {"statusCode": "success"},
+            },
+            "entryPoints": [
+                {
+                    "entryPointType": "video",
+                    "uri": f"https://meet.google.com/{code}",
+                    "label": f"meet.google.com/{code}",
+                }
+            ],
+            "conferenceSolution": {
+                "key": {"type": "hangoutsMeet"},
+                "name": "Google Meet",
+                "iconUri": MEET_ICON,
+            },
+            "conferenceId": code,
+        }
+    conference: dict[str, Any] = {}
+    if isinstance(body_conference.get("conferenceId"), str):
+        conference["conferenceId"] = body_conference["conferenceId"]
+    solution = body_conference.get("conferenceSolution")
+    if isinstance(solution, dict) and isinstance(solution.get("key"), dict):
+        conference["conferenceSolution"] = {"key": {"type": str(solution["key"].get("type", ""))}}
+        if isinstance(solution.get("name"), str):
+            conference["conferenceSolution"]["name"] = solution["name"]
+    points = body_conference.get("entryPoints")
+    if isinstance(points, list):
+        keys = ("entryPointType", "uri", "label", "pin", "accessCode", "meetingCode", "passcode")
+        conference["entryPoints"] = [
+            {k: str(point[k]) for k in keys if point.get(k) is not None}
+            for point in points
+            if isinstance(point, dict)
+        ]
+    return conference or None
+
+
+def html_link(event_id: str, calendar_id: str) -> str:
+    eid = base64.urlsafe_b64encode(f"{event_id} {calendar_id}".encode()).decode().rstrip("=")
+    return f"https://www.google.com/calendar/event?eid={eid}"
+
+
+def new_etag(emulator: Emulator) -> str:
+    return f'"{int(emulator.clock.now().timestamp() * 1000)}{emulator.next_number():06d}"'
+
+
+def rendered_attendees(
+    attendees: list[dict[str, Any]], organizer: str, calendar_id: str
+) -> list[dict[str, Any]]:
+    rendered = []
+    for item in attendees:
+        attendee = dict(item)
+        if attendee["email"] == organizer:
+            attendee["organizer"] = True
+        if attendee["email"] == calendar_id:
+            attendee["self"] = True
+        rendered.append(attendee)
+    return rendered
+
+
+def meet_link(conference: dict[str, Any]) -> str | None:
+    if conference.get("conferenceSolution", {}).get("key", {}).get("type") != "hangoutsMeet":
+        return None
+    for point in conference.get("entryPoints", []):
+        if point.get("entryPointType") == "video" and point.get("uri"):
+            return str(point["uri"])
+    return None
+
+
+def render(
+    emulator: Emulator,
+    calendar: CalendarData,
+    event_id: str,
+    fields: dict[str, Any],
+    *,
+    previous: dict[str, Any] | None,
+    creator: str,
+    organizer: str,
+) -> dict[str, Any]:
+    """The full event resource served for ``fields`` (which were validated)."""
+    now = rfc3339(emulator.clock.now())
+    resource: dict[str, Any] = {
+        "kind": "calendar#event",
+        "etag": new_etag(emulator),
+        "id": event_id,
+        "status": fields.get("status") or "confirmed",
+        "htmlLink": html_link(event_id, calendar.id),
+        "created": previous["created"] if previous else now,
+        "updated": now,
+    }
+    for name in (*STRING_FIELDS, *BOOL_FIELDS, "visibility", "transparency"):
+        if fields.get(name) is not None:
+            resource[name] = fields[name]
+    resource["creator"] = {"email": creator}
+    if creator == calendar.owner:
+        resource["creator"]["self"] = True
+    resource["organizer"] = {"email": organizer}
+    if organizer == calendar.id:
+        resource["organizer"]["self"] = True
+        if not calendar.primary:
+            resource["organizer"]["displayName"] = calendar.summary
+    resource["start"] = fields["start"]
+    resource["end"] = fields["end"]
+    if fields.get("recurrence"):
+        resource["recurrence"] = fields["recurrence"]
+    resource["iCalUID"] = previous["iCalUID"] if previous else f"{event_id}@google.com"
+    resource["sequence"] = previous["sequence"] + 1 if previous else 0
+    if fields.get("attendees"):
+        resource["attendees"] = rendered_attendees(fields["attendees"], organizer, calendar.id)
+    if fields.get("extendedProperties"):
+        resource["extendedProperties"] = fields["extendedProperties"]
+    conference = fields.get("conferenceData")
+    if conference:
+        resource["conferenceData"] = conference
+        link = meet_link(conference)
+        if link:
+            resource["hangoutLink"] = link
+    resource["reminders"] = fields.get("reminders") or {"useDefault": True}
+    resource["eventType"] = "default"
+    return resource
+
+
+def write_event(
+    emulator: Emulator,
+    calendar: CalendarData,
+    event_id: str,
+    fields: dict[str, Any],
+    *,
+    creator: str,
+    organizer: str,
+) -> dict[str, Any]:
+    """Validate and store ``fields`` as event ``event_id`` (new or replaced); record the change."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    event_times(fields)
+    if fields.get("recurrence"):
+        parse_recurrence(fields["recurrence"])
+    existing = calendar.events.get(event_id)
+    previous = existing.resource if existing else None
+    resource = render(
+        emulator,
+        calendar,
+        event_id,
+        fields,
+        previous=previous,
+        creator=creator,
+        organizer=organizer,
+    )
+    calendar.seq += 1
+    order = existing.order if existing else emulator.next_number()
+    calendar.events[event_id] = StoredEvent(fields, resource, order, calendar.seq)
+    return resource
+
+
+def cancel_event(emulator: Emulator, calendar: CalendarData, stored: StoredEvent) -> None:
+    if stored.resource["status"] == "cancelled":
+        raise GoogleError(410, "deleted", "Resource has been deleted")
+    stored.fields["status"] = "cancelled"
+    stored.resource = {
+        **stored.resource,
+        "status": "cancelled",
+        "etag": new_etag(emulator),
+        "updated": rfc3339(emulator.clock.now()),
+    }
+    calendar.seq += 1
+    stored.changed = calendar.seq
+
+
+def new_fields(
+    body: dict[str, Any], conference_version: int, existing: dict[str, Any] | None
+) -> dict[str, Any]:
+    fields = clean_fields(body)
+    if conference_version >= 1 and "conferenceData" in body:
+        fields["conferenceData"] = conference_for(body["conferenceData"], existing)
+    elif existing is not None:
+        fields["conferenceData"] = existing
+    return fields
+
+
+def event_id_for(body: dict[str, Any], calendar: CalendarData) -> str:
+    if "id" not in body or body["id"] is None:
+        while True:
+            event_id = "".join(
+                secrets.choice("abcdefghijklmnopqrstuv0123456789") for _ in range(26)
+            )
+            if event_id not in calendar.events:
+                return event_id
+    event_id = body["id"]
+    if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
+        raise bad_request("Invalid resource id value.")
+    if event_id in calendar.events:
+        raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+    return event_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Push notifications
+
+
+def notify_change(state: CalendarState, emulator: Emulator, calendar_id: str) -> None:
+    now = emulator.clock.now()
+    for channel in state.channels.values():
+        if channel.calendar_id == calendar_id and not channel.stopped and channel.expiration > now:
+            send(state, channel, "exists")
+
+
+def send(state: CalendarState, channel: Channel, resource_state: str) -> None:
+    """Queue one notification behind the channel's earlier ones (so they arrive in order)."""
+    channel.number += 1
+    task = asyncio.create_task(
+        deliver(state, channel, resource_state, channel.number, channel.last_task)
+    )
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+    channel.last_task = task
+
+
+async def deliver(
+    state: CalendarState,
+    channel: Channel,
+    resource_state: str,
+    number: int,
+    previous: asyncio.Task[None] | None,
+) -> None:
+    if previous is not None:
+        await asyncio.wait([previous])
+    headers = {
+        "X-Goog-Channel-ID": channel.id,
+        "X-Goog-Resource-ID": channel.resource_id,
+        "X-Goog-Resource-URI": channel.resource_uri,
+        "X-Goog-Resource-State": resource_state,
+        "X-Goog-Message-Number": str(number),
+        "X-Goog-Channel-Expiration": format_datetime(
+            channel.expiration.astimezone(UTC), usegmt=True
+        ),
+    }
+    if channel.token is not None:
+        headers["X-Goog-Channel-Token"] = channel.token
+    record: dict[str, Any] = {
+        "channel_id": channel.id,
+        "resource_id": channel.resource_id,
+        "address": channel.address,
+        "state": resource_state,
+        "number": number,
+        "status_code": None,
+    }
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            response = await client.post(channel.address, content=b"", headers=headers)
+        record["status_code"] = response.status_code
+    except httpx.HTTPError as exc:  # Google ignores failed deliveries too
+        record["error"] = type(exc).__name__
+    state.deliveries.append(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calendar list
+
+
+def calendar_list_entry(calendar: CalendarData) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kind": "calendar#calendarListEntry",
+        "etag": f'"{calendar.seq}{calendar.epoch}"',
+        "id": calendar.id,
+        "summary": calendar.summary,
+        "timeZone": "UTC",
+        "accessRole": "owner",
+        "selected": True,
+        "defaultReminders": [],
+    }
+    if calendar.primary:
+        entry["primary"] = True
+    return entry
+
+
+@router.get("/calendar/v3/users/me/calendarList")
+async def calendar_list_list(request: Request) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.calendarList.list", CALENDAR_READ_SCOPES)
+    state = state_of(emulator)
+    items = [calendar_list_entry(state.calendars[cid]) for cid in ensure_user(state, email)]
+    return {"kind": "calendar#calendarList", "etag": f'"{len(items)}"', "items": items}
+
+
+@router.get("/calendar/v3/users/me/calendarList/{calendarId}")
+async def calendar_list_get(request: Request, calendarId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.calendarList.get", CALENDAR_READ_SCOPES)
+    return calendar_list_entry(calendar_for(state_of(emulator), email, calendarId))
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+def matches_query(resource: dict[str, Any], query: str) -> bool:
+    haystack = " ".join(
+        [
+            str(resource.get("summary", "")),
+            str(resource.get("description", "")),
+            str(resource.get("location", "")),
+            *(f"{a['email']} {a.get('displayName', '')}" for a in resource.get("attendees", [])),
+        ]
+    ).lower()
+    return all(term in haystack for term in query.lower().split())
+
+
+def list_items(
+    calendar: CalendarData,
+    *,
+    since: int | None,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    query: str | None,
+    show_deleted: bool,
+    single_events: bool,
+    order_by: str | None,
+) -> list[dict[str, Any]]:
+    stored = sorted(
+        calendar.events.values(), key=lambda s: s.changed if since is not None else s.order
+    )
+    items: list[dict[str, Any]] = []
+    for event in stored:
+        resource = event.resource
+        if since is not None:
+            if event.changed <= since:
+                continue
+        else:
+            if resource["status"] == "cancelled" and not show_deleted:
+                continue
+            if query and not matches_query(resource, query):
+                continue
+            if not overlaps(resource, window_start, window_end):
+                continue
+        if single_events and resource.get("recurrence") and resource["status"] != "cancelled":
+            items.extend(expand(resource, window_start, window_end))
+        else:
+            items.append(resource)
+    if order_by == "startTime":
+        items.sort(key=lambda r: event_times(r)[0].utc())
+    elif order_by == "updated":
+        items.sort(key=lambda r: r["updated"])
+    return items
+
+
+@router.get("/calendar/v3/calendars/{calendarId}/events")
+async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.events.list", CALENDAR_READ_SCOPES)
+    calendar = calendar_for(state_of(emulator), email, calendarId)
+    params = request.query_params
+    page_size = min(query_int(request, "maxResults", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
+    if page_size < 1:
+        raise bad_request("Invalid value for: maxResults")
+    single_events = query_bool(request, "singleEvents")
+    show_deleted = query_bool(request, "showDeleted")
+    order_by = params.get("orderBy")
+    if order_by not in (None, "startTime", "updated"):
+        raise bad_request("Invalid value for: orderBy")
+    if order_by == "startTime" and not single_events:
+        raise bad_request("The requested ordering is not available for the particular query.")
+    window_start = parse_timestamp(params["timeMin"], "timeMin") if "timeMin" in params else None
+    window_end = parse_timestamp(params["timeMax"], "timeMax") if "timeMax" in params else None
+    if window_start and window_end and window_end <= window_start:
+        raise GoogleError(400, "timeRangeEmpty", "The specified time range is empty.")
+
+    since: int | None = None
+    sync_token = params.get("syncToken")
+    if sync_token is not None:
+        if {"timeMin", "timeMax", "q", "orderBy", "updatedMin"} & set(params):
+            raise bad_request("Sync token cannot be used with timeMin, timeMax, q, orderBy.")
+        payload = decode_token(sync_token)
+        if (
+            payload is None
+            or payload.get("c") != calendar.id
+            or payload.get("e") != calendar.epoch
+            or not isinstance(payload.get("s"), int)
+            or payload["s"] > calendar.seq
+        ):
+            raise GoogleError(
+                410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required."
+            )
+        since = payload["s"]
+
+    offset, snapshot = 0, calendar.seq
+    page_token = params.get("pageToken")
+    if page_token is not None:
+        page = decode_token(page_token)
+        if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
+            raise bad_request("Invalid value for: pageToken")
+        offset, snapshot = page["o"], int(page.get("s", calendar.seq))
+
+    items = list_items(
+        calendar,
+        since=since,
+        window_start=window_start,
+        window_end=window_end,
+        query=params.get("q"),
+        show_deleted=show_deleted or since is not None,
+        single_events=single_events,
+        order_by=order_by,
+    )
+    response: dict[str, Any] = {
+        "kind": "calendar#events",
+        "etag": f'"{calendar.seq}{calendar.epoch}"',
+        "summary": calendar.summary,
+        "updated": rfc3339(emulator.clock.now()),
+        "timeZone": "UTC",
+        "accessRole": "owner",
+        "defaultReminders": [],
+        "items": items[offset : offset + page_size],
+    }
+    if offset + page_size < len(items):
+        response["nextPageToken"] = encode_token(
+            {"c": calendar.id, "o": offset + page_size, "s": snapshot}
+        )
+    else:
+        response["nextSyncToken"] = encode_token(
+            {"c": calendar.id, "e": calendar.epoch, "s": snapshot}
+        )
+    return response
+
+
+def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:
+    stored = calendar.events.get(event_id)
+    if stored is not None:
+        return stored.resource
+    master_id, _, _ = event_id.partition("_")
+    master = calendar.events.get(master_id)
+    if master is not None and master.resource.get("recurrence"):
+        for instance in expand(master.resource, None, None):
+            if instance["id"] == event_id:
+                return instance
+    raise GoogleError(404, "notFound", "Not Found")
+
+
+@router.get("/calendar/v3/calendars/{calendarId}/events/{eventId}")
+async def events_get(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.events.get", CALENDAR_READ_SCOPES)
+    return find_event(calendar_for(state_of(emulator), email, calendarId), eventId)
+
+
+@router.post("/calendar/v3/calendars/{calendarId}/events")
+async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.events.insert", CALENDAR_SCOPES)
+    state = state_of(emulator)
+    calendar = calendar_for(state, email, calendarId)
+    body = await json_body(request)
+    event_id = event_id_for(body, calendar)
+    fields = new_fields(body, query_int(request, "conferenceDataVersion", 0), None)
+    resource = write_event(
+        emulator, calendar, event_id, fields, creator=email, organizer=calendar.id
+    )
+    notify_change(state, emulator, calendar.id)
+    return resource
+
+
+async def modify(
+    request: Request, calendar_id: str, event_id: str, *, patch: bool
+) -> dict[str, Any]:
+    method = "calendar.events.patch" if patch else "calendar.events.update"
+    emulator, email = await begin(request, method, CALENDAR_SCOPES)
+    state = state_of(emulator)
+    calendar = calendar_for(state, email, calendar_id)
+    stored = stored_event(calendar, event_id)
+    body = await json_body(request)
+    changes = new_fields(
+        body,
+        query_int(request, "conferenceDataVersion", 0),
+        stored.fields.get("conferenceData"),
+    )
+    if patch:
+        fields = {**stored.fields, **changes}
+    else:
+        keep = ("conferenceData",) if "conferenceData" not in changes else ()
+        fields = {**{k: stored.fields[k] for k in keep if k in stored.fields}, **changes}
+    resource = write_event(
+        emulator,
+        calendar,
+        event_id,
+        fields,
+        creator=stored.resource["creator"]["email"],
+        organizer=stored.resource["organizer"]["email"],
+    )
+    notify_change(state, emulator, calendar.id)
+    return resource
+
+
+@router.patch("/calendar/v3/calendars/{calendarId}/events/{eventId}")
+async def events_patch(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
+    return await modify(request, calendarId, eventId, patch=True)
+
+
+@router.put("/calendar/v3/calendars/{calendarId}/events/{eventId}")
+async def events_update(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
+    return await modify(request, calendarId, eventId, patch=False)
+
+
+@router.delete("/calendar/v3/calendars/{calendarId}/events/{eventId}", status_code=204)
+async def events_delete(request: Request, calendarId: str, eventId: str) -> Response:
+    emulator, email = await begin(request, "calendar.events.delete", CALENDAR_SCOPES)
+    state = state_of(emulator)
+    calendar = calendar_for(state, email, calendarId)
+    cancel_event(emulator, calendar, stored_event(calendar, eventId))
+    notify_change(state, emulator, calendar.id)
+    return Response(status_code=204)
+
+
+@router.post("/calendar/v3/calendars/{calendarId}/events/{eventId}/move")
+async def events_move(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.events.move", CALENDAR_SCOPES)
+    state = state_of(emulator)
+    source = calendar_for(state, email, calendarId)
+    destination_id = request.query_params.get("destination")
+    if not destination_id:
+        raise bad_request("Missing destination.", "required")
+    destination = calendar_for(state, email, destination_id)
+    stored = stored_event(source, eventId)
+    if stored.resource["status"] == "cancelled":
+        raise GoogleError(410, "deleted", "Resource has been deleted")
+    if destination.id == source.id:
+        return stored.resource
+    if eventId in destination.events:
+        raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+    fields = dict(stored.fields)
+    creator = stored.resource["creator"]["email"]
+    organizer = stored.resource["organizer"]["email"]
+    new_organizer = destination.id if organizer == source.id else organizer
+    cancel_event(emulator, source, stored)
+    resource = write_event(
+        emulator, destination, eventId, fields, creator=creator, organizer=new_organizer
+    )
+    notify_change(state, emulator, source.id)
+    notify_change(state, emulator, destination.id)
+    return resource
+
+
+# ---------------------------------------------------------------------------------------------
+# Free/busy
+
+
+def busy_periods(
+    calendar: CalendarData, window_start: datetime, window_end: datetime
+) -> list[dict[str, str]]:
+    periods: list[tuple[datetime, datetime]] = []
+    for stored in calendar.events.values():
+        resource = stored.resource
+        if resource["status"] == "cancelled" or resource.get("transparency") == "transparent":
+            continue
+        if any(
+            a.get("self") and a["responseStatus"] == "declined"
+            for a in resource.get("attendees", [])
+        ):
+            continue
+        for instance in expand(resource, window_start, window_end):
+            start, end = event_times(instance)
+            begins, ends = max(start.utc(), window_start), min(end.utc(), window_end)
+            if begins < ends:
+                periods.append((begins, ends))
+    merged: list[list[datetime]] = []
+    for begins, ends in sorted(periods):
+        if merged and begins <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], ends)
+        else:
+            merged.append([begins, ends])
+    return [{"start": rfc3339(b), "end": rfc3339(e)} for b, e in merged]
+
+
+@router.post("/calendar/v3/freeBusy")
+async def freebusy_query(request: Request) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.freebusy.query", FREEBUSY_SCOPES)
+    state = state_of(emulator)
+    ensure_user(state, email)
+    body = await json_body(request)
+    if "timeMin" not in body or "timeMax" not in body:
+        raise bad_request("Missing timeMin or timeMax.", "required")
+    window_start = parse_timestamp(body["timeMin"], "timeMin")
+    window_end = parse_timestamp(body["timeMax"], "timeMax")
+    if window_end <= window_start:
+        raise GoogleError(400, "timeRangeEmpty", "The specified time range is empty.")
+    items = body.get("items") or []
+    require(isinstance(items, list), "items", items)
+    calendars: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise bad_request("Invalid value for: items")
+        calendar_id = item["id"]
+        wanted = email if calendar_id == "primary" else calendar_id
+        calendar = state.calendars.get(wanted) or state.calendars.get(wanted.lower())
+        if calendar is None:
+            calendars[calendar_id] = {
+                "errors": [{"domain": "global", "reason": "notFound"}],
+                "busy": [],
+            }
+        else:
+            calendars[calendar_id] = {"busy": busy_periods(calendar, window_start, window_end)}
+    return {
+        "kind": "calendar#freeBusy",
+        "timeMin": rfc3339(window_start),
+        "timeMax": rfc3339(window_end),
+        "calendars": calendars,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Push channels
+
+
+@router.post("/calendar/v3/calendars/{calendarId}/events/watch")
+async def events_watch(request: Request, calendarId: str) -> dict[str, Any]:
+    emulator, email = await begin(request, "calendar.events.watch", CALENDAR_READ_SCOPES)
+    state = state_of(emulator)
+    calendar = calendar_for(state, email, calendarId)
+    body = await json_body(request)
+    channel_id, address = body.get("id"), body.get("address")
+    if not isinstance(channel_id, str) or not channel_id:
+        raise bad_request("Missing channel id.", "required")
+    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+        raise bad_request("Invalid or missing channel address.", "required")
+    if body.get("type") not in ("web_hook", "webhook"):
+        raise bad_request("Invalid channel type: only web_hook is supported.")
+    if channel_id in state.channels:
+        raise bad_request(f"Channel id {channel_id} not unique", "channelIdNotUnique")
+    token = body.get("token")
+    if token is not None and not isinstance(token, str):
+        raise bad_request("Invalid value for: token")
+    now = emulator.clock.now()
+    expiration = now + DEFAULT_CHANNEL_TTL
+    params = body.get("params") or {}
+    if isinstance(params, dict) and params.get("ttl") is not None:
+        try:
+            expiration = now + timedelta(seconds=int(params["ttl"]))
+        except (TypeError, ValueError) as exc:
+            raise bad_request("Invalid value for: params.ttl") from exc
+    if body.get("expiration") is not None:
+        try:
+            expiration = datetime.fromtimestamp(int(body["expiration"]) / 1000, UTC)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise bad_request("Invalid value for: expiration") from exc
+    if expiration <= now:
+        raise bad_request("Channel expiration must be in the future.")
+    base = str(request.base_url).rstrip("/")
+    channel = Channel(
+        id=channel_id,
+        resource_id=secrets.token_urlsafe(20),
+        resource_uri=f"{base}/calendar/v3/calendars/{quote(calendar.id, safe='')}/events?alt=json",
+        calendar_id=calendar.id,
+        owner=email,
+        address=address,
+        token=token,
+        expiration=expiration,
+    )
+    state.channels[channel_id] = channel
+    send(state, channel, "sync")
+    answer: dict[str, Any] = {
+        "kind": "api#channel",
+        "id": channel.id,
+        "resourceId": channel.resource_id,
+        "resourceUri": channel.resource_uri,
+        "expiration": str(int(expiration.timestamp() * 1000)),
+    }
+    if token is not None:
+        answer["token"] = token
+    return answer
+
+
+@router.post("/calendar/v3/channels/stop", status_code=204)
+async def channels_stop(request: Request) -> Response:
+    emulator, email = await begin(request, "calendar.channels.stop", CALENDAR_READ_SCOPES)
+    state = state_of(emulator)
+    body = await json_body(request)
+    channel = state.channels.get(str(body.get("id", "")))
+    if (
+        channel is None
+        or channel.stopped
+        or channel.owner != email
+        or channel.resource_id != body.get("resourceId")
+    ):
+        raise GoogleError(404, "notFound", f"Channel '{body.get('id')}' not found for project")
+    channel.stopped = True
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed and admin routes (no auth: the emulator's own control surface)
+
+
+def seed_calendar(request: Request, email: str) -> tuple[Emulator, CalendarState, CalendarData]:
+    emulator = emulator_of(request)
+    state = state_of(emulator)
+    calendar = calendar_for(state, email, request.query_params.get("calendarId", "primary"))
+    return emulator, state, calendar
+
+
+@router.get("/_emulator/calendar/deliveries")
+async def seed_deliveries(request: Request) -> dict[str, Any]:
+    return {"deliveries": list(state_of(emulator_of(request)).deliveries)}
+
+
+@router.post("/_emulator/calendar/{email}/events")
+async def seed_insert(request: Request, email: str) -> dict[str, Any]:
+    """Put an event into ``email``'s calendar as if ``as`` (another user) had invited them."""
+    emulator, state, calendar = seed_calendar(request, email)
+    body = await json_body(request)
+    author = str(body.get("as") or calendar.id).lower()
+    event_id = event_id_for(body, calendar)
+    fields = new_fields(body, 1, None)
+    if author != calendar.id:
+        attendees = list(fields.get("attendees") or [])
+        if all(a["email"] != calendar.id for a in attendees):
+            attendees.append({"email": calendar.id, "responseStatus": "needsAction"})
+        if all(a["email"] != author for a in attendees):
+            attendees.insert(0, {"email": author, "responseStatus": "accepted"})
+        fields["attendees"] = attendees
+    resource = write_event(emulator, calendar, event_id, fields, creator=author, organizer=author)
+    notify_change(state, emulator, calendar.id)
+    return resource
+
+
+@router.patch("/_emulator/calendar/{email}/events/{eventId}")
+async def seed_patch(request: Request, email: str, eventId: str) -> dict[str, Any]:
+    emulator, state, calendar = seed_calendar(request, email)
+    stored = stored_event(calendar, eventId)
+    body = await json_body(request)
+    changes = new_fields(body, 1, stored.fields.get("conferenceData"))
+    resource = write_event(
+        emulator,
+        calendar,
+        eventId,
+        {**stored.fields, **changes},
+        creator=stored.resource["creator"]["email"],
+        organizer=stored.resource["organizer"]["email"],
+    )
+    notify_change(state, emulator, calendar.id)
+    return resource
+
+
+@router.delete("/_emulator/calendar/{email}/events/{eventId}", status_code=204)
+async def seed_delete(request: Request, email: str, eventId: str) -> Response:
+    emulator, state, calendar = seed_calendar(request, email)
+    cancel_event(emulator, calendar, stored_event(calendar, eventId))
+    notify_change(state, emulator, calendar.id)
+    return Response(status_code=204)
+
+
+@router.post("/_emulator/calendar/{email}/invalidate-sync-tokens")
+async def seed_invalidate(request: Request, email: str) -> dict[str, Any]:
+    state = state_of(emulator_of(request))
+    ids = ensure_user(state, email)
+    for calendar_id in ids:
+        state.calendars[calendar_id].epoch += 1
+    return {"invalidated": list(ids)}
+
+
+@router.post("/_emulator/calendar/{email}/calendars")
+async def seed_calendar_create(request: Request, email: str) -> dict[str, Any]:
+    state = state_of(emulator_of(request))
+    ids = ensure_user(state, email)
+    body = await json_body(request)
+    summary = body.get("summary")
+    if not isinstance(summary, str) or not summary:
+        raise bad_request("Missing summary.", "required")
+    calendar_id = body.get("id") or f"{secrets.token_hex(12)}@group.calendar.google.com"
+    if not isinstance(calendar_id, str) or calendar_id in state.calendars:
+        raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+    state.calendars[calendar_id] = CalendarData(calendar_id, email.lower(), summary, primary=False)
+    ids.append(calendar_id)
+    return calendar_list_entry(state.calendars[calendar_id])

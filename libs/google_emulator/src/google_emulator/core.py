@@ -1,0 +1,233 @@
+"""What every emulated Google API shares: state, clock, errors, access checks, faults, request log.
+
+Routers (``oauth.py``, ``calendar.py``, ``tasks.py``…) get the ``Emulator`` from the request
+(``emulator_of(request)``), check the caller with ``Emulator.authorize(request, scopes)``, raise
+``GoogleError`` for Google-shaped errors, and record what they changed through the state they own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    410: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class GoogleError(Exception):
+    """An error in Google's shape: ``{"error": {"code", "message", "errors": [...], "status"}}``."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        *,
+        domain: str = "global",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.domain = domain
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "errors": [{"domain": self.domain, "reason": self.reason, "message": self.message}],
+                "status": GOOGLE_STATUS.get(self.code, "UNKNOWN"),
+            }
+        }
+        return JSONResponse(body, status_code=self.code, headers=self.headers)
+
+
+class EmulatorClock:
+    """The emulator's own time: real time plus an offset tests move via ``/_emulator/clock``."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def rfc3339(moment: datetime) -> str:
+    """Google's timestamp format: UTC with milliseconds and a Z."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+@dataclass
+class AccessToken:
+    token: str
+    email: str
+    scopes: frozenset[str]
+    expires_at: datetime
+    revoked: bool = False
+
+
+@dataclass
+class Fault:
+    """One injected failure: answered instead of the real response, ``remaining`` more times."""
+
+    status: int
+    reason: str = ""
+    remaining: int = 1
+    retry_after: int | None = None
+    latency_seconds: float = 0.0
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    api: str
+    user: str | None
+    status: int
+
+
+@dataclass
+class FidelityViolation:
+    """A response body that does not match its method's schema in Google's discovery document."""
+
+    api_method: str
+    path: str
+    message: str
+
+
+@dataclass
+class Emulator:
+    """All state of one emulator process, in memory."""
+
+    clock: EmulatorClock = field(default_factory=EmulatorClock)
+    access_tokens: dict[str, AccessToken] = field(default_factory=dict)
+    requests: list[LoggedRequest] = field(default_factory=list)
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
+    apis: dict[str, Any] = field(default_factory=dict)
+    fidelity_violations: list[FidelityViolation] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def next_number(self) -> int:
+        return next(self._ids)
+
+    def reset(self) -> None:
+        """Forget everything: tokens, per-API state, faults, the request log; time is real again."""
+        self.clock.offset = timedelta(0)
+        self.access_tokens.clear()
+        self.requests.clear()
+        self.faults.clear()
+        self.apis.clear()
+        self.fidelity_violations.clear()
+
+    def issue_access_token(
+        self, email: str, scopes: Iterable[str], lifetime: int = 3600
+    ) -> AccessToken:
+        token = AccessToken(
+            token="ya29.emu-" + secrets.token_urlsafe(32),
+            email=email.lower(),
+            scopes=frozenset(scopes),
+            expires_at=self.clock.now() + timedelta(seconds=lifetime),
+        )
+        self.access_tokens[token.token] = token
+        return token
+
+    def authorize(self, request: Request, accepted_scopes: Iterable[str]) -> str:
+        """The email of the user behind a bearer token holding one of ``accepted_scopes``."""
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        token = self.access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        if token is None or token.revoked or token.expires_at <= self.clock.now():
+            raise GoogleError(
+                401,
+                "authError",
+                "Request had invalid authentication credentials.",
+                headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
+        if not token.scopes & frozenset(accepted_scopes):
+            raise GoogleError(
+                403,
+                "insufficientPermissions",
+                "Request had insufficient authentication scopes.",
+            )
+        request.state.emulator_user = token.email
+        return token.email
+
+    def inject(self, api_method: str, fault: Fault) -> None:
+        """Queue a fault for an API method such as ``calendar.events.list`` (or ``calendar.*``)."""
+        self.faults.setdefault(api_method, []).append(fault)
+
+    async def apply_faults(self, api_method: str) -> None:
+        """Raise the next injected fault for this method, if any (after its latency)."""
+        api = api_method.split(".", 1)[0]
+        for key in (api_method, f"{api}.*"):
+            queue = self.faults.get(key)
+            if not queue:
+                continue
+            fault = queue[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.pop(0)
+            if fault.latency_seconds:
+                await asyncio.sleep(fault.latency_seconds)
+            if fault.status:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+                reason = fault.reason or {429: "rateLimitExceeded", 503: "backendError"}.get(
+                    fault.status, "backendError"
+                )
+                raise GoogleError(
+                    fault.status, reason, f"Injected fault: {reason}", headers=headers
+                )
+            return
+
+
+def emulator_of(request: Request) -> Emulator:
+    emulator: Emulator = request.app.state.emulator
+    return emulator
+
+
+async def begin(request: Request, api_method: str, scopes: Iterable[str]) -> tuple[Emulator, str]:
+    """The start of every emulated API method: name it in the request log, apply an injected
+    fault if one is queued, and check the caller's token and scopes. Returns (emulator, email)."""
+    emulator = emulator_of(request)
+    request.state.api_method = api_method
+    await emulator.apply_faults(api_method)
+    return emulator, emulator.authorize(request, scopes)
+
+
+CALENDAR_SCOPES = (
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.events",
+)
+CALENDAR_READ_SCOPES = (
+    *CALENDAR_SCOPES,
+    "https://www.googleapis.com/auth/calendar.readonly",
+    "https://www.googleapis.com/auth/calendar.events.readonly",
+)
+TASKS_SCOPES = ("https://www.googleapis.com/auth/tasks",)
+TASKS_READ_SCOPES = (*TASKS_SCOPES, "https://www.googleapis.com/auth/tasks.readonly")

@@ -1,0 +1,224 @@
+"""Tasks v1 through the real google-api-python-client, plus faults and the request log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from googleapiclient.errors import HttpError
+
+
+def test_tasklists_round_trip(emu: Any) -> None:
+    service = emu.tasks_for()
+    default = service.tasklists().get(tasklist="@default").execute()
+    assert default["kind"] == "tasks#taskList"
+    assert default["title"] == "My Tasks"
+
+    created = service.tasklists().insert(body={"title": "Deals"}).execute()
+    patched = service.tasklists().patch(tasklist=created["id"], body={"title": "Deals 2"}).execute()
+    assert patched["title"] == "Deals 2"
+    assert patched["etag"] != created["etag"]
+    updated = service.tasklists().update(tasklist=created["id"], body={"title": "D3"}).execute()
+    assert updated["title"] == "D3"
+    titles = [item["title"] for item in service.tasklists().list().execute()["items"]]
+    assert titles == ["My Tasks", "D3"]
+
+    service.tasklists().delete(tasklist=created["id"]).execute()
+    with pytest.raises(HttpError) as caught:
+        service.tasklists().get(tasklist=created["id"]).execute()
+    assert caught.value.resp.status == 404
+    with pytest.raises(HttpError) as refused:
+        service.tasklists().delete(tasklist="@default").execute()
+    assert refused.value.resp.status == 400
+
+    page = service.tasklists().list(maxResults=1).execute()
+    assert len(page["items"]) == 1
+    assert "nextPageToken" not in page
+
+
+def test_lists_are_per_user(emu: Any) -> None:
+    emu.tasks_for("ann@example.com").tasklists().insert(body={"title": "Ann's"}).execute()
+    other = emu.tasks_for("bob@example.com").tasklists().list().execute()
+    assert [item["title"] for item in other["items"]] == ["My Tasks"]
+
+
+def test_task_lifecycle(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    task = tasks.insert(
+        tasklist="@default",
+        body={"title": "Call Acme", "notes": "about renewal", "due": "2026-12-01T15:30:00Z"},
+    ).execute()
+    assert task["kind"] == "tasks#task"
+    assert task["status"] == "needsAction"
+    assert task["due"] == "2026-12-01T00:00:00.000Z"
+    assert task["updated"].endswith("Z")
+    assert "completed" not in task
+
+    fetched = tasks.get(tasklist="@default", task=task["id"]).execute()
+    assert fetched == task
+
+    patched = tasks.patch(tasklist="@default", task=task["id"], body={"notes": None}).execute()
+    assert "notes" not in patched
+    assert patched["title"] == "Call Acme"
+
+    done = tasks.patch(tasklist="@default", task=task["id"], body={"status": "completed"}).execute()
+    assert done["status"] == "completed"
+    assert done["completed"].endswith("Z")
+    reopened = tasks.update(
+        tasklist="@default", task=task["id"], body={"title": "Call Acme again"}
+    ).execute()
+    assert reopened["status"] == "needsAction"
+    assert "completed" not in reopened
+    assert "due" not in reopened
+
+    with pytest.raises(HttpError) as caught:
+        tasks.patch(tasklist="@default", task=task["id"], body={"status": "maybe"}).execute()
+    assert caught.value.resp.status == 400
+
+
+def test_subtasks_move_and_positions(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    first = tasks.insert(tasklist="@default", body={"title": "first"}).execute()
+    second = tasks.insert(
+        tasklist="@default", body={"title": "second"}, previous=first["id"]
+    ).execute()
+    child = tasks.insert(tasklist="@default", body={"title": "child"}, parent=first["id"]).execute()
+    assert child["parent"] == first["id"]
+    listed = tasks.list(tasklist="@default").execute()["items"]
+    assert [item["title"] for item in listed] == ["first", "child", "second"]
+    assert first["position"] < second["position"]
+
+    moved = tasks.move(tasklist="@default", task=second["id"], parent=first["id"]).execute()
+    assert moved["parent"] == first["id"]
+    listed = tasks.list(tasklist="@default").execute()["items"]
+    assert [item["title"] for item in listed] == ["first", "second", "child"]
+
+    top = tasks.move(tasklist="@default", task=second["id"], previous=first["id"]).execute()
+    assert "parent" not in top
+    with pytest.raises(HttpError) as caught:
+        tasks.move(tasklist="@default", task=first["id"], parent=child["id"]).execute()
+    assert caught.value.resp.status == 400
+
+    other = emu.tasks_for().tasklists().insert(body={"title": "Other"}).execute()
+    tasks.move(tasklist="@default", task=first["id"], destinationTasklist=other["id"]).execute()
+    moved_titles = [i["title"] for i in tasks.list(tasklist=other["id"]).execute()["items"]]
+    assert moved_titles == ["first", "child"]
+
+
+def test_delete_and_clear(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    gone = tasks.insert(tasklist="@default", body={"title": "gone"}).execute()
+    done = tasks.insert(
+        tasklist="@default", body={"title": "done", "status": "completed"}
+    ).execute()
+    tasks.insert(tasklist="@default", body={"title": "open"}).execute()
+    tasks.delete(tasklist="@default", task=gone["id"]).execute()
+
+    def titles(**params: Any) -> list[str]:
+        body = tasks.list(tasklist="@default", **params).execute()
+        return sorted(item["title"] for item in body.get("items", []))
+
+    assert titles() == ["done", "open"]
+    assert titles(showDeleted=True) == ["done", "gone", "open"]
+    assert titles(showCompleted=False) == ["open"]
+
+    tasks.clear(tasklist="@default").execute()
+    assert titles() == ["open"]
+    assert titles(showHidden=True) == ["done", "open"]
+    hidden = tasks.get(tasklist="@default", task=done["id"]).execute()
+    assert hidden["hidden"] is True
+
+
+def test_paging_and_updated_min(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    for number in range(5):
+        tasks.insert(tasklist="@default", body={"title": f"t{number}"}).execute()
+    seen: list[str] = []
+    request = tasks.list(tasklist="@default", maxResults=2)
+    pages = 0
+    while request is not None:
+        response = request.execute()
+        seen += [item["title"] for item in response["items"]]
+        pages += 1
+        request = tasks.list_next(request, response)
+    assert pages == 3
+    assert sorted(seen) == [f"t{n}" for n in range(5)]
+
+    emu.admin("POST", "/clock", json={"advance_seconds": 60})
+    mark = emu.admin("GET", "/clock").json()["now"]
+    later = tasks.insert(tasklist="@default", body={"title": "later"}).execute()
+    recent = tasks.list(tasklist="@default", updatedMin=mark).execute()
+    assert [item["id"] for item in recent["items"]] == [later["id"]]
+
+    log = emu.admin("GET", "/requests", params={"api": "tasks.tasks.list"}).json()
+    assert log[-1]["method"] == "GET"
+    assert log[-1]["query"]["updatedMin"] == mark
+    assert log[-1]["user"] == "ann@example.com"
+    assert log[-1]["status"] == 200
+    assert log[-1]["path"] == "/tasks/v1/lists/@default/tasks"
+
+
+def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    task = tasks.insert(tasklist="@default", body={"title": "Send quote"}).execute()
+    emu.admin("POST", "/clock", json={"advance_seconds": 30})
+    since = emu.admin("GET", "/clock").json()["now"]
+    seeded = emu.admin(
+        "POST",
+        "/tasks/ann@example.com/lists/@default/tasks",
+        json={"id": task["id"], "status": "completed"},
+    ).json()
+    assert seeded["status"] == "completed"
+    changed = tasks.list(tasklist="@default", updatedMin=since).execute()["items"]
+    assert [(item["id"], item["status"]) for item in changed] == [(task["id"], "completed")]
+    assert changed[0]["updated"] > task["updated"]
+    window = tasks.list(tasklist="@default", completedMin=since).execute()
+    assert [item["id"] for item in window["items"]] == [task["id"]]
+
+    new = emu.admin(
+        "POST", "/tasks/ann@example.com/lists/@default/tasks", json={"title": "From phone"}
+    ).json()
+    assert tasks.get(tasklist="@default", task=new["id"]).execute()["title"] == "From phone"
+
+
+def test_injected_429_then_success(emu: Any) -> None:
+    service = emu.tasks_for()
+    fault = {"api_method": "tasks.tasks.list", "status": 429, "retry_after": 1, "count": 1}
+    emu.admin("POST", "/faults", json=fault)
+    with pytest.raises(HttpError) as caught:
+        service.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert caught.value.resp.status == 429
+    assert caught.value.resp["retry-after"] == "1"
+    assert caught.value.error_details[0]["reason"] == "rateLimitExceeded"
+    assert "kind" in service.tasks().list(tasklist="@default").execute(num_retries=0)
+
+    emu.admin("POST", "/faults", json={**fault, "api_method": "tasks.*"})
+    assert "kind" in service.tasks().list(tasklist="@default").execute(num_retries=1)
+    statuses = [entry["status"] for entry in emu.admin("GET", "/requests").json()]
+    assert statuses[-4:] == [429, 200, 429, 200]
+
+    emu.admin("POST", "/faults", json={**fault, "status": 503})
+    emu.admin("DELETE", "/faults")
+    assert "kind" in service.tasks().list(tasklist="@default").execute(num_retries=0)
+    emu.admin("DELETE", "/requests")
+    assert emu.admin("GET", "/requests").json() == []
+
+
+def test_bad_parameters_are_google_shaped_400(emu: Any) -> None:
+    token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
+    headers = {"Authorization": f"Bearer {token}"}
+    bad = httpx.get(
+        f"{emu.url}/tasks/v1/lists/@default/tasks", params={"maxResults": "x"}, headers=headers
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["errors"][0]["reason"] == "invalid"
+    bad_date = httpx.get(
+        f"{emu.url}/tasks/v1/lists/@default/tasks", params={"dueMin": "soon"}, headers=headers
+    )
+    assert bad_date.status_code == 400
+    nothing = httpx.get(f"{emu.url}/tasks/v1/nowhere", headers=headers)
+    assert nothing.status_code == 404
+    assert nothing.json()["error"]["code"] == 404
+    unparsable = httpx.post(f"{emu.url}/tasks/v1/users/@me/lists", content=b"{", headers=headers)
+    assert unparsable.status_code == 400
