@@ -143,3 +143,15 @@ async def test_persistent_500_gives_up_at_the_cap_as_a_503_problem(harness: Harn
     assert harness.calls() == 4
     assert GOOGLE_CALLS.labels("tasks", "tasklists.list", "500")._value.get() - before == 4
     assert len(harness.waits) == 3
+
+
+async def test_an_unreachable_google_is_retried_then_a_503_problem(harness: Harness) -> None:
+    from pipedesk_common.testing.servers import free_port
+
+    unreachable = Harness(harness.emulator, f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(GoogleQuotaExhausted) as raised:
+        await unreachable.api(EmulatorCredentials(harness.emulator), max_attempts=3).call(
+            USER, "tasklists.list", list_lists
+        )
+    assert raised.value.status == 503
+    assert len(unreachable.waits) == 2

@@ -31,6 +31,13 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 from prometheus_client import Counter, Histogram
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
 from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
@@ -126,6 +133,19 @@ def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppErro
     )
 
 
+@dataclass
+class _CallState:
+    credentials: Credentials
+    refreshed: bool = False
+
+
+def _wait(policy: RetryPolicy, retry_state: RetryCallState) -> float:
+    """Full-jitter exponential backoff, but never sooner than Google's ``Retry-After``."""
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    retry_after = _retry_after(error) if isinstance(error, HttpError) else None
+    return max(policy.backoff(retry_state.attempt_number), retry_after or 0.0)
+
+
 class GoogleApi:
     """Calls to one Google API (e.g. ``calendar`` ``v3``) for many users."""
 
@@ -180,48 +200,55 @@ class GoogleApi:
         ``method`` names the call for metrics (e.g. ``events.list``).
         """
         policy = self._policy
-        started = time.monotonic()
-        credentials = await self._credentials.credentials(user, self._scopes)
-        refreshed = False
-        attempt = 0
+        state = _CallState(await self._credentials.credentials(user, self._scopes))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_after_delay(policy.max_total_seconds),
+            wait=lambda retry_state: _wait(policy, retry_state),
+            retry=retry_if_exception(is_retryable),
+            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
+            sleep=self._sleep,
+            reraise=True,
+        )
         async with self._semaphore(user):
-            while True:
-                attempt += 1
-                began = time.monotonic()
-                try:
-                    result = await asyncio.to_thread(self._execute, credentials, request)
-                except HttpError as error:
-                    self._observe(method, str(error.resp.status), began)
-                    if error.resp.status == 401 and not refreshed:
-                        refreshed = True
-                        credentials = await self._credentials.refreshed(user, self._scopes)
-                        GOOGLE_RETRIES.labels(self.name, method).inc()
-                        continue
-                    if not is_retryable(error):
-                        raise to_problem(error) from error
-                    wait = max(policy.backoff(attempt), _retry_after(error) or 0.0)
-                    if (
-                        attempt >= policy.max_attempts
-                        or time.monotonic() - started + wait > policy.max_total_seconds
-                    ):
-                        raise to_problem(error, retry_after=_retry_after(error)) from error
-                except Exception as error:
-                    if not is_retryable(error):
-                        raise
-                    self._observe(method, "connection_error", began)
-                    wait = policy.backoff(attempt)
-                    if (
-                        attempt >= policy.max_attempts
-                        or time.monotonic() - started + wait > policy.max_total_seconds
-                    ):
-                        raise GoogleQuotaExhausted(
-                            "Google could not be reached", headers={"Retry-After": "30"}
-                        ) from error
-                else:
-                    self._observe(method, "200", began)
-                    return result
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        return await self._attempt(user, method, request, state)
+            except HttpError as error:
+                raise to_problem(error, retry_after=_retry_after(error)) from error
+            except (OSError, httplib2.HttpLib2Error) as error:
+                raise GoogleQuotaExhausted(
+                    "Google could not be reached", headers={"Retry-After": "30"}
+                ) from error
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    async def _attempt(
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource], HttpRequest],
+        state: _CallState,
+    ) -> Any:
+        """One attempt; a 401 gets one credential refresh and one immediate retry per call."""
+        began = time.monotonic()
+        try:
+            result = await asyncio.to_thread(self._execute, state.credentials, request)
+        except HttpError as error:
+            self._observe(method, str(error.resp.status), began)
+            if error.resp.status == 401 and not state.refreshed:
+                state.refreshed = True
+                state.credentials = await self._credentials.refreshed(user, self._scopes)
                 GOOGLE_RETRIES.labels(self.name, method).inc()
-                await self._sleep(wait)
+                return await self._attempt(user, method, request, state)
+            if not is_retryable(error):
+                raise to_problem(error) from error
+            raise
+        except (OSError, httplib2.HttpLib2Error):
+            self._observe(method, "connection_error", began)
+            raise
+        self._observe(method, "200", began)
+        return result
 
     def _execute(self, credentials: Credentials, request: Callable[[Resource], HttpRequest]) -> Any:
         client = self._client(credentials)
