@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import random
 import time
@@ -166,7 +165,8 @@ class GoogleApi:
         if root_url:
             document["rootUrl"] = root_url.rstrip("/") + "/"
         self.name = name
-        self._document = document
+        # Kept as text: each call parses its own copy (a Resource is built per call, per thread).
+        self._document = json.dumps(document)
         self._credentials = credentials
         self._scopes = tuple(scopes)
         self._policy = policy or RetryPolicy()
@@ -181,7 +181,7 @@ class GoogleApi:
         http = AuthorizedHttp(
             credentials, http=httplib2.Http(timeout=self._timeout), refresh_status_codes=()
         )
-        return build_from_document(copy.deepcopy(self._document), http=http)
+        return build_from_document(self._document, http=http)
 
     def _semaphore(self, user: GoogleUser) -> asyncio.Semaphore:
         semaphore = self._limits.get(user)
