@@ -31,12 +31,15 @@ from pipedesk_common.auth import Principal, ServiceTokenIssuer
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.errors import ServiceUnavailable
 from pipedesk_common.events import Event
-from pipedesk_common.events.crm import AccessChanged, LeadAccessChanged
+from pipedesk_common.events.crm import AccessChanged, DealAccessChanged, LeadAccessChanged
 from pipedesk_common.rbac import AccessList, Action, MemberRole, can
 
 log = logging.getLogger(__name__)
 
-ACCESS_EVENTS: dict[str, type[AccessChanged]] = {"lead": LeadAccessChanged}
+ACCESS_EVENTS: dict[str, type[AccessChanged]] = {
+    "lead": LeadAccessChanged,
+    "deal": DealAccessChanged,
+}
 
 
 def access_replica_table(metadata: MetaData) -> Table:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -31,6 +31,10 @@ class LeadSnapshot(VersionedData):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     deleted_at: AwareDatetime | None
+    company_id: str | None = None
+    contact_ids: list[str] = Field(
+        default_factory=list, description="The lead's contacts, for participant matching"
+    )
 
 
 @contract("crm", "lead", "created")
@@ -70,6 +74,218 @@ class AccessChanged(VersionedData):
 @contract("crm", "lead", "access_changed")
 class LeadAccessChanged(AccessChanged):
     """Who may see or change a lead changed: owner, team, members or deletion."""
+
+
+@contract("crm", "deal", "access_changed")
+class DealAccessChanged(AccessChanged):
+    """Who may see or change a deal changed: owner, team, members or deletion."""
+
+
+class OwnerChange(VersionedData):
+    """A record's owner changed (``id`` and ``version`` are the record's)."""
+
+    version_stream: ClassVar[str] = "owner"
+
+    org_id: str
+    previous_owner_id: str
+    new_owner_id: str
+    reason: str | None
+    changed_by: str
+    previous_owner_kept_as: str | None = Field(
+        None, description="`collaborator` when the previous owner stayed a member"
+    )
+    occurred_at: AwareDatetime
+
+
+@contract("crm", "lead", "owner_changed")
+class LeadOwnerChanged(OwnerChange):
+    """A lead was handed to a new owner."""
+
+
+@contract("crm", "deal", "owner_changed")
+class DealOwnerChanged(OwnerChange):
+    """A deal was handed to a new owner."""
+
+
+class DealSnapshot(VersionedData):
+    """A deal as it is after the change (``id`` and ``version`` identify it)."""
+
+    org_id: str
+    title: str
+    company_id: str | None
+    contact_ids: list[str] = Field(default_factory=list)
+    lead_id: str | None = Field(None, description="The lead this deal was converted from")
+    owner_id: str
+    team_id: str | None
+    stage: str = Field(description="qualification, proposal, negotiation, won or lost")
+    amount: Decimal | None
+    currency: str | None
+    expected_close_date: date | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    deleted_at: AwareDatetime | None
+
+
+@contract("crm", "deal", "created")
+class DealCreated(DealSnapshot):
+    """A deal was created, directly or by converting a lead."""
+
+
+@contract("crm", "deal", "updated")
+class DealUpdated(DealSnapshot):
+    """Fields of a deal changed."""
+
+    changed: list[str] = Field(description="The fields this change touched")
+
+
+@contract("crm", "deal", "deleted")
+class DealDeleted(DealSnapshot):
+    """A deal was moved to the trash."""
+
+
+@contract("crm", "deal", "restored")
+class DealRestored(DealSnapshot):
+    """A deal was restored from the trash."""
+
+
+class ContactSnapshot(VersionedData):
+    """A contact as it is after the change; every email is lower case."""
+
+    org_id: str
+    name: str
+    emails: list[str] = Field(description="Every address of the contact, lower case")
+    phones: list[str] = Field(default_factory=list)
+    company_id: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    deleted_at: AwareDatetime | None
+
+
+@contract("crm", "contact", "created")
+class ContactCreated(ContactSnapshot):
+    """A contact was created."""
+
+
+@contract("crm", "contact", "updated")
+class ContactUpdated(ContactSnapshot):
+    """Fields of a contact changed (``emails`` lists all of them after the change)."""
+
+    changed: list[str] = Field(description="The fields this change touched")
+
+
+@contract("crm", "contact", "deleted")
+class ContactDeleted(ContactSnapshot):
+    """A contact was moved to the trash."""
+
+
+@contract("crm", "contact", "restored")
+class ContactRestored(ContactSnapshot):
+    """A contact was restored from the trash."""
+
+
+class CompanySnapshot(VersionedData):
+    """A company as it is after the change."""
+
+    org_id: str
+    name: str
+    domain: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    deleted_at: AwareDatetime | None
+
+
+@contract("crm", "company", "created")
+class CompanyCreated(CompanySnapshot):
+    """A company was created."""
+
+
+@contract("crm", "company", "updated")
+class CompanyUpdated(CompanySnapshot):
+    """Fields of a company changed."""
+
+    changed: list[str] = Field(description="The fields this change touched")
+
+
+@contract("crm", "company", "deleted")
+class CompanyDeleted(CompanySnapshot):
+    """A company was moved to the trash."""
+
+
+@contract("crm", "company", "restored")
+class CompanyRestored(CompanySnapshot):
+    """A company was restored from the trash."""
+
+
+class NoteData(VersionedData):
+    """A note on a CRM record, the CRM's own communication record."""
+
+    org_id: str
+    record: Link
+    author_id: str
+    body: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    deleted_at: AwareDatetime | None
+    timeline: TimelineProjection
+
+
+@contract("crm", "note", "created")
+class NoteCreated(NoteData):
+    """A note was added to a record."""
+
+
+@contract("crm", "note", "updated")
+class NoteUpdated(NoteData):
+    """Its author edited a note."""
+
+
+@contract("crm", "note", "deleted")
+class NoteDeleted(NoteData):
+    """Its author deleted a note (the timeline shows it as deleted)."""
+
+
+class UserSnapshot(VersionedData):
+    """A user of the org directory (``id`` is the identity provider's ``sub``)."""
+
+    org_id: str
+    email: str | None
+    name: str | None
+    role: str
+    team_ids: list[str]
+    active: bool = True
+
+
+@contract("crm", "user", "created")
+class UserCreated(UserSnapshot):
+    """A user appeared in the directory: first request, or pre-provisioned by an admin."""
+
+
+@contract("crm", "user", "updated")
+class UserUpdated(UserSnapshot):
+    """A user's email, name, role or teams changed."""
+
+
+class TeamSnapshot(VersionedData):
+    """A team of the org directory."""
+
+    org_id: str
+    name: str
+    archived: bool
+
+
+@contract("crm", "team", "created")
+class TeamCreated(TeamSnapshot):
+    """An admin created a team."""
+
+
+@contract("crm", "team", "updated")
+class TeamUpdated(TeamSnapshot):
+    """An admin renamed a team."""
+
+
+@contract("crm", "team", "archived")
+class TeamArchived(TeamSnapshot):
+    """An admin archived a team."""
 
 
 @contract("crm", "audit", "recorded")
