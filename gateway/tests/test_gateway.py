@@ -272,4 +272,10 @@ async def test_body_limit_cors_and_health(
         )
         assert "access-control-allow-origin" not in foreign.headers
         assert (await gateway.get("/healthz")).json() == {"status": "ok"}
-        assert "pipedesk_http_requests_total" in (await gateway.get("/metrics")).text
+        for lead in ("lead-label-1", "lead-label-2"):
+            await gateway.get(f"/api/leads/{lead}", headers=rep.headers)
+        metrics = (await gateway.get("/metrics")).text
+        # one bounded series for every lead path, never a series per id
+        assert 'route="/api/leads/{rest}"' in metrics
+        assert "lead-label" not in metrics
+        assert "{path:path}" not in metrics

@@ -16,7 +16,7 @@ from pipedesk_common.app import ServiceContext, create_app
 from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import NotFound, problem_response
-from pipedesk_common.observability import ReadinessCheck
+from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
 from pipedesk_gateway.openapi import MergedOpenApi
 from pipedesk_gateway.proxy import forward
 from pipedesk_gateway.ratelimit import (
@@ -97,6 +97,7 @@ def _gateway(request: Request) -> Gateway:
 async def _dispatch(request: Request) -> Response:
     gateway = _gateway(request)
     target = target_of(request.method, request.url.path)
+    request.scope[ROUTE_LABEL] = "unrouted" if target is None else target.label
     if target is None:
         raise NotFound("no service answers this path")
     org_id = user = None

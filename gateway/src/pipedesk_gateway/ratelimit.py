@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,24 +99,43 @@ class RedisRateLimiter:
 
 
 class MemoryRateLimiter:
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
+    """This process's buckets. A bucket that has refilled to capacity is the same as no bucket,
+    so such buckets are swept out now and then: memory stays bounded by the active callers."""
+
+    def __init__(
+        self, *, sweep_every: float = 60.0, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # key → tokens, at, full at
         self._lock = asyncio.Lock()
+        self._now = now
+        self._sweep_every = sweep_every
+        self._next_sweep = now() + sweep_every
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     async def take(self, buckets: list[Bucket]) -> float:
         async with self._lock:
-            now = time.monotonic()
+            now = self._now()
+            if now >= self._next_sweep:
+                self._sweep(now)
             refilled = []
             wait = 0.0
             for bucket in buckets:
-                tokens, at = self._buckets.get(bucket.key, (float(bucket.limit.capacity), now))
-                tokens = min(bucket.limit.capacity, tokens + (now - at) * bucket.limit.per_second)
+                capacity, rate = float(bucket.limit.capacity), bucket.limit.per_second
+                tokens, at, _ = self._buckets.get(bucket.key, (capacity, now, now))
+                tokens = min(capacity, tokens + (now - at) * rate)
                 if tokens < 1:
-                    wait = max(wait, (1 - tokens) / bucket.limit.per_second)
-                refilled.append((bucket.key, tokens))
-            for key, tokens in refilled:
-                self._buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
+                    wait = max(wait, (1 - tokens) / rate)
+                refilled.append((bucket.key, tokens, capacity, rate))
+            for key, tokens, capacity, rate in refilled:
+                left = tokens - 1 if wait == 0 else tokens
+                self._buckets[key] = (left, now, now + (capacity - left) / rate)
             return wait
+
+    def _sweep(self, now: float) -> None:
+        self._buckets = {key: state for key, state in self._buckets.items() if state[2] > now}
+        self._next_sweep = now + self._sweep_every
 
 
 def retry_after(wait_seconds: float) -> str:

@@ -62,6 +62,7 @@ class Target:
     public: bool
     route_class: RouteClass
     streaming: bool
+    label: str  # the route prefix, for metrics: bounded, unlike the paths themselves
 
 
 def _matches_prefix(path: str, prefix: str) -> bool:
@@ -84,7 +85,8 @@ def target_of(method: str, path: str) -> Target | None:
                 route_class = RouteClass.SENSITIVE
             else:
                 route_class = RouteClass.DEFAULT
-            return Target(service, public, route_class, bool(STREAM_PATH.search(path)))
+            label = prefix if path == prefix else f"{prefix}/{{rest}}"
+            return Target(service, public, route_class, bool(STREAM_PATH.search(path)), label)
     return None
 
 

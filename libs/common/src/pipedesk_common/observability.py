@@ -110,8 +110,14 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
+ROUTE_LABEL: Final = "pipedesk.route_label"
+"""Scope key an app sets when its router's template says nothing (the gateway's catch-all)."""
+
+
 def _route_template(scope: Scope) -> str:
     """The matched route's path template (the router records it in the scope)."""
+    if label := scope.get(ROUTE_LABEL):
+        return str(label)
     route = scope.get("route")
     return str(getattr(route, "path", None) or "unmatched")
 
