@@ -199,6 +199,40 @@ async def test_a_streamed_response_passes_through_unbuffered(
     assert b"data: second" in received
 
 
+async def test_streams_beyond_the_pool_are_refused_with_503_not_queued(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = FastAPI()
+    release = asyncio.Event()
+
+    @upstream.get("/api/timeline/lead/{lead_id}/stream")
+    async def stream(lead_id: str) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            yield b"data: open\n\n"
+            for _ in range(200):
+                if release.is_set():
+                    return
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with serve_in_thread(upstream) as upstream_url:
+        monkeypatch.setenv("TIMELINE_URL", upstream_url)
+        settings = GatewaySettings(**service_env, max_streams=1, connect_timeout=0.2)
+        with serve_in_thread(build_app(settings)) as gateway_url:
+            path = f"{gateway_url}/api/timeline/lead/{uuid4()}/stream"
+            async with (
+                httpx.AsyncClient(timeout=10) as http,
+                http.stream("GET", path) as first,
+            ):
+                assert first.status_code == 200
+                second = await http.get(path)
+                release.set()
+    assert second.status_code == 503
+    assert second.headers["retry-after"] == "1"
+    assert second.json()["type"].endswith("service-unavailable")
+
+
 def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", str(uuid4()), path)
 

@@ -47,9 +47,13 @@ class Gateway:
             max_keepalive_connections=settings.max_connections // 2,
         )
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
-        # Event streams get their own pool and no read timeout, so they never starve requests.
+        # Event streams get their own pool and no read timeout, so they never starve requests;
+        # when every stream connection is taken, a new stream is refused (503), never queued.
         self.streams = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=settings.connect_timeout),
+            timeout=httpx.Timeout(
+                None, connect=settings.connect_timeout, pool=settings.connect_timeout
+            ),
+            limits=httpx.Limits(max_connections=settings.max_streams, max_keepalive_connections=0),
             follow_redirects=False,
         )
         self.redis = (

@@ -82,6 +82,15 @@ async def forward(
             "the service behind this route is unreachable",
             instance=path,
         )
+    except httpx.PoolTimeout:
+        return problem_response(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "every connection to the service behind this route is in use; retry shortly",
+            instance=path,
+            headers={"Retry-After": "1"},
+        )
     except httpx.TimeoutException:
         return problem_response(
             504,

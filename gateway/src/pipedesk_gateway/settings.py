@@ -24,6 +24,7 @@ class GatewaySettings(BaseServiceSettings):
     connect_timeout: float = Field(2.0, gt=0, le=30)
     read_timeout: float = Field(15.0, gt=0, le=300)
     max_connections: int = Field(200, ge=1, le=10_000)
+    max_streams: int = Field(1000, ge=1, le=100_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
     rate_limit_default: str = Field(
         "600/60",
