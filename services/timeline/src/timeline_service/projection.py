@@ -120,6 +120,15 @@ async def bump_access_version(
 # -- matching ----------------------------------------------------------------------------------
 
 
+async def lock_matching(session: AsyncSession, org_id: str) -> None:
+    """Serialize, per org, the writes that match items to contacts: an item and the contact
+    address that matches it, handled at the same moment, would otherwise each miss the other."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"timeline.matching:{org_id}"},
+    )
+
+
 def _live_contacts_of(org_id: str, emails: Sequence[str]) -> Any:
     return (
         select(col(ContactEmail.contact_id))
@@ -185,6 +194,7 @@ async def _closed_records(session: AsyncSession, org_id: str, records: set[Recor
 async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> None:
     projection: TimelineProjection = event.data.timeline
     org_id = event.org_id
+    await lock_matching(session, org_id)
     items = TimelineItem.__table__  # type: ignore[attr-defined]
     visibility = projection.visibility
     participants = sorted({email.strip().lower() for email in projection.participants})
@@ -349,6 +359,7 @@ async def _emails_of_contacts(
 async def on_contact(session: AsyncSession, event: Event[Any]) -> None:
     contact: ContactSnapshot = event.data
     org_id = event.org_id
+    await lock_matching(session, org_id)
     deleted = contact.deleted_at is not None
     await _upsert_record(session, org_id, ("contact", contact.id), deleted=deleted, is_open=True)
     await session.execute(
@@ -395,6 +406,7 @@ async def _on_record_with_contacts(
     deleted: bool,
     is_open: bool,
 ) -> None:
+    await lock_matching(session, org_id)
     await _upsert_record(session, org_id, record, deleted=deleted, is_open=is_open)
     await session.execute(
         delete(RecordContact).where(
