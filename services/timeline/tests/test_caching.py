@@ -84,3 +84,26 @@ async def test_the_redis_page_cache_uses_the_etag_as_key_and_is_never_stale(
             assert (await timeline.get(path, headers=owner.headers)).json() == second.json()
     finally:
         await redis.aclose()
+
+
+async def test_a_contact_timeline_changes_when_its_items_become_visible_through_a_lead(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    ada = users.make(Role.REP, teams=["t1"])
+    contact, lead = str(uuid4()), str(uuid4())
+    path = f"/api/timeline/contact/{contact}"
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead, ada),
+            feed.contact(contact, ["casey@acme.test"]),
+            feed.lead(lead, ada, []),
+        )
+        await feed.send(feed.item("m-someone", participants=["casey@acme.test"], owner_id="bob"))
+        before = await timeline.get(path, headers=ada.headers)
+        assert before.json()["items"] == []
+        await feed.send(feed.lead(lead, ada, [contact]))  # backfill: now through her lead
+        after = await timeline.get(
+            path, headers={**ada.headers, "If-None-Match": before.headers["etag"]}
+        )
+        assert after.status_code == 200
+        assert [item["source"]["google_id"] for item in after.json()["items"]] == ["m-someone"]

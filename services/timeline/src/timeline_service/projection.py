@@ -57,6 +57,8 @@ CLOSED_LEAD_STATUSES = frozenset({"converted", "disqualified"})
 CLOSED_DEAL_STAGES = frozenset({"won", "lost"})
 
 Record = tuple[str, str]  # (record_type, record_id)
+# Records whose timelines show an item depending on its other links (see repository.py).
+ORG_READABLE_RECORDS = frozenset({"contact", "company"})
 
 
 def timeline_event_models() -> list[type[Any]]:
@@ -288,6 +290,7 @@ async def attach_matching_items(
         return
     items = TimelineItem.__table__  # type: ignore[attr-defined]
     links = TimelineLink.__table__  # type: ignore[attr-defined]
+    touched: dict[Record, set[UUID]] = {}
     for record_type, record_id in targets:
         source = select(
             items.c.id,
@@ -309,9 +312,21 @@ async def attach_matching_items(
             .on_conflict_do_nothing()
             .returning(links.c.item_id)
         )
-        item_ids = [row[0] for row in inserted]
+        touched.setdefault((record_type, record_id), set()).update(row[0] for row in inserted)
+    attached = set().union(*touched.values())
+    if attached:
+        # What a contact's or company's timeline shows depends on the item's other links.
+        others = await session.execute(
+            select(links.c.record_type, links.c.record_id, links.c.item_id).where(
+                links.c.item_id.in_(sorted(attached)),
+                links.c.record_type.in_(sorted(ORG_READABLE_RECORDS)),
+            )
+        )
+        for record_type, record_id, item_id in others:
+            touched.setdefault((record_type, record_id), set()).add(item_id)
+    for record, item_ids in sorted(touched.items()):
         if item_ids:
-            await touch(session, org_id, [(record_type, record_id)], item_ids)
+            await touch(session, org_id, [record], sorted(item_ids))
 
 
 # -- the participant index -----------------------------------------------------------------------

@@ -21,9 +21,10 @@ from timeline_service.models import (
     TimelineLink,
     access_replica,
 )
+from timeline_service.projection import ORG_READABLE_RECORDS
 
-# Records whose own items anyone in the org may read, if it is not someone's mailbox or calendar.
-ORG_READABLE = frozenset({"contact", "company"})
+# Records readable org-wide, whose timelines show an item depending on its other links.
+ORG_READABLE = ORG_READABLE_RECORDS
 ACL_RECORDS = ("lead", "deal")
 FULL_SHARING = (None, "full")
 TITLE_SHARING = ("full", "subject")
