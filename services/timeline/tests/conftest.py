@@ -14,6 +14,7 @@ from pipedesk_common.clock import SystemClock
 from pipedesk_common.db import connect_raw
 from pipedesk_common.events import Event, encode_event, new_event
 from pipedesk_common.events.crm import (
+    CompanyUpdated,
     ContactUpdated,
     DealAccessChanged,
     DealUpdated,
@@ -147,6 +148,21 @@ class Feed:
             updated_at=now,
             deleted_at=now if deleted else None,
             changed=["emails"],
+        )
+        return self._event(data)
+
+    def company(self, company_id: str, *, deleted: bool = False) -> Event[Any]:
+        now = SystemClock().now()
+        data = CompanyUpdated(
+            id=company_id,
+            version=self._next(f"company:{company_id}"),
+            org_id=self.org_id,
+            name="Acme",
+            domain="acme.test",
+            created_at=now,
+            updated_at=now,
+            deleted_at=now if deleted else None,
+            changed=["name"],
         )
         return self._event(data)
 

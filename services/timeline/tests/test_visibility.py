@@ -170,3 +170,38 @@ async def test_contact_timelines_show_only_what_a_lead_or_deal_or_own_sources_al
         await feed.send(feed.contact(casey, ["casey@acme.test"], deleted=True))
         trashed = await timeline.get(f"/api/timeline/contact/{casey}", headers=ada.headers)
         assert trashed.status_code == 404
+
+
+async def test_deal_and_company_timelines_follow_the_same_rules(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    viewer = users.make(Role.VIEWER, teams=["t1"])
+    deal, company, contact = str(uuid4()), str(uuid4()), str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("deal", deal, owner),
+            feed.company(company),
+            feed.contact(contact, ["buyer@acme.test"]),
+            feed.deal(deal, owner, [contact]),
+        )
+        await feed.send(
+            feed.item("m-deal", participants=["buyer@acme.test"], owner_id=owner.sub),
+            feed.item("f-company", kind="file", service="drive", links=[("company", company)]),
+            feed.item(
+                "m-company-private-source",
+                links=[("company", company)],
+                owner_id="someone-else",
+            ),
+        )
+        for reader in (owner, viewer):  # a viewer reads their team's deals
+            page = await feed.page(timeline, reader, "deal", deal)
+            assert [item["source"]["google_id"] for item in page["items"]] == ["m-deal"]
+        for stranger in (users.make(Role.MANAGER, teams=["t2"]), users.make(Role.REP)):
+            refused = await timeline.get(f"/api/timeline/deal/{deal}", headers=stranger.headers)
+            assert refused.status_code == 404
+        company_page = await feed.page(timeline, viewer, "company", company)
+        assert [item["source"]["google_id"] for item in company_page["items"]] == ["f-company"]
+        await feed.send(feed.company(company, deleted=True))
+        gone = await timeline.get(f"/api/timeline/company/{company}", headers=owner.headers)
+        assert gone.status_code == 404
