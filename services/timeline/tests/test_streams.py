@@ -155,11 +155,18 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
                 headers={"Last-Event-ID": "not-a-number"},
             )
             assert bad_resume.status_code == 422
-            # A viewer who lost access between the ticket and the stream is refused.
+            # A viewer who loses access while streaming: the stream ends.
             ticket = await ticket_for(timeline, owner, lead)
+            late_ticket = await ticket_for(timeline, owner, lead)
             stranger = users.make(Role.REP, teams=["t1"])
-            await feed.send(feed.access("lead", lead, stranger, team=None))
-            refused = await timeline.get(
-                f"/api/timeline/lead/{lead}/stream", params={"ticket": ticket}
-            )
+            path = f"/api/timeline/lead/{lead}/stream"
+            async with timeline.stream("GET", path, params={"ticket": ticket}) as live:
+                events = sse_events(live)
+                assert (await anext(events))["event"] == "ready"
+                await feed.publish(feed.access("lead", lead, stranger, team=None))
+                async with asyncio.timeout(DELIVERY_LIMIT_SECONDS):
+                    ended = await anext(events)
+                assert (ended["event"], ended["data"]) == ("end", {"reason": "access"})
+            # …and one who lost it between the ticket and the stream is refused.
+            refused = await timeline.get(path, params={"ticket": late_ticket})
             assert refused.status_code == 404

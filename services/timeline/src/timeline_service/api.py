@@ -3,6 +3,7 @@
 Whether the caller may read the record is decided first: a record they may not see is 404
 before anything else (before a 304, a cursor check or a ticket)."""
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -10,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.access import AccessReplica
@@ -17,6 +19,7 @@ from pipedesk_common.app import ContextDep, PrincipalDep, ServiceContext
 from pipedesk_common.auth import Principal
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
+    AppError,
     FieldError,
     InvalidCursor,
     InvalidInput,
@@ -45,6 +48,7 @@ from timeline_service.schemas import StreamTicketPublic, TimelineItemPublic, Tim
 from timeline_service.service import entity_tag, issue_ticket, present, redeem_ticket
 from timeline_service.streams import ChangeListener, server_sent_event, wait_for
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/timeline", tags=["timeline"])
 
 STREAM_BATCH = 200
@@ -248,6 +252,29 @@ async def record_stream(
     )
 
 
+async def _next_changes(
+    request: Request,
+    context: ServiceContext,
+    principal: Principal,
+    viewer: Viewer,
+    query: TimelineQuery,
+    last: int,
+) -> tuple[list[tuple[Any, int]] | None, list[TimelineItemPublic]]:
+    """The changes after ``last`` as the viewer sees them; None once they may not read the
+    record any more."""
+    async with context.sessionmaker() as session, session.begin():
+        if not await can_read(request, session, principal, query.record_type, query.record_id):
+            return None, []
+        batch = await changed_items(session, query, viewer, after_version=last, limit=STREAM_BATCH)
+        if len(batch) == STREAM_BATCH:
+            # Never split the items of one change between batches: ids are per change.
+            top = batch[-1][1]
+            batch = [row for row in batch if row[1] < top] or await changed_items(
+                session, query, viewer, after_version=top - 1, limit=None, up_to=top
+            )
+        return batch, await render_items(session, viewer, [item for item, _ in batch])
+
+
 async def _events(
     request: Request,
     context: ServiceContext,
@@ -263,22 +290,16 @@ async def _events(
         yield server_sent_event(f'{{"version": {last}}}', event="ready", event_id=last)
         while True:
             wake.clear()
-            async with context.sessionmaker() as session, session.begin():
-                if not await can_read(
-                    request, session, principal, query.record_type, query.record_id
-                ):
-                    yield server_sent_event('{"reason": "access"}', event="end")
-                    return
-                batch = await changed_items(
-                    session, query, viewer, after_version=last, limit=STREAM_BATCH
-                )
-                if len(batch) == STREAM_BATCH:
-                    # Never split the items of one change between batches: ids are per change.
-                    top = batch[-1][1]
-                    batch = [row for row in batch if row[1] < top] or await changed_items(
-                        session, query, viewer, after_version=top - 1, limit=None, up_to=top
-                    )
-                items = await render_items(session, viewer, [item for item, _ in batch])
+            try:
+                batch, items = await _next_changes(request, context, principal, viewer, query, last)
+            except (AppError, SQLAlchemyError, OSError):
+                # The client resumes from its Last-Event-ID with a new ticket.
+                log.warning("ending a timeline stream on a failed read", exc_info=True)
+                yield server_sent_event('{"reason": "unavailable"}', event="end")
+                return
+            if batch is None:
+                yield server_sent_event('{"reason": "access"}', event="end")
+                return
             for index, (item, (_, version)) in enumerate(zip(items, batch, strict=True)):
                 closes_change = index + 1 == len(batch) or batch[index + 1][1] != version
                 yield server_sent_event(

@@ -100,22 +100,32 @@ async def touch(
                 )
                 .values(change_version=version)
             )
-        payload = json.dumps([org_id, record_type, record_id, version])
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": CHANGES_CHANNEL, "payload": payload},
-        )
+        await notify(session, org_id, record_type, record_id, version)
 
 
 async def bump_access_version(
-    session: AsyncSession, org_id: str, _record_type: str, _record_id: str
+    session: AsyncSession, org_id: str, record_type: str, record_id: str
 ) -> None:
+    """The replica learned an access list: new ETags for the org, and the record's open streams
+    check again whether their viewers may still read it."""
     table = AccessVersion.__table__  # type: ignore[attr-defined]
     statement = insert(table).values(org_id=org_id, version=1)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["org_id"], set_={"version": table.c.version + 1}
         )
+    )
+    await notify(session, org_id, record_type, record_id, None)
+
+
+async def notify(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str, version: int | None
+) -> None:
+    """Wake, at commit, the streams of this record in every timeline process."""
+    payload = json.dumps([org_id, record_type, record_id, version])
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANGES_CHANNEL, "payload": payload},
     )
 
 
