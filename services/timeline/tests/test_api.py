@@ -1,6 +1,7 @@
 """The timeline API: only people who may read a record see its timeline."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -152,6 +153,7 @@ async def test_bad_requests_are_4xx_problems(timeline_app: OpenService, users: U
             "/api/timeline/lead/not-a-uuid": "path.record_id",
             f"/api/timeline/lead/{uuid4()}?kinds=gossip": "query.kinds.0",
             f"/api/timeline/lead/{uuid4()}?limit=0": "query.limit",
+            f"/api/timeline/deal/{uuid4()}?since=yesterday": "query.since",
         }
         for path, field in cases.items():
             response = await timeline.get(path, headers=user.headers)
@@ -184,3 +186,109 @@ async def test_a_lead_not_heard_of_yet_is_asked_of_crm_once(
         unknown = await timeline.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
         assert unknown.status_code == 503
     await asyncio.sleep(0)
+
+
+async def test_pages_have_no_gaps_or_repeats_while_items_arrive_between_requests(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    lead_id = str(uuid4())
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def at(minutes: int, key: str) -> Any:
+        moment = start + timedelta(minutes=minutes)
+        return feed.item(key, occurred_at=moment, title=key, links=[("lead", lead_id)])
+
+    async with timeline_app() as timeline:
+        # Two items share one occurred_at: the id breaks the tie.
+        await feed.send(
+            feed.access("lead", lead_id, owner),
+            *(at(minutes, f"i{minutes}") for minutes in range(0, 100, 10)),
+            at(50, "i50-twin"),
+        )
+        seen: list[str] = []
+        page = await feed.page(timeline, owner, "lead", lead_id, limit=3)
+        seen += [item["title"] for item in page["items"]]
+        arrivals = iter(
+            [
+                [at(200, "newest-1"), at(45, "between-unread")],
+                [at(95, "above-cursor"), at(201, "newest-2")],
+                [at(5, "oldest-unread")],
+            ]
+        )
+        while page["next_cursor"]:
+            batch = next(arrivals, [])
+            if batch:
+                await feed.send(*batch)
+            page = await feed.page(
+                timeline, owner, "lead", lead_id, limit=3, cursor=page["next_cursor"]
+            )
+            seen += [item["title"] for item in page["items"]]
+        assert len(seen) == len(set(seen))
+        originals = {f"i{minutes}" for minutes in range(0, 100, 10)} | {"i50-twin"}
+        assert originals <= set(seen)
+        # Items older than the cursor show up; items newer than it wait for the next first page.
+        assert {"between-unread", "oldest-unread"} <= set(seen)
+        assert not {"newest-1", "newest-2", "above-cursor"} & set(seen)
+        first = await feed.page(timeline, owner, "lead", lead_id, limit=2)
+        assert [item["title"] for item in first["items"]] == ["newest-2", "newest-1"]
+
+
+async def test_filters_by_time_range_kinds_and_text(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    lead_id = str(uuid4())
+    day = datetime(2026, 4, 1, tzinfo=UTC)
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead_id, owner),
+            feed.item("a", occurred_at=day, title="Kickoff 100%", links=[("lead", lead_id)]),
+            feed.item(
+                "b",
+                kind="email",
+                service="gmail",
+                occurred_at=day + timedelta(days=1),
+                title="Pricing",
+                summary="The KICKOFF notes",
+                links=[("lead", lead_id)],
+                event_type="pipedesk.gmail.message.received.v1",
+            ),
+            feed.item("c", kind="task", service="tasks", occurred_at=day + timedelta(days=2),
+                      title="Send contract", links=[("lead", lead_id)],
+                      event_type="pipedesk.tasks.task.updated.v1", status="deleted"),
+        )  # fmt: skip
+
+        async def keys(**params: Any) -> list[str]:
+            page = await feed.page(timeline, owner, "lead", lead_id, **params)
+            return [item["source"]["google_id"] for item in page["items"]]
+
+        assert await keys() == ["c", "b", "a"]
+        assert await keys(q="kickoff") == ["b", "a"]
+        assert await keys(q="100%") == ["a"]
+        assert await keys(q="%") == ["a"]
+        assert await keys(kinds=["meeting", "email"]) == ["b", "a"]
+        since = (day + timedelta(days=1)).isoformat()
+        until = (day + timedelta(days=2)).isoformat()
+        assert await keys(since=since) == ["c", "b"]
+        assert await keys(until=until) == ["b", "a"]
+        assert await keys(since=since, until=until) == ["b"]
+        [task] = (await feed.page(timeline, owner, "lead", lead_id, kinds="task"))["items"]
+        assert task["status"] == "deleted"
+        for params, field in (
+            ({"since": "2026-04-01T00:00:00"}, "query.since"),
+            ({"since": until, "until": since}, "query.until"),
+            ({"q": ""}, "query.q"),
+        ):
+            response = await timeline.get(
+                f"/api/timeline/lead/{lead_id}", params=params, headers=owner.headers
+            )
+            assert response.status_code == 422, params
+            assert field in {error["field"] for error in response.json()["errors"]}
+        page = await feed.page(timeline, owner, "lead", lead_id, limit=1, q="kickoff")
+        other_query = await timeline.get(
+            f"/api/timeline/lead/{lead_id}",
+            params={"limit": 1, "q": "pricing", "cursor": page["next_cursor"]},
+            headers=owner.headers,
+        )
+        assert other_query.status_code == 400

@@ -8,7 +8,7 @@ works), and every decision goes through the one ``can``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -59,7 +59,13 @@ def access_replica_table(metadata: MetaData) -> Table:
     )
 
 
+AccessStored = Callable[[AsyncSession, str, str, str], Awaitable[None]]
+
+
 class AccessReplica:
+    """``on_stored(session, org_id, record_type, record_id)``, when given, runs in the same
+    transaction each time the replica learns a record or a newer version of its access list."""
+
     def __init__(
         self,
         table: Table,
@@ -67,11 +73,13 @@ class AccessReplica:
         crm_url: str,
         http: Callable[[], httpx.AsyncClient],
         issuer: Callable[[], ServiceTokenIssuer],
+        on_stored: AccessStored | None = None,
     ) -> None:
         self.table = table
         self.crm_url = crm_url.rstrip("/")
         self._http = http
         self._issuer = issuer
+        self._on_stored = on_stored
 
     def subscribe(self, consumer: Consumer) -> None:
         """Keep this replica current from the consumer's queue."""
@@ -100,7 +108,7 @@ class AccessReplica:
             "version": values["version"],
         }
         statement = insert(self.table).values(**row)
-        await session.execute(
+        stored = await session.scalar(
             statement.on_conflict_do_update(
                 index_elements=["record_type", "record_id"],
                 set_={
@@ -112,8 +120,10 @@ class AccessReplica:
                     "updated_at": func.now(),
                 },
                 where=self.table.c.version < statement.excluded.version,
-            )
+            ).returning(self.table.c.version)
         )
+        if stored is not None and self._on_stored is not None:
+            await self._on_stored(session, row["org_id"], record_type, record_id)
 
     async def access_list(
         self, session: AsyncSession, record_type: str, record_id: str

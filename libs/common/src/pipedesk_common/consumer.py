@@ -132,6 +132,7 @@ class Consumer:
     tables: InboxTables
     settings: ConsumerSettings = field(default_factory=ConsumerSettings)
     _handlers: dict[str, Handler] = field(default_factory=dict)
+    _unregistered: tuple[type[EventData], Handler] | None = None
     _in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
     _accepting: bool = True
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -155,12 +156,42 @@ class Consumer:
 
         return register
 
+    def on_unregistered(
+        self, model: type[D]
+    ) -> Callable[
+        [Callable[[AsyncSession, Event[D]], Awaitable[None]]],
+        Callable[[AsyncSession, Event[D]], Awaitable[None]],
+    ]:
+        """Handle event types this process has no contract for, read through ``model`` (see
+        ``decode_event``). The queue then receives every event of the exchange; types without a
+        handler are acknowledged and counted in ``pipedesk_events_unknown_total``."""
+
+        def register(
+            handler: Callable[[AsyncSession, Event[D]], Awaitable[None]],
+        ) -> Callable[[AsyncSession, Event[D]], Awaitable[None]]:
+            if self._unregistered is not None:
+                raise ValueError(f"{self.queue} already handles unregistered types")
+            self._unregistered = (model, handler)
+            return handler
+
+        return register
+
     @property
     def routing_keys(self) -> list[str]:
         from pipedesk_common.events import registered_types
 
+        if self._unregistered is not None:
+            return ["#"]
         types = registered_types()
         return sorted({types[name].routing_key for name in self._handlers})
+
+    def handler_for(self, event: Event[Any]) -> Handler | None:
+        handler = self._handlers.get(event.type.name)
+        if handler is None and self._unregistered is not None:
+            model, fallback = self._unregistered
+            if event.type.model is model:
+                return fallback
+        return handler
 
     async def run(
         self,
@@ -306,8 +337,13 @@ class _QueueRunner:
 
     async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         queue = self.consumer.queue
+        unregistered = self.consumer._unregistered
         try:
-            event = decode_event(message.body, message.content_type)
+            event = decode_event(
+                message.body,
+                message.content_type,
+                unregistered=unregistered[0] if unregistered is not None else None,
+            )
         except UnknownEventType as exc:
             EVENTS_UNKNOWN.labels(queue).inc()
             log.info("ignoring an event type without a handler", extra={"type": str(exc)})
@@ -318,7 +354,7 @@ class _QueueRunner:
             EVENTS_DEAD_LETTERED.labels(queue).inc()
             await message.reject(requeue=False)
             return
-        handler = self.consumer._handlers.get(event.type.name)
+        handler = self.consumer.handler_for(event)
         if handler is None:
             EVENTS_UNKNOWN.labels(queue).inc()
             await message.ack()

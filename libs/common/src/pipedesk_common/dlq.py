@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -32,13 +33,23 @@ class DeadLetter:
     """Handler failures (a message rejected as malformed counts one)."""
 
 
+def _envelope_id(body: bytes) -> str:
+    """The id an unreadable event claims, if it claims one, so it can be found and replayed."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return "?"
+    claimed = envelope.get("id") if isinstance(envelope, dict) else None
+    return claimed if isinstance(claimed, str) and 0 < len(claimed) <= 100 else "?"
+
+
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
     headers: dict[str, Any] = dict(message.headers or {})
     try:
         event = decode_event(message.body, message.content_type)
         event_id, event_type = str(event.id), event.type.name
     except (MalformedEvent, UnknownEventType) as exc:
-        event_id, event_type = "?", f"unreadable ({type(exc).__name__})"
+        event_id, event_type = _envelope_id(message.body), f"unreadable ({type(exc).__name__})"
     # x-death lists the most recent death first; earlier ones are the retry queues' expiries.
     deaths = headers.get("x-death") or []
     latest = deaths[0] if deaths and isinstance(deaths[0], dict) else {}

@@ -1,15 +1,23 @@
-"""The timeline service process: its API, and the consumer that fills it."""
+"""The timeline service process: its API, the consumer that fills it, and the change listener
+that feeds its live streams."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from pipedesk_common.access import AccessReplica
-from pipedesk_common.app import ServiceContext, create_app
+from pipedesk_common.app import ServiceContext, create_app, stop_task
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from timeline_service.api import router
+from timeline_service.cache import PageCache
 from timeline_service.models import access_replica, inbox
-from timeline_service.projection import subscribe_projection
+from timeline_service.projection import bump_access_version, subscribe_projection
 from timeline_service.settings import TimelineSettings
+from timeline_service.streams import ChangeListener
 
 ITEMS_QUEUE = "timeline.items"
 
@@ -28,16 +36,32 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
         crm_url=settings.crm_base_url,
         http=lambda: context().http,
         issuer=lambda: context().issuer(),
+        on_stored=bump_access_version,
     )
     replica.subscribe(consumer)
     subscribe_projection(consumer, clock)
+    listener = ChangeListener(settings.database_url)
+
+    @asynccontextmanager
+    async def live(_context: ServiceContext) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        app.state.page_cache = PageCache(redis, prefix=f"{settings.broker_prefix}timeline:page:")
+        task = asyncio.create_task(listener.run(), name="timeline-change-listener")
+        try:
+            yield
+        finally:
+            await stop_task(task)
+            await app.state.page_cache.close()
+
     app = create_app(
         settings,
         title="PipeDesk timeline",
-        description="One merged, access-controlled feed per CRM record.",
+        description="One merged, access-controlled, live feed per CRM record.",
         routers=[router],
         clock=clock,
         consumers=[consumer],
+        lifespans=[live],
     )
     app.state.access_replica = replica
+    app.state.change_listener = listener
     return app

@@ -4,7 +4,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -21,7 +30,10 @@ class TimelineItem(TimelineModel, table=True):
     """One source object (an audited change, a meeting, an email…): newer versions update it."""
 
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("org_id", "source_key"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "source_key"),
+        Index("ix_items_participants", "participants", postgresql_using="gin"),
+    )
 
     id: UUID = Field(primary_key=True)
     org_id: str = Field(sa_type=String(255))
@@ -39,19 +51,29 @@ class TimelineItem(TimelineModel, table=True):
     google_id: str | None = Field(default=None, sa_type=String(300))
     url: str | None = Field(default=None, sa_type=Text)
     visibility: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # The visibility hints as columns, so visibility is decided in SQL (pages stay full).
+    private: bool = False
+    sharing: str | None = Field(default=None, sa_type=String(20))
+    owner_id: str | None = Field(default=None, sa_type=String(255))
     version: int
     event_id: UUID
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 class TimelineLink(TimelineModel, table=True):
-    """An item attached to a record; ``occurred_at`` is copied here so a page is one index scan."""
+    """An item attached to a record; ``occurred_at`` is copied here so a page is one index scan.
+
+    ``explicit``: named in the projection's ``links`` (else matched through a participant).
+    ``change_version``: the record's version when this item last changed on it, the stream's
+    event id.
+    """
 
     __tablename__ = "links"
     __table_args__ = (
         Index(
             "ix_links_record_time", "org_id", "record_type", "record_id", "occurred_at", "item_id"
         ),
+        Index("ix_links_record_change", "org_id", "record_type", "record_id", "change_version"),
     )
 
     item_id: UUID = Field(primary_key=True, foreign_key="timeline.items.id", ondelete="CASCADE")
@@ -59,6 +81,77 @@ class TimelineLink(TimelineModel, table=True):
     record_id: str = Field(primary_key=True, sa_type=String(64))
     org_id: str = Field(sa_type=String(255))
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    explicit: bool = True
+    change_version: int = Field(default=0, sa_type=BigInteger)
+
+
+class RecordVersion(TimelineModel, table=True):
+    """Bumped in the same transaction as any change to a record's items (ETag, stream ids)."""
+
+    __tablename__ = "record_versions"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    record_type: str = Field(primary_key=True, sa_type=String(20))
+    record_id: str = Field(primary_key=True, sa_type=String(64))
+    version: int = Field(sa_type=BigInteger)
+
+
+class AccessVersion(TimelineModel, table=True):
+    """Bumped whenever the replica learns an access list of the org (ETag)."""
+
+    __tablename__ = "access_versions"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    version: int = Field(sa_type=BigInteger)
+
+
+class CrmRecord(TimelineModel, table=True):
+    """What matching needs of a CRM record: whether it exists, is open, and its contacts."""
+
+    __tablename__ = "crm_records"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    record_type: str = Field(primary_key=True, sa_type=String(20))
+    record_id: str = Field(primary_key=True, sa_type=String(64))
+    deleted: bool = False
+    open: bool = True
+
+
+class ContactEmail(TimelineModel, table=True):
+    """The participant index: every address of every live contact, lower case."""
+
+    __tablename__ = "contact_emails"
+    __table_args__ = (Index("ix_contact_emails_contact", "org_id", "contact_id"),)
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    email: str = Field(primary_key=True, sa_type=String(320))
+    contact_id: str = Field(primary_key=True, sa_type=String(64))
+
+
+class RecordContact(TimelineModel, table=True):
+    """The contacts of a lead or deal."""
+
+    __tablename__ = "record_contacts"
+    __table_args__ = (Index("ix_record_contacts_contact", "org_id", "contact_id"),)
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    record_type: str = Field(primary_key=True, sa_type=String(20))
+    record_id: str = Field(primary_key=True, sa_type=String(64))
+    contact_id: str = Field(primary_key=True, sa_type=String(64))
+
+
+class StreamTicket(TimelineModel, table=True):
+    """A single-use ticket for one record's event stream; only its hash is kept."""
+
+    __tablename__ = "stream_tickets"
+
+    token_hash: str = Field(primary_key=True, sa_type=String(64))
+    org_id: str = Field(sa_type=String(255))
+    record_type: str = Field(sa_type=String(20))
+    record_id: str = Field(sa_type=String(64))
+    principal: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 inbox = inbox_tables(TimelineModel.metadata)

@@ -1,18 +1,64 @@
 """Every event carrying a timeline projection becomes (or updates) one item, generically: a new
-producer needs no change here."""
+producer needs no change here. The item attaches to its explicit links and, through the
+participant index, to the contacts whose addresses take part and to their open leads and deals.
+"""
 
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import delete
+from sqlalchemy import ARRAY, Text, and_, delete, literal, or_, select, text, tuple_, union, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from pipedesk_common.clock import Clock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event, registered_types
-from pipedesk_common.events.timeline import TimelineProjection
+from pipedesk_common.events.crm import (
+    CompanyCreated,
+    CompanyDeleted,
+    CompanyRestored,
+    CompanySnapshot,
+    CompanyUpdated,
+    ContactCreated,
+    ContactDeleted,
+    ContactRestored,
+    ContactSnapshot,
+    ContactUpdated,
+    DealCreated,
+    DealDeleted,
+    DealRestored,
+    DealSnapshot,
+    DealUpdated,
+    LeadCreated,
+    LeadDeleted,
+    LeadRestored,
+    LeadSnapshot,
+    LeadUpdated,
+)
+from pipedesk_common.events.timeline import TimelineCarrier, TimelineProjection
 from pipedesk_common.ids import new_id
-from timeline_service.models import TimelineItem, TimelineLink
+from timeline_service.models import (
+    AccessVersion,
+    ContactEmail,
+    CrmRecord,
+    RecordContact,
+    RecordVersion,
+    TimelineItem,
+    TimelineLink,
+)
+
+CHANGES_CHANNEL = "timeline_changes"
+
+# A lead stops gaining matched items once converted or disqualified, a deal once won or lost.
+CLOSED_LEAD_STATUSES = frozenset({"converted", "disqualified"})
+CLOSED_DEAL_STAGES = frozenset({"won", "lost"})
+
+Record = tuple[str, str]  # (record_type, record_id)
+# Records whose timelines show an item depending on its other links (see repository.py).
+ORG_READABLE_RECORDS = frozenset({"contact", "company"})
 
 
 def timeline_event_models() -> list[type[Any]]:
@@ -24,23 +70,163 @@ def timeline_event_models() -> list[type[Any]]:
     ]
 
 
+# -- versions and change notifications ---------------------------------------------------------
+
+
+async def touch(
+    session: AsyncSession, org_id: str, records: Iterable[Record], item_ids: Sequence[UUID]
+) -> None:
+    """Bump each record's version (its row lock orders concurrent writers, so versions follow
+    commit order), stamp the items' links to it, and notify listeners at commit."""
+    for record_type, record_id in sorted(set(records)):
+        table = RecordVersion.__table__  # type: ignore[attr-defined]
+        statement = insert(table).values(
+            org_id=org_id, record_type=record_type, record_id=record_id, version=1
+        )
+        version = await session.scalar(
+            statement.on_conflict_do_update(
+                index_elements=["org_id", "record_type", "record_id"],
+                set_={"version": table.c.version + 1},
+            ).returning(table.c.version)
+        )
+        if item_ids:
+            await session.execute(
+                update(TimelineLink)
+                .where(
+                    col(TimelineLink.org_id) == org_id,
+                    col(TimelineLink.record_type) == record_type,
+                    col(TimelineLink.record_id) == record_id,
+                    col(TimelineLink.item_id).in_(item_ids),
+                )
+                .values(change_version=version)
+            )
+        await notify(session, org_id, record_type, record_id, version)
+
+
+async def bump_access_version(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str
+) -> None:
+    """The replica learned an access list: new ETags for the org, and the record's open streams
+    check again whether their viewers may still read it."""
+    table = AccessVersion.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(org_id=org_id, version=1)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id"], set_={"version": table.c.version + 1}
+        )
+    )
+    await notify(session, org_id, record_type, record_id, None)
+
+
+async def notify(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str, version: int | None
+) -> None:
+    """Wake, at commit, the streams of this record in every timeline process."""
+    payload = json.dumps([org_id, record_type, record_id, version])
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANGES_CHANNEL, "payload": payload},
+    )
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+async def lock_matching(session: AsyncSession, org_id: str) -> None:
+    """Serialize, per org, the writes that match items to contacts: an item and the contact
+    address that matches it, handled at the same moment, would otherwise each miss the other."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"timeline.matching:{org_id}"},
+    )
+
+
+def _live_contacts_of(org_id: str, emails: Sequence[str]) -> Any:
+    return (
+        select(col(ContactEmail.contact_id))
+        .join(
+            CrmRecord,
+            and_(
+                col(CrmRecord.org_id) == col(ContactEmail.org_id),
+                col(CrmRecord.record_type) == "contact",
+                col(CrmRecord.record_id) == col(ContactEmail.contact_id),
+            ),
+        )
+        .where(
+            col(ContactEmail.org_id) == org_id,
+            col(ContactEmail.email).in_(emails),
+            col(CrmRecord.deleted).is_(False),
+        )
+    )
+
+
+async def matched_records(session: AsyncSession, org_id: str, emails: Sequence[str]) -> set[Record]:
+    """The contacts having one of ``emails`` and their open, live leads and deals."""
+    if not emails:
+        return set()
+    contacts = _live_contacts_of(org_id, emails).subquery()
+    contact_rows = select(literal("contact"), contacts.c.contact_id)
+    record_rows = (
+        select(col(RecordContact.record_type), col(RecordContact.record_id))
+        .join(
+            CrmRecord,
+            and_(
+                col(CrmRecord.org_id) == col(RecordContact.org_id),
+                col(CrmRecord.record_type) == col(RecordContact.record_type),
+                col(CrmRecord.record_id) == col(RecordContact.record_id),
+            ),
+        )
+        .where(
+            col(RecordContact.org_id) == org_id,
+            col(RecordContact.contact_id).in_(select(contacts.c.contact_id)),
+            col(CrmRecord.open).is_(True),
+            col(CrmRecord.deleted).is_(False),
+        )
+    )
+    rows = await session.execute(union(contact_rows, record_rows))
+    return {(str(kind), str(ident)) for kind, ident in rows}
+
+
+async def _closed_records(session: AsyncSession, org_id: str, records: set[Record]) -> set[Record]:
+    if not records:
+        return set()
+    rows = await session.execute(
+        select(col(CrmRecord.record_type), col(CrmRecord.record_id)).where(
+            col(CrmRecord.org_id) == org_id,
+            tuple_(col(CrmRecord.record_type), col(CrmRecord.record_id)).in_(sorted(records)),
+            or_(col(CrmRecord.open).is_(False), col(CrmRecord.deleted).is_(True)),
+        )
+    )
+    return {(kind, ident) for kind, ident in rows}
+
+
+# -- items -------------------------------------------------------------------------------------
+
+
 async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> None:
     projection: TimelineProjection = event.data.timeline
+    org_id = event.org_id
+    await lock_matching(session, org_id)
     items = TimelineItem.__table__  # type: ignore[attr-defined]
+    visibility = projection.visibility
+    participants = sorted({email.strip().lower() for email in projection.participants})
     values = {
-        "org_id": event.org_id,
+        "org_id": org_id,
         "source_key": projection.source.key,
         "kind": projection.kind.value,
         "occurred_at": projection.occurred_at,
         "title": projection.title,
         "summary": projection.summary,
-        "participants": sorted({email.lower() for email in projection.participants}),
+        "participants": participants,
         "status": projection.status,
         "actor_id": projection.actor_id,
         "source_service": projection.source.service,
         "google_id": projection.source.google_id,
         "url": projection.source.url,
-        "visibility": projection.visibility.model_dump(mode="json"),
+        "visibility": visibility.model_dump(mode="json"),
+        "private": visibility.private,
+        "sharing": visibility.sharing,
+        "owner_id": visibility.owner_id,
         "version": projection.version,
         "event_id": event.id,
         "updated_at": clock.now(),
@@ -55,30 +241,274 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     )
     if item_id is None:
         return  # an older (or the same) version of an item we already show
-    links = TimelineLink.__table__  # type: ignore[attr-defined]
-    await session.execute(delete(links).where(links.c.item_id == item_id))
-    wanted = {(link.type.value, link.id) for link in projection.links}
-    if wanted:
+    explicit = {(link.type.value, link.id) for link in projection.links}
+    matched = await matched_records(session, org_id, participants) - explicit
+    existing_rows = await session.execute(
+        select(
+            col(TimelineLink.record_type), col(TimelineLink.record_id), col(TimelineLink.explicit)
+        ).where(col(TimelineLink.item_id) == item_id)
+    )
+    existing = {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows}
+    # A closed or deleted lead or deal keeps the matched items it had: history is not rewritten.
+    earlier_matches = {record for record, was_explicit in existing.items() if not was_explicit}
+    kept = await _closed_records(session, org_id, earlier_matches - explicit - matched)
+    wanted = dict.fromkeys(explicit, True) | dict.fromkeys(matched | kept, False)
+    gone = set(existing) - set(wanted)
+    if gone:
         await session.execute(
-            insert(links).values(
+            delete(TimelineLink).where(
+                col(TimelineLink.item_id) == item_id,
+                tuple_(col(TimelineLink.record_type), col(TimelineLink.record_id)).in_(
+                    sorted(gone)
+                ),
+            )
+        )
+    if wanted:
+        links = TimelineLink.__table__  # type: ignore[attr-defined]
+        upsert = insert(links).values(
+            [
+                {
+                    "item_id": item_id,
+                    "record_type": record_type,
+                    "record_id": record_id,
+                    "org_id": org_id,
+                    "occurred_at": projection.occurred_at,
+                    "explicit": is_explicit,
+                }
+                for (record_type, record_id), is_explicit in sorted(wanted.items())
+            ]
+        )
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["item_id", "record_type", "record_id"],
+                set_={
+                    "occurred_at": upsert.excluded.occurred_at,
+                    "explicit": upsert.excluded.explicit,
+                },
+            )
+        )
+    await touch(session, org_id, set(wanted) | gone, [item_id])
+
+
+async def attach_matching_items(
+    session: AsyncSession, org_id: str, emails: Sequence[str], records: Iterable[Record]
+) -> None:
+    """Backfill: attach the items in which one of ``emails`` takes part to ``records``; links
+    that exist already are left alone, so replays add nothing."""
+    targets = sorted(set(records))
+    if not emails or not targets:
+        return
+    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    touched: dict[Record, set[UUID]] = {}
+    for record_type, record_id in targets:
+        source = select(
+            items.c.id,
+            literal(record_type),
+            literal(record_id),
+            items.c.org_id,
+            items.c.occurred_at,
+            literal(False),
+        ).where(
+            items.c.org_id == org_id,
+            items.c.participants.op("&&")(literal(list(emails), type_=ARRAY(Text))),
+        )
+        inserted = await session.execute(
+            insert(links)
+            .from_select(
+                ["item_id", "record_type", "record_id", "org_id", "occurred_at", "explicit"],
+                source,
+            )
+            .on_conflict_do_nothing()
+            .returning(links.c.item_id)
+        )
+        touched.setdefault((record_type, record_id), set()).update(row[0] for row in inserted)
+    attached = set().union(*touched.values())
+    if attached:
+        # What a contact's or company's timeline shows depends on the item's other links.
+        others = await session.execute(
+            select(links.c.record_type, links.c.record_id, links.c.item_id).where(
+                links.c.item_id.in_(sorted(attached)),
+                links.c.record_type.in_(sorted(ORG_READABLE_RECORDS)),
+            )
+        )
+        for record_type, record_id, item_id in others:
+            touched.setdefault((record_type, record_id), set()).add(item_id)
+    for record, item_ids in sorted(touched.items()):
+        if item_ids:
+            await touch(session, org_id, [record], sorted(item_ids))
+
+
+# -- the participant index -----------------------------------------------------------------------
+
+
+async def _upsert_record(
+    session: AsyncSession, org_id: str, record: Record, *, deleted: bool, is_open: bool
+) -> None:
+    table = CrmRecord.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(
+        org_id=org_id, record_type=record[0], record_id=record[1], deleted=deleted, open=is_open
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "record_type", "record_id"],
+            set_={"deleted": statement.excluded.deleted, "open": statement.excluded.open},
+        )
+    )
+
+
+async def _emails_of_contacts(
+    session: AsyncSession, org_id: str, contact_ids: Sequence[str]
+) -> list[str]:
+    if not contact_ids:
+        return []
+    rows = await session.scalars(
+        select(col(ContactEmail.email))
+        .join(
+            CrmRecord,
+            and_(
+                col(CrmRecord.org_id) == col(ContactEmail.org_id),
+                col(CrmRecord.record_type) == "contact",
+                col(CrmRecord.record_id) == col(ContactEmail.contact_id),
+            ),
+        )
+        .where(
+            col(ContactEmail.org_id) == org_id,
+            col(ContactEmail.contact_id).in_(contact_ids),
+            col(CrmRecord.deleted).is_(False),
+        )
+    )
+    return sorted(set(rows))
+
+
+async def on_contact(session: AsyncSession, event: Event[Any]) -> None:
+    contact: ContactSnapshot = event.data
+    org_id = event.org_id
+    await lock_matching(session, org_id)
+    deleted = contact.deleted_at is not None
+    await _upsert_record(session, org_id, ("contact", contact.id), deleted=deleted, is_open=True)
+    await session.execute(
+        delete(ContactEmail).where(
+            col(ContactEmail.org_id) == org_id, col(ContactEmail.contact_id) == contact.id
+        )
+    )
+    emails = sorted({email.strip().lower() for email in contact.emails if email.strip()})
+    if deleted or not emails:
+        return
+    table = ContactEmail.__table__  # type: ignore[attr-defined]
+    await session.execute(
+        insert(table)
+        .values([{"org_id": org_id, "email": email, "contact_id": contact.id} for email in emails])
+        .on_conflict_do_nothing()
+    )
+    open_records = await session.execute(
+        select(col(RecordContact.record_type), col(RecordContact.record_id))
+        .join(
+            CrmRecord,
+            and_(
+                col(CrmRecord.org_id) == col(RecordContact.org_id),
+                col(CrmRecord.record_type) == col(RecordContact.record_type),
+                col(CrmRecord.record_id) == col(RecordContact.record_id),
+            ),
+        )
+        .where(
+            col(RecordContact.org_id) == org_id,
+            col(RecordContact.contact_id) == contact.id,
+            col(CrmRecord.open).is_(True),
+            col(CrmRecord.deleted).is_(False),
+        )
+    )
+    targets = {("contact", contact.id)} | {(kind, ident) for kind, ident in open_records}
+    await attach_matching_items(session, org_id, emails, targets)
+
+
+async def _on_record_with_contacts(
+    session: AsyncSession,
+    org_id: str,
+    record: Record,
+    contact_ids: list[str],
+    *,
+    deleted: bool,
+    is_open: bool,
+) -> None:
+    await lock_matching(session, org_id)
+    await _upsert_record(session, org_id, record, deleted=deleted, is_open=is_open)
+    await session.execute(
+        delete(RecordContact).where(
+            col(RecordContact.org_id) == org_id,
+            col(RecordContact.record_type) == record[0],
+            col(RecordContact.record_id) == record[1],
+        )
+    )
+    contacts = sorted(set(contact_ids))
+    if contacts:
+        table = RecordContact.__table__  # type: ignore[attr-defined]
+        await session.execute(
+            insert(table).values(
                 [
                     {
-                        "item_id": item_id,
-                        "record_type": record_type,
-                        "record_id": record_id,
-                        "org_id": event.org_id,
-                        "occurred_at": projection.occurred_at,
+                        "org_id": org_id,
+                        "record_type": record[0],
+                        "record_id": record[1],
+                        "contact_id": contact,
                     }
-                    for record_type, record_id in sorted(wanted)
+                    for contact in contacts
                 ]
             )
         )
+    if is_open and not deleted:
+        emails = await _emails_of_contacts(session, org_id, contacts)
+        await attach_matching_items(session, org_id, emails, [record])
+
+
+async def on_lead(session: AsyncSession, event: Event[Any]) -> None:
+    lead: LeadSnapshot = event.data
+    await _on_record_with_contacts(
+        session,
+        event.org_id,
+        ("lead", lead.id),
+        lead.contact_ids,
+        deleted=lead.deleted_at is not None,
+        is_open=lead.status not in CLOSED_LEAD_STATUSES,
+    )
+
+
+async def on_deal(session: AsyncSession, event: Event[Any]) -> None:
+    deal: DealSnapshot = event.data
+    await _on_record_with_contacts(
+        session,
+        event.org_id,
+        ("deal", deal.id),
+        deal.contact_ids,
+        deleted=deal.deleted_at is not None,
+        is_open=deal.stage not in CLOSED_DEAL_STAGES,
+    )
+
+
+async def on_company(session: AsyncSession, event: Event[Any]) -> None:
+    company: CompanySnapshot = event.data
+    await _upsert_record(
+        session,
+        event.org_id,
+        ("company", company.id),
+        deleted=company.deleted_at is not None,
+        is_open=True,
+    )
 
 
 def subscribe_projection(consumer: Consumer, clock: Clock) -> None:
+    async def on_projection(session: AsyncSession, event: Event[Any]) -> None:
+        await project(session, event, clock)
+
     for model in timeline_event_models():
-
-        async def on_event(session: AsyncSession, event: Event[Any]) -> None:
-            await project(session, event, clock)
-
-        consumer.on(model)(on_event)
+        consumer.on(model)(on_projection)
+    # A producer whose contract this process does not know yet still reaches the timeline.
+    consumer.on_unregistered(TimelineCarrier)(on_projection)
+    for contact_model in (ContactCreated, ContactUpdated, ContactDeleted, ContactRestored):
+        consumer.on(contact_model)(on_contact)
+    for lead_model in (LeadCreated, LeadUpdated, LeadDeleted, LeadRestored):
+        consumer.on(lead_model)(on_lead)
+    for deal_model in (DealCreated, DealUpdated, DealDeleted, DealRestored):
+        consumer.on(deal_model)(on_deal)
+    for company_model in (CompanyCreated, CompanyUpdated, CompanyDeleted, CompanyRestored):
+        consumer.on(company_model)(on_company)

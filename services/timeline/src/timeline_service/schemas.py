@@ -2,7 +2,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipedesk_common.events.timeline import ItemKind, Link
 
@@ -11,12 +11,26 @@ class TimelineRecordType(StrEnum):
     """Records whose timelines this service serves."""
 
     LEAD = "lead"
+    DEAL = "deal"
+    CONTACT = "contact"
+    COMPANY = "company"
+
+
+class HiddenReason(StrEnum):
+    PRIVATE = "private"
+    MAILBOX_SUBJECT_ONLY = "mailbox_subject_only"
+    MAILBOX_METADATA_ONLY = "mailbox_metadata_only"
+
+
+class Hidden(BaseModel):
+    reason: HiddenReason = Field(description="Why some of the item's content is withheld")
+    fields: list[str] = Field(description="The fields withheld (null or empty in this answer)")
 
 
 class ItemSource(BaseModel):
     service: str
     google_id: str | None
-    url: str | None
+    url: str | None = Field(description="Opens the source object in Google")
 
 
 class TimelineItemPublic(BaseModel):
@@ -26,7 +40,14 @@ class TimelineItemPublic(BaseModel):
     title: str
     summary: str | None
     participants: list[str]
-    status: str | None
+    status: str | None = Field(description="The source's status, e.g. `cancelled`, `deleted`")
     actor_id: str | None
     source: ItemSource
-    links: list[Link]
+    links: list[Link] = Field(description="The records it is attached to that the viewer may see")
+    hidden: Hidden | None = Field(description="Null when the viewer sees the whole item")
+
+
+class StreamTicketPublic(BaseModel):
+    ticket: str
+    expires_at: datetime
+    stream_url: str = Field(description="Where to open the event stream with this ticket")

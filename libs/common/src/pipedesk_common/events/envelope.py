@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,7 +157,31 @@ class MalformedEvent(Exception):
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "orgid")
 
 
-def decode_event(body: bytes, content_type: str | None = CONTENT_TYPE) -> Event[EventData]:
+_TYPE_NAME = re.compile(
+    r"^pipedesk\.(?P<service>[a-z0-9_]+)\.(?P<entity>[a-z0-9_]+)\.(?P<action>[a-z0-9_]+)"
+    r"\.v(?P<version>[0-9]{1,4})$"
+)
+
+
+def _unregistered_type(type_name: str, model: type[EventData]) -> EventType | None:
+    """An event type this process has no contract for, read through a generic ``model``."""
+    match = _TYPE_NAME.match(type_name)
+    if match is None:
+        return None
+    return EventType(
+        match["service"], match["entity"], match["action"], int(match["version"]), model
+    )
+
+
+def decode_event(
+    body: bytes,
+    content_type: str | None = CONTENT_TYPE,
+    *,
+    unregistered: type[EventData] | None = None,
+) -> Event[EventData]:
+    """Read one event. A type without a contract is ``UnknownEventType``, unless
+    ``unregistered`` is given and the data carries one of that model's required fields: then it
+    is read through that model (and malformed if it does not satisfy it)."""
     # The SDK invents an id or a time that a message lacks; ours must carry their own, since
     # consumers deduplicate by id.
     try:
@@ -171,9 +196,6 @@ def decode_event(body: bytes, content_type: str | None = CONTENT_TYPE) -> Event[
     except (BaseCloudEventException, ValueError, TypeError, KeyError) as exc:
         raise MalformedEvent(f"not a CloudEvent: {exc}") from None
     type_name = cloud_event.get_type()
-    event_type = _REGISTRY.get(type_name)
-    if event_type is None:
-        raise UnknownEventType(type_name)
     attributes = cloud_event.get_attributes()
     raw_data = cloud_event.get_data()
     if isinstance(raw_data, bytes | str):
@@ -181,6 +203,17 @@ def decode_event(body: bytes, content_type: str | None = CONTENT_TYPE) -> Event[
             raw_data = json.loads(raw_data)
         except ValueError:
             raise MalformedEvent("data is not JSON") from None
+    event_type = _REGISTRY.get(type_name)
+    if event_type is None:
+        generic = _unregistered_type(type_name, unregistered) if unregistered else None
+        required = (
+            {name for name, info in generic.model.model_fields.items() if info.is_required()}
+            if generic is not None
+            else set()
+        )
+        if generic is None or not isinstance(raw_data, dict) or not required & raw_data.keys():
+            raise UnknownEventType(type_name)
+        event_type = generic
     try:
         data = event_type.model.model_validate(raw_data)
         event_id = UUID(str(attributes["id"]))

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from pipedesk_common.events.envelope import EventData
+
 
 class RecordType(StrEnum):
     LEAD = "lead"
@@ -76,3 +78,9 @@ class TimelineProjection(BaseModel):
     actor_id: str | None = Field(None, max_length=255)
     visibility: Visibility = Visibility()
     version: int = Field(1, description="Newer versions of the same source object win")
+
+
+class TimelineCarrier(EventData):
+    """What the timeline reads of an event type it has no contract for: its projection."""
+
+    timeline: TimelineProjection

@@ -1,0 +1,207 @@
+"""Who sees what: the record first (404), then what the item's source shares."""
+
+from uuid import uuid4
+
+import pytest
+
+from pipedesk_common.auth import Role
+from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_record_access_decides_who_gets_the_timeline(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    follower = users.make(Role.REP, teams=["t9"])
+    lead = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead, owner, members={follower.sub: "follower"}),
+            feed.item("m-acl", links=[("lead", lead)]),
+        )
+        assert len((await feed.page(timeline, follower, "lead", lead))["items"]) == 1
+        assert len((await feed.page(timeline, owner, "lead", lead))["items"]) == 1
+        for stranger in (
+            users.make(Role.REP, teams=["t1"]),  # a rep without access
+            users.make(Role.MANAGER, teams=["t2"]),  # a manager of another team
+            users.other_org().make(Role.ADMIN, teams=["t1"]),
+        ):
+            response = await timeline.get(f"/api/timeline/lead/{lead}", headers=stranger.headers)
+            assert response.status_code == 404
+            ticket = await timeline.post(
+                f"/api/timeline/lead/{lead}/stream-ticket", headers=stranger.headers
+            )
+            assert ticket.status_code == 404
+            assert ticket.headers["content-type"] == "application/problem+json"
+        no_token = await timeline.post(f"/api/timeline/lead/{lead}/stream-ticket")
+        assert no_token.status_code == 401
+
+
+async def test_a_private_meeting_is_busy_for_a_teammate_who_is_not_an_attendee(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    attendee = users.make(Role.REP, teams=["t1"])
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    lead = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead, owner, members={attendee.sub: "collaborator"}),
+            feed.item(
+                "m-private",
+                title="Acquisition talks",
+                summary="Confidential",
+                participants=[owner.principal.email, attendee.principal.email.upper()],
+                links=[("lead", lead)],
+                private=True,
+                owner_id=owner.sub,
+            ),
+        )
+        for full_viewer in (owner, attendee):
+            [item] = (await feed.page(timeline, full_viewer, "lead", lead))["items"]
+            assert (item["title"], item["summary"], item["hidden"]) == (
+                "Acquisition talks",
+                "Confidential",
+                None,
+            )
+        [busy] = (await feed.page(timeline, manager, "lead", lead))["items"]
+        assert busy["title"] == "Busy"
+        assert busy["summary"] is None
+        assert busy["participants"] == []
+        assert busy["source"]["url"] is None
+        assert busy["hidden"]["reason"] == "private"
+        # A search never matches what the viewer may not see.
+        assert (await feed.page(timeline, manager, "lead", lead, q="Acquisition"))["items"] == []
+        found = await feed.page(timeline, attendee, "lead", lead, q="acquisition")
+        assert len(found["items"]) == 1
+
+
+async def test_mailbox_sharing_levels_hide_the_summary_or_the_subject(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    lead = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead, owner),
+            *(
+                feed.item(
+                    f"mail-{level}",
+                    kind="email",
+                    service="gmail",
+                    title=f"Subject {level}",
+                    summary=f"Body {level}",
+                    links=[("lead", lead)],
+                    sharing=level,
+                    owner_id=owner.sub,
+                    event_type="pipedesk.gmail.message.received.v1",
+                )
+                for level in ("full", "subject", "metadata")
+            ),
+        )
+        seen = {
+            item["source"]["google_id"]: item
+            for item in (await feed.page(timeline, manager, "lead", lead))["items"]
+        }
+        assert (seen["mail-full"]["title"], seen["mail-full"]["summary"]) == (
+            "Subject full",
+            "Body full",
+        )
+        assert (seen["mail-subject"]["title"], seen["mail-subject"]["summary"]) == (
+            "Subject subject",
+            None,
+        )
+        assert seen["mail-subject"]["hidden"] == {
+            "reason": "mailbox_subject_only",
+            "fields": ["summary"],
+        }
+        assert (seen["mail-metadata"]["title"], seen["mail-metadata"]["summary"]) == ("Email", None)
+        assert seen["mail-metadata"]["hidden"]["reason"] == "mailbox_metadata_only"
+        hits = await feed.page(timeline, manager, "lead", lead, q="body")
+        assert [item["source"]["google_id"] for item in hits["items"]] == ["mail-full"]
+        mine = await feed.page(timeline, owner, "lead", lead, q="body")
+        assert len(mine["items"]) == 3
+
+
+async def test_contact_timelines_show_only_what_a_lead_or_deal_or_own_sources_allow(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    ada, bob = users.make(Role.REP, teams=["t1"]), users.make(Role.REP, teams=["t1"])
+    casey, drew, ada_lead = str(uuid4()), str(uuid4()), str(uuid4())
+
+    async def seen(user: ActingUser, contact: str) -> set[str]:
+        page = await feed.page(timeline, user, "contact", contact)
+        return {item["source"]["google_id"] for item in page["items"]}
+
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", ada_lead, ada),
+            feed.contact(casey, ["casey@acme.test"]),
+            feed.contact(drew, ["drew@acme.test"]),
+            feed.lead(ada_lead, ada, [casey]),
+        )
+        await feed.send(
+            feed.item("m-ada", participants=["casey@acme.test"], owner_id=ada.sub),
+            feed.item("m-bob-own", participants=["drew@acme.test"], owner_id=bob.sub),
+            feed.item("n-drew", kind="note", service="crm", links=[("contact", drew)]),
+        )
+        assert await seen(ada, casey) == {"m-ada"}  # through her lead
+        assert await seen(bob, casey) == set()  # no lead or deal of his, not his source
+        assert await seen(bob, drew) == {"m-bob-own", "n-drew"}  # his own calendar
+        assert await seen(ada, drew) == {"n-drew"}  # the contact's own history only
+        [item] = (await feed.page(timeline, ada, "contact", casey))["items"]
+        assert {(link["type"], link["id"]) for link in item["links"]} == {
+            ("contact", casey),
+            ("lead", ada_lead),
+        }
+        admin = users.make(Role.ADMIN)
+        [admin_item] = (await feed.page(timeline, admin, "contact", casey))["items"]
+        assert len(admin_item["links"]) == 2
+        [bob_item] = (await feed.page(timeline, bob, "contact", drew, kinds="meeting"))["items"]
+        assert bob_item["links"] == [{"type": "contact", "id": drew}]
+        other = users.other_org().make(Role.ADMIN)
+        refused = await timeline.get(f"/api/timeline/contact/{casey}", headers=other.headers)
+        assert refused.status_code == 404
+        unknown = await timeline.get(f"/api/timeline/contact/{uuid4()}", headers=ada.headers)
+        assert unknown.status_code == 404
+        await feed.send(feed.contact(casey, ["casey@acme.test"], deleted=True))
+        trashed = await timeline.get(f"/api/timeline/contact/{casey}", headers=ada.headers)
+        assert trashed.status_code == 404
+
+
+async def test_deal_and_company_timelines_follow_the_same_rules(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    viewer = users.make(Role.VIEWER, teams=["t1"])
+    deal, company, contact = str(uuid4()), str(uuid4()), str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("deal", deal, owner),
+            feed.company(company),
+            feed.contact(contact, ["buyer@acme.test"]),
+            feed.deal(deal, owner, [contact]),
+        )
+        await feed.send(
+            feed.item("m-deal", participants=["buyer@acme.test"], owner_id=owner.sub),
+            feed.item("f-company", kind="file", service="drive", links=[("company", company)]),
+            feed.item(
+                "m-company-private-source",
+                links=[("company", company)],
+                owner_id="someone-else",
+            ),
+        )
+        for reader in (owner, viewer):  # a viewer reads their team's deals
+            page = await feed.page(timeline, reader, "deal", deal)
+            assert [item["source"]["google_id"] for item in page["items"]] == ["m-deal"]
+        for stranger in (users.make(Role.MANAGER, teams=["t2"]), users.make(Role.REP)):
+            refused = await timeline.get(f"/api/timeline/deal/{deal}", headers=stranger.headers)
+            assert refused.status_code == 404
+        company_page = await feed.page(timeline, viewer, "company", company)
+        assert [item["source"]["google_id"] for item in company_page["items"]] == ["f-company"]
+        await feed.send(feed.company(company, deleted=True))
+        gone = await timeline.get(f"/api/timeline/company/{company}", headers=owner.headers)
+        assert gone.status_code == 404
