@@ -160,3 +160,5 @@ async def accounts(
     async with app_client(app, "http://accounts.test") as client:
         key = ECKey.import_key(dev_service_key_path(identity.key_dir, "calendar").read_bytes())
         yield Accounts(client, clock, google, key, database_url)
+    fidelity = await google.admin("GET", "/fidelity")
+    assert fidelity.json() == [], "the emulator answered outside Google's schemas"

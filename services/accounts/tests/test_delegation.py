@@ -72,6 +72,15 @@ async def test_tokens_for_an_orgs_users_come_from_the_jwt_bearer_grant(
     )
     assert b"PRIVATE KEY" not in stored[0]["private_key"]
 
+    stranger = users.other_org().make(Role.ADMIN)
+    for method in ("GET", "DELETE"):
+        hidden = await accounts.client.request(
+            method, "/api/accounts/google/delegation", headers=stranger.headers
+        )
+        assert hidden.status_code == 404  # another org's admin sees only their own org's
+    own = await accounts.client.get("/api/accounts/google/delegation", headers=admin.headers)
+    assert own.json()["client_email"] == key_file["client_email"]
+
     before = len(await accounts.google.requests(api="oauth2.token"))
     answer = await accounts.token(rep, TASKS, email=rep.principal.email)  # never connected
     assert answer.status_code == 200, answer.text
