@@ -13,7 +13,9 @@ import pytest_asyncio
 from joserfc.jwk import ECKey
 
 from accounts_service.app import build_app
+from accounts_service.models import GoogleConnection, seal_context
 from accounts_service.settings import AccountsSettings
+from accounts_service.vault import Vault
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.db import connect_raw
@@ -50,6 +52,14 @@ class Accounts:
             return [dict(row) for row in await connection.fetch(query, *args)]
         finally:
             await connection.close()
+
+    async def refresh_token_of(self, user_id: str) -> str:
+        """The user's refresh token, as Google issued it (opened from the vault)."""
+        query = "SELECT id, refresh_token FROM accounts.google_connections WHERE user_id = $1"
+        row = (await self.rows(query, user_id))[0]
+        vault: Vault = self.client._transport.app.state.vault  # type: ignore[attr-defined]
+        context = seal_context(GoogleConnection, "refresh_token", row["id"])
+        return vault.open(row["refresh_token"], context=context)
 
     async def events(self, routing_key: str, user_id: str) -> list[dict[str, Any]]:
         """The events of ``user_id`` with this routing key in the outbox, oldest first."""

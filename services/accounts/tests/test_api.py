@@ -19,6 +19,7 @@ ROUTES = (
     ("GET", "/api/accounts/google"),
     ("DELETE", "/api/accounts/google"),
     ("GET", "/api/accounts/google/connect?products=calendar"),
+    ("GET", "/api/accounts/google/users"),
     ("GET", "/api/accounts/google/users/someone"),
     ("DELETE", "/api/accounts/google/users/someone"),
     ("GET", "/api/accounts/google/delegation"),
@@ -88,6 +89,7 @@ async def test_only_admins_manage_other_users_connections_and_delegation(
     accounts.outcome(await accounts.connect(rep))
     caller = users.make(role)
     for method, path in (
+        ("GET", "/api/accounts/google/users"),
         ("GET", f"/api/accounts/google/users/{rep.sub}"),
         ("DELETE", f"/api/accounts/google/users/{rep.sub}"),
         ("GET", "/api/accounts/google/delegation"),
@@ -120,3 +122,50 @@ async def test_every_user_manages_their_own_connection(accounts: Accounts, users
     assert (
         await accounts.client.delete("/api/accounts/google", headers=viewer.headers)
     ).status_code == 204
+
+
+async def test_an_admin_lists_their_orgs_connections_page_by_page(
+    accounts: Accounts, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    reps = [users.make(Role.REP) for _ in range(3)]
+    for rep in reps:
+        accounts.outcome(await accounts.connect(rep))
+    outsider = users.other_org().make(Role.REP)
+    accounts.outcome(await accounts.connect(outsider))
+    await accounts.google.revoke(await accounts.refresh_token_of(reps[1].sub))
+    revoked = await accounts.token(
+        reps[1], ["https://www.googleapis.com/auth/tasks"], force_refresh=True
+    )
+    assert revoked.status_code == 409
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await accounts.client.get(
+            "/api/accounts/google/users", params=params, headers=admin.headers
+        )
+        assert page.status_code == 200, page.text
+        seen += [item["user_id"] for item in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [rep.sub for rep in reps]  # oldest first, none of the other org's
+    only_revoked = await accounts.client.get(
+        "/api/accounts/google/users", params={"status": "revoked"}, headers=admin.headers
+    )
+    assert [item["user_id"] for item in only_revoked.json()["items"]] == [reps[1].sub]
+    stranger = users.other_org().make(Role.ADMIN)
+    theirs = await accounts.client.get("/api/accounts/google/users", headers=stranger.headers)
+    assert theirs.json() == {"items": [], "next_cursor": None}
+    first = await accounts.client.get(
+        "/api/accounts/google/users", params={"limit": 1}, headers=admin.headers
+    )
+    replayed = await accounts.client.get(
+        "/api/accounts/google/users",
+        params={"status": "connected", "cursor": first.json()["next_cursor"]},
+        headers=admin.headers,
+    )
+    assert replayed.status_code == 400
+    assert replayed.json()["errors"][0]["field"] == "query.cursor"

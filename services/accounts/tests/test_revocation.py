@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from accounts_service.models import GoogleConnection, seal_context
 from pipedesk_common.auth import Role, ServiceTokenIssuer
 from pipedesk_common.events.accounts import GoogleRevoked
 from pipedesk_common.google import (
@@ -17,7 +16,7 @@ from pipedesk_common.google import (
     GoogleUser,
     scopes_for,
 )
-from pipedesk_common.testing.plugin import ActingUser, Users
+from pipedesk_common.testing.plugin import Users
 
 if TYPE_CHECKING:
     from conftest import Accounts
@@ -27,25 +26,12 @@ pytestmark = pytest.mark.asyncio
 TASKS = list(scopes_for(["tasks"]))
 
 
-async def refresh_token_of(accounts: Accounts, user: ActingUser) -> str:
-    row = (
-        await accounts.rows(
-            "SELECT id, refresh_token FROM accounts.google_connections WHERE user_id = $1",
-            user.sub,
-        )
-    )[0]
-    vault = accounts.client._transport.app.state.vault  # type: ignore[attr-defined]
-    context = seal_context(GoogleConnection, "refresh_token", row["id"])
-    token: str = vault.open(row["refresh_token"], context=context)
-    return token
-
-
 async def test_a_revoked_refresh_token_marks_the_connection_and_stops_google_calls(
     accounts: Accounts, users: Users
 ) -> None:
     rep = users.make(Role.REP)
     accounts.outcome(await accounts.connect(rep))
-    await accounts.google.revoke(await refresh_token_of(accounts, rep))  # removed in Google
+    await accounts.google.revoke(await accounts.refresh_token_of(rep.sub))  # removed in Google
 
     provider = AccountsCredentials(
         "http://accounts.test",

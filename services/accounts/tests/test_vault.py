@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from accounts_service.app import build_app
-from accounts_service.models import SEALED_COLUMNS, GoogleConnection, seal_context
+from accounts_service.models import SEALED_COLUMNS, seal_context
 from accounts_service.rotate_keys import rotate
 from accounts_service.settings import AccountsSettings
 from accounts_service.vault import Vault, VaultError, parse_keys
@@ -110,13 +110,8 @@ async def test_a_database_dump_holds_no_plaintext_token_and_logs_hold_none_eithe
         secrets.append((await accounts.token(user, TASKS)).json()["access_token"])
         forced = await accounts.token(user, TASKS, force_refresh=True)
         secrets.append(forced.json()["access_token"])
-    vault: Vault = accounts.client._transport.app.state.vault  # type: ignore[attr-defined]
-    for row in await accounts.rows(
-        "SELECT id, refresh_token FROM accounts.google_connections WHERE org_id = $1",
-        rep.principal.org_id,
-    ):
-        context = seal_context(GoogleConnection, "refresh_token", row["id"])
-        secrets.append(vault.open(row["refresh_token"], context=context))
+    for user in (rep, other):
+        secrets.append(await accounts.refresh_token_of(user.sub))
     assert len(secrets) == 8
     assert all(len(secret) > 20 for secret in secrets)
 

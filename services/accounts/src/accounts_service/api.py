@@ -4,11 +4,13 @@ token route other services call."""
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from accounts_service.google import GoogleOAuth
+from accounts_service.models import ConnectionStatus
 from accounts_service.repository import AccountsRepository
 from accounts_service.schemas import (
     ConnectionPublic,
@@ -26,6 +28,7 @@ from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     AppError,
     Forbidden,
+    InvalidCursor,
     InvalidInput,
     NotFound,
     ServiceUnavailable,
@@ -37,6 +40,7 @@ from pipedesk_common.google.credentials import (
     GoogleDelegationRefused,
     GoogleNotConnected,
 )
+from pipedesk_common.pagination import Page
 
 router = APIRouter(prefix="/api/accounts/google", tags=["google accounts"])
 internal = APIRouter(prefix="/internal/google", tags=["internal"])
@@ -120,6 +124,35 @@ async def my_connection(principal: PrincipalDep, service: ServiceDep) -> Connect
 async def disconnect(principal: PrincipalDep, service: ServiceDep) -> Response:
     await service.disconnect(principal.org_id, principal.sub, principal.sub)
     return Response(status_code=204)
+
+
+MAX_PAGE = 200
+
+
+@router.get(
+    "/users",
+    response_model=Page[ConnectionPublic],
+    responses=problem_responses(Forbidden, InvalidCursor, InvalidInput),
+    summary="The org's Google connections, oldest first (org admins)",
+)
+async def list_connections(
+    admin: AdminDep,
+    service: ServiceDep,
+    context: ContextDep,
+    status: Annotated[ConnectionStatus | None, Query(description="Only this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[ConnectionPublic]:
+    scope = f"connections:{admin.org_id}:{status or ''}"
+    after = None
+    if cursor:
+        try:
+            after = UUID(str(context.cursors.decode(cursor, scope=scope)[0]))
+        except (ValueError, IndexError):
+            raise context.cursors.invalid() from None
+    items, last = await service.connections(admin.org_id, status=status, after=after, limit=limit)
+    next_cursor = context.cursors.encode([str(last)], scope=scope) if last else None
+    return Page[ConnectionPublic](items=items, next_cursor=next_cursor)
 
 
 @router.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,18 @@ class AccountsRepository:
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def connections(
+        self, org_id: str, *, status: str | None, after: UUID | None, limit: int
+    ) -> list[GoogleConnection]:
+        """An org's connections, oldest first (ids are time-ordered), after a keyset position."""
+        query = select(GoogleConnection).where(col(GoogleConnection.org_id) == org_id)
+        if status is not None:
+            query = query.where(col(GoogleConnection.status) == status)
+        if after is not None:
+            query = query.where(col(GoogleConnection.id) > after)
+        query = query.order_by(col(GoogleConnection.id)).limit(limit)
+        return list((await self.session.execute(query)).scalars().all())
 
     async def take_state(self, state_hash: str) -> OAuthState | None:
         """Delete and return a pending flow: a state is used once, whatever happens next."""

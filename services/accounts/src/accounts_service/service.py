@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
@@ -266,6 +267,17 @@ class AccountsService:
                 user_id=user_id, status="not_connected", products=_product_access(())
             )
         return self._public(connection)
+
+    async def connections(
+        self, org_id: str, *, status: ConnectionStatus | None, after: UUID | None, limit: int
+    ) -> tuple[list[ConnectionPublic], UUID | None]:
+        """A page of the org's connections and the id to continue after (None: last page)."""
+        rows = await self.repository.connections(
+            org_id, status=status, after=after, limit=limit + 1
+        )
+        page = rows[:limit]
+        more = page[-1].id if len(rows) > limit else None
+        return [self._public(row) for row in page], more
 
     async def connection_of(self, org_id: str, user_id: str) -> ConnectionPublic:
         connection = await self.repository.connection(org_id, user_id)
