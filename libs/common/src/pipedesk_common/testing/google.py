@@ -6,7 +6,6 @@ Used through the ``google`` fixture of the plugin (see docs/development.md).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -122,9 +121,8 @@ class GoogleStack:
 
 
 @contextmanager
-def google_stack(service_env: dict[str, str], key_dir: Path) -> Iterator[GoogleStack]:
-    """Start the emulator and the accounts service; while they run, ``GOOGLE_ROOT_URL`` and
-    ``ACCOUNTS_URL`` are set in the environment (and ``GOOGLE_ROOT_URL`` in ``service_env``)."""
+def run_google_stack(service_env: dict[str, str], key_dir: Path) -> Iterator[GoogleStack]:
+    """Start the emulator and the accounts service (with the run's database, broker and keys)."""
     from accounts_service.app import build_app
     from accounts_service.settings import AccountsSettings
     from google_emulator.app import create_emulator_app
@@ -140,18 +138,6 @@ def google_stack(service_env: dict[str, str], key_dir: Path) -> Iterator[GoogleS
             "google_redirect_uri": accounts_url + CALLBACK_PATH,
             "frontend_url": FRONTEND_URL,
         }
-        settings = AccountsSettings(**overrides)
-        stack.enter_context(serve_in_thread(build_app(settings), port=port))
+        stack.enter_context(serve_in_thread(build_app(AccountsSettings(**overrides)), port=port))
         env = {"GOOGLE_ROOT_URL": root_url, "ACCOUNTS_URL": accounts_url}
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        service_env["GOOGLE_ROOT_URL"] = root_url
-        try:
-            yield GoogleStack(emulator_url, accounts_url, key_dir, env)
-        finally:
-            service_env.pop("GOOGLE_ROOT_URL", None)
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        yield GoogleStack(emulator_url, accounts_url, key_dir, env)

@@ -211,11 +211,24 @@ def users(identity: Identity) -> Users:
 
 
 @pytest.fixture(scope="session")
-def google(service_env: dict[str, str], identity: Identity) -> Iterator[GoogleStack]:
-    """The Google emulator and the accounts service, running for the whole run; a
-    ``pipedesk_common.testing.google.GoogleStack``: ``await google.connect(user, ["calendar"])``,
-    ``await google.requests(user=email)``, ``google.credentials("calendar")``."""
-    from pipedesk_common.testing.google import google_stack
+def google_stack(service_env: dict[str, str], identity: Identity) -> Iterator[GoogleStack]:
+    """The Google emulator and the accounts service, started once for the run (use ``google``)."""
+    from pipedesk_common.testing.google import run_google_stack
 
-    with google_stack(service_env, identity.key_dir) as stack:
+    with run_google_stack(service_env, identity.key_dir) as stack:
         yield stack
+
+
+@pytest.fixture
+def google(
+    google_stack: GoogleStack, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> GoogleStack:
+    """The run's Google emulator and accounts service (a ``GoogleStack``): ``await
+    google.connect(user, ["calendar"])``, ``await google.requests(user=email)``,
+    ``google.credentials("calendar")``. During the test, ``GOOGLE_ROOT_URL`` and ``ACCOUNTS_URL``
+    are set in the environment and ``GOOGLE_ROOT_URL`` in ``service_env``, where services'
+    settings read them; both are undone afterwards, so no other test or child process sees them."""
+    for name, value in google_stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(service_env, "GOOGLE_ROOT_URL", google_stack.root_url)
+    return google_stack
