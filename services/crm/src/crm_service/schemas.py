@@ -7,7 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from crm_service.models import DealStage, LeadPriority, LeadStatus
 from pipedesk_common.auth import Role
@@ -22,11 +30,16 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 NextStep = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 Email = Annotated[
     str,
+    BeforeValidator(_lower),
     StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
         max_length=320,
         pattern=r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$",
     ),
@@ -36,9 +49,8 @@ Phone = Annotated[
 ]
 Domain = Annotated[
     str,
+    BeforeValidator(_lower),
     StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
         max_length=253,
         pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     ),
