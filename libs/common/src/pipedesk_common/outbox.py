@@ -110,9 +110,8 @@ def add_events(connection: Connection, table: Table, events: Sequence[Event[Any]
         return
     traceparent = current_traceparent()
     rows = []
-    for event in events:
-        if event.traceparent is None:
-            event = replace(event, traceparent=traceparent)
+    for given in events:
+        event = given if given.traceparent is not None else replace(given, traceparent=traceparent)
         rows.append(
             {"event_id": event.id, "routing_key": event.routing_key, "body": encode_event(event)}
         )
