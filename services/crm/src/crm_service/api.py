@@ -390,12 +390,6 @@ ContactServiceDep = Annotated[ContactService, Depends(service_of(CONTACT))]
 CompanyServiceDep = Annotated[CompanyService, Depends(service_of(COMPANY))]
 
 
-def _list(
-    public: type[P], rows: list[Any], limit: int, sort: str, context: Any, scope: str
-) -> Page[P]:
-    return page_of(public, rows, limit, sort, context.cursors, scope)
-
-
 @leads.get(
     "",
     summary="List the leads the caller may read, newest first",
@@ -431,7 +425,7 @@ async def list_leads(
     scope = f"leads:{sort}:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
-    return _list(LeadPublic, rows, limit, sort, context, scope)
+    return page_of(LeadPublic, rows, limit, sort, context.cursors, scope)
 
 
 @leads.post(
@@ -497,7 +491,7 @@ async def list_deals(
     scope = f"deals:{sort}:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
-    return _list(DealPublic, rows, limit, sort, context, scope)
+    return page_of(DealPublic, rows, limit, sort, context.cursors, scope)
 
 
 @contacts.get(
@@ -526,7 +520,7 @@ async def list_contacts(
     scope = f"contacts:{sort}:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
-    return _list(ContactPublic, rows, limit, sort, context, scope)
+    return page_of(ContactPublic, rows, limit, sort, context.cursors, scope)
 
 
 @companies.get(
@@ -548,7 +542,7 @@ async def list_companies(
     scope = f"companies:{sort}:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
-    return _list(CompanyPublic, rows, limit, sort, context, scope)
+    return page_of(CompanyPublic, rows, limit, sort, context.cursors, scope)
 
 
 internal = APIRouter(prefix="/internal", tags=["internal"])

@@ -3,7 +3,6 @@
 from fastapi import FastAPI
 
 from crm_service.api import companies, contacts, deals, internal, leads
-from crm_service.audit import install_audit_listeners
 from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
 from crm_service.models import outbox
@@ -13,7 +12,6 @@ from pipedesk_common.clock import Clock
 
 
 def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -> FastAPI:
-    install_audit_listeners()
     return create_app(
         settings or CrmSettings(),
         title="PipeDesk CRM",

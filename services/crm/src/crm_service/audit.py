@@ -580,4 +580,5 @@ def install_audit_listeners() -> None:
         event.listen(Session, "do_orm_execute", _refuse_bulk_writes)
 
 
+# Importing the audit (every CRM service does) hooks it in: no session can skip it.
 install_audit_listeners()

@@ -2,7 +2,7 @@
 deals, to what the caller may read (owner, team, membership), in SQL."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -25,28 +25,6 @@ class Filters:
     contains_email: str | None = None
     q: str | None = None
     deleted: bool = False
-
-
-@dataclass(frozen=True)
-class LeadFilters:
-    """The lead list's filters (kept as their own type: callers build them by name)."""
-
-    status: Sequence[str] = ()
-    priority: Sequence[str] = ()
-    owner_id: str | None = None
-    team_id: str | None = None
-    q: str | None = None
-    deleted: bool = False
-    extra: Sequence[tuple[str, Any]] = field(default_factory=tuple)
-
-    def generic(self) -> Filters:
-        equals = [("owner_id", self.owner_id), ("team_id", self.team_id), *self.extra]
-        return Filters(
-            one_of=[("status", self.status), ("priority", self.priority)],
-            equals=[(name, value) for name, value in equals if value is not None],
-            q=self.q,
-            deleted=self.deleted,
-        )
 
 
 def escape_like(text: str) -> str:

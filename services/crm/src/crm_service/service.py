@@ -445,7 +445,8 @@ class LeadService(OwnedRecordService[Lead]):
         )
         self.session.add(deal)
         await self.session.flush()
-        for member in await self.repository.members("lead", lead.id):
+        members = await self.repository.members("lead", lead.id)
+        for member in members:
             self.session.add(
                 RecordMember(
                     record_type="deal",
@@ -457,8 +458,8 @@ class LeadService(OwnedRecordService[Lead]):
                     added_at=now,
                 )
             )
-        if await self.repository.members("lead", lead.id):
-            self.touch(deal)
+        if members:
+            self.touch(deal)  # its access list changed after creation: a newer version
         lead.status = LeadStatus.CONVERTED.value
         self.touch(lead)
         await self.session.flush()
