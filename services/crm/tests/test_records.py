@@ -1,5 +1,6 @@
 """Deals, contacts, companies, lead conversion, members and notes through the HTTP API."""
 
+import re
 from typing import Any
 from uuid import uuid4
 
@@ -282,3 +283,48 @@ async def test_a_foreign_company_or_contact_cannot_be_linked(
         "body.contact_ids.0",
     )
     assert (await crm.get(f"/api/leads/{lead['id']}", headers=rep.headers)).json() == lead
+
+
+async def test_every_malformed_record_id_in_a_path_is_422_naming_it(
+    crm: httpx.AsyncClient, api: Any, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    document = (await crm.get("/openapi.json")).json()
+    checked = 0
+    for path, operations in document["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            uuid_params = [
+                p["name"]
+                for p in operation.get("parameters", [])
+                if p["in"] == "path" and p["schema"].get("format") == "uuid"
+            ]
+            for name in uuid_params:
+                url = path.replace(f"{{{name}}}", "not-a-uuid")
+                url = re.sub(r"\{[a-z_]+\}", str(uuid4()), url)
+                response = await crm.request(method.upper(), url, json={}, headers=admin.headers)
+                api.assert_problem(response, 422, f"path.{name}")
+                checked += 1
+    assert checked >= 40
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/deals", {"stage": "closed"}, "query.stage.0"),
+        ("/api/deals", {"open": "perhaps"}, "query.open"),
+        ("/api/deals", {"lead_id": "x"}, "query.lead_id"),
+        ("/api/contacts", {"email": "not-an-address"}, "query.email"),
+        ("/api/contacts", {"q": "x" * 201}, "query.q"),
+        ("/api/companies", {"sort": "name"}, "query.sort"),
+        ("/api/leads", {"company_id": "x"}, "query.company_id"),
+        ("/api/users", {"limit": 0}, "query.limit"),
+        ("/api/teams", {"archived": "maybe"}, "query.archived"),
+    ],
+)
+async def test_bad_list_parameters_are_422_naming_them(
+    crm: httpx.AsyncClient, api: Any, users: Users, path: str, params: dict[str, Any], field: str
+) -> None:
+    rep = users.make(Role.REP)
+    api.assert_problem(await crm.get(path, params=params, headers=rep.headers), 422, field)

@@ -504,7 +504,7 @@ def _record_audit(session: Session, _flush: UOWTransaction) -> None:
     for entry in entries:
         if entry.org_id != actor.org_id:
             raise PermissionError("a change may only touch the actor's own org")
-        context = reasons.get(entry.record_id) if entry.action == "owner_changed" else None
+        context = reasons.pop(entry.record_id, None) if entry.action == "owner_changed" else None
         entry.reason = context.reason if context else None
         entry_uuid = new_id()
         entry_id = str(entry_uuid)
