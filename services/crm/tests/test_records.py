@@ -31,6 +31,12 @@ async def test_contacts_keep_several_emails_lower_case_and_are_found_by_any(
     for params in ({"q": "HOME.example"}, {"email": "ADA.L@home.example.org"}, {"q": "lovelace"}):
         found = (await crm.get("/api/contacts", params=params, headers=rep.headers)).json()
         assert [item["id"] for item in found["items"]] == [contact["id"]], params
+    lead = await api.create("leads", rep, title="Renewal", contact_ids=[contact["id"]])
+    deal = await api.create("deals", rep, title="Upsell", contact_ids=[contact["id"]])
+    await api.create("leads", rep, title="Unrelated")
+    for plural, record in (("leads", lead), ("deals", deal)):
+        found = await crm.get(f"/api/{plural}", params={"q": "ada.l@HOME"}, headers=rep.headers)
+        assert [item["id"] for item in found.json()["items"]] == [record["id"]], plural
     by_company = await crm.get(
         "/api/contacts", params={"company_id": company["id"]}, headers=rep.headers
     )
@@ -75,6 +81,10 @@ async def test_deals_are_created_listed_updated_deleted_and_restored(
     assert [item["id"] for item in open_deals.json()["items"]] == [deal["id"]]
     closed = await crm.get("/api/deals", params={"open": "false"}, headers=rep.headers)
     assert [item["id"] for item in closed.json()["items"]] == [won["id"]]
+    won_and_open = await crm.get(
+        "/api/deals", params={"open": "true", "stage": "won"}, headers=rep.headers
+    )
+    assert won_and_open.json() == {"items": [], "next_cursor": None}
     assert (await crm.delete(path, headers=rep.headers)).status_code == 204
     api.assert_problem(await crm.get(path, headers=rep.headers), 404)
     restored = await crm.post(f"{path}/restore", headers=rep.headers)

@@ -474,8 +474,9 @@ async def list_deals(
     if open_ is not None:
         closed = {DealStage.WON.value, DealStage.LOST.value}
         allowed = {value.value for value in DealStage} - closed if open_ else closed
+        if stages and not stages & allowed:  # e.g. stage=won&open=true: nothing can match
+            return Page[DealPublic](items=[], next_cursor=None)
         stages = (stages & allowed) if stages else allowed
-        stages = stages or {"none"}
     equals = {
         "owner_id": owner_id,
         "team_id": team_id,

@@ -39,6 +39,20 @@ TEXT_SEARCH: dict[type[Any], Sequence[Any]] = {
 }
 
 
+def has_contact_matching(model: type[Lead] | type[Deal], pattern: str) -> ColumnElement[bool]:
+    """The record has a contact whose name or one of whose emails matches ``pattern``."""
+    contact_text = TEXT_SEARCH[Contact]
+    return (
+        select(col(Contact.id))
+        .where(
+            col(Contact.id) == func.any(col(model.contact_ids)),
+            col(Contact.org_id) == col(model.org_id),
+            or_(*(column.ilike(pattern, escape="\\") for column in contact_text)),
+        )
+        .exists()
+    )
+
+
 def member_of(model: type[Lead] | type[Deal], user_id: str) -> ColumnElement[bool]:
     record_type = "lead" if model is Lead else "deal"
     memberships = select(col(RecordMember.record_id)).where(
@@ -117,9 +131,10 @@ class RecordRepository(Generic[R]):
             query = query.where(col(Contact.emails).contains([filters.contains_email]))
         if filters.q:
             pattern = f"%{escape_like(filters.q)}%"
-            query = query.where(
-                or_(*(column.ilike(pattern, escape="\\") for column in TEXT_SEARCH[model]))
-            )
+            matches = [column.ilike(pattern, escape="\\") for column in TEXT_SEARCH[model]]
+            if model in {Lead, Deal}:
+                matches.append(has_contact_matching(model, pattern))  # type: ignore[arg-type]
+            query = query.where(or_(*matches))
         descending = sort.startswith("-")
         column = getattr(model, sort.lstrip("-"))
         key = tuple_(column, col(model.id))
