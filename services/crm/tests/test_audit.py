@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from crm_service.audit import act_as
@@ -269,6 +269,14 @@ async def test_no_write_bypasses_the_audit(database_url: str, users: Users) -> N
             act_as(session, rep.principal, SystemClock())
             with pytest.raises(PermissionError, match="row by row"):
                 await session.execute(update(Lead).values(title="bulk"))
+            with pytest.raises(PermissionError, match="row by row"):
+                await session.execute(delete(Lead))
+            lead = _lead(rep)
+            session.add(lead)
+            await session.flush()
+            await session.delete(lead)
+            with pytest.raises(PermissionError, match="never removed"):
+                await session.flush()
             await session.rollback()
         async with create_sessionmaker(engine)() as session:  # no actor: the flush fails
             session.add(_lead(rep))

@@ -405,7 +405,8 @@ async def list_leads(
     team_id: Annotated[str | None, Query(max_length=255)] = None,
     company_id: UUID | None = None,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Text in title or company")
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in title, company or contacts"),
     ] = None,
     deleted: Deleted = False,
     sort: Sort = "-created_at",
