@@ -53,10 +53,12 @@ def has_contact_matching(model: type[Lead] | type[Deal], pattern: str) -> Column
     )
 
 
-def member_of(model: type[Lead] | type[Deal], user_id: str) -> ColumnElement[bool]:
+def member_of(model: type[Lead] | type[Deal], scope: ReadScope) -> ColumnElement[bool]:
     record_type = "lead" if model is Lead else "deal"
     memberships = select(col(RecordMember.record_id)).where(
-        col(RecordMember.record_type) == record_type, col(RecordMember.user_id) == user_id
+        col(RecordMember.org_id) == scope.org_id,
+        col(RecordMember.user_id) == scope.user_id,
+        col(RecordMember.record_type) == record_type,
     )
     return col(model.id).in_(memberships)
 
@@ -64,7 +66,7 @@ def member_of(model: type[Lead] | type[Deal], user_id: str) -> ColumnElement[boo
 def readable(model: type[Lead] | type[Deal], scope: ReadScope) -> ColumnElement[bool]:
     if scope.whole_org:
         return true()
-    conditions = [col(model.owner_id) == scope.user_id, member_of(model, scope.user_id)]
+    conditions = [col(model.owner_id) == scope.user_id, member_of(model, scope)]
     if scope.team_ids:
         conditions.append(col(model.team_id).in_(sorted(scope.team_ids)))
     return or_(*conditions)
