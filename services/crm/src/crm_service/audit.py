@@ -12,7 +12,7 @@ refused, so no path can change a record without leaving its audit row.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -171,7 +171,6 @@ class Entry:
     changes: Changes
     row: Any
     reason: str | None = None
-    events: list[EventData] = field(default_factory=list)
 
 
 def _diff(obj: Any, fields: tuple[str, ...]) -> Changes:

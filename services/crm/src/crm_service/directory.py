@@ -32,7 +32,7 @@ async def active_user(session: AsyncSession, org_id: str, user_id: str) -> User 
 async def upsert_caller(session: AsyncSession, principal: Principal, clock: Clock) -> User:
     """Make the directory agree with the caller's token (a write only when something changed)."""
     act_as(session, principal, clock)
-    user = await session.get(User, (principal.org_id, principal.sub), with_for_update=False)
+    user = await session.get(User, (principal.org_id, principal.sub))
     if user is None:
         now = clock.now()
         user = User(
