@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Final
@@ -35,6 +36,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pipedesk_common.clock import Clock
@@ -96,16 +98,25 @@ async def add_event(session: AsyncSession, table: Table, event: Event[Any]) -> N
 
     The event carries the current trace context, so its consumers' spans join the request's trace.
     """
-    if event.traceparent is None:
-        event = replace(event, traceparent=current_traceparent())
-    await session.execute(
-        table.insert().values(
-            event_id=event.id, routing_key=event.routing_key, body=encode_event(event)
+    await session.run_sync(
+        lambda sync_session: add_events(sync_session.connection(), table, [event])
+    )
+
+
+def add_events(connection: Connection, table: Table, events: Sequence[Event[Any]]) -> None:
+    """``add_event`` for synchronous code on the transaction's connection, such as a flush
+    listener: the rows are written in that transaction, published if and only if it commits."""
+    if not events:
+        return
+    traceparent = current_traceparent()
+    rows = []
+    for given in events:
+        event = given if given.traceparent is not None else replace(given, traceparent=traceparent)
+        rows.append(
+            {"event_id": event.id, "routing_key": event.routing_key, "body": encode_event(event)}
         )
-    )
-    await session.execute(
-        text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(table)}
-    )
+    connection.execute(table.insert(), rows)
+    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(table)})
 
 
 @dataclass(frozen=True)

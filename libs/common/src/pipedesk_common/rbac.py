@@ -46,6 +46,7 @@ ROLE_ACTIONS: Final[Mapping[Role, frozenset[Action]]] = {
             Action.UPDATE,
             Action.DELETE,
             Action.RESTORE,
+            Action.CHANGE_OWNER,  # of records they own only: no member role grants it
             Action.MANAGE_MEMBERS,
         }
     ),

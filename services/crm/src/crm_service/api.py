@@ -1,22 +1,57 @@
-"""Lead routes: parse, authorize (through the service), answer."""
+"""Record routes (leads, deals, contacts, companies): parse, authorize (through the services),
+answer. Every ``/api`` route upserts the caller into the directory first (``CallerDep``)."""
 
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from pydantic import BaseModel
 
-from crm_service.audit import lead_access
-from crm_service.models import LeadPriority, LeadStatus
-from crm_service.repository import LeadFilters, LeadRepository
+from crm_service.audit import access_of
+from crm_service.directory import upsert_caller
+from crm_service.models import DealStage, LeadPriority, LeadStatus
+from crm_service.repository import (
+    CompanyRepository,
+    ContactRepository,
+    DealRepository,
+    Filters,
+    LeadRepository,
+)
 from crm_service.schemas import (
     AccessListPublic,
+    CompanyCreate,
+    CompanyPublic,
+    CompanyUpdate,
+    ContactCreate,
+    ContactPublic,
+    ContactUpdate,
+    DealCreate,
+    DealPublic,
+    DealUpdate,
+    Email,
+    LeadConvert,
     LeadCreate,
     LeadPublic,
-    LeadSort,
     LeadUpdate,
+    MemberPublic,
+    MemberPut,
+    NoteCreate,
+    NotePublic,
+    OwnerChange,
+    Sort,
 )
-from crm_service.service import LeadService
+from crm_service.service import (
+    CompanyService,
+    ContactService,
+    DealService,
+    LeadService,
+    OwnedRecordService,
+    RecordService,
+)
 from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.auth import Principal
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -29,19 +64,26 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.pagination import Page
-
-router = APIRouter(prefix="/api/leads", tags=["leads"])
-internal = APIRouter(prefix="/internal", tags=["internal"])
+from pipedesk_common.pagination import CursorCodec, Page
 
 MAX_PAGE = 100
 
 
-def lead_service(session: SessionDep, context: ContextDep) -> LeadService:
-    return LeadService(LeadRepository(session), context.clock)
+async def current_caller(
+    principal: PrincipalDep, session: SessionDep, context: ContextDep
+) -> Principal:
+    """The token's user, upserted into the directory and made the actor of the audit."""
+    await upsert_caller(session, principal, context.clock)
+    return principal
 
 
-ServiceDep = Annotated[LeadService, Depends(lead_service)]
+CallerDep = Annotated[Principal, Depends(current_caller)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+TextQuery = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="Text in names (and emails)")
+]
+Deleted = Annotated[bool, Query(description="List deleted records instead (the trash)")]
 
 
 def _etag(version: int) -> str:
@@ -55,124 +97,457 @@ def _parse_if_match(if_match: str | None) -> int | None:
     if not value.isdigit():
         raise InvalidInput(
             "If-Match must be an ETag this API returned",
-            errors=[FieldError(field="header.if-match", message="not a lead ETag", code="invalid")],
+            errors=[
+                FieldError(field="header.if-match", message="not an ETag of ours", code="invalid")
+            ],
         )
     return int(value)
 
 
-def _public(lead: object, response: Response) -> LeadPublic:
-    public = LeadPublic.model_validate(lead)
-    response.headers["ETag"] = _etag(public.version)
-    return public
+P = TypeVar("P", bound=BaseModel)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    summary="Create a lead owned by the caller",
-    responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+def page_of(
+    public: type[P],
+    rows: list[Any],
+    limit: int,
+    sort: str,
+    cursors: CursorCodec,
+    scope: str,
+) -> Page[P]:
+    items = [public.model_validate(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = cursors.encode_keyset(getattr(last, sort.lstrip("-")), last.id, scope=scope)
+    return Page[public](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of record, as its routes present it."""
+
+    name: str
+    plural: str
+    service: type[RecordService[Any]]
+    repository: Callable[[Any], Any]
+    create: type[BaseModel]
+    update: type[BaseModel]
+    public: type[BaseModel]
+
+    @property
+    def param(self) -> str:
+        return f"{self.name}_id"
+
+
+LEAD = Kind("lead", "leads", LeadService, LeadRepository, LeadCreate, LeadUpdate, LeadPublic)
+DEAL = Kind("deal", "deals", DealService, DealRepository, DealCreate, DealUpdate, DealPublic)
+CONTACT = Kind(
+    "contact",
+    "contacts",
+    ContactService,
+    ContactRepository,
+    ContactCreate,
+    ContactUpdate,
+    ContactPublic,
 )
-async def create_lead(
-    data: LeadCreate, principal: PrincipalDep, service: ServiceDep, response: Response
-) -> LeadPublic:
-    lead = await service.create(principal, data)
-    response.headers["Location"] = f"/api/leads/{lead.id}"
-    return _public(lead, response)
+COMPANY = Kind(
+    "company",
+    "companies",
+    CompanyService,
+    CompanyRepository,
+    CompanyCreate,
+    CompanyUpdate,
+    CompanyPublic,
+)
 
 
-@router.get(
+def service_of(kind: Kind) -> Callable[..., Any]:
+    def build(session: SessionDep, context: ContextDep) -> Any:
+        return kind.service(kind.repository(session), context.clock)
+
+    return build
+
+
+def record_router(kind: Kind) -> APIRouter:
+    """The routes every kind of record has; list routes (their filters differ) are added apart."""
+    router = APIRouter(prefix=f"/api/{kind.plural}", tags=[kind.plural])
+    ServiceDep = Annotated[Any, Depends(service_of(kind))]
+    RecordId = Annotated[UUID, Path(alias=kind.param)]
+    path = f"/{{{kind.param}}}"
+    Create, Update, Public = kind.create, kind.update, kind.public
+
+    def answer(record: Any, response: Response) -> Any:
+        public = Public.model_validate(record)
+        response.headers["ETag"] = _etag(record.version)
+        return public
+
+    @router.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        summary=f"Create a {kind.name}",
+        response_model=Public,
+        responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+    )
+    async def create(
+        data: Create,  # type: ignore[valid-type]
+        principal: CallerDep,
+        service: ServiceDep,
+        response: Response,
+    ) -> Any:
+        record = await service.create(principal, data)
+        response.headers["Location"] = f"/api/{kind.plural}/{record.id}"
+        return answer(record, response)
+
+    @router.get(
+        path,
+        summary=f"Get a {kind.name}",
+        response_model=Public,
+        responses=problem_responses(Unauthorized, NotFound),
+    )
+    async def get(
+        record_id: RecordId, principal: CallerDep, service: ServiceDep, response: Response
+    ) -> Any:
+        return answer(await service.get(principal, record_id), response)
+
+    @router.patch(
+        path,
+        summary=f"Change some fields of a {kind.name}",
+        response_model=Public,
+        responses=problem_responses(
+            Unauthorized, Forbidden, NotFound, PreconditionFailed, InvalidInput
+        ),
+    )
+    async def update(
+        record_id: RecordId,
+        data: Update,  # type: ignore[valid-type]
+        principal: CallerDep,
+        service: ServiceDep,
+        response: Response,
+        if_match: Annotated[
+            str | None, Header(description=f"Only update if the {kind.name}'s ETag is this")
+        ] = None,
+    ) -> Any:
+        record = await service.update(
+            principal, record_id, data, if_match=_parse_if_match(if_match)
+        )
+        return answer(record, response)
+
+    @router.delete(
+        path,
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        summary=f"Move a {kind.name} to the trash (restorable)",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound),
+    )
+    async def delete(record_id: RecordId, principal: CallerDep, service: ServiceDep) -> None:
+        await service.delete(principal, record_id)
+
+    @router.post(
+        f"{path}/restore",
+        summary=f"Restore a deleted {kind.name}",
+        response_model=Public,
+        responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
+    )
+    async def restore(
+        record_id: RecordId, principal: CallerDep, service: ServiceDep, response: Response
+    ) -> Any:
+        return answer(await service.restore(principal, record_id), response)
+
+    @router.post(
+        f"{path}/notes",
+        status_code=status.HTTP_201_CREATED,
+        summary=f"Add a note to a {kind.name}",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+    )
+    async def add_note(
+        record_id: RecordId, data: NoteCreate, principal: CallerDep, service: ServiceDep
+    ) -> NotePublic:
+        return NotePublic.model_validate(await service.add_note(principal, record_id, data.body))
+
+    @router.get(
+        f"{path}/notes",
+        summary=f"The notes of a {kind.name}, newest first",
+        responses=problem_responses(Unauthorized, NotFound, InvalidCursor),
+    )
+    async def list_notes(
+        record_id: RecordId,
+        principal: CallerDep,
+        service: ServiceDep,
+        context: ContextDep,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Page[NotePublic]:
+        scope = f"notes:{kind.name}:{record_id}"
+        after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+        rows = await service.notes(principal, record_id, after=after, limit=limit + 1)
+        return page_of(NotePublic, rows, limit, "-created_at", context.cursors, scope)
+
+    @router.patch(
+        f"{path}/notes/{{note_id}}",
+        summary="Edit a note (its author only)",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+    )
+    async def edit_note(
+        record_id: RecordId,
+        note_id: UUID,
+        data: NoteCreate,
+        principal: CallerDep,
+        service: ServiceDep,
+    ) -> NotePublic:
+        note = await service.edit_note(principal, record_id, note_id, data.body)
+        return NotePublic.model_validate(note)
+
+    @router.delete(
+        f"{path}/notes/{{note_id}}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        summary="Delete a note (its author only)",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound),
+    )
+    async def delete_note(
+        record_id: RecordId, note_id: UUID, principal: CallerDep, service: ServiceDep
+    ) -> None:
+        await service.delete_note(principal, record_id, note_id)
+
+    if issubclass(kind.service, OwnedRecordService):
+        add_owned_routes(router, kind, ServiceDep, RecordId, answer)
+    return router
+
+
+def add_owned_routes(
+    router: APIRouter,
+    kind: Kind,
+    ServiceDep: Any,
+    RecordId: Any,
+    answer: Callable[[Any, Response], Any],
+) -> None:
+    path = f"/{{{kind.param}}}"
+    UserIdPath = Annotated[str, Path(min_length=1, max_length=255)]
+
+    @router.post(
+        f"{path}/change-owner",
+        summary=f"Hand a {kind.name} to another user of the org",
+        response_model=kind.public,
+        responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
+    )
+    async def change_owner(
+        record_id: RecordId,
+        data: OwnerChange,
+        principal: CallerDep,
+        service: ServiceDep,
+        response: Response,
+    ) -> Any:
+        return answer(await service.change_owner(principal, record_id, data), response)
+
+    @router.get(
+        f"{path}/members",
+        summary=f"The members of a {kind.name}",
+        responses=problem_responses(Unauthorized, NotFound),
+    )
+    async def list_members(
+        record_id: RecordId, principal: CallerDep, service: ServiceDep
+    ) -> list[MemberPublic]:
+        members = await service.members(principal, record_id)
+        return [MemberPublic.model_validate(member) for member in members]
+
+    @router.put(
+        f"{path}/members/{{user_id}}",
+        summary=f"Add a member to a {kind.name}, or change their role",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+    )
+    async def put_member(
+        record_id: RecordId,
+        user_id: UserIdPath,
+        data: MemberPut,
+        principal: CallerDep,
+        service: ServiceDep,
+    ) -> MemberPublic:
+        member = await service.put_member(principal, record_id, user_id, data.role)
+        return MemberPublic.model_validate(member)
+
+    @router.delete(
+        f"{path}/members/{{user_id}}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        summary=f"Remove a member from a {kind.name} (members may remove themselves)",
+        responses=problem_responses(Unauthorized, Forbidden, NotFound),
+    )
+    async def remove_member(
+        record_id: RecordId, user_id: UserIdPath, principal: CallerDep, service: ServiceDep
+    ) -> None:
+        await service.remove_member(principal, record_id, user_id)
+
+
+leads = record_router(LEAD)
+deals = record_router(DEAL)
+contacts = record_router(CONTACT)
+companies = record_router(COMPANY)
+
+LeadServiceDep = Annotated[LeadService, Depends(service_of(LEAD))]
+DealServiceDep = Annotated[DealService, Depends(service_of(DEAL))]
+ContactServiceDep = Annotated[ContactService, Depends(service_of(CONTACT))]
+CompanyServiceDep = Annotated[CompanyService, Depends(service_of(COMPANY))]
+
+
+@leads.get(
     "",
     summary="List the leads the caller may read, newest first",
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_leads(
-    principal: PrincipalDep,
-    service: ServiceDep,
+    principal: CallerDep,
+    service: LeadServiceDep,
     context: ContextDep,
     status_: Annotated[list[LeadStatus], Query(alias="status")] = [],  # noqa: B006
     priority: Annotated[list[LeadPriority], Query()] = [],  # noqa: B006
     owner_id: Annotated[str | None, Query(max_length=255)] = None,
     team_id: Annotated[str | None, Query(max_length=255)] = None,
+    company_id: UUID | None = None,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Text in title or company")
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in title, company or contacts"),
     ] = None,
-    deleted: Annotated[bool, Query(description="List deleted leads instead (the trash)")] = False,
-    sort: LeadSort = "-created_at",
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    deleted: Deleted = False,
+    sort: Sort = "-created_at",
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[LeadPublic]:
-    filters = LeadFilters(
-        status=tuple(sorted(value.value for value in status_)),
-        priority=tuple(sorted(value.value for value in priority)),
-        owner_id=owner_id,
-        team_id=team_id,
+    equals = {"owner_id": owner_id, "team_id": team_id, "company_id": company_id}
+    filters = Filters(
+        one_of=[
+            ("status", tuple(sorted(value.value for value in status_))),
+            ("priority", tuple(sorted(value.value for value in priority))),
+        ],
+        equals=[(name, value) for name, value in equals.items() if value is not None],
         q=q,
         deleted=deleted,
     )
     scope = f"leads:{sort}:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
-    rows = await service.list(principal, filters, sort=sort, after=after, limit=limit + 1)
-    items = [LeadPublic.model_validate(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        sort_value = getattr(last, sort.lstrip("-"))
-        next_cursor = context.cursors.encode_keyset(sort_value, last.id, scope=scope)
-    return Page[LeadPublic](items=items, next_cursor=next_cursor)
+    rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
+    return page_of(LeadPublic, rows, limit, sort, context.cursors, scope)
 
 
-@router.get(
-    "/{lead_id}",
-    summary="Get a lead",
-    responses=problem_responses(Unauthorized, NotFound),
+@leads.post(
+    "/{lead_id}/convert",
+    status_code=status.HTTP_201_CREATED,
+    summary="Convert a lead into a deal linked to it",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
 )
-async def get_lead(
-    lead_id: UUID, principal: PrincipalDep, service: ServiceDep, response: Response
-) -> LeadPublic:
-    return _public(await service.get(principal, lead_id), response)
-
-
-@router.patch(
-    "/{lead_id}",
-    summary="Change some fields of a lead",
-    responses=problem_responses(
-        Unauthorized, Forbidden, NotFound, PreconditionFailed, InvalidInput
-    ),
-)
-async def update_lead(
+async def convert_lead(
     lead_id: UUID,
-    data: LeadUpdate,
-    principal: PrincipalDep,
-    service: ServiceDep,
+    principal: CallerDep,
+    service: LeadServiceDep,
     response: Response,
-    if_match: Annotated[
-        str | None, Header(description="Only update if the lead's ETag is this")
+    data: LeadConvert | None = None,
+) -> DealPublic:
+    deal = await service.convert(principal, lead_id, data or LeadConvert())
+    response.headers["Location"] = f"/api/deals/{deal.id}"
+    response.headers["ETag"] = _etag(deal.version)
+    return DealPublic.model_validate(deal)
+
+
+@deals.get(
+    "",
+    summary="List the deals the caller may read, newest first",
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
+)
+async def list_deals(
+    principal: CallerDep,
+    service: DealServiceDep,
+    context: ContextDep,
+    stage: Annotated[list[DealStage], Query()] = [],  # noqa: B006
+    open_: Annotated[
+        bool | None, Query(alias="open", description="true: not won or lost; false: won or lost")
     ] = None,
-) -> LeadPublic:
-    lead = await service.update(principal, lead_id, data, if_match=_parse_if_match(if_match))
-    return _public(lead, response)
+    owner_id: Annotated[str | None, Query(max_length=255)] = None,
+    team_id: Annotated[str | None, Query(max_length=255)] = None,
+    company_id: UUID | None = None,
+    lead_id: UUID | None = None,
+    q: TextQuery = None,
+    deleted: Deleted = False,
+    sort: Sort = "-created_at",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[DealPublic]:
+    stages = {value.value for value in stage}
+    if open_ is not None:
+        closed = {DealStage.WON.value, DealStage.LOST.value}
+        allowed = {value.value for value in DealStage} - closed if open_ else closed
+        if stages and not stages & allowed:  # e.g. stage=won&open=true: nothing can match
+            return Page[DealPublic](items=[], next_cursor=None)
+        stages = (stages & allowed) if stages else allowed
+    equals = {
+        "owner_id": owner_id,
+        "team_id": team_id,
+        "company_id": company_id,
+        "lead_id": lead_id,
+    }
+    filters = Filters(
+        one_of=[("stage", tuple(sorted(stages)))],
+        equals=[(name, value) for name, value in equals.items() if value is not None],
+        q=q,
+        deleted=deleted,
+    )
+    scope = f"deals:{sort}:{filters!r}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
+    return page_of(DealPublic, rows, limit, sort, context.cursors, scope)
 
 
-@router.delete(
-    "/{lead_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    summary="Move a lead to the trash (restorable)",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound),
+@contacts.get(
+    "",
+    summary="List the org's contacts, newest first",
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
-async def delete_lead(lead_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
-    await service.delete(principal, lead_id)
+async def list_contacts(
+    principal: CallerDep,
+    service: ContactServiceDep,
+    context: ContextDep,
+    company_id: UUID | None = None,
+    email: Annotated[Email | None, Query(description="Contacts with exactly this address")] = None,
+    q: TextQuery = None,
+    deleted: Deleted = False,
+    sort: Sort = "-created_at",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ContactPublic]:
+    filters = Filters(
+        equals=[("company_id", company_id)] if company_id else [],
+        contains_email=email,
+        q=q,
+        deleted=deleted,
+    )
+    scope = f"contacts:{sort}:{filters!r}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
+    return page_of(ContactPublic, rows, limit, sort, context.cursors, scope)
 
 
-@router.post(
-    "/{lead_id}/restore",
-    summary="Restore a deleted lead",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
+@companies.get(
+    "",
+    summary="List the org's companies, newest first",
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
-async def restore_lead(
-    lead_id: UUID, principal: PrincipalDep, service: ServiceDep, response: Response
-) -> LeadPublic:
-    return _public(await service.restore(principal, lead_id), response)
+async def list_companies(
+    principal: CallerDep,
+    service: CompanyServiceDep,
+    context: ContextDep,
+    q: TextQuery = None,
+    deleted: Deleted = False,
+    sort: Sort = "-created_at",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[CompanyPublic]:
+    filters = Filters(q=q, deleted=deleted)
+    scope = f"companies:{sort}:{filters!r}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    rows = await service.list_readable(principal, filters, sort=sort, after=after, limit=limit + 1)
+    return page_of(CompanyPublic, rows, limit, sort, context.cursors, scope)
+
+
+internal = APIRouter(prefix="/internal", tags=["internal"])
 
 
 @internal.get(
@@ -181,7 +556,19 @@ async def restore_lead(
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def lead_access_list(
-    lead_id: UUID, caller: ServiceCallerDep, service: ServiceDep
+    lead_id: UUID, caller: ServiceCallerDep, service: LeadServiceDep
 ) -> AccessListPublic:
-    lead = await service.access_of(lead_id)
-    return AccessListPublic(type="lead", **lead_access(lead).model_dump())
+    lead, members = await service.access_of(lead_id)
+    return AccessListPublic(type="lead", **access_of(lead, members).model_dump())
+
+
+@internal.get(
+    "/acl/deal/{deal_id}",
+    summary="A deal's access list, for other services' replicas (service tokens only)",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def deal_access_list(
+    deal_id: UUID, caller: ServiceCallerDep, service: DealServiceDep
+) -> AccessListPublic:
+    deal, members = await service.access_of(deal_id)
+    return AccessListPublic(type="deal", **access_of(deal, members).model_dump())

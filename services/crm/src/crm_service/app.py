@@ -2,7 +2,9 @@
 
 from fastapi import FastAPI
 
-from crm_service.api import internal, router
+from crm_service.api import companies, contacts, deals, internal, leads
+from crm_service.audit_api import router as audit
+from crm_service.directory_api import internal_users, teams, users
 from crm_service.models import outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
@@ -13,8 +15,11 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
     return create_app(
         settings or CrmSettings(),
         title="PipeDesk CRM",
-        description="Leads, with org isolation and role-based access.",
-        routers=[router, internal],
+        description=(
+            "Leads, deals, contacts, companies, notes, the org directory and the audit log, "
+            "with org isolation and role-based access."
+        ),
+        routers=[leads, deals, contacts, companies, users, teams, audit, internal, internal_users],
         clock=clock,
         outbox=outbox,
     )

@@ -1,21 +1,43 @@
 """CRM tables (schema ``crm``)."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, CheckConstraint, Column, DateTime, Index, Numeric, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
+from pipedesk_common.auth import Role
 from pipedesk_common.db import schema_registry
 from pipedesk_common.outbox import outbox_table
+from pipedesk_common.rbac import MemberRole
 
 
 class CrmModel(SQLModel, registry=schema_registry("crm")):
     """Base of every CRM table: schema ``crm``, migrated on its own."""
+
+
+class DealStage(StrEnum):
+    QUALIFICATION = "qualification"
+    PROPOSAL = "proposal"
+    NEGOTIATION = "negotiation"
+    WON = "won"
+    LOST = "lost"
 
 
 class LeadStatus(StrEnum):
@@ -53,6 +75,10 @@ class Lead(CrmModel, table=True):
     org_id: str = Field(sa_type=String(255))
     title: str = Field(sa_type=String(300))
     company_name: str | None = Field(default=None, sa_type=String(300))
+    company_id: UUID | None = Field(default=None, foreign_key="crm.companies.id")
+    contact_ids: list[UUID] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False)
+    )
     owner_id: str = Field(sa_type=String(255))
     team_id: str | None = Field(default=None, sa_type=String(255))
     status: str = Field(sa_type=String(20))
@@ -70,24 +96,176 @@ class Lead(CrmModel, table=True):
     version: int = 1
 
 
+class User(CrmModel, table=True):
+    """A user of the org directory; ``id`` is the identity provider's ``sub``."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        PrimaryKeyConstraint("org_id", "id"),
+        CheckConstraint(f"role IN ({_in(Role)})", name="role"),
+    )
+
+    org_id: str = Field(sa_type=String(255))
+    id: str = Field(sa_type=String(255))
+    email: str | None = Field(default=None, sa_type=String(320))
+    name: str | None = Field(default=None, sa_type=String(300))
+    role: str = Field(sa_type=String(10))
+    team_ids: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    active: bool = Field(default=True, sa_type=Boolean)
+    provisioned_by: str | None = Field(default=None, sa_type=String(255))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
+class Team(CrmModel, table=True):
+    __tablename__ = "teams"
+    __table_args__ = (PrimaryKeyConstraint("org_id", "id"),)
+
+    org_id: str = Field(sa_type=String(255))
+    id: str = Field(sa_type=String(255))
+    name: str = Field(sa_type=String(200))
+    archived_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
+class Company(CrmModel, table=True):
+    __tablename__ = "companies"
+    __table_args__ = (
+        Index("ix_companies_org_created", "org_id", "created_at", "id"),
+        Index("ix_companies_org_updated", "org_id", "updated_at", "id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    name: str = Field(sa_type=String(300))
+    domain: str | None = Field(default=None, sa_type=String(253))
+    created_by: str = Field(sa_type=String(255))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
+class Contact(CrmModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_org_created", "org_id", "created_at", "id"),
+        Index("ix_contacts_org_updated", "org_id", "updated_at", "id"),
+        Index("ix_contacts_emails", "emails", postgresql_using="gin"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    name: str = Field(sa_type=String(300))
+    emails: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    phones: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    company_id: UUID | None = Field(default=None, foreign_key="crm.companies.id")
+    job_title: str | None = Field(default=None, sa_type=String(300))
+    created_by: str = Field(sa_type=String(255))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
+class Deal(CrmModel, table=True):
+    __tablename__ = "deals"
+    __table_args__ = (
+        CheckConstraint(f"stage IN ({_in(DealStage)})", name="stage"),
+        CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="amount"),
+        Index("ix_deals_org_created", "org_id", "created_at", "id"),
+        Index("ix_deals_org_updated", "org_id", "updated_at", "id"),
+        Index("ix_deals_org_owner", "org_id", "owner_id"),
+        Index("ix_deals_org_team", "org_id", "team_id"),
+        Index("ix_deals_lead", "lead_id", unique=True),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    title: str = Field(sa_type=String(300))
+    company_id: UUID | None = Field(default=None, foreign_key="crm.companies.id")
+    contact_ids: list[UUID] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False)
+    )
+    lead_id: UUID | None = Field(default=None, foreign_key="crm.leads.id")
+    owner_id: str = Field(sa_type=String(255))
+    team_id: str | None = Field(default=None, sa_type=String(255))
+    stage: str = Field(sa_type=String(20))
+    amount: Decimal | None = Field(default=None, sa_type=Numeric(16, 2))
+    currency: str | None = Field(default=None, sa_type=String(3))
+    expected_close_date: date | None = Field(default=None, sa_type=Date)
+    created_by: str = Field(sa_type=String(255))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
+class RecordMember(CrmModel, table=True):
+    """A user given access to a lead or deal besides its owner and team."""
+
+    __tablename__ = "record_members"
+    __table_args__ = (
+        PrimaryKeyConstraint("record_type", "record_id", "user_id"),
+        CheckConstraint("record_type IN ('lead', 'deal')", name="record_type"),
+        CheckConstraint(f"role IN ({_in(MemberRole)})", name="role"),
+        Index("ix_record_members_user", "org_id", "user_id", "record_type"),
+    )
+
+    record_type: str = Field(sa_type=String(10))
+    record_id: UUID
+    user_id: str = Field(sa_type=String(255))
+    org_id: str = Field(sa_type=String(255))
+    role: str = Field(sa_type=String(15))
+    added_by: str = Field(sa_type=String(255))
+    added_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class Note(CrmModel, table=True):
+    __tablename__ = "notes"
+    __table_args__ = (
+        CheckConstraint(
+            "record_type IN ('lead', 'deal', 'contact', 'company')", name="record_type"
+        ),
+        Index("ix_notes_record", "org_id", "record_type", "record_id", "created_at", "id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    record_type: str = Field(sa_type=String(10))
+    record_id: UUID
+    author_id: str = Field(sa_type=String(255))
+    body: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    version: int = 1
+
+
 class AuditEntry(CrmModel, table=True):
     """One change of a CRM record: append-only, never updated or deleted by the application."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_record", "org_id", "record_type", "record_id", "occurred_at"),
-        Index("ix_audit_log_org_time", "org_id", "occurred_at"),
+        Index("ix_audit_log_org_time", "org_id", "occurred_at", "id"),
+        Index("ix_audit_log_actor", "org_id", "actor_id", "occurred_at"),
     )
 
     id: UUID = Field(primary_key=True)
     org_id: str = Field(sa_type=String(255))
     record_type: str = Field(sa_type=String(20))
-    record_id: UUID
+    record_id: str = Field(sa_type=String(255))
     action: str = Field(sa_type=String(30))
     actor_id: str = Field(sa_type=String(255))
     changes: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     request_id: str | None = Field(default=None, sa_type=String(128))
+    reason: str | None = Field(default=None, sa_type=Text)
 
 
 outbox = outbox_table(CrmModel.metadata)

@@ -1,98 +1,209 @@
-"""Every lead query. Reads are scoped to the caller's org and, for lists, to what they may read."""
+"""Every query of CRM records. Reads are scoped to the caller's org and, for lists of leads and
+deals, to what the caller may read (owner, team, membership), in SQL."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, func, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from crm_service.models import Lead
+from crm_service.models import Company, Contact, Deal, Lead, Note, RecordMember
 from pipedesk_common.rbac import ReadScope
+
+R = TypeVar("R", Lead, Deal, Contact, Company)
 
 
 @dataclass(frozen=True)
-class LeadFilters:
-    status: Sequence[str] = ()
-    priority: Sequence[str] = ()
-    owner_id: str | None = None
-    team_id: str | None = None
+class Filters:
+    """List filters: ``one_of`` column → allowed values, ``equals`` column → value."""
+
+    one_of: Sequence[tuple[str, Sequence[Any]]] = ()
+    equals: Sequence[tuple[str, Any]] = ()
+    contains_email: str | None = None
     q: str | None = None
     deleted: bool = False
 
 
-SORT_COLUMNS = {"created_at": col(Lead.created_at), "updated_at": col(Lead.updated_at)}
-
-
-def _escape_like(text: str) -> str:
+def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _readable(scope: ReadScope) -> ColumnElement[bool]:
+TEXT_SEARCH: dict[type[Any], Sequence[Any]] = {
+    Lead: (col(Lead.title), col(Lead.company_name)),
+    Deal: (col(Deal.title),),
+    Contact: (col(Contact.name), func.array_to_string(col(Contact.emails), " ")),
+    Company: (col(Company.name), col(Company.domain)),
+}
+
+
+def has_contact_matching(model: type[Lead] | type[Deal], pattern: str) -> ColumnElement[bool]:
+    """The record has a contact whose name or one of whose emails matches ``pattern``."""
+    contact_text = TEXT_SEARCH[Contact]
+    return (
+        select(col(Contact.id))
+        .where(
+            col(Contact.id) == func.any(col(model.contact_ids)),
+            col(Contact.org_id) == col(model.org_id),
+            or_(*(column.ilike(pattern, escape="\\") for column in contact_text)),
+        )
+        .exists()
+    )
+
+
+def member_of(model: type[Lead] | type[Deal], scope: ReadScope) -> ColumnElement[bool]:
+    record_type = "lead" if model is Lead else "deal"
+    memberships = select(col(RecordMember.record_id)).where(
+        col(RecordMember.org_id) == scope.org_id,
+        col(RecordMember.user_id) == scope.user_id,
+        col(RecordMember.record_type) == record_type,
+    )
+    return col(model.id).in_(memberships)
+
+
+def readable(model: type[Lead] | type[Deal], scope: ReadScope) -> ColumnElement[bool]:
     if scope.whole_org:
         return true()
-    conditions = [col(Lead.owner_id) == scope.user_id]
+    conditions = [col(model.owner_id) == scope.user_id, member_of(model, scope)]
     if scope.team_ids:
-        conditions.append(col(Lead.team_id).in_(sorted(scope.team_ids)))
+        conditions.append(col(model.team_id).in_(sorted(scope.team_ids)))
     return or_(*conditions)
 
 
-class LeadRepository:
+class RecordRepository(Generic[R]):
+    model: type[R]
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, lead: Lead) -> None:
-        self.session.add(lead)
+    def add(self, record: R) -> None:
+        self.session.add(record)
 
-    async def get(self, org_id: str, lead_id: UUID, *, for_update: bool = False) -> Lead | None:
-        """A lead of the org, deleted or not; the caller decides what the user may see."""
-        query = select(Lead).where(col(Lead.org_id) == org_id, col(Lead.id) == lead_id)
+    async def get(self, org_id: str, record_id: UUID, *, for_update: bool = False) -> R | None:
+        """A record of the org, deleted or not; the caller decides what the user may see."""
+        query = select(self.model).where(
+            col(self.model.org_id) == org_id, col(self.model.id) == record_id
+        )
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def get_by_id(self, lead_id: UUID) -> Lead | None:
-        return await self.session.get(Lead, lead_id)
+    async def get_by_id(self, record_id: UUID) -> R | None:
+        return await self.session.get(self.model, record_id)
+
+    async def existing_ids(self, org_id: str, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of ``ids`` are live (not deleted) records of the org."""
+        if not ids:
+            return set()
+        query = select(col(self.model.id)).where(
+            col(self.model.org_id) == org_id,
+            col(self.model.id).in_(list(ids)),
+            col(self.model.deleted_at).is_(None),
+        )
+        return set((await self.session.scalars(query)).all())
+
+    def _scoped(self, scope: ReadScope) -> Select[Any]:
+        query = select(self.model).where(col(self.model.org_id) == scope.org_id)
+        if self.model in {Lead, Deal}:
+            query = query.where(readable(self.model, scope))  # type: ignore[arg-type]
+        return query
 
     async def list_readable(
         self,
         scope: ReadScope,
-        filters: LeadFilters,
+        filters: Filters,
         *,
         sort: str,
         after: Sequence[Any] | None,
         limit: int,
-    ) -> list[Lead]:
-        deleted_at = col(Lead.deleted_at)
-        query = select(Lead).where(
-            col(Lead.org_id) == scope.org_id,
-            _readable(scope),
-            deleted_at.is_not(None) if filters.deleted else deleted_at.is_(None),
+    ) -> list[R]:
+        model = self.model
+        deleted_at = col(model.deleted_at)
+        query = self._scoped(scope).where(
+            deleted_at.is_not(None) if filters.deleted else deleted_at.is_(None)
         )
-        if filters.status:
-            query = query.where(col(Lead.status).in_(filters.status))
-        if filters.priority:
-            query = query.where(col(Lead.priority).in_(filters.priority))
-        if filters.owner_id is not None:
-            query = query.where(col(Lead.owner_id) == filters.owner_id)
-        if filters.team_id is not None:
-            query = query.where(col(Lead.team_id) == filters.team_id)
+        for name, values in filters.one_of:
+            if values:
+                query = query.where(getattr(model, name).in_(values))
+        for name, value in filters.equals:
+            query = query.where(getattr(model, name) == value)
+        if filters.contains_email is not None:
+            query = query.where(col(Contact.emails).contains([filters.contains_email]))
         if filters.q:
-            pattern = f"%{_escape_like(filters.q)}%"
-            query = query.where(
-                or_(
-                    col(Lead.title).ilike(pattern, escape="\\"),
-                    col(Lead.company_name).ilike(pattern, escape="\\"),
-                )
-            )
+            pattern = f"%{escape_like(filters.q)}%"
+            matches = [column.ilike(pattern, escape="\\") for column in TEXT_SEARCH[model]]
+            if model in {Lead, Deal}:
+                matches.append(has_contact_matching(model, pattern))  # type: ignore[arg-type]
+            query = query.where(or_(*matches))
         descending = sort.startswith("-")
-        column = SORT_COLUMNS[sort.lstrip("-")]
-        key = tuple_(column, col(Lead.id))
+        column = getattr(model, sort.lstrip("-"))
+        key = tuple_(column, col(model.id))
         if after is not None:
             query = query.where(key < tuple_(*after) if descending else key > tuple_(*after))
-        lead_id = col(Lead.id)
-        order = (column.desc(), lead_id.desc()) if descending else (column.asc(), lead_id.asc())
+        record_id = col(model.id)
+        order = (column.desc(), record_id.desc()) if descending else (column.asc(), record_id.asc())
         query = query.order_by(*order).limit(limit)
         return list((await self.session.scalars(query)).all())
+
+    async def members(self, record_type: str, record_id: UUID) -> list[RecordMember]:
+        query = (
+            select(RecordMember)
+            .where(
+                col(RecordMember.record_type) == record_type,
+                col(RecordMember.record_id) == record_id,
+            )
+            .order_by(col(RecordMember.added_at), col(RecordMember.user_id))
+        )
+        return list((await self.session.scalars(query)).all())
+
+    async def notes(
+        self,
+        org_id: str,
+        record_type: str,
+        record_id: UUID,
+        *,
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> list[Note]:
+        query = select(Note).where(
+            col(Note.org_id) == org_id,
+            col(Note.record_type) == record_type,
+            col(Note.record_id) == record_id,
+            col(Note.deleted_at).is_(None),
+        )
+        key = tuple_(col(Note.created_at), col(Note.id))
+        if after is not None:
+            query = query.where(key < tuple_(*after))
+        query = query.order_by(col(Note.created_at).desc(), col(Note.id).desc()).limit(limit)
+        return list((await self.session.scalars(query)).all())
+
+    async def note(self, org_id: str, note_id: UUID) -> Note | None:
+        query = (
+            select(Note)
+            .where(col(Note.org_id) == org_id, col(Note.id) == note_id)
+            .with_for_update()
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+
+class LeadRepository(RecordRepository[Lead]):
+    model = Lead
+
+
+class DealRepository(RecordRepository[Deal]):
+    model = Deal
+
+    async def of_lead(self, lead_id: UUID) -> Deal | None:
+        return (
+            await self.session.execute(select(Deal).where(col(Deal.lead_id) == lead_id))
+        ).scalar_one_or_none()
+
+
+class ContactRepository(RecordRepository[Contact]):
+    model = Contact
+
+
+class CompanyRepository(RecordRepository[Company]):
+    model = Company

@@ -1,31 +1,73 @@
-"""API shapes of leads. Input models forbid unknown fields, so ``org_id``, ``owner_id``,
-``version`` and timestamps cannot be mass-assigned: sending them is a 422 naming the field."""
+"""API shapes. Input models forbid unknown fields, so ``org_id``, ``owner_id``, ``version`` and
+timestamps cannot be mass-assigned: sending them is a 422 naming the field."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
-from crm_service.models import LeadPriority, LeadStatus
+from crm_service.models import DealStage, LeadPriority, LeadStatus
+from pipedesk_common.auth import Role
+from pipedesk_common.rbac import MemberRole
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 TeamId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 NextStep = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 
-def _unique(tags: list[str]) -> list[str]:
-    return list(dict.fromkeys(tags))
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Email = Annotated[
+    str,
+    BeforeValidator(_lower),
+    StringConstraints(
+        max_length=320,
+        pattern=r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$",
+    ),
+]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().\-/]{2,38}$")
+]
+Domain = Annotated[
+    str,
+    BeforeValidator(_lower),
+    StringConstraints(
+        max_length=253,
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    ),
+]
+NoteBody = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
 
 
 Tags = Annotated[list[Tag], Field(max_length=20), AfterValidator(_unique)]
+ContactIds = Annotated[list[UUID], Field(max_length=50), AfterValidator(_unique)]
+Emails = Annotated[list[Email], Field(max_length=20), AfterValidator(_unique)]
+Phones = Annotated[list[Phone], Field(max_length=20), AfterValidator(_unique)]
+TeamIds = Annotated[list[TeamId], Field(max_length=200), AfterValidator(_unique)]
 
 
 class EditableLeadStatus(StrEnum):
@@ -44,6 +86,8 @@ class _Input(BaseModel):
 class LeadCreate(_Input):
     title: Title
     company_name: ShortText | None = None
+    company_id: UUID | None = Field(None, description="A company of the org")
+    contact_ids: ContactIds = Field(default_factory=list, description="Contacts of the org")
     team_id: TeamId | None = Field(
         None, description="Required when the creator belongs to several teams"
     )
@@ -62,6 +106,8 @@ class LeadUpdate(_Input):
 
     title: Title | None = None
     company_name: ShortText | None = None
+    company_id: UUID | None = None
+    contact_ids: ContactIds | None = None
     team_id: TeamId | None = None
     status: EditableLeadStatus | None = None
     priority: LeadPriority | None = None
@@ -73,9 +119,6 @@ class LeadUpdate(_Input):
     sla_due_at: AwareDatetime | None = None
 
 
-REQUIRED_ON_UPDATE = frozenset({"title", "status", "priority", "tags"})
-
-
 class LeadPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -83,6 +126,8 @@ class LeadPublic(BaseModel):
     org_id: str
     title: str
     company_name: str | None
+    company_id: UUID | None
+    contact_ids: list[UUID]
     owner_id: str
     team_id: str | None
     status: LeadStatus
@@ -100,13 +145,237 @@ class LeadPublic(BaseModel):
     version: int
 
 
-LeadSort = Literal["-created_at", "created_at", "-updated_at", "updated_at"]
+Sort = Literal["-created_at", "created_at", "-updated_at", "updated_at"]
+LeadSort = Sort
+
+
+class DealCreate(_Input):
+    title: Title
+    company_id: UUID | None = None
+    contact_ids: ContactIds = Field(default_factory=list)
+    team_id: TeamId | None = Field(
+        None, description="Required when the creator belongs to several teams"
+    )
+    stage: DealStage = DealStage.QUALIFICATION
+    amount: Money | None = None
+    currency: Currency | None = Field(None, description="ISO 4217; required with an amount")
+    expected_close_date: date | None = None
+
+
+class DealUpdate(_Input):
+    title: Title | None = None
+    company_id: UUID | None = None
+    contact_ids: ContactIds | None = None
+    team_id: TeamId | None = None
+    stage: DealStage | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+    expected_close_date: date | None = None
+
+
+class DealPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: str
+    title: str
+    company_id: UUID | None
+    contact_ids: list[UUID]
+    lead_id: UUID | None
+    owner_id: str
+    team_id: str | None
+    stage: DealStage
+    amount: Decimal | None
+    currency: str | None
+    expected_close_date: date | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    version: int
+
+
+class LeadConvert(_Input):
+    """The deal a lead becomes; anything left out is taken from the lead."""
+
+    title: Title | None = None
+    stage: DealStage = DealStage.QUALIFICATION
+    amount: Money | None = Field(None, description="Defaults to the lead's estimated value")
+    currency: Currency | None = None
+    expected_close_date: date | None = None
+
+
+class ContactCreate(_Input):
+    name: Title
+    emails: Emails = Field(default_factory=list, description="Stored lower case")
+    phones: Phones = Field(default_factory=list)
+    company_id: UUID | None = None
+    job_title: ShortText | None = None
+
+
+class ContactUpdate(_Input):
+    name: Title | None = None
+    emails: Emails | None = None
+    phones: Phones | None = None
+    company_id: UUID | None = None
+    job_title: ShortText | None = None
+
+
+class ContactPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: str
+    name: str
+    emails: list[str]
+    phones: list[str]
+    company_id: UUID | None
+    job_title: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    version: int
+
+
+class CompanyCreate(_Input):
+    name: Title
+    domain: Domain | None = None
+
+
+class CompanyUpdate(_Input):
+    name: Title | None = None
+    domain: Domain | None = None
+
+
+class CompanyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: str
+    name: str
+    domain: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    version: int
+
+
+REQUIRED_ON_UPDATE = {
+    "lead": frozenset({"title", "status", "priority", "tags", "contact_ids"}),
+    "deal": frozenset({"title", "stage", "contact_ids"}),
+    "contact": frozenset({"name", "emails", "phones"}),
+    "company": frozenset({"name"}),
+}
+
+
+class MemberPut(_Input):
+    role: MemberRole
+
+
+class MemberPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    user_id: str
+    role: MemberRole
+    added_by: str
+    added_at: datetime
+
+
+class OwnerChange(_Input):
+    new_owner_id: UserId
+    reason: Reason | None = None
+    keep_previous_owner_as_member: bool = Field(
+        False, description="Keep the previous owner on the record as a collaborator"
+    )
+
+
+class NoteCreate(_Input):
+    body: NoteBody
+
+
+class NotePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    record_type: str
+    record_id: UUID
+    author_id: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class UserProvision(_Input):
+    id: UserId = Field(description="The identity provider's `sub` of the user")
+    email: Email
+    name: ShortText | None = None
+    role: Role
+    team_ids: TeamIds = Field(default_factory=list)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    org_id: str
+    email: str | None
+    name: str | None
+    role: Role
+    team_ids: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+TeamName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class TeamCreate(_Input):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$")] | None = (
+        Field(None, description="The identity provider's id of the team; generated if left out")
+    )
+    name: TeamName
+
+
+class TeamUpdate(_Input):
+    name: TeamName
+
+
+class TeamPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    org_id: str
+    name: str
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class AuditEntryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: str
+    entity_type: str = Field(validation_alias="record_type")
+    entity_id: str = Field(validation_alias="record_id")
+    action: str
+    actor_id: str
+    changes: dict[str, Any] = Field(description="field → [old, new]")
+    reason: str | None
+    request_id: str | None
+    occurred_at: datetime
 
 
 class AccessListPublic(BaseModel):
     """A record's access list, as other services replicate it."""
 
-    type: Literal["lead"]
+    type: Literal["lead", "deal"]
     id: str
     org_id: str
     owner_id: str | None

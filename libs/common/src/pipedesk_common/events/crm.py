@@ -301,3 +301,4 @@ class AuditRecorded(EventData):
     )
     occurred_at: AwareDatetime
     timeline: TimelineProjection
+    reason: str | None = Field(None, description="Why, when the actor gave a reason")

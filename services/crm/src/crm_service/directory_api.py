@@ -1,0 +1,154 @@
+"""Org directory routes: users and teams for everyone in the org; changes for admins."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from crm_service.api import CallerDep, Cursor, Limit
+from crm_service.directory import Directory
+from crm_service.schemas import TeamCreate, TeamPublic, TeamUpdate, UserProvision, UserPublic
+from pipedesk_common.app import ContextDep, ServiceCallerDep
+from pipedesk_common.db import SessionDep
+from pipedesk_common.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCursor,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    problem_responses,
+)
+from pipedesk_common.pagination import Page
+
+
+def directory(session: SessionDep, context: ContextDep) -> Directory:
+    return Directory(session, context.clock)
+
+
+DirectoryDep = Annotated[Directory, Depends(directory)]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=255)]
+TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
+
+users = APIRouter(prefix="/api/users", tags=["directory"])
+teams = APIRouter(prefix="/api/teams", tags=["directory"])
+internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
+
+
+@users.get(
+    "",
+    summary="The users of the caller's org, by id",
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
+)
+async def list_users(
+    principal: CallerDep,
+    directory: DirectoryDep,
+    context: ContextDep,
+    team_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[UserPublic]:
+    scope = f"users:{team_id!r}:{q!r}"
+    after = None
+    if cursor:
+        position = context.cursors.decode(cursor, scope=scope)
+        if len(position) != 1 or not isinstance(position[0], str):
+            raise context.cursors.invalid()
+        after = position[0]
+    rows = await directory.users(principal, team_id=team_id, q=q, after=after, limit=limit + 1)
+    items = [UserPublic.model_validate(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = context.cursors.encode([items[-1].id], scope=scope)
+    return Page[UserPublic](items=items, next_cursor=next_cursor)
+
+
+@users.get(
+    "/{user_id}",
+    summary="A user of the caller's org",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def get_user(
+    user_id: UserIdPath, principal: CallerDep, directory: DirectoryDep
+) -> UserPublic:
+    return UserPublic.model_validate(await directory.user(principal.org_id, user_id))
+
+
+@users.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Pre-provision a user before their first login (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+)
+async def provision_user(
+    data: UserProvision, principal: CallerDep, directory: DirectoryDep, response: Response
+) -> UserPublic:
+    user = await directory.provision(principal, data)
+    response.headers["Location"] = f"/api/users/{user.id}"
+    return UserPublic.model_validate(user)
+
+
+@teams.get(
+    "",
+    summary="The teams of the caller's org, by name",
+    responses=problem_responses(Unauthorized, InvalidInput),
+)
+async def list_teams(
+    principal: CallerDep,
+    directory: DirectoryDep,
+    archived: Annotated[bool, Query(description="List archived teams instead")] = False,
+) -> list[TeamPublic]:
+    return [
+        TeamPublic.model_validate(team)
+        for team in await directory.teams(principal, archived=archived)
+    ]
+
+
+@teams.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a team (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+)
+async def create_team(
+    data: TeamCreate, principal: CallerDep, directory: DirectoryDep, response: Response
+) -> TeamPublic:
+    team = await directory.create_team(principal, data)
+    response.headers["Location"] = f"/api/teams/{team.id}"
+    return TeamPublic.model_validate(team)
+
+
+@teams.patch(
+    "/{team_id}",
+    summary="Rename a team (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+)
+async def rename_team(
+    team_id: TeamIdPath, data: TeamUpdate, principal: CallerDep, directory: DirectoryDep
+) -> TeamPublic:
+    return TeamPublic.model_validate(await directory.rename_team(principal, team_id, data.name))
+
+
+@teams.post(
+    "/{team_id}/archive",
+    summary="Archive a team (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def archive_team(
+    team_id: TeamIdPath, principal: CallerDep, directory: DirectoryDep
+) -> TeamPublic:
+    return TeamPublic.model_validate(await directory.archive_team(principal, team_id))
+
+
+@internal_users.get(
+    "/{user_id}",
+    summary="A user of an org, for other services (service tokens only)",
+    responses=problem_responses(Unauthorized, NotFound, InvalidInput),
+)
+async def internal_user(
+    user_id: UserIdPath,
+    caller: ServiceCallerDep,
+    directory: DirectoryDep,
+    org_id: Annotated[str, Query(min_length=1, max_length=255, description="The user's org")],
+) -> UserPublic:
+    return UserPublic.model_validate(await directory.user(org_id, user_id))
