@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 from pipedesk_common.db import connect_raw
 from pipedesk_common.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL
 
-TIMEOUT_SECONDS = 3.0
+TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
