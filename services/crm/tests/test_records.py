@@ -179,6 +179,23 @@ async def test_members_give_access_and_the_directory_guards_who_can_be_added(
     ).status_code == 204
     api.assert_problem(await crm.get(path, headers=helper.headers), 404)
     api.assert_problem(await crm.delete(f"{path}/members/{helper.sub}", headers=owner.headers), 404)
+    # another org sees nothing; a viewer of the team sees but cannot manage
+    foreign = users.other_org().make(Role.ADMIN)
+    api.assert_problem(await crm.get(f"{path}/members", headers=foreign.headers), 404)
+    api.assert_problem(
+        await crm.put(
+            f"{path}/members/{helper.sub}", json={"role": "follower"}, headers=foreign.headers
+        ),
+        404,
+    )
+    viewer = users.make(Role.VIEWER, teams=["t1"])
+    assert (await crm.get(f"{path}/members", headers=viewer.headers)).json() == []
+    api.assert_problem(
+        await crm.put(
+            f"{path}/members/{helper.sub}", json={"role": "follower"}, headers=viewer.headers
+        ),
+        403,
+    )
 
 
 async def test_notes_are_added_by_editors_and_changed_by_their_author_only(
