@@ -2,7 +2,8 @@
 
 Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
 provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
-reads), ``users`` (principals and tokens per role, each test in an org of its own).
+reads), ``users`` (principals and tokens per role, each test in an org of its own), ``google``
+(the Google emulator and the accounts service, with helpers to connect test users).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -38,6 +39,9 @@ from pipedesk_common.testing.database import (
     published_event_violations,
 )
 from pipedesk_common.testing.servers import serve_in_thread
+
+if TYPE_CHECKING:
+    from pipedesk_common.testing.google import GoogleStack
 
 QUEUE_EXPIRY_MS = 3_600_000
 
@@ -204,3 +208,14 @@ class Users:
 @pytest.fixture
 def users(identity: Identity) -> Users:
     return Users(identity.minter)
+
+
+@pytest.fixture(scope="session")
+def google(service_env: dict[str, str], identity: Identity) -> Iterator[GoogleStack]:
+    """The Google emulator and the accounts service, running for the whole run; a
+    ``pipedesk_common.testing.google.GoogleStack``: ``await google.connect(user, ["calendar"])``,
+    ``await google.requests(user=email)``, ``google.credentials("calendar")``."""
+    from pipedesk_common.testing.google import google_stack
+
+    with google_stack(service_env, identity.key_dir) as stack:
+        yield stack

@@ -1,0 +1,1 @@
+"""PipeDesk accounts service: Google connections and the token vault."""

@@ -1,0 +1,208 @@
+"""Routes of the accounts service: a user's own connection, org admin routes, and the internal
+token route other services call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from accounts_service.google import GoogleOAuth
+from accounts_service.repository import AccountsRepository
+from accounts_service.schemas import (
+    ConnectionPublic,
+    ConnectStart,
+    DelegationIn,
+    DelegationPublic,
+    TokenAnswer,
+    TokenRequest,
+)
+from accounts_service.service import AccountsService, InvalidState
+from accounts_service.settings import AccountsSettings
+from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.auth import Principal, Role
+from pipedesk_common.db import SessionDep
+from pipedesk_common.errors import (
+    AppError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    problem_response,
+    problem_responses,
+)
+from pipedesk_common.google.calls import GoogleCallError
+from pipedesk_common.google.credentials import (
+    GoogleDelegationRefused,
+    GoogleNotConnected,
+)
+
+router = APIRouter(prefix="/api/accounts/google", tags=["google accounts"])
+internal = APIRouter(prefix="/internal/google", tags=["internal"])
+
+
+def accounts_service(session: SessionDep, context: ContextDep, request: Request) -> AccountsService:
+    settings = context.settings
+    assert isinstance(settings, AccountsSettings)
+    return AccountsService(
+        AccountsRepository(session),
+        settings=settings,
+        clock=context.clock,
+        vault=request.app.state.vault,
+        oauth=GoogleOAuth(settings, context.http, context.clock),
+        delegated=request.app.state.delegated_tokens,
+    )
+
+
+ServiceDep = Annotated[AccountsService, Depends(accounts_service)]
+
+
+def org_admin(principal: PrincipalDep) -> Principal:
+    """Org admins manage their org's connections and delegation; nobody else does."""
+    if principal.role is not Role.ADMIN:
+        raise Forbidden("only an org admin may do this")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(org_admin)]
+
+
+def _products(products: str) -> list[str]:
+    return [item.strip() for item in products.split(",") if item.strip()]
+
+
+@router.get(
+    "/connect",
+    response_model=ConnectStart,
+    responses=problem_responses(InvalidInput),
+    summary="Start connecting Google for some products (incremental consent)",
+)
+async def connect(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    products: Annotated[
+        str, Query(max_length=200, description="Comma-separated: calendar, tasks, drive, gmail")
+    ],
+) -> ConnectStart:
+    url = await service.start_connect(principal, _products(products))
+    return ConnectStart(authorization_url=url)
+
+
+@router.get(
+    "/callback",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=problem_responses(InvalidState),
+    summary="Google's redirect back (no bearer token: the single-use state identifies the user)",
+)
+async def callback(
+    service: ServiceDep,
+    state: Annotated[str | None, Query(max_length=200)] = None,
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> RedirectResponse:
+    target = await service.complete_connect(state, code, error)
+    return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@router.get("", response_model=ConnectionPublic, summary="The caller's Google connection")
+async def my_connection(principal: PrincipalDep, service: ServiceDep) -> ConnectionPublic:
+    return await service.status(principal.org_id, principal.sub, principal.email)
+
+
+@router.delete(
+    "",
+    status_code=204,
+    responses=problem_responses(NotFound, ServiceUnavailable),
+    summary="Revoke the caller's Google access at Google and forget it",
+)
+async def disconnect(principal: PrincipalDep, service: ServiceDep) -> Response:
+    await service.disconnect(principal.org_id, principal.sub, principal.sub)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=ConnectionPublic,
+    responses=problem_responses(Forbidden, NotFound),
+    summary="A user's connection (org admins)",
+)
+async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) -> ConnectionPublic:
+    return await service.connection_of(admin.org_id, user_id)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=204,
+    responses=problem_responses(Forbidden, NotFound, ServiceUnavailable),
+    summary="Revoke and forget a user's connection (org admins)",
+)
+async def disconnect_user(user_id: str, admin: AdminDep, service: ServiceDep) -> Response:
+    await service.disconnect(admin.org_id, user_id, admin.sub)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/delegation",
+    response_model=DelegationPublic,
+    responses=problem_responses(Forbidden, NotFound),
+    summary="The org's domain-wide delegation (org admins)",
+)
+async def get_delegation(admin: AdminDep, service: ServiceDep) -> DelegationPublic:
+    return await service.delegation(admin.org_id)
+
+
+@router.put(
+    "/delegation",
+    response_model=DelegationPublic,
+    responses=problem_responses(Forbidden, InvalidInput),
+    summary="Configure domain-wide delegation with a service account key (org admins)",
+)
+async def put_delegation(
+    config: DelegationIn, admin: AdminDep, service: ServiceDep
+) -> DelegationPublic:
+    return await service.configure_delegation(admin, config)
+
+
+@router.delete(
+    "/delegation",
+    status_code=204,
+    responses=problem_responses(Forbidden, NotFound),
+    summary="Stop domain-wide delegation (org admins)",
+)
+async def delete_delegation(admin: AdminDep, service: ServiceDep) -> Response:
+    await service.remove_delegation(admin.org_id)
+    return Response(status_code=204)
+
+
+@internal.post(
+    "/token",
+    response_model=TokenAnswer,
+    responses=problem_responses(
+        GoogleNotConnected,
+        GoogleDelegationRefused,
+        GoogleCallError,
+        ServiceUnavailable,
+    ),
+    summary="A current access token for a user and scopes (service tokens only)",
+)
+async def token(
+    body: TokenRequest, caller: ServiceCallerDep, service: ServiceDep, response: Response
+) -> TokenAnswer | JSONResponse:
+    response.headers["Cache-Control"] = "no-store"
+    answer = await service.access_token(body)
+    if isinstance(answer, AppError):  # recorded (the grant is revoked), then answered
+        return problem_response(
+            answer.status,
+            answer.slug,
+            answer.title,
+            answer.detail,
+            instance="/internal/google/token",
+            errors=answer.errors,
+            headers={"Cache-Control": "no-store"},
+        )
+    return answer
+
+
+__all__ = ["internal", "router"]

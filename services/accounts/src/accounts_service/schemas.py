@@ -1,0 +1,94 @@
+"""API shapes of the accounts service. No shape carries a refresh token or a private key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class ConnectStart(BaseModel):
+    authorization_url: str = Field(description="Send the browser here (Google's consent screen)")
+
+
+class Via(StrEnum):
+    OAUTH = "oauth"
+    DELEGATION = "delegation"
+
+
+class ProductAccess(BaseModel):
+    granted: bool
+    scopes: list[str] = Field(description="The scopes this product needs")
+
+
+class ConnectionPublic(BaseModel):
+    user_id: str
+    status: str = Field(description="`connected`, `revoked` (reconnect needed) or `not_connected`")
+    via: Via | None = Field(None, description="How tokens are obtained for this user")
+    google_email: str | None = None
+    products: dict[str, ProductAccess]
+    scopes: list[str] = Field(default_factory=list, description="Every scope granted")
+    last_error: str | None = None
+    last_used_at: datetime | None = None
+    connected_at: datetime | None = None
+
+
+Scope = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[\x21-\x7e]+$")]
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    org_id: str = Field(min_length=1, max_length=255)
+    user_id: str = Field(min_length=1, max_length=255)
+    email: str | None = Field(
+        None,
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The user's email: the Workspace user to impersonate under delegation",
+    )
+    scopes: list[Scope] = Field(min_length=1, max_length=50)
+    force_refresh: bool = Field(
+        False, description="Google refused the last token (401): get a new one"
+    )
+
+
+class TokenAnswer(BaseModel):
+    access_token: str
+    expires_at: AwareDatetime
+    scopes: list[str]
+    via: Via
+
+
+class ServiceAccountKey(BaseModel):
+    """The JSON key file Google gives for a service account (other members are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = Field(pattern=r"^service_account$")
+    client_email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    private_key_id: str = Field(min_length=1, max_length=100)
+    private_key: str = Field(min_length=100, max_length=10_000)
+
+
+class DelegationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field(
+        min_length=3,
+        max_length=255,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+        description="The Workspace domain whose users the service account may impersonate",
+    )
+    service_account_key: ServiceAccountKey
+
+
+class DelegationPublic(BaseModel):
+    domain: str
+    client_email: str
+    private_key_id: str
+    configured_by: str
+    updated_at: datetime
