@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from calendar_service.api import router, webhooks
+from calendar_service.api import internal, router, webhooks
 from calendar_service.channels import ChannelKeeper
+from calendar_service.consumers import subscribe_connection_events
 from calendar_service.google import CalendarGoogle
 from calendar_service.jobs import calendar_jobs
 from calendar_service.models import (
@@ -28,12 +29,13 @@ from pipedesk_common.background import BackgroundWork
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.consumer import Consumer
+from pipedesk_common.google import accounts_credentials
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.google.credentials import CredentialsProvider
 from pipedesk_common.idempotency import IdempotencyKeys
 from pipedesk_common.periodic import JobRunner
 
-ACCESS_QUEUE = "calendar.access"
+INBOUND_QUEUE = "calendar.inbound"
 
 
 def build_app(
@@ -45,7 +47,7 @@ def build_app(
 ) -> FastAPI:
     settings = settings or CalendarSettings()
     clock = clock or SystemClock()
-    consumer = Consumer(ACCESS_QUEUE, inbox)
+    consumer = Consumer(INBOUND_QUEUE, inbox)
 
     def context() -> ServiceContext:
         current: ServiceContext = app.state.context
@@ -58,10 +60,11 @@ def build_app(
         issuer=lambda: context().issuer(),
     )
     replica.subscribe(consumer)
+    subscribe_connection_events(consumer, clock)
 
     @asynccontextmanager
     async def calendar_runtime(context: ServiceContext) -> AsyncIterator[None]:
-        provider = credentials or accounts_credentials(settings, context)
+        provider = credentials or accounts_credentials(context)
         google = CalendarGoogle(provider, root_url=settings.google_root_url, policy=retry_policy)
         sync = CalendarSync(context.sessionmaker, google, clock, page_size=settings.sync_page_size)
         runtime = CalendarRuntime(
@@ -106,7 +109,7 @@ def build_app(
             "Google Calendar events in the users' calendars, linked to CRM records, mirrored "
             "locally and kept in step by push notifications."
         ),
-        routers=[router, webhooks],
+        routers=[router, webhooks, internal],
         clock=clock,
         lifespans=[calendar_runtime],
         outbox=outbox,

@@ -12,7 +12,7 @@ from uuid import uuid4
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from calendar_service.google import CalendarGoogle
-from calendar_service.models import UserCalendar
+from calendar_service.models import UserCalendar, owner_of
 from calendar_service.repository import CalendarRepository
 from pipedesk_common.clock import Clock
 from pipedesk_common.google import GoogleUser
@@ -60,7 +60,7 @@ class ChannelKeeper:
             )
         try:
             answer = await self.google.watch(
-                GoogleUser(org_id=calendar.org_id, user_id=calendar.user_id),
+                owner_of(calendar),
                 calendar.google_id,
                 channel_id=channel_id,
                 token=channel_token(self.secret, channel_id),
@@ -95,11 +95,16 @@ class ChannelKeeper:
     async def stop(self, channel: Any) -> None:
         """Stop one channel at Google and mark it stopped (Google forgetting it counts)."""
         if channel.resource_id:
-            await self.google.stop(
-                GoogleUser(org_id=channel.org_id, user_id=channel.user_id),
-                channel.id,
-                channel.resource_id,
+            async with self.sessionmaker() as session:
+                calendar = await CalendarRepository(session).calendar_by_google_id(
+                    channel.org_id, channel.user_id, channel.resource
+                )
+            user = (
+                owner_of(calendar)
+                if calendar is not None
+                else GoogleUser(org_id=channel.org_id, user_id=channel.user_id)
             )
+            await self.google.stop(user, channel.id, channel.resource_id)
         async with self.sessionmaker.begin() as session:
             await CalendarRepository(session).update_channel(
                 channel.id, stopped_at=self.clock.now()

@@ -19,10 +19,10 @@ async def renew_channels(runtime: CalendarRuntime) -> int:
 
 
 async def reconcile(runtime: CalendarRuntime) -> int:
-    """Push is not guaranteed: every mirrored calendar is synced anyway, and requests left
-    behind by a process that died are drained."""
+    """Push is not guaranteed: every watched calendar is synced anyway, and requests left
+    behind by a process that died (or by a failed sync) are drained."""
     async with runtime.sessionmaker.begin() as session:
-        calendars = await CalendarRepository(session).calendars_with_sync()
+        calendars = await CalendarRepository(session).watched_calendars()
         for calendar_id in calendars:
             await runtime.coalescer.request(session, sync_key(calendar_id))
     runs = 0

@@ -13,6 +13,7 @@ from pipedesk_common.access import access_replica_table
 from pipedesk_common.coalesce import coalescer_table
 from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
+from pipedesk_common.google.credentials import GoogleUser
 from pipedesk_common.google.push import channels_table
 from pipedesk_common.idempotency import idempotency_table
 from pipedesk_common.outbox import outbox_table
@@ -32,12 +33,20 @@ class UserCalendar(CalendarModel, table=True):
     id: UUID = Field(primary_key=True)
     org_id: str = Field(sa_type=String(255))
     user_id: str = Field(sa_type=String(255))
+    user_email: str | None = Field(
+        default=None, sa_type=String(320), description="For domain-wide delegation"
+    )
     google_id: str = Field(sa_type=String(500))
     summary: str | None = Field(default=None, sa_type=String(500))
     primary: bool = False
     sync_token: str | None = Field(default=None, sa_type=Text)
     synced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+def owner_of(calendar: UserCalendar) -> GoogleUser:
+    """Whose Google account a calendar's calls act for."""
+    return GoogleUser(org_id=calendar.org_id, user_id=calendar.user_id, email=calendar.user_email)
 
 
 class MirroredEvent(CalendarModel, table=True):

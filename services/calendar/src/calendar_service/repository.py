@@ -41,6 +41,7 @@ class CalendarRepository:
         *,
         summary: str | None,
         primary: bool,
+        user_email: str | None,
         now: datetime,
     ) -> UserCalendar:
         table = UserCalendar.__table__  # type: ignore[attr-defined]
@@ -51,12 +52,15 @@ class CalendarRepository:
             google_id=google_id,
             summary=summary,
             primary=primary,
+            user_email=user_email,
             created_at=now,
         )
         await self.session.execute(
             statement.on_conflict_do_update(
                 index_elements=["org_id", "user_id", "google_id"],
-                set_={"summary": statement.excluded.summary, "primary": statement.excluded.primary},
+                set_={
+                    name: statement.excluded[name] for name in ("summary", "primary", "user_email")
+                },
             )
         )
         calendar = await self.calendar_by_google_id(org_id, user_id, google_id)
@@ -108,15 +112,19 @@ class CalendarRepository:
             await self.session.scalars(query.execution_options(populate_existing=True))
         ).one_or_none()
 
-    async def calendars_with_sync(self) -> list[UUID]:
-        """Calendars being mirrored (a full sync has run), for reconciliation."""
-        return list(
-            (
-                await self.session.scalars(
-                    select(col(UserCalendar.id)).where(col(UserCalendar.sync_token).is_not(None))
-                )
-            ).all()
+    async def watched_calendars(self) -> list[UUID]:
+        """Calendars with a live push channel, for reconciliation."""
+        watched = (
+            select(channels.c.id)
+            .where(
+                channels.c.org_id == col(UserCalendar.org_id),
+                channels.c.user_id == col(UserCalendar.user_id),
+                channels.c.resource == col(UserCalendar.google_id),
+                channels.c.stopped_at.is_(None),
+            )
+            .exists()
         )
+        return list((await self.session.scalars(select(col(UserCalendar.id)).where(watched))).all())
 
     # --- events ------------------------------------------------------------------------------
 

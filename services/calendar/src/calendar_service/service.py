@@ -50,7 +50,7 @@ MAX_FREEBUSY_SPAN = timedelta(days=62)
 
 
 def google_user(principal: Principal) -> GoogleUser:
-    return GoogleUser(org_id=principal.org_id, user_id=principal.sub)
+    return GoogleUser(org_id=principal.org_id, user_id=principal.sub, email=principal.email)
 
 
 def require_role(principal: Principal, action: Action) -> None:
@@ -126,6 +126,7 @@ class CalendarService:
                 str(entry["id"]),
                 summary=entry.get("summary"),
                 primary=bool(entry.get("primary")),
+                user_email=principal.email,
                 now=self.clock.now(),
             )
 
@@ -332,6 +333,7 @@ class CalendarService:
                     str(entry["id"]),
                     summary=entry.get("summary"),
                     primary=bool(entry.get("primary")),
+                    user_email=principal.email,
                     now=self.clock.now(),
                 )
                 for entry in entries

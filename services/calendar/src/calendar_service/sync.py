@@ -18,10 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from calendar_service.google import CalendarGoogle, SyncTokenExpired
 from calendar_service.mirror import CANCELLED, apply_event
-from calendar_service.models import UserCalendar
+from calendar_service.models import UserCalendar, owner_of
 from calendar_service.repository import CalendarRepository
 from pipedesk_common.clock import Clock
-from pipedesk_common.google import GoogleUser
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class CalendarSync:
         return outcome
 
     async def _pages(self, calendar: UserCalendar, sync_token: str | None) -> SyncOutcome:
-        user = GoogleUser(org_id=calendar.org_id, user_id=calendar.user_id)
+        user = owner_of(calendar)
         outcome = SyncOutcome(full=sync_token is None)
         seen: set[str] = set()
         page_token: str | None = None

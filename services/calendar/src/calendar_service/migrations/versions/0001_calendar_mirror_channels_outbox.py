@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:13:21.157603
+Create Date: 2026-11-25 21:17:29.091946
 """
 
 from collections.abc import Sequence
@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('org_id', sa.String(length=255), nullable=False),
     sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('user_email', sa.String(length=320), nullable=True),
     sa.Column('google_id', sa.String(length=500), nullable=False),
     sa.Column('summary', sa.String(length=500), nullable=True),
     sa.Column('primary', sa.Boolean(), nullable=False),
