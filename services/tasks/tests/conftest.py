@@ -1,5 +1,5 @@
-"""Fixtures: the tasks service on a real socket, the CRM it asks about access, the Google emulator
-and the accounts service (the ``google`` fixture), and the timeline service for end-to-end checks."""
+"""Fixtures: the tasks service on a real socket, the CRM it asks about access, and the Google
+emulator and the accounts service (the ``google`` fixture)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from pipedesk_common.testing.plugin import ActingUser, Identity
 from pipedesk_common.testing.servers import free_port, serve_in_thread
 from pipedesk_common.testing.waiting import eventually
 from tasks_service.app import build_app
+from tasks_service.google import SCOPES
 from tasks_service.models import outbox
 from tasks_service.service import TasksRuntime
 from tasks_service.settings import TasksSettings
@@ -116,27 +117,36 @@ class Stack:
         lead_id: str = answer.json()["id"]
         return lead_id
 
+    async def google_call(
+        self, user: ActingUser, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        """Call Google Tasks as ``user`` directly (as their phone would)."""
+        token = (
+            await self.google.admin(
+                "POST",
+                "/tokens",
+                json={"email": user.principal.email, "scopes": list(SCOPES)},
+            )
+        ).json()["access_token"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await http.request(
+                method,
+                f"{self.google.emulator_url}{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                **kwargs,
+            )
+
     async def google_tasks(
         self, user: ActingUser, tasklist: str = "@default"
     ) -> list[dict[str, Any]]:
         """The user's list as Google holds it (the real API, with a token minted for the check),
         deleted and hidden tasks included."""
-        token = (
-            await self.google.admin(
-                "POST",
-                "/tokens",
-                json={
-                    "email": user.principal.email,
-                    "scopes": ["https://www.googleapis.com/auth/tasks.readonly"],
-                },
-            )
-        ).json()["access_token"]
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.get(
-                f"{self.google.emulator_url}/tasks/v1/lists/{tasklist}/tasks",
-                params={"maxResults": 100, "showDeleted": "true", "showHidden": "true"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+        answer = await self.google_call(
+            user,
+            "GET",
+            f"/tasks/v1/lists/{tasklist}/tasks",
+            params={"maxResults": 100, "showDeleted": "true", "showHidden": "true"},
+        )
         answer.raise_for_status()
         items: list[dict[str, Any]] = answer.json().get("items", [])
         return items

@@ -180,10 +180,14 @@ class TasksService:
         task, tasklist = await self._readable(session, principal, task_id)
         if task.deleted:
             raise NotFound("this task is deleted")
+        self._may_change(principal, task, action)
+        return task, tasklist
+
+    @staticmethod
+    def _may_change(principal: Principal, task: MirroredTask, action: Action) -> None:
         require_role(principal, action)
         if principal.sub not in {task.user_id, task.assigned_by}:
             raise Forbidden("only the task's assignee and whoever assigned it may change it")
-        return task, tasklist
 
     async def _own_list(self, principal: Principal, list_id: UUID, field: str) -> TaskList:
         async with self.runtime.sessionmaker() as session:
@@ -598,9 +602,9 @@ class TasksService:
         """Delete a task and its subtasks (in Google and the mirror); deleted stays deleted."""
         async with self.work() as session:
             task, tasklist = await self._readable(session, principal, task_id)
+            self._may_change(principal, task, Action.DELETE)
             if task.deleted:
                 return
-            task, tasklist = await self._changeable(session, principal, task_id, Action.DELETE)
         assert task.google_id is not None
         await self.google.delete(owner_of(tasklist), tasklist.google_id, task.google_id)
         async with self.work() as session:
