@@ -159,6 +159,11 @@ class Stack:
         seeded: dict[str, Any] = answer.json()
         return seeded
 
+    async def fidelity_violations(self) -> list[dict[str, Any]]:
+        """Answers of the emulator that departed from Google's discovery schemas, so far."""
+        found: list[dict[str, Any]] = (await self.google.admin("GET", "/fidelity")).json()
+        return found
+
     async def calls(self, user: ActingUser, api: str) -> list[dict[str, Any]]:
         return await self.google.requests(user=user.principal.email, api=api)
 
@@ -198,6 +203,14 @@ class Stack:
         await self.idle(user)
         await tasks.run_job("tasks.poll")
         await self.idle(user)
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        engine = create_async_engine(self.database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(sql), params)
+        finally:
+            await engine.dispose()
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         engine = create_async_engine(self.database_url)

@@ -146,3 +146,4 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
         )
         remaining = await client.get("/api/tasks", headers=rep.headers)
         assert remaining.json()["items"] == []
+    assert await stack.fidelity_violations() == []

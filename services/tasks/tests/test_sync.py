@@ -2,11 +2,13 @@
 
 from typing import Any
 
+import httpx
 import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_common.testing.plugin import OpenService, Users
 from pipedesk_common.testing.waiting import eventually
+from tasks_service.sync import poll_key
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings
 
@@ -158,3 +160,25 @@ async def test_tasks_made_in_google_lists_and_lists_deleted_in_google_reach_the_
         fetched = (await client.get(f"/api/tasks/{task['id']}", headers=rep.headers)).json()
         assert fetched["deleted"] is True
         assert len(await stack.published("tasks.task.deleted", task["id"])) == 1
+
+
+async def test_a_user_who_disconnected_google_is_skipped_by_the_poll(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.tasks() as service:
+        await service.create(rep, title="Before leaving")
+        await stack.poll(service, rep)
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
+            gone = await accounts.delete("/api/accounts/google", headers=rep.headers)
+        assert gone.status_code == 204
+        await stack.poll(service, rep)
+        pending = await stack.scalar(
+            "SELECT pending FROM tasks.work_requests WHERE key = :key",
+            key=poll_key(rep.principal.org_id, rep.sub),
+        )
+        assert pending is False
+        refused = await service.client.post("/api/tasks", json={"title": "x"}, headers=rep.headers)
+        assert refused.status_code == 409
+        assert refused.json()["type"].endswith("google-not-connected")
