@@ -39,9 +39,11 @@ from tasks_service.sync import poll_key
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_total_seconds=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def crm_url(service_env: dict[str, str]) -> Iterator[str]:
-    """The CRM, on a socket: the access replica asks it about records it has not heard of."""
+    """The CRM, on a socket: the access replica asks it about records it has not heard of.
+    Per module, not per session: its outbox relay must not outlive these tests (suites run
+    later measure the CRM's outbox backlog)."""
     with serve_in_thread(build_crm(CrmSettings(**service_env))) as url:
         yield url
 
