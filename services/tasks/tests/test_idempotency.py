@@ -110,6 +110,11 @@ async def test_concurrent_requests_with_one_key_make_one_task(stack: Any, users:
     await stack.connect(rep)
     headers = {**rep.headers, "Idempotency-Key": "double-click"}
     async with stack.tasks() as first, stack.tasks() as second:
+        # Both apps live in this one test process and share the route modules' parameter
+        # objects, which FastAPI completes on an app's first request: one request each first,
+        # so that the two threads never do it at once (two real processes never share them).
+        for service in (first, second):
+            assert (await service.client.get("/api/tasks", headers=rep.headers)).status_code == 200
         answers = await asyncio.gather(
             *(
                 service.client.post("/api/tasks", json={"title": "Only once"}, headers=headers)
