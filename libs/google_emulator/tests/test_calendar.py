@@ -55,6 +55,12 @@ class Served:
         for service in self.services:
             service.close()
 
+    def channels(self) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.url}/_emulator/calendar/channels")
+        answer.raise_for_status()
+        result: list[dict[str, Any]] = answer.json()["channels"]
+        return result
+
     def deliveries(self) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/_emulator/calendar/deliveries")
         answer.raise_for_status()
@@ -677,6 +683,31 @@ def test_expired_channel_receives_nothing(served: Served, receiver: Receiver) ->
     time.sleep(0.3)
     assert len(receiver.snapshot()) == 1
     assert len(served.deliveries()) == 1
+
+
+def test_channels_are_listed_with_their_expiry_and_state(
+    served: Served, receiver: Receiver
+) -> None:
+    service = served.service()
+    for channel_id in ("kept", "halted"):
+        service.events().watch(
+            calendarId="primary",
+            body={
+                "id": channel_id,
+                "type": "web_hook",
+                "address": receiver.url,
+                "params": {"ttl": "3600"},
+            },
+        ).execute()
+    halted = next(c for c in served.channels() if c["id"] == "halted")
+    service.channels().stop(body={"id": "halted", "resourceId": halted["resource_id"]}).execute()
+    listed = {c["id"]: c for c in served.channels()}
+    assert listed["kept"]["stopped"] is False
+    assert listed["kept"]["expired"] is False
+    assert listed["kept"]["owner"] == ALICE
+    assert listed["halted"]["stopped"] is True
+    served.emulator.clock.offset += timedelta(hours=2)
+    assert all(channel["expired"] for channel in served.channels())
 
 
 @pytest.mark.asyncio

@@ -1200,6 +1200,28 @@ async def seed_deliveries(request: Request) -> dict[str, Any]:
     return {"deliveries": list(state_of(emulator_of(request)).deliveries)}
 
 
+@router.get("/_emulator/calendar/channels")
+async def seed_channels(request: Request) -> dict[str, Any]:
+    """Every push channel opened so far, with its expiry (on the emulator's clock)."""
+    emulator = emulator_of(request)
+    now = emulator.clock.now()
+    return {
+        "channels": [
+            {
+                "id": channel.id,
+                "resource_id": channel.resource_id,
+                "calendar_id": channel.calendar_id,
+                "owner": channel.owner,
+                "address": channel.address,
+                "expiration": rfc3339(channel.expiration),
+                "stopped": channel.stopped,
+                "expired": channel.expiration <= now,
+            }
+            for channel in state_of(emulator).channels.values()
+        ]
+    }
+
+
 @router.post("/_emulator/calendar/{email}/events")
 async def seed_insert(request: Request, email: str) -> dict[str, Any]:
     """Put an event into ``email``'s calendar as if ``as`` (another user) had invited them."""

@@ -62,6 +62,10 @@ class GoogleCallError(AppError):
 
     status, slug, title = 502, "google-error", "Google refused the request"
 
+    # Google's own status and reason, for callers that expect some refusals (409, 410).
+    google_status: int | None = None
+    google_reason: str = ""
+
 
 class GoogleQuotaExhausted(ServiceUnavailable):
     slug, title = "google-unavailable", "Google is rate limiting or unavailable; retry later"
@@ -127,9 +131,11 @@ def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppErro
     if status == 429 or status >= 500 or reason in RATE_LIMIT_REASONS:
         headers = {"Retry-After": str(max(1, round(retry_after or 30)))}
         return GoogleQuotaExhausted(detail, headers=headers)
-    return GoogleCallError(
+    problem = GoogleCallError(
         detail, errors=[FieldError(field="google", message=detail, code=reason or str(status))]
     )
+    problem.google_status, problem.google_reason = status, reason
+    return problem
 
 
 @dataclass

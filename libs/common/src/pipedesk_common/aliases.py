@@ -1,0 +1,60 @@
+"""Field aliases in request payloads: the frontend sends ``title`` or ``name`` for one field.
+
+``resolve_aliases`` (a ``mode="before"`` model validator) renames an alias to its canonical field
+and refuses a payload naming one field twice (422 naming both); ``documented_aliases`` makes each
+alias visible in OpenAPI as a property of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pipedesk_common.errors import FieldError, InvalidInput
+
+Aliases = Mapping[str, Sequence[str]]
+
+
+def resolve_aliases(data: Any, aliases: Aliases) -> Any:
+    """``data`` with every alias renamed to its canonical name; two names of one field → 422."""
+    if not isinstance(data, dict):
+        return data
+    resolved = dict(data)
+    for canonical, others in aliases.items():
+        present = [name for name in (canonical, *others) if name in resolved]
+        if len(present) > 1:
+            names = " and ".join(f"`{name}`" for name in present)
+            message = f"{names} name the same field: send only one of them"
+            raise InvalidInput(
+                message,
+                errors=[
+                    FieldError(field=f"body.{name}", message=message, code="alias_conflict")
+                    for name in present
+                ],
+            )
+        if present and present[0] != canonical:
+            resolved[canonical] = resolved.pop(present[0])
+    return resolved
+
+
+def documented_aliases(aliases: Aliases) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` listing each alias as a property described as the alias it is."""
+
+    def document(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        for canonical, others in aliases.items():
+            if canonical not in properties:
+                continue
+            names = ", ".join(f"`{name}`" for name in (canonical, *others))
+            base = properties[canonical]
+            base["description"] = (
+                base.get("description", "") + f" Also accepted as {names} (only one per payload)."
+            ).strip()
+            for alias in others:
+                properties[alias] = {
+                    **{key: value for key, value in base.items() if key != "description"},
+                    "title": alias,
+                    "description": f"Alias of `{canonical}`.",
+                }
+
+    return document

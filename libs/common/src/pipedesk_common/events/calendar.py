@@ -1,0 +1,50 @@
+"""Events the calendar service publishes (routing keys ``calendar.*``).
+
+One event per change of a mirrored Google Calendar event, whether made through PipeDesk's API or
+found by sync (another attendee moved the meeting): ``created`` when PipeDesk first sees it,
+``updated`` on every later change, ``cancelled`` when it is cancelled or deleted.
+"""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from pipedesk_common.events.envelope import VersionedData, contract
+from pipedesk_common.events.timeline import Link, TimelineProjection
+
+
+class CalendarEventSnapshot(VersionedData):
+    """A mirrored calendar event after the change (``id`` and ``version`` identify it)."""
+
+    org_id: str
+    owner_id: str = Field(description="The PipeDesk user whose calendar holds the event")
+    calendar_id: str = Field(description="Google's id of the calendar")
+    google_id: str = Field(description="Google's id of the event")
+    status: str = Field(description="confirmed, tentative or cancelled")
+    summary: str | None
+    start: AwareDatetime | None = Field(description="The start; midnight UTC for all-day events")
+    end: AwareDatetime | None
+    all_day: bool
+    time_zone: str | None
+    attendees: list[str] = Field(description="Attendees' emails, lower case")
+    organizer: str | None
+    hangout_link: str | None = Field(description="The Google Meet link, if any")
+    html_link: str | None
+    visibility: str = Field(description="default, public, private or confidential")
+    links: list[Link] = Field(description="The CRM records the event belongs to")
+    timeline: TimelineProjection
+
+
+@contract("calendar", "event", "created")
+class CalendarEventCreated(CalendarEventSnapshot):
+    """An event was created through PipeDesk, or found in a user's calendar by sync."""
+
+
+@contract("calendar", "event", "updated")
+class CalendarEventUpdated(CalendarEventSnapshot):
+    """A mirrored event changed (in PipeDesk or in Google)."""
+
+
+@contract("calendar", "event", "cancelled")
+class CalendarEventCancelled(CalendarEventSnapshot):
+    """A mirrored event was cancelled or deleted."""

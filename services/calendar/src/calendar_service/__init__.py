@@ -1,0 +1,1 @@
+"""PipeDesk calendar service."""

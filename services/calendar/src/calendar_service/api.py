@@ -1,0 +1,287 @@
+"""Calendar routes: parse, authorize (through the service), answer; and the push webhook."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import AwareDatetime
+
+from calendar_service.repository import CalendarRepository, EventFilters
+from calendar_service.schemas import (
+    CalendarPublic,
+    ChannelPublic,
+    EventCreate,
+    EventPublic,
+    EventUpdate,
+    FreeBusyPublic,
+    JobRunPublic,
+    WatchPublic,
+    WatchRequest,
+)
+from calendar_service.service import CalendarRuntime, CalendarService
+from calendar_service.settings import WEBHOOK_PATH
+from calendar_service.sync import sync_key
+from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.errors import (
+    Forbidden,
+    InvalidCursor,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    problem_responses,
+)
+from pipedesk_common.google.calls import GoogleCallError
+from pipedesk_common.google.push import verified_notification
+from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
+from pipedesk_common.pagination import Page
+from pipedesk_common.periodic import JobRunner
+
+router = APIRouter(prefix="/api/calendar", tags=["calendar"])
+webhooks = APIRouter(tags=["webhooks"])
+internal = APIRouter(prefix="/internal", tags=["internal"])
+
+MAX_PAGE = 100
+GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
+
+
+def start_key(event: EventPublic) -> datetime:
+    """The list's sort key (the start as stored: all-day events at midnight UTC)."""
+    assert event.start is not None
+    if event.start.date_time is not None:
+        return event.start.date_time
+    assert event.start.date is not None
+    return datetime.combine(event.start.date, time(), tzinfo=UTC)
+
+
+def runtime_of(request: Request) -> CalendarRuntime:
+    runtime: CalendarRuntime = request.app.state.calendar
+    return runtime
+
+
+RuntimeDep = Annotated[CalendarRuntime, Depends(runtime_of)]
+
+
+def calendar_service(runtime: RuntimeDep) -> CalendarService:
+    return CalendarService(runtime)
+
+
+ServiceDep = Annotated[CalendarService, Depends(calendar_service)]
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an event in one of the caller's calendars",
+    description=(
+        "Accepts aliases (`summary`|`title`, `description`|`notes`, "
+        "`start`|`start_time`|`startTime`, `end`|`end_time`|`endTime`, `timezone`|`time_zone`); "
+        "two names of one field in one payload answer 422. With `Idempotency-Key`, a retried "
+        "request answers the event the first one created (`200`), never a second event."
+    ),
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, IdempotencyKeyReused, *GOOGLE_PROBLEMS
+    ),
+)
+async def create_event(
+    data: EventCreate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            max_length=255,
+            description="Makes the create safe to retry (kept 24 hours)",
+        ),
+    ] = None,
+) -> EventPublic:
+    event, created = await service.create(principal, data, parse_key(idempotency_key))
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/api/calendar/events/{event.id}"
+    return event
+
+
+@router.get(
+    "/events",
+    summary="List the caller's events by time range, calendar or linked CRM record",
+    responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
+)
+async def list_events(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    time_min: Annotated[AwareDatetime | None, Query(description="Events ending after")] = None,
+    time_max: Annotated[AwareDatetime | None, Query(description="Events starting before")] = None,
+    calendar_id: Annotated[str | None, Query(max_length=500)] = None,
+    record_type: Annotated[Literal["lead", "deal"] | None, Query()] = None,
+    record_id: Annotated[UUID | None, Query()] = None,
+    include_cancelled: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[EventPublic]:
+    if (record_type is None) != (record_id is None):
+        raise InvalidInput("record_type and record_id go together")
+    filters = EventFilters(
+        time_min=time_min,
+        time_max=time_max,
+        record=(record_type, str(record_id)) if record_type and record_id else None,
+        include_cancelled=include_cancelled,
+    )
+    scope = f"calendar-events:{calendar_id}:{filters!r}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    events = await service.list_events(
+        principal, filters, calendar_id=calendar_id, after=after, limit=limit + 1
+    )
+    items = events[:limit]
+    next_cursor = None
+    if len(events) > limit:
+        last = items[-1]
+        next_cursor = context.cursors.encode_keyset(start_key(last), last.id, scope=scope)
+    return Page[EventPublic](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/events/{event_id}",
+    summary="Get one of the caller's events",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def get_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep) -> EventPublic:
+    return await service.get(principal, event_id)
+
+
+@router.patch(
+    "/events/{event_id}",
+    summary="Change an event (aliases as on create); `conference: true` adds a Meet link",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def update_event(
+    event_id: UUID, data: EventUpdate, principal: PrincipalDep, service: ServiceDep
+) -> EventPublic:
+    return await service.update(principal, event_id, data)
+
+
+@router.delete(
+    "/events/{event_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Cancel an event",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def cancel_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.cancel(principal, event_id)
+
+
+@router.get(
+    "/calendars",
+    summary="The caller's calendars (their Google calendar list)",
+    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+)
+async def list_calendars(principal: PrincipalDep, service: ServiceDep) -> list[CalendarPublic]:
+    return [
+        CalendarPublic(
+            id=calendar.google_id,
+            summary=calendar.summary,
+            primary=calendar.primary,
+            synced_at=calendar.synced_at,
+        )
+        for calendar in await service.calendars(principal)
+    ]
+
+
+@router.get(
+    "/freebusy",
+    summary="The caller's busy periods, for scheduling",
+    responses=problem_responses(Unauthorized, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def free_busy(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    time_min: AwareDatetime,
+    time_max: AwareDatetime,
+    calendar_id: Annotated[
+        list[str], Query(max_length=20, description="Default: the primary calendar")
+    ] = [],  # noqa: B006
+) -> FreeBusyPublic:
+    return await service.free_busy(principal, time_min, time_max, calendar_id)
+
+
+@router.post(
+    "/watch",
+    summary="Receive Google's push notifications for the caller's calendars",
+    description="Opens (or keeps) a channel per calendar and syncs each calendar's mirror.",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def watch(
+    principal: PrincipalDep, service: ServiceDep, data: WatchRequest | None = None
+) -> WatchPublic:
+    opened = await service.watch(principal, data.calendar_id if data else None)
+    return WatchPublic(
+        channels=[
+            ChannelPublic(
+                id=channel.id, calendar_id=calendar.google_id, expires_at=channel.expires_at
+            )
+            for calendar, channel in opened
+        ]
+    )
+
+
+@router.delete(
+    "/watch",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Stop every push channel of the caller",
+    responses=problem_responses(Unauthorized),
+)
+async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.unwatch(principal)
+
+
+@webhooks.post(
+    WEBHOOK_PATH,
+    status_code=status.HTTP_200_OK,
+    response_class=Response,
+    summary="Google Calendar push notifications (verified by the channel token)",
+    responses=problem_responses(Unauthorized),
+)
+async def notification(request: Request, runtime: RuntimeDep) -> Response:
+    settings = request.app.state.context.settings
+    note = verified_notification(request.headers, settings.channel_secrets)
+    if note.is_sync:
+        return Response(status_code=status.HTTP_200_OK)
+    async with runtime.sessionmaker.begin() as session:
+        repository = CalendarRepository(session)
+        channel = await repository.channel(note.channel_id)
+        if (
+            channel is None
+            or channel.stopped_at is not None
+            or (channel.resource_id and channel.resource_id != note.resource_id)
+        ):
+            return Response(status_code=status.HTTP_200_OK)  # not ours (any more): ignore
+        calendar = await repository.calendar_by_google_id(
+            channel.org_id, channel.user_id, channel.resource
+        )
+        if calendar is None:
+            return Response(status_code=status.HTTP_200_OK)
+        key = sync_key(calendar.id)
+        await runtime.coalescer.request(session, key)
+    runtime.schedule_sync(key)
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@internal.post(
+    "/jobs/{name}",
+    summary="Run a periodic job now (service tokens only), e.g. `calendar.reconcile`",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def run_job(name: str, caller: ServiceCallerDep, request: Request) -> JobRunPublic:
+    runner: JobRunner = request.app.state.jobs
+    job = next((job for job in runner.jobs if job.name == name), None)
+    if job is None:
+        raise NotFound(f"no job named {name}")
+    result = await job.run()
+    return JobRunPublic(job=name, result=result if isinstance(result, int) else None)

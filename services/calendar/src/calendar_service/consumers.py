@@ -1,0 +1,49 @@
+"""Events this service consumes besides CRM's access lists: a user's Google connection ending."""
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from calendar_service.models import UserCalendar, channels, work_requests
+from calendar_service.sync import sync_key
+from pipedesk_common.clock import Clock
+from pipedesk_common.consumer import Consumer
+from pipedesk_common.events import Event
+from pipedesk_common.events.accounts import GoogleConnectionData, GoogleDisconnected, GoogleRevoked
+
+
+async def forget_push(session: AsyncSession, clock: Clock, org_id: str, user_id: str) -> None:
+    """The user's Google access is gone: their channels are stopped (Google can no longer be
+    asked to: notifications still arriving are ignored) and their pending syncs dropped."""
+    await session.execute(
+        update(channels)
+        .where(
+            channels.c.org_id == org_id,
+            channels.c.user_id == user_id,
+            channels.c.stopped_at.is_(None),
+        )
+        .values(stopped_at=clock.now())
+    )
+    calendar_ids = (
+        await session.scalars(
+            select(col(UserCalendar.id)).where(
+                col(UserCalendar.org_id) == org_id, col(UserCalendar.user_id) == user_id
+            )
+        )
+    ).all()
+    if calendar_ids:
+        keys = [sync_key(calendar_id) for calendar_id in calendar_ids]
+        await session.execute(delete(work_requests).where(work_requests.c.key.in_(keys)))
+
+
+def subscribe_connection_events(consumer: Consumer, clock: Clock) -> None:
+    for model in (GoogleDisconnected, GoogleRevoked):
+
+        async def on_connection_ended(session: AsyncSession, event: Event[Any]) -> None:
+            data = event.data
+            assert isinstance(data, GoogleConnectionData)
+            await forget_push(session, clock, event.org_id, data.user_id)
+
+        consumer.on(model)(on_connection_ended)

@@ -1,0 +1,353 @@
+"""API shapes. Writes accept the several shapes the frontend sends (aliases, times as RFC 3339
+strings or Google's objects, attendees as strings or objects) and normalize them into one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Final, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from pipedesk_common.errors import FieldError, InvalidInput
+
+# Canonical name → the other names the frontend may use for it (at most one per payload).
+ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    "summary": ("title",),
+    "description": ("notes",),
+    "start": ("start_time", "startTime"),
+    "end": ("end_time", "endTime"),
+    "timezone": ("time_zone",),
+}
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+Visibility = Literal["default", "public", "private", "confidential"]
+
+
+def invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
+    return InvalidInput(
+        f"{field}: {message}",
+        errors=[FieldError(field=f"body.{field}", message=message, code=code)],
+    )
+
+
+def resolve_aliases(data: Any) -> Any:
+    """Rename aliases to their canonical field; two names of one field → 422 naming both."""
+    if not isinstance(data, dict):
+        return data
+    resolved = dict(data)
+    for canonical, aliases in ALIASES.items():
+        present = [name for name in (canonical, *aliases) if name in resolved]
+        if len(present) > 1:
+            names = " and ".join(f"`{name}`" for name in present)
+            message = f"{names} name the same field: send only one of them"
+            raise InvalidInput(
+                message,
+                errors=[
+                    FieldError(field=f"body.{name}", message=message, code="alias_conflict")
+                    for name in present
+                ],
+            )
+        if present and present[0] != canonical:
+            resolved[canonical] = resolved.pop(present[0])
+    return resolved
+
+
+def document_aliases(schema: dict[str, Any]) -> None:
+    """OpenAPI: every alias appears as a property of its own, described as the alias it is."""
+    properties = schema.get("properties", {})
+    for canonical, aliases in ALIASES.items():
+        if canonical not in properties:
+            continue
+        names = ", ".join(f"`{name}`" for name in (canonical, *aliases))
+        base = properties[canonical]
+        base["description"] = (
+            base.get("description", "") + f" Also accepted as {names} (only one per payload)."
+        ).strip()
+        for alias in aliases:
+            properties[alias] = {
+                **{key: value for key, value in base.items() if key != "description"},
+                "title": alias,
+                "description": f"Alias of `{canonical}`.",
+            }
+
+
+class GoogleTime(BaseModel):
+    """Google's shape: ``{"dateTime", "timeZone"}`` or, for an all-day event, ``{"date"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dateTime: str | None = Field(None, max_length=64)
+    date: str | None = Field(None, max_length=10)
+    timeZone: str | None = Field(None, max_length=64)
+
+
+TimeInput = str | GoogleTime
+TIME_DESCRIPTION: Final = (
+    "An RFC 3339 date-time (`2026-03-02T10:00:00+01:00`; without an offset, `timezone` says "
+    "which), a date (`2026-03-02`, an all-day event), or Google's object "
+    "`{dateTime, timeZone}` / `{date}`."
+)
+
+
+class When(BaseModel):
+    """A normalized start or end: a ``day`` (all-day) or an aware ``moment``."""
+
+    day: date | None = None
+    moment: datetime | None = None
+    time_zone: str | None = None
+
+    def google(self) -> dict[str, str]:
+        if self.day is not None:
+            return {"date": self.day.isoformat()}
+        assert self.moment is not None
+        value = {"dateTime": self.moment.isoformat()}
+        if self.time_zone:
+            value["timeZone"] = self.time_zone
+        return value
+
+    def instant(self) -> datetime:
+        if self.day is not None:
+            return datetime.combine(self.day, time(), tzinfo=UTC)
+        assert self.moment is not None
+        return self.moment.astimezone(UTC)
+
+
+def zone(name: str, field: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid(field, f"unknown time zone {name!r}") from None
+
+
+def parse_when(value: TimeInput, field: str, timezone: str | None) -> When:
+    if isinstance(value, GoogleTime):
+        if (value.date is None) == (value.dateTime is None):
+            raise invalid(field, "give exactly one of `date` and `dateTime`")
+        if value.date is not None:
+            return When(day=_parse_date(value.date, field))
+        text, zone_name = value.dateTime, value.timeZone or timezone
+        assert text is not None
+        return _moment(text, field, zone_name)
+    if len(value) == 10:
+        return When(day=_parse_date(value, field))
+    return _moment(value, field, timezone)
+
+
+def _parse_date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise invalid(field, "not a date (YYYY-MM-DD)") from None
+
+
+def _moment(text: str, field: str, zone_name: str | None) -> When:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(field, "not an RFC 3339 date-time") from None
+    if moment.tzinfo is None:
+        if zone_name is None:
+            raise invalid(field, "a date-time without an offset needs `timezone`", "missing_zone")
+        moment = moment.replace(tzinfo=zone(zone_name, field))
+    elif zone_name is not None:
+        moment = moment.astimezone(zone(zone_name, field))
+    return When(moment=moment, time_zone=zone_name)
+
+
+def check_span(start: When, end: When) -> None:
+    if (start.day is None) != (end.day is None):
+        raise invalid("end", "start and end must both be dates (all-day) or both date-times")
+    if end.instant() <= start.instant():
+        raise invalid("end", "must be after start (an all-day event's end date is exclusive)")
+
+
+class AttendeeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
+    optional: bool = False
+    displayName: str | None = Field(None, max_length=300)
+
+
+# "a@x.com" or {"email", "optional", "displayName"}
+AttendeesInput = list[Annotated[str, Field(max_length=320)] | AttendeeInput]
+
+
+def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
+    attendees: dict[str, dict[str, Any]] = {}
+    for index, value in enumerate(values):
+        item = value if isinstance(value, AttendeeInput) else None
+        email = (item.email if item else str(value)).strip().lower()
+        if not _looks_like_email(email):
+            raise invalid(f"attendees.{index}", "not an email address")
+        entry: dict[str, Any] = {"email": email}
+        if item is not None and item.optional:
+            entry["optional"] = True
+        if item is not None and item.displayName:
+            entry["displayName"] = item.displayName
+        attendees[email] = entry
+    return list(attendees.values())
+
+
+def _looks_like_email(value: str) -> bool:
+    local, at, domain = value.partition("@")
+    return bool(local and at and "." in domain and " " not in value and "@" not in domain)
+
+
+class LinkInput(BaseModel):
+    """A CRM record to link the event to (leads and deals)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["lead", "deal"]
+    id: UUID
+
+
+class _EventWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=document_aliases)
+
+    summary: str | None = Field(None, max_length=1024, description="The title.")
+    description: str | None = Field(None, max_length=8192, description="Notes.")
+    location: str | None = Field(None, max_length=1024)
+    start: TimeInput | None = Field(None, description=TIME_DESCRIPTION)
+    end: TimeInput | None = Field(None, description=TIME_DESCRIPTION)
+    timezone: str | None = Field(
+        None,
+        max_length=64,
+        description="IANA time zone of the event, and of date-times sent without an offset.",
+    )
+    all_day: bool | None = Field(
+        None, description="Optional check: true requires dates, false date-times."
+    )
+    attendees: AttendeesInput | None = Field(
+        None,
+        max_length=200,
+        description='Emails (`["a@x.com"]`) or objects `{"email", "optional", "displayName"}`.',
+    )
+    links: list[LinkInput] | None = Field(None, max_length=20)
+    conference: bool | None = Field(
+        None, description="true adds a Google Meet link (`hangout_link`); false removes it."
+    )
+    visibility: Visibility | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return resolve_aliases(data)
+
+    def times(self) -> tuple[When | None, When | None]:
+        if self.timezone is not None:
+            zone(self.timezone, "timezone")
+        start = parse_when(self.start, "start", self.timezone) if self.start is not None else None
+        end = parse_when(self.end, "end", self.timezone) if self.end is not None else None
+        for when in (start, end):
+            if (
+                when is not None
+                and self.all_day is not None
+                and self.all_day != (when.day is not None)
+            ):
+                raise invalid("all_day", "disagrees with the form of start or end")
+        return start, end
+
+
+class EventCreate(_EventWrite):
+    """A new event. ``start`` and ``end`` are required."""
+
+    calendar_id: str = Field(
+        "primary", min_length=1, max_length=500, description="`primary` or a calendar's id"
+    )
+
+
+class EventUpdate(_EventWrite):
+    """Fields to change; absent fields stay as they are. ``links`` replaces the links."""
+
+
+class EventTimePublic(BaseModel):
+    date_time: AwareDatetime | None = Field(None, description="Set for timed events")
+    date: dt.date | None = Field(None, description="Set for all-day events")
+    time_zone: str | None = None
+
+
+class AttendeePublic(BaseModel):
+    email: str
+    display_name: str | None = None
+    optional: bool = False
+    response_status: str | None = None
+    organizer: bool = False
+
+
+class LinkPublic(BaseModel):
+    type: str
+    id: str
+
+
+class EventPublic(BaseModel):
+    id: UUID
+    calendar_id: str = Field(description="Google's id of the calendar")
+    google_id: str = Field(description="Google's id of the event")
+    status: str
+    summary: str | None
+    description: str | None
+    location: str | None
+    start: EventTimePublic | None
+    end: EventTimePublic | None
+    all_day: bool
+    time_zone: str | None
+    attendees: list[AttendeePublic]
+    organizer: str | None
+    hangout_link: str | None
+    html_link: str | None
+    visibility: str
+    links: list[LinkPublic]
+    version: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class CalendarPublic(BaseModel):
+    id: str = Field(description="Google's id of the calendar")
+    summary: str | None
+    primary: bool
+    synced_at: AwareDatetime | None
+
+
+class BusyPeriod(BaseModel):
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class FreeBusyPublic(BaseModel):
+    time_min: AwareDatetime
+    time_max: AwareDatetime
+    calendars: dict[str, list[BusyPeriod]]
+
+
+class WatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calendar_id: str | None = Field(
+        None, max_length=500, description="One calendar; absent: every calendar of the user"
+    )
+
+
+class ChannelPublic(BaseModel):
+    id: str
+    calendar_id: str
+    expires_at: AwareDatetime
+
+
+class WatchPublic(BaseModel):
+    channels: list[ChannelPublic]
+
+
+class JobRunPublic(BaseModel):
+    job: str
+    result: int | None = Field(description="What the job counted (channels renewed, syncs run…)")

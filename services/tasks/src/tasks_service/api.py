@@ -1,0 +1,304 @@
+"""Tasks routes: parse, authorize (through the service), answer."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCursor,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    problem_responses,
+)
+from pipedesk_common.google.calls import GoogleCallError
+from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
+from pipedesk_common.pagination import Page
+from pipedesk_common.periodic import JobRunner
+from tasks_service.repository import TaskFilters
+from tasks_service.schemas import (
+    JobRunPublic,
+    TaskCreate,
+    TaskListPublic,
+    TaskListWrite,
+    TaskMove,
+    TaskPublic,
+    TaskStatus,
+    TaskUpdate,
+)
+from tasks_service.service import TasksRuntime, TasksService
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+internal = APIRouter(prefix="/internal", tags=["internal"])
+
+MAX_PAGE = 100
+GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
+ALIAS_NOTE = (
+    "Accepts aliases (`title`|`name`, `notes`|`description`, `due`|`due_date`); two names of "
+    "one field in one payload answer 422 naming both."
+)
+
+
+def runtime_of(request: Request) -> TasksRuntime:
+    runtime: TasksRuntime = request.app.state.tasks
+    return runtime
+
+
+RuntimeDep = Annotated[TasksRuntime, Depends(runtime_of)]
+
+
+def tasks_service(runtime: RuntimeDep) -> TasksService:
+    return TasksService(runtime)
+
+
+ServiceDep = Annotated[TasksService, Depends(tasks_service)]
+
+
+# --- task lists ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/lists",
+    summary="The caller's task lists (as Google has them now)",
+    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+)
+async def list_tasklists(principal: PrincipalDep, service: ServiceDep) -> list[TaskListPublic]:
+    return await service.lists(principal)
+
+
+@router.post(
+    "/lists",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a task list (`title`|`name`)",
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def create_tasklist(
+    data: TaskListWrite, principal: PrincipalDep, service: ServiceDep, response: Response
+) -> TaskListPublic:
+    tasklist = await service.create_list(principal, data.title)
+    response.headers["Location"] = f"/api/tasks/lists/{tasklist.id}"
+    return tasklist
+
+
+@router.get(
+    "/lists/{list_id}",
+    summary="One of the caller's task lists",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def get_tasklist(
+    list_id: UUID, principal: PrincipalDep, service: ServiceDep
+) -> TaskListPublic:
+    return await service.get_list(principal, list_id)
+
+
+@router.patch(
+    "/lists/{list_id}",
+    summary="Rename a task list (`title`|`name`)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def rename_tasklist(
+    list_id: UUID, data: TaskListWrite, principal: PrincipalDep, service: ServiceDep
+) -> TaskListPublic:
+    return await service.rename_list(principal, list_id, data.title)
+
+
+@router.delete(
+    "/lists/{list_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a task list and its tasks (not the default list)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def delete_tasklist(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.delete_list(principal, list_id)
+
+
+@router.post(
+    "/lists/{list_id}/clear",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Clear completed tasks: Google hides them (they stay, `hidden: true`)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def clear_completed(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.clear_completed(principal, list_id)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a task, optionally a subtask, linked to CRM records, or assigned",
+    description=(
+        f"{ALIAS_NOTE} `due` is a date or an offset date-time (its calendar date is kept). "
+        "With `assignee_id`, the task is created in that user's default Google Tasks list "
+        "through their connection, recording who assigned it; a user outside the caller's org "
+        "(or without Google Tasks connected) answers 422. With `Idempotency-Key`, a retried "
+        "request answers the task the first one created (`200`), never a second task — also "
+        "when the first attempt died between Google's answer and our commit; while the first "
+        "attempt is still running, `409` with `Retry-After`."
+    ),
+    responses=problem_responses(
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        Conflict,
+        IdempotencyKeyReused,
+        *GOOGLE_PROBLEMS,
+    ),
+)
+async def create_task(
+    data: TaskCreate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            max_length=255,
+            description="Makes the create safe to retry (kept 24 hours)",
+        ),
+    ] = None,
+) -> TaskPublic:
+    task, created = await service.create(principal, data, parse_key(idempotency_key))
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/api/tasks/{task.id}"
+    return task
+
+
+@router.get(
+    "",
+    summary="List tasks: the caller's (by list, status, due range), or those of a CRM record",
+    description=(
+        "With `record_type` and `record_id`: every task of the org linked to that record, if "
+        "the caller may read it. Otherwise the caller's own tasks, or with `assigned_by_me` "
+        "the tasks they assigned to others. Oldest first."
+    ),
+    responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
+)
+async def list_tasks(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    list_id: Annotated[UUID | None, Query()] = None,
+    record_type: Annotated[Literal["lead", "deal"] | None, Query()] = None,
+    record_id: Annotated[UUID | None, Query()] = None,
+    status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
+    due_min: Annotated[date | None, Query(description="Due on or after")] = None,
+    due_max: Annotated[date | None, Query(description="Due on or before")] = None,
+    assigned_by_me: bool = False,
+    include_hidden: Annotated[bool, Query(description="Include cleared completed tasks")] = False,
+    include_deleted: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[TaskPublic]:
+    if (record_type is None) != (record_id is None):
+        raise InvalidInput("record_type and record_id go together")
+    if due_min is not None and due_max is not None and due_max < due_min:
+        raise InvalidInput("due_max: before due_min")
+    filters = TaskFilters(
+        list_id=list_id,
+        record=(record_type, str(record_id)) if record_type and record_id else None,
+        status=status_,
+        due_min=due_min,
+        due_max=due_max,
+        assigned_by_me=assigned_by_me,
+        include_hidden=include_hidden,
+        include_deleted=include_deleted,
+    )
+    scope = f"tasks:{filters!r}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    tasks = await service.list_tasks(principal, filters, after=after, limit=limit + 1)
+    items = tasks[:limit]
+    next_cursor = None
+    if len(tasks) > limit:
+        last = items[-1]
+        next_cursor = context.cursors.encode_keyset(last.created_at, last.id, scope=scope)
+    return Page[TaskPublic](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{task_id}",
+    summary="Get a task (its assignee, who assigned it, or a reader of a linked record)",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def get_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
+    return await service.get(principal, task_id)
+
+
+@router.patch(
+    "/{task_id}",
+    summary="Change a task's title, notes, due date, status or links",
+    description=f"{ALIAS_NOTE} `links` replaces the links.",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def update_task(
+    task_id: UUID, data: TaskUpdate, principal: PrincipalDep, service: ServiceDep
+) -> TaskPublic:
+    return await service.update(principal, task_id, data)
+
+
+@router.post(
+    "/{task_id}/complete",
+    summary="Complete a task",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def complete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
+    return await service.update(principal, task_id, TaskUpdate(status="completed"))
+
+
+@router.post(
+    "/{task_id}/reopen",
+    summary="Reopen a completed task",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
+    return await service.update(principal, task_id, TaskUpdate(status="needsAction"))
+
+
+@router.post(
+    "/{task_id}/move",
+    summary="Move a task within its list: under `parent_id` (a subtask), after `previous_id`",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def move_task(
+    task_id: UUID, data: TaskMove, principal: PrincipalDep, service: ServiceDep
+) -> TaskPublic:
+    return await service.move(principal, task_id, data)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a task and its subtasks",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def delete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.delete(principal, task_id)
+
+
+@internal.post(
+    "/jobs/{name}",
+    summary="Run a periodic job now (service tokens only), e.g. `tasks.poll`",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def run_job(name: str, caller: ServiceCallerDep, request: Request) -> JobRunPublic:
+    runner: JobRunner = request.app.state.jobs
+    job = next((job for job in runner.jobs if job.name == name), None)
+    if job is None:
+        raise NotFound(f"no job named {name}")
+    result = await job.run()
+    return JobRunPublic(job=name, result=result if isinstance(result, int) else None)

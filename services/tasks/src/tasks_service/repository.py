@@ -1,0 +1,359 @@
+"""Every query of the tasks service. Lists are looked up within their owner's org and user; tasks
+within the caller's org, and what the caller may see of them is decided by the service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, delete, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from tasks_service.models import MirroredTask, TaskLink, TaskList
+
+LinkPair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    list_id: UUID | None = None
+    record: LinkPair | None = None
+    status: str | None = None
+    due_min: date | None = None
+    due_max: date | None = None
+    assigned_by_me: bool = False
+    include_hidden: bool = False
+    include_deleted: bool = False
+
+
+class TasksRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- task lists --------------------------------------------------------------------------
+
+    async def insert_tasklist(self, values: dict[str, Any]) -> None:
+        """Insert a list unless it is known (a concurrent poll may have inserted it)."""
+        table = TaskList.__table__  # type: ignore[attr-defined]
+        await self.session.execute(
+            insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["org_id", "user_id", "google_id"])
+        )
+
+    async def tasklist_by_google_id(
+        self, org_id: str, user_id: str, google_id: str, *, for_update: bool = False
+    ) -> TaskList | None:
+        query = select(TaskList).where(
+            col(TaskList.org_id) == org_id,
+            col(TaskList.user_id) == user_id,
+            col(TaskList.google_id) == google_id,
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (
+            await self.session.scalars(query.execution_options(populate_existing=True))
+        ).one_or_none()
+
+    async def tasklist(
+        self, org_id: str, user_id: str, list_id: UUID, *, for_update: bool = False
+    ) -> TaskList | None:
+        """One live list of one user."""
+        query = select(TaskList).where(
+            col(TaskList.id) == list_id,
+            col(TaskList.org_id) == org_id,
+            col(TaskList.user_id) == user_id,
+            col(TaskList.deleted_at).is_(None),
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (
+            await self.session.scalars(query.execution_options(populate_existing=True))
+        ).one_or_none()
+
+    async def tasklist_by_id(self, list_id: UUID) -> TaskList | None:
+        return await self.session.get(TaskList, list_id, populate_existing=True)
+
+    async def default_tasklist(self, org_id: str, user_id: str) -> TaskList | None:
+        return (
+            await self.session.scalars(
+                select(TaskList).where(
+                    col(TaskList.org_id) == org_id,
+                    col(TaskList.user_id) == user_id,
+                    col(TaskList.is_default).is_(True),
+                    col(TaskList.deleted_at).is_(None),
+                )
+            )
+        ).first()
+
+    async def tasklists_of(
+        self, org_id: str, user_id: str, *, include_deleted: bool = False
+    ) -> list[TaskList]:
+        query = select(TaskList).where(
+            col(TaskList.org_id) == org_id, col(TaskList.user_id) == user_id
+        )
+        if not include_deleted:
+            query = query.where(col(TaskList.deleted_at).is_(None))
+        query = query.order_by(col(TaskList.is_default).desc(), col(TaskList.created_at))
+        return list((await self.session.scalars(query)).all())
+
+    async def polled_users(self) -> list[tuple[str, str]]:
+        """Every (org, user) with a live list: whom the periodic poll visits."""
+        rows = await self.session.execute(
+            select(col(TaskList.org_id), col(TaskList.user_id))
+            .where(col(TaskList.deleted_at).is_(None))
+            .distinct()
+        )
+        return [(org_id, user_id) for org_id, user_id in rows]
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    async def task(self, org_id: str, task_id: UUID, *, for_update: bool = False) -> Any:
+        """A task of the org that Google holds (a create in progress is not found)."""
+        query = select(MirroredTask).where(
+            col(MirroredTask.id) == task_id,
+            col(MirroredTask.org_id) == org_id,
+            col(MirroredTask.google_id).is_not(None),
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (
+            await self.session.scalars(query.execution_options(populate_existing=True))
+        ).one_or_none()
+
+    async def any_task(self, task_id: UUID, *, for_update: bool = False) -> MirroredTask | None:
+        """A task by id, a create in progress included."""
+        query = select(MirroredTask).where(col(MirroredTask.id) == task_id)
+        if for_update:
+            query = query.with_for_update()
+        return (
+            await self.session.scalars(query.execution_options(populate_existing=True))
+        ).one_or_none()
+
+    async def task_by_google_id(
+        self, tasklist_id: UUID, google_id: str, *, for_update: bool = False
+    ) -> MirroredTask | None:
+        query = select(MirroredTask).where(
+            col(MirroredTask.tasklist_id) == tasklist_id,
+            col(MirroredTask.google_id) == google_id,
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (
+            await self.session.scalars(query.execution_options(populate_existing=True))
+        ).one_or_none()
+
+    async def insert_task(self, values: dict[str, Any]) -> UUID | None:
+        """Insert a mirrored task unless a concurrent writer did; its id, or None."""
+        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        inserted: UUID | None = await self.session.scalar(
+            insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["tasklist_id", "google_id"])
+            .returning(table.c.id)
+        )
+        return inserted
+
+    async def pending_tasks(
+        self, tasklist_id: UUID, *, for_update: bool = False
+    ) -> list[MirroredTask]:
+        """Creates in progress in a list, oldest first."""
+        query = (
+            select(MirroredTask)
+            .where(
+                col(MirroredTask.tasklist_id) == tasklist_id,
+                col(MirroredTask.google_id).is_(None),
+            )
+            .order_by(col(MirroredTask.created_at))
+        )
+        if for_update:
+            query = query.with_for_update(skip_locked=True)
+        return list((await self.session.scalars(query)).all())
+
+    async def stale_pending(self, before: datetime, limit: int = 500) -> list[MirroredTask]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(MirroredTask)
+                    .where(
+                        col(MirroredTask.google_id).is_(None),
+                        col(MirroredTask.created_at) < before,
+                        or_(
+                            col(MirroredTask.creating_until).is_(None),
+                            col(MirroredTask.creating_until) < before,
+                        ),
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        )
+
+    async def claim_pending(self, task_id: UUID, until: datetime, now: datetime) -> bool:
+        """Take a create in progress (nobody holds it, or its holder's lease ran out)."""
+        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        claimed = await self.session.scalar(
+            update(table)
+            .where(
+                table.c.id == task_id,
+                table.c.google_id.is_(None),
+                or_(table.c.creating_until.is_(None), table.c.creating_until < now),
+            )
+            .values(creating_until=until)
+            .returning(table.c.id)
+        )
+        return claimed is not None
+
+    async def release_pending(self, task_id: UUID) -> None:
+        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        await self.session.execute(
+            update(table)
+            .where(table.c.id == task_id, table.c.google_id.is_(None))
+            .values(creating_until=None)
+        )
+
+    async def delete_task_row(self, task_id: UUID) -> None:
+        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        await self.session.execute(delete(table).where(table.c.id == task_id))
+
+    async def live_tasks(self, tasklist_id: UUID) -> list[MirroredTask]:
+        """The list's mirrored tasks Google holds that are not deleted."""
+        return list(
+            (
+                await self.session.scalars(
+                    select(MirroredTask).where(
+                        col(MirroredTask.tasklist_id) == tasklist_id,
+                        col(MirroredTask.google_id).is_not(None),
+                        col(MirroredTask.deleted).is_(False),
+                    )
+                )
+            ).all()
+        )
+
+    async def mirrored_google_ids(self, tasklist_id: UUID) -> set[str]:
+        rows = await self.session.scalars(
+            select(col(MirroredTask.google_id)).where(
+                col(MirroredTask.tasklist_id) == tasklist_id,
+                col(MirroredTask.google_id).is_not(None),
+            )
+        )
+        return {str(google_id) for google_id in rows}
+
+    async def ids_by_google_id(
+        self, tasklist_id: UUID, google_ids: Iterable[str]
+    ) -> dict[str, UUID]:
+        wanted = sorted(set(google_ids))
+        if not wanted:
+            return {}
+        rows = await self.session.execute(
+            select(col(MirroredTask.google_id), col(MirroredTask.id)).where(
+                col(MirroredTask.tasklist_id) == tasklist_id,
+                col(MirroredTask.google_id).in_(wanted),
+            )
+        )
+        return {str(google_id): task_id for google_id, task_id in rows}
+
+    def _listing(self, org_id: str, filters: TaskFilters) -> Select[Any]:
+        query = select(MirroredTask).where(
+            col(MirroredTask.org_id) == org_id, col(MirroredTask.google_id).is_not(None)
+        )
+        if filters.list_id is not None:
+            query = query.where(col(MirroredTask.tasklist_id) == filters.list_id)
+        if filters.status is not None:
+            query = query.where(col(MirroredTask.status) == filters.status)
+        if filters.due_min is not None:
+            query = query.where(col(MirroredTask.due) >= filters.due_min)
+        if filters.due_max is not None:
+            query = query.where(col(MirroredTask.due) <= filters.due_max)
+        if not filters.include_hidden:
+            query = query.where(col(MirroredTask.hidden).is_(False))
+        if not filters.include_deleted:
+            query = query.where(col(MirroredTask.deleted).is_(False))
+        if filters.record is not None:
+            record_type, record_id = filters.record
+            query = query.where(
+                select(TaskLink)
+                .where(
+                    col(TaskLink.task_id) == col(MirroredTask.id),
+                    col(TaskLink.org_id) == org_id,
+                    col(TaskLink.record_type) == record_type,
+                    col(TaskLink.record_id) == record_id,
+                )
+                .exists()
+            )
+        return query
+
+    async def list_tasks(
+        self,
+        org_id: str,
+        filters: TaskFilters,
+        *,
+        user_id: str | None,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[MirroredTask]:
+        """Tasks matching ``filters``, oldest first; ``user_id`` (when given) keeps the tasks
+        that user holds, or assigned when ``filters.assigned_by_me``."""
+        query = self._listing(org_id, filters)
+        if user_id is not None:
+            owner = (
+                col(MirroredTask.assigned_by)
+                if filters.assigned_by_me
+                else col(MirroredTask.user_id)
+            )
+            query = query.where(owner == user_id)
+        created = col(MirroredTask.created_at)
+        if after is not None:
+            query = query.where(tuple_(created, col(MirroredTask.id)) > tuple_(*after))
+        query = query.order_by(created, col(MirroredTask.id)).limit(limit)
+        return list((await self.session.scalars(query)).all())
+
+    async def descendants(self, task: MirroredTask) -> list[MirroredTask]:
+        """The mirrored subtasks of ``task``, at any depth."""
+        found: list[MirroredTask] = []
+        parents = [task.google_id]
+        while parents:
+            children = list(
+                (
+                    await self.session.scalars(
+                        select(MirroredTask)
+                        .where(
+                            col(MirroredTask.tasklist_id) == task.tasklist_id,
+                            col(MirroredTask.parent_google_id).in_(parents),
+                        )
+                        .with_for_update()
+                    )
+                ).all()
+            )
+            found.extend(children)
+            parents = [child.google_id for child in children if child.google_id]
+        return found
+
+    # --- links -------------------------------------------------------------------------------
+
+    async def links_of(self, task_ids: Sequence[UUID]) -> dict[UUID, list[LinkPair]]:
+        if not task_ids:
+            return {}
+        rows = await self.session.execute(
+            select(col(TaskLink.task_id), col(TaskLink.record_type), col(TaskLink.record_id))
+            .where(col(TaskLink.task_id).in_(task_ids))
+            .order_by(col(TaskLink.record_type), col(TaskLink.record_id))
+        )
+        found: dict[UUID, list[LinkPair]] = {task_id: [] for task_id in task_ids}
+        for task_id, record_type, record_id in rows:
+            found[task_id].append((record_type, record_id))
+        return found
+
+    async def replace_links(self, task: MirroredTask, links: Iterable[LinkPair]) -> None:
+        table = TaskLink.__table__  # type: ignore[attr-defined]
+        await self.session.execute(delete(table).where(table.c.task_id == task.id))
+        rows = [
+            {"task_id": task.id, "record_type": kind, "record_id": record, "org_id": task.org_id}
+            for kind, record in sorted(set(links))
+        ]
+        if rows:
+            await self.session.execute(insert(table).values(rows))

@@ -1,0 +1,615 @@
+"""Tasks domain logic.
+
+Access (role, then every linked CRM record through the access replica, then the assignee) is
+decided before any Google call. No transaction is held open across a Google call: each step opens
+a short unit of work of its own (``self.work()``), and what Google answered is applied to the
+mirror — and its event written to the outbox — in one transaction. Every write asks for a poll of
+the owner's lists at once, to pick up what Google changed besides (siblings, subtasks).
+
+Creating: Google Tasks takes no ids from clients, so the task row is written *before* Google is
+asked (without a Google id, holding a short lease) and the ``Idempotency-Key`` remembers that row.
+A retry finds it: done → the same task; still pending (the first attempt died, before or after
+Google's answer) → Google's tasks changed since are searched for it (same title, notes, due and
+parent) and adopted, or, not found, it is created now. The poll adopts such a task the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pipedesk_common.access import AccessReplica
+from pipedesk_common.auth import Principal
+from pipedesk_common.background import BackgroundWork
+from pipedesk_common.clock import Clock
+from pipedesk_common.coalesce import Coalescer
+from pipedesk_common.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from pipedesk_common.google import GoogleNotConnected, GoogleReconnectRequired, GoogleUser
+from pipedesk_common.idempotency import IdempotencyKeys, fingerprint
+from pipedesk_common.ids import new_id
+from pipedesk_common.rbac import ROLE_ACTIONS, Action
+from tasks_service.google import DEFAULT_LIST, TasksGoogle
+from tasks_service.mirror import (
+    apply_task,
+    apply_tasklist,
+    mark_deleted,
+    public,
+    public_list,
+)
+from tasks_service.models import MirroredTask, TaskList, owner_of
+from tasks_service.repository import LinkPair, TaskFilters, TasksRepository
+from tasks_service.schemas import (
+    LinkInput,
+    TaskCreate,
+    TaskListPublic,
+    TaskMove,
+    TaskPublic,
+    TaskUpdate,
+    invalid,
+)
+from tasks_service.sync import TasksPoll, delete_tasklist, find_in_google, poll_key
+
+
+def google_user(principal: Principal) -> GoogleUser:
+    return GoogleUser(org_id=principal.org_id, user_id=principal.sub, email=principal.email)
+
+
+def require_role(principal: Principal, action: Action) -> None:
+    if action not in ROLE_ACTIONS[principal.role]:
+        raise Forbidden(f"your role may not {action.value} tasks")
+
+
+def not_found(field: str, what: str) -> NotFound:
+    return NotFound(
+        f"{field}: no such {what}",
+        errors=[FieldError(field=f"body.{field}", message=f"no such {what}", code="not_found")],
+    )
+
+
+def google_due(value: date | None) -> str | None:
+    """Google Tasks' due: the date at midnight UTC (it keeps no time of day)."""
+    return f"{value.isoformat()}T00:00:00.000Z" if value is not None else None
+
+
+@dataclass
+class TasksRuntime:
+    """What the routes and the jobs share for the life of the process."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock
+    google: TasksGoogle
+    replica: AccessReplica
+    idempotency: IdempotencyKeys
+    coalescer: Coalescer
+    background: BackgroundWork
+    poll: TasksPoll
+    create_lease: timedelta = timedelta(minutes=2)
+
+    async def request_poll(self, session: AsyncSession, org_id: str, user_id: str) -> str:
+        """Record that the user's lists need a poll (part of the caller's transaction)."""
+        key = poll_key(org_id, user_id)
+        await self.coalescer.request(session, key)
+        return key
+
+    def schedule_poll(self, key: str) -> None:
+        """Drain ``key`` in the background (the request was recorded before)."""
+        self.background.spawn(self.coalescer.drain(key, self.poll.run_key), name=key)
+
+
+async def record_created(
+    session: AsyncSession,
+    clock: Clock,
+    tasklist: TaskList,
+    resource: dict[str, Any],
+    task_id: UUID,
+    *,
+    actor_id: str | None,
+) -> MirroredTask:
+    """Give the create in progress ``task_id`` the task Google created (publishing it)."""
+    pending = await TasksRepository(session).any_task(task_id, for_update=True)
+    task = await apply_task(session, clock, tasklist, resource, actor_id=actor_id, pending=pending)
+    if task is None:
+        raise NotFound("the task was deleted in Google before it could be recorded")
+    return task
+
+
+class TasksService:
+    def __init__(self, runtime: TasksRuntime) -> None:
+        self.runtime = runtime
+        self.google = runtime.google
+        self.clock = runtime.clock
+
+    def work(self) -> Any:
+        return self.runtime.sessionmaker.begin()
+
+    async def _poll_soon(self, org_id: str, user_id: str) -> None:
+        async with self.work() as session:
+            key = await self.runtime.request_poll(session, org_id, user_id)
+        self.runtime.schedule_poll(key)
+
+    # --- access ------------------------------------------------------------------------------
+
+    async def _check_links(
+        self, session: AsyncSession, principal: Principal, links: Sequence[LinkInput]
+    ) -> list[LinkPair]:
+        """404 for a record the caller cannot see, 403 for one they may not change."""
+        replica = self.runtime.replica
+        pairs: list[LinkPair] = []
+        for index, link in enumerate(links):
+            record_id = str(link.id)
+            if not await replica.can(session, principal, Action.READ, link.type, record_id):
+                raise not_found(f"links.{index}", link.type)
+            if not await replica.can(session, principal, Action.UPDATE, link.type, record_id):
+                raise Forbidden(f"links.{index}: you may not add tasks to this {link.type}")
+            pairs.append((link.type, record_id))
+        return sorted(set(pairs))
+
+    async def _can_read(
+        self, session: AsyncSession, principal: Principal, task: MirroredTask
+    ) -> bool:
+        """The owner, whoever assigned it, and whoever may read a record it is linked to."""
+        if principal.sub in {task.user_id, task.assigned_by}:
+            return True
+        links = (await TasksRepository(session).links_of([task.id]))[task.id]
+        replica = self.runtime.replica
+        for record_type, record_id in links:
+            if await replica.can(session, principal, Action.READ, record_type, record_id):
+                return True
+        return False
+
+    async def _readable(
+        self, session: AsyncSession, principal: Principal, task_id: UUID
+    ) -> tuple[MirroredTask, TaskList]:
+        repository = TasksRepository(session)
+        task = await repository.task(principal.org_id, task_id)
+        if task is None or not await self._can_read(session, principal, task):
+            raise NotFound("no such task")
+        tasklist = await repository.tasklist_by_id(task.tasklist_id)
+        assert tasklist is not None
+        return task, tasklist
+
+    async def _changeable(
+        self, session: AsyncSession, principal: Principal, task_id: UUID, action: Action
+    ) -> tuple[MirroredTask, TaskList]:
+        """A live task the caller holds or assigned (others who can read it get 403)."""
+        task, tasklist = await self._readable(session, principal, task_id)
+        if task.deleted:
+            raise NotFound("this task is deleted")
+        self._may_change(principal, task, action)
+        return task, tasklist
+
+    @staticmethod
+    def _may_change(principal: Principal, task: MirroredTask, action: Action) -> None:
+        require_role(principal, action)
+        if principal.sub not in {task.user_id, task.assigned_by}:
+            raise Forbidden("only the task's assignee and whoever assigned it may change it")
+
+    async def _own_list(self, principal: Principal, list_id: UUID, field: str) -> TaskList:
+        async with self.runtime.sessionmaker() as session:
+            tasklist = await TasksRepository(session).tasklist(
+                principal.org_id, principal.sub, list_id
+            )
+        if tasklist is None:
+            raise not_found(field, "task list")
+        return tasklist
+
+    async def _default_list(self, owner: GoogleUser) -> TaskList:
+        """The owner's default list, mirrored (asked of Google the first time)."""
+        async with self.runtime.sessionmaker() as session:
+            known = await TasksRepository(session).default_tasklist(owner.org_id, owner.user_id)
+        if known is not None:
+            return known
+        resource = await self.google.tasklist(owner, DEFAULT_LIST)
+        async with self.work() as session:
+            return await apply_tasklist(
+                session,
+                self.clock,
+                (owner.org_id, owner.user_id, owner.email),
+                resource,
+                is_default=True,
+            )
+
+    async def _publics(self, session: AsyncSession, tasks: Sequence[MirroredTask]) -> list[Any]:
+        repository = TasksRepository(session)
+        links = await repository.links_of([task.id for task in tasks])
+        parents: dict[tuple[UUID, str], UUID] = {}
+        by_list: dict[UUID, set[str]] = {}
+        for task in tasks:
+            if task.parent_google_id:
+                by_list.setdefault(task.tasklist_id, set()).add(task.parent_google_id)
+        for list_id, google_ids in by_list.items():
+            for google_id, task_id in (
+                await repository.ids_by_google_id(list_id, google_ids)
+            ).items():
+                parents[(list_id, google_id)] = task_id
+        return [
+            public(
+                task,
+                links[task.id],
+                parents.get((task.tasklist_id, task.parent_google_id))
+                if task.parent_google_id
+                else None,
+            )
+            for task in tasks
+        ]
+
+    async def _public(self, session: AsyncSession, task: MirroredTask) -> TaskPublic:
+        answer: TaskPublic = (await self._publics(session, [task]))[0]
+        return answer
+
+    # --- task lists --------------------------------------------------------------------------
+
+    async def lists(self, principal: Principal) -> list[TaskListPublic]:
+        """The caller's lists as Google has them now (mirrored on the way)."""
+        user = google_user(principal)
+        await self._default_list(user)
+        async with self.runtime.sessionmaker() as session:
+            known = await TasksRepository(session).tasklists_of(principal.org_id, principal.sub)
+        return [
+            public_list(tasklist) for tasklist in await self.runtime.poll.sync_lists(user, known)
+        ]
+
+    async def get_list(self, principal: Principal, list_id: UUID) -> TaskListPublic:
+        async with self.runtime.sessionmaker() as session:
+            tasklist = await TasksRepository(session).tasklist(
+                principal.org_id, principal.sub, list_id
+            )
+        if tasklist is None:
+            raise NotFound("no such task list")
+        return public_list(tasklist)
+
+    async def create_list(self, principal: Principal, title: str) -> TaskListPublic:
+        require_role(principal, Action.CREATE)
+        user = google_user(principal)
+        await self._default_list(user)  # the poll then knows the user
+        resource = await self.google.insert_tasklist(user, title)
+        async with self.work() as session:
+            owner = (principal.org_id, principal.sub, principal.email)
+            tasklist = await apply_tasklist(session, self.clock, owner, resource, is_default=False)
+            return public_list(tasklist)
+
+    async def rename_list(self, principal: Principal, list_id: UUID, title: str) -> TaskListPublic:
+        require_role(principal, Action.UPDATE)
+        tasklist = await self._own_list(principal, list_id, "list_id")
+        resource = await self.google.rename_tasklist(
+            google_user(principal), tasklist.google_id, title
+        )
+        async with self.work() as session:
+            owner = (principal.org_id, principal.sub, principal.email)
+            return public_list(await apply_tasklist(session, self.clock, owner, resource))
+
+    async def delete_list(self, principal: Principal, list_id: UUID) -> None:
+        require_role(principal, Action.DELETE)
+        tasklist = await self._own_list(principal, list_id, "list_id")
+        if tasklist.is_default:
+            raise InvalidInput(
+                "the default task list cannot be deleted",
+                errors=[
+                    FieldError(field="path.list_id", message="the default list", code="default")
+                ],
+            )
+        await self.google.delete_tasklist(google_user(principal), tasklist.google_id)
+        async with self.work() as session:
+            await delete_tasklist(session, self.clock, tasklist, actor_id=principal.sub)
+
+    async def clear_completed(self, principal: Principal, list_id: UUID) -> None:
+        """Hide the list's completed tasks (Google's "clear completed"); the poll run at once
+        mirrors which ones Google hid."""
+        require_role(principal, Action.UPDATE)
+        tasklist = await self._own_list(principal, list_id, "list_id")
+        await self.google.clear(google_user(principal), tasklist.google_id)
+        await self._poll_soon(principal.org_id, principal.sub)
+
+    # --- creating ----------------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, data: TaskCreate, idempotency_key: str | None
+    ) -> tuple[TaskPublic, bool]:
+        """The task, and whether this request created it (False: a replayed request)."""
+        require_role(principal, Action.CREATE)
+        if not data.title:
+            raise invalid("title", "required", "missing")
+        scope = f"tasks.tasks.create:{principal.org_id}:{principal.sub}"
+        digest = fingerprint(data.model_dump(mode="json"))
+        idempotency = self.runtime.idempotency
+        if idempotency_key is not None:
+            async with self.work() as session:
+                answered = await idempotency.replay(session, scope, idempotency_key, digest)
+            if answered is not None:
+                return await self._resume(principal, UUID(answered.body["id"])), False
+        async with self.work() as session:
+            links = await self._check_links(session, principal, data.links or [])
+        owner = await self._owner(principal, data)
+        tasklist = (
+            await self._own_list(principal, data.list_id, "list_id")
+            if data.list_id is not None
+            else await self._default_list(owner)
+        )
+        parent, previous = await self._placement(
+            principal, tasklist, data.parent_id, data.previous_id, moving=None
+        )
+        now = self.clock.now()
+        task = MirroredTask(
+            id=new_id(),
+            org_id=principal.org_id,
+            user_id=owner.user_id,
+            tasklist_id=tasklist.id,
+            parent_google_id=parent,
+            title=data.title,
+            notes=data.notes,
+            status=data.status or "needsAction",
+            due=data.due_date(),
+            assigned_by=principal.sub if owner.user_id != principal.sub else None,
+            creating_until=now + self.runtime.create_lease,
+            resource={},
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.work() as session:
+            if idempotency_key is not None:
+                await idempotency.remember(
+                    session, scope, idempotency_key, digest, status=201, body={"id": str(task.id)}
+                )
+                first = await idempotency.replay(session, scope, idempotency_key, digest)
+                assert first is not None
+                twin = UUID(first.body["id"])
+            else:
+                twin = task.id
+            if twin == task.id:
+                session.add(task)
+                await session.flush()
+                await TasksRepository(session).replace_links(task, links)
+        if twin != task.id:  # a concurrent request with the same key recorded its task first
+            return await self._resume(principal, twin), False
+        created = await self._create_in_google(principal, task, tasklist, previous=previous)
+        return created, True
+
+    async def _owner(self, principal: Principal, data: TaskCreate) -> GoogleUser:
+        """Whose Google Tasks get the task: the caller, or an assignee of the caller's org."""
+        if data.assignee_id is None or data.assignee_id == principal.sub:
+            return google_user(principal)
+        if data.list_id is not None:
+            raise invalid("list_id", "an assigned task goes to the assignee's default list")
+        assignee = GoogleUser(org_id=principal.org_id, user_id=data.assignee_id)
+        try:
+            # Connections are held per org: only a user of the caller's org who connected
+            # Google Tasks has one under this org.
+            await self.google.check_connected(assignee)
+        except (GoogleNotConnected, GoogleReconnectRequired):
+            raise invalid(
+                "assignee_id",
+                "not a user of your organisation with Google Tasks connected",
+                "unknown_assignee",
+            ) from None
+        return assignee
+
+    async def _placement(
+        self,
+        principal: Principal,
+        tasklist: TaskList,
+        parent_id: UUID | None,
+        previous_id: UUID | None,
+        *,
+        moving: MirroredTask | None,
+    ) -> tuple[str | None, str | None]:
+        """Google's ids of a parent and a previous sibling, both live tasks of ``tasklist``."""
+        found: list[str | None] = []
+        async with self.runtime.sessionmaker() as session:
+            repository = TasksRepository(session)
+            for field, task_id in (("parent_id", parent_id), ("previous_id", previous_id)):
+                if task_id is None:
+                    found.append(None)
+                    continue
+                task = await repository.task(principal.org_id, task_id)
+                if task is None or task.tasklist_id != tasklist.id or task.deleted:
+                    raise not_found(field, "task in this list")
+                if moving is not None and task.id == moving.id:
+                    raise invalid(field, "a task cannot be placed relative to itself")
+                found.append(task.google_id)
+            if parent_id is not None and previous_id is not None:
+                previous = await repository.task(principal.org_id, previous_id)
+                assert previous is not None
+                if previous.parent_google_id != found[0]:
+                    raise invalid("previous_id", "not a subtask of parent_id")
+        return found[0], found[1]
+
+    @staticmethod
+    def _google_body(task: MirroredTask) -> dict[str, Any]:
+        body: dict[str, Any] = {"title": task.title, "status": task.status}
+        if task.notes is not None:
+            body["notes"] = task.notes
+        if task.due is not None:
+            body["due"] = google_due(task.due)
+        return body
+
+    async def _create_in_google(
+        self,
+        principal: Principal,
+        task: MirroredTask,
+        tasklist: TaskList,
+        *,
+        previous: str | None,
+    ) -> TaskPublic:
+        """Create the pending ``task`` (whose lease this request holds) in Google, record it."""
+        try:
+            resource = await self.google.insert(
+                owner_of(tasklist),
+                tasklist.google_id,
+                self._google_body(task),
+                parent=task.parent_google_id,
+                previous=previous,
+            )
+            return await self._recorded(principal, tasklist, resource, task.id)
+        except Exception:
+            async with self.work() as session:
+                await TasksRepository(session).release_pending(task.id)
+            raise
+
+    async def _recorded(
+        self, principal: Principal, tasklist: TaskList, resource: dict[str, Any], task_id: UUID
+    ) -> TaskPublic:
+        async with self.work() as session:
+            task = await record_created(
+                session, self.clock, tasklist, resource, task_id, actor_id=principal.sub
+            )
+            answer = await self._public(session, task)
+        await self._poll_soon(tasklist.org_id, tasklist.user_id)
+        return answer
+
+    async def _resume(self, principal: Principal, task_id: UUID) -> TaskPublic:
+        """The answer to a retried create: its task, finishing the create if it never was."""
+        async with self.runtime.sessionmaker() as session:
+            task = await TasksRepository(session).any_task(task_id)
+            if task is not None and task.google_id is not None:
+                return await self._public(session, task)
+        if task is None:
+            raise NotFound("the task this Idempotency-Key created no longer exists")
+        now = self.clock.now()
+        async with self.work() as session:
+            repository = TasksRepository(session)
+            claimed = await repository.claim_pending(task_id, now + self.runtime.create_lease, now)
+            tasklist = await repository.tasklist_by_id(task.tasklist_id)
+        if not claimed:
+            raise Conflict(
+                "a request with this Idempotency-Key is creating the task; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        assert tasklist is not None
+        try:
+            found = await find_in_google(self.google, self.runtime.sessionmaker, tasklist, task)
+        except Exception:
+            async with self.work() as session:
+                await TasksRepository(session).release_pending(task_id)
+            raise
+        if found is not None:
+            return await self._recorded(principal, tasklist, found, task_id)
+        return await self._create_in_google(principal, task, tasklist, previous=None)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, task_id: UUID) -> TaskPublic:
+        async with self.runtime.sessionmaker() as session:
+            task, _tasklist = await self._readable(session, principal, task_id)
+            return await self._public(session, task)
+
+    async def list_tasks(
+        self,
+        principal: Principal,
+        filters: TaskFilters,
+        *,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[TaskPublic]:
+        """By record: every task of the org linked to a record the caller may read. Otherwise
+        the caller's own tasks (or those they assigned)."""
+        async with self.work() as session:
+            if filters.record is not None:
+                record_type, record_id = filters.record
+                replica = self.runtime.replica
+                if not await replica.can(session, principal, Action.READ, record_type, record_id):
+                    raise NotFound(f"no such {record_type}")
+            if filters.list_id is not None:
+                own = await TasksRepository(session).tasklist(
+                    principal.org_id, principal.sub, filters.list_id
+                )
+                if own is None:
+                    raise NotFound(
+                        "list_id: no such task list",
+                        errors=[
+                            FieldError(
+                                field="query.list_id", message="no such task list", code="not_found"
+                            )
+                        ],
+                    )
+            tasks = await TasksRepository(session).list_tasks(
+                principal.org_id,
+                filters,
+                user_id=None if filters.record is not None else principal.sub,
+                after=after,
+                limit=limit,
+            )
+            answer: list[TaskPublic] = await self._publics(session, tasks)
+            return answer
+
+    # --- changing ----------------------------------------------------------------------------
+
+    async def update(self, principal: Principal, task_id: UUID, data: TaskUpdate) -> TaskPublic:
+        async with self.work() as session:
+            task, tasklist = await self._changeable(session, principal, task_id, Action.UPDATE)
+            links = (
+                await self._check_links(session, principal, data.links)
+                if data.links is not None
+                else None
+            )
+        sent = data.model_fields_set
+        body: dict[str, Any] = {}
+        if "title" in sent:
+            if not data.title:
+                raise invalid("title", "cannot be empty")
+            body["title"] = data.title
+        if "notes" in sent:
+            body["notes"] = data.notes
+        if "due" in sent:
+            body["due"] = google_due(data.due_date())
+        if data.status == "completed":
+            body["status"] = "completed"
+        elif data.status == "needsAction":
+            body.update(status="needsAction", completed=None)
+        resource = task.resource
+        if body:
+            assert task.google_id is not None
+            resource = await self.google.patch(
+                owner_of(tasklist), tasklist.google_id, task.google_id, body
+            )
+        async with self.work() as session:
+            applied = await apply_task(
+                session, self.clock, tasklist, resource, actor_id=principal.sub, links=links
+            )
+            assert applied is not None
+            answer = await self._public(session, applied)
+        await self._poll_soon(tasklist.org_id, tasklist.user_id)
+        return answer
+
+    async def move(self, principal: Principal, task_id: UUID, data: TaskMove) -> TaskPublic:
+        async with self.work() as session:
+            task, tasklist = await self._changeable(session, principal, task_id, Action.UPDATE)
+        parent, previous = await self._placement(
+            principal, tasklist, data.parent_id, data.previous_id, moving=task
+        )
+        assert task.google_id is not None
+        resource = await self.google.move(
+            owner_of(tasklist), tasklist.google_id, task.google_id, parent=parent, previous=previous
+        )
+        async with self.work() as session:
+            applied = await apply_task(
+                session, self.clock, tasklist, resource, actor_id=principal.sub
+            )
+            assert applied is not None
+            # Google renumbers the siblings without marking them changed: read the list whole.
+            locked = await TasksRepository(session).tasklist_by_id(tasklist.id)
+            if locked is not None:
+                locked.polled_through = None
+            answer = await self._public(session, applied)
+        await self._poll_soon(tasklist.org_id, tasklist.user_id)
+        return answer
+
+    async def delete(self, principal: Principal, task_id: UUID) -> None:
+        """Delete a task and its subtasks (in Google and the mirror); deleted stays deleted."""
+        async with self.work() as session:
+            task, tasklist = await self._readable(session, principal, task_id)
+            self._may_change(principal, task, Action.DELETE)
+            if task.deleted:
+                return
+        assert task.google_id is not None
+        await self.google.delete(owner_of(tasklist), tasklist.google_id, task.google_id)
+        async with self.work() as session:
+            repository = TasksRepository(session)
+            locked = await repository.task(principal.org_id, task_id, for_update=True)
+            for doomed in [locked, *await repository.descendants(locked)]:
+                await mark_deleted(session, self.clock, tasklist, doomed, actor_id=principal.sub)
+        await self._poll_soon(tasklist.org_id, tasklist.user_id)

@@ -1,0 +1,149 @@
+"""The tasks API against the Google emulator, with credentials from the accounts service."""
+
+from typing import Any
+
+import pytest
+
+from pipedesk_common.auth import Role
+from pipedesk_common.testing.plugin import Users
+
+pytestmark = pytest.mark.asyncio
+
+
+def by_title(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {task["title"]: task for task in tasks}
+
+
+async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.tasks() as service:
+        client = service.client
+        lists = (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+        assert [(entry["title"], entry["is_default"]) for entry in lists] == [("My Tasks", True)]
+        created = await client.post("/api/tasks/lists", json={"name": "Deals"}, headers=rep.headers)
+        assert created.status_code == 201, created.text
+        list_id = created.json()["id"]
+        assert created.json()["title"] == "Deals"
+        renamed = await client.patch(
+            f"/api/tasks/lists/{list_id}", json={"title": "Big deals"}, headers=rep.headers
+        )
+        assert renamed.json()["title"] == "Big deals"
+        fetched = await client.get(f"/api/tasks/lists/{list_id}", headers=rep.headers)
+        assert fetched.json()["title"] == "Big deals"
+        titles = [
+            entry["title"]
+            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+        ]
+        assert titles == ["My Tasks", "Big deals"]
+        task = await service.create(rep, title="In the list", list_id=list_id)
+        deleted = await client.delete(f"/api/tasks/lists/{list_id}", headers=rep.headers)
+        assert deleted.status_code == 204
+        gone = await client.get(f"/api/tasks/lists/{list_id}", headers=rep.headers)
+        assert gone.status_code == 404
+        titles = [
+            entry["title"]
+            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+        ]
+        assert titles == ["My Tasks"]
+        deleted_task = await client.get(f"/api/tasks/{task['id']}", headers=rep.headers)
+        assert deleted_task.json()["deleted"] is True
+        assert len(await stack.published("tasks.task.deleted", task["id"])) == 1
+        default_id = lists[0]["id"]
+        refused = await client.delete(f"/api/tasks/lists/{default_id}", headers=rep.headers)
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == "path.list_id"
+
+
+async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.tasks() as service:
+        client = service.client
+        first = await service.create(
+            rep, name="Call back", description="about pricing", due_date="2030-03-04"
+        )
+        assert (first["title"], first["notes"], first["due"]) == (
+            "Call back",
+            "about pricing",
+            "2030-03-04",
+        )
+        assert first["status"] == "needsAction"
+        second = await service.create(rep, title="Send deck", due="2030-03-05T23:30:00-05:00")
+        assert second["due"] == "2030-03-05"
+        sub = await service.create(rep, title="Print deck", parent_id=second["id"])
+        assert sub["parent_id"] == second["id"]
+        in_google = by_title(await stack.google_tasks(rep))
+        assert in_google["Print deck"]["parent"] == in_google["Send deck"]["id"]
+        assert in_google["Call back"]["due"] == "2030-03-04T00:00:00.000Z"
+
+        moved = await client.post(
+            f"/api/tasks/{first['id']}/move",
+            json={"parent_id": second["id"], "previous_id": sub["id"]},
+            headers=rep.headers,
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["parent_id"] == second["id"]
+        in_google = by_title(await stack.google_tasks(rep))
+        assert in_google["Call back"]["parent"] == in_google["Send deck"]["id"]
+        assert in_google["Call back"]["position"] > in_google["Print deck"]["position"]
+        back = await client.post(f"/api/tasks/{first['id']}/move", json={}, headers=rep.headers)
+        assert back.json()["parent_id"] is None
+
+        updated = await client.patch(
+            f"/api/tasks/{first['id']}",
+            json={"title": "Call back Ann", "due": None, "notes": "pricing v2"},
+            headers=rep.headers,
+        )
+        assert (updated.json()["title"], updated.json()["due"], updated.json()["notes"]) == (
+            "Call back Ann",
+            None,
+            "pricing v2",
+        )
+        completed = await client.post(f"/api/tasks/{first['id']}/complete", headers=rep.headers)
+        assert completed.json()["status"] == "completed"
+        assert completed.json()["completed_at"] is not None
+        reopened = await client.post(f"/api/tasks/{first['id']}/reopen", headers=rep.headers)
+        assert (reopened.json()["status"], reopened.json()["completed_at"]) == ("needsAction", None)
+        await client.post(f"/api/tasks/{first['id']}/complete", headers=rep.headers)
+        assert [
+            e["status"] for e in await stack.published("tasks.task.completed", first["id"])
+        ] == [
+            "completed",
+            "completed",
+        ]
+
+        listed = await client.get("/api/tasks", params={"status": "completed"}, headers=rep.headers)
+        assert [task["id"] for task in listed.json()["items"]] == [first["id"]]
+        due = await client.get(
+            "/api/tasks",
+            params={"due_min": "2030-03-05", "due_max": "2030-03-31"},
+            headers=rep.headers,
+        )
+        assert [task["id"] for task in due.json()["items"]] == [second["id"]]
+
+        list_id = first["list_id"]
+        cleared = await client.post(f"/api/tasks/lists/{list_id}/clear", headers=rep.headers)
+        assert cleared.status_code == 204
+        await stack.idle(rep)
+        visible = await client.get("/api/tasks", params={"list_id": list_id}, headers=rep.headers)
+        assert {task["title"] for task in visible.json()["items"]} == {"Send deck", "Print deck"}
+        hidden = (await client.get(f"/api/tasks/{first['id']}", headers=rep.headers)).json()
+        assert hidden["hidden"] is True
+
+        deleted = await client.delete(f"/api/tasks/{second['id']}", headers=rep.headers)
+        assert deleted.status_code == 204
+        for task in (second, sub):
+            fetched = (await client.get(f"/api/tasks/{task['id']}", headers=rep.headers)).json()
+            assert fetched["deleted"] is True
+            assert len(await stack.published("tasks.task.deleted", task["id"])) == 1
+        assert all(
+            task["deleted"]
+            for task in await stack.google_tasks(rep)
+            if task["title"] != "Call back Ann"
+        )
+        remaining = await client.get("/api/tasks", headers=rep.headers)
+        assert remaining.json()["items"] == []
+    assert await stack.fidelity_violations() == []
