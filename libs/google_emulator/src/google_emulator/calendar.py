@@ -892,6 +892,8 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
         if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
             raise bad_request("Invalid value for: pageToken")
         offset, snapshot = page["o"], int(page.get("s", calendar.seq))
+        if since is None and isinstance(page.get("z"), int):
+            since = page["z"]  # the page continues an incremental listing, as Google's do
 
     items = list_items(
         calendar,
@@ -914,9 +916,10 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
         "items": items[offset : offset + page_size],
     }
     if offset + page_size < len(items):
-        response["nextPageToken"] = encode_token(
-            {"c": calendar.id, "o": offset + page_size, "s": snapshot}
-        )
+        following: dict[str, Any] = {"c": calendar.id, "o": offset + page_size, "s": snapshot}
+        if since is not None:
+            following["z"] = since
+        response["nextPageToken"] = encode_token(following)
     else:
         response["nextSyncToken"] = encode_token(
             {"c": calendar.id, "e": calendar.epoch, "s": snapshot}

@@ -1,7 +1,7 @@
 """The calendar service process: its API, the push webhook, the access replica's consumer, and
 the periodic channel renewal and reconciliation sync."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -42,7 +42,7 @@ def build_app(
     settings: CalendarSettings | None = None,
     clock: Clock | None = None,
     *,
-    credentials: CredentialsProvider | None = None,
+    credentials: Callable[[ServiceContext], CredentialsProvider] = accounts_credentials,
     retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     settings = settings or CalendarSettings()
@@ -64,8 +64,9 @@ def build_app(
 
     @asynccontextmanager
     async def calendar_runtime(context: ServiceContext) -> AsyncIterator[None]:
-        provider = credentials or accounts_credentials(context)
-        google = CalendarGoogle(provider, root_url=settings.google_root_url, policy=retry_policy)
+        google = CalendarGoogle(
+            credentials(context), root_url=settings.google_root_url, policy=retry_policy
+        )
         sync = CalendarSync(context.sessionmaker, google, clock, page_size=settings.sync_page_size)
         runtime = CalendarRuntime(
             sessionmaker=context.sessionmaker,

@@ -134,10 +134,11 @@ class CalendarGoogle:
     ) -> EventPage:
         """One page of an incremental (``sync_token``) or full listing."""
         parameters: dict[str, Any] = {"calendarId": calendar_id, "maxResults": page_size}
-        if sync_token is not None:
-            parameters["syncToken"] = sync_token
+        # A page token carries the listing it continues; the sync token starts one.
         if page_token is not None:
             parameters["pageToken"] = page_token
+        elif sync_token is not None:
+            parameters["syncToken"] = sync_token
         try:
             answer = await self.api.call(
                 user, "events.list", lambda client: client.events().list(**parameters)
