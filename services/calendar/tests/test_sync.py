@@ -5,6 +5,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -328,3 +329,25 @@ async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, use
     assert tokens.count(first_token) == 2
     assert await sync_token(stack, rep) not in (None, first_token)
     assert len(await mirror_of(stack, rep)) == 6
+
+
+async def test_disconnecting_google_stops_the_users_channels(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.calendar() as calendar:
+        channel = await watch(stack, calendar, rep)
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
+            gone = await accounts.delete("/api/accounts/google", headers=rep.headers)
+            assert gone.status_code == 204
+
+        async def stopped() -> Any:
+            return await stack.scalar(
+                "SELECT stopped_at FROM calendar.push_channels WHERE id = :id", id=channel["id"]
+            )
+
+        await eventually(stopped)
+        ignored = await notify(calendar, channel, "exists")
+        assert ignored.status_code == 200
+        assert await _idle(stack)
+        listed = await calendar.client.get("/api/calendar/events", headers=rep.headers)
+        assert listed.status_code == 200  # the mirror stays readable
