@@ -27,7 +27,8 @@ keys: install ## Generate the dev identity provider's and services' keys (once; 
 	@$(PYTHON) -m dev_identity init
 
 run: migrate keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
-	@$(PYTHON) -m honcho -f Procfile start
+	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
+		$(PYTHON) -m honcho -f Procfile start
 
 test: preflight ## Install everything, then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)

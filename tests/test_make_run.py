@@ -99,7 +99,7 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
     try:
         assert printed.wait(timeout=240), "\n".join(output[-40:])
         examples = [line for line in output if line.startswith("curl -sf ")]
-        assert len(examples) == 3, "\n".join(output[-40:])
+        assert len(examples) == 4, "\n".join(output[-40:])
         assert any(f"Gateway: http://127.0.0.1:{base}" in line for line in output)
         for command in examples:
             result = subprocess.run(
@@ -107,6 +107,8 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
             )
             assert result.returncode == 0, (command[:80], result.stdout, result.stderr)
             assert result.stdout.startswith("{")
+            if "/api/accounts/google" in command:  # the demo connected the user to the emulator
+                assert '"status":"connected"' in result.stdout, result.stdout
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -130,6 +132,6 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
             capture_output=True,
             check=False,
         )
-    assert all(port_free(base + offset) for offset in (0, 91, 101, 102)), (
+    assert all(port_free(base + offset) for offset in (0, 90, 91, 101, 102, 103)), (
         "a process outlived Ctrl-C"
     )

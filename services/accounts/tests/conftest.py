@@ -1,4 +1,7 @@
-from collections.abc import AsyncIterator
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +16,7 @@ from accounts_service.app import build_app
 from accounts_service.settings import AccountsSettings
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import ManualClock
+from pipedesk_common.db import connect_raw
 from pipedesk_common.keys import dev_service_key_path
 from pipedesk_common.testing.clients import app_client
 from pipedesk_common.testing.google import CALLBACK_PATH, FRONTEND_URL, GoogleStack
@@ -29,6 +33,31 @@ class Accounts:
     clock: ManualClock
     google: GoogleStack
     service_key: ECKey
+    database_url: str
+    callback_path: str = CALLBACK_PATH
+
+    @staticmethod
+    def outcome(response: httpx.Response) -> dict[str, list[str]]:
+        """The query the callback sent the browser to the frontend with."""
+        assert response.status_code == 302, response.text
+        location = response.headers["location"]
+        assert location.startswith(FRONTEND_URL)
+        return parse_qs(urlparse(location).query)
+
+    async def rows(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        connection = await connect_raw(self.database_url)
+        try:
+            return [dict(row) for row in await connection.fetch(query, *args)]
+        finally:
+            await connection.close()
+
+    async def events(self, routing_key: str, user_id: str) -> list[dict[str, Any]]:
+        """The events of ``user_id`` with this routing key in the outbox, oldest first."""
+        found = await self.rows(
+            "SELECT body FROM accounts.outbox WHERE routing_key = $1 ORDER BY id", routing_key
+        )
+        bodies = [json.loads(row["body"]) for row in found]
+        return [body for body in bodies if body["data"]["user_id"] == user_id]
 
     @property
     def internal(self) -> dict[str, str]:
@@ -61,11 +90,52 @@ class Accounts:
         return await self.client.post("/internal/google/token", json=body, headers=self.internal)
 
 
-def outcome_of(response: httpx.Response) -> dict[str, list[str]]:
-    assert response.status_code == 302, response.text
-    location = response.headers["location"]
-    assert location.startswith(FRONTEND_URL)
-    return parse_qs(urlparse(location).query)
+# What the emulator's secrets look like: access tokens, refresh tokens, authorization codes.
+SECRET_SHAPES = re.compile(r"ya29\.emu-|1//emu-|4/emu-|4%2Femu-|[?&](code|state)=")
+# Every logger of ours and of the libraries on the token's path, at DEBUG (httpx keeps the level
+# services configure: its URLs are kept out of the logs on purpose, see observability).
+LOGGERS = (
+    "accounts_service",
+    "pipedesk_common",
+    "pipedesk",
+    "pipedesk_gateway",
+    "authlib",
+    "sqlalchemy",
+    "uvicorn.error",
+    "google_emulator",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[list[logging.LogRecord]]:
+    """Every test of this suite: everything logged at any level, by the services, the HTTP
+    clients and the database layer (in any thread), holds no token or code."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(logging.DEBUG)
+    saved = {}
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(saved[name])
+    formatter = logging.Formatter("%(name)s %(message)s")
+    leaked = [
+        line
+        for line in (formatter.format(record) for record in records)
+        if SECRET_SHAPES.search(line)
+    ]
+    assert leaked == []
 
 
 @pytest.fixture
@@ -79,11 +149,14 @@ def accounts_settings(service_env: dict[str, str], google: GoogleStack) -> Accou
 
 @pytest_asyncio.fixture
 async def accounts(
-    accounts_settings: AccountsSettings, google: GoogleStack, identity: Identity
+    accounts_settings: AccountsSettings,
+    google: GoogleStack,
+    identity: Identity,
+    database_url: str,
 ) -> AsyncIterator[Accounts]:
     # Real time as a start: the emulator and the token signatures live in real time.
     clock = ManualClock(datetime.now(UTC))
     app = build_app(accounts_settings, clock=clock)
     async with app_client(app, "http://accounts.test") as client:
         key = ECKey.import_key(dev_service_key_path(identity.key_dir, "calendar").read_bytes())
-        yield Accounts(client, clock, google, key)
+        yield Accounts(client, clock, google, key, database_url)

@@ -108,6 +108,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     # One access line per request comes from our middleware, with the route template.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, and some URLs carry secrets (the OAuth
+    # callback's code and state, which the gateway forwards): only its warnings are kept.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _route_template(scope: Scope) -> str:

@@ -1,8 +1,9 @@
 """``python -m dev_identity.demo``: seed a demo org through the gateway, print how to call it.
 
 Run by ``make run`` beside the services. It waits for the gateway, creates a few leads if the
-demo org has none (so a second run reuses the data), prints the gateway URL, a token per role
-and example requests that work as printed, then stays up until the other processes stop.
+demo org has none (so a second run reuses the data), connects every demo user's Google account
+(the emulator's) through the real OAuth flow, prints the gateway URL, a token per role and
+example requests that work as printed, then stays up until the other processes stop.
 """
 
 from __future__ import annotations
@@ -95,6 +96,42 @@ async def seed(http: httpx.AsyncClient, url: str, by_user: dict[str, str]) -> st
     return first
 
 
+GOOGLE_PRODUCTS = "calendar,tasks"
+
+
+async def connect_google(http: httpx.AsyncClient, url: str, token: str, within: float = 60) -> None:
+    """Connect one user's Google account through the gateway and the emulator's auto-consent.
+
+    Done on every run: the emulator forgets its grants when it stops, so the refresh tokens a
+    previous run stored are no longer valid; a new flow replaces them.
+    """
+    auth = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + within
+    while True:  # the accounts service may still be starting
+        try:
+            start = await http.get(
+                f"{url}/api/accounts/google/connect",
+                params={"products": GOOGLE_PRODUCTS},
+                headers=auth,
+            )
+            if start.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"the accounts service behind {url} did not answer within {within:.0f} s"
+            )
+        await asyncio.sleep(0.5)
+    consent = await http.get(start.json()["authorization_url"])
+    callback = consent.headers.get("location", "")
+    if consent.status_code != 302 or not callback.startswith(url):
+        raise SystemExit(f"the Google emulator did not consent: {consent.status_code}")
+    back = await http.get(callback)
+    if back.status_code != 302 or "google=connected" not in back.headers.get("location", ""):
+        raise SystemExit(f"connecting Google failed: {back.status_code}")
+
+
 def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
     rep = by_user["rita"]
     lines = [
@@ -113,6 +150,9 @@ def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
         f"curl -sf {url}/api/leads -H {auth}",
         f"curl -sf -X POST {url}/api/leads -H {auth} -H 'content-type: application/json' -d {body}",
         f"curl -sf {url}/api/timeline/lead/{lead_id} -H {auth}",
+        f"curl -sf {url}/api/accounts/google -H {auth}",
+        "",
+        f"Every demo user's Google account is connected (the emulator's) for {GOOGLE_PRODUCTS}.",
         "",
         "Ctrl-C stops everything.",
     ]
@@ -133,6 +173,8 @@ async def main() -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         await wait_for_gateway(http, url, by_user["ada"])
         lead_id = await seed(http, url, by_user)
+        for user in USERS:
+            await connect_google(http, url, by_user[user.sub])
     print(instructions(url, by_user, lead_id), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

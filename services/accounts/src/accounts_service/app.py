@@ -1,14 +1,20 @@
 """The accounts service process: ``python -m accounts_service``."""
 
-from fastapi import FastAPI
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from accounts_service.api import internal, router
 from accounts_service.models import outbox
 from accounts_service.service import DelegatedTokens
 from accounts_service.settings import AccountsSettings
-from accounts_service.vault import Vault
+from accounts_service.vault import Vault, VaultError
 from pipedesk_common.app import create_app
 from pipedesk_common.clock import Clock
+from pipedesk_common.errors import problem_response
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: AccountsSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -26,4 +32,18 @@ def build_app(settings: AccountsSettings | None = None, clock: Clock | None = No
         settings.vault_keys.get_secret_value(), settings.vault_active_key
     )
     app.state.delegated_tokens = DelegatedTokens()
+    app.add_exception_handler(VaultError, _vault_error)
     return app
+
+
+async def _vault_error(request: Request, exc: Exception) -> JSONResponse:
+    """A stored secret that does not open (a missing key, a tampered row) is an operator's
+    problem: logged, and answered without anything about the secret."""
+    log.error("a sealed secret failed to open", extra={"error": str(exc), "path": request.url.path})
+    return problem_response(
+        503,
+        "vault-unavailable",
+        "Stored Google credentials cannot be read",
+        "the credentials vault could not open a stored secret; operators have been told",
+        instance=request.url.path,
+    )

@@ -1,0 +1,147 @@
+"""Domain-wide delegation: an org admin stores a service account key (sealed); tokens for that
+org's users come from the JWT-bearer grant."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from joserfc.jwk import RSAKey
+
+from pipedesk_common.auth import Role
+from pipedesk_common.google import scopes_for
+from pipedesk_common.testing.plugin import Users
+
+if TYPE_CHECKING:
+    from conftest import Accounts
+
+pytestmark = pytest.mark.asyncio
+
+TASKS = list(scopes_for(["tasks"]))
+
+
+async def service_account(
+    accounts: Accounts, domain: str, *, registered_domain: str | None = None
+) -> dict[str, Any]:
+    """A service account registered at Google for ``registered_domain`` (default ``domain``);
+    its JSON key file, as Google hands it out."""
+    key = RSAKey.generate_key(2048, private=True)
+    email = f"pipedesk-{domain.split('.')[0]}@project.iam.gserviceaccount.com"
+    await accounts.google.admin(
+        "POST",
+        "/service-accounts",
+        json={
+            "email": email,
+            "public_jwk": key.as_dict(private=False),
+            "domain": registered_domain or domain,
+        },
+    )
+    return {
+        "type": "service_account",
+        "project_id": "project",
+        "client_email": email,
+        "private_key_id": "k-" + key.thumbprint()[:12],
+        "private_key": key.as_pem(private=True).decode(),
+        "token_uri": "https://evil.example.com/token",
+    }
+
+
+async def test_tokens_for_an_orgs_users_come_from_the_jwt_bearer_grant(
+    accounts: Accounts, users: Users
+) -> None:
+    admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    domain = rep.principal.email.split("@")[1]
+    key_file = await service_account(accounts, domain)
+    configured = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": domain, "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert configured.status_code == 200, configured.text
+    assert configured.json() == {
+        "domain": domain,
+        "client_email": key_file["client_email"],
+        "private_key_id": key_file["private_key_id"],
+        "configured_by": admin.sub,
+        "updated_at": configured.json()["updated_at"],
+    }
+    stored = await accounts.rows(
+        "SELECT private_key FROM accounts.google_delegations WHERE org_id = $1",
+        admin.principal.org_id,
+    )
+    assert b"PRIVATE KEY" not in stored[0]["private_key"]
+
+    before = len(await accounts.google.requests(api="oauth2.token"))
+    answer = await accounts.token(rep, TASKS, email=rep.principal.email)  # never connected
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["via"] == "delegation"
+    cached = await accounts.token(rep, TASKS, email=rep.principal.email)
+    assert cached.json()["access_token"] == answer.json()["access_token"]
+    assert len(await accounts.google.requests(api="oauth2.token")) == before + 1
+    async with httpx.AsyncClient() as http:
+        lists = await http.get(
+            accounts.google.emulator_url + "/tasks/v1/users/@me/lists",
+            headers={"Authorization": f"Bearer {answer.json()['access_token']}"},
+        )
+    assert lists.status_code == 200
+    assert await accounts.google.requests(user=rep.principal.email, api="tasks.tasklists.list")
+
+    status = (await accounts.client.get("/api/accounts/google", headers=rep.headers)).json()
+    assert status["via"] == "delegation"
+    assert status["status"] == "connected"
+
+    # Someone outside the delegated domain is not impersonated: their own connection counts.
+    outsider = await accounts.token(rep, TASKS, email="rep@elsewhere.example.org")
+    assert outsider.json()["type"] == "urn:pipedesk:problem:google-not-connected"
+
+    removed = await accounts.client.delete("/api/accounts/google/delegation", headers=admin.headers)
+    assert removed.status_code == 204
+    after = await accounts.token(rep, TASKS, email=rep.principal.email)
+    assert after.status_code == 409
+
+
+async def test_google_refusing_the_delegation_is_a_clear_problem(
+    accounts: Accounts, users: Users
+) -> None:
+    admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    domain = rep.principal.email.split("@")[1]
+    key_file = await service_account(accounts, domain, registered_domain="another.example.net")
+    configured = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": domain, "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert configured.status_code == 200
+    refused = await accounts.token(rep, TASKS, email=rep.principal.email)
+    assert refused.status_code == 502
+    problem = refused.json()
+    assert problem["type"] == "urn:pipedesk:problem:google-delegation-refused"
+    assert problem["errors"][0]["code"] == "unauthorized_client"
+
+
+async def test_a_key_that_is_not_a_private_key_is_refused_naming_the_field(
+    accounts: Accounts, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    key_file = {
+        "type": "service_account",
+        "client_email": "sa@project.iam.gserviceaccount.com",
+        "private_key_id": "k1",
+        "private_key": "-----BEGIN PRIVATE KEY-----\n" + "A" * 200 + "\n-----END PRIVATE KEY-----",
+    }
+    refused = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": "example.com", "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "body.service_account_key.private_key"
+    bad_domain = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": "Not A Domain", "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert bad_domain.json()["errors"][0]["field"] == "body.domain"
+    missing = await accounts.client.get("/api/accounts/google/delegation", headers=admin.headers)
+    assert missing.status_code == 404
