@@ -13,8 +13,10 @@ from pipedesk_common.google import (
     GoogleUser,
     scopes_for,
 )
+from pipedesk_common.google.accounts import AccountsUnavailable
 from pipedesk_common.testing.google import GoogleStack
 from pipedesk_common.testing.plugin import Users
+from pipedesk_common.testing.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -104,3 +106,15 @@ async def test_a_user_who_never_connected_gets_a_connect_problem(
             await provider.credentials(google_user(rep), TASKS)
     assert raised.value.errors is not None
     assert raised.value.errors[0].message == "connect Google for: tasks"
+
+
+async def test_an_unreachable_accounts_service_is_a_retryable_problem(
+    google: GoogleStack, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    async with google.credentials("tasks") as provider:
+        provider._url = f"http://127.0.0.1:{free_port()}/internal/google/token"
+        with pytest.raises(AccountsUnavailable) as raised:
+            await provider.credentials(google_user(rep), TASKS)
+    assert raised.value.status == 503
+    assert raised.value.headers == {"Retry-After": "5"}

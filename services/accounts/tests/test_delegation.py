@@ -27,7 +27,7 @@ async def service_account(
     """A service account registered at Google for ``registered_domain`` (default ``domain``);
     its JSON key file, as Google hands it out."""
     key = RSAKey.generate_key(2048, private=True)
-    email = f"pipedesk-{domain.split('.')[0]}@project.iam.gserviceaccount.com"
+    email = f"pipedesk-{domain.split('.', maxsplit=1)[0]}@project.iam.gserviceaccount.com"
     await accounts.google.admin(
         "POST",
         "/service-accounts",

@@ -99,4 +99,8 @@ class Vault:
         end = 2 + sealed[1]
         if len(sealed) < end + NONCE_BYTES + 16:
             raise VaultError("a sealed value is truncated")
-        return sealed[2:end].decode(), sealed[end : end + NONCE_BYTES], sealed[end + NONCE_BYTES :]
+        try:
+            key_id = sealed[2:end].decode("ascii")
+        except UnicodeDecodeError:
+            raise VaultError("a sealed value names no readable key id") from None
+        return key_id, sealed[end : end + NONCE_BYTES], sealed[end + NONCE_BYTES :]

@@ -130,11 +130,16 @@ class AccountsCredentials:
             ) from exc
         if response.status_code != 200:
             raise _problem_of(response)
-        answer = response.json()
-        cached = _Cached(
-            token=str(answer["access_token"]),
-            expires_at=datetime.fromisoformat(str(answer["expires_at"])),
-        )
+        try:
+            answer = response.json()
+            cached = _Cached(
+                token=str(answer["access_token"]),
+                expires_at=datetime.fromisoformat(str(answer["expires_at"])),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AccountsUnavailable(
+                "the accounts service answered an unreadable token", headers={"Retry-After": "5"}
+            ) from exc
         self._cache[key] = cached
         self._cache.move_to_end(key)
         while len(self._cache) > MAX_CACHED:
