@@ -423,3 +423,54 @@ async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> No
         "primary": [{"start": "2030-03-04T10:00:00Z", "end": "2030-03-04T11:00:00Z"}]
     }
     assert backwards.status_code == 422
+
+
+async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    team = (
+        await stack.google.admin(
+            "POST", f"/calendar/{rep.principal.email}/calendars", json={"summary": "Team"}
+        )
+    ).json()
+    async with stack.calendar() as calendar:
+        listed = await calendar.client.get("/api/calendar/calendars", headers=rep.headers)
+        assert listed.status_code == 200
+        assert {(c["id"], c["primary"]) for c in listed.json()} == {
+            (rep.principal.email, True),
+            (team["id"], False),
+        }
+        on_team = await create(calendar, rep, summary="Stand-up", calendar_id=team["id"])
+        assert on_team.status_code == 201
+        assert on_team.json()["calendar_id"] == team["id"]
+        foreign = await create(calendar, rep, calendar_id="someone-else@example.com")
+        assert foreign.status_code == 404
+        watched = await calendar.client.post("/api/calendar/watch", headers=rep.headers)
+        assert {c["calendar_id"] for c in watched.json()["channels"]} == {
+            rep.principal.email,
+            team["id"],
+        }
+        again = await calendar.client.post("/api/calendar/watch", headers=rep.headers)
+        assert {c["id"] for c in again.json()["channels"]} == {
+            c["id"] for c in watched.json()["channels"]
+        }
+        only_team = await calendar.client.get(
+            "/api/calendar/events", params={"calendar_id": team["id"]}, headers=rep.headers
+        )
+        assert [e["summary"] for e in only_team.json()["items"]] == ["Stand-up"]
+        stopped = await calendar.client.delete("/api/calendar/watch", headers=rep.headers)
+        assert stopped.status_code == 204
+    channels = (await stack.google.admin("GET", "/calendar/channels")).json()["channels"]
+    mine = [c for c in channels if c["owner"] == rep.principal.email]
+    assert len(mine) == 2
+    assert all(c["stopped"] for c in mine)
+
+
+async def test_a_user_without_google_is_told_to_connect(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP)
+    async with stack.calendar() as calendar:
+        answer = await create(calendar, rep, summary="Nowhere")
+    assert answer.status_code == 409
+    assert answer.json()["type"] == "urn:pipedesk:problem:google-not-connected"

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from prometheus_client import Counter
 from pydantic import AwareDatetime
 
 from calendar_service.repository import CalendarRepository, EventFilters
@@ -45,6 +46,11 @@ webhooks = APIRouter(tags=["webhooks"])
 internal = APIRouter(prefix="/internal", tags=["internal"])
 
 MAX_PAGE = 100
+NOTIFICATIONS = Counter(
+    "pipedesk_calendar_notifications_total",
+    "Push notifications received, by outcome (refused, sync, ignored, sync_requested)",
+    ["outcome"],
+)
 GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
 
 
@@ -250,8 +256,13 @@ async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:
 )
 async def notification(request: Request, runtime: RuntimeDep) -> Response:
     settings = request.app.state.context.settings
-    note = verified_notification(request.headers, settings.channel_secrets)
+    try:
+        note = verified_notification(request.headers, settings.channel_secrets)
+    except Unauthorized:
+        NOTIFICATIONS.labels("refused").inc()
+        raise
     if note.is_sync:
+        NOTIFICATIONS.labels("sync").inc()
         return Response(status_code=status.HTTP_200_OK)
     async with runtime.sessionmaker.begin() as session:
         repository = CalendarRepository(session)
@@ -261,14 +272,17 @@ async def notification(request: Request, runtime: RuntimeDep) -> Response:
             or channel.stopped_at is not None
             or (channel.resource_id and channel.resource_id != note.resource_id)
         ):
-            return Response(status_code=status.HTTP_200_OK)  # not ours (any more): ignore
+            NOTIFICATIONS.labels("ignored").inc()  # not ours (any more)
+            return Response(status_code=status.HTTP_200_OK)
         calendar = await repository.calendar_by_google_id(
             channel.org_id, channel.user_id, channel.resource
         )
         if calendar is None:
+            NOTIFICATIONS.labels("ignored").inc()
             return Response(status_code=status.HTTP_200_OK)
         key = sync_key(calendar.id)
         await runtime.coalescer.request(session, key)
+    NOTIFICATIONS.labels("sync_requested").inc()
     runtime.schedule_sync(key)
     return Response(status_code=status.HTTP_200_OK)
 

@@ -8,8 +8,8 @@ event written to the outbox — in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -70,7 +70,7 @@ class CalendarRuntime:
     coalescer: Coalescer
     channels: ChannelKeeper
     background: BackgroundWork
-    sync_work: Any  # (key) -> Awaitable[None]
+    sync_work: Callable[[str], Awaitable[None]]
 
     def schedule_sync(self, key: str) -> None:
         """Drain ``key`` in the background (the request was recorded before)."""
@@ -246,7 +246,7 @@ class CalendarService:
                 ]
                 if not chosen:
                     return []
-                filters = EventFilters(**{**filters.__dict__, "calendar_ids": tuple(chosen)})
+                filters = replace(filters, calendar_ids=tuple(chosen))
             events = await repository.list_events(
                 principal.org_id, principal.sub, filters, after=after, limit=limit
             )
