@@ -418,11 +418,36 @@ async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> No
             params={"time_min": "2030-03-05T00:00:00Z", "time_max": "2030-03-04T00:00:00Z"},
             headers=rep.headers,
         )
+        someone_else = await calendar.client.get(
+            "/api/calendar/freebusy",
+            params={
+                "time_min": "2030-03-04T00:00:00Z",
+                "time_max": "2030-03-05T00:00:00Z",
+                "calendar_id": users.make(Role.REP).principal.email,
+            },
+            headers=rep.headers,
+        )
     assert answer.status_code == 200, answer.text
     assert answer.json()["calendars"] == {
         "primary": [{"start": "2030-03-04T10:00:00Z", "end": "2030-03-04T11:00:00Z"}]
     }
     assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "query.time_max"
+    assert someone_else.status_code == 404
+    assert [c["api"] for c in await stack.calls(rep, "calendar.freebusy.query")] == [
+        "calendar.freebusy.query"
+    ]
+
+
+async def test_internal_routes_take_service_tokens_only(stack: Any, users: Users) -> None:
+    admin = users.make(Role.ADMIN)
+    async with stack.calendar() as calendar:
+        for headers in ({}, admin.headers):
+            refused = await calendar.client.post(
+                "/internal/jobs/calendar.reconcile", headers=headers
+            )
+            assert refused.status_code == 401
+        assert (await calendar.run_job("calendar.reconcile"))["job"] == "calendar.reconcile"
 
 
 async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(

@@ -347,10 +347,11 @@ class CalendarService:
         calendar_ids: Sequence[str],
     ) -> FreeBusyPublic:
         if time_max <= time_min:
-            raise invalid("time_max", "must be after time_min")
+            raise invalid("time_max", "must be after time_min", location="query")
         if time_max - time_min > MAX_FREEBUSY_SPAN:
-            raise invalid("time_max", "at most 62 days after time_min")
-        wanted = list(calendar_ids) or ["primary"]
+            raise invalid("time_max", "at most 62 days after time_min", location="query")
+        wanted = list(dict.fromkeys(calendar_ids)) or ["primary"]
+        await self._own_calendar_ids(principal, wanted)
         answer = await self.google.free_busy(google_user(principal), time_min, time_max, wanted)
         calendars: dict[str, list[BusyPeriod]] = {}
         for calendar_id in wanted:
@@ -361,6 +362,22 @@ class CalendarService:
                 BusyPeriod.model_validate(period) for period in found.get("busy", [])
             ]
         return FreeBusyPublic(time_min=time_min, time_max=time_max, calendars=calendars)
+
+    async def _own_calendar_ids(self, principal: Principal, wanted: Sequence[str]) -> None:
+        """404 unless every id is ``primary`` or one of the caller's calendars (their calendar
+        list is read again from Google before refusing)."""
+        async with self.runtime.sessionmaker() as session:
+            known = {
+                calendar.google_id
+                for calendar in await CalendarRepository(session).calendars_of(
+                    principal.org_id, principal.sub
+                )
+            }
+        unknown = {calendar_id for calendar_id in wanted if calendar_id != "primary"} - known
+        if unknown:
+            known = {calendar.google_id for calendar in await self.calendars(principal)}
+        if unknown - known:
+            raise NotFound(f"no such calendar: {sorted(unknown - known)[0]}")
 
     # --- push --------------------------------------------------------------------------------
 
