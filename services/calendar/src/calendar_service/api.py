@@ -265,16 +265,11 @@ async def notification(request: Request, runtime: RuntimeDep) -> Response:
         NOTIFICATIONS.labels("sync").inc()
         return Response(status_code=status.HTTP_200_OK)
     async with runtime.sessionmaker.begin() as session:
-        repository = CalendarRepository(session)
-        channel = await repository.channel(note.channel_id)
-        if (
-            channel is None
-            or channel.stopped_at is not None
-            or (channel.resource_id and channel.resource_id != note.resource_id)
-        ):
+        channel = await runtime.channels.accepting(session, note)
+        if channel is None:
             NOTIFICATIONS.labels("ignored").inc()  # not ours (any more)
             return Response(status_code=status.HTTP_200_OK)
-        calendar = await repository.calendar_by_google_id(
+        calendar = await CalendarRepository(session).calendar_by_google_id(
             channel.org_id, channel.user_id, channel.resource
         )
         if calendar is None:

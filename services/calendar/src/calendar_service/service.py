@@ -16,10 +16,9 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from calendar_service.channels import ChannelKeeper
 from calendar_service.google import CalendarGoogle
 from calendar_service.mirror import CANCELLED, LinkPair, apply_event, public
-from calendar_service.models import UserCalendar
+from calendar_service.models import UserCalendar, owner_of
 from calendar_service.repository import CalendarRepository, EventFilters
 from calendar_service.schemas import (
     BusyPeriod,
@@ -43,6 +42,7 @@ from pipedesk_common.clock import Clock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.errors import Forbidden, NotFound
 from pipedesk_common.google import GoogleUser
+from pipedesk_common.google.push import PushChannels
 from pipedesk_common.idempotency import IdempotencyKeys, fingerprint, remote_id
 from pipedesk_common.rbac import ROLE_ACTIONS, Action
 
@@ -68,7 +68,7 @@ class CalendarRuntime:
     replica: AccessReplica
     idempotency: IdempotencyKeys
     coalescer: Coalescer
-    channels: ChannelKeeper
+    channels: PushChannels
     background: BackgroundWork
     sync_work: Callable[[str], Awaitable[None]]
 
@@ -390,7 +390,8 @@ class CalendarService:
             targets = [await self._calendar(principal, calendar_id)]
         opened = []
         for calendar in targets:
-            opened.append((calendar, await self.runtime.channels.ensure(calendar)))
+            channel = await self.runtime.channels.ensure(owner_of(calendar), calendar.google_id)
+            opened.append((calendar, channel))
             key = sync_key(calendar.id)
             async with self.work() as session:
                 await self.runtime.coalescer.request(session, key)
