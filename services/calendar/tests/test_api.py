@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import Users
+from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
+from pipedesk_common.testing.plugin import Identity, Users
 
 pytestmark = pytest.mark.asyncio
 
@@ -499,3 +500,28 @@ async def test_a_user_without_google_is_told_to_connect(stack: Any, users: Users
         answer = await create(calendar, rep, summary="Nowhere")
     assert answer.status_code == 409
     assert answer.json()["type"] == "urn:pipedesk:problem:google-not-connected"
+
+
+ROUTES = (
+    ("POST", "/api/calendar/events"),
+    ("GET", "/api/calendar/events"),
+    ("GET", "/api/calendar/events/00000000-0000-7000-8000-000000000000"),
+    ("PATCH", "/api/calendar/events/00000000-0000-7000-8000-000000000000"),
+    ("DELETE", "/api/calendar/events/00000000-0000-7000-8000-000000000000"),
+    ("GET", "/api/calendar/calendars"),
+    ("GET", "/api/calendar/freebusy"),
+    ("POST", "/api/calendar/watch"),
+    ("DELETE", "/api/calendar/watch"),
+)
+
+
+async def test_every_api_route_requires_a_valid_token(stack: Any, identity: Identity) -> None:
+    attacks = forged_tokens(identity)
+    async with stack.calendar() as calendar:
+        for method, path in ROUTES:
+            missing = await calendar.client.request(method, path)
+            assert missing.status_code == 401, (method, path)
+            for name in ATTACKS:
+                headers = {"Authorization": f"Bearer {attacks[name]()}"}
+                forged = await calendar.client.request(method, path, headers=headers)
+                assert forged.status_code == 401, (method, path, name)
