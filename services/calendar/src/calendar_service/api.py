@@ -35,6 +35,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.google import GoogleNotConnected
 from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.google.push import verified_notification
 from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
@@ -51,7 +52,8 @@ NOTIFICATIONS = Counter(
     "Push notifications received, by outcome (refused, sync, ignored, sync_requested)",
     ["outcome"],
 )
-GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
+# Google refused or is away; the user has not connected Google (or must reconnect).
+GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable, GoogleNotConnected)
 
 
 def start_key(event: EventPublic) -> datetime:
