@@ -75,6 +75,10 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
         "BROKER_QUEUE_EXPIRES_MS": "3600000",
     }
     env.pop("VIRTUAL_ENV", None)
+    # `make run` wires its own processes: addresses this test run set for other suites (the
+    # `google` fixture's emulator and accounts service) must not leak into it.
+    for name in ["GOOGLE_ROOT_URL", *(f"{process.upper()}_URL" for process in PORT_OFFSETS)]:
+        env.pop(name, None)
     process = subprocess.Popen(
         ["make", "run"],
         cwd=copy_of_repo,

@@ -685,6 +685,33 @@ def test_expired_channel_receives_nothing(served: Served, receiver: Receiver) ->
     assert len(served.deliveries()) == 1
 
 
+def test_an_incremental_listing_continues_on_its_page_tokens(served: Served) -> None:
+    service = served.service()
+    for day in range(1, 4):
+        body = {
+            "summary": f"Old {day}",
+            **timed(f"2030-04-0{day}T10:00:00Z", f"2030-04-0{day}T11:00:00Z"),
+        }
+        service.events().insert(calendarId="primary", body=body).execute()
+    sync_token = service.events().list(calendarId="primary").execute()["nextSyncToken"]
+    for day in range(4, 7):
+        body = {
+            "summary": f"New {day}",
+            **timed(f"2030-04-0{day}T10:00:00Z", f"2030-04-0{day}T11:00:00Z"),
+        }
+        service.events().insert(calendarId="primary", body=body).execute()
+    first = (
+        service.events().list(calendarId="primary", syncToken=sync_token, maxResults=2).execute()
+    )
+    rest = (
+        service.events()
+        .list(calendarId="primary", pageToken=first["nextPageToken"], maxResults=2)
+        .execute()
+    )
+    assert [e["summary"] for e in first["items"] + rest["items"]] == ["New 4", "New 5", "New 6"]
+    assert "nextSyncToken" in rest
+
+
 def test_channels_are_listed_with_their_expiry_and_state(
     served: Served, receiver: Receiver
 ) -> None:

@@ -22,9 +22,11 @@ from calendar_service.models import outbox
 from calendar_service.settings import WEBHOOK_PATH, CalendarSettings
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
+from pipedesk_common.app import ServiceContext
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.events import decode_event
+from pipedesk_common.google import AccountsCredentials, CredentialsProvider, accounts_credentials
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.keys import dev_service_key_path
 from pipedesk_common.testing.google import GoogleStack
@@ -51,12 +53,13 @@ class Calendar:
     client: httpx.AsyncClient
     app: FastAPI
     identity: Identity
+    clock: Clock
 
     async def run_job(self, name: str) -> dict[str, Any]:
         key = ECKey.import_key(
             dev_service_key_path(self.identity.key_dir, "automation").read_bytes()
         )
-        token = ServiceTokenIssuer("automation", key, clock=SystemClock()).token_for("calendar")
+        token = ServiceTokenIssuer("automation", key, clock=self.clock).token_for("calendar")
         answer = await self.client.post(
             f"/internal/jobs/{name}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -80,7 +83,19 @@ class Stack:
     def calendar(
         self, clock: Clock | None = None, **overrides: Any
     ) -> AbstractAsyncContextManager[Calendar]:
+        """``async with stack.calendar(clock, **settings) as calendar``: a calendar service."""
         return self._calendar(clock, overrides)
+
+    def real_time_credentials(self, context: ServiceContext) -> CredentialsProvider:
+        """The accounts-backed provider, its service tokens on real time: the accounts service
+        checks them against its own clock, not the test's."""
+        key = ECKey.import_key(dev_service_key_path(self.identity.key_dir, "calendar").read_bytes())
+        return AccountsCredentials(
+            self.google.accounts_url,
+            http=context.http,
+            service_tokens=ServiceTokenIssuer("calendar", key, clock=SystemClock()),
+            clock=context.clock,
+        )
 
     @asynccontextmanager
     async def _calendar(
@@ -97,10 +112,21 @@ class Stack:
                 **overrides,
             }
         )
-        app = build_app(settings, clock=clock, retry_policy=FAST_RETRIES)
+        app = build_app(
+            settings,
+            clock=clock,
+            retry_policy=FAST_RETRIES,
+            credentials=self.real_time_credentials if clock is not None else accounts_credentials,
+        )
         with serve_in_thread(app, port=port):
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                yield Calendar(url=url, client=client, app=app, identity=self.identity)
+                yield Calendar(
+                    url=url,
+                    client=client,
+                    app=app,
+                    identity=self.identity,
+                    clock=clock or SystemClock(),
+                )
 
     async def connect(self, user: ActingUser) -> None:
         await self.google.connect(user, ["calendar"])

@@ -136,10 +136,14 @@ class Coalescer:
             try:
                 runs += 1
                 await work(key)
-            except Exception:
-                # Failed work is asked for again: the next drain (or the sweep) retries it.
-                async with self.sessionmaker.begin() as session:
-                    await self.request(session, key)
+            except BaseException:
+                # Failed or interrupted work is asked for again: the next drain (or the sweep)
+                # runs it.
+                try:
+                    async with self.sessionmaker.begin() as session:
+                        await self.request(session, key)
+                except Exception:
+                    log.warning("could not ask again for %s", key, exc_info=True)
                 raise
             finally:
                 keeper.cancel()

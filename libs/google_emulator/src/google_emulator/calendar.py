@@ -885,13 +885,7 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
             )
         since = payload["s"]
 
-    offset, snapshot = 0, calendar.seq
-    page_token = params.get("pageToken")
-    if page_token is not None:
-        page = decode_token(page_token)
-        if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
-            raise bad_request("Invalid value for: pageToken")
-        offset, snapshot = page["o"], int(page.get("s", calendar.seq))
+    offset, snapshot, since = page_position(calendar, params.get("pageToken"), since)
 
     items = list_items(
         calendar,
@@ -914,14 +908,29 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
         "items": items[offset : offset + page_size],
     }
     if offset + page_size < len(items):
-        response["nextPageToken"] = encode_token(
-            {"c": calendar.id, "o": offset + page_size, "s": snapshot}
-        )
+        following: dict[str, Any] = {"c": calendar.id, "o": offset + page_size, "s": snapshot}
+        if since is not None:
+            following["z"] = since
+        response["nextPageToken"] = encode_token(following)
     else:
         response["nextSyncToken"] = encode_token(
             {"c": calendar.id, "e": calendar.epoch, "s": snapshot}
         )
     return response
+
+
+def page_position(
+    calendar: CalendarData, page_token: str | None, since: int | None
+) -> tuple[int, int, int | None]:
+    """Where a page token continues a listing: (offset, snapshot, changes since)."""
+    if page_token is None:
+        return 0, calendar.seq, since
+    page = decode_token(page_token)
+    if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
+        raise bad_request("Invalid value for: pageToken")
+    if since is None and isinstance(page.get("z"), int):
+        since = page["z"]  # the page continues an incremental listing, as Google's do
+    return page["o"], int(page.get("s", calendar.seq)), since
 
 
 def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:

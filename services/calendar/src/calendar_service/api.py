@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from prometheus_client import Counter
 from pydantic import AwareDatetime
 
 from calendar_service.repository import CalendarRepository, EventFilters
@@ -34,6 +35,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.google import GoogleNotConnected
 from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.google.push import verified_notification
 from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
@@ -45,7 +47,13 @@ webhooks = APIRouter(tags=["webhooks"])
 internal = APIRouter(prefix="/internal", tags=["internal"])
 
 MAX_PAGE = 100
-GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
+NOTIFICATIONS = Counter(
+    "pipedesk_calendar_notifications_total",
+    "Push notifications received, by outcome (refused, sync, ignored, sync_requested)",
+    ["outcome"],
+)
+# Google refused or is away; the user has not connected Google (or must reconnect).
+GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable, GoogleNotConnected)
 
 
 def start_key(event: EventPublic) -> datetime:
@@ -250,25 +258,28 @@ async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:
 )
 async def notification(request: Request, runtime: RuntimeDep) -> Response:
     settings = request.app.state.context.settings
-    note = verified_notification(request.headers, settings.channel_secrets)
+    try:
+        note = verified_notification(request.headers, settings.channel_secrets)
+    except Unauthorized:
+        NOTIFICATIONS.labels("refused").inc()
+        raise
     if note.is_sync:
+        NOTIFICATIONS.labels("sync").inc()
         return Response(status_code=status.HTTP_200_OK)
     async with runtime.sessionmaker.begin() as session:
-        repository = CalendarRepository(session)
-        channel = await repository.channel(note.channel_id)
-        if (
-            channel is None
-            or channel.stopped_at is not None
-            or (channel.resource_id and channel.resource_id != note.resource_id)
-        ):
-            return Response(status_code=status.HTTP_200_OK)  # not ours (any more): ignore
-        calendar = await repository.calendar_by_google_id(
+        channel = await runtime.channels.accepting(session, note)
+        if channel is None:
+            NOTIFICATIONS.labels("ignored").inc()  # not ours (any more)
+            return Response(status_code=status.HTTP_200_OK)
+        calendar = await CalendarRepository(session).calendar_by_google_id(
             channel.org_id, channel.user_id, channel.resource
         )
         if calendar is None:
+            NOTIFICATIONS.labels("ignored").inc()
             return Response(status_code=status.HTTP_200_OK)
         key = sync_key(calendar.id)
         await runtime.coalescer.request(session, key)
+    NOTIFICATIONS.labels("sync_requested").inc()
     runtime.schedule_sync(key)
     return Response(status_code=status.HTTP_200_OK)
 

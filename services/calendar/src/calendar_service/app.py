@@ -1,19 +1,19 @@
 """The calendar service process: its API, the push webhook, the access replica's consumer, and
 the periodic channel renewal and reconciliation sync."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
 
 from calendar_service.api import internal, router, webhooks
-from calendar_service.channels import ChannelKeeper
 from calendar_service.consumers import subscribe_connection_events
 from calendar_service.google import CalendarGoogle
 from calendar_service.jobs import calendar_jobs
 from calendar_service.models import (
     access_replica,
+    channels,
     idempotency_keys,
     inbox,
     job_schedule,
@@ -32,6 +32,7 @@ from pipedesk_common.consumer import Consumer
 from pipedesk_common.google import accounts_credentials
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.google.credentials import CredentialsProvider
+from pipedesk_common.google.push import PushChannels
 from pipedesk_common.idempotency import IdempotencyKeys
 from pipedesk_common.periodic import JobRunner
 
@@ -42,7 +43,7 @@ def build_app(
     settings: CalendarSettings | None = None,
     clock: Clock | None = None,
     *,
-    credentials: CredentialsProvider | None = None,
+    credentials: Callable[[ServiceContext], CredentialsProvider] = accounts_credentials,
     retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     settings = settings or CalendarSettings()
@@ -64,8 +65,9 @@ def build_app(
 
     @asynccontextmanager
     async def calendar_runtime(context: ServiceContext) -> AsyncIterator[None]:
-        provider = credentials or accounts_credentials(context)
-        google = CalendarGoogle(provider, root_url=settings.google_root_url, policy=retry_policy)
+        google = CalendarGoogle(
+            credentials(context), root_url=settings.google_root_url, policy=retry_policy
+        )
         sync = CalendarSync(context.sessionmaker, google, clock, page_size=settings.sync_page_size)
         runtime = CalendarRuntime(
             sessionmaker=context.sessionmaker,
@@ -79,14 +81,15 @@ def build_app(
                 clock,
                 lease=timedelta(seconds=settings.sync_lease_seconds),
             ),
-            channels=ChannelKeeper(
+            channels=PushChannels(
+                channels,
                 context.sessionmaker,
-                google,
                 clock,
                 secret=settings.channel_secrets[0],
-                address=settings.webhook_address,
                 ttl=timedelta(seconds=settings.channel_ttl_seconds),
                 renew_before=timedelta(seconds=settings.channel_renew_before_seconds),
+                watch=google.watcher(settings.webhook_address),
+                stop=google.stop,
             ),
             background=BackgroundWork(),
             sync_work=sync.run_key,

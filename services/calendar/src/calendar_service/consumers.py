@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -12,20 +12,13 @@ from pipedesk_common.clock import Clock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event
 from pipedesk_common.events.accounts import GoogleConnectionData, GoogleDisconnected, GoogleRevoked
+from pipedesk_common.google.push import forget_user_channels
 
 
 async def forget_push(session: AsyncSession, clock: Clock, org_id: str, user_id: str) -> None:
     """The user's Google access is gone: their channels are stopped (Google can no longer be
     asked to: notifications still arriving are ignored) and their pending syncs dropped."""
-    await session.execute(
-        update(channels)
-        .where(
-            channels.c.org_id == org_id,
-            channels.c.user_id == user_id,
-            channels.c.stopped_at.is_(None),
-        )
-        .values(stopped_at=clock.now())
-    )
+    await forget_user_channels(session, channels, clock, org_id, user_id)
     calendar_ids = (
         await session.scalars(
             select(col(UserCalendar.id)).where(

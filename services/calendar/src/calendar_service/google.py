@@ -11,6 +11,7 @@ from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.google.credentials import CredentialsProvider
+from pipedesk_common.google.push import OpenedChannel, WatchCall
 
 SCOPES: Final = (
     "https://www.googleapis.com/auth/calendar.events",
@@ -134,10 +135,11 @@ class CalendarGoogle:
     ) -> EventPage:
         """One page of an incremental (``sync_token``) or full listing."""
         parameters: dict[str, Any] = {"calendarId": calendar_id, "maxResults": page_size}
-        if sync_token is not None:
-            parameters["syncToken"] = sync_token
+        # A page token carries the listing it continues; the sync token starts one.
         if page_token is not None:
             parameters["pageToken"] = page_token
+        elif sync_token is not None:
+            parameters["syncToken"] = sync_token
         try:
             answer = await self.api.call(
                 user, "events.list", lambda client: client.events().list(**parameters)
@@ -165,29 +167,29 @@ class CalendarGoogle:
         )
         return answer
 
-    async def watch(
-        self,
-        user: GoogleUser,
-        calendar_id: str,
-        *,
-        channel_id: str,
-        token: str,
-        address: str,
-        ttl_seconds: int,
-    ) -> dict[str, Any]:
-        body = {
-            "id": channel_id,
-            "type": "web_hook",
-            "address": address,
-            "token": token,
-            "params": {"ttl": str(ttl_seconds)},
-        }
-        answer: dict[str, Any] = await self.api.call(
-            user,
-            "events.watch",
-            lambda client: client.events().watch(calendarId=calendar_id, body=body),
-        )
-        return answer
+    def watcher(self, address: str) -> WatchCall:
+        """``events.watch`` on a calendar, notifications sent to ``address``."""
+
+        async def watch(
+            user: GoogleUser, calendar_id: str, channel_id: str, token: str, ttl_seconds: int
+        ) -> OpenedChannel:
+            body = {
+                "id": channel_id,
+                "type": "web_hook",
+                "address": address,
+                "token": token,
+                "params": {"ttl": str(ttl_seconds)},
+            }
+            answer = await self.api.call(
+                user,
+                "events.watch",
+                lambda client: client.events().watch(calendarId=calendar_id, body=body),
+            )
+            return OpenedChannel(
+                resource_id=str(answer["resourceId"]), expiration=answer.get("expiration")
+            )
+
+        return watch
 
     async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
         """Stop a channel; one Google no longer knows (expired, stopped) counts as stopped."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -240,45 +240,3 @@ class CalendarRepository:
         ]
         if rows:
             await self.session.execute(insert(table).values(rows))
-
-    # --- push channels -----------------------------------------------------------------------
-
-    async def add_channel(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(channels).values(**values))
-
-    async def update_channel(self, channel_id: str, **values: Any) -> None:
-        await self.session.execute(
-            update(channels).where(channels.c.id == channel_id).values(**values)
-        )
-
-    async def delete_channel(self, channel_id: str) -> None:
-        await self.session.execute(delete(channels).where(channels.c.id == channel_id))
-
-    async def channel(self, channel_id: str) -> Any:
-        return (
-            await self.session.execute(select(channels).where(channels.c.id == channel_id))
-        ).one_or_none()
-
-    async def active_channels(
-        self, org_id: str, user_id: str, resource: str | None = None
-    ) -> list[Any]:
-        query = select(channels).where(
-            channels.c.org_id == org_id,
-            channels.c.user_id == user_id,
-            channels.c.stopped_at.is_(None),
-        )
-        if resource is not None:
-            query = query.where(channels.c.resource == resource)
-        return list((await self.session.execute(query.order_by(channels.c.expires_at))).all())
-
-    async def channels_expiring(self, before: datetime, limit: int = 200) -> list[Any]:
-        return list(
-            (
-                await self.session.execute(
-                    select(channels)
-                    .where(channels.c.stopped_at.is_(None), channels.c.expires_at <= before)
-                    .order_by(channels.c.expires_at)
-                    .limit(limit)
-                )
-            ).all()
-        )

@@ -31,10 +31,12 @@ EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Visibility = Literal["default", "public", "private", "confidential"]
 
 
-def invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
+def invalid(
+    field: str, message: str, code: str = "invalid", *, location: str = "body"
+) -> InvalidInput:
     return InvalidInput(
         f"{field}: {message}",
-        errors=[FieldError(field=f"body.{field}", message=message, code=code)],
+        errors=[FieldError(field=f"{location}.{field}", message=message, code=code)],
     )
 
 

@@ -8,18 +8,17 @@ event written to the outbox — in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from calendar_service.channels import ChannelKeeper
 from calendar_service.google import CalendarGoogle
 from calendar_service.mirror import CANCELLED, LinkPair, apply_event, public
-from calendar_service.models import UserCalendar
+from calendar_service.models import UserCalendar, owner_of
 from calendar_service.repository import CalendarRepository, EventFilters
 from calendar_service.schemas import (
     BusyPeriod,
@@ -43,6 +42,7 @@ from pipedesk_common.clock import Clock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.errors import Forbidden, NotFound
 from pipedesk_common.google import GoogleUser
+from pipedesk_common.google.push import PushChannels
 from pipedesk_common.idempotency import IdempotencyKeys, fingerprint, remote_id
 from pipedesk_common.rbac import ROLE_ACTIONS, Action
 
@@ -68,9 +68,9 @@ class CalendarRuntime:
     replica: AccessReplica
     idempotency: IdempotencyKeys
     coalescer: Coalescer
-    channels: ChannelKeeper
+    channels: PushChannels
     background: BackgroundWork
-    sync_work: Any  # (key) -> Awaitable[None]
+    sync_work: Callable[[str], Awaitable[None]]
 
     def schedule_sync(self, key: str) -> None:
         """Drain ``key`` in the background (the request was recorded before)."""
@@ -246,7 +246,7 @@ class CalendarService:
                 ]
                 if not chosen:
                     return []
-                filters = EventFilters(**{**filters.__dict__, "calendar_ids": tuple(chosen)})
+                filters = replace(filters, calendar_ids=tuple(chosen))
             events = await repository.list_events(
                 principal.org_id, principal.sub, filters, after=after, limit=limit
             )
@@ -347,10 +347,11 @@ class CalendarService:
         calendar_ids: Sequence[str],
     ) -> FreeBusyPublic:
         if time_max <= time_min:
-            raise invalid("time_max", "must be after time_min")
+            raise invalid("time_max", "must be after time_min", location="query")
         if time_max - time_min > MAX_FREEBUSY_SPAN:
-            raise invalid("time_max", "at most 62 days after time_min")
-        wanted = list(calendar_ids) or ["primary"]
+            raise invalid("time_max", "at most 62 days after time_min", location="query")
+        wanted = list(dict.fromkeys(calendar_ids)) or ["primary"]
+        await self._own_calendar_ids(principal, wanted)
         answer = await self.google.free_busy(google_user(principal), time_min, time_max, wanted)
         calendars: dict[str, list[BusyPeriod]] = {}
         for calendar_id in wanted:
@@ -361,6 +362,22 @@ class CalendarService:
                 BusyPeriod.model_validate(period) for period in found.get("busy", [])
             ]
         return FreeBusyPublic(time_min=time_min, time_max=time_max, calendars=calendars)
+
+    async def _own_calendar_ids(self, principal: Principal, wanted: Sequence[str]) -> None:
+        """404 unless every id is ``primary`` or one of the caller's calendars (their calendar
+        list is read again from Google before refusing)."""
+        async with self.runtime.sessionmaker() as session:
+            known = {
+                calendar.google_id
+                for calendar in await CalendarRepository(session).calendars_of(
+                    principal.org_id, principal.sub
+                )
+            }
+        unknown = {calendar_id for calendar_id in wanted if calendar_id != "primary"} - known
+        if unknown:
+            known = {calendar.google_id for calendar in await self.calendars(principal)}
+        if unknown - known:
+            raise NotFound(f"no such calendar: {sorted(unknown - known)[0]}")
 
     # --- push --------------------------------------------------------------------------------
 
@@ -373,7 +390,8 @@ class CalendarService:
             targets = [await self._calendar(principal, calendar_id)]
         opened = []
         for calendar in targets:
-            opened.append((calendar, await self.runtime.channels.ensure(calendar)))
+            channel = await self.runtime.channels.ensure(owner_of(calendar), calendar.google_id)
+            opened.append((calendar, channel))
             key = sync_key(calendar.id)
             async with self.work() as session:
                 await self.runtime.coalescer.request(session, key)

@@ -16,9 +16,6 @@ class CalendarSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "calendar"
 
     crm_url: str | None = Field(None, validation_alias=AliasChoices("CRM_URL", "crm_url"))
-    accounts_url: str | None = Field(
-        None, validation_alias=AliasChoices("ACCOUNTS_URL", "accounts_url")
-    )
     channel_secret: SecretStr = Field(
         SecretStr(DEV_CHANNEL_SECRET),
         min_length=32,
@@ -51,10 +48,6 @@ class CalendarSettings(BaseServiceSettings):
     @property
     def crm_base_url(self) -> str:
         return self.crm_url or self.url_of("crm")
-
-    @property
-    def accounts_base_url(self) -> str:
-        return self.accounts_url or self.url_of("accounts")
 
     @property
     def webhook_address(self) -> str:

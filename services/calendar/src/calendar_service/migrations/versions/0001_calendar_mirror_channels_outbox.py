@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:17:29.091946
+Create Date: 2026-11-25
 """
 
 from collections.abc import Sequence
@@ -97,6 +97,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('org_id', sa.String(length=255), nullable=False),
     sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('user_email', sa.String(length=320), nullable=True, comment='For domain-wide delegation'),
     sa.Column('resource', sa.String(length=500), nullable=False, comment='What it watches, e.g. a calendar'),
     sa.Column('resource_id', sa.String(length=300), nullable=False, comment="Google's id of the watched"),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),

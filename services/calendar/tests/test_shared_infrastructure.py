@@ -1,0 +1,147 @@
+"""The shared pieces the calendar service runs on (coalescer, periodic jobs, idempotency keys),
+on the real database with the calendar's migrated tables: two instances stand for two processes."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from calendar_service.models import idempotency_keys, job_schedule, work_requests
+from pipedesk_common.clock import ManualClock
+from pipedesk_common.coalesce import Coalescer
+from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.idempotency import (
+    BASE32HEX,
+    IdempotencyKeyReused,
+    IdempotencyKeys,
+    fingerprint,
+    remote_id,
+)
+from pipedesk_common.periodic import JobRunner, PeriodicJob
+
+
+@pytest_asyncio.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_async_engine(database_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio
+async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = ManualClock()
+    first, second = (Coalescer(work_requests, sessions, clock) for _ in range(2))
+    key = f"test:{uuid4()}"
+    started, release = asyncio.Event(), asyncio.Event()
+    runs: list[str] = []
+
+    async def work(_key: str) -> None:
+        runs.append("run")
+        started.set()
+        await release.wait()
+
+    async with sessions.begin() as session:
+        await first.request(session, key)
+    running = asyncio.create_task(first.drain(key, work))
+    await started.wait()
+    for coalescer in (first, second, first, second):
+        async with sessions.begin() as session:
+            await coalescer.request(session, key)
+        assert await coalescer.drain(key, work) == 0  # the holder will see the request
+    release.set()
+    assert await running == 2
+    assert runs == ["run", "run"]
+    assert await first.is_idle(key)
+
+
+@pytest.mark.asyncio
+async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = ManualClock()
+    dying = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
+    survivor = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
+    key = f"test:{uuid4()}"
+    async with sessions.begin() as session:
+        await dying.request(session, key)
+    assert await dying._claim(key)  # claims, then "dies" without releasing
+    async with sessions.begin() as session:
+        await survivor.request(session, key)
+    assert key not in await survivor.pending_keys()  # the lease is held
+    clock.advance(timedelta(minutes=6))
+    assert key in await survivor.pending_keys()
+
+    async def failing(_key: str) -> None:
+        raise RuntimeError("Google is away")
+
+    with pytest.raises(RuntimeError):
+        await survivor.drain(key, failing)
+    assert key in await survivor.pending_keys()
+
+    async def succeeding(_key: str) -> None:
+        return None
+
+    assert await survivor.drain(key, succeeding) == 1
+    assert await survivor.is_idle(key)
+
+
+@pytest.mark.asyncio
+async def test_a_periodic_job_runs_once_per_interval_across_processes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = ManualClock()
+    runs: list[int] = []
+
+    async def count() -> int:
+        runs.append(1)
+        return len(runs)
+
+    job = PeriodicJob(f"test-{uuid4()}", timedelta(minutes=10), count)
+    first, second = (JobRunner(job_schedule, sessions, clock, [job]) for _ in range(2))
+    assert await first.run_if_due(job) is True
+    assert await second.run_if_due(job) is False
+    clock.advance(timedelta(minutes=9))
+    assert await second.run_if_due(job) is False
+    clock.advance(timedelta(minutes=1))
+    assert (await second.run_if_due(job), await first.run_if_due(job)) == (True, False)
+    assert len(runs) == 2
+
+
+@pytest.mark.asyncio
+async def test_idempotency_keys_replay_and_refuse_reuse_for_other_input(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = ManualClock()
+    keys = IdempotencyKeys(idempotency_keys, clock, retention=timedelta(hours=24))
+    scope, key = f"test:{uuid4()}", "k-1"
+    digest = fingerprint({"summary": "a"})
+    async with sessions.begin() as session:
+        assert await keys.replay(session, scope, key, digest) is None
+        await keys.remember(session, scope, key, digest, status=201, body={"id": "x"})
+    async with sessions.begin() as session:
+        answered = await keys.replay(session, scope, key, digest)
+        assert answered is not None
+        assert (answered.status, answered.body) == (201, {"id": "x"})
+        with pytest.raises(IdempotencyKeyReused):
+            await keys.replay(session, scope, key, fingerprint({"summary": "b"}))
+    clock.advance(timedelta(hours=25))
+    async with sessions.begin() as session:
+        assert await keys.replay(session, scope, key, digest) is None
+        assert await keys.prune(session) >= 1
+
+
+def test_remote_ids_are_stable_per_scope_and_key_and_fit_calendars_alphabet() -> None:
+    chosen = remote_id("scope", "key")
+    assert chosen == remote_id("scope", "key")
+    assert chosen != remote_id("scope", "other key")
+    assert chosen != remote_id("other scope", "key")
+    assert len(chosen) == 32
+    assert set(chosen) <= set(BASE32HEX)
