@@ -68,7 +68,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(False, 5, 4.0, 6.0, 3.0, 2, 1_000_000, 200, 100, 16, 16, 0.2, 570)
+        return cls(False, 5, 4.0, 6.0, 2.0, 2, 1_000_000, 200, 100, 16, 16, 0.1, 570)
 
     @classmethod
     def small(cls) -> Plan:
@@ -87,9 +87,12 @@ class Plan:
 class Runs:
     """Per-variant round results and the resources each variant's phases used."""
 
-    def __init__(self, meter: ProcessMeter, deadline: float) -> None:
+    def __init__(
+        self, meter: ProcessMeter, deadline: float, settle: Callable[[], Awaitable[None]]
+    ) -> None:
         self.meter = meter
         self.deadline = deadline
+        self.settle = settle
         self.rounds: dict[str, list[Any]] = defaultdict(list)
         self.usage: dict[str, dict[str, dict[str, float]]] = {}
         self.wall: dict[str, float] = defaultdict(float)
@@ -102,6 +105,7 @@ class Runs:
         started = time.monotonic()
         result = await run()
         usage = self.meter.stop()
+        await self.settle()  # an overloaded phase's backlog must not spill into the next one
         if keep:
             self.rounds[variant].append(result)
             self.wall[variant] += time.monotonic() - started
@@ -134,6 +138,18 @@ class RssWatch:
                 if sample is not None:
                     self.peak[name] = max(self.peak[name], sample.rss_bytes / 2**20)
             await asyncio.sleep(0.5)
+
+
+async def settle(pools: dict[str, HttpPool], within: float = 15.0) -> None:
+    """Wait until every service answers its health check promptly again (its backlog is gone)."""
+    deadline = time.perf_counter() + within
+    for pool in pools.values():
+        while time.perf_counter() < deadline:
+            asked = time.perf_counter()
+            status, _ = await pool.call("GET", "/healthz")
+            if status == 200 and time.perf_counter() - asked < 0.02:
+                break
+            await asyncio.sleep(0.05)
 
 
 def wrk_phase(url: str, headers: dict[str, str], plan: Plan) -> Callable[[], Awaitable[WrkResult]]:
@@ -183,9 +199,14 @@ async def bench_pipeline(
                     keep=round_number > 0,
                 )
                 label = f"round {round_number}" if round_number else "warm-up"
+                backlog = (
+                    f"; CRM outbox backlog when writes stopped: {result.outbox_backlog_at_stop:.0f}"
+                    if result.outbox_backlog_at_stop is not None
+                    else ""
+                )
                 print(
                     f"  pipeline {label}: {name}: {result.per_second:,.0f} events/s "
-                    f"({result.events} in {result.seconds:.1f} s)",
+                    f"({result.events} in {result.seconds:.1f} s{backlog})",
                     flush=True,
                 )
     rates = {name: [r.per_second for r in runs.rounds[f"pipeline: {name}"]] for name in variants}
@@ -472,7 +493,7 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
     )
     rss = RssWatch(stack.pids)
     watcher = asyncio.create_task(rss.run())
-    runs = Runs(meter, began + plan.deadline_seconds)
+    runs = Runs(meter, began + plan.deadline_seconds, partial(settle, pools))
     record: dict[str, Any] = {}
     try:
         dataset = await ensure_dataset(

@@ -86,15 +86,21 @@ class OpenLoopResult:
     errors: int
     elapsed: float
     statuses: dict[int, int] = field(default_factory=dict)
+    unanswered: int = 0  # still open ``grace`` seconds after the last send: counted as errors
 
     def p(self, fraction: float) -> float:
         return percentile(self.latencies, fraction) if self.latencies else math.nan
 
 
 async def open_loop(
-    send: Callable[[], Awaitable[int]], *, rate: float, duration: float
+    send: Callable[[], Awaitable[int]], *, rate: float, duration: float, grace: float = 1.0
 ) -> OpenLoopResult:
-    """Call ``send`` (returns a status code) at ``rate`` per second, never waiting for answers."""
+    """Call ``send`` (returns a status code) at ``rate`` per second, never waiting for answers.
+
+    Requests still unanswered ``grace`` seconds after the last send are given up (so an
+    overloaded system cannot stretch the phase without end); their time waited so far enters
+    the latencies as a lower bound, and they count as errors.
+    """
     # perf_counter, not loop.time(): uvloop's clock is cached per iteration in whole milliseconds.
     start = time.perf_counter() + 0.05
     schedule = intended_times(start, rate, duration)
@@ -115,20 +121,26 @@ async def open_loop(
         else:
             errors += 1
 
-    tasks = []
+    tasks: dict[asyncio.Task[None], float] = {}
     for intended in schedule:
         # Timers may fire a little early; the send must never precede its intended time.
         while (delay := intended - time.perf_counter()) > 0:  # noqa: ASYNC110 - a moment, not an event
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(intended)))
-    await asyncio.gather(*tasks)
+        tasks[asyncio.create_task(one(intended))] = intended
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
+    given_up = time.perf_counter()
+    for task in pending:
+        task.cancel()
+        latencies.append(given_up - tasks[task])
+    await asyncio.gather(*pending, return_exceptions=True)
     return OpenLoopResult(
         rate=rate,
         sent=len(schedule),
         latencies=latencies,
-        errors=errors,
+        errors=errors + len(pending),
         elapsed=time.perf_counter() - start,
         statuses=statuses,
+        unanswered=len(pending),
     )
 
 

@@ -37,6 +37,9 @@ def asyncpg_dsn(database_url: str) -> str:
 class RoundResult:
     events: int
     seconds: float
+    # For the system: events still in CRM's outbox when the writers stopped (from /metrics),
+    # which tells whether the relay or the consumer side is behind.
+    outbox_backlog_at_stop: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -90,10 +93,11 @@ class RawBroker:
             await message.ack()
             self.counter.add()
 
-        await self.queue.consume(on_message)
+        self.consumer_tag = await self.queue.consume(on_message)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        await self.queue.cancel(self.consumer_tag)
         with contextlib.suppress(Exception):
             await self.queue.delete(if_unused=False, if_empty=False)
         await self.publisher.close()
@@ -189,7 +193,7 @@ class RawDatabaseAndBroker:
             self.queue_name, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await self.queue.bind(self.exchange_name, routing_key="raw.audit.recorded")
-        await self.queue.consume(self._on_message)
+        self.consumer_tag = await self.queue.consume(self._on_message)
         self.relaying = True
         self.relay_task = asyncio.create_task(self._relay())
         return self
@@ -198,6 +202,7 @@ class RawDatabaseAndBroker:
         self.relaying = False
         self.wake.set()
         await self.relay_task
+        await self.queue.cancel(self.consumer_tag)
         with contextlib.suppress(Exception):
             await self.queue.delete(if_unused=False, if_empty=False)
         await self.relay_amqp.close()
@@ -352,10 +357,20 @@ class SystemPipeline:
                     committed += 1
 
         await asyncio.gather(*(writer(lead) for lead in self.leads))
+        backlog = await self._outbox_backlog()
         seen = 0.0
         for lead, title in last_titles.items():
             seen = max(seen, await self._visible(lead, _ends_with(title)))
-        return RoundResult(committed, seen - started)
+        return RoundResult(committed, seen - started, backlog)
+
+    async def _outbox_backlog(self) -> float | None:
+        status, body = await self.crm.call("GET", "/metrics")
+        if status != 200:
+            return None
+        for line in body.decode().splitlines():
+            if line.startswith("pipedesk_outbox_backlog{"):
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
     async def lag_round(self, rate: float, duration: float, probe_every: float) -> LagResult:
         """Updates at ``rate`` per second (open loop), while probe updates time commit → item."""
@@ -379,7 +394,7 @@ class SystemPipeline:
                 title = self._next_title()
                 if await self.update(self.probe_lead, title) == 200:
                     committed = time.perf_counter()
-                    seen = await self._visible(self.probe_lead, _ends_with(title), every=0.005)
+                    seen = await self._visible(self.probe_lead, _ends_with(title), every=0.01)
                     lags.append(max(seen - committed, 0.0))
                 await asyncio.sleep(probe_every)
 

@@ -86,6 +86,20 @@ async def test_open_loop_counts_failures_apart_from_latencies() -> None:
     assert result.statuses == {200: 3, 503: 1}
 
 
+@pytest.mark.asyncio
+async def test_open_loop_gives_up_on_answers_after_the_grace_period() -> None:
+    never = asyncio.Event()
+
+    async def send() -> int:
+        await never.wait()
+        return 200
+
+    result = await open_loop(send, rate=400, duration=0.01, grace=0.05)
+    assert (result.sent, result.unanswered, result.errors) == (4, 4, 4)
+    assert len(result.latencies) == 4
+    assert min(result.latencies) >= 0.05  # a lower bound: at least the grace period
+
+
 def reader_of(raw: bytes) -> asyncio.StreamReader:
     reader = asyncio.StreamReader()
     reader.feed_data(raw)
