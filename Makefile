@@ -48,7 +48,7 @@ bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
 bench: migrate keys ## Benchmarks against their raw baselines, ~9 min (QUICK=1: tiny, ~1 min)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
-	@$(PYTHON) -m bench $(if $(QUICK),--quick)
+	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
 
 token: install ## Print a dev access token: make token SUB=u1 ROLE=rep ORG=acme TEAMS=t1,t2 EMAIL=u1@acme.test
 	@$(PYTHON) -m dev_identity token --sub "$(or $(SUB),dev-user)" --role "$(or $(ROLE),rep)" \

@@ -76,6 +76,8 @@ def chart(record: dict[str, Any], path: Path) -> None:
     ax.set_title("Event pipeline: events/s per round")
     ax.set_xlabel("round")
     ax.set_ylabel("events/s")
+    ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     ax.grid(alpha=0.3)
 
@@ -94,6 +96,7 @@ def chart(record: dict[str, Any], path: Path) -> None:
         ax.plot(range(1, len(rounds) + 1), rounds, marker="o", label=name)
     ax.set_title("Maximum requests/s per round")
     ax.set_xlabel("round")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("requests/s")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
