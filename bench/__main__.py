@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
@@ -577,7 +579,7 @@ def assemble(
             ],
             "note": "An event is one lead update: a CRM commit with two outbox rows, the relay's "
             "batched commit, two persistent confirmed publishes, one consumer commit + ack. "
-            "Lag is measured by probe updates polled through the timeline API every 5 ms.",
+            "Lag is measured by probe updates polled through the timeline API every 10 ms.",
         },
         {
             "title": f"Timeline page ({dataset.items:,} items on one lead)",
@@ -651,7 +653,7 @@ def assemble(
         },
         "timeline_latency_ms": {
             name: [
-                ms(value)
+                round(ms(value), 3)
                 for result in runs.rounds[f"timeline {plan.timeline_rate:g}/s: {name}"]
                 for value in result.latencies
             ]
@@ -664,7 +666,7 @@ def assemble(
         },
         "gateway_latency_ms": {
             name: [
-                ms(value)
+                round(ms(value), 3)
                 for result in runs.rounds[f"gateway {plan.gateway_rate:g}/s: {name}"]
                 for value in result.latencies
             ]
@@ -765,7 +767,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, no targets")
     parser.add_argument("--port-base", type=int, default=None)
+    parser.add_argument(
+        "--render", type=Path, default=None, help="only redraw the table and chart of a JSON record"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        record = json.loads(args.render.read_text())
+        for kind, path in report.write(record, args.render.stem, args.render.parent).items():
+            print(f"{kind}: {path}")
+        return 0
     plan = Plan.small() if args.quick else Plan.full()
     record = uvloop.run(run(plan, args.port_base))
     stem = f"{record['started_at'][:10]}-{socket.gethostname()}" + ("-quick" if plan.quick else "")
