@@ -483,7 +483,11 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
     for name, value in settings.items():
         print(f"  {name} = {value}", flush=True)
     print(f"Machine: {machine['summary']}; load average {machine['loadavg_at_start']}", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
     token = minter().mint(sub=USER, org_id=ORG, role="rep", email=None, team_ids=[TEAM])
     headers = {"Authorization": f"Bearer {token}"}
     pools = {
@@ -523,7 +527,10 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
         for pool in pools.values():
             await pool.close()
         stack.stop()
-        await delete_exchanges(amqp_url, stack.broker_prefix)
+        try:
+            await asyncio.wait_for(delete_exchanges(amqp_url, stack.broker_prefix), timeout=15)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as exc:
+            print(f"could not delete the bench's exchanges ({exc!r})", file=sys.stderr)
     record["elapsed_seconds"] = time.monotonic() - began
     return record
 
