@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -532,6 +533,7 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as exc:
             print(f"could not delete the bench's exchanges ({exc!r})", file=sys.stderr)
     record["elapsed_seconds"] = time.monotonic() - began
+    shutil.rmtree(stack.log_dir, ignore_errors=True)  # kept only when the run failed
     return record
 
 
