@@ -8,7 +8,7 @@ PORT_BASE ?= 8000
 export PORT_BASE
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys run test lint format token
+.PHONY: help install preflight migrate keys run test lint format token bench
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,13 +36,20 @@ test: preflight ## Install everything, then run the whole suite
 lint: install ## Formatting, lint, types and architecture contracts
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync ruff check .
-	$(UV) run --no-sync mypy --strict libs/common/src gateway/src
+	$(UV) run --no-sync mypy --strict libs/common/src gateway/src bench
 	$(UV) run --no-sync mypy services/crm/src services/timeline/src services/accounts/src services/calendar/src services/tasks/src libs/dev_identity/src libs/google_emulator/src
 	$(UV) run --no-sync lint-imports
 
 format: install ## Format and fix what can be fixed automatically
 	$(UV) run --no-sync ruff format .
 	$(UV) run --no-sync ruff check --fix .
+
+BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk_bench$(if $(QUICK),_quick)
+bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
+bench: migrate keys ## Benchmarks against their raw baselines, ~9 min (QUICK=1: tiny, ~1 min)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
 
 token: install ## Print a dev access token: make token SUB=u1 ROLE=rep ORG=acme TEAMS=t1,t2 EMAIL=u1@acme.test
 	@$(PYTHON) -m dev_identity token --sub "$(or $(SUB),dev-user)" --role "$(or $(ROLE),rep)" \
