@@ -60,7 +60,7 @@ def copy_of_repo(tmp_path: Path) -> Path:
 
 
 def test_make_run_brings_the_system_up_and_its_examples_work(
-    copy_of_repo: Path, database_url: str, broker_prefix: str
+    copy_of_repo: Path, database_url: str, broker_prefix: str, service_env: dict[str, str]
 ) -> None:
     base = free_port_base()
     database = (
@@ -72,7 +72,8 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
         "PORT_BASE": str(base),
         "DATABASE_URL": database,
         "BROKER_PREFIX": f"{broker_prefix}makerun.",
-        "BROKER_QUEUE_EXPIRES_MS": "3600000",
+        "BROKER_QUEUE_EXPIRES_MS": service_env["BROKER_QUEUE_EXPIRES_MS"],
+        "BROKER_QUEUE_LEDGER": service_env["BROKER_QUEUE_LEDGER"],
     }
     env.pop("VIRTUAL_ENV", None)
     # `make run` wires its own processes: addresses this test run set for other suites (the

@@ -5,6 +5,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -40,7 +41,9 @@ def access_changed(record_id: str, version: int, org: str = "org-c") -> Event[An
 class Harness:
     def __init__(self, service_env: dict[str, str]) -> None:
         self.env = service_env
-        self.topology = Topology(service_env["BROKER_PREFIX"], 3_600_000)
+        self.topology = Topology(
+            service_env["BROKER_PREFIX"], 3_600_000, Path(service_env["BROKER_QUEUE_LEDGER"])
+        )
         self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox, FAST)
         self.calls: Counter[str] = Counter()
         self.applied: list[tuple[str, int]] = []

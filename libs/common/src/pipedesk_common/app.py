@@ -105,7 +105,11 @@ def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext
             if signing_key is not None
             else None
         ),
-        topology=Topology(settings.broker_prefix, settings.broker_queue_expires_ms),
+        topology=Topology(
+            settings.broker_prefix,
+            settings.broker_queue_expires_ms,
+            settings.broker_queue_ledger,
+        ),
     )
 
 

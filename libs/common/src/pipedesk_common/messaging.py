@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -66,10 +67,21 @@ async def closed(connection: AbstractConnection) -> None:
 
 @dataclass(frozen=True)
 class Topology:
-    """Names of the exchanges and queues; ``prefix`` isolates a test run or a second stack."""
+    """Names of the exchanges and queues; ``prefix`` isolates a test run or a second stack.
+
+    An ephemeral stack (a test run, a benchmark) also sets ``queue_ledger``: a file to which every
+    process of the stack appends the names of the queues it declares, so that the stack's teardown
+    can delete exactly those (``delete_ledger_queues``) instead of leaving them to expire.
+    """
 
     prefix: str = ""
     queue_expires_ms: int | None = None
+    queue_ledger: Path | None = None
+
+    def _record(self, *queues: str) -> None:
+        if self.queue_ledger is not None:
+            with self.queue_ledger.open("a", encoding="utf-8") as ledger:
+                ledger.write("".join(f"{queue}\n" for queue in queues))
 
     def _queue_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         if self.queue_expires_ms is not None:
@@ -100,6 +112,16 @@ class Topology:
         await channel.exchange_delete(self.events_exchange)
         await channel.exchange_delete(self.dead_letter_exchange)
 
+    async def delete_ledger_queues(self, channel: AbstractChannel) -> int:
+        """Remove every queue of this prefix the ledger lists (an ephemeral stack's teardown)."""
+        if self.queue_ledger is None or not self.queue_ledger.exists():
+            return 0
+        names = set(self.queue_ledger.read_text(encoding="utf-8").split())
+        queues = sorted(name for name in names if name.startswith(self.prefix))
+        for queue in queues:
+            await channel.queue_delete(queue)
+        return len(queues)
+
     async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
@@ -114,6 +136,11 @@ class Topology:
         delivery_limit: int,
         retry_delays_ms: Sequence[int],
     ) -> AbstractQueue:
+        self._record(
+            queue,
+            self.dead_letter_queue(queue),
+            *(self.retry_queue(queue, delay) for delay in retry_delays_ms),
+        )
         events = await self.declare_exchange(channel)
         dead_letters = await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True

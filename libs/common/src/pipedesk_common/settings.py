@@ -159,6 +159,11 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=AliasChoices("BROKER_QUEUE_EXPIRES_MS", "broker_queue_expires_ms"),
         description="For ephemeral stacks: queues unused this long are deleted by the broker",
     )
+    broker_queue_ledger: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("BROKER_QUEUE_LEDGER", "broker_queue_ledger"),
+        description="For ephemeral stacks: a file listing every queue declared, for teardown",
+    )
     amqp_heartbeat: int = Field(
         10, ge=1, le=600, validation_alias=AliasChoices("AMQP_HEARTBEAT", "amqp_heartbeat")
     )

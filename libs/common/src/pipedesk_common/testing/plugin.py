@@ -43,7 +43,7 @@ from pipedesk_common.testing.servers import serve_in_thread
 if TYPE_CHECKING:
     from pipedesk_common.testing.google import GoogleStack
 
-QUEUE_EXPIRY_MS = 3_600_000
+QUEUE_EXPIRY_MS = 900_000  # what the ledger missed (a killed process) goes 15 minutes after use
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,25 +105,38 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
 
 
 @pytest.fixture(scope="session")
-def broker_prefix() -> Iterator[str]:
-    """Exchanges and queues of this run carry this prefix; queues expire an hour after last use."""
+def queue_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file every process of this run lists its declared queues in (``BROKER_QUEUE_LEDGER``)."""
+    return tmp_path_factory.mktemp("broker") / "queues"
+
+
+@pytest.fixture(scope="session")
+def broker_prefix(queue_ledger: Path) -> Iterator[str]:
+    """Exchanges and queues of this run carry this prefix. At the end of the run its queues (from
+    the ledger) and exchanges are deleted; queues the ledger missed (a process killed mid-way)
+    expire 15 minutes after their last use."""
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     yield prefix
 
-    async def delete_exchanges() -> None:
+    async def delete_topology() -> None:
         connection = await connect(
             os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown"
         )
         try:
-            await Topology(prefix).delete_exchanges(await connection.channel())
+            topology = Topology(prefix, queue_ledger=queue_ledger)
+            channel = await connection.channel()
+            await topology.delete_ledger_queues(channel)
+            await topology.delete_exchanges(channel)
         finally:
             await connection.close()
 
-    asyncio.run(delete_exchanges())
+    asyncio.run(delete_topology())
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, identity: Identity, broker_prefix: str) -> dict[str, str]:
+def service_env(
+    database_url: str, identity: Identity, broker_prefix: str, queue_ledger: Path
+) -> dict[str, str]:
     """Settings for a service under test, as environment variables (also usable as kwargs)."""
     return {
         "ENVIRONMENT": "test",
@@ -135,6 +148,7 @@ def service_env(database_url: str, identity: Identity, broker_prefix: str) -> di
         "LOG_LEVEL": "WARNING",
         "BROKER_PREFIX": broker_prefix,
         "BROKER_QUEUE_EXPIRES_MS": str(QUEUE_EXPIRY_MS),
+        "BROKER_QUEUE_LEDGER": str(queue_ledger),
         "OUTBOX_POLL_SECONDS": "0.2",
         "CONSUMER_RETRY_DELAYS_MS": "100,200,400",
         "AMQP_HEARTBEAT": "2",
