@@ -1,4 +1,4 @@
-"""The broker topology on the real RabbitMQ: an ephemeral stack's teardown leaves no queue behind."""
+"""The broker topology on the real RabbitMQ: a short-lived stack leaves no queue behind."""
 
 import os
 import uuid
