@@ -37,10 +37,11 @@ from pipedesk_common.testing.servers import free_port, serve_in_thread
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_total_seconds=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def crm_url(service_env: dict[str, str]) -> Iterator[str]:
     """The CRM, on a socket: the calendar's access replica asks it about records it has not
-    heard of yet."""
+    heard of yet. Per module, so its outbox relay never outlives the tests that use it (a relay
+    left running would publish what later suites' CRMs commit)."""
     with serve_in_thread(build_crm(CrmSettings(**service_env))) as url:
         yield url
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipedesk_common.clock import SystemClock
 from pipedesk_common.db import connect_raw
-from pipedesk_common.events import Event, encode_event, new_event
+from pipedesk_common.events import Event, encode_event, new_event, registered_types
 from pipedesk_common.events.crm import (
     CompanyUpdated,
     ContactUpdated,
@@ -232,11 +232,13 @@ class Feed:
         private: bool = False,
         sharing: str | None = None,
         owner_id: str | None = None,
-        event_type: str = "pipedesk.calendar.event.updated.v1",
+        event_type: str = "pipedesk.partner.meeting.updated.v1",
         org_id: str | None = None,
     ) -> RawEvent:
         """A producer's event carrying a timeline projection (calendar, tasks, gmail…), whose
-        contract this process need not know: the timeline reads it generically."""
+        contract this process need not know: the timeline reads it generically. The type must be
+        one no contract registers (a registered one is validated against its contract)."""
+        assert event_type not in registered_types(), f"{event_type} has a contract; use another"
         event_id = str(uuid4())
         _, producer, entity, action, _ = event_type.split(".")
         envelope = {

@@ -252,11 +252,11 @@ async def test_filters_by_time_range_kinds_and_text(
                 title="Pricing",
                 summary="The KICKOFF notes",
                 links=[("lead", lead_id)],
-                event_type="pipedesk.gmail.message.received.v1",
+                event_type="pipedesk.partner.message.received.v1",
             ),
             feed.item("c", kind="task", service="tasks", occurred_at=day + timedelta(days=2),
                       title="Send contract", links=[("lead", lead_id)],
-                      event_type="pipedesk.tasks.task.updated.v1", status="deleted"),
+                      event_type="pipedesk.partner.todo.updated.v1", status="deleted"),
         )  # fmt: skip
 
         async def keys(**params: Any) -> list[str]:

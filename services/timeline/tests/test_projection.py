@@ -110,7 +110,7 @@ async def test_unknown_types_are_acked_and_counted_and_malformed_ones_dead_lette
         "mail-1",
         kind="email",
         service="gmail",
-        event_type="pipedesk.gmail.message.received.v1",
+        event_type="pipedesk.partner.message.received.v1",
         links=[("lead", lead_id)],
     )
     unknown_without_projection = feed.item("x", event_type="pipedesk.billing.invoice.paid.v1")
@@ -119,7 +119,7 @@ async def test_unknown_types_are_acked_and_counted_and_malformed_ones_dead_lette
         unknown_without_projection.routing_key,
         json.dumps({**json.loads(unknown_without_projection.body), "data": {"amount": 3}}).encode(),
     )
-    broken = feed.item("y", event_type="pipedesk.gmail.message.received.v1")
+    broken = feed.item("y", event_type="pipedesk.partner.message.received.v1")
     broken_body = json.loads(broken.body)
     broken_body["data"]["timeline"]["kind"] = "gossip"
     async with timeline_app() as timeline:

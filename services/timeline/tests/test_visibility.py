@@ -97,7 +97,7 @@ async def test_mailbox_sharing_levels_hide_the_summary_or_the_subject(
                     links=[("lead", lead)],
                     sharing=level,
                     owner_id=owner.sub,
-                    event_type="pipedesk.gmail.message.received.v1",
+                    event_type="pipedesk.partner.message.received.v1",
                 )
                 for level in ("full", "subject", "metadata")
             ),

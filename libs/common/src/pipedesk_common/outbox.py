@@ -189,6 +189,9 @@ class OutboxRelay:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await self.topology.declare_exchange(channel)
             while not connection.is_closed and not self._stopping.is_set():
+                # Cleared before the batch is claimed, not after: a commit notified while this
+                # batch is published must wake the next turn, not wait for the poll interval.
+                self._wake.clear()
                 sent = await self.relay_once(exchange)
                 await self._update_backlog_metrics()
                 await self._prune_if_due()
@@ -198,7 +201,6 @@ class OutboxRelay:
             await connection.close()
 
     async def _wait_for_work(self) -> None:
-        self._wake.clear()
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as the wake-up does, and the relay would then never stop.
         with contextlib.suppress(TimeoutError):
