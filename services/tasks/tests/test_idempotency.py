@@ -59,10 +59,10 @@ async def test_a_create_that_crashed_after_google_answered_is_reconciled_not_rep
     body = {"title": "Send proposal", "notes": "v3", "links": [{"type": "lead", "id": lead_id}]}
     headers = {**rep.headers, "Idempotency-Key": "proposal-7"}
     async with stack.tasks() as crashing:
-        monkeypatch.setattr(tasks_service.service, "record_created", crash)
-        died = await crashing.client.post("/api/tasks", json=body, headers=headers)
+        with monkeypatch.context() as patched:
+            patched.setattr(tasks_service.service, "record_created", crash)
+            died = await crashing.client.post("/api/tasks", json=body, headers=headers)
         assert died.status_code == 500
-        monkeypatch.undo()
     assert len(titled(await stack.google_tasks(rep), "Send proposal")) == 1
     async with stack.tasks() as restarted:
         if polled_first:
@@ -144,11 +144,11 @@ async def test_a_create_whose_process_died_is_retried_once_its_lease_ran_out(
         """A dead process releases nothing."""
 
     async with stack.tasks() as crashing:
-        monkeypatch.setattr(tasks_service.service, "record_created", crash)
-        monkeypatch.setattr(TasksRepository, "release_pending", keep_the_lease)
-        died = await crashing.client.post("/api/tasks", json=body, headers=headers)
+        with monkeypatch.context() as patched:
+            patched.setattr(tasks_service.service, "record_created", crash)
+            patched.setattr(TasksRepository, "release_pending", keep_the_lease)
+            died = await crashing.client.post("/api/tasks", json=body, headers=headers)
         assert died.status_code == 500
-        monkeypatch.undo()
     async with stack.tasks() as restarted:
         early = await restarted.client.post("/api/tasks", json=body, headers=headers)
         assert early.status_code == 409
@@ -172,12 +172,12 @@ async def test_creates_nobody_retried_are_settled_by_the_prune_job(
     rep = users.make(Role.REP)
     await stack.connect(rep)
     async with stack.tasks() as service:
-        monkeypatch.setattr(tasks_service.service, "record_created", crash)
-        died = await service.client.post(
-            "/api/tasks", json={"title": "Made, never recorded"}, headers=rep.headers
-        )
+        with monkeypatch.context() as patched:
+            patched.setattr(tasks_service.service, "record_created", crash)
+            died = await service.client.post(
+                "/api/tasks", json={"title": "Made, never recorded"}, headers=rep.headers
+            )
         assert died.status_code == 500
-        monkeypatch.undo()
         await stack.google.admin(
             "POST", "/faults", json={"api_method": "tasks.tasks.insert", "status": 400, "count": 1}
         )
