@@ -11,8 +11,8 @@ from calendar_service.schemas import (
     check_span,
     normalize_attendees,
     parse_when,
-    resolve_aliases,
 )
+from pipedesk_common.aliases import resolve_aliases
 from pipedesk_common.errors import InvalidInput
 
 
@@ -43,7 +43,7 @@ def test_each_alias_is_read_as_its_field() -> None:
 )
 def test_two_names_of_one_field_are_refused_naming_both(canonical: str, alias: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        resolve_aliases({canonical: "x", alias: "y"})
+        resolve_aliases({canonical: "x", alias: "y"}, ALIASES)
     assert refused.value.errors is not None
     assert {error.field for error in refused.value.errors} == {f"body.{canonical}", f"body.{alias}"}
     assert canonical in str(refused.value.detail)

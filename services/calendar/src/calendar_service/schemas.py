@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipedesk_common.aliases import documented_aliases, resolve_aliases
 from pipedesk_common.errors import FieldError, InvalidInput
 
 # Canonical name → the other names the frontend may use for it (at most one per payload).
@@ -38,47 +39,6 @@ def invalid(
         f"{field}: {message}",
         errors=[FieldError(field=f"{location}.{field}", message=message, code=code)],
     )
-
-
-def resolve_aliases(data: Any) -> Any:
-    """Rename aliases to their canonical field; two names of one field → 422 naming both."""
-    if not isinstance(data, dict):
-        return data
-    resolved = dict(data)
-    for canonical, aliases in ALIASES.items():
-        present = [name for name in (canonical, *aliases) if name in resolved]
-        if len(present) > 1:
-            names = " and ".join(f"`{name}`" for name in present)
-            message = f"{names} name the same field: send only one of them"
-            raise InvalidInput(
-                message,
-                errors=[
-                    FieldError(field=f"body.{name}", message=message, code="alias_conflict")
-                    for name in present
-                ],
-            )
-        if present and present[0] != canonical:
-            resolved[canonical] = resolved.pop(present[0])
-    return resolved
-
-
-def document_aliases(schema: dict[str, Any]) -> None:
-    """OpenAPI: every alias appears as a property of its own, described as the alias it is."""
-    properties = schema.get("properties", {})
-    for canonical, aliases in ALIASES.items():
-        if canonical not in properties:
-            continue
-        names = ", ".join(f"`{name}`" for name in (canonical, *aliases))
-        base = properties[canonical]
-        base["description"] = (
-            base.get("description", "") + f" Also accepted as {names} (only one per payload)."
-        ).strip()
-        for alias in aliases:
-            properties[alias] = {
-                **{key: value for key, value in base.items() if key != "description"},
-                "title": alias,
-                "description": f"Alias of `{canonical}`.",
-            }
 
 
 class GoogleTime(BaseModel):
@@ -214,7 +174,7 @@ class LinkInput(BaseModel):
 
 
 class _EventWrite(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=document_aliases)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=documented_aliases(ALIASES))
 
     summary: str | None = Field(None, max_length=1024, description="The title.")
     description: str | None = Field(None, max_length=8192, description="Notes.")
@@ -243,7 +203,7 @@ class _EventWrite(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
-        return resolve_aliases(data)
+        return resolve_aliases(data, ALIASES)
 
     def times(self) -> tuple[When | None, When | None]:
         if self.timezone is not None:
