@@ -14,17 +14,17 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import Clock, SystemClock
-from pipedesk_common.events import decode_event
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.keys import dev_service_key_path
 from pipedesk_common.testing.google import GoogleStack
+from pipedesk_common.testing.outbox import published as outbox_events
 from pipedesk_common.testing.plugin import ActingUser, Identity
 from pipedesk_common.testing.servers import free_port, serve_in_thread
 from pipedesk_common.testing.waiting import eventually
@@ -171,20 +171,7 @@ class Stack:
 
     async def published(self, routing_key: str, task_id: str | UUID) -> list[dict[str, Any]]:
         """The data of every event of this kind written for one task, oldest first."""
-        engine = create_async_engine(self.database_url)
-        try:
-            async with engine.connect() as connection:
-                rows = (
-                    await connection.execute(
-                        select(outbox.c.body)
-                        .where(outbox.c.routing_key == routing_key)
-                        .order_by(outbox.c.id)
-                    )
-                ).all()
-        finally:
-            await engine.dispose()
-        found = [decode_event(row.body).data.model_dump(mode="json") for row in rows]
-        return [data for data in found if data["id"] == str(task_id)]
+        return await outbox_events(self.database_url, outbox, routing_key, task_id)
 
     async def idle(self, user: ActingUser) -> None:
         """Wait until no poll of ``user``'s lists is pending or running (writes start one)."""
