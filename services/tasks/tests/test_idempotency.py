@@ -205,3 +205,38 @@ async def test_creates_nobody_retried_are_settled_by_the_prune_job(
 
 def titles_in(tasks: list[dict[str, Any]]) -> list[str]:
     return [task["title"] for task in tasks]
+
+
+async def test_a_poll_during_a_create_leaves_the_task_to_the_create_and_makes_no_second_row(
+    stack: Any, users: Users, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.tasks() as service:
+        runtime = service.runtime
+        real_record_created = tasks_service.service.record_created
+        polled: list[Any] = []
+
+        async def record_while_a_poll_runs(
+            session: Any, clock: Any, tasklist: Any, resource: Any, task_id: Any, **kwargs: Any
+        ) -> Any:
+            # The create holds its pending row, as it does while recording Google's answer, and
+            # the poll finds the new Google task at that moment.
+            await TasksRepository(session).any_task(task_id, for_update=True)
+            polled.append(await runtime.poll.poll(tasklist.org_id, tasklist.user_id))
+            return await real_record_created(session, clock, tasklist, resource, task_id, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(tasks_service.service, "record_created", record_while_a_poll_runs)
+            created = await service.client.post(
+                "/api/tasks", json={"title": "Raced"}, headers=rep.headers
+            )
+        assert created.status_code == 201, created.text
+        assert polled  # the poll ran while the create held its row
+        await stack.poll(service, rep)
+        listed = await service.client.get("/api/tasks", headers=rep.headers)
+        assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+    assert len(titled(await stack.google_tasks(rep), "Raced")) == 1
+    rows = await stack.scalar("SELECT count(*) FROM tasks.tasks WHERE title = 'Raced'")
+    assert rows == 1
+    assert len(await stack.published("tasks.task.created", created.json()["id"])) == 1

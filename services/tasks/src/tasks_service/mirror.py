@@ -91,17 +91,32 @@ def same_content(pending: MirroredTask, resource: dict[str, Any]) -> bool:
     )
 
 
+class CreateInProgress(Exception):
+    """A create that may be this very task is being recorded by another transaction."""
+
+
 async def _adoptable(
     session: AsyncSession, tasklist: TaskList, resource: dict[str, Any]
 ) -> MirroredTask | None:
     """A create in progress in this list that ``resource`` is the Google side of: same content,
     changed in Google after the create was recorded (Google takes no client ids, so a create
-    that died after Google's answer is recognised this way)."""
+    that died after Google's answer is recognised this way). Raises ``CreateInProgress`` when
+    such a create is held by another transaction: that request is recording this task now, and
+    a second row for it must not be made."""
+    repository = TasksRepository(session)
     changed = google_time(resource.get("updated"))
-    for pending in await TasksRepository(session).pending_tasks(tasklist.id, for_update=True):
+    busy = False
+    for pending in await repository.pending_tasks(tasklist.id):
         recent = changed is None or changed >= pending.created_at - ADOPTION_SKEW
-        if recent and same_content(pending, resource):
-            return pending
+        if not (recent and same_content(pending, resource)):
+            continue
+        locked = await repository.lock_if_free(pending.id)
+        if locked is None:
+            busy = True
+        elif locked.google_id is None:
+            return locked
+    if busy:
+        raise CreateInProgress
     return None
 
 
@@ -125,7 +140,10 @@ async def apply_task(
     if stored is None and pending is not None and pending.google_id in {None, google_id}:
         stored = pending
     if stored is None:
-        stored = await _adoptable(session, tasklist, resource)
+        try:
+            stored = await _adoptable(session, tasklist, resource)
+        except CreateInProgress:
+            return None  # the request creating it records it (a later poll adopts it if it dies)
     if stored is None:
         if resource.get("deleted"):
             return None  # never mirrored, already gone: nothing to announce

@@ -159,10 +159,8 @@ class TasksRepository:
         )
         return inserted
 
-    async def pending_tasks(
-        self, tasklist_id: UUID, *, for_update: bool = False
-    ) -> list[MirroredTask]:
-        """Creates in progress in a list, oldest first."""
+    async def pending_tasks(self, tasklist_id: UUID) -> list[MirroredTask]:
+        """Creates in progress in a list, oldest first (read, not locked)."""
         query = (
             select(MirroredTask)
             .where(
@@ -171,9 +169,17 @@ class TasksRepository:
             )
             .order_by(col(MirroredTask.created_at))
         )
-        if for_update:
-            query = query.with_for_update(skip_locked=True)
         return list((await self.session.scalars(query)).all())
+
+    async def lock_if_free(self, task_id: UUID) -> MirroredTask | None:
+        """The row, locked, or None while another transaction holds it (or it is gone)."""
+        query = (
+            select(MirroredTask)
+            .where(col(MirroredTask.id) == task_id)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(query)).one_or_none()
 
     async def stale_pending(self, before: datetime, limit: int = 500) -> list[MirroredTask]:
         return list(
