@@ -18,14 +18,13 @@ from calendar_service.schemas import (
     EventPublic,
     EventUpdate,
     FreeBusyPublic,
-    JobRunPublic,
     WatchPublic,
     WatchRequest,
 )
 from calendar_service.service import CalendarRuntime, CalendarService
 from calendar_service.settings import WEBHOOK_PATH
 from calendar_service.sync import sync_key
-from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.errors import (
     Forbidden,
     InvalidCursor,
@@ -40,11 +39,11 @@ from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.google.push import verified_notification
 from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
 from pipedesk_common.pagination import Page
-from pipedesk_common.periodic import JobRunner
+from pipedesk_common.periodic import jobs_router
 
 router = APIRouter(prefix="/api/calendar", tags=["calendar"])
 webhooks = APIRouter(tags=["webhooks"])
-internal = APIRouter(prefix="/internal", tags=["internal"])
+internal = jobs_router(example="calendar.reconcile")
 
 MAX_PAGE = 100
 NOTIFICATIONS = Counter(
@@ -282,17 +281,3 @@ async def notification(request: Request, runtime: RuntimeDep) -> Response:
     NOTIFICATIONS.labels("sync_requested").inc()
     runtime.schedule_sync(key)
     return Response(status_code=status.HTTP_200_OK)
-
-
-@internal.post(
-    "/jobs/{name}",
-    summary="Run a periodic job now (service tokens only), e.g. `calendar.reconcile`",
-    responses=problem_responses(Unauthorized, NotFound),
-)
-async def run_job(name: str, caller: ServiceCallerDep, request: Request) -> JobRunPublic:
-    runner: JobRunner = request.app.state.jobs
-    job = next((job for job in runner.jobs if job.name == name), None)
-    if job is None:
-        raise NotFound(f"no job named {name}")
-    result = await job.run()
-    return JobRunPublic(job=name, result=result if isinstance(result, int) else None)

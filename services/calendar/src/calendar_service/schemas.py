@@ -308,8 +308,3 @@ class ChannelPublic(BaseModel):
 
 class WatchPublic(BaseModel):
     channels: list[ChannelPublic]
-
-
-class JobRunPublic(BaseModel):
-    job: str
-    result: int | None = Field(description="What the job counted (channels renewed, syncs run…)")

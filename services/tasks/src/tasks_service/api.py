@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.errors import (
     Conflict,
     Forbidden,
@@ -22,10 +22,9 @@ from pipedesk_common.errors import (
 from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
 from pipedesk_common.pagination import Page
-from pipedesk_common.periodic import JobRunner
+from pipedesk_common.periodic import jobs_router
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
-    JobRunPublic,
     TaskCreate,
     TaskListPublic,
     TaskListWrite,
@@ -37,7 +36,7 @@ from tasks_service.schemas import (
 from tasks_service.service import TasksRuntime, TasksService
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
-internal = APIRouter(prefix="/internal", tags=["internal"])
+internal = jobs_router(example="tasks.poll")
 
 MAX_PAGE = 100
 GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
@@ -288,17 +287,3 @@ async def move_task(
 )
 async def delete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
     await service.delete(principal, task_id)
-
-
-@internal.post(
-    "/jobs/{name}",
-    summary="Run a periodic job now (service tokens only), e.g. `tasks.poll`",
-    responses=problem_responses(Unauthorized, NotFound),
-)
-async def run_job(name: str, caller: ServiceCallerDep, request: Request) -> JobRunPublic:
-    runner: JobRunner = request.app.state.jobs
-    job = next((job for job in runner.jobs if job.name == name), None)
-    if job is None:
-        raise NotFound(f"no job named {name}")
-    result = await job.run()
-    return JobRunPublic(job=name, result=result if isinstance(result, int) else None)

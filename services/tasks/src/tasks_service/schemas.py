@@ -170,8 +170,3 @@ class TaskPublic(BaseModel):
     version: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
-
-
-class JobRunPublic(BaseModel):
-    job: str
-    result: int | None = Field(description="What the job counted (polls run, keys pruned…)")
