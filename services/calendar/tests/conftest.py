@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from calendar_service.app import build_app
-from calendar_service.models import outbox
+from calendar_service.models import TABLES
 from calendar_service.settings import WEBHOOK_PATH, CalendarSettings
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
@@ -172,7 +172,7 @@ class Stack:
 
     async def published(self, routing_key: str, event_id: str | UUID) -> list[dict[str, Any]]:
         """The data of every event of this kind written for one mirrored event, oldest first."""
-        return await outbox_events(self.database_url, outbox, routing_key, event_id)
+        return await outbox_events(self.database_url, TABLES.outbox, routing_key, event_id)
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         engine = create_async_engine(self.database_url)

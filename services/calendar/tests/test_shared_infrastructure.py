@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from calendar_service.models import idempotency_keys, job_schedule, work_requests
+from calendar_service.models import TABLES
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.db import create_sessionmaker
@@ -38,7 +38,7 @@ async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clock = ManualClock()
-    first, second = (Coalescer(work_requests, sessions, clock) for _ in range(2))
+    first, second = (Coalescer(TABLES.work_requests, sessions, clock) for _ in range(2))
     key = f"test:{uuid4()}"
     started, release = asyncio.Event(), asyncio.Event()
     runs: list[str] = []
@@ -67,8 +67,8 @@ async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clock = ManualClock()
-    dying = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
-    survivor = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
+    dying = Coalescer(TABLES.work_requests, sessions, clock, lease=timedelta(minutes=5))
+    survivor = Coalescer(TABLES.work_requests, sessions, clock, lease=timedelta(minutes=5))
     key = f"test:{uuid4()}"
     async with sessions.begin() as session:
         await dying.request(session, key)
@@ -105,7 +105,7 @@ async def test_a_periodic_job_runs_once_per_interval_across_processes(
         return len(runs)
 
     job = PeriodicJob(f"test-{uuid4()}", timedelta(minutes=10), count)
-    first, second = (JobRunner(job_schedule, sessions, clock, [job]) for _ in range(2))
+    first, second = (JobRunner(TABLES.job_schedule, sessions, clock, [job]) for _ in range(2))
     assert await first.run_if_due(job) is True
     assert await second.run_if_due(job) is False
     clock.advance(timedelta(minutes=9))
@@ -120,7 +120,7 @@ async def test_idempotency_keys_replay_and_refuse_reuse_for_other_input(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clock = ManualClock()
-    keys = IdempotencyKeys(idempotency_keys, clock, retention=timedelta(hours=24))
+    keys = IdempotencyKeys(TABLES.idempotency_keys, clock, retention=timedelta(hours=24))
     scope, key = f"test:{uuid4()}", "k-1"
     digest = fingerprint({"summary": "a"})
     async with sessions.begin() as session:

@@ -15,10 +15,12 @@ from calendar_service.sync import CalendarSync
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import ManualClock, SystemClock
 from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.google import PRODUCT_SCOPES, GoogleApi
 from pipedesk_common.google.calls import GoogleQuotaExhausted, RetryPolicy
 from pipedesk_common.google.push import channel_token
 from pipedesk_common.testing.plugin import ActingUser, Users
 from pipedesk_common.testing.waiting import eventually
+from pipedesk_common.uow import UnitOfWork
 
 pytestmark = pytest.mark.asyncio
 
@@ -302,8 +304,16 @@ async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, use
     policy = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
     try:
         async with stack.google.credentials("calendar") as provider:
-            google = CalendarGoogle(provider, root_url=stack.google.root_url, policy=policy)
-            sync = CalendarSync(create_sessionmaker(engine), google, SystemClock(), page_size=2)
+            api = GoogleApi(
+                "calendar",
+                "v3",
+                credentials=provider,
+                scopes=PRODUCT_SCOPES["calendar"],
+                root_url=stack.google.root_url,
+                policy=policy,
+            )
+            uow = UnitOfWork(create_sessionmaker(engine))
+            sync = CalendarSync(uow, CalendarGoogle(api), SystemClock(), page_size=2)
             full = await sync.sync(calendar_id)
             assert (full.full, full.pages) == (True, 2)
             first_token = await sync_token(stack, rep)

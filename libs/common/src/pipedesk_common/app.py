@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 
 import aio_pika
 import httpx
@@ -49,6 +49,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 CONSUMER_READY_SECONDS = 10.0
 
 Lifespan = Callable[["ServiceContext"], AbstractAsyncContextManager[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,11 +66,23 @@ class ServiceContext:
     cursors: CursorCodec
     service_token_issuer: ServiceTokenIssuer | None
     topology: Topology
+    parts: dict[type[Any], object] = field(default_factory=dict)
 
     def issuer(self) -> ServiceTokenIssuer:
         if self.service_token_issuer is None:
             raise ServiceUnavailable("this service has no signing key for service tokens")
         return self.service_token_issuer
+
+    def provide(self, part: object) -> None:
+        """Hold one of the service's own long-lived parts (its runtime, its job runner), found
+        again by its type: ``part(type)`` or a ``provided(type)`` dependency."""
+        self.parts[type(part)] = part
+
+    def part(self, kind: type[T]) -> T:
+        found = self.parts.get(kind)
+        if not isinstance(found, kind):
+            raise RuntimeError(f"this service provides no {kind.__name__}")
+        return found
 
 
 async def broker_ping(url: str) -> None:
@@ -210,7 +223,9 @@ def create_app(
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
         try:
-            async with _background(context, outbox, consumers), _nested(context, lifespans):
+            # The app's own parts first: consumers and the relay start once they exist, and
+            # stop before they go.
+            async with _nested(context, lifespans), _background(context, outbox, consumers):
                 yield
         finally:
             await context.http.aclose()
@@ -252,12 +267,28 @@ async def _nested(context: ServiceContext, lifespans: Sequence[Lifespan]) -> Asy
         yield
 
 
-def context_of(request: Request) -> ServiceContext:
-    context: ServiceContext = request.app.state.context
+def running_context(app: FastAPI) -> ServiceContext:
+    """The context of a running app (its lifespan has started)."""
+    context: ServiceContext = app.state.context
     return context
 
 
+def context_of(request: Request) -> ServiceContext:
+    return running_context(request.app)
+
+
 ContextDep = Annotated[ServiceContext, Depends(context_of)]
+
+
+def provided(kind: type[T]) -> Callable[[ServiceContext], T]:
+    """A dependency answering the part of type ``kind`` the running service provides:
+    ``RuntimeDep = Annotated[Runtime, Depends(provided(Runtime))]``."""
+
+    def dependency(context: ContextDep) -> T:
+        return context.part(kind)
+
+    return dependency
+
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from the identity provider")
 _service_bearer = HTTPBearer(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    delete,
     or_,
     select,
     text,
@@ -85,6 +86,13 @@ class Coalescer:
                 set_={"pending": True, "requested_at": statement.excluded.requested_at},
             )
         )
+
+    async def forget(self, session: AsyncSession, key: str) -> None:
+        """Drop the requests of ``key`` and of every key below it (``<key>:…``), as part of the
+        caller's transaction: work nobody can do any more, e.g. for a user whose access ended."""
+        column = self.table.c.key
+        below = column.startswith(f"{key}:", autoescape=True)
+        await session.execute(delete(self.table).where(or_(column == key, below)))
 
     async def _claim(self, key: str) -> bool:
         table, now = self.table, self.clock.now()

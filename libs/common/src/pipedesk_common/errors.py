@@ -92,6 +92,26 @@ class Conflict(AppError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+def invalid(
+    field: str, message: str, code: str = "invalid", *, location: str = "body"
+) -> InvalidInput:
+    """``422`` naming one input field (``body.<field>``, ``query.<field>``…)."""
+    return InvalidInput(
+        f"{field}: {message}",
+        errors=[FieldError(field=f"{location}.{field}", message=message, code=code)],
+    )
+
+
+def not_found(field: str, what: str, *, location: str = "body") -> NotFound:
+    """``404`` for a record an input field names (``no such task list``)."""
+    return NotFound(
+        f"{field}: no such {what}",
+        errors=[
+            FieldError(field=f"{location}.{field}", message=f"no such {what}", code="not_found")
+        ],
+    )
+
+
 class PreconditionFailed(AppError):
     status, slug, title = 412, "precondition-failed", "The resource has changed"
 

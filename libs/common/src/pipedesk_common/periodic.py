@@ -16,16 +16,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from fastapi import APIRouter, Request
 from prometheus_client import Counter
-from pydantic import BaseModel, Field
 from sqlalchemy import Column, DateTime, MetaData, String, Table, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pipedesk_common.app import ServiceCallerDep
 from pipedesk_common.clock import Clock
-from pipedesk_common.errors import NotFound, Unauthorized, problem_responses
 from pipedesk_common.messaging import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -117,29 +113,3 @@ class JobRunner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-class JobRunPublic(BaseModel):
-    job: str
-    result: int | None = Field(description="What the job counted (syncs run, keys pruned…)")
-
-
-def jobs_router(example: str) -> APIRouter:
-    """``POST /internal/jobs/{name}`` (service tokens only): run one of the app's periodic jobs
-    now. The app keeps its ``JobRunner`` in ``app.state.jobs``."""
-    router = APIRouter(prefix="/internal", tags=["internal"])
-
-    @router.post(
-        "/jobs/{name}",
-        summary=f"Run a periodic job now (service tokens only), e.g. `{example}`",
-        responses=problem_responses(Unauthorized, NotFound),
-    )
-    async def run_job(name: str, caller: ServiceCallerDep, request: Request) -> JobRunPublic:
-        runner: JobRunner = request.app.state.jobs
-        job = next((job for job in runner.jobs if job.name == name), None)
-        if job is None:
-            raise NotFound(f"no job named {name}")
-        result = await job.run()
-        return JobRunPublic(job=name, result=result if isinstance(result, int) else None)
-
-    return router

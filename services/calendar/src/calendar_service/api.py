@@ -1,4 +1,5 @@
-"""Calendar routes: parse, authorize (through the service), answer; and the push webhook."""
+"""Calendar routes: parse, authorize (through the service), answer. (The push webhook, the
+resync and jobs routes are the kit's.)"""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from prometheus_client import Counter
+from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import AwareDatetime
 
-from calendar_service.repository import CalendarRepository, EventFilters
+from calendar_service.repository import EventFilters
 from calendar_service.schemas import (
     CalendarPublic,
     ChannelPublic,
@@ -21,38 +21,26 @@ from calendar_service.schemas import (
     WatchPublic,
     WatchRequest,
 )
-from calendar_service.service import CalendarRuntime, CalendarService
-from calendar_service.settings import WEBHOOK_PATH
-from calendar_service.sync import sync_key
-from pipedesk_common.app import ContextDep, PrincipalDep
+from calendar_service.service import CalendarService
+from calendar_service.sync import CalendarRuntime
+from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.errors import (
     Forbidden,
     InvalidCursor,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.google import GoogleNotConnected
-from pipedesk_common.google.calls import GoogleCallError
-from pipedesk_common.google.push import verified_notification
-from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
+from pipedesk_common.events.timeline import Link, RecordType
+from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
+from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.pagination import Page
-from pipedesk_common.periodic import jobs_router
 
 router = APIRouter(prefix="/api/calendar", tags=["calendar"])
-webhooks = APIRouter(tags=["webhooks"])
-internal = jobs_router(example="calendar.reconcile")
 
 MAX_PAGE = 100
-NOTIFICATIONS = Counter(
-    "pipedesk_calendar_notifications_total",
-    "Push notifications received, by outcome (refused, sync, ignored, sync_requested)",
-    ["outcome"],
-)
-# Google refused or is away; the user has not connected Google (or must reconnect).
-GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable, GoogleNotConnected)
 
 
 def start_key(event: EventPublic) -> datetime:
@@ -64,12 +52,7 @@ def start_key(event: EventPublic) -> datetime:
     return datetime.combine(event.start.date, time(), tzinfo=UTC)
 
 
-def runtime_of(request: Request) -> CalendarRuntime:
-    runtime: CalendarRuntime = request.app.state.calendar
-    return runtime
-
-
-RuntimeDep = Annotated[CalendarRuntime, Depends(runtime_of)]
+RuntimeDep = Annotated[CalendarRuntime, Depends(provided(MirrorRuntime))]
 
 
 def calendar_service(runtime: RuntimeDep) -> CalendarService:
@@ -98,18 +81,10 @@ async def create_event(
     principal: PrincipalDep,
     service: ServiceDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            max_length=255,
-            description="Makes the create safe to retry (kept 24 hours)",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> EventPublic:
-    event, created = await service.create(principal, data, parse_key(idempotency_key))
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    response.headers["Location"] = f"/api/calendar/events/{event.id}"
+    event, created = await service.create(principal, data, idempotency_key)
+    answer_created(response, f"/api/calendar/events/{event.id}", created)
     return event
 
 
@@ -136,7 +111,9 @@ async def list_events(
     filters = EventFilters(
         time_min=time_min,
         time_max=time_max,
-        record=(record_type, str(record_id)) if record_type and record_id else None,
+        record=Link(type=RecordType(record_type), id=str(record_id))
+        if record_type and record_id
+        else None,
         include_cancelled=include_cancelled,
     )
     scope = f"calendar-events:{calendar_id}:{filters!r}"
@@ -246,38 +223,3 @@ async def watch(
 )
 async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:
     await service.unwatch(principal)
-
-
-@webhooks.post(
-    WEBHOOK_PATH,
-    status_code=status.HTTP_200_OK,
-    response_class=Response,
-    summary="Google Calendar push notifications (verified by the channel token)",
-    responses=problem_responses(Unauthorized),
-)
-async def notification(request: Request, runtime: RuntimeDep) -> Response:
-    settings = request.app.state.context.settings
-    try:
-        note = verified_notification(request.headers, settings.channel_secrets)
-    except Unauthorized:
-        NOTIFICATIONS.labels("refused").inc()
-        raise
-    if note.is_sync:
-        NOTIFICATIONS.labels("sync").inc()
-        return Response(status_code=status.HTTP_200_OK)
-    async with runtime.sessionmaker.begin() as session:
-        channel = await runtime.channels.accepting(session, note)
-        if channel is None:
-            NOTIFICATIONS.labels("ignored").inc()  # not ours (any more)
-            return Response(status_code=status.HTTP_200_OK)
-        calendar = await CalendarRepository(session).calendar_by_google_id(
-            channel.org_id, channel.user_id, channel.resource
-        )
-        if calendar is None:
-            NOTIFICATIONS.labels("ignored").inc()
-            return Response(status_code=status.HTTP_200_OK)
-        key = sync_key(calendar.id)
-        await runtime.coalescer.request(session, key)
-    NOTIFICATIONS.labels("sync_requested").inc()
-    runtime.schedule_sync(key)
-    return Response(status_code=status.HTTP_200_OK)

@@ -1,128 +1,162 @@
-"""The Google Calendar calls this service makes (through the shared call layer)."""
+"""The Google Calendar calls this service makes, and what Google answers as typed models."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from datetime import UTC, datetime, time
+from typing import Any
 
-from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
-from pipedesk_common.google.calls import RetryPolicy
-from pipedesk_common.google.credentials import CredentialsProvider
 from pipedesk_common.google.push import OpenedChannel, WatchCall
+from pipedesk_common.google.resources import GoogleModel, GoogleResource, Page, as_utc
+from pipedesk_common.mirror.paged import WatermarkExpired
 
-SCOPES: Final = (
-    "https://www.googleapis.com/auth/calendar.events",
-    "https://www.googleapis.com/auth/calendar.readonly",
-)
-
-
-class SyncTokenExpired(Exception):
-    """Google answered 410 to a sync token: the calendar needs a full sync."""
+CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True)
-class EventPage:
-    items: list[dict[str, Any]]
-    next_page_token: str | None
-    next_sync_token: str | None
+class EventTime(GoogleModel):
+    """A start or end: ``date`` for an all-day event, else ``dateTime`` (and its zone)."""
+
+    date: dt.date | None = None
+    date_time: datetime | None = None
+    time_zone: str | None = None
+
+    @property
+    def instant(self) -> datetime | None:
+        """The moment (an all-day event's date at midnight UTC)."""
+        if self.date is not None:
+            return datetime.combine(self.date, time(), tzinfo=UTC)
+        return as_utc(self.date_time)
 
 
-def _refused(error: GoogleCallError, status: int) -> bool:
-    return error.google_status == status
+class Person(GoogleModel):
+    email: str | None = None
+    display_name: str | None = None
+
+
+class Attendee(Person):
+    optional: bool = False
+    response_status: str | None = None
+    organizer: bool = False
+
+
+class GoogleEvent(GoogleResource):
+    id: str
+    status: str = "confirmed"
+    etag: str | None = None
+    updated: datetime | None = None
+    summary: str | None = None
+    description: str | None = None
+    location: str | None = None
+    start: EventTime | None = None
+    end: EventTime | None = None
+    attendees: list[Attendee] = []
+    organizer: Person | None = None
+    hangout_link: str | None = None
+    html_link: str | None = None
+    visibility: str = "default"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == CANCELLED
+
+    def attendee_emails(self) -> list[str]:
+        return sorted({a.email.lower() for a in self.attendees if a.email})
+
+
+class CalendarListEntry(GoogleResource):
+    id: str
+    summary: str | None = None
+    primary: bool = False
+
+
+class BusyTime(GoogleModel):
+    start: datetime
+    end: datetime
+
+
+class FreeBusyCalendar(GoogleModel):
+    busy: list[BusyTime] = []
+    errors: list[dict[str, Any]] = []
+
+
+class FreeBusy(GoogleResource):
+    calendars: dict[str, FreeBusyCalendar] = {}
+
+
+class WatchAnswer(GoogleResource):
+    resource_id: str
+    expiration: str | int | None = None
 
 
 class CalendarGoogle:
-    def __init__(
-        self,
-        credentials: CredentialsProvider,
-        *,
-        root_url: str | None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        self.api = GoogleApi(
-            "calendar",
-            "v3",
-            credentials=credentials,
-            scopes=SCOPES,
-            root_url=root_url,
-            policy=policy,
+    def __init__(self, api: GoogleApi) -> None:
+        self.api = api
+
+    async def calendars(self, user: GoogleUser) -> list[CalendarListEntry]:
+        return await self.api.list_all(
+            user,
+            "calendarList.list",
+            lambda client, token: client.calendarList().list(pageToken=token),
+            CalendarListEntry,
         )
 
-    async def calendars(self, user: GoogleUser) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        page_token: str | None = None
-        while True:
-
-            def request(client: Any, token: str | None = page_token) -> Any:
-                return client.calendarList().list(pageToken=token)
-
-            answer = await self.api.call(user, "calendarList.list", request)
-            items.extend(answer.get("items", []))
-            page_token = answer.get("nextPageToken")
-            if not page_token:
-                return items
-
-    async def calendar(self, user: GoogleUser, calendar_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    async def calendar(self, user: GoogleUser, calendar_id: str) -> CalendarListEntry:
+        return await self.api.parsed(
             user,
             "calendarList.get",
             lambda client: client.calendarList().get(calendarId=calendar_id),
+            CalendarListEntry,
         )
-        return answer
 
     async def insert(
         self, user: GoogleUser, calendar_id: str, body: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[GoogleEvent, bool]:
         """Insert ``body`` (which carries our chosen ``id``); (event, created). Google's 409 for
         that id means an earlier attempt already created it: that event is answered."""
         try:
-            answer: dict[str, Any] = await self.api.call(
+            created = await self.api.parsed(
                 user,
                 "events.insert",
                 lambda client: client.events().insert(
                     calendarId=calendar_id, body=body, conferenceDataVersion=1
                 ),
+                GoogleEvent,
             )
         except GoogleCallError as error:
-            if not _refused(error, 409):
+            if error.google_status != 409:
                 raise
             return await self.get(user, calendar_id, body["id"]), False
-        return answer, True
+        return created, True
 
-    async def get(self, user: GoogleUser, calendar_id: str, event_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    async def get(self, user: GoogleUser, calendar_id: str, event_id: str) -> GoogleEvent:
+        return await self.api.parsed(
             user,
             "events.get",
             lambda client: client.events().get(calendarId=calendar_id, eventId=event_id),
+            GoogleEvent,
         )
-        return answer
 
     async def patch(
         self, user: GoogleUser, calendar_id: str, event_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    ) -> GoogleEvent:
+        return await self.api.parsed(
             user,
             "events.patch",
             lambda client: client.events().patch(
                 calendarId=calendar_id, eventId=event_id, body=body, conferenceDataVersion=1
             ),
+            GoogleEvent,
         )
-        return answer
 
     async def cancel(self, user: GoogleUser, calendar_id: str, event_id: str) -> None:
         """Delete (Google marks it cancelled); already deleted counts as done."""
-        try:
-            await self.api.call(
-                user,
-                "events.delete",
-                lambda client: client.events().delete(calendarId=calendar_id, eventId=event_id),
-            )
-        except GoogleCallError as error:
-            if not _refused(error, 410):
-                raise
+        await self.api.ensure_gone(
+            user,
+            "events.delete",
+            lambda client: client.events().delete(calendarId=calendar_id, eventId=event_id),
+        )
 
     async def page(
         self,
@@ -132,8 +166,9 @@ class CalendarGoogle:
         sync_token: str | None,
         page_token: str | None,
         page_size: int,
-    ) -> EventPage:
-        """One page of an incremental (``sync_token``) or full listing."""
+    ) -> Page[GoogleEvent]:
+        """One page of an incremental (``sync_token``) or full listing; ``WatermarkExpired``
+        when Google no longer accepts the sync token (``410``)."""
         parameters: dict[str, Any] = {"calendarId": calendar_id, "maxResults": page_size}
         # A page token carries the listing it continues; the sync token starts one.
         if page_token is not None:
@@ -141,31 +176,28 @@ class CalendarGoogle:
         elif sync_token is not None:
             parameters["syncToken"] = sync_token
         try:
-            answer = await self.api.call(
-                user, "events.list", lambda client: client.events().list(**parameters)
+            return await self.api.page(
+                user,
+                "events.list",
+                lambda client: client.events().list(**parameters),
+                GoogleEvent,
             )
         except GoogleCallError as error:
-            if _refused(error, 410):
-                raise SyncTokenExpired(calendar_id) from error
+            if error.google_status == 410:
+                raise WatermarkExpired(calendar_id) from error
             raise
-        return EventPage(
-            items=list(answer.get("items", [])),
-            next_page_token=answer.get("nextPageToken"),
-            next_sync_token=answer.get("nextSyncToken"),
-        )
 
     async def free_busy(
         self, user: GoogleUser, time_min: datetime, time_max: datetime, calendar_ids: Sequence[str]
-    ) -> dict[str, Any]:
+    ) -> FreeBusy:
         body = {
             "timeMin": time_min.isoformat(),
             "timeMax": time_max.isoformat(),
             "items": [{"id": calendar_id} for calendar_id in calendar_ids],
         }
-        answer: dict[str, Any] = await self.api.call(
-            user, "freebusy.query", lambda client: client.freebusy().query(body=body)
+        return await self.api.parsed(
+            user, "freebusy.query", lambda client: client.freebusy().query(body=body), FreeBusy
         )
-        return answer
 
     def watcher(self, address: str) -> WatchCall:
         """``events.watch`` on a calendar, notifications sent to ``address``."""
@@ -180,26 +212,22 @@ class CalendarGoogle:
                 "token": token,
                 "params": {"ttl": str(ttl_seconds)},
             }
-            answer = await self.api.call(
+            answer = await self.api.parsed(
                 user,
                 "events.watch",
                 lambda client: client.events().watch(calendarId=calendar_id, body=body),
+                WatchAnswer,
             )
-            return OpenedChannel(
-                resource_id=str(answer["resourceId"]), expiration=answer.get("expiration")
-            )
+            return OpenedChannel(resource_id=answer.resource_id, expiration=answer.expiration)
 
         return watch
 
     async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
         """Stop a channel; one Google no longer knows (expired, stopped) counts as stopped."""
-        try:
-            await self.api.call(
-                user,
-                "channels.stop",
-                lambda client: client.channels().stop(
-                    body={"id": channel_id, "resourceId": resource_id}
-                ),
-            )
-        except NotFound:
-            return
+        await self.api.ensure_gone(
+            user,
+            "channels.stop",
+            lambda client: client.channels().stop(
+                body={"id": channel_id, "resourceId": resource_id}
+            ),
+        )

@@ -1,5 +1,5 @@
 """Calendar tables (schema ``calendar``): the users' calendars, the mirror of their events, the
-links of events to CRM records, and the shared infrastructure tables."""
+links of events to CRM records, and the Google service kit's tables."""
 
 from datetime import datetime
 from typing import Any
@@ -9,15 +9,10 @@ from sqlalchemy import Column, DateTime, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from pipedesk_common.access import access_replica_table
-from pipedesk_common.coalesce import coalescer_table
-from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
 from pipedesk_common.google.credentials import GoogleUser
-from pipedesk_common.google.push import channels_table
-from pipedesk_common.idempotency import idempotency_table
-from pipedesk_common.outbox import outbox_table
-from pipedesk_common.periodic import job_schedule_table
+from pipedesk_common.mirror.links import record_links_table
+from pipedesk_common.mirror.tables import MirrorTables
 
 
 class CalendarModel(SQLModel, registry=schema_registry("calendar")):
@@ -76,22 +71,7 @@ class MirroredEvent(CalendarModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-class EventLink(CalendarModel, table=True):
-    """A CRM record an event belongs to (also kept in the event's private extended properties)."""
-
-    __tablename__ = "event_links"
-    __table_args__ = (Index("ix_event_links_record", "org_id", "record_type", "record_id"),)
-
-    event_id: UUID = Field(primary_key=True, foreign_key="calendar.events.id", ondelete="CASCADE")
-    record_type: str = Field(primary_key=True, sa_type=String(20))
-    record_id: str = Field(primary_key=True, sa_type=String(64))
-    org_id: str = Field(sa_type=String(255))
-
-
-outbox = outbox_table(CalendarModel.metadata)
-inbox = inbox_tables(CalendarModel.metadata)
-access_replica = access_replica_table(CalendarModel.metadata)
-channels = channels_table(CalendarModel.metadata)
-idempotency_keys = idempotency_table(CalendarModel.metadata)
-work_requests = coalescer_table(CalendarModel.metadata)
-job_schedule = job_schedule_table(CalendarModel.metadata)
+event_links = record_links_table(
+    CalendarModel.metadata, "event_links", parent="events", key="event_id"
+)
+TABLES = MirrorTables.of(CalendarModel.metadata, push=True)

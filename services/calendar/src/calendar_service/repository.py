@@ -3,19 +3,22 @@ owner's org and user: a row of another user is simply not found."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from calendar_service.models import EventLink, MirroredEvent, UserCalendar, channels
+from calendar_service.google import CANCELLED
+from calendar_service.models import TABLES, MirroredEvent, UserCalendar, event_links
+from pipedesk_common.events.timeline import Link
 from pipedesk_common.ids import new_id
+from pipedesk_common.mirror.links import RecordLinks
+
+EVENT_LINKS = RecordLinks(event_links, "event_id")
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class EventFilters:
     calendar_ids: tuple[UUID, ...] = ()
     time_min: datetime | None = None
     time_max: datetime | None = None
-    record: tuple[str, str] | None = None
+    record: Link | None = None
     include_cancelled: bool = False
 
 
@@ -44,7 +47,7 @@ class CalendarRepository:
         user_email: str | None,
         now: datetime,
     ) -> UserCalendar:
-        table = UserCalendar.__table__  # type: ignore[attr-defined]
+        table: Table = UserCalendar.__table__  # type: ignore[attr-defined]
         statement = insert(table).values(
             id=new_id(),
             org_id=org_id,
@@ -112,8 +115,10 @@ class CalendarRepository:
             await self.session.scalars(query.execution_options(populate_existing=True))
         ).one_or_none()
 
-    async def watched_calendars(self) -> list[UUID]:
+    async def watched_calendars(self) -> list[UserCalendar]:
         """Calendars with a live push channel, for reconciliation."""
+        channels = TABLES.channels
+        assert channels is not None
         watched = (
             select(channels.c.id)
             .where(
@@ -124,7 +129,21 @@ class CalendarRepository:
             )
             .exists()
         )
-        return list((await self.session.scalars(select(col(UserCalendar.id)).where(watched))).all())
+        return list((await self.session.scalars(select(UserCalendar).where(watched))).all())
+
+    async def restart_syncs(self, org_id: str, user_id: str) -> list[UserCalendar]:
+        """The user's synced calendars, their sync tokens dropped: each next sync is a full one."""
+        query = (
+            update(UserCalendar)
+            .where(
+                col(UserCalendar.org_id) == org_id,
+                col(UserCalendar.user_id) == user_id,
+                col(UserCalendar.synced_at).is_not(None),
+            )
+            .values(sync_token=None)
+            .returning(UserCalendar)
+        )
+        return list((await self.session.scalars(query)).all())
 
     # --- events ------------------------------------------------------------------------------
 
@@ -142,37 +161,14 @@ class CalendarRepository:
             await self.session.scalars(query.execution_options(populate_existing=True))
         ).one_or_none()
 
-    async def event_by_google_id(
-        self, calendar_id: UUID, google_id: str, *, for_update: bool = False
-    ) -> MirroredEvent | None:
-        query = select(MirroredEvent).where(
-            col(MirroredEvent.calendar_id) == calendar_id,
-            col(MirroredEvent.google_id) == google_id,
-        )
-        if for_update:
-            query = query.with_for_update()
-        return (
-            await self.session.scalars(query.execution_options(populate_existing=True))
-        ).one_or_none()
-
-    async def insert_event(self, values: dict[str, Any]) -> UUID | None:
-        """Insert a mirrored event unless a concurrent writer did; its id, or None."""
-        table = MirroredEvent.__table__  # type: ignore[attr-defined]
-        inserted: UUID | None = await self.session.scalar(
-            insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["calendar_id", "google_id"])
-            .returning(table.c.id)
-        )
-        return inserted
-
-    async def live_google_ids(self, calendar_id: UUID) -> list[str]:
+    async def live_events(self, calendar_id: UUID) -> list[MirroredEvent]:
+        """The calendar's mirrored events that are not cancelled."""
         return list(
             (
                 await self.session.scalars(
-                    select(col(MirroredEvent.google_id)).where(
+                    select(MirroredEvent).where(
                         col(MirroredEvent.calendar_id) == calendar_id,
-                        col(MirroredEvent.status) != "cancelled",
+                        col(MirroredEvent.status) != CANCELLED,
                     )
                 )
             ).all()
@@ -194,49 +190,16 @@ class CalendarRepository:
         if filters.calendar_ids:
             query = query.where(col(MirroredEvent.calendar_id).in_(filters.calendar_ids))
         if not filters.include_cancelled:
-            query = query.where(col(MirroredEvent.status) != "cancelled")
+            query = query.where(col(MirroredEvent.status) != CANCELLED)
         if filters.time_min is not None:
             query = query.where(col(MirroredEvent.end_at) > filters.time_min)
         if filters.time_max is not None:
             query = query.where(col(MirroredEvent.start_at) < filters.time_max)
         if filters.record is not None:
-            record_type, record_id = filters.record
             query = query.where(
-                select(EventLink)
-                .where(
-                    col(EventLink.event_id) == col(MirroredEvent.id),
-                    col(EventLink.org_id) == org_id,
-                    col(EventLink.record_type) == record_type,
-                    col(EventLink.record_id) == record_id,
-                )
-                .exists()
+                EVENT_LINKS.linked_to(col(MirroredEvent.id), org_id, filters.record)
             )
         if after is not None:
             query = query.where(tuple_(start, col(MirroredEvent.id)) > tuple_(*after))
         query = query.order_by(start, col(MirroredEvent.id)).limit(limit)
         return list((await self.session.scalars(query)).all())
-
-    # --- links -------------------------------------------------------------------------------
-
-    async def links_of(self, event_ids: Sequence[UUID]) -> dict[UUID, list[tuple[str, str]]]:
-        if not event_ids:
-            return {}
-        rows = await self.session.execute(
-            select(col(EventLink.event_id), col(EventLink.record_type), col(EventLink.record_id))
-            .where(col(EventLink.event_id).in_(event_ids))
-            .order_by(col(EventLink.record_type), col(EventLink.record_id))
-        )
-        found: dict[UUID, list[tuple[str, str]]] = {event_id: [] for event_id in event_ids}
-        for event_id, record_type, record_id in rows:
-            found[event_id].append((record_type, record_id))
-        return found
-
-    async def replace_links(self, event: MirroredEvent, links: Iterable[tuple[str, str]]) -> None:
-        table = EventLink.__table__  # type: ignore[attr-defined]
-        await self.session.execute(delete(table).where(table.c.event_id == event.id))
-        rows = [
-            {"event_id": event.id, "record_type": kind, "record_id": record, "org_id": event.org_id}
-            for kind, record in sorted(set(links))
-        ]
-        if rows:
-            await self.session.execute(insert(table).values(rows))

@@ -18,7 +18,8 @@ from pydantic import (
 )
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
-from pipedesk_common.errors import FieldError, InvalidInput
+from pipedesk_common.errors import invalid
+from pipedesk_common.mirror.links import LinkInput, LinkPublic
 
 # Canonical name → the other names the frontend may use for it (at most one per payload).
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
@@ -30,15 +31,6 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
 }
 EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Visibility = Literal["default", "public", "private", "confidential"]
-
-
-def invalid(
-    field: str, message: str, code: str = "invalid", *, location: str = "body"
-) -> InvalidInput:
-    return InvalidInput(
-        f"{field}: {message}",
-        errors=[FieldError(field=f"{location}.{field}", message=message, code=code)],
-    )
 
 
 class GoogleTime(BaseModel):
@@ -164,15 +156,6 @@ def _looks_like_email(value: str) -> bool:
     return bool(local and at and "." in domain and " " not in value and "@" not in domain)
 
 
-class LinkInput(BaseModel):
-    """A CRM record to link the event to (leads and deals)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["lead", "deal"]
-    id: UUID
-
-
 class _EventWrite(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=documented_aliases(ALIASES))
 
@@ -244,11 +227,6 @@ class AttendeePublic(BaseModel):
     optional: bool = False
     response_status: str | None = None
     organizer: bool = False
-
-
-class LinkPublic(BaseModel):
-    type: str
-    id: str
 
 
 class EventPublic(BaseModel):

@@ -21,8 +21,8 @@ from pipedesk_common.errors import (
 )
 from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
+from pipedesk_common.internal import jobs_router
 from pipedesk_common.pagination import Page
-from pipedesk_common.periodic import jobs_router
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
     TaskCreate,

@@ -86,7 +86,7 @@ def build_app(
         )
         runner = JobRunner(job_schedule, context.sessionmaker, clock, tasks_jobs(runtime, settings))
         app.state.tasks = runtime
-        app.state.jobs = runner
+        context.provide(runner)
         try:
             async with runner.running(settings.jobs_enabled):
                 yield

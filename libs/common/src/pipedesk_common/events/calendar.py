@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, Field
 
 from pipedesk_common.events.envelope import VersionedData, contract
+from pipedesk_common.events.sync import SyncStateChanged
 from pipedesk_common.events.timeline import Link, TimelineProjection
 
 
@@ -48,3 +49,8 @@ class CalendarEventUpdated(CalendarEventSnapshot):
 @contract("calendar", "event", "cancelled")
 class CalendarEventCancelled(CalendarEventSnapshot):
     """A mirrored event was cancelled or deleted."""
+
+
+@contract("calendar", "sync", "state_changed")
+class CalendarSyncStateChanged(SyncStateChanged):
+    """The calendar service's sync of a user's Google Calendar changed state."""

@@ -13,6 +13,7 @@ import datetime as dt
 from pydantic import AwareDatetime, Field
 
 from pipedesk_common.events.envelope import VersionedData, contract
+from pipedesk_common.events.sync import SyncStateChanged
 from pipedesk_common.events.timeline import Link, TimelineProjection
 
 
@@ -55,3 +56,8 @@ class TaskCompleted(TaskSnapshot):
 @contract("tasks", "task", "deleted")
 class TaskDeleted(TaskSnapshot):
     """A mirrored task was deleted (with its list, or on its own)."""
+
+
+@contract("tasks", "sync", "state_changed")
+class TasksSyncStateChanged(SyncStateChanged):
+    """The tasks service's sync of a user's Google Tasks changed state."""

@@ -30,6 +30,7 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -40,6 +41,7 @@ from tenacity import (
 
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
 from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
+from pipedesk_common.google.resources import Page, R
 
 RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
@@ -69,6 +71,15 @@ class GoogleCallError(AppError):
 
 class GoogleQuotaExhausted(ServiceUnavailable):
     slug, title = "google-unavailable", "Google is rate limiting or unavailable; retry later"
+
+    # Google's last status (None: Google could not be reached) and reason.
+    google_status: int | None = None
+    google_reason: str = ""
+
+    @property
+    def rate_limited(self) -> bool:
+        """Google asked us to slow down (rather than failing or being away)."""
+        return self.google_status == 429 or self.google_reason in RATE_LIMIT_REASONS
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,9 @@ def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppErro
         )
     if status == 429 or status >= 500 or reason in RATE_LIMIT_REASONS:
         headers = {"Retry-After": str(max(1, round(retry_after or 30)))}
-        return GoogleQuotaExhausted(detail, headers=headers)
+        away = GoogleQuotaExhausted(detail, headers=headers)
+        away.google_status, away.google_reason = status, reason
+        return away
     problem = GoogleCallError(
         detail, errors=[FieldError(field="google", message=detail, code=reason or str(status))]
     )
@@ -142,6 +155,23 @@ def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppErro
 class _CallState:
     credentials: Credentials
     refreshed: bool = False
+
+
+def _unreadable(method: str, why: str) -> GoogleCallError:
+    detail = f"Google's answer to {method} is unreadable: {why}"
+    return GoogleCallError(
+        detail, errors=[FieldError(field="google", message=detail, code="unreadable")]
+    )
+
+
+def _read(model: type[R], answer: Any, method: str) -> R:
+    """Google's answer as a typed resource, checked at the edge."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the answer"
+        raise _unreadable(method, f"{where}: {first['msg']}") from error
 
 
 def _wait(policy: RetryPolicy, retry_state: RetryCallState) -> float:
@@ -255,6 +285,70 @@ class GoogleApi:
             raise
         self._observe(method, "200", began)
         return result
+
+    async def parsed(
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource], HttpRequest],
+        model: type[R],
+    ) -> R:
+        """``call``, its answer read as ``model`` (an unreadable answer is Google's error)."""
+        return _read(model, await self.call(user, method, request), method)
+
+    async def page(
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource], HttpRequest],
+        model: type[R],
+        *,
+        items: str = "items",
+    ) -> Page[R]:
+        """One page of a listing: its items read as ``model``, and where the listing goes on."""
+        answer = await self.call(user, method, request)
+        if not isinstance(answer, dict) or not isinstance(answer.get(items, []), list):
+            raise _unreadable(method, "not a listing")
+        return Page(
+            items=[_read(model, item, method) for item in answer.get(items, [])],
+            next_page_token=answer.get("nextPageToken"),
+            next_sync_token=answer.get("nextSyncToken"),
+        )
+
+    async def list_all(
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource, str | None], HttpRequest],
+        model: type[R],
+        *,
+        items: str = "items",
+    ) -> list[R]:
+        """Every item of a listing, page after page (``request(client, page_token)``)."""
+        found: list[R] = []
+        token: str | None = None
+        while True:
+
+            def one_page(client: Resource, token: str | None = token) -> HttpRequest:
+                return request(client, token)
+
+            page = await self.page(user, method, one_page, model, items=items)
+            found.extend(page.items)
+            if not page.next_page_token:
+                return found
+            token = page.next_page_token
+
+    async def ensure_gone(
+        self, user: GoogleUser, method: str, request: Callable[[Resource], HttpRequest]
+    ) -> None:
+        """A delete (or a stop): what Google no longer has (``404``, ``410``) counts as done."""
+        try:
+            await self.call(user, method, request)
+        except NotFound:
+            return
+        except GoogleCallError as error:
+            if error.google_status != 410:
+                raise
 
     def _execute(self, credentials: Credentials, request: Callable[[Resource], HttpRequest]) -> Any:
         client = self._client(credentials)

@@ -8,8 +8,8 @@ signs, the others are being rotated out). Google sends ``sync`` once when a chan
 ``PushChannels`` keeps a service's channels: opened on request (the row first, then Google, so a
 notification arriving before Google's answer finds its channel), renewed before they expire (the
 new channel first, then the old one stopped, so no change goes unnoticed in between), stopped on
-request, and forgotten when the user's Google access ends. What to watch and how is the service's:
-it passes the Google calls (``watch``, ``stop``).
+request, suspended when the user's Google access ends and opened again when they reconnect.
+What to watch and how is the service's: it passes the Google calls (``watch``, ``stop``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Final
 from uuid import uuid4
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -112,6 +113,13 @@ def channels_table(metadata: MetaData) -> Table:
         Column("expires_at", DateTime(timezone=True), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("stopped_at", DateTime(timezone=True), nullable=True),
+        Column(
+            "suspended",
+            Boolean,
+            nullable=False,
+            server_default=text("false"),
+            comment="Stopped because the user's Google access ended: opened again on reconnect",
+        ),
         Index(
             "ix_push_channels_active_expiry",
             "expires_at",
@@ -140,6 +148,7 @@ class Channel:
     resource_id: str
     expires_at: datetime
     stopped_at: datetime | None
+    suspended: bool = False
 
     @property
     def user(self) -> GoogleUser:
@@ -288,6 +297,39 @@ class PushChannels:
             await self.stop(channel)
         return len(active)
 
+    async def resume(self, org_id: str, user_id: str) -> int:
+        """The user reconnected: every resource watched when their access ended gets a channel
+        again (one that cannot be opened stays suspended, for the next reconnect). Returns how
+        many were opened."""
+        table = self.table
+        async with self.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(table).where(
+                        table.c.org_id == org_id,
+                        table.c.user_id == user_id,
+                        table.c.suspended.is_(True),
+                    )
+                )
+            ).all()
+        suspended = [_channel(row) for row in rows]
+        opened = 0
+        for resource in sorted({channel.resource for channel in suspended}):
+            watched = [channel for channel in suspended if channel.resource == resource]
+            try:
+                await self.ensure(watched[-1].user, resource)
+            except Exception:
+                log.warning("could not watch %s again after a reconnect", resource, exc_info=True)
+                continue
+            opened += 1
+            async with self.sessionmaker.begin() as session:
+                await session.execute(
+                    update(table)
+                    .where(table.c.id.in_([channel.id for channel in watched]))
+                    .values(suspended=False)
+                )
+        return opened
+
     async def renew_due(self) -> int:
         """Replace every channel expiring within ``renew_before``: the new one first, then the
         old one stopped. A channel that cannot be renewed is retried on the next run while it
@@ -319,13 +361,14 @@ class PushChannels:
         return renewed
 
 
-async def forget_user_channels(
+async def suspend_user_channels(
     session: AsyncSession, table: Table, clock: Clock, org_id: str, user_id: str
 ) -> None:
     """The user's Google access is gone: mark their channels stopped without asking Google
-    (which can no longer be asked); notifications still arriving are ignored."""
+    (which can no longer be asked), and suspended, to be opened again if they reconnect;
+    notifications still arriving are ignored."""
     await session.execute(
         update(table)
         .where(table.c.org_id == org_id, table.c.user_id == user_id, table.c.stopped_at.is_(None))
-        .values(stopped_at=clock.now())
+        .values(stopped_at=clock.now(), suspended=True)
     )

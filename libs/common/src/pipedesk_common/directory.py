@@ -1,0 +1,61 @@
+"""The org directory as other services read it: CRM's ``GET /internal/users/{id}``.
+
+Decisions about another user (an assignee) use the directory, never a guessed id: a user of
+another org is simply not found. The directory also gives the user's email (for domain-wide
+delegation and a timeline item's participants).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipedesk_common.auth import ServiceTokenIssuer
+from pipedesk_common.errors import ServiceUnavailable
+
+
+class DirectoryUser(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    org_id: str
+    email: str | None = None
+    name: str | None = None
+    active: bool = True
+
+
+class OrgDirectory:
+    def __init__(
+        self,
+        crm_url: str,
+        *,
+        http: Callable[[], httpx.AsyncClient],
+        issuer: Callable[[], ServiceTokenIssuer],
+    ) -> None:
+        self.crm_url = crm_url.rstrip("/")
+        self._http = http
+        self._issuer = issuer
+
+    async def user(self, org_id: str, user_id: str) -> DirectoryUser | None:
+        """The user of ``org_id`` with this id, or None if the org has no such user."""
+        token = self._issuer().token_for("crm")
+        try:
+            response = await self._http().get(
+                f"{self.crm_url}/internal/users/{quote(user_id, safe='')}",
+                params={"org_id": org_id},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("the CRM service cannot be reached for the directory") from exc
+        if response.status_code in {404, 422}:
+            return None
+        if response.status_code != 200:
+            raise ServiceUnavailable(f"the CRM directory answered {response.status_code}")
+        try:
+            found = DirectoryUser.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise ServiceUnavailable("the CRM directory answered an unreadable user") from exc
+        return found if found.org_id == org_id and found.active else None
