@@ -19,21 +19,22 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
+from pipedesk_common.app import running_context
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import Clock, SystemClock
+from pipedesk_common.google import PRODUCT_SCOPES
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.keys import dev_service_key_path
+from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.testing.google import GoogleStack
 from pipedesk_common.testing.outbox import published as outbox_events
 from pipedesk_common.testing.plugin import ActingUser, Identity
 from pipedesk_common.testing.servers import free_port, serve_in_thread
 from pipedesk_common.testing.waiting import eventually
 from tasks_service.app import build_app
-from tasks_service.google import SCOPES
-from tasks_service.models import outbox
-from tasks_service.service import TasksRuntime
+from tasks_service.models import TABLES
 from tasks_service.settings import TasksSettings
-from tasks_service.sync import poll_key
+from tasks_service.sync import TasksRuntime, poll_key
 
 # Retries as in production, only faster (tests never wait on real backoff).
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_total_seconds=20)
@@ -59,7 +60,7 @@ class Tasks:
 
     @property
     def runtime(self) -> TasksRuntime:
-        runtime: TasksRuntime = self.app.state.tasks
+        runtime: TasksRuntime = running_context(self.app).part(MirrorRuntime)
         return runtime
 
     async def run_job(self, name: str) -> dict[str, Any]:
@@ -111,6 +112,8 @@ class Stack:
                 yield Tasks(url=url, client=client, app=app, identity=self.identity)
 
     async def connect(self, user: ActingUser) -> None:
+        """Connect ``user``'s Google Tasks; they have used PipeDesk, so the directory knows them."""
+        (await self.crm.get("/api/users", headers=user.headers)).raise_for_status()
         await self.google.connect(user, ["tasks"])
 
     async def lead(self, owner: ActingUser, title: str = "Acme") -> str:
@@ -127,7 +130,7 @@ class Stack:
             await self.google.admin(
                 "POST",
                 "/tokens",
-                json={"email": user.principal.email, "scopes": list(SCOPES)},
+                json={"email": user.principal.email, "scopes": list(PRODUCT_SCOPES["tasks"])},
             )
         ).json()["access_token"]
         async with httpx.AsyncClient(timeout=10) as http:
@@ -171,7 +174,7 @@ class Stack:
 
     async def published(self, routing_key: str, task_id: str | UUID) -> list[dict[str, Any]]:
         """The data of every event of this kind written for one task, oldest first."""
-        return await outbox_events(self.database_url, outbox, routing_key, task_id)
+        return await outbox_events(self.database_url, TABLES.outbox, routing_key, task_id)
 
     async def idle(self, user: ActingUser) -> None:
         """Wait until no poll of ``user``'s lists is pending or running (writes start one)."""
@@ -181,7 +184,7 @@ class Stack:
                 await self.scalar(
                     "SELECT pending OR lease_until IS NOT NULL FROM tasks.work_requests"
                     " WHERE key = :key",
-                    key=poll_key(user.principal.org_id, user.sub),
+                    key=str(poll_key(user.principal.org_id, user.sub)),
                 )
             )
 

@@ -10,6 +10,7 @@ import tasks_service.service
 from pipedesk_common.auth import Role
 from pipedesk_common.testing.plugin import Users
 from tasks_service.repository import TasksRepository
+from tasks_service.sync import TasksPoll
 
 pytestmark = pytest.mark.asyncio
 
@@ -218,13 +219,13 @@ async def test_a_poll_during_a_create_leaves_the_task_to_the_create_and_makes_no
         polled: list[Any] = []
 
         async def record_while_a_poll_runs(
-            session: Any, clock: Any, tasklist: Any, resource: Any, task_id: Any, **kwargs: Any
+            session: Any, writer: Any, tasklist: Any, resource: Any, task_id: Any, **kwargs: Any
         ) -> Any:
             # The create holds its pending row, as it does while recording Google's answer, and
             # the poll finds the new Google task at that moment.
             await TasksRepository(session).any_task(task_id, for_update=True)
-            polled.append(await runtime.poll.poll(tasklist.org_id, tasklist.user_id))
-            return await real_record_created(session, clock, tasklist, resource, task_id, **kwargs)
+            polled.append(await TasksPoll.of(runtime).poll(tasklist.org_id, tasklist.user_id))
+            return await real_record_created(session, writer, tasklist, resource, task_id, **kwargs)
 
         with monkeypatch.context() as patched:
             patched.setattr(tasks_service.service, "record_created", record_while_a_poll_runs)

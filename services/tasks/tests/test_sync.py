@@ -176,7 +176,7 @@ async def test_a_user_who_disconnected_google_is_skipped_by_the_poll(
         await stack.poll(service, rep)
         pending = await stack.scalar(
             "SELECT pending FROM tasks.work_requests WHERE key = :key",
-            key=poll_key(rep.principal.org_id, rep.sub),
+            key=str(poll_key(rep.principal.org_id, rep.sub)),
         )
         assert pending is False
         refused = await service.client.post("/api/tasks", json={"title": "x"}, headers=rep.headers)

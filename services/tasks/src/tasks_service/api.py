@@ -6,22 +6,22 @@ from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from pipedesk_common.app import ContextDep, PrincipalDep
+from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.errors import (
     Conflict,
     Forbidden,
     InvalidCursor,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.google.calls import GoogleCallError
-from pipedesk_common.idempotency import HEADER, IdempotencyKeyReused, parse_key
-from pipedesk_common.internal import jobs_router
+from pipedesk_common.events.timeline import Link, RecordType
+from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
+from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.pagination import Page
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
@@ -33,25 +33,19 @@ from tasks_service.schemas import (
     TaskStatus,
     TaskUpdate,
 )
-from tasks_service.service import TasksRuntime, TasksService
+from tasks_service.service import TasksService
+from tasks_service.sync import TasksRuntime
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
-internal = jobs_router(example="tasks.poll")
 
 MAX_PAGE = 100
-GOOGLE_PROBLEMS = (GoogleCallError, ServiceUnavailable)
 ALIAS_NOTE = (
     "Accepts aliases (`title`|`name`, `notes`|`description`, `due`|`due_date`); two names of "
     "one field in one payload answer 422 naming both."
 )
 
 
-def runtime_of(request: Request) -> TasksRuntime:
-    runtime: TasksRuntime = request.app.state.tasks
-    return runtime
-
-
-RuntimeDep = Annotated[TasksRuntime, Depends(runtime_of)]
+RuntimeDep = Annotated[TasksRuntime, Depends(provided(MirrorRuntime))]
 
 
 def tasks_service(runtime: RuntimeDep) -> TasksService:
@@ -162,18 +156,10 @@ async def create_task(
     principal: PrincipalDep,
     service: ServiceDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            max_length=255,
-            description="Makes the create safe to retry (kept 24 hours)",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> TaskPublic:
-    task, created = await service.create(principal, data, parse_key(idempotency_key))
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    response.headers["Location"] = f"/api/tasks/{task.id}"
+    task, created = await service.create(principal, data, idempotency_key)
+    answer_created(response, f"/api/tasks/{task.id}", created)
     return task
 
 
@@ -209,7 +195,9 @@ async def list_tasks(
         raise InvalidInput("due_max: before due_min")
     filters = TaskFilters(
         list_id=list_id,
-        record=(record_type, str(record_id)) if record_type and record_id else None,
+        record=Link(type=RecordType(record_type), id=str(record_id))
+        if record_type and record_id
+        else None,
         status=status_,
         due_min=due_min,
         due_max=due_max,

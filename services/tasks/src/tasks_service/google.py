@@ -1,98 +1,92 @@
-"""The Google Tasks calls this service makes (through the shared call layer)."""
+"""The Google Tasks calls this service makes, and what Google answers as typed models."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime
 from typing import Any, Final
 
-from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleUser
-from pipedesk_common.google.calls import RetryPolicy
-from pipedesk_common.google.credentials import CredentialsProvider
-from pipedesk_common.google.scopes import PRODUCT_SCOPES
+from pipedesk_common.google.resources import GoogleResource, Page, as_utc, rfc3339
 
-SCOPES: Final = PRODUCT_SCOPES["tasks"]
 DEFAULT_LIST: Final = "@default"
+COMPLETED: Final = "completed"
 
 
-def google_time(moment: datetime) -> str:
-    """RFC 3339 as Google writes it (UTC, milliseconds)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+class GoogleTaskList(GoogleResource):
+    id: str
+    title: str | None = None
+    etag: str | None = None
 
 
-@dataclass(frozen=True)
-class TaskPage:
-    items: list[dict[str, Any]]
-    next_page_token: str | None
+class GoogleTask(GoogleResource):
+    id: str
+    etag: str | None = None
+    updated: datetime | None = None
+    title: str | None = None
+    notes: str | None = None
+    status: str = "needsAction"
+    due: datetime | None = None
+    completed: datetime | None = None
+    parent: str | None = None
+    position: str | None = None
+    hidden: bool = False
+    deleted: bool = False
+    web_view_link: str | None = None
+
+    @property
+    def due_date(self) -> date | None:
+        """Google keeps the due date as midnight UTC of that date."""
+        moment = as_utc(self.due)
+        return moment.date() if moment else None
 
 
 class TasksGoogle:
-    def __init__(
-        self,
-        credentials: CredentialsProvider,
-        *,
-        root_url: str | None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        self.credentials = credentials
-        self.api = GoogleApi(
-            "tasks", "v1", credentials=credentials, scopes=SCOPES, root_url=root_url, policy=policy
-        )
+    def __init__(self, api: GoogleApi) -> None:
+        self.api = api
 
     async def check_connected(self, user: GoogleUser) -> None:
         """Raises ``GoogleNotConnected`` unless ``user`` has connected Google Tasks."""
-        await self.credentials.credentials(user, SCOPES)
+        await self.api.ensure_connected(user)
 
     # --- task lists --------------------------------------------------------------------------
 
-    async def tasklists(self, user: GoogleUser) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        page_token: str | None = None
-        while True:
-
-            def request(client: Any, token: str | None = page_token) -> Any:
-                return client.tasklists().list(maxResults=100, pageToken=token)
-
-            answer = await self.api.call(user, "tasklists.list", request)
-            items.extend(answer.get("items", []))
-            page_token = answer.get("nextPageToken")
-            if not page_token:
-                return items
-
-    async def tasklist(self, user: GoogleUser, tasklist: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
-            user, "tasklists.get", lambda client: client.tasklists().get(tasklist=tasklist)
+    async def tasklists(self, user: GoogleUser) -> list[GoogleTaskList]:
+        return await self.api.list_all(
+            user,
+            "tasklists.list",
+            lambda client, token: client.tasklists().list(maxResults=100, pageToken=token),
+            GoogleTaskList,
         )
-        return answer
 
-    async def insert_tasklist(self, user: GoogleUser, title: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    async def tasklist(self, user: GoogleUser, tasklist: str) -> GoogleTaskList:
+        return await self.api.parsed(
+            user,
+            "tasklists.get",
+            lambda client: client.tasklists().get(tasklist=tasklist),
+            GoogleTaskList,
+        )
+
+    async def insert_tasklist(self, user: GoogleUser, title: str) -> GoogleTaskList:
+        return await self.api.parsed(
             user,
             "tasklists.insert",
             lambda client: client.tasklists().insert(body={"title": title}),
+            GoogleTaskList,
         )
-        return answer
 
-    async def rename_tasklist(self, user: GoogleUser, tasklist: str, title: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    async def rename_tasklist(self, user: GoogleUser, tasklist: str, title: str) -> GoogleTaskList:
+        return await self.api.parsed(
             user,
             "tasklists.patch",
             lambda client: client.tasklists().patch(tasklist=tasklist, body={"title": title}),
+            GoogleTaskList,
         )
-        return answer
 
     async def delete_tasklist(self, user: GoogleUser, tasklist: str) -> None:
         """Delete a list; one Google no longer has counts as deleted."""
-        try:
-            await self.api.call(
-                user,
-                "tasklists.delete",
-                lambda client: client.tasklists().delete(tasklist=tasklist),
-            )
-        except NotFound:
-            return
+        await self.api.ensure_gone(
+            user, "tasklists.delete", lambda client: client.tasklists().delete(tasklist=tasklist)
+        )
 
     # --- tasks -------------------------------------------------------------------------------
 
@@ -104,31 +98,25 @@ class TasksGoogle:
         *,
         parent: str | None,
         previous: str | None,
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    ) -> GoogleTask:
+        return await self.api.parsed(
             user,
             "tasks.insert",
             lambda client: client.tasks().insert(
                 tasklist=tasklist, body=body, parent=parent, previous=previous
             ),
+            GoogleTask,
         )
-        return answer
-
-    async def get(self, user: GoogleUser, tasklist: str, task: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
-            user, "tasks.get", lambda client: client.tasks().get(tasklist=tasklist, task=task)
-        )
-        return answer
 
     async def patch(
         self, user: GoogleUser, tasklist: str, task: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    ) -> GoogleTask:
+        return await self.api.parsed(
             user,
             "tasks.patch",
             lambda client: client.tasks().patch(tasklist=tasklist, task=task, body=body),
+            GoogleTask,
         )
-        return answer
 
     async def move(
         self,
@@ -138,26 +126,21 @@ class TasksGoogle:
         *,
         parent: str | None,
         previous: str | None,
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.api.call(
+    ) -> GoogleTask:
+        return await self.api.parsed(
             user,
             "tasks.move",
             lambda client: client.tasks().move(
                 tasklist=tasklist, task=task, parent=parent, previous=previous
             ),
+            GoogleTask,
         )
-        return answer
 
     async def delete(self, user: GoogleUser, tasklist: str, task: str) -> None:
         """Delete a task (Google marks it and its subtasks deleted); already gone counts."""
-        try:
-            await self.api.call(
-                user,
-                "tasks.delete",
-                lambda client: client.tasks().delete(tasklist=tasklist, task=task),
-            )
-        except NotFound:
-            return
+        await self.api.ensure_gone(
+            user, "tasks.delete", lambda client: client.tasks().delete(tasklist=tasklist, task=task)
+        )
 
     async def clear(self, user: GoogleUser, tasklist: str) -> None:
         """Hide every completed task of a list."""
@@ -173,7 +156,7 @@ class TasksGoogle:
         updated_min: datetime | None,
         page_token: str | None,
         page_size: int,
-    ) -> TaskPage:
+    ) -> Page[GoogleTask]:
         """One page of every task of a list changed since ``updated_min`` (all when None),
         including completed, hidden and deleted ones: the poll must see every change."""
         parameters: dict[str, Any] = {
@@ -184,12 +167,9 @@ class TasksGoogle:
             "showHidden": True,
         }
         if updated_min is not None:
-            parameters["updatedMin"] = google_time(updated_min)
+            parameters["updatedMin"] = rfc3339(updated_min)
         if page_token is not None:
             parameters["pageToken"] = page_token
-        answer = await self.api.call(
-            user, "tasks.list", lambda client: client.tasks().list(**parameters)
-        )
-        return TaskPage(
-            items=list(answer.get("items", [])), next_page_token=answer.get("nextPageToken")
+        return await self.api.page(
+            user, "tasks.list", lambda client: client.tasks().list(**parameters), GoogleTask
         )

@@ -1,93 +1,152 @@
-"""The local mirror: applying what Google says about a task (or a list), and publishing what
-changed.
+"""The tasks mirror rules: what a Google task (or list) becomes in the mirror, and what is
+announced.
 
-One function, ``apply_task``, for every source — our own API's answers and poll pages alike — so
-a task is announced once however many paths see it: the writer that gives a row its Google id
-publishes ``created``; a later version (a new ETag, not older than what is stored) publishes
-``completed``, ``deleted`` or ``updated``; the same version seen again publishes nothing.
+Every path goes through the kit's ``MirrorWriter`` (``apply_task``), so a task is announced once
+however many paths see it: ``created`` by the writer that gives a row its Google id, then
+``completed``, ``deleted`` or ``updated`` for a later version; the same version seen again
+announces nothing. Google Tasks takes no ids from clients, so a create in progress (a row without
+a Google id) recognises its Google task by content (``adoptable``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Final
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.clock import Clock
-from pipedesk_common.events import new_event
-from pipedesk_common.events.tasks import (
-    TaskCompleted,
-    TaskCreated,
-    TaskDeleted,
-    TaskSnapshot,
-    TaskUpdated,
-)
+from pipedesk_common.events import VersionedData
+from pipedesk_common.events.tasks import TaskCompleted, TaskCreated, TaskDeleted, TaskUpdated
 from pipedesk_common.events.timeline import (
     ItemKind,
     Link,
-    RecordType,
     TimelineProjection,
     TimelineSource,
     Visibility,
 )
+from pipedesk_common.google.resources import as_utc
 from pipedesk_common.ids import new_id
-from pipedesk_common.outbox import add_event
-from tasks_service.models import MirroredTask, TaskList, outbox
-from tasks_service.repository import LinkPair, TasksRepository
-from tasks_service.schemas import LinkPublic, TaskListPublic, TaskPublic
+from pipedesk_common.mirror.links import public_links
+from pipedesk_common.mirror.writer import MirrorWriter
+from tasks_service.google import COMPLETED, GoogleTask, GoogleTaskList
+from tasks_service.models import TABLES, MirroredTask, TaskList
+from tasks_service.repository import TASK_LINKS, TasksRepository
+from tasks_service.schemas import TaskListPublic, TaskPublic
 
-COMPLETED: Final = "completed"
 MAX_SUMMARY: Final = 4000
 # A Google task is adopted by a create in progress only if Google changed it after (about) when
 # the create was recorded: clocks differ a little, never by this much.
 ADOPTION_SKEW: Final = timedelta(minutes=5)
+CONTENT: Final = ("title", "notes", "due", "parent_google_id")
+
+TaskWriter = MirrorWriter[MirroredTask, TaskList, GoogleTask]
 
 
-def google_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _due(value: str | None) -> date | None:
-    moment = google_time(value)
-    return moment.date() if moment else None
-
-
-def columns(resource: dict[str, Any]) -> dict[str, Any]:
+def columns(resource: GoogleTask) -> dict[str, Any]:
     return {
-        "google_id": str(resource["id"]),
-        "parent_google_id": resource.get("parent"),
-        "position": resource.get("position"),
-        "title": resource.get("title") or "",
-        "notes": resource.get("notes"),
-        "status": resource.get("status") or "needsAction",
-        "due": _due(resource.get("due")),
-        "completed_at": google_time(resource.get("completed")),
-        "hidden": bool(resource.get("hidden")),
-        "deleted": bool(resource.get("deleted")),
-        "etag": resource.get("etag"),
-        "google_updated": google_time(resource.get("updated")),
-        "resource": resource,
+        "google_id": resource.id,
+        "parent_google_id": resource.parent,
+        "position": resource.position,
+        "title": resource.title or "",
+        "notes": resource.notes,
+        "status": resource.status,
+        "due": resource.due_date,
+        "completed_at": as_utc(resource.completed),
+        "hidden": resource.hidden,
+        "deleted": resource.deleted,
+        "etag": resource.etag,
+        "google_updated": as_utc(resource.updated),
+        "resource": resource.raw,
     }
 
 
-def _is_newer(stored: MirroredTask, resource: dict[str, Any]) -> bool:
-    if resource.get("etag") is not None and resource.get("etag") == stored.etag:
-        return False
-    incoming = google_time(resource.get("updated"))
-    return not (incoming and stored.google_updated and incoming < stored.google_updated)
-
-
-def same_content(pending: MirroredTask, resource: dict[str, Any]) -> bool:
+def same_content(pending: MirroredTask, resource: GoogleTask) -> bool:
     found = columns(resource)
-    return all(
-        getattr(pending, name) == found[name]
-        for name in ("title", "notes", "due", "parent_google_id")
+    return all(getattr(pending, name) == found[name] for name in CONTENT)
+
+
+class TaskRules:
+    def gone(self, resource: GoogleTask) -> bool:
+        return resource.deleted
+
+    def values(
+        self, tasklist: TaskList, resource: GoogleTask, stored: MirroredTask | None
+    ) -> dict[str, Any]:
+        owner = {"org_id": tasklist.org_id, "user_id": tasklist.user_id}
+        return {**owner, "tasklist_id": tasklist.id, **columns(resource), "creating_until": None}
+
+    def kind(
+        self, before: Mapping[str, Any] | None, row: MirroredTask
+    ) -> type[VersionedData] | None:
+        if before is None:
+            return None if row.deleted else TaskCreated  # created and deleted unseen: nothing
+        if row.deleted:
+            return None if before["deleted"] else TaskDeleted
+        if row.status == COMPLETED and before["status"] != COMPLETED:
+            return TaskCompleted
+        return TaskUpdated
+
+    def snapshot(
+        self, tasklist: TaskList, task: MirroredTask, links: Sequence[Link], actor_id: str | None
+    ) -> dict[str, Any]:
+        assert task.google_id is not None
+        summary_parts = []
+        if task.due is not None:
+            summary_parts.append(f"Due {task.due.isoformat()}.")
+        if task.notes:
+            summary_parts.append(task.notes)
+        summary = " ".join(summary_parts)[:MAX_SUMMARY] or None
+        web_link = GoogleTask.model_validate(task.resource).web_view_link
+        return {
+            "id": str(task.id),
+            "version": task.version,
+            "org_id": task.org_id,
+            "owner_id": task.user_id,
+            "assigned_by": task.assigned_by,
+            "tasklist_id": tasklist.google_id,
+            "google_id": task.google_id,
+            "parent_google_id": task.parent_google_id,
+            "title": task.title,
+            "notes": task.notes,
+            "status": task.status,
+            "due": task.due,
+            "completed_at": task.completed_at,
+            "hidden": task.hidden,
+            "deleted": task.deleted,
+            "web_link": web_link,
+            "links": list(links),
+            "timeline": TimelineProjection(
+                kind=ItemKind.TASK,
+                occurred_at=task.completed_at or task.created_at,
+                title=(task.title or "(no title)")[:500],
+                summary=summary,
+                participants=[tasklist.user_email.lower()] if tasklist.user_email else [],
+                links=list(links),
+                source=TimelineSource(
+                    service="tasks",
+                    key=f"tasks:task:{task.id}",
+                    google_id=task.google_id,
+                    url=web_link,
+                ),
+                status="deleted" if task.deleted else task.status,
+                actor_id=actor_id,
+                visibility=Visibility(owner_id=task.user_id),
+                version=task.version,
+            ),
+        }
+
+
+def task_writer(clock: Clock) -> TaskWriter:
+    return MirrorWriter(
+        MirroredTask,
+        parent_key="tasklist_id",
+        links=TASK_LINKS,
+        outbox=TABLES.outbox,
+        clock=clock,
+        rules=TaskRules(),
     )
 
 
@@ -96,7 +155,7 @@ class CreateInProgress(Exception):
 
 
 async def _adoptable(
-    session: AsyncSession, tasklist: TaskList, resource: dict[str, Any]
+    session: AsyncSession, tasklist: TaskList, resource: GoogleTask
 ) -> MirroredTask | None:
     """A create in progress in this list that ``resource`` is the Google side of: same content,
     changed in Google after the create was recorded (Google takes no client ids, so a create
@@ -104,7 +163,7 @@ async def _adoptable(
     such a create is held by another transaction: that request is recording this task now, and
     a second row for it must not be made."""
     repository = TasksRepository(session)
-    changed = google_time(resource.get("updated"))
+    changed = as_utc(resource.updated)
     busy = False
     for pending in await repository.pending_tasks(tasklist.id):
         recent = changed is None or changed >= pending.created_at - ADOPTION_SKEW
@@ -122,104 +181,34 @@ async def _adoptable(
 
 async def apply_task(
     session: AsyncSession,
-    clock: Clock,
+    writer: TaskWriter,
     tasklist: TaskList,
-    resource: dict[str, Any],
+    resource: GoogleTask,
     *,
     actor_id: str | None,
-    links: Sequence[LinkPair] | None = None,
+    links: Sequence[Link] | None = None,
     pending: MirroredTask | None = None,
 ) -> MirroredTask | None:
-    """Bring the mirror up to ``resource`` (and ``links``, when given); publish the change.
+    """Bring the mirror up to ``resource`` (and ``links``, when given); announce the change.
 
     ``pending`` is the create in progress that ``resource`` answers; without it, a task the
     mirror does not know may be adopted by a matching create in progress (after a crash)."""
-    repository = TasksRepository(session)
-    google_id = str(resource["id"])
-    stored = await repository.task_by_google_id(tasklist.id, google_id, for_update=True)
-    if stored is None and pending is not None and pending.google_id in {None, google_id}:
+    stored = await writer.find(session, tasklist, resource.id)
+    if stored is None and pending is not None and pending.google_id in {None, resource.id}:
         stored = pending
     if stored is None:
         try:
             stored = await _adoptable(session, tasklist, resource)
         except CreateInProgress:
             return None  # the request creating it records it (a later poll adopts it if it dies)
-    if stored is None:
-        if resource.get("deleted"):
-            return None  # never mirrored, already gone: nothing to announce
-        now = clock.now()
-        inserted = await repository.insert_task(
-            {
-                "id": new_id(),
-                "org_id": tasklist.org_id,
-                "user_id": tasklist.user_id,
-                "tasklist_id": tasklist.id,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-                **columns(resource),
-            }
-        )
-        stored = await repository.task_by_google_id(tasklist.id, google_id, for_update=True)
-        assert stored is not None
-        if inserted is not None:
-            if links:
-                await repository.replace_links(stored, links)
-            await publish(
-                session, tasklist, stored, sorted(set(links or ())), TaskCreated, actor_id
-            )
-            return stored
-    return await _update(session, clock, tasklist, stored, resource, actor_id=actor_id, links=links)
-
-
-async def _update(
-    session: AsyncSession,
-    clock: Clock,
-    tasklist: TaskList,
-    stored: MirroredTask,
-    resource: dict[str, Any],
-    *,
-    actor_id: str | None,
-    links: Sequence[LinkPair] | None,
-) -> MirroredTask:
-    repository = TasksRepository(session)
-    was_pending = stored.google_id is None
-    current_links = (await repository.links_of([stored.id]))[stored.id]
-    wanted_links = sorted(set(links)) if links is not None else current_links
-    newer = was_pending or _is_newer(stored, resource)
-    if not newer and wanted_links == current_links:
-        return stored
-    was_completed, was_deleted = stored.status == COMPLETED, stored.deleted
-    if newer:
-        for name, value in columns(resource).items():
-            setattr(stored, name, value)
-        stored.creating_until = None
-    if wanted_links != current_links:
-        await repository.replace_links(stored, wanted_links)
-    if not was_pending:
-        stored.version += 1
-    stored.updated_at = clock.now()
-    await session.flush()
-    kind: type[TaskSnapshot]
-    if was_pending:
-        if stored.deleted:
-            return stored  # created and deleted before we knew it: nothing to announce
-        kind = TaskCreated
-    elif stored.deleted:
-        if was_deleted:
-            return stored
-        kind = TaskDeleted
-    elif stored.status == COMPLETED and not was_completed:
-        kind = TaskCompleted
-    else:
-        kind = TaskUpdated
-    await publish(session, tasklist, stored, wanted_links, kind, actor_id)
-    return stored
+    return await writer.apply(
+        session, tasklist, resource, actor_id=actor_id, links=links, stored=stored, looked_up=True
+    )
 
 
 async def mark_deleted(
     session: AsyncSession,
-    clock: Clock,
+    writer: TaskWriter,
     tasklist: TaskList,
     task: MirroredTask,
     *,
@@ -228,82 +217,11 @@ async def mark_deleted(
     """Google deleted ``task`` (with its list, or as a subtask of a deleted task)."""
     if task.google_id is None or task.deleted:
         return
-    resource = {**task.resource, "deleted": True, "etag": f"{task.etag}-deleted"}
-    await apply_task(session, clock, tasklist, resource, actor_id=actor_id)
+    gone = {**task.resource, "deleted": True, "etag": f"{task.etag}-deleted"}
+    await apply_task(session, writer, tasklist, GoogleTask.model_validate(gone), actor_id=actor_id)
 
 
-async def publish(
-    session: AsyncSession,
-    tasklist: TaskList,
-    task: MirroredTask,
-    links: Sequence[LinkPair],
-    kind: type[TaskSnapshot],
-    actor_id: str | None,
-) -> None:
-    data = kind(**snapshot(tasklist, task, links, actor_id))
-    await add_event(
-        session,
-        outbox,
-        new_event(data, org_id=task.org_id, actor_id=actor_id, time=task.updated_at),
-    )
-
-
-def timeline_status(task: MirroredTask) -> str:
-    return "deleted" if task.deleted else task.status
-
-
-def snapshot(
-    tasklist: TaskList, task: MirroredTask, links: Sequence[LinkPair], actor_id: str | None
-) -> dict[str, Any]:
-    assert task.google_id is not None
-    record_links = [Link(type=RecordType(kind), id=record) for kind, record in links]
-    summary_parts = []
-    if task.due is not None:
-        summary_parts.append(f"Due {task.due.isoformat()}.")
-    if task.notes:
-        summary_parts.append(task.notes)
-    summary = " ".join(summary_parts)[:MAX_SUMMARY] or None
-    web_link = task.resource.get("webViewLink")
-    return {
-        "id": str(task.id),
-        "version": task.version,
-        "org_id": task.org_id,
-        "owner_id": task.user_id,
-        "assigned_by": task.assigned_by,
-        "tasklist_id": tasklist.google_id,
-        "google_id": task.google_id,
-        "parent_google_id": task.parent_google_id,
-        "title": task.title,
-        "notes": task.notes,
-        "status": task.status,
-        "due": task.due,
-        "completed_at": task.completed_at,
-        "hidden": task.hidden,
-        "deleted": task.deleted,
-        "web_link": web_link,
-        "links": record_links,
-        "timeline": TimelineProjection(
-            kind=ItemKind.TASK,
-            occurred_at=task.completed_at or task.created_at,
-            title=(task.title or "(no title)")[:500],
-            summary=summary,
-            participants=[tasklist.user_email.lower()] if tasklist.user_email else [],
-            links=record_links,
-            source=TimelineSource(
-                service="tasks",
-                key=f"tasks:task:{task.id}",
-                google_id=task.google_id,
-                url=web_link,
-            ),
-            status=timeline_status(task),
-            actor_id=actor_id,
-            visibility=Visibility(owner_id=task.user_id),
-            version=task.version,
-        ),
-    }
-
-
-def public(task: MirroredTask, links: Sequence[LinkPair], parent_id: UUID | None) -> TaskPublic:
+def public(task: MirroredTask, links: Sequence[Link], parent_id: UUID | None) -> TaskPublic:
     assert task.google_id is not None
     return TaskPublic(
         id=task.id,
@@ -320,8 +238,8 @@ def public(task: MirroredTask, links: Sequence[LinkPair], parent_id: UUID | None
         completed_at=task.completed_at,
         hidden=task.hidden,
         deleted=task.deleted,
-        web_link=task.resource.get("webViewLink"),
-        links=[LinkPublic(type=kind, id=record) for kind, record in links],
+        web_link=GoogleTask.model_validate(task.resource).web_view_link,
+        links=public_links(links),
         version=task.version,
         created_at=task.created_at,
         updated_at=task.updated_at,
@@ -344,14 +262,13 @@ async def apply_tasklist(
     session: AsyncSession,
     clock: Clock,
     owner: tuple[str, str, str | None],
-    resource: dict[str, Any],
+    resource: GoogleTaskList,
     *,
     is_default: bool | None = None,
 ) -> TaskList:
     """The mirrored list for ``resource`` (inserted if new, renamed if Google's title changed)."""
     org_id, user_id, email = owner
     repository = TasksRepository(session)
-    google_id = str(resource["id"])
     now = clock.now()
     await repository.insert_tasklist(
         {
@@ -359,21 +276,19 @@ async def apply_tasklist(
             "org_id": org_id,
             "user_id": user_id,
             "user_email": email,
-            "google_id": google_id,
-            "title": resource.get("title") or "",
+            "google_id": resource.id,
+            "title": resource.title or "",
             "is_default": bool(is_default),
-            "etag": resource.get("etag"),
+            "etag": resource.etag,
             "created_at": now,
             "updated_at": now,
         }
     )
-    stored = await repository.tasklist_by_google_id(org_id, user_id, google_id, for_update=True)
+    stored = await repository.tasklist_by_google_id(org_id, user_id, resource.id, for_update=True)
     assert stored is not None
-    if stored.etag != resource.get("etag") or (
-        is_default is not None and stored.is_default != is_default
-    ):
-        stored.title = resource.get("title") or ""
-        stored.etag = resource.get("etag")
+    if stored.etag != resource.etag or (is_default is not None and stored.is_default != is_default):
+        stored.title = resource.title or ""
+        stored.etag = resource.etag
         if is_default is not None:
             stored.is_default = is_default
         stored.updated_at = now

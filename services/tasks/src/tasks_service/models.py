@@ -1,5 +1,5 @@
 """Tasks tables (schema ``tasks``): the users' task lists, the mirror of their tasks, the links of
-tasks to CRM records, and the shared infrastructure tables."""
+tasks to CRM records, and the Google service kit's tables."""
 
 from datetime import date, datetime
 from typing import Any
@@ -9,14 +9,10 @@ from sqlalchemy import Column, Date, DateTime, Index, String, Text, UniqueConstr
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from pipedesk_common.access import access_replica_table
-from pipedesk_common.coalesce import coalescer_table
-from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
 from pipedesk_common.google.credentials import GoogleUser
-from pipedesk_common.idempotency import idempotency_table
-from pipedesk_common.outbox import outbox_table
-from pipedesk_common.periodic import job_schedule_table
+from pipedesk_common.mirror.links import record_links_table
+from pipedesk_common.mirror.tables import MirrorTables
 
 
 class TasksModel(SQLModel, registry=schema_registry("tasks")):
@@ -105,21 +101,5 @@ class MirroredTask(TasksModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-class TaskLink(TasksModel, table=True):
-    """A CRM record a task belongs to."""
-
-    __tablename__ = "task_links"
-    __table_args__ = (Index("ix_task_links_record", "org_id", "record_type", "record_id"),)
-
-    task_id: UUID = Field(primary_key=True, foreign_key="tasks.tasks.id", ondelete="CASCADE")
-    record_type: str = Field(primary_key=True, sa_type=String(20))
-    record_id: str = Field(primary_key=True, sa_type=String(64))
-    org_id: str = Field(sa_type=String(255))
-
-
-outbox = outbox_table(TasksModel.metadata)
-inbox = inbox_tables(TasksModel.metadata)
-access_replica = access_replica_table(TasksModel.metadata)
-idempotency_keys = idempotency_table(TasksModel.metadata)
-work_requests = coalescer_table(TasksModel.metadata)
-job_schedule = job_schedule_table(TasksModel.metadata)
+task_links = record_links_table(TasksModel.metadata, "task_links", parent="tasks", key="task_id")
+TABLES = MirrorTables.of(TasksModel.metadata)

@@ -3,26 +3,29 @@ within the caller's org, and what the caller may see of them is decided by the s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, delete, or_, select, tuple_, update
+from sqlalchemy import Select, Table, delete, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from tasks_service.models import MirroredTask, TaskLink, TaskList
+from pipedesk_common.events.timeline import Link
+from pipedesk_common.mirror.links import RecordLinks
+from tasks_service.models import MirroredTask, TaskList, task_links
 
-LinkPair = tuple[str, str]
+TASK_LINKS = RecordLinks(task_links, "task_id")
+TASKS: Table = MirroredTask.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class TaskFilters:
     list_id: UUID | None = None
-    record: LinkPair | None = None
+    record: Link | None = None
     status: str | None = None
     due_min: date | None = None
     due_max: date | None = None
@@ -39,7 +42,7 @@ class TasksRepository:
 
     async def insert_tasklist(self, values: dict[str, Any]) -> None:
         """Insert a list unless it is known (a concurrent poll may have inserted it)."""
-        table = TaskList.__table__  # type: ignore[attr-defined]
+        table: Table = TaskList.__table__  # type: ignore[attr-defined]
         await self.session.execute(
             insert(table)
             .values(**values)
@@ -102,6 +105,20 @@ class TasksRepository:
         query = query.order_by(col(TaskList.is_default).desc(), col(TaskList.created_at))
         return list((await self.session.scalars(query)).all())
 
+    async def restart_polls(self, org_id: str, user_id: str) -> bool:
+        """Every live list of the user is read whole by its next poll; whether there are any."""
+        restarted = await self.session.scalars(
+            update(TaskList)
+            .where(
+                col(TaskList.org_id) == org_id,
+                col(TaskList.user_id) == user_id,
+                col(TaskList.deleted_at).is_(None),
+            )
+            .values(polled_through=None)
+            .returning(col(TaskList.id))
+        )
+        return bool(restarted.all())
+
     async def polled_users(self) -> list[tuple[str, str]]:
         """Every (org, user) with a live list: whom the periodic poll visits."""
         rows = await self.session.execute(
@@ -113,7 +130,9 @@ class TasksRepository:
 
     # --- tasks -------------------------------------------------------------------------------
 
-    async def task(self, org_id: str, task_id: UUID, *, for_update: bool = False) -> Any:
+    async def task(
+        self, org_id: str, task_id: UUID, *, for_update: bool = False
+    ) -> MirroredTask | None:
         """A task of the org that Google holds (a create in progress is not found)."""
         query = select(MirroredTask).where(
             col(MirroredTask.id) == task_id,
@@ -134,30 +153,6 @@ class TasksRepository:
         return (
             await self.session.scalars(query.execution_options(populate_existing=True))
         ).one_or_none()
-
-    async def task_by_google_id(
-        self, tasklist_id: UUID, google_id: str, *, for_update: bool = False
-    ) -> MirroredTask | None:
-        query = select(MirroredTask).where(
-            col(MirroredTask.tasklist_id) == tasklist_id,
-            col(MirroredTask.google_id) == google_id,
-        )
-        if for_update:
-            query = query.with_for_update()
-        return (
-            await self.session.scalars(query.execution_options(populate_existing=True))
-        ).one_or_none()
-
-    async def insert_task(self, values: dict[str, Any]) -> UUID | None:
-        """Insert a mirrored task unless a concurrent writer did; its id, or None."""
-        table = MirroredTask.__table__  # type: ignore[attr-defined]
-        inserted: UUID | None = await self.session.scalar(
-            insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tasklist_id", "google_id"])
-            .returning(table.c.id)
-        )
-        return inserted
 
     async def pending_tasks(self, tasklist_id: UUID) -> list[MirroredTask]:
         """Creates in progress in a list, oldest first (read, not locked)."""
@@ -201,7 +196,7 @@ class TasksRepository:
 
     async def claim_pending(self, task_id: UUID, until: datetime, now: datetime) -> bool:
         """Take a create in progress (nobody holds it, or its holder's lease ran out)."""
-        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        table = TASKS
         claimed = await self.session.scalar(
             update(table)
             .where(
@@ -215,7 +210,7 @@ class TasksRepository:
         return claimed is not None
 
     async def release_pending(self, task_id: UUID) -> None:
-        table = MirroredTask.__table__  # type: ignore[attr-defined]
+        table = TASKS
         await self.session.execute(
             update(table)
             .where(table.c.id == task_id, table.c.google_id.is_(None))
@@ -223,8 +218,7 @@ class TasksRepository:
         )
 
     async def delete_task_row(self, task_id: UUID) -> None:
-        table = MirroredTask.__table__  # type: ignore[attr-defined]
-        await self.session.execute(delete(table).where(table.c.id == task_id))
+        await self.session.execute(delete(TASKS).where(TASKS.c.id == task_id))
 
     async def live_tasks(self, tasklist_id: UUID) -> list[MirroredTask]:
         """The list's mirrored tasks Google holds that are not deleted."""
@@ -280,17 +274,7 @@ class TasksRepository:
         if not filters.include_deleted:
             query = query.where(col(MirroredTask.deleted).is_(False))
         if filters.record is not None:
-            record_type, record_id = filters.record
-            query = query.where(
-                select(TaskLink)
-                .where(
-                    col(TaskLink.task_id) == col(MirroredTask.id),
-                    col(TaskLink.org_id) == org_id,
-                    col(TaskLink.record_type) == record_type,
-                    col(TaskLink.record_id) == record_id,
-                )
-                .exists()
-            )
+            query = query.where(TASK_LINKS.linked_to(col(MirroredTask.id), org_id, filters.record))
         return query
 
     async def list_tasks(
@@ -338,28 +322,3 @@ class TasksRepository:
             found.extend(children)
             parents = [child.google_id for child in children if child.google_id]
         return found
-
-    # --- links -------------------------------------------------------------------------------
-
-    async def links_of(self, task_ids: Sequence[UUID]) -> dict[UUID, list[LinkPair]]:
-        if not task_ids:
-            return {}
-        rows = await self.session.execute(
-            select(col(TaskLink.task_id), col(TaskLink.record_type), col(TaskLink.record_id))
-            .where(col(TaskLink.task_id).in_(task_ids))
-            .order_by(col(TaskLink.record_type), col(TaskLink.record_id))
-        )
-        found: dict[UUID, list[LinkPair]] = {task_id: [] for task_id in task_ids}
-        for task_id, record_type, record_id in rows:
-            found[task_id].append((record_type, record_id))
-        return found
-
-    async def replace_links(self, task: MirroredTask, links: Iterable[LinkPair]) -> None:
-        table = TaskLink.__table__  # type: ignore[attr-defined]
-        await self.session.execute(delete(table).where(table.c.task_id == task.id))
-        rows = [
-            {"task_id": task.id, "record_type": kind, "record_id": record, "org_id": task.org_id}
-            for kind, record in sorted(set(links))
-        ]
-        if rows:
-            await self.session.execute(insert(table).values(rows))

@@ -11,7 +11,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
-from pipedesk_common.errors import FieldError, InvalidInput
+from pipedesk_common.errors import invalid
+from pipedesk_common.mirror.links import LinkInput, LinkPublic
 
 # Canonical name → the other names the frontend may use for it (at most one per payload).
 TASK_ALIASES: Final[dict[str, tuple[str, ...]]] = {
@@ -26,13 +27,6 @@ DUE_DESCRIPTION: Final = (
     "of day). `null` clears it."
 )
 TaskStatus = Literal["needsAction", "completed"]
-
-
-def invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
-    return InvalidInput(
-        f"{field}: {message}",
-        errors=[FieldError(field=f"body.{field}", message=message, code=code)],
-    )
 
 
 def parse_due(value: Any) -> date | None:
@@ -54,15 +48,6 @@ def parse_due(value: Any) -> date | None:
     if moment.tzinfo is None:
         raise invalid("due", "a date-time needs an offset (`Z` or `+01:00`)", "missing_zone")
     return moment.date()
-
-
-class LinkInput(BaseModel):
-    """A CRM record to link the task to (leads and deals)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["lead", "deal"]
-    id: UUID
 
 
 class _TaskWrite(BaseModel):
@@ -143,11 +128,6 @@ class TaskListPublic(BaseModel):
     polled_at: AwareDatetime | None = Field(description="When its poll last completed")
     created_at: AwareDatetime
     updated_at: AwareDatetime
-
-
-class LinkPublic(BaseModel):
-    type: str
-    id: str
 
 
 class TaskPublic(BaseModel):

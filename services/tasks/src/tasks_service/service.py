@@ -1,10 +1,10 @@
 """Tasks domain logic.
 
 Access (role, then every linked CRM record through the access replica, then the assignee) is
-decided before any Google call. No transaction is held open across a Google call: each step opens
-a short unit of work of its own (``self.work()``), and what Google answered is applied to the
-mirror — and its event written to the outbox — in one transaction. Every write asks for a poll of
-the owner's lists at once, to pick up what Google changed besides (siblings, subtasks).
+decided before any Google call. No transaction is held open across a Google call: each step is a
+unit of work of its own (``uow.read()``, ``uow.write()``), and what Google answered is applied to
+the mirror — and its event written to the outbox — in one transaction. Every write asks for a poll
+of the owner's lists at once, to pick up what Google changed besides (siblings, subtasks).
 
 Creating: Google Tasks takes no ids from clients, so the task row is written *before* Google is
 asked (without a Google id, holding a short lease) and the ``Idempotency-Key`` remembers that row.
@@ -16,25 +16,32 @@ parent) and adopted, or, not found, it is created now. The poll adopts such a ta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipedesk_common.access import AccessReplica
 from pipedesk_common.auth import Principal
-from pipedesk_common.background import BackgroundWork
 from pipedesk_common.clock import Clock
-from pipedesk_common.coalesce import Coalescer
-from pipedesk_common.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from pipedesk_common.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    invalid,
+    not_found,
+)
 from pipedesk_common.google import GoogleNotConnected, GoogleReconnectRequired, GoogleUser
-from pipedesk_common.idempotency import IdempotencyKeys, fingerprint
+from pipedesk_common.idempotency import fingerprint
 from pipedesk_common.ids import new_id
-from pipedesk_common.rbac import ROLE_ACTIONS, Action
-from tasks_service.google import DEFAULT_LIST, TasksGoogle
+from pipedesk_common.mirror.links import check_links
+from pipedesk_common.mirror.runtime import google_user, require_role
+from pipedesk_common.rbac import Action
+from tasks_service.google import DEFAULT_LIST, GoogleTask
 from tasks_service.mirror import (
+    TaskWriter,
     apply_task,
     apply_tasklist,
     mark_deleted,
@@ -42,33 +49,17 @@ from tasks_service.mirror import (
     public_list,
 )
 from tasks_service.models import MirroredTask, TaskList, owner_of
-from tasks_service.repository import LinkPair, TaskFilters, TasksRepository
+from tasks_service.repository import TASK_LINKS, TaskFilters, TasksRepository
 from tasks_service.schemas import (
-    LinkInput,
     TaskCreate,
     TaskListPublic,
     TaskMove,
     TaskPublic,
     TaskUpdate,
-    invalid,
 )
-from tasks_service.sync import TasksPoll, delete_tasklist, find_in_google, poll_key
+from tasks_service.sync import TasksPoll, TasksRuntime, delete_tasklist, poll_key
 
-
-def google_user(principal: Principal) -> GoogleUser:
-    return GoogleUser(org_id=principal.org_id, user_id=principal.sub, email=principal.email)
-
-
-def require_role(principal: Principal, action: Action) -> None:
-    if action not in ROLE_ACTIONS[principal.role]:
-        raise Forbidden(f"your role may not {action.value} tasks")
-
-
-def not_found(field: str, what: str) -> NotFound:
-    return NotFound(
-        f"{field}: no such {what}",
-        errors=[FieldError(field=f"body.{field}", message=f"no such {what}", code="not_found")],
-    )
+NOUN = "tasks"
 
 
 def google_due(value: date | None) -> str | None:
@@ -76,43 +67,18 @@ def google_due(value: date | None) -> str | None:
     return f"{value.isoformat()}T00:00:00.000Z" if value is not None else None
 
 
-@dataclass
-class TasksRuntime:
-    """What the routes and the jobs share for the life of the process."""
-
-    sessionmaker: async_sessionmaker[AsyncSession]
-    clock: Clock
-    google: TasksGoogle
-    replica: AccessReplica
-    idempotency: IdempotencyKeys
-    coalescer: Coalescer
-    background: BackgroundWork
-    poll: TasksPoll
-    create_lease: timedelta = timedelta(minutes=2)
-
-    async def request_poll(self, session: AsyncSession, org_id: str, user_id: str) -> str:
-        """Record that the user's lists need a poll (part of the caller's transaction)."""
-        key = poll_key(org_id, user_id)
-        await self.coalescer.request(session, key)
-        return key
-
-    def schedule_poll(self, key: str) -> None:
-        """Drain ``key`` in the background (the request was recorded before)."""
-        self.background.spawn(self.coalescer.drain(key, self.poll.run_key), name=key)
-
-
 async def record_created(
     session: AsyncSession,
-    clock: Clock,
+    writer: TaskWriter,
     tasklist: TaskList,
-    resource: dict[str, Any],
+    resource: GoogleTask,
     task_id: UUID,
     *,
     actor_id: str | None,
 ) -> MirroredTask:
-    """Give the create in progress ``task_id`` the task Google created (publishing it)."""
+    """Give the create in progress ``task_id`` the task Google created (announcing it)."""
     pending = await TasksRepository(session).any_task(task_id, for_update=True)
-    task = await apply_task(session, clock, tasklist, resource, actor_id=actor_id, pending=pending)
+    task = await apply_task(session, writer, tasklist, resource, actor_id=actor_id, pending=pending)
     if task is None:
         raise NotFound("the task was deleted in Google before it could be recorded")
     return task
@@ -121,33 +87,18 @@ async def record_created(
 class TasksService:
     def __init__(self, runtime: TasksRuntime) -> None:
         self.runtime = runtime
+        self.uow = runtime.uow
         self.google = runtime.google
-        self.clock = runtime.clock
-
-    def work(self) -> Any:
-        return self.runtime.sessionmaker.begin()
+        self.clock: Clock = runtime.clock
+        self.poll = TasksPoll.of(runtime)
+        self.writer = self.poll.writer
+        self.create_lease = timedelta(seconds=runtime.settings.create_lease_seconds)
 
     async def _poll_soon(self, org_id: str, user_id: str) -> None:
-        async with self.work() as session:
-            key = await self.runtime.request_poll(session, org_id, user_id)
-        self.runtime.schedule_poll(key)
+        async with self.uow.write() as session:
+            await self.runtime.work.request(session, poll_key(org_id, user_id))
 
     # --- access ------------------------------------------------------------------------------
-
-    async def _check_links(
-        self, session: AsyncSession, principal: Principal, links: Sequence[LinkInput]
-    ) -> list[LinkPair]:
-        """404 for a record the caller cannot see, 403 for one they may not change."""
-        replica = self.runtime.replica
-        pairs: list[LinkPair] = []
-        for index, link in enumerate(links):
-            record_id = str(link.id)
-            if not await replica.can(session, principal, Action.READ, link.type, record_id):
-                raise not_found(f"links.{index}", link.type)
-            if not await replica.can(session, principal, Action.UPDATE, link.type, record_id):
-                raise Forbidden(f"links.{index}: you may not add tasks to this {link.type}")
-            pairs.append((link.type, record_id))
-        return sorted(set(pairs))
 
     async def _can_read(
         self, session: AsyncSession, principal: Principal, task: MirroredTask
@@ -155,10 +106,10 @@ class TasksService:
         """The owner, whoever assigned it, and whoever may read a record it is linked to."""
         if principal.sub in {task.user_id, task.assigned_by}:
             return True
-        links = (await TasksRepository(session).links_of([task.id]))[task.id]
+        links = (await TASK_LINKS.of(session, [task.id]))[task.id]
         replica = self.runtime.replica
-        for record_type, record_id in links:
-            if await replica.can(session, principal, Action.READ, record_type, record_id):
+        for link in links:
+            if await replica.can(session, principal, Action.READ, link.type, link.id):
                 return True
         return False
 
@@ -185,12 +136,12 @@ class TasksService:
 
     @staticmethod
     def _may_change(principal: Principal, task: MirroredTask, action: Action) -> None:
-        require_role(principal, action)
+        require_role(principal, action, NOUN)
         if principal.sub not in {task.user_id, task.assigned_by}:
             raise Forbidden("only the task's assignee and whoever assigned it may change it")
 
     async def _own_list(self, principal: Principal, list_id: UUID, field: str) -> TaskList:
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             tasklist = await TasksRepository(session).tasklist(
                 principal.org_id, principal.sub, list_id
             )
@@ -200,12 +151,12 @@ class TasksService:
 
     async def _default_list(self, owner: GoogleUser) -> TaskList:
         """The owner's default list, mirrored (asked of Google the first time)."""
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             known = await TasksRepository(session).default_tasklist(owner.org_id, owner.user_id)
         if known is not None:
             return known
         resource = await self.google.tasklist(owner, DEFAULT_LIST)
-        async with self.work() as session:
+        async with self.uow.write() as session:
             return await apply_tasklist(
                 session,
                 self.clock,
@@ -214,9 +165,11 @@ class TasksService:
                 is_default=True,
             )
 
-    async def _publics(self, session: AsyncSession, tasks: Sequence[MirroredTask]) -> list[Any]:
+    async def _publics(
+        self, session: AsyncSession, tasks: Sequence[MirroredTask]
+    ) -> list[TaskPublic]:
         repository = TasksRepository(session)
-        links = await repository.links_of([task.id for task in tasks])
+        links = await TASK_LINKS.of(session, [task.id for task in tasks])
         parents: dict[tuple[UUID, str], UUID] = {}
         by_list: dict[UUID, set[str]] = {}
         for task in tasks:
@@ -239,8 +192,7 @@ class TasksService:
         ]
 
     async def _public(self, session: AsyncSession, task: MirroredTask) -> TaskPublic:
-        answer: TaskPublic = (await self._publics(session, [task]))[0]
-        return answer
+        return (await self._publics(session, [task]))[0]
 
     # --- task lists --------------------------------------------------------------------------
 
@@ -248,14 +200,12 @@ class TasksService:
         """The caller's lists as Google has them now (mirrored on the way)."""
         user = google_user(principal)
         await self._default_list(user)
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             known = await TasksRepository(session).tasklists_of(principal.org_id, principal.sub)
-        return [
-            public_list(tasklist) for tasklist in await self.runtime.poll.sync_lists(user, known)
-        ]
+        return [public_list(tasklist) for tasklist in await self.poll.sync_lists(user, known)]
 
     async def get_list(self, principal: Principal, list_id: UUID) -> TaskListPublic:
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             tasklist = await TasksRepository(session).tasklist(
                 principal.org_id, principal.sub, list_id
             )
@@ -264,27 +214,27 @@ class TasksService:
         return public_list(tasklist)
 
     async def create_list(self, principal: Principal, title: str) -> TaskListPublic:
-        require_role(principal, Action.CREATE)
+        require_role(principal, Action.CREATE, NOUN)
         user = google_user(principal)
         await self._default_list(user)  # the poll then knows the user
         resource = await self.google.insert_tasklist(user, title)
-        async with self.work() as session:
+        async with self.uow.write() as session:
             owner = (principal.org_id, principal.sub, principal.email)
             tasklist = await apply_tasklist(session, self.clock, owner, resource, is_default=False)
             return public_list(tasklist)
 
     async def rename_list(self, principal: Principal, list_id: UUID, title: str) -> TaskListPublic:
-        require_role(principal, Action.UPDATE)
+        require_role(principal, Action.UPDATE, NOUN)
         tasklist = await self._own_list(principal, list_id, "list_id")
         resource = await self.google.rename_tasklist(
             google_user(principal), tasklist.google_id, title
         )
-        async with self.work() as session:
+        async with self.uow.write() as session:
             owner = (principal.org_id, principal.sub, principal.email)
             return public_list(await apply_tasklist(session, self.clock, owner, resource))
 
     async def delete_list(self, principal: Principal, list_id: UUID) -> None:
-        require_role(principal, Action.DELETE)
+        require_role(principal, Action.DELETE, NOUN)
         tasklist = await self._own_list(principal, list_id, "list_id")
         if tasklist.is_default:
             raise InvalidInput(
@@ -294,13 +244,13 @@ class TasksService:
                 ],
             )
         await self.google.delete_tasklist(google_user(principal), tasklist.google_id)
-        async with self.work() as session:
-            await delete_tasklist(session, self.clock, tasklist, actor_id=principal.sub)
+        async with self.uow.write() as session:
+            await delete_tasklist(session, self.writer, tasklist, actor_id=principal.sub)
 
     async def clear_completed(self, principal: Principal, list_id: UUID) -> None:
         """Hide the list's completed tasks (Google's "clear completed"); the poll run at once
         mirrors which ones Google hid."""
-        require_role(principal, Action.UPDATE)
+        require_role(principal, Action.UPDATE, NOUN)
         tasklist = await self._own_list(principal, list_id, "list_id")
         await self.google.clear(google_user(principal), tasklist.google_id)
         await self._poll_soon(principal.org_id, principal.sub)
@@ -311,19 +261,21 @@ class TasksService:
         self, principal: Principal, data: TaskCreate, idempotency_key: str | None
     ) -> tuple[TaskPublic, bool]:
         """The task, and whether this request created it (False: a replayed request)."""
-        require_role(principal, Action.CREATE)
+        require_role(principal, Action.CREATE, NOUN)
         if not data.title:
             raise invalid("title", "required", "missing")
         scope = f"tasks.tasks.create:{principal.org_id}:{principal.sub}"
         digest = fingerprint(data.model_dump(mode="json"))
         idempotency = self.runtime.idempotency
         if idempotency_key is not None:
-            async with self.work() as session:
+            async with self.uow.write() as session:
                 answered = await idempotency.replay(session, scope, idempotency_key, digest)
             if answered is not None:
                 return await self._resume(principal, UUID(answered.body["id"])), False
-        async with self.work() as session:
-            links = await self._check_links(session, principal, data.links or [])
+        async with self.uow.write() as session:
+            links = await check_links(
+                self.runtime.replica, session, principal, data.links or [], noun=NOUN
+            )
         owner = await self._owner(principal, data)
         tasklist = (
             await self._own_list(principal, data.list_id, "list_id")
@@ -345,12 +297,12 @@ class TasksService:
             status=data.status or "needsAction",
             due=data.due_date(),
             assigned_by=principal.sub if owner.user_id != principal.sub else None,
-            creating_until=now + self.runtime.create_lease,
+            creating_until=now + self.create_lease,
             resource={},
             created_at=now,
             updated_at=now,
         )
-        async with self.work() as session:
+        async with self.uow.write() as session:
             if idempotency_key is not None:
                 await idempotency.remember(
                     session, scope, idempotency_key, digest, status=201, body={"id": str(task.id)}
@@ -363,29 +315,32 @@ class TasksService:
             if twin == task.id:
                 session.add(task)
                 await session.flush()
-                await TasksRepository(session).replace_links(task, links)
+                await TASK_LINKS.replace(session, task.id, task.org_id, links)
         if twin != task.id:  # a concurrent request with the same key recorded its task first
             return await self._resume(principal, twin), False
         created = await self._create_in_google(principal, task, tasklist, previous=previous)
         return created, True
 
     async def _owner(self, principal: Principal, data: TaskCreate) -> GoogleUser:
-        """Whose Google Tasks get the task: the caller, or an assignee of the caller's org."""
+        """Whose Google Tasks get the task: the caller, or a user of the caller's org (found in
+        the CRM directory, which gives their email) who connected Google Tasks."""
         if data.assignee_id is None or data.assignee_id == principal.sub:
             return google_user(principal)
         if data.list_id is not None:
             raise invalid("list_id", "an assigned task goes to the assignee's default list")
-        assignee = GoogleUser(org_id=principal.org_id, user_id=data.assignee_id)
+        unknown = invalid(
+            "assignee_id",
+            "not a user of your organisation with Google Tasks connected",
+            "unknown_assignee",
+        )
+        member = await self.runtime.directory.user(principal.org_id, data.assignee_id)
+        if member is None:
+            raise unknown
+        assignee = GoogleUser(org_id=principal.org_id, user_id=member.id, email=member.email)
         try:
-            # Connections are held per org: only a user of the caller's org who connected
-            # Google Tasks has one under this org.
             await self.google.check_connected(assignee)
         except (GoogleNotConnected, GoogleReconnectRequired):
-            raise invalid(
-                "assignee_id",
-                "not a user of your organisation with Google Tasks connected",
-                "unknown_assignee",
-            ) from None
+            raise unknown from None
         return assignee
 
     async def _placement(
@@ -399,7 +354,7 @@ class TasksService:
     ) -> tuple[str | None, str | None]:
         """Google's ids of a parent and a previous sibling, both live tasks of ``tasklist``."""
         found: list[str | None] = []
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             repository = TasksRepository(session)
             for field, task_id in (("parent_id", parent_id), ("previous_id", previous_id)):
                 if task_id is None:
@@ -446,16 +401,16 @@ class TasksService:
             )
             return await self._recorded(principal, tasklist, resource, task.id)
         except Exception:
-            async with self.work() as session:
+            async with self.uow.write() as session:
                 await TasksRepository(session).release_pending(task.id)
             raise
 
     async def _recorded(
-        self, principal: Principal, tasklist: TaskList, resource: dict[str, Any], task_id: UUID
+        self, principal: Principal, tasklist: TaskList, resource: GoogleTask, task_id: UUID
     ) -> TaskPublic:
-        async with self.work() as session:
+        async with self.uow.write() as session:
             task = await record_created(
-                session, self.clock, tasklist, resource, task_id, actor_id=principal.sub
+                session, self.writer, tasklist, resource, task_id, actor_id=principal.sub
             )
             answer = await self._public(session, task)
         await self._poll_soon(tasklist.org_id, tasklist.user_id)
@@ -463,16 +418,16 @@ class TasksService:
 
     async def _resume(self, principal: Principal, task_id: UUID) -> TaskPublic:
         """The answer to a retried create: its task, finishing the create if it never was."""
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             task = await TasksRepository(session).any_task(task_id)
             if task is not None and task.google_id is not None:
                 return await self._public(session, task)
         if task is None:
             raise NotFound("the task this Idempotency-Key created no longer exists")
         now = self.clock.now()
-        async with self.work() as session:
+        async with self.uow.write() as session:
             repository = TasksRepository(session)
-            claimed = await repository.claim_pending(task_id, now + self.runtime.create_lease, now)
+            claimed = await repository.claim_pending(task_id, now + self.create_lease, now)
             tasklist = await repository.tasklist_by_id(task.tasklist_id)
         if not claimed:
             raise Conflict(
@@ -481,9 +436,9 @@ class TasksService:
             )
         assert tasklist is not None
         try:
-            found = await find_in_google(self.google, self.runtime.sessionmaker, tasklist, task)
+            found = await self.poll.find_in_google(tasklist, task)
         except Exception:
-            async with self.work() as session:
+            async with self.uow.write() as session:
                 await TasksRepository(session).release_pending(task_id)
             raise
         if found is not None:
@@ -493,7 +448,7 @@ class TasksService:
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, principal: Principal, task_id: UUID) -> TaskPublic:
-        async with self.runtime.sessionmaker() as session:
+        async with self.uow.read() as session:
             task, _tasklist = await self._readable(session, principal, task_id)
             return await self._public(session, task)
 
@@ -507,25 +462,18 @@ class TasksService:
     ) -> list[TaskPublic]:
         """By record: every task of the org linked to a record the caller may read. Otherwise
         the caller's own tasks (or those they assigned)."""
-        async with self.work() as session:
+        async with self.uow.write() as session:
             if filters.record is not None:
-                record_type, record_id = filters.record
+                record = filters.record
                 replica = self.runtime.replica
-                if not await replica.can(session, principal, Action.READ, record_type, record_id):
-                    raise NotFound(f"no such {record_type}")
+                if not await replica.can(session, principal, Action.READ, record.type, record.id):
+                    raise NotFound(f"no such {record.type}")
             if filters.list_id is not None:
                 own = await TasksRepository(session).tasklist(
                     principal.org_id, principal.sub, filters.list_id
                 )
                 if own is None:
-                    raise NotFound(
-                        "list_id: no such task list",
-                        errors=[
-                            FieldError(
-                                field="query.list_id", message="no such task list", code="not_found"
-                            )
-                        ],
-                    )
+                    raise not_found("list_id", "task list", location="query")
             tasks = await TasksRepository(session).list_tasks(
                 principal.org_id,
                 filters,
@@ -533,16 +481,15 @@ class TasksService:
                 after=after,
                 limit=limit,
             )
-            answer: list[TaskPublic] = await self._publics(session, tasks)
-            return answer
+            return await self._publics(session, tasks)
 
     # --- changing ----------------------------------------------------------------------------
 
     async def update(self, principal: Principal, task_id: UUID, data: TaskUpdate) -> TaskPublic:
-        async with self.work() as session:
+        async with self.uow.write() as session:
             task, tasklist = await self._changeable(session, principal, task_id, Action.UPDATE)
             links = (
-                await self._check_links(session, principal, data.links)
+                await check_links(self.runtime.replica, session, principal, data.links, noun=NOUN)
                 if data.links is not None
                 else None
             )
@@ -560,15 +507,15 @@ class TasksService:
             body["status"] = "completed"
         elif data.status == "needsAction":
             body.update(status="needsAction", completed=None)
-        resource = task.resource
+        resource = GoogleTask.model_validate(task.resource)
         if body:
             assert task.google_id is not None
             resource = await self.google.patch(
                 owner_of(tasklist), tasklist.google_id, task.google_id, body
             )
-        async with self.work() as session:
+        async with self.uow.write() as session:
             applied = await apply_task(
-                session, self.clock, tasklist, resource, actor_id=principal.sub, links=links
+                session, self.writer, tasklist, resource, actor_id=principal.sub, links=links
             )
             assert applied is not None
             answer = await self._public(session, applied)
@@ -576,7 +523,7 @@ class TasksService:
         return answer
 
     async def move(self, principal: Principal, task_id: UUID, data: TaskMove) -> TaskPublic:
-        async with self.work() as session:
+        async with self.uow.write() as session:
             task, tasklist = await self._changeable(session, principal, task_id, Action.UPDATE)
         parent, previous = await self._placement(
             principal, tasklist, data.parent_id, data.previous_id, moving=task
@@ -585,9 +532,9 @@ class TasksService:
         resource = await self.google.move(
             owner_of(tasklist), tasklist.google_id, task.google_id, parent=parent, previous=previous
         )
-        async with self.work() as session:
+        async with self.uow.write() as session:
             applied = await apply_task(
-                session, self.clock, tasklist, resource, actor_id=principal.sub
+                session, self.writer, tasklist, resource, actor_id=principal.sub
             )
             assert applied is not None
             # Google renumbers the siblings without marking them changed: read the list whole.
@@ -600,16 +547,17 @@ class TasksService:
 
     async def delete(self, principal: Principal, task_id: UUID) -> None:
         """Delete a task and its subtasks (in Google and the mirror); deleted stays deleted."""
-        async with self.work() as session:
+        async with self.uow.write() as session:
             task, tasklist = await self._readable(session, principal, task_id)
             self._may_change(principal, task, Action.DELETE)
             if task.deleted:
                 return
         assert task.google_id is not None
         await self.google.delete(owner_of(tasklist), tasklist.google_id, task.google_id)
-        async with self.work() as session:
+        async with self.uow.write() as session:
             repository = TasksRepository(session)
             locked = await repository.task(principal.org_id, task_id, for_update=True)
+            assert locked is not None  # a task's row is never removed once Google holds it
             for doomed in [locked, *await repository.descendants(locked)]:
-                await mark_deleted(session, self.clock, tasklist, doomed, actor_id=principal.sub)
+                await mark_deleted(session, self.writer, tasklist, doomed, actor_id=principal.sub)
         await self._poll_soon(tasklist.org_id, tasklist.user_id)

@@ -1,17 +1,16 @@
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from pipedesk_common.settings import BaseServiceSettings
+from pipedesk_common.mirror.settings import GoogleServiceSettings
 
 
-class TasksSettings(BaseServiceSettings):
+class TasksSettings(GoogleServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TASKS_", extra="ignore", populate_by_name=True)
 
     service_name: ClassVar[str] = "tasks"
 
-    crm_url: str | None = Field(None, validation_alias=AliasChoices("CRM_URL", "crm_url"))
     poll_interval_seconds: int = Field(
         300,
         ge=30,
@@ -22,15 +21,9 @@ class TasksSettings(BaseServiceSettings):
         5, ge=0, le=300, description="Polls re-read this much before the last change seen"
     )
     poll_page_size: int = Field(100, ge=1, le=100)
-    sync_lease_seconds: int = Field(300, ge=10)
     create_lease_seconds: int = Field(
         120, ge=10, description="How long a create holds its pending task before a retry may"
     )
     pending_retention_hours: int = Field(
         24, ge=1, description="A create that never reached Google is forgotten after this"
     )
-    jobs_enabled: bool = Field(True, description="Run the periodic poll and pruning")
-
-    @property
-    def crm_base_url(self) -> str:
-        return self.crm_url or self.url_of("crm")

@@ -286,6 +286,11 @@ class GoogleApi:
         self._observe(method, "200", began)
         return result
 
+    async def ensure_connected(self, user: GoogleUser) -> None:
+        """``GoogleNotConnected`` (or ``GoogleReconnectRequired``) unless ``user``'s connection
+        holds this API's scopes; nothing is asked of Google."""
+        await self._credentials.credentials(user, self._scopes)
+
     async def parsed(
         self,
         user: GoogleUser,

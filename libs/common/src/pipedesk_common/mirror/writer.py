@@ -152,11 +152,12 @@ class MirrorWriter(Generic[R, P, G]):
         actor_id: str | None,
         links: Sequence[Link] | None = None,
         stored: R | None = None,
+        looked_up: bool = False,
     ) -> R | None:
         """Bring the mirror up to ``resource`` (and ``links``, when given) and announce the
-        change. ``stored``: the row it belongs to, when the caller found it (a create in
-        progress). None when nothing is mirrored (gone, or not mirrorable)."""
-        if stored is None:
+        change. ``stored``: the row it belongs to, when the caller looked for it (``looked_up``;
+        e.g. a create in progress). None when nothing is mirrored (gone, or not mirrorable)."""
+        if stored is None and not looked_up:
             stored = await self.find(session, parent, resource.id)
         if stored is None:
             if self.rules.gone(resource):
