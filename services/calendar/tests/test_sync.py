@@ -18,9 +18,10 @@ from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.google import PRODUCT_SCOPES, GoogleApi
 from pipedesk_common.google.calls import GoogleQuotaExhausted, RetryPolicy
 from pipedesk_common.google.push import channel_token
-from pipedesk_common.testing.plugin import ActingUser, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.uow import UnitOfWork
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -174,15 +175,11 @@ async def test_a_notification_with_a_bad_token_is_refused_and_queues_nothing(
             assert refused.headers["content-type"] == "application/problem+json"
         bare = await calendar.client.post(WEBHOOK_PATH)
         assert bare.status_code == 401
-        pending = await stack.scalar(
-            "SELECT count(*) FROM calendar.work_requests WHERE pending", user=rep.sub
-        )
-        assert pending == 0
+        assert not await _pending(stack, rep)
         sync = await notify(calendar, channel, "sync")
         assert sync.status_code == 200
         assert sync.content == b""
-        pending = await stack.scalar("SELECT count(*) FROM calendar.work_requests WHERE pending")
-        assert pending == 0
+        assert not await _pending(stack, rep)
         await calendar.run_job("calendar.renew-channels")  # any work left would surface
     assert len(await stack.calls(rep, "calendar.events.list")) == before
 
@@ -196,7 +193,7 @@ async def test_notifications_during_a_blocked_sync_cause_exactly_one_follow_up(
     await stack.connect(rep)
     async with stack.calendar() as first, stack.calendar() as second:
         channel = await watch(stack, first, rep)
-        await eventually(lambda: _idle(stack))
+        await eventually(lambda: _idle(stack, rep))
         before = len(await incremental_lists(stack, rep))
         await stack.google.admin(
             "POST",
@@ -205,31 +202,40 @@ async def test_notifications_during_a_blocked_sync_cause_exactly_one_follow_up(
         )
         try:
             assert (await notify(first, channel, "exists")).status_code == 200
-            await eventually(lambda: _running(stack))
+            await eventually(lambda: _running(stack, rep))
             for index in range(6):
                 target = first if index % 2 else second
                 assert (await notify(target, channel, "exists")).status_code == 200
             # Still blocked: the held-up call has not been answered (logged) yet.
             assert len(await incremental_lists(stack, rep)) == before
-            await eventually(lambda: _idle(stack), within=30)
+            await eventually(lambda: _idle(stack, rep), within=30)
         finally:
             await stack.google.admin("DELETE", "/faults")
         await asyncio.sleep(0.5)  # a stray extra sync would show up in the log by now
     assert len(await incremental_lists(stack, rep)) == before + 2
 
 
-async def _idle(stack: Any) -> bool:
-    busy = await stack.scalar(
-        "SELECT count(*) FROM calendar.work_requests WHERE pending OR lease_until IS NOT NULL"
+async def _syncs_of(stack: Any, user: ActingUser, condition: str) -> int:
+    """How many of the user's sync requests meet ``condition``."""
+    account = SyncKey("calendar", user.principal.org_id, user.sub)
+    found: int = await stack.scalar(
+        "SELECT count(*) FROM calendar.work_requests"
+        f" WHERE starts_with(key, :prefix) AND ({condition})",
+        prefix=f"{account}:",
     )
-    return bool(busy == 0)
+    return found
 
 
-async def _running(stack: Any) -> bool:
-    running = await stack.scalar(
-        "SELECT count(*) FROM calendar.work_requests WHERE lease_until IS NOT NULL"
-    )
-    return bool(running)
+async def _pending(stack: Any, user: ActingUser) -> bool:
+    return bool(await _syncs_of(stack, user, "pending"))
+
+
+async def _idle(stack: Any, user: ActingUser) -> bool:
+    return await _syncs_of(stack, user, "pending OR lease_until IS NOT NULL") == 0
+
+
+async def _running(stack: Any, user: ActingUser) -> bool:
+    return bool(await _syncs_of(stack, user, "lease_until IS NOT NULL"))
 
 
 async def emulator_now(stack: Any) -> datetime:
@@ -358,6 +364,6 @@ async def test_disconnecting_google_stops_the_users_channels(stack: Any, users: 
         await eventually(stopped)
         ignored = await notify(calendar, channel, "exists")
         assert ignored.status_code == 200
-        assert await _idle(stack)
+        assert await _idle(stack, rep)
         listed = await calendar.client.get("/api/calendar/events", headers=rep.headers)
         assert listed.status_code == 200  # the mirror stays readable

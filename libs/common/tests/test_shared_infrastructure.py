@@ -1,19 +1,17 @@
-"""The shared pieces the calendar service runs on (coalescer, periodic jobs, idempotency keys),
-on the real database with the calendar's migrated tables: two instances stand for two processes."""
+"""The shared pieces the Google-facing services run on (coalescer, periodic jobs, idempotency
+keys), on the real database with libs/common's test schema: two instances stand for two
+processes."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from calendar_service.models import TABLES
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.coalesce import Coalescer
-from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.idempotency import (
     BASE32HEX,
     IdempotencyKeyReused,
@@ -24,21 +22,12 @@ from pipedesk_common.idempotency import (
 from pipedesk_common.periodic import JobRunner, PeriodicJob
 
 
-@pytest_asyncio.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(database_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
 @pytest.mark.asyncio
 async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_them(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], work_requests: Table
 ) -> None:
     clock = ManualClock()
-    first, second = (Coalescer(TABLES.work_requests, sessions, clock) for _ in range(2))
+    first, second = (Coalescer(work_requests, sessions, clock) for _ in range(2))
     key = f"test:{uuid4()}"
     started, release = asyncio.Event(), asyncio.Event()
     runs: list[str] = []
@@ -64,11 +53,11 @@ async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_
 
 @pytest.mark.asyncio
 async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], work_requests: Table
 ) -> None:
     clock = ManualClock()
-    dying = Coalescer(TABLES.work_requests, sessions, clock, lease=timedelta(minutes=5))
-    survivor = Coalescer(TABLES.work_requests, sessions, clock, lease=timedelta(minutes=5))
+    dying = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
+    survivor = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
     key = f"test:{uuid4()}"
     async with sessions.begin() as session:
         await dying.request(session, key)
@@ -95,7 +84,7 @@ async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
 
 @pytest.mark.asyncio
 async def test_a_periodic_job_runs_once_per_interval_across_processes(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], job_schedule: Table
 ) -> None:
     clock = ManualClock()
     runs: list[int] = []
@@ -105,7 +94,7 @@ async def test_a_periodic_job_runs_once_per_interval_across_processes(
         return len(runs)
 
     job = PeriodicJob(f"test-{uuid4()}", timedelta(minutes=10), count)
-    first, second = (JobRunner(TABLES.job_schedule, sessions, clock, [job]) for _ in range(2))
+    first, second = (JobRunner(job_schedule, sessions, clock, [job]) for _ in range(2))
     assert await first.run_if_due(job) is True
     assert await second.run_if_due(job) is False
     clock.advance(timedelta(minutes=9))
@@ -117,10 +106,10 @@ async def test_a_periodic_job_runs_once_per_interval_across_processes(
 
 @pytest.mark.asyncio
 async def test_idempotency_keys_replay_and_refuse_reuse_for_other_input(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], idempotency_keys: Table
 ) -> None:
     clock = ManualClock()
-    keys = IdempotencyKeys(TABLES.idempotency_keys, clock, retention=timedelta(hours=24))
+    keys = IdempotencyKeys(idempotency_keys, clock, retention=timedelta(hours=24))
     scope, key = f"test:{uuid4()}", "k-1"
     digest = fingerprint({"summary": "a"})
     async with sessions.begin() as session:
