@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from google_emulator import tasks
 from google_emulator.core import Emulator, Fault, GoogleError, emulator_of, rfc3339
-from google_emulator.oauth import Client, ServiceAccount, ensure_user, oauth_state
+from google_emulator.oauth import Client, ServiceAccount, ensure_user, oauth_state, revoke_user
 
 router = APIRouter(prefix="/_emulator")
 
@@ -147,6 +147,13 @@ async def add_service_account(request: Request, spec: ServiceAccountSpec) -> Res
 async def add_user(request: Request, spec: UserSpec) -> dict[str, Any]:
     """Create (or rename) a user."""
     return asdict(ensure_user(emulator_of(request), spec.email, spec.name))
+
+
+@router.post("/users/{email}/revoke")
+async def revoke_user_access(request: Request, email: str) -> dict[str, Any]:
+    """Revoke every grant of a user (they removed the app from their Google account): their next
+    refresh gets ``invalid_grant``, their access tokens ``401``."""
+    return {"revoked": revoke_user(emulator_of(request), email)}
 
 
 @router.post("/tokens")

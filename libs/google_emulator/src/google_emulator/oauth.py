@@ -326,6 +326,28 @@ async def token(request: Request) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+def revoke_grant(emulator: Emulator, grant: RefreshGrant) -> None:
+    """Revoke a refresh token and every access token minted from it."""
+    grant.revoked = True
+    for minted in grant.access_tokens:
+        access_token = emulator.access_tokens.get(minted)
+        if access_token is not None:
+            access_token.revoked = True
+
+
+def revoke_user(emulator: Emulator, email: str) -> int:
+    """Every grant of a user revoked, as when they remove an app from their Google account;
+    how many were live."""
+    live = [
+        grant
+        for grant in oauth_state(emulator).refresh_tokens.values()
+        if grant.email == email.lower() and not grant.revoked
+    ]
+    for grant in live:
+        revoke_grant(emulator, grant)
+    return len(live)
+
+
 @router.post("/revoke")
 async def revoke(request: Request) -> JSONResponse:
     """Revoke an access token, or a refresh token with every access token minted from it."""
@@ -335,11 +357,7 @@ async def revoke(request: Request) -> JSONResponse:
     state = oauth_state(emulator)
     grant = state.refresh_tokens.get(value)
     if grant is not None:
-        grant.revoked = True
-        for minted in grant.access_tokens:
-            access_token = emulator.access_tokens.get(minted)
-            if access_token is not None:
-                access_token.revoked = True
+        revoke_grant(emulator, grant)
         return JSONResponse({})
     access = emulator.access_tokens.get(value)
     if access is None or access.revoked:

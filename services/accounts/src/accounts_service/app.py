@@ -6,12 +6,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from accounts_service.api import internal, router
-from accounts_service.models import outbox
+from accounts_service.health import QUEUE, follow_sync_health
+from accounts_service.health_api import health
+from accounts_service.models import inbox, outbox
 from accounts_service.service import DelegatedTokens
 from accounts_service.settings import AccountsSettings
 from accounts_service.vault import Vault, VaultError
 from pipedesk_common.app import create_app
 from pipedesk_common.clock import Clock
+from pipedesk_common.consumer import Consumer
 from pipedesk_common.errors import problem_response
 
 log = logging.getLogger(__name__)
@@ -19,14 +22,17 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: AccountsSettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or AccountsSettings()
+    sync_health = Consumer(QUEUE, inbox)
+    follow_sync_health(sync_health)
     app = create_app(
         settings,
         title="PipeDesk accounts",
-        description="Google connections, an encrypted token vault, and credentials for every "
-        "Google call.",
-        routers=[router, internal],
+        description="Google connections, an encrypted token vault, credentials for every Google "
+        "call, and the sync health of every Google product.",
+        routers=[router, health, internal],
         clock=clock,
         outbox=outbox,
+        consumers=[sync_health],
     )
     app.state.vault = Vault.from_spec(
         settings.vault_keys.get_secret_value(), settings.vault_active_key

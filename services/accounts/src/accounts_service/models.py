@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Index,
     LargeBinary,
     String,
     Text,
@@ -16,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
 from pipedesk_common.outbox import outbox_table
 
@@ -87,7 +89,28 @@ class GoogleDelegation(AccountsModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+class SyncHealth(AccountsModel, table=True):
+    """How a Google service's sync of a user's account stands: the replica of what each Google
+    service publishes (``<product>.sync.state_changed``), newest version kept."""
+
+    __tablename__ = "sync_health"
+    __table_args__ = (Index("ix_sync_health_org_state", "org_id", "state"),)
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    user_id: str = Field(primary_key=True, sa_type=String(255))
+    product: str = Field(primary_key=True, sa_type=String(20))
+    state: str = Field(sa_type=String(20))
+    last_success_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_error_type: str | None = Field(default=None, sa_type=String(200))
+    last_error_message: str | None = Field(default=None, sa_type=Text)
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    changed_at: datetime = Field(sa_type=DateTime(timezone=True))
+    version: int
+
+
 outbox = outbox_table(AccountsModel.metadata)
+inbox = inbox_tables(AccountsModel.metadata)
 
 # Where each sealed column's associated data comes from: (table, column) → the row's key column.
 SEALED_COLUMNS: tuple[tuple[type[AccountsModel], str, str], ...] = (

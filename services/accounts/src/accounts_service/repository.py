@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, Table, delete, select, union
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from accounts_service.models import GoogleConnection, GoogleDelegation, OAuthState
+from accounts_service.models import GoogleConnection, GoogleDelegation, OAuthState, SyncHealth
 
 
 class AccountsRepository:
@@ -62,3 +65,50 @@ class AccountsRepository:
     async def delete(self, row: object) -> None:
         await self.session.delete(row)
         await self.session.flush()
+
+    # --- sync health (the replica) -----------------------------------------------------------
+
+    async def store_health(self, row: dict[str, Any]) -> None:
+        """Keep a published sync state unless a newer version is held."""
+        table: Table = SyncHealth.__table__  # type: ignore[attr-defined]
+        statement = insert(table).values(**row)
+        keys = {"org_id", "user_id", "product"}
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=sorted(keys),
+                set_={name: statement.excluded[name] for name in row if name not in keys},
+                where=table.c.version < statement.excluded.version,
+            )
+        )
+
+    async def health_of(self, org_id: str, user_ids: Sequence[str]) -> list[SyncHealth]:
+        query = select(SyncHealth).where(
+            col(SyncHealth.org_id) == org_id, col(SyncHealth.user_id).in_(user_ids)
+        )
+        return list((await self.session.execute(query)).scalars().all())
+
+    async def connections_of(self, org_id: str, user_ids: Sequence[str]) -> list[GoogleConnection]:
+        query = select(GoogleConnection).where(
+            col(GoogleConnection.org_id) == org_id, col(GoogleConnection.user_id).in_(user_ids)
+        )
+        return list((await self.session.execute(query)).scalars().all())
+
+    async def health_users(
+        self, org_id: str, *, state: str | None, after: str | None, limit: int
+    ) -> list[str]:
+        """The org's users with a connection or a sync health, by id, after a keyset position;
+        with ``state``: those with a product in that state."""
+        synced: Select[tuple[str]] = select(col(SyncHealth.user_id).label("user_id")).where(
+            col(SyncHealth.org_id) == org_id
+        )
+        if state is not None:
+            users = synced.where(col(SyncHealth.state) == state).subquery()
+        else:
+            connected: Select[tuple[str]] = select(
+                col(GoogleConnection.user_id).label("user_id")
+            ).where(col(GoogleConnection.org_id) == org_id)
+            users = union(synced, connected).subquery()
+        query = select(users.c.user_id).distinct().order_by(users.c.user_id).limit(limit)
+        if after is not None:
+            query = query.where(users.c.user_id > after)
+        return list((await self.session.execute(query)).scalars().all())

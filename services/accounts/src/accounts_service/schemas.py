@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from pipedesk_common.events.sync import SyncState
+
 
 class ConnectStart(BaseModel):
     authorization_url: str = Field(description="Send the browser here (Google's consent screen)")
@@ -92,3 +94,43 @@ class DelegationPublic(BaseModel):
     private_key_id: str
     configured_by: str
     updated_at: datetime
+
+
+class SyncProblemPublic(BaseModel):
+    type: str = Field(
+        description="The problem type, e.g. `urn:pipedesk:problem:google-unavailable`"
+    )
+    message: str
+
+
+class ProductHealthPublic(BaseModel):
+    product: str = Field(description="calendar, tasks…")
+    state: SyncState = Field(
+        description="`idle`, `syncing`, `backing_off` (Google asked to slow down or is away; "
+        "retried later), `failing` (keeps failing; retried later), `needs_reconnect` (nothing "
+        "runs until the user connects Google again)"
+    )
+    last_success_at: AwareDatetime | None = Field(description="When a sync last completed")
+    last_error: SyncProblemPublic | None = Field(
+        description="The last failure, until a sync succeeds"
+    )
+    consecutive_failures: int
+    next_attempt_at: AwareDatetime | None = Field(
+        description="When the next sync is due after failures"
+    )
+    changed_at: AwareDatetime | None = Field(
+        description="When the state last changed (none: no sync has run yet)"
+    )
+
+
+class AccountHealthPublic(BaseModel):
+    user_id: str
+    products: list[ProductHealthPublic]
+
+
+class ResyncStarted(BaseModel):
+    user_id: str
+    product: str
+    syncs: int = Field(
+        description="How many syncs the product's service started (one per resource)"
+    )
