@@ -57,7 +57,7 @@ SHAPES = [
 async def test_every_alias_shape_creates_the_same_google_event(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         created = []
         for shape in SHAPES:
             answer = await calendar.client.post(
@@ -86,7 +86,7 @@ async def test_two_names_of_one_field_are_refused_before_any_google_call(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         for payload in (
             {"summary": "a", "title": "b", **HOUR},
             {"start": HOUR["start"], "startTime": HOUR["start"], "end": HOUR["end"]},
@@ -104,7 +104,7 @@ async def test_two_names_of_one_field_are_refused_before_any_google_call(
 
 
 async def test_the_openapi_schema_documents_the_aliases(stack: Any) -> None:
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         schema = (await calendar.client.get("/openapi.json")).json()
     properties = schema["components"]["schemas"]["EventCreate"]["properties"]
     for alias, canonical in [
@@ -123,7 +123,7 @@ async def test_the_openapi_schema_documents_the_aliases(stack: Any) -> None:
 async def test_a_meet_link_on_create_and_later(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         with_meet = (await create(calendar, rep, summary="Call", conference=True)).json()
         assert with_meet["hangout_link"].startswith("https://meet.google.com/")
         plain = (await create(calendar, rep, summary="Lunch")).json()
@@ -141,7 +141,7 @@ async def test_a_meet_link_on_create_and_later(stack: Any, users: Users) -> None
 async def test_all_day_events(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         answer = await calendar.client.post(
             "/api/calendar/events",
             json={"title": "Offsite", "start": "2030-05-01", "end": {"date": "2030-05-03"}},
@@ -162,10 +162,10 @@ async def test_a_retried_create_makes_one_google_event_also_after_a_restart(
     await stack.connect(rep)
     headers = {**rep.headers, "Idempotency-Key": "create-pitch-1"}
     body = {**HOUR, "summary": "Retried pitch"}
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         first = await calendar.client.post("/api/calendar/events", json=body, headers=headers)
         again = await calendar.client.post("/api/calendar/events", json=body, headers=headers)
-    async with stack.calendar() as restarted:
+    async with stack.start() as restarted:
         after_restart = await restarted.client.post(
             "/api/calendar/events", json=body, headers=headers
         )
@@ -203,7 +203,7 @@ async def test_googles_duplicate_answer_for_our_chosen_id_counts_as_success(
             **{"start": {"dateTime": HOUR["start"]}, "end": {"dateTime": HOUR["end"]}},
         },
     )
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         answer = await calendar.client.post(
             "/api/calendar/events",
             json={**HOUR, "summary": "Half"},
@@ -219,7 +219,7 @@ async def test_googles_duplicate_answer_for_our_chosen_id_counts_as_success(
 async def test_429_bursts_are_absorbed_by_retries(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         await stack.google.admin(
             "POST",
             "/faults",
@@ -245,7 +245,7 @@ async def test_a_rep_cannot_link_an_event_to_a_lead_they_cannot_see(
     await stack.connect(rep)
     hidden = await stack.lead(other_rep, "Not yours")
     own = await stack.lead(rep, "Yours")
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         refused = await create(calendar, rep, links=[{"type": "lead", "id": hidden}])
         unknown = await create(
             calendar, rep, links=[{"type": "deal", "id": "00000000-0000-7000-8000-000000000000"}]
@@ -267,7 +267,7 @@ async def test_a_follower_may_read_a_lead_but_not_add_meetings_to_it(
     await stack.connect(viewer)
     await stack.connect(manager)
     lead = await stack.lead(owner)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         by_viewer = await create(calendar, viewer, links=[{"type": "lead", "id": lead}])
         by_manager = await create(calendar, manager, links=[{"type": "lead", "id": lead}])
     assert by_viewer.status_code == 403
@@ -278,7 +278,7 @@ async def test_only_the_calendars_owner_reads_or_changes_an_event(stack: Any, us
     rep = users.make(Role.REP)
     await stack.connect(rep)
     strangers = [users.make(Role.REP), users.make(Role.ADMIN), users.other_org().make(Role.ADMIN)]
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         event = (await create(calendar, rep, summary="Mine")).json()
         path = f"/api/calendar/events/{event['id']}"
         assert (await calendar.client.get(path, headers=rep.headers)).status_code == 200
@@ -297,7 +297,7 @@ async def test_only_the_calendars_owner_reads_or_changes_an_event(stack: Any, us
 
 async def test_a_viewer_may_not_create_events(stack: Any, users: Users) -> None:
     viewer = users.make(Role.VIEWER)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         refused = await create(calendar, viewer, summary="No")
         watch = await calendar.client.post("/api/calendar/watch", headers=viewer.headers)
     assert refused.status_code == 403
@@ -309,7 +309,7 @@ async def test_events_are_listed_by_time_range_and_by_record(stack: Any, users: 
     await stack.connect(rep)
     lead = await stack.lead(rep)
     hidden = await stack.lead(users.make(Role.REP))
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         for day in (1, 2, 3, 4):
             links = [{"type": "lead", "id": lead}] if day % 2 == 0 else []
             answer = await calendar.client.post(
@@ -357,7 +357,7 @@ async def test_changes_through_the_api_are_published(stack: Any, users: Users) -
     rep = users.make(Role.REP)
     await stack.connect(rep)
     lead = await stack.lead(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         event = (
             await create(
                 calendar,
@@ -407,7 +407,7 @@ async def test_changes_through_the_api_are_published(stack: Any, users: Users) -
 async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         await create(calendar, rep, summary="Busy")
         answer = await calendar.client.get(
             "/api/calendar/freebusy",
@@ -442,7 +442,7 @@ async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> No
 
 async def test_internal_routes_take_service_tokens_only(stack: Any, users: Users) -> None:
     admin = users.make(Role.ADMIN)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         for headers in ({}, admin.headers):
             refused = await calendar.client.post(
                 "/internal/jobs/calendar.reconcile", headers=headers
@@ -461,7 +461,7 @@ async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(
             "POST", f"/calendar/{rep.principal.email}/calendars", json={"summary": "Team"}
         )
     ).json()
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         listed = await calendar.client.get("/api/calendar/calendars", headers=rep.headers)
         assert listed.status_code == 200
         assert {(c["id"], c["primary"]) for c in listed.json()} == {
@@ -496,7 +496,7 @@ async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(
 
 async def test_a_user_without_google_is_told_to_connect(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         answer = await create(calendar, rep, summary="Nowhere")
     assert answer.status_code == 409
     assert answer.json()["type"] == "urn:pipedesk:problem:google-not-connected"
@@ -517,7 +517,7 @@ ROUTES = (
 
 async def test_every_api_route_requires_a_valid_token(stack: Any, identity: Identity) -> None:
     attacks = forged_tokens(identity)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         for method, path in ROUTES:
             missing = await calendar.client.request(method, path)
             assert missing.status_code == 401, (method, path)

@@ -73,7 +73,7 @@ async def test_an_edit_in_google_is_pushed_synced_with_the_stored_token_and_publ
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         event = (
             await calendar.client.post(
                 "/api/calendar/events", json={**HOUR, "title": "Review"}, headers=rep.headers
@@ -134,7 +134,7 @@ async def test_a_410_on_the_sync_token_rebuilds_the_mirror_equal_to_google(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar(sync_page_size=2) as calendar:
+    async with stack.start(sync_page_size=2) as calendar:
         made = [
             (
                 await calendar.client.post(
@@ -165,7 +165,7 @@ async def test_a_notification_with_a_bad_token_is_refused_and_queues_nothing(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         channel = await watch(stack, calendar, rep)
         before = len(await stack.calls(rep, "calendar.events.list"))
         forged = channel_token(b"not-our-secret-not-our-secret-not-our", channel["id"])
@@ -191,7 +191,7 @@ async def test_notifications_during_a_blocked_sync_cause_exactly_one_follow_up(
     runs after it, not one per notification."""
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as first, stack.calendar() as second:
+    async with stack.start() as first, stack.start() as second:
         channel = await watch(stack, first, rep)
         await eventually(lambda: _idle(stack, rep))
         before = len(await incremental_lists(stack, rep))
@@ -258,7 +258,7 @@ async def test_renewal_under_controlled_clocks_leaves_no_expired_channel(
         moved += delta
 
     try:
-        async with stack.calendar(
+        async with stack.start(
             clock, channel_ttl_seconds=3600, channel_renew_before_seconds=600
         ) as calendar:
             old = await watch(stack, calendar, rep)
@@ -298,7 +298,7 @@ async def test_renewal_under_controlled_clocks_leaves_no_expired_channel(
 async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         for n in range(3):
             await calendar.client.post(
                 "/api/calendar/events", json={**HOUR, "title": f"Old {n}"}, headers=rep.headers
@@ -350,7 +350,7 @@ async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, use
 async def test_disconnecting_google_stops_the_users_channels(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         channel = await watch(stack, calendar, rep)
         async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
             gone = await accounts.delete("/api/accounts/google", headers=rep.headers)

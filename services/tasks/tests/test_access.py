@@ -26,9 +26,9 @@ async def test_a_rep_cannot_link_to_or_read_tasks_of_a_lead_they_cannot_see(
         await stack.connect(user)
     lead_id = await stack.lead(owner)
     link = [{"type": "lead", "id": lead_id}]
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
-        task = await service.create(owner, title="Quote", links=link)
+        task = await stack.create(service, owner, title="Quote", links=link)
         for intruder in (other, stranger):
             linked = await client.post(
                 "/api/tasks", json={"title": "Mine now", "links": link}, headers=intruder.headers
@@ -84,7 +84,7 @@ def titles(tasks: list[dict[str, Any]]) -> list[str]:
 async def test_roles_without_the_permission_are_refused(stack: Any, users: Users) -> None:
     viewer = users.make(Role.VIEWER)
     await stack.connect(viewer)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         refused = await service.client.post(
             "/api/tasks", json={"title": "x"}, headers=viewer.headers
         )
@@ -100,7 +100,7 @@ async def test_bad_input_is_refused_naming_the_field(stack: Any, users: Users) -
     other = users.make(Role.REP)
     await stack.connect(rep)
     await stack.connect(other)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
         cases = [
             ({"title": "a", "due": "2030-02-30"}, 422, ["body.due"]),
@@ -134,7 +134,7 @@ async def test_bad_input_is_refused_naming_the_field(stack: Any, users: Users) -
         )
         assert answer.status_code == 404
         assert fields(answer) == ["query.list_id"]
-        task = await service.create(rep, title="ok")
+        task = await stack.create(service, rep, title="ok")
         answer = await client.patch(
             f"/api/tasks/{task['id']}", json={"due": "2030-13-01"}, headers=rep.headers
         )
@@ -156,10 +156,10 @@ async def test_assigning_creates_the_task_in_the_assignees_google_tasks(
     outsider = users.other_org().make(Role.REP)
     for user in (manager, rep, outsider):
         await stack.connect(user)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
-        task = await service.create(
-            manager, title="Call Acme", assignee_id=rep.sub, due="2030-04-01"
+        task = await stack.create(
+            service, manager, title="Call Acme", assignee_id=rep.sub, due="2030-04-01"
         )
         assert (task["owner_id"], task["assigned_by"]) == (rep.sub, manager.sub)
         assert titles(await stack.google_tasks(rep)) == ["Call Acme"]

@@ -17,7 +17,7 @@ def by_title(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
         lists = (await client.get("/api/tasks/lists", headers=rep.headers)).json()
         assert [(entry["title"], entry["is_default"]) for entry in lists] == [("My Tasks", True)]
@@ -36,7 +36,7 @@ async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
             for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()
         ]
         assert titles == ["My Tasks", "Big deals"]
-        task = await service.create(rep, title="In the list", list_id=list_id)
+        task = await stack.create(service, rep, title="In the list", list_id=list_id)
         deleted = await client.delete(f"/api/tasks/lists/{list_id}", headers=rep.headers)
         assert deleted.status_code == 204
         gone = await client.get(f"/api/tasks/lists/{list_id}", headers=rep.headers)
@@ -60,10 +60,10 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
-        first = await service.create(
-            rep, name="Call back", description="about pricing", due_date="2030-03-04"
+        first = await stack.create(
+            service, rep, name="Call back", description="about pricing", due_date="2030-03-04"
         )
         assert (first["title"], first["notes"], first["due"]) == (
             "Call back",
@@ -71,9 +71,11 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
             "2030-03-04",
         )
         assert first["status"] == "needsAction"
-        second = await service.create(rep, title="Send deck", due="2030-03-05T23:30:00-05:00")
+        second = await stack.create(
+            service, rep, title="Send deck", due="2030-03-05T23:30:00-05:00"
+        )
         assert second["due"] == "2030-03-05"
-        sub = await service.create(rep, title="Print deck", parent_id=second["id"])
+        sub = await stack.create(service, rep, title="Print deck", parent_id=second["id"])
         assert sub["parent_id"] == second["id"]
         in_google = by_title(await stack.google_tasks(rep))
         assert in_google["Print deck"]["parent"] == in_google["Send deck"]["id"]

@@ -34,7 +34,7 @@ async def test_a_retried_create_answers_the_same_task_and_makes_one(
     await stack.connect(rep)
     body = {"title": "Follow up", "due": "2030-05-01"}
     headers = {**rep.headers, "Idempotency-Key": "follow-up-1"}
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         first = await service.client.post("/api/tasks", json=body, headers=headers)
         again = await service.client.post(
             "/api/tasks", json={"name": "Follow up", "due_date": "2030-05-01"}, headers=headers
@@ -59,13 +59,13 @@ async def test_a_create_that_crashed_after_google_answered_is_reconciled_not_rep
     lead_id = await stack.lead(rep)
     body = {"title": "Send proposal", "notes": "v3", "links": [{"type": "lead", "id": lead_id}]}
     headers = {**rep.headers, "Idempotency-Key": "proposal-7"}
-    async with stack.tasks() as crashing:
+    async with stack.start() as crashing:
         with monkeypatch.context() as patched:
             patched.setattr(tasks_service.service, "record_created", crash)
             died = await crashing.client.post("/api/tasks", json=body, headers=headers)
         assert died.status_code == 500
     assert len(titled(await stack.google_tasks(rep), "Send proposal")) == 1
-    async with stack.tasks() as restarted:
+    async with stack.start() as restarted:
         if polled_first:
             await stack.poll(restarted, rep)
         retried = await restarted.client.post("/api/tasks", json=body, headers=headers)
@@ -89,7 +89,7 @@ async def test_a_create_that_died_before_reaching_google_is_made_by_the_retry(
     rep = users.make(Role.REP)
     await stack.connect(rep)
     headers = {**rep.headers, "Idempotency-Key": "never-reached"}
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         await stack.google.admin(
             "POST", "/faults", json={"api_method": "tasks.tasks.insert", "status": 400, "count": 1}
         )
@@ -110,7 +110,7 @@ async def test_concurrent_requests_with_one_key_make_one_task(stack: Any, users:
     rep = users.make(Role.REP)
     await stack.connect(rep)
     headers = {**rep.headers, "Idempotency-Key": "double-click"}
-    async with stack.tasks() as first, stack.tasks() as second:
+    async with stack.start() as first, stack.start() as second:
         # Both apps live in this one test process and share the route modules' parameter
         # objects, which FastAPI completes on an app's first request: one request each first,
         # so that the two threads never do it at once (two real processes never share them).
@@ -144,13 +144,13 @@ async def test_a_create_whose_process_died_is_retried_once_its_lease_ran_out(
     async def keep_the_lease(*_args: Any, **_kwargs: Any) -> None:
         """A dead process releases nothing."""
 
-    async with stack.tasks() as crashing:
+    async with stack.start() as crashing:
         with monkeypatch.context() as patched:
             patched.setattr(tasks_service.service, "record_created", crash)
             patched.setattr(TasksRepository, "release_pending", keep_the_lease)
             died = await crashing.client.post("/api/tasks", json=body, headers=headers)
         assert died.status_code == 500
-    async with stack.tasks() as restarted:
+    async with stack.start() as restarted:
         early = await restarted.client.post("/api/tasks", json=body, headers=headers)
         assert early.status_code == 409
         assert early.headers["retry-after"] == "5"
@@ -172,7 +172,7 @@ async def test_creates_nobody_retried_are_settled_by_the_prune_job(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         with monkeypatch.context() as patched:
             patched.setattr(tasks_service.service, "record_created", crash)
             died = await service.client.post(
@@ -213,7 +213,7 @@ async def test_a_poll_during_a_create_leaves_the_task_to_the_create_and_makes_no
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         runtime = service.runtime
         real_record_created = tasks_service.service.record_created
         polled: list[Any] = []

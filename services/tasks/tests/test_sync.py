@@ -43,11 +43,11 @@ async def test_a_task_completed_in_google_is_polled_published_once_and_shown_com
     await stack.connect(rep)
     lead_id = await stack.lead(rep)
     async with (
-        stack.tasks() as service,
+        stack.start() as service,
         open_service(build_timeline, TimelineSettings, CRM_URL=stack.crm_url) as timeline,
     ):
-        task = await service.create(
-            rep, title="Send the contract", links=[{"type": "lead", "id": lead_id}]
+        task = await stack.create(
+            service, rep, title="Send the contract", links=[{"type": "lead", "id": lead_id}]
         )
         shown = await eventually(lambda: timeline_items(timeline, rep, lead_id))
         assert [(item["title"], item["status"]) for item in shown] == [
@@ -94,11 +94,11 @@ async def test_a_task_deleted_in_google_is_marked_deleted_once_without_a_second_
     await stack.connect(rep)
     lead_id = await stack.lead(rep)
     async with (
-        stack.tasks() as service,
+        stack.start() as service,
         open_service(build_timeline, TimelineSettings, CRM_URL=stack.crm_url) as timeline,
     ):
-        task = await service.create(
-            rep, title="Book a demo", links=[{"type": "lead", "id": lead_id}]
+        task = await stack.create(
+            service, rep, title="Book a demo", links=[{"type": "lead", "id": lead_id}]
         )
         await stack.poll(service, rep)
         await stack.seed(rep, "@default", {"id": task["google_id"], "deleted": True})
@@ -126,7 +126,7 @@ async def test_tasks_made_in_google_lists_and_lists_deleted_in_google_reach_the_
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
+    async with stack.start() as service:
         client = service.client
         side = (
             await client.post("/api/tasks/lists", json={"title": "Side"}, headers=rep.headers)
@@ -168,8 +168,8 @@ async def test_a_user_who_disconnected_google_is_skipped_by_the_poll(
 ) -> None:
     rep = users.make(Role.REP)
     await stack.connect(rep)
-    async with stack.tasks() as service:
-        await service.create(rep, title="Before leaving")
+    async with stack.start() as service:
+        await stack.create(service, rep, title="Before leaving")
         await stack.poll(service, rep)
         async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
             gone = await accounts.delete("/api/accounts/google", headers=rep.headers)

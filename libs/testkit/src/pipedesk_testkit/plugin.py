@@ -3,7 +3,9 @@
 Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
 provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
 reads), ``users`` (principals and tokens per role, each test in an org of its own), ``google``
-(the Google emulator and the accounts service, with helpers to connect test users).
+(the Google emulator and the accounts service, with helpers to connect test users), ``crm_url``
+(a CRM on a socket, per module) and ``world`` (everything a Google-facing service under test runs
+beside: see ``pipedesk_testkit.service``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 
+from crm_service.app import build_app as build_crm
+from crm_service.settings import CrmSettings
 from dev_identity.keystore import KeyStore, TokenMinter
 from dev_identity.server import create_identity_app
 from pipedesk_common.clock import Clock
@@ -39,6 +44,7 @@ from pipedesk_testkit.database import (
 from pipedesk_testkit.google import GoogleStack, run_google_stack
 from pipedesk_testkit.identities import Identity, Users
 from pipedesk_testkit.servers import serve_in_thread
+from pipedesk_testkit.service import World
 
 QUEUE_EXPIRY_MS = 900_000  # what the ledger missed (a killed process) goes 15 minutes after use
 
@@ -178,3 +184,26 @@ def google(
         monkeypatch.setenv(name, value)
     monkeypatch.setitem(service_env, "GOOGLE_ROOT_URL", google_stack.root_url)
     return google_stack
+
+
+@pytest.fixture(scope="module")
+def crm_url(service_env: dict[str, str]) -> Iterator[str]:
+    """The CRM, on a socket: services ask it about records and users. Per module, so its outbox
+    relay never outlives the tests that use it (a relay left running would publish what later
+    suites' CRMs commit)."""
+    settings: dict[str, Any] = dict(service_env)
+    with serve_in_thread(build_crm(CrmSettings(**settings))) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def world(
+    google: GoogleStack,
+    crm_url: str,
+    service_env: dict[str, str],
+    identity: Identity,
+    database_url: str,
+) -> AsyncIterator[World]:
+    """What a Google-facing service under test runs beside (``ServiceUnderTest(world, …)``)."""
+    async with httpx.AsyncClient(base_url=crm_url, timeout=30) as crm:
+        yield World(google, crm, crm_url, service_env, identity, database_url)
