@@ -12,6 +12,7 @@ from google_emulator.core import TASKS_SCOPES, Emulator, Fault
 from pipedesk_common.errors import Forbidden
 from pipedesk_common.google import GoogleApi, GoogleUser, RetryPolicy
 from pipedesk_common.google.calls import GOOGLE_CALLS, GoogleCallError, GoogleQuotaExhausted
+from pipedesk_common.google.resources import GoogleResource
 from pipedesk_testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.asyncio
@@ -155,3 +156,50 @@ async def test_an_unreachable_google_is_retried_then_a_503_problem(harness: Harn
         )
     assert raised.value.status == 503
     assert len(unreachable.waits) == 2
+
+
+class Unexpected(GoogleResource):
+    """A model this answer does not fit: Google's task lists carry no ``colour``."""
+
+    id: str
+    colour: int
+
+
+class TaskList(GoogleResource):
+    id: str
+    title: str
+
+
+async def test_an_answer_that_does_not_fit_its_model_is_refused_at_the_edge(
+    harness: Harness,
+) -> None:
+    api = harness.api(EmulatorCredentials(harness.emulator))
+    lists = await api.list_all(
+        USER, METHOD, lambda client, token: client.tasklists().list(pageToken=token), TaskList
+    )
+    assert lists
+    assert all(task_list.raw["id"] == task_list.id for task_list in lists)
+    with pytest.raises(GoogleCallError) as refused:
+        await api.page(USER, METHOD, list_lists, Unexpected)
+    assert refused.value.status == 502
+    assert refused.value.errors is not None
+    assert refused.value.errors[0].code == "unreadable"
+    assert "colour" in (refused.value.detail or "")
+
+
+async def test_what_google_no_longer_has_counts_as_deleted(harness: Harness) -> None:
+    api = harness.api(EmulatorCredentials(harness.emulator))
+    await api.ensure_gone(
+        USER, "tasks.tasklists.delete", lambda client: client.tasklists().delete(tasklist="gone")
+    )
+    harness.emulator.inject("tasks.tasklists.delete", Fault(410))
+    await api.ensure_gone(
+        USER, "tasks.tasklists.delete", lambda client: client.tasklists().delete(tasklist="gone")
+    )
+    harness.emulator.inject("tasks.tasklists.delete", Fault(400))
+    with pytest.raises(GoogleCallError):
+        await api.ensure_gone(
+            USER,
+            "tasks.tasklists.delete",
+            lambda client: client.tasklists().delete(tasklist="gone"),
+        )

@@ -164,3 +164,18 @@ def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
     stranger = RSAKey.generate_key(2048)
     with pytest.raises(RefreshError, match="invalid_grant"):
         _delegated(emu, stranger, email, "bob@example.com").tasklists().list().execute()
+
+
+def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None:
+    first = emu.oauth_login("bea@example.com", [TASKS])
+    second = emu.oauth_login("bea@example.com", [TASKS_READONLY])
+    other = emu.oauth_login("cy@example.com", [TASKS])
+    assert emu.admin("POST", "/users/Bea@example.com/revoke").json() == {"revoked": 2}
+    for tokens in (first, second):
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=bearer).status_code == 401
+        with pytest.raises(RefreshError, match="invalid_grant"):
+            emu.tasks(emu.credentials(None, tokens["refresh_token"])).tasklists().list().execute()
+    still = {"Authorization": f"Bearer {other['access_token']}"}
+    assert httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=still).status_code == 200
+    assert emu.admin("POST", "/users/bea@example.com/revoke").json() == {"revoked": 0}

@@ -25,6 +25,8 @@ ROUTES = (
     ("GET", "/api/accounts/google/delegation"),
     ("PUT", "/api/accounts/google/delegation"),
     ("DELETE", "/api/accounts/google/delegation"),
+    ("GET", "/api/accounts/google/health"),
+    ("POST", "/api/accounts/google/health/calendar/resync"),
 )
 
 

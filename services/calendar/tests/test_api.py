@@ -525,3 +525,29 @@ async def test_every_api_route_requires_a_valid_token(stack: Any, identity: Iden
                 headers = {"Authorization": f"Bearer {attacks[name]()}"}
                 forged = await calendar.client.request(method, path, headers=headers)
                 assert forged.status_code == 401, (method, path, name)
+
+
+async def test_internal_routes_refuse_services_they_do_not_name(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP)
+    body = {"org_id": rep.principal.org_id, "user_id": rep.sub}
+    async with stack.start() as calendar:
+        for caller in ("crm", "tasks", "automation"):
+            refused = await calendar.internal(
+                "POST", "/internal/sync/resync", caller=caller, json=body
+            )
+            assert refused.status_code == 403, caller
+        for caller in ("crm", "accounts"):
+            refused = await calendar.internal(
+                "POST", "/internal/jobs/calendar.reconcile", caller=caller
+            )
+            assert refused.status_code == 403, caller
+        for headers in ({}, rep.headers):
+            anonymous = await calendar.client.post(
+                "/internal/sync/resync", json=body, headers=headers
+            )
+            assert anonymous.status_code == 401
+        accepted = await calendar.internal(
+            "POST", "/internal/sync/resync", caller="accounts", json=body
+        )
+        assert accepted.status_code == 202
+        assert accepted.json() == {"syncs": 0}  # nothing of this user is mirrored

@@ -367,3 +367,88 @@ async def test_disconnecting_google_stops_the_users_channels(stack: Any, users: 
         assert await _idle(stack, rep)
         listed = await calendar.client.get("/api/calendar/events", headers=rep.headers)
         assert listed.status_code == 200  # the mirror stays readable
+
+
+async def live_channels(stack: Any, user: ActingUser) -> int:
+    found: int = await stack.scalar(
+        "SELECT count(*) FROM calendar.push_channels WHERE user_id = :user AND stopped_at IS NULL",
+        user=user.sub,
+    )
+    return found
+
+
+async def in_step_with_google(stack: Any, user: ActingUser) -> bool:
+    google = {event["id"]: event for event in await stack.google_events(user)}
+    return await mirror_of(stack, user) == google
+
+
+async def test_a_resync_asked_of_the_accounts_service_rebuilds_the_mirror_equal_to_google(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        made = [
+            (
+                await calendar.client.post(
+                    "/api/calendar/events", json={**HOUR, "title": f"E{n}"}, headers=rep.headers
+                )
+            ).json()
+            for n in range(3)
+        ]
+        await watch(stack, calendar, rep)
+        # The mirror drifted from Google: a row lost, a row stale.
+        await stack.execute("DELETE FROM calendar.events WHERE id = :id", id=made[0]["id"])
+        await stack.execute(
+            "UPDATE calendar.events SET etag = 'stale', summary = 'stale',"
+            ' resource = resource || \'{"summary": "stale"}\' WHERE id = :id',
+            id=made[1]["id"],
+        )
+        assert not await in_step_with_google(stack, rep)
+        listed = len(await stack.calls(rep, "calendar.events.list"))
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
+            started = await accounts.post(
+                "/api/accounts/google/health/calendar/resync", headers=rep.headers
+            )
+        assert started.status_code == 202, started.text
+        assert started.json() == {"user_id": rep.sub, "product": "calendar", "syncs": 1}
+        await eventually(lambda: in_step_with_google(stack, rep))
+    reads = (await stack.calls(rep, "calendar.events.list"))[listed:]
+    assert reads
+    assert all("syncToken" not in call["query"] for call in reads)  # read whole
+
+
+async def test_reconnecting_google_resumes_push_with_a_full_sync(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        event = (
+            await calendar.client.post(
+                "/api/calendar/events", json={**HOUR, "title": "Before"}, headers=rep.headers
+            )
+        ).json()
+        await watch(stack, calendar, rep)
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
+            gone = await accounts.delete("/api/accounts/google", headers=rep.headers)
+            assert gone.status_code == 204
+        await eventually(lambda: live_channels(stack, rep), until=lambda live: live == 0)
+        # Meanwhile, in Google.
+        await stack.seed("DELETE", rep, f"/{event['google_id']}")
+        await stack.seed("POST", rep, json={"summary": "While away", **GOOGLE_HOUR})
+
+        await stack.connect(rep)  # no job runs: the reconnect itself resumes
+
+        await eventually(lambda: in_step_with_google(stack, rep))
+        assert await eventually(lambda: live_channels(stack, rep)) == 1
+        pushed = await stack.seed("POST", rep, json={"summary": "After", **GOOGLE_HOUR})
+
+        async def mirrored() -> Any:
+            return await stack.scalar(
+                "SELECT count(*) FROM calendar.events WHERE google_id = :id", id=pushed["id"]
+            )
+
+        await eventually(mirrored)  # through the new channel's notification
+        health = await eventually(
+            lambda: stack.health(rep), until=lambda h: h.get("state") == "idle"
+        )
+        assert health["last_error"] is None

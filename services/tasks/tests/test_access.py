@@ -185,3 +185,24 @@ async def test_assigning_creates_the_task_in_the_assignees_google_tasks(
             assert refused.status_code == 422
             assert fields(refused) == ["body.assignee_id"]
         assert titles(await stack.google_tasks(outsider)) == []
+
+
+async def test_an_assignee_is_found_in_the_crm_directory_which_gives_their_email(
+    stack: Any, users: Users
+) -> None:
+    manager, rep, newcomer = (users.make(role) for role in (Role.MANAGER, Role.REP, Role.REP))
+    for user in (manager, rep):
+        await stack.connect(user)
+    async with stack.start() as service:
+        task = await stack.create(service, manager, title="Call Acme", assignee_id=rep.sub)
+        [created] = await stack.published("tasks.task.created", task["id"])
+        assert created["timeline"]["participants"] == [rep.principal.email]
+        # Known to the directory, without Google Tasks connected: refused, naming the field.
+        (await stack.crm.get("/api/users", headers=newcomer.headers)).raise_for_status()
+        refused = await service.client.post(
+            "/api/tasks",
+            json={"title": "Nope", "assignee_id": newcomer.sub},
+            headers=manager.headers,
+        )
+        assert refused.status_code == 422
+        assert fields(refused) == ["body.assignee_id"]
