@@ -5,21 +5,19 @@ applied twice. Everything is real: PostgreSQL, RabbitMQ, libs/common's test sche
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
+import pytest_asyncio
 from prometheus_client import REGISTRY
-from sqlalchemy import Table, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
 from pipedesk_common.app import stop_task
-from pipedesk_common.clock import SystemClock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.dlq import list_dead_letters
@@ -29,110 +27,101 @@ from pipedesk_common.inbox import InboxTables
 from pipedesk_common.messaging import Topology
 from pipedesk_common.outbox import OutboxRelay, RelaySettings, add_event
 from pipedesk_common.reconnect import Backoff
-from pipedesk_testkit.proxy import TcpProxy, tcp_proxy
+from pipedesk_testkit.clocks import ObservedClock
+from pipedesk_testkit.proxy import TcpProxy, server_of, tcp_proxy, through
 from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
 BACKOFF = Backoff(initial=0.05, cap=0.5)
+RUNNER = ConsumerSettings(retry_delays_ms=(100, 200), backoff=BACKOFF, heartbeat=2)
 
 
-class ObservedClock(SystemClock):
-    """Real time, noting the waits asked of it."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        await super().sleep(seconds)
-
-
-def proxied_amqp(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    address = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
-
-
-def proxied_database(url: str, proxy: TcpProxy) -> str:
-    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-
-
-def upstream(url: str, default_port: int) -> tuple[str, int]:
-    parsed = make_url(url)
-    return parsed.host or "127.0.0.1", parsed.port or default_port
-
-
-@dataclass
 class Pipeline:
-    """An outbox, its relay, and a consumer of what it relays, each on its own links."""
+    """An outbox, its relay, and a consumer of what it relays, each on links of its own; the
+    service's own writes to the outbox go straight to the database."""
 
-    database_url: str
-    amqp_url: str
-    outbox: Table
-    inbox: InboxTables
-    topology: Topology
-    clock: ObservedClock = field(default_factory=ObservedClock)
-    applied: Counter[str] = field(default_factory=Counter)
-    consumer: Consumer = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.consumer = Consumer(f"links.{uuid.uuid4().hex[:8]}", self.inbox)
+    def __init__(
+        self,
+        database_url: str,
+        amqp_url: str,
+        outbox: Table,
+        inbox: InboxTables,
+        topology: Topology,
+    ) -> None:
+        self.database_url, self.amqp_url, self.outbox = database_url, amqp_url, outbox
+        self.topology = topology
+        self.clock = ObservedClock()
+        self.applied: Counter[str] = Counter()
+        self.engine = create_async_engine(database_url)
+        self.consumer = Consumer(f"links.{uuid.uuid4().hex[:8]}", inbox)
 
         @self.consumer.on(LeadAccessChanged)
         async def record(_session: AsyncSession, event: Event[LeadAccessChanged]) -> None:
             self.applied[event.data.id] += 1
-
-    async def write(self, engine: AsyncEngine, *ids: str) -> None:
-        """Commit one event per id to the outbox, as a service's transaction does."""
-        async with create_sessionmaker(engine)() as session:
-            for record_id in ids:
-                org = f"org-{uuid.uuid4().hex[:8]}"
-                data = LeadAccessChanged(
-                    id=record_id, version=1, org_id=org, owner_id="u1", team_id=None
-                )
-                await add_event(
-                    session,
-                    self.outbox,
-                    new_event(data, org_id=org, actor_id="u1", time=self.clock.now()),
-                )
-            await session.commit()
-
-    async def all_applied(self, ids: list[str]) -> bool:
-        await asyncio.sleep(0)
-        return all(self.applied[record_id] >= 1 for record_id in ids)
 
     @property
     def queue(self) -> str:
         return self.topology.queue(self.consumer.queue)
 
     def retried(self) -> float:
-        found = REGISTRY.get_sample_value(
-            "pipedesk_events_retried_total", {"queue": self.consumer.queue}
-        )
-        return found or 0.0
+        labels = {"queue": self.consumer.queue}
+        return REGISTRY.get_sample_value("pipedesk_events_retried_total", labels) or 0.0
+
+    async def write(self, *ids: str) -> None:
+        """Commit one event per id to the outbox, as a service's transaction does."""
+        async with create_sessionmaker(self.engine)() as session:
+            for record_id in ids:
+                org = f"org-{uuid.uuid4().hex[:8]}"
+                data = LeadAccessChanged(
+                    id=record_id, version=1, org_id=org, owner_id="u1", team_id=None
+                )
+                event = new_event(data, org_id=org, actor_id="u1", time=self.clock.now())
+                await add_event(session, self.outbox, event)
+            await session.commit()
+
+    async def all_applied(self, ids: list[str]) -> bool:
+        await asyncio.sleep(0)
+        return all(self.applied[record_id] >= 1 for record_id in ids)
+
+    async def across_outage(self, proxy: TcpProxy, *, noticed: Callable[[], bool]) -> list[str]:
+        """Events committed before and during an outage of ``proxy``'s link, which is restored
+        once ``noticed()``; returns their ids once every one was applied."""
+        before = [f"before-{index}" for index in range(3)]
+        await self.write(*before)
+        await eventually(lambda: self.all_applied(before))
+        proxy.cut()
+        during = [f"during-{index}" for index in range(5)]
+        await self.write(*during)  # the service keeps writing
+        await eventually(lambda: asyncio.sleep(0, noticed()))
+        proxy.restore()
+        await eventually(lambda: self.all_applied(before + during))
+        return before + during
 
     @asynccontextmanager
     async def running(
         self,
         *,
-        relay_amqp: str,
-        relay_database: str,
-        consumer_amqp: str,
-        consumer_database: str,
-        consumer_settings: ConsumerSettings | None = None,
+        relay_amqp: str | None = None,
+        relay_database: str | None = None,
+        consumer_amqp: str | None = None,
+        consumer_database: str | None = None,
+        consumer_settings: ConsumerSettings = RUNNER,
     ) -> AsyncIterator[None]:
-        relay_engine = create_async_engine(relay_database, connect_args={"timeout": 2})
+        relay_engine = create_async_engine(
+            relay_database or self.database_url, connect_args={"timeout": 2}
+        )
         consumer_engine = create_async_engine(
-            consumer_database, pool_pre_ping=True, connect_args={"timeout": 2}
+            consumer_database or self.database_url,
+            pool_pre_ping=True,
+            connect_args={"timeout": 2},
         )
         relay = OutboxRelay(
             service="links",
             engine=relay_engine,
             table=self.outbox,
             topology=self.topology,
-            amqp_url=relay_amqp,
+            amqp_url=relay_amqp or self.amqp_url,
             clock=self.clock,
             settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
         )
@@ -140,145 +129,88 @@ class Pipeline:
             self.consumer,
             sessionmaker=create_sessionmaker(consumer_engine),
             topology=self.topology,
-            amqp_url=consumer_amqp,
+            amqp_url=consumer_amqp or self.amqp_url,
             clock=self.clock,
-            settings=consumer_settings
-            or ConsumerSettings(retry_delays_ms=(100, 200), backoff=BACKOFF, heartbeat=2),
+            settings=consumer_settings,
         )
         ready = asyncio.Event()
-        consuming = asyncio.create_task(runner.run(ready))
-        relaying = asyncio.create_task(relay.run())
+        tasks = [asyncio.create_task(runner.run(ready)), asyncio.create_task(relay.run())]
         try:
             await asyncio.wait_for(ready.wait(), timeout=15)
             yield
         finally:
             runner.stop()
             relay.stop()
-            await asyncio.wait({consuming, relaying}, timeout=10)
-            await stop_task(consuming)
-            await stop_task(relaying)
+            await asyncio.wait(tasks, timeout=10)
+            for task in tasks:
+                await stop_task(task)
             await relay_engine.dispose()
             await consumer_engine.dispose()
 
 
-@pytest.fixture
-def topology(service_env: dict[str, str]) -> Topology:
-    """An exchange of this test's own, so what it relays reaches no other test's queues."""
-    return Topology(
+@pytest_asyncio.fixture
+async def pipeline(
+    database_url: str, service_env: dict[str, str], outbox: Table, inbox: InboxTables
+) -> AsyncIterator[Pipeline]:
+    """A pipeline on an exchange of its own, so what it relays reaches no other test's queues."""
+    topology = Topology(
         f"{service_env['BROKER_PREFIX']}links-{uuid.uuid4().hex[:6]}.",
         3_600_000,
         Path(service_env["BROKER_QUEUE_LEDGER"]),
     )
-
-
-@asynccontextmanager
-async def pipeline_of(
-    database_url: str, amqp_url: str, outbox: Table, inbox: InboxTables, topology: Topology
-) -> AsyncIterator[tuple[Pipeline, AsyncEngine]]:
-    """A pipeline and a direct engine (the service's own writes, never cut)."""
-    engine = create_async_engine(database_url)
+    found = Pipeline(database_url, service_env["AMQP_URL"], outbox, inbox, topology)
     try:
-        yield Pipeline(database_url, amqp_url, outbox, inbox, topology), engine
+        yield found
     finally:
-        await engine.dispose()
-        connection = await aio_pika.connect(amqp_url)
+        await found.engine.dispose()
+        connection = await aio_pika.connect(found.amqp_url)
         try:
-            await topology.delete_exchanges(await connection.channel())
+            await found.topology.delete_exchanges(await connection.channel())
         finally:
             await connection.close()
 
 
 async def test_the_relay_and_a_consumer_cut_off_from_the_broker_reconnect_and_lose_no_event(
-    database_url: str,
-    service_env: dict[str, str],
-    outbox: Table,
-    inbox: InboxTables,
-    topology: Topology,
+    pipeline: Pipeline,
 ) -> None:
-    amqp_url = service_env["AMQP_URL"]
-    async with pipeline_of(database_url, amqp_url, outbox, inbox, topology) as (pipeline, engine):
-        with tcp_proxy(*upstream(amqp_url, 5672)) as proxy:
-            broker = proxied_amqp(amqp_url, proxy)
-            async with pipeline.running(
-                relay_amqp=broker,
-                relay_database=database_url,
-                consumer_amqp=broker,
-                consumer_database=database_url,
-            ):
-                before = [f"before-{index}" for index in range(3)]
-                await pipeline.write(engine, *before)
-                await eventually(lambda: pipeline.all_applied(before))
-                links_before_cut = proxy.connections_made
-                proxy.cut()
-                during = [f"during-{index}" for index in range(5)]
-                await pipeline.write(engine, *during)  # the service keeps writing
-                await eventually(lambda: asyncio.sleep(0, len(pipeline.clock.slept) >= 2))
-                proxy.restore()
-                await eventually(lambda: pipeline.all_applied(before + during))
-                # Both the relay and the consumer came back on new connections.
-                assert proxy.connections_made >= links_before_cut + 2
-    assert dict(pipeline.applied) == dict.fromkeys(before + during, 1)
+    with tcp_proxy(*server_of(pipeline.amqp_url)) as proxy:
+        broker = through(proxy, pipeline.amqp_url)
+        async with pipeline.running(relay_amqp=broker, consumer_amqp=broker):
+            links_before = proxy.connections_made
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: len(pipeline.clock.slept) >= 2
+            )
+            # Both the relay and the consumer came back on new connections.
+            assert proxy.connections_made >= links_before + 2
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
     assert all(0 < wait <= BACKOFF.cap for wait in pipeline.clock.slept)
 
 
 async def test_the_relay_cut_off_from_the_database_reconnects_and_loses_no_event(
-    database_url: str,
-    service_env: dict[str, str],
-    outbox: Table,
-    inbox: InboxTables,
-    topology: Topology,
+    pipeline: Pipeline,
 ) -> None:
-    amqp_url = service_env["AMQP_URL"]
-    async with pipeline_of(database_url, amqp_url, outbox, inbox, topology) as (pipeline, engine):
-        with tcp_proxy(*upstream(database_url, 5432)) as proxy:
-            async with pipeline.running(
-                relay_amqp=amqp_url,
-                relay_database=proxied_database(database_url, proxy),
-                consumer_amqp=amqp_url,
-                consumer_database=database_url,
-            ):
-                before = [f"before-{index}" for index in range(3)]
-                await pipeline.write(engine, *before)
-                await eventually(lambda: pipeline.all_applied(before))
-                links_before_cut = proxy.connections_made
-                proxy.cut()
-                # Committed by another process while this relay cannot reach the database.
-                during = [f"during-{index}" for index in range(5)]
-                await pipeline.write(engine, *during)
-                await eventually(lambda: asyncio.sleep(0, len(pipeline.clock.slept) >= 2))
-                proxy.restore()
-                await eventually(lambda: pipeline.all_applied(before + during))
-                assert proxy.connections_made > links_before_cut
-    assert dict(pipeline.applied) == dict.fromkeys(before + during, 1)
+    with tcp_proxy(*server_of(pipeline.database_url)) as proxy:
+        async with pipeline.running(relay_database=through(proxy, pipeline.database_url)):
+            links_before = proxy.connections_made
+            # What is written during the outage is committed by the service's other connections.
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: len(pipeline.clock.slept) >= 2
+            )
+            assert proxy.connections_made > links_before
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
 
 
 async def test_events_reaching_a_consumer_cut_off_from_the_database_are_applied_once_it_is_back(
-    database_url: str,
-    service_env: dict[str, str],
-    outbox: Table,
-    inbox: InboxTables,
-    topology: Topology,
+    pipeline: Pipeline,
 ) -> None:
-    amqp_url = service_env["AMQP_URL"]
     patient = ConsumerSettings(max_attempts=50, retry_delays_ms=(100, 200), backoff=BACKOFF)
-    async with pipeline_of(database_url, amqp_url, outbox, inbox, topology) as (pipeline, engine):
-        with tcp_proxy(*upstream(database_url, 5432)) as proxy:
-            async with pipeline.running(
-                relay_amqp=amqp_url,
-                relay_database=database_url,
-                consumer_amqp=amqp_url,
-                consumer_database=proxied_database(database_url, proxy),
-                consumer_settings=patient,
-            ):
-                before = ["before"]
-                await pipeline.write(engine, *before)
-                await eventually(lambda: pipeline.all_applied(before))
-                retried_before = pipeline.retried()
-                proxy.cut()
-                during = [f"during-{index}" for index in range(5)]
-                await pipeline.write(engine, *during)
-                await eventually(lambda: asyncio.sleep(0, pipeline.retried() > retried_before))
-                proxy.restore()
-                await eventually(lambda: pipeline.all_applied(before + during))
-            assert await list_dead_letters(amqp_url, pipeline.queue) == []
-    assert dict(pipeline.applied) == dict.fromkeys(before + during, 1)
+    with tcp_proxy(*server_of(pipeline.database_url)) as proxy:
+        async with pipeline.running(
+            consumer_database=through(proxy, pipeline.database_url), consumer_settings=patient
+        ):
+            retried_before = pipeline.retried()
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: pipeline.retried() > retried_before
+            )
+        assert await list_dead_letters(pipeline.amqp_url, pipeline.queue) == []
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)

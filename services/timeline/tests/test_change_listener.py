@@ -6,29 +6,17 @@ import asyncio
 import json
 
 import pytest
-from sqlalchemy import make_url
 
 from pipedesk_common.app import stop_task
-from pipedesk_common.clock import SystemClock
 from pipedesk_common.db import connect_raw
 from pipedesk_common.reconnect import Backoff
-from pipedesk_testkit.proxy import tcp_proxy
+from pipedesk_testkit.clocks import ObservedClock
+from pipedesk_testkit.proxy import server_of, tcp_proxy, through
 from pipedesk_testkit.waiting import eventually
 from timeline_service.projection import CHANGES_CHANNEL
 from timeline_service.streams import ChangeListener
 
 pytestmark = pytest.mark.asyncio
-
-
-class ObservedClock(SystemClock):
-    """Real time, noting the waits asked of it."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        await super().sleep(seconds)
 
 
 async def notify(database_url: str, key: tuple[str, str, str]) -> None:
@@ -43,12 +31,12 @@ async def notify(database_url: str, key: tuple[str, str, str]) -> None:
 async def test_a_listener_cut_off_from_the_database_reconnects_and_wakes_its_streams(
     database_url: str,
 ) -> None:
-    url = make_url(database_url)
     key = ("org-listener", "lead", "lead-1")
     clock = ObservedClock()
-    with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-        listener = ChangeListener(proxied, clock=clock, backoff=Backoff(initial=0.05, cap=0.5))
+    with tcp_proxy(*server_of(database_url)) as proxy:
+        listener = ChangeListener(
+            through(proxy, database_url), clock=clock, backoff=Backoff(initial=0.05, cap=0.5)
+        )
         running = asyncio.create_task(listener.run())
         try:
             with listener.subscribe(key) as wake:
