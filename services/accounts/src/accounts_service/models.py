@@ -17,8 +17,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
+from pipedesk_common.inbox import inbox_tables
 from pipedesk_common.outbox import outbox_table
 
 

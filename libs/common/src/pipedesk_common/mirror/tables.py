@@ -9,9 +9,9 @@ from sqlalchemy import MetaData, Table
 
 from pipedesk_common.access import access_replica_table
 from pipedesk_common.coalesce import coalescer_table
-from pipedesk_common.consumer import InboxTables, inbox_tables
 from pipedesk_common.google.push import channels_table
 from pipedesk_common.idempotency import idempotency_table
+from pipedesk_common.inbox import InboxTables, inbox_tables
 from pipedesk_common.mirror.health import sync_health_table
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.periodic import job_schedule_table
