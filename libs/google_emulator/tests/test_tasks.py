@@ -205,6 +205,17 @@ def test_injected_429_then_success(emu: Any) -> None:
     assert emu.admin("GET", "/requests").json() == []
 
 
+def test_a_fault_for_one_user_leaves_everyone_else_alone(emu: Any) -> None:
+    ann, bob = emu.tasks_for("ann@example.com"), emu.tasks_for("bob@example.com")
+    fault = {"api_method": "tasks.tasks.list", "status": 500, "count": 1}
+    emu.admin("POST", "/faults", json={**fault, "user": "Bob@example.com"})
+    assert "kind" in ann.tasks().list(tasklist="@default").execute(num_retries=0)
+    with pytest.raises(HttpError) as caught:
+        bob.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert caught.value.resp.status == 500
+    assert "kind" in bob.tasks().list(tasklist="@default").execute(num_retries=0)
+
+
 def test_bad_parameters_are_google_shaped_400(emu: Any) -> None:
     token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
     headers = {"Authorization": f"Bearer {token}"}

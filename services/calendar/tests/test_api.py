@@ -223,7 +223,12 @@ async def test_429_bursts_are_absorbed_by_retries(stack: Any, users: Users) -> N
         await stack.google.admin(
             "POST",
             "/faults",
-            json={"api_method": "calendar.events.insert", "status": 429, "count": 3},
+            json={
+                "api_method": "calendar.events.insert",
+                "status": 429,
+                "count": 3,
+                "user": rep.principal.email,
+            },
         )
         try:
             answer = await create(calendar, rep, summary="Busy Google")

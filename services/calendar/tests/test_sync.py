@@ -198,7 +198,12 @@ async def test_notifications_during_a_blocked_sync_cause_exactly_one_follow_up(
         await stack.google.admin(
             "POST",
             "/faults",
-            json={"api_method": "calendar.events.list", "status": 0, "latency_ms": 4000},
+            json={
+                "api_method": "calendar.events.list",
+                "status": 0,
+                "latency_ms": 4000,
+                "user": rep.principal.email,
+            },
         )
         try:
             assert (await notify(first, channel, "exists")).status_code == 200
@@ -328,7 +333,13 @@ async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, use
                 await stack.seed("POST", rep, json={"summary": f"New {n}", **GOOGLE_HOUR})
             for fault in ({"status": 0}, {"status": 500, "count": 2}):
                 await stack.google.admin(
-                    "POST", "/faults", json={"api_method": "calendar.events.list", **fault}
+                    "POST",
+                    "/faults",
+                    json={
+                        "api_method": "calendar.events.list",
+                        "user": rep.principal.email,
+                        **fault,
+                    },
                 )
             try:
                 with pytest.raises(GoogleQuotaExhausted):

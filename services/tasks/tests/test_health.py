@@ -38,10 +38,10 @@ async def started(stack: Any, service: Any, user: ActingUser) -> None:
     await health_in(stack, user, "idle", last_error=None)
 
 
-async def faults(stack: Any, status: int, count: int) -> None:
-    await stack.google.admin(
-        "POST", "/faults", json={"api_method": "tasks.tasks.list", "status": status, "count": count}
-    )
+async def faults(stack: Any, user: ActingUser, status: int, count: int) -> None:
+    """Google answers ``status`` to the user's next ``count`` task listings."""
+    fault = {"api_method": "tasks.tasks.list", "status": status, "count": count}
+    await stack.google.admin("POST", "/faults", json={**fault, "user": user.principal.email})
 
 
 async def test_rate_limiting_backs_off_and_a_recovery_is_idle(stack: Any, users: Users) -> None:
@@ -50,7 +50,7 @@ async def test_rate_limiting_backs_off_and_a_recovery_is_idle(stack: Any, users:
     clock = ManualClock(datetime.now(UTC))
     async with stack.start(clock) as service:
         await started(stack, service, rep)
-        await faults(stack, 429, 5)  # every attempt of one call
+        await faults(stack, rep, 429, 5)  # every attempt of one call
         try:
             await service.run_job("tasks.poll")
         finally:
@@ -86,7 +86,7 @@ async def test_persistent_server_errors_are_failing_with_the_problem_and_counted
     clock = ManualClock(datetime.now(UTC))
     async with stack.start(clock, health_metrics_seconds=0.2) as service:
         await started(stack, service, rep)
-        await faults(stack, 500, 1000)
+        await faults(stack, rep, 500, 1000)
         try:
             for failures, state in ((1, "backing_off"), (2, "backing_off"), (3, "failing")):
                 await service.run_job("tasks.poll")

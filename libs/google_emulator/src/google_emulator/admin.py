@@ -29,6 +29,7 @@ class FaultSpec(BaseModel):
     count: int = Field(1, ge=1)
     retry_after: int | None = Field(None, ge=0)
     latency_ms: int = Field(0, ge=0)
+    user: str | None = Field(None, description="Only this user's calls (their email)")
 
 
 class ClientSpec(BaseModel):
@@ -110,6 +111,7 @@ async def add_fault(request: Request, spec: FaultSpec) -> Response:
         remaining=spec.count,
         retry_after=spec.retry_after,
         latency_seconds=spec.latency_ms / 1000,
+        user=spec.user.lower() if spec.user else None,
     )
     emulator_of(request).inject(spec.api_method, fault)
     return Response(status_code=204)

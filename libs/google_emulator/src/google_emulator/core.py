@@ -100,6 +100,7 @@ class Fault:
     remaining: int = 1
     retry_after: int | None = None
     latency_seconds: float = 0.0
+    user: str | None = None  # only this user's calls (by email); None: everyone's
 
 
 @dataclass
@@ -182,17 +183,24 @@ class Emulator:
         """Queue a fault for an API method such as ``calendar.events.list`` (or ``calendar.*``)."""
         self.faults.setdefault(api_method, []).append(fault)
 
-    async def apply_faults(self, api_method: str) -> None:
-        """Raise the next injected fault for this method, if any (after its latency)."""
+    def bearer_of(self, request: Request) -> str | None:
+        """The email behind the request's bearer token, if it names one (valid or not)."""
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        token = self.access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        return token.email if token is not None else None
+
+    async def apply_faults(self, api_method: str, user: str | None = None) -> None:
+        """Raise the next injected fault for this method (and this caller, for a fault limited
+        to one user), if any, after its latency."""
         api = api_method.split(".", 1)[0]
         for key in (api_method, f"{api}.*"):
-            queue = self.faults.get(key)
+            queue = [fault for fault in self.faults.get(key, []) if fault.user in (None, user)]
             if not queue:
                 continue
             fault = queue[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
-                queue.pop(0)
+                self.faults[key].remove(fault)
             if fault.latency_seconds:
                 await asyncio.sleep(fault.latency_seconds)
             if fault.status:
@@ -216,7 +224,7 @@ async def begin(request: Request, api_method: str, scopes: Iterable[str]) -> tup
     fault if one is queued, and check the caller's token and scopes. Returns (emulator, email)."""
     emulator = emulator_of(request)
     request.state.api_method = api_method
-    await emulator.apply_faults(api_method)
+    await emulator.apply_faults(api_method, emulator.bearer_of(request))
     return emulator, emulator.authorize(request, scopes)
 
 
