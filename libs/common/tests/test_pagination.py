@@ -1,3 +1,7 @@
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
 import pytest
 
 from pipedesk_common.errors import InvalidCursor
@@ -40,3 +44,21 @@ def test_a_cursor_of_another_query_or_key_is_refused() -> None:
 def test_short_secrets_are_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CursorCodec(b"short")
+
+
+@dataclass(frozen=True)
+class Row:
+    id: UUID
+    at: datetime
+
+
+def test_a_keyset_page_continues_after_its_last_item_only_when_more_follow() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [Row(uuid4(), start + timedelta(minutes=n)) for n in range(3)]
+    page = codec.keyset_page(rows, 2, moment=lambda row: row.at, scope="s")
+    assert page.items == rows[:2]
+    assert page.next_cursor is not None
+    assert codec.decode_keyset(page.next_cursor, scope="s") == (rows[1].at, rows[1].id)
+    last = codec.keyset_page(rows[2:], 2, moment=lambda row: row.at, scope="s")
+    assert (last.items, last.next_cursor) == (rows[2:], None)
+    assert codec.keyset_page([], 2, moment=lambda row: row.at, scope="s").items == []

@@ -11,9 +11,9 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -21,6 +21,14 @@ from pydantic import BaseModel, Field
 from pipedesk_common.errors import FieldError, InvalidCursor
 
 T = TypeVar("T")
+
+
+class Keyed(Protocol):
+    @property
+    def id(self) -> UUID: ...
+
+
+K = TypeVar("K", bound=Keyed)
 
 _MAC_BYTES = 16
 MAX_CURSOR_CHARS = 1024
@@ -82,6 +90,17 @@ class CursorCodec:
             return datetime.fromisoformat(moment), UUID(row_id)
         except (TypeError, ValueError):
             raise self.invalid() from None
+
+    def keyset_page(
+        self, rows: Sequence[K], limit: int, *, moment: Callable[[K], datetime], scope: str
+    ) -> Page[K]:
+        """The first ``limit`` of ``rows`` (read with one more, to know whether more follow),
+        and a cursor after the last of them when more follow."""
+        items = list(rows[:limit])
+        more = len(rows) > limit
+        last = items[-1] if more else None
+        next_cursor = self.encode_keyset(moment(last), last.id, scope=scope) if last else None
+        return Page(items=items, next_cursor=next_cursor)
 
     @staticmethod
     def invalid() -> InvalidCursor:

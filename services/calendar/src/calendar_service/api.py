@@ -121,12 +121,7 @@ async def list_events(
     events = await service.list_events(
         principal, filters, calendar_id=calendar_id, after=after, limit=limit + 1
     )
-    items = events[:limit]
-    next_cursor = None
-    if len(events) > limit:
-        last = items[-1]
-        next_cursor = context.cursors.encode_keyset(start_key(last), last.id, scope=scope)
-    return Page[EventPublic](items=items, next_cursor=next_cursor)
+    return context.cursors.keyset_page(events, limit, moment=start_key, scope=scope)
 
 
 @router.get(

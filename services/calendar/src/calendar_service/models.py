@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
-from pipedesk_common.google.credentials import GoogleUser
 from pipedesk_common.mirror.links import record_links_table
+from pipedesk_common.mirror.models import UserCollection
 from pipedesk_common.mirror.tables import MirrorTables
 
 
@@ -19,29 +19,18 @@ class CalendarModel(SQLModel, registry=schema_registry("calendar")):
     """Base of every calendar table: schema ``calendar``, migrated on its own."""
 
 
-class UserCalendar(CalendarModel, table=True):
+class UserCalendar(UserCollection, CalendarModel, table=True):
     """One Google calendar of one user, and where its incremental sync stands."""
 
     __tablename__ = "calendars"
     __table_args__ = (UniqueConstraint("org_id", "user_id", "google_id"),)
 
-    id: UUID = Field(primary_key=True)
-    org_id: str = Field(sa_type=String(255))
-    user_id: str = Field(sa_type=String(255))
-    user_email: str | None = Field(
-        default=None, sa_type=String(320), description="For domain-wide delegation"
-    )
     google_id: str = Field(sa_type=String(500))
     summary: str | None = Field(default=None, sa_type=String(500))
     primary: bool = False
     sync_token: str | None = Field(default=None, sa_type=Text)
     synced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
-
-
-def owner_of(calendar: UserCalendar) -> GoogleUser:
-    """Whose Google account a calendar's calls act for."""
-    return GoogleUser(org_id=calendar.org_id, user_id=calendar.user_id, email=calendar.user_email)
 
 
 class MirroredEvent(CalendarModel, table=True):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calendar_service.google import CANCELLED, CalendarListEntry
 from calendar_service.mirror import event_writer, public, stored_event
-from calendar_service.models import MirroredEvent, UserCalendar, owner_of
+from calendar_service.models import MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS, CalendarRepository, EventFilters
 from calendar_service.schemas import (
     BusyPeriod,
@@ -341,7 +341,7 @@ class CalendarService:
             targets = [await self._calendar(principal, calendar_id)]
         opened = []
         for calendar in targets:
-            channel = await self.runtime.push().ensure(owner_of(calendar), calendar.google_id)
+            channel = await self.runtime.push().ensure(calendar.owner, calendar.google_id)
             opened.append((calendar, channel))
             async with self.uow.write() as session:
                 await self.runtime.work.request(session, sync_key(calendar))

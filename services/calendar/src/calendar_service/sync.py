@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calendar_service.google import CANCELLED, CalendarGoogle, GoogleEvent
 from calendar_service.mirror import event_writer
-from calendar_service.models import UserCalendar, owner_of
+from calendar_service.models import UserCalendar
 from calendar_service.repository import CalendarRepository
 from calendar_service.settings import CalendarSettings
 from pipedesk_common.clock import Clock
@@ -62,7 +62,7 @@ class CalendarSync:
 
         async def fetch(page_token: str | None) -> Page[GoogleEvent]:
             return await self.google.page(
-                owner_of(calendar),
+                calendar.owner,
                 calendar.google_id,
                 sync_token=sync_token,
                 page_token=page_token,

@@ -208,12 +208,9 @@ async def list_tasks(
     scope = f"tasks:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
     tasks = await service.list_tasks(principal, filters, after=after, limit=limit + 1)
-    items = tasks[:limit]
-    next_cursor = None
-    if len(tasks) > limit:
-        last = items[-1]
-        next_cursor = context.cursors.encode_keyset(last.created_at, last.id, scope=scope)
-    return Page[TaskPublic](items=items, next_cursor=next_cursor)
+    return context.cursors.keyset_page(
+        tasks, limit, moment=lambda task: task.created_at, scope=scope
+    )
 
 
 @router.get(

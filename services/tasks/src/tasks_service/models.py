@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
-from pipedesk_common.google.credentials import GoogleUser
 from pipedesk_common.mirror.links import record_links_table
+from pipedesk_common.mirror.models import UserCollection
 from pipedesk_common.mirror.tables import MirrorTables
 
 
@@ -19,18 +19,12 @@ class TasksModel(SQLModel, registry=schema_registry("tasks")):
     """Base of every tasks table: schema ``tasks``, migrated on its own."""
 
 
-class TaskList(TasksModel, table=True):
+class TaskList(UserCollection, TasksModel, table=True):
     """One Google task list of one user, and how far its poll has read."""
 
     __tablename__ = "tasklists"
     __table_args__ = (UniqueConstraint("org_id", "user_id", "google_id"),)
 
-    id: UUID = Field(primary_key=True)
-    org_id: str = Field(sa_type=String(255))
-    user_id: str = Field(sa_type=String(255))
-    user_email: str | None = Field(
-        default=None, sa_type=String(320), description="For domain-wide delegation"
-    )
     google_id: str = Field(sa_type=String(200))
     title: str = Field(sa_type=Text)
     is_default: bool = False
@@ -44,11 +38,6 @@ class TaskList(TasksModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
-
-
-def owner_of(tasklist: TaskList) -> GoogleUser:
-    """Whose Google account a list's calls act for."""
-    return GoogleUser(org_id=tasklist.org_id, user_id=tasklist.user_id, email=tasklist.user_email)
 
 
 class MirroredTask(TasksModel, table=True):

@@ -48,7 +48,7 @@ from tasks_service.mirror import (
     public,
     public_list,
 )
-from tasks_service.models import MirroredTask, TaskList, owner_of
+from tasks_service.models import MirroredTask, TaskList
 from tasks_service.repository import TASK_LINKS, TaskFilters, TasksRepository
 from tasks_service.schemas import (
     TaskCreate,
@@ -393,7 +393,7 @@ class TasksService:
         """Create the pending ``task`` (whose lease this request holds) in Google, record it."""
         try:
             resource = await self.google.insert(
-                owner_of(tasklist),
+                tasklist.owner,
                 tasklist.google_id,
                 self._google_body(task),
                 parent=task.parent_google_id,
@@ -511,7 +511,7 @@ class TasksService:
         if body:
             assert task.google_id is not None
             resource = await self.google.patch(
-                owner_of(tasklist), tasklist.google_id, task.google_id, body
+                tasklist.owner, tasklist.google_id, task.google_id, body
             )
         async with self.uow.write() as session:
             applied = await apply_task(
@@ -530,7 +530,7 @@ class TasksService:
         )
         assert task.google_id is not None
         resource = await self.google.move(
-            owner_of(tasklist), tasklist.google_id, task.google_id, parent=parent, previous=previous
+            tasklist.owner, tasklist.google_id, task.google_id, parent=parent, previous=previous
         )
         async with self.uow.write() as session:
             applied = await apply_task(
@@ -553,7 +553,7 @@ class TasksService:
             if task.deleted:
                 return
         assert task.google_id is not None
-        await self.google.delete(owner_of(tasklist), tasklist.google_id, task.google_id)
+        await self.google.delete(tasklist.owner, tasklist.google_id, task.google_id)
         async with self.uow.write() as session:
             repository = TasksRepository(session)
             locked = await repository.task(principal.org_id, task_id, for_update=True)

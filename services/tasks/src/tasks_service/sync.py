@@ -34,7 +34,7 @@ from tasks_service.mirror import (
     same_content,
     task_writer,
 )
-from tasks_service.models import MirroredTask, TaskList, owner_of
+from tasks_service.models import MirroredTask, TaskList
 from tasks_service.repository import TasksRepository
 from tasks_service.settings import TasksSettings
 
@@ -123,7 +123,7 @@ class TasksPoll:
 
         async def fetch(page_token: str | None) -> Page[GoogleTask]:
             return await self.google.page(
-                owner_of(tasklist),
+                tasklist.owner,
                 tasklist.google_id,
                 updated_min=updated_min,
                 page_token=page_token,
@@ -167,7 +167,7 @@ class TasksPoll:
         page_token: str | None = None
         while True:
             page = await self.google.page(
-                owner_of(tasklist),
+                tasklist.owner,
                 tasklist.google_id,
                 updated_min=pending.created_at - ADOPTION_SKEW,
                 page_token=page_token,
