@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.coalesce import Coalescer
-from pipedesk_common.errors import Forbidden, ServiceUnavailable
+from pipedesk_common.errors import Forbidden, InvalidInput, ServiceUnavailable
 from pipedesk_common.events.sync import SyncState
+from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.google.calls import GoogleQuotaExhausted
 from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconnectRequired
 from pipedesk_common.mirror.health import FAILING_AFTER, RETRY_CAP, judged, retry_delay
 from pipedesk_common.mirror.keys import SyncKey
+from pipedesk_common.mirror.links import record_filter
 from pipedesk_common.uow import on_commit
 
 
@@ -105,3 +107,12 @@ async def test_forgetting_a_users_requests_leaves_every_other_users(
     pending = set(await coalescer.pending_keys())
     assert not {str(key) for key in mine} & pending
     assert {str(key) for key in others} <= pending
+
+
+def test_a_record_filter_takes_its_type_and_id_together() -> None:
+    record = uuid4()
+    assert record_filter() is None
+    assert record_filter("deal", record) == Link(type=RecordType.DEAL, id=str(record))
+    for half in ({"record_type": "lead"}, {"record_id": record}):
+        with pytest.raises(InvalidInput, match="go together"):
+            record_filter(**half)

@@ -4,7 +4,7 @@ resync and jobs routes are the kit's.)"""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -32,8 +32,8 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.pagination import Page
@@ -97,23 +97,18 @@ async def list_events(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
+    record: RecordFilterDep,
     time_min: Annotated[AwareDatetime | None, Query(description="Events ending after")] = None,
     time_max: Annotated[AwareDatetime | None, Query(description="Events starting before")] = None,
     calendar_id: Annotated[str | None, Query(max_length=500)] = None,
-    record_type: Annotated[Literal["lead", "deal"] | None, Query()] = None,
-    record_id: Annotated[UUID | None, Query()] = None,
     include_cancelled: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Page[EventPublic]:
-    if (record_type is None) != (record_id is None):
-        raise InvalidInput("record_type and record_id go together")
     filters = EventFilters(
         time_min=time_min,
         time_max=time_max,
-        record=Link(type=RecordType(record_type), id=str(record_id))
-        if record_type and record_id
-        else None,
+        record=record,
         include_cancelled=include_cancelled,
     )
     scope = f"calendar-events:{calendar_id}:{filters!r}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -18,8 +18,8 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.pagination import Page
@@ -177,9 +177,8 @@ async def list_tasks(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
+    record: RecordFilterDep,
     list_id: Annotated[UUID | None, Query()] = None,
-    record_type: Annotated[Literal["lead", "deal"] | None, Query()] = None,
-    record_id: Annotated[UUID | None, Query()] = None,
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
     due_min: Annotated[date | None, Query(description="Due on or after")] = None,
     due_max: Annotated[date | None, Query(description="Due on or before")] = None,
@@ -189,15 +188,11 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Page[TaskPublic]:
-    if (record_type is None) != (record_id is None):
-        raise InvalidInput("record_type and record_id go together")
     if due_min is not None and due_max is not None and due_max < due_min:
         raise InvalidInput("due_max: before due_min")
     filters = TaskFilters(
         list_id=list_id,
-        record=Link(type=RecordType(record_type), id=str(record_id))
-        if record_type and record_id
-        else None,
+        record=record,
         status=status_,
         due_min=due_min,
         due_max=due_max,

@@ -10,9 +10,10 @@ link is the events' own ``Link``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
+from fastapi import Depends, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     Column,
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.access import AccessReplica
 from pipedesk_common.auth import Principal
-from pipedesk_common.errors import FieldError, Forbidden, NotFound
+from pipedesk_common.errors import FieldError, Forbidden, InvalidInput, NotFound
 from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.rbac import Action
 
@@ -50,6 +51,21 @@ class LinkInput(BaseModel):
 class LinkPublic(BaseModel):
     type: str
     id: str
+
+
+def record_filter(
+    record_type: Annotated[Literal["lead", "deal"] | None, Query()] = None,
+    record_id: Annotated[UUID | None, Query()] = None,
+) -> Link | None:
+    """A list's CRM record filter: ``record_type`` and ``record_id``, always together."""
+    if record_type is None and record_id is None:
+        return None
+    if record_type is None or record_id is None:
+        raise InvalidInput("record_type and record_id go together")
+    return Link(type=RecordType(record_type), id=str(record_id))
+
+
+RecordFilterDep = Annotated[Link | None, Depends(record_filter)]
 
 
 def public_links(links: Iterable[Link]) -> list[LinkPublic]:
