@@ -38,7 +38,10 @@ def closed_port() -> int:
 def ours() -> set[str]:
     """The containers on this Docker that were started for a PipeDesk server."""
     docker = DockerClient().client
-    return {container.id for container in docker.containers.list(filters={"label": LABEL})}
+    try:
+        return {container.id for container in docker.containers.list(filters={"label": LABEL})}
+    finally:
+        docker.close()
 
 
 async def trigram_similarity_and_a_quorum_queue(database_url: str, amqp_url: str) -> float:

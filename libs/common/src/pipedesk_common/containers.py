@@ -162,28 +162,35 @@ class DockerContainers:
         wanted = url.port or server.default_port
         name = f"pipedesk-{server.key}-{wanted}"
         image = IMAGES[server.key]
-        if (url.hostname or "localhost") not in _LOOPBACK or not _on_this_machine():
-            raise ContainerStartFailed(
-                f"{KEEP_SETTING} keeps a container at the address of {server.setting}, which "
-                "needs Docker on this machine and 127.0.0.1 or localhost in the URL"
-            )
+        not_here = ContainerStartFailed(
+            f"{KEEP_SETTING} keeps a container at the address of {server.setting}, which needs "
+            "Docker on this machine and 127.0.0.1 or localhost in the URL"
+        )
+        if (url.hostname or "localhost") not in _LOOPBACK:
+            raise not_here
         testcontainers_config.ryuk_disabled = True  # its reaper would remove the container
-        docker = DockerClient().client
         try:
-            try:
-                existing = docker.containers.get(name)
-            except NotFound:
-                existing = None
-            if existing is not None and image in existing.image.tags:
-                existing.start()  # stopped by hand; starting a running one changes nothing
-            else:
-                if existing is not None:  # made from an image of another pin
-                    existing.remove(force=True)
+            if not _on_this_machine():
+                raise not_here
+            with _docker() as docker:
+                try:
+                    existing = docker.client.containers.get(name)
+                except NotFound:
+                    existing = None
+                if existing is not None and image not in existing.image.tags:
+                    existing.remove(force=True)  # made from an image of another pin
+                    existing = None
+                if existing is not None:
+                    existing.start()  # stopped by hand; starting a running one changes nothing
+            if existing is None:
                 container = _container(
                     server, url, _credentials_in(server, url), throwaway=False
                 ).with_name(name)
                 _publish(container, PORTS[server.key], on_loopback=True, at=wanted)
-                container.start()
+                try:
+                    container.start()
+                finally:
+                    container.get_docker_client().client.close()
         except _DOCKER_FAILURES as exc:
             raise ContainerStartFailed(f"{name}: {reason(exc)}") from exc
         return Started(urlunsplit(url), f"{image}, kept as {name}", kept=True)
@@ -211,10 +218,20 @@ def _first_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+@contextmanager
+def _docker(timeout: float = 60) -> Iterator[DockerClient]:
+    client = DockerClient(timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.client.close()
+
+
 def _on_this_machine() -> bool:
     """Whether containers' published ports are this machine's (no remote or outer Docker)."""
-    client = DockerClient(timeout=_CHECK_TIMEOUT_SECONDS)
-    return client.get_connection_mode() is ConnectionMode.docker_host and client.host() in _LOOPBACK
+    with _docker(_CHECK_TIMEOUT_SECONDS) as client:
+        mode, host = client.get_connection_mode(), client.host()
+    return mode is ConnectionMode.docker_host and host in _LOOPBACK
 
 
 def _publish(
