@@ -97,13 +97,13 @@ async def test_a_stopped_service_is_502_and_a_stalled_one_504(
 
 
 async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
-    service_env: dict[str, str], upstreams: dict[str, str], users: Users
+    service_env: dict[str, str], upstreams: dict[str, str], users: Users, redis_url: str
 ) -> None:
     ports = [free_port(), free_port()]
     env = {
         **service_env,
         **upstreams,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": redis_url,
         "RATE_LIMIT_DEFAULT": "10/60",
         "LOG_LEVEL": "WARNING",
     }

@@ -40,6 +40,8 @@ PORT_OFFSETS: Final[dict[str, int]] = {
 
 DEFAULT_DATABASE_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk"
 DEFAULT_AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
+# Where the tests and the preflight look for Redis; a service uses Redis only when REDIS_URL is set.
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 # The development value, refused in production.
 DEV_CURSOR_SECRET: Final = "dev-only-cursor-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
 DEV_KEY_DIR: Final = ".dev/keys"

@@ -1,5 +1,9 @@
 """The pytest plugin every service's tests use (enabled with ``-p pipedesk_testkit.plugin``).
 
+At session start it provides PostgreSQL, RabbitMQ and Redis like ``make run`` does
+(``pipedesk_common.preflight.provide``): servers that answer are used, the others are started in
+Docker containers for the session, or the run stops with one line per server.
+
 Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
 provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
 reads), ``users`` (principals and tokens per role, each test in an org of its own), ``google``
@@ -12,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,9 @@ from crm_service.settings import CrmSettings
 from dev_identity.keystore import KeyStore, TokenMinter
 from dev_identity.server import create_identity_app
 from pipedesk_common.clock import Clock
+from pipedesk_common.containers import DockerContainers
 from pipedesk_common.messaging import Topology, connect
-from pipedesk_common.preflight import unreachable_servers
+from pipedesk_common.preflight import REDIS, TEST_SERVERS, provide
 from pipedesk_common.settings import (
     DEFAULT_AMQP_URL,
     DEFAULT_DATABASE_URL,
@@ -54,15 +60,38 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_GCE_CHECK", "True")
 
 
+_SERVERS = pytest.StashKey[ExitStack]()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    problems = asyncio.run(
-        unreachable_servers(
-            os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL),
-        )
-    )
-    if problems:
-        pytest.exit(" | ".join(problem.line() for problem in problems), returncode=3)
+    stack = ExitStack()
+    containers = DockerContainers.from_environment(os.environ)
+    provision = provide(TEST_SERVERS, os.environ, containers, stack)
+    if provision.problems:
+        pytest.exit(" | ".join(problem.line() for problem in provision.problems), returncode=3)
+    session.config.stash[_SERVERS] = stack
+    settings = stack.enter_context(pytest.MonkeyPatch.context())
+    for name, url in provision.environment().items():  # what the suite and its processes read
+        settings.setenv(name, url)
+    if (line := provision.line()) is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr)
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stack = session.config.stash.get(_SERVERS, None)
+    if stack is not None:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Where this run's Redis answers (``REDIS_URL``, a container's if one was started)."""
+    return REDIS.url(os.environ)
 
 
 @pytest.fixture(scope="session")
