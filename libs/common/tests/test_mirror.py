@@ -2,9 +2,13 @@
 attempt is due, work started only once its transaction commits, a user's requests dropped."""
 
 from datetime import timedelta
+from typing import ClassVar
 from uuid import uuid4
 
 import pytest
+from joserfc.jwk import ECKey
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +22,7 @@ from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconne
 from pipedesk_common.mirror.health import FAILING_AFTER, RETRY_CAP, judged, retry_delay
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.links import record_filter
+from pipedesk_common.mirror.settings import PushServiceSettings
 from pipedesk_common.uow import on_commit
 
 
@@ -116,3 +121,40 @@ def test_a_record_filter_takes_its_type_and_id_together() -> None:
     for half in ({"record_type": "lead"}, {"record_id": record}):
         with pytest.raises(InvalidInput, match="go together"):
             record_filter(**half)
+
+
+class WatchedSettings(PushServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WATCHED_", extra="ignore")
+
+    service_name: ClassVar[str] = "watched"
+    webhook_path: ClassVar[str] = "/webhooks/google/watched"
+    dev_channel_secret: ClassVar[str] = "dev-only-watched-channel-secret-0123456789"
+
+
+def test_push_channels_are_signed_with_a_real_secret_and_address_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    development = WatchedSettings()
+    assert development.channel_secrets == [WatchedSettings.dev_channel_secret.encode()]
+    assert development.webhook_address.endswith("/webhooks/google/watched")
+
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("CURSOR_SECRET", "s" * 48)
+    monkeypatch.setenv("AUTH_JWKS_URL", "https://idp.example.com/jwks")
+    monkeypatch.setenv("SERVICE_JWKS_URL", "https://keys.example.com/services.json")
+    monkeypatch.setenv(
+        "WATCHED_SERVICE_KEY", ECKey.generate_key("P-256").as_pem(private=True).decode()
+    )
+    with pytest.raises(ValidationError, match="WATCHED_CHANNEL_SECRET is required"):
+        WatchedSettings()
+    monkeypatch.setenv("WATCHED_CHANNEL_SECRET", WatchedSettings.dev_channel_secret)
+    with pytest.raises(ValidationError, match="WATCHED_CHANNEL_SECRET is the development value"):
+        WatchedSettings()
+    monkeypatch.setenv("WATCHED_CHANNEL_SECRET", "r" * 40)
+    with pytest.raises(ValidationError, match="WATCHED_WEBHOOK_URL must name"):
+        WatchedSettings()
+    monkeypatch.setenv("WATCHED_WEBHOOK_URL", "https://hooks.example.com/google/watched")
+    monkeypatch.setenv("WATCHED_CHANNEL_PREVIOUS_SECRET", "p" * 40)
+    settings = WatchedSettings()
+    assert settings.channel_secrets == [b"r" * 40, b"p" * 40]
+    assert settings.webhook_address == "https://hooks.example.com/google/watched"

@@ -52,8 +52,9 @@ class PushServiceSettings(GoogleServiceSettings):
     def _refuse_development_push_settings(self) -> PushServiceSettings:
         if self.environment is not Environment.PRODUCTION:
             return self
-        secret = self.channel_secret.get_secret_value() if self.channel_secret else None
-        if secret in (None, self.dev_channel_secret):
+        if self.channel_secret is None:
+            raise ValueError(f"{self.env_prefix()}CHANNEL_SECRET is required in production")
+        if self.channel_secret.get_secret_value() == self.dev_channel_secret:
             raise ValueError(f"{self.env_prefix()}CHANNEL_SECRET is the development value")
         if self.webhook_url is None:
             raise ValueError(f"{self.env_prefix()}WEBHOOK_URL must name the public webhook address")
