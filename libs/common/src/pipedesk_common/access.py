@@ -7,7 +7,6 @@ works), and every decision goes through the one ``can``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,12 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.auth import Principal, ServiceTokenIssuer
 from pipedesk_common.consumer import Consumer
-from pipedesk_common.errors import ServiceUnavailable
 from pipedesk_common.events import Event
 from pipedesk_common.events.crm import AccessChanged, DealAccessChanged, LeadAccessChanged
+from pipedesk_common.internal_calls import read_internal
 from pipedesk_common.rbac import AccessList, Action, MemberRole, can
-
-log = logging.getLogger(__name__)
 
 ACCESS_EVENTS: dict[str, type[AccessChanged]] = {
     "lead": LeadAccessChanged,
@@ -162,18 +159,11 @@ class AccessReplica:
         return access is not None and can(principal, action, access)
 
     async def _fetch(self, record_type: str, record_id: str) -> dict[str, Any] | None:
-        token = self._issuer().token_for("crm")
-        try:
-            response = await self._http().get(
-                f"{self.crm_url}/internal/acl/{record_type}/{record_id}",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("the CRM service cannot be reached for access rules") from exc
-        if response.status_code in {404, 422}:
-            return None
-        if response.status_code != 200:
-            log.warning("CRM answered %s for an access list", response.status_code)
-            raise ServiceUnavailable("the CRM service could not tell who may see this record")
-        document: dict[str, Any] = response.json()
+        document: dict[str, Any] | None = await read_internal(
+            self._http(),
+            self._issuer(),
+            "crm",
+            f"{self.crm_url}/internal/acl/{record_type}/{record_id}",
+            what="access rules",
+        )
         return document

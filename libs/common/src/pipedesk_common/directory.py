@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.errors import ServiceUnavailable
+from pipedesk_common.internal_calls import read_internal
 
 
 class DirectoryUser(BaseModel):
@@ -41,21 +42,18 @@ class OrgDirectory:
 
     async def user(self, org_id: str, user_id: str) -> DirectoryUser | None:
         """The user of ``org_id`` with this id, or None if the org has no such user."""
-        token = self._issuer().token_for("crm")
-        try:
-            response = await self._http().get(
-                f"{self.crm_url}/internal/users/{quote(user_id, safe='')}",
-                params={"org_id": org_id},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("the CRM service cannot be reached for the directory") from exc
-        if response.status_code in {404, 422}:
+        found = await read_internal(
+            self._http(),
+            self._issuer(),
+            "crm",
+            f"{self.crm_url}/internal/users/{quote(user_id, safe='')}",
+            what="the directory",
+            params={"org_id": org_id},
+        )
+        if found is None:
             return None
-        if response.status_code != 200:
-            raise ServiceUnavailable(f"the CRM directory answered {response.status_code}")
         try:
-            found = DirectoryUser.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
+            user = DirectoryUser.model_validate(found)
+        except ValidationError as exc:
             raise ServiceUnavailable("the CRM directory answered an unreadable user") from exc
-        return found if found.org_id == org_id and found.active else None
+        return user if user.org_id == org_id and user.active else None

@@ -80,6 +80,13 @@ class CursorCodec:
             raise self.invalid()
         return position
 
+    def decode_key(self, cursor: str, *, scope: str) -> str:
+        """A position that is one string key (a user id), as ``encode([key])`` wrote it."""
+        position = self.decode(cursor, scope=scope)
+        if len(position) != 1 or not isinstance(position[0], str):
+            raise self.invalid()
+        return position[0]
+
     def encode_keyset(self, moment: datetime, row_id: UUID, *, scope: str) -> str:
         """The usual keyset position: a timestamp and a row id."""
         return self.encode([moment.isoformat(), str(row_id)], scope=scope)

@@ -66,12 +66,7 @@ async def sync_health(
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Page[AccountHealthPublic]:
     scope = f"sync-health:{principal.org_id}:{user_id}:{state}"
-    after = None
-    if cursor:
-        position = context.cursors.decode(cursor, scope=scope)
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise context.cursors.invalid()
-        after = position[0]
+    after = context.cursors.decode_key(cursor, scope=scope) if cursor else None
     items, more = await board.page(
         principal, user_id=user_id, state=state, after=after, limit=limit
     )

@@ -49,12 +49,7 @@ async def list_users(
     cursor: Cursor = None,
 ) -> Page[UserPublic]:
     scope = f"users:{team_id!r}:{q!r}"
-    after = None
-    if cursor:
-        position = context.cursors.decode(cursor, scope=scope)
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise context.cursors.invalid()
-        after = position[0]
+    after = context.cursors.decode_key(cursor, scope=scope) if cursor else None
     rows = await directory.users(principal, team_id=team_id, q=q, after=after, limit=limit + 1)
     items = [UserPublic.model_validate(row) for row in rows[:limit]]
     next_cursor = None
