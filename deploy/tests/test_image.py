@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from deploy.tests.dockerfile import environment_of, syncs_of
 from deploy.tests.system import DEPLOY, REPO, processes
 
 # Packages no runtime needs, whichever group pulls them in: test runners and their plugins,
@@ -39,42 +38,6 @@ NEVER_AT_RUNTIME = {
 }
 
 
-@dataclass
-class Stage:
-    name: str
-    parent: str
-    syncs: list[list[str]] = field(default_factory=list)
-    venv_from: str | None = None
-
-
-def dockerfile_stages() -> dict[str, Stage]:
-    text = (DEPLOY / "Dockerfile").read_text()
-    joined = re.sub(r"\\\n", " ", text)
-    stages: dict[str, Stage] = {}
-    current: Stage | None = None
-    for line in joined.splitlines():
-        words = shlex.split(line, comments=True)
-        if not words:
-            continue
-        if words[0] == "FROM":
-            name = words[3] if len(words) > 3 and words[2].upper() == "AS" else words[1]
-            current = stages[name] = Stage(name, words[1])
-        elif current is not None and words[0] == "RUN" and "uv" in words:
-            at = words.index("uv")
-            if words[at + 1] == "sync":
-                current.syncs.append(words[at + 2 :])
-        elif current is not None and words[0] == "COPY" and words[-1] == "/app/.venv":
-            current.venv_from = words[1].removeprefix("--from=")
-    return stages
-
-
-def syncs_of(stages: dict[str, Stage], name: str) -> list[list[str]]:
-    """Every ``uv sync`` that made a stage's venv, its parents' first."""
-    stage = stages[name]
-    inherited = syncs_of(stages, stage.parent) if stage.parent in stages else []
-    return inherited + stage.syncs
-
-
 def distributions(python: Path) -> set[str]:
     listing = subprocess.run(
         [
@@ -93,13 +56,10 @@ def distributions(python: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def image_venvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The venv of each final target (``runtime``, ``dev``), built with the Dockerfile's syncs."""
-    stages = dockerfile_stages()
     venvs: dict[str, Path] = {}
     for target in ("runtime", "dev"):
-        source = stages[target].venv_from
-        assert source is not None, f"the {target} target copies no venv"
         venv = tmp_path_factory.mktemp(target) / ".venv"
-        for arguments in syncs_of(stages, source):
+        for arguments in syncs_of(target):
             subprocess.run(
                 ["uv", "sync", "--quiet", *arguments],
                 cwd=REPO,
@@ -121,9 +81,8 @@ def dependency_group_members() -> set[str]:
 
 
 def test_every_sync_of_the_image_leaves_out_the_dependency_groups() -> None:
-    stages = dockerfile_stages()
     for target in ("runtime", "dev"):
-        syncs = syncs_of(stages, stages[target].venv_from or "")
+        syncs = syncs_of(target)
         assert syncs, f"the {target} target installs nothing"
         for arguments in syncs:
             assert "--no-dev" in arguments, arguments
@@ -182,6 +141,7 @@ def test_each_image_target_runs_every_process_it_is_given(image_venvs: dict[str,
 
 
 def test_image_listens_on_all_interfaces_for_every_process() -> None:
-    text = (DEPLOY / "Dockerfile").read_text()
-    for process in processes():
-        assert re.search(rf"\b{process.prefix}HOST=0\.0\.0\.0\b", text), process.name
+    for target in ("runtime", "dev"):
+        environment = environment_of(target)
+        for process in processes():
+            assert environment.get(f"{process.prefix}HOST") == "0.0.0.0", (target, process.name)
