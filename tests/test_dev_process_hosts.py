@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pipedesk_common.settings import PORT_OFFSETS
-from pipedesk_common.testing.servers import free_port, run_process
+from pipedesk_testkit.servers import free_port, run_process
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from sqlalchemy import make_url
 from pipedesk_common import migrations
 from pipedesk_common.db import connect_raw
 from pipedesk_common.settings import DEFAULT_DATABASE_URL
-from pipedesk_common.testing.database import RUN_PREFIX, drop_database
+from pipedesk_testkit.database import RUN_PREFIX, drop_database
 
 
 @pytest.fixture
