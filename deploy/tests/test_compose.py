@@ -107,6 +107,17 @@ def test_each_process_listens_where_the_others_look_for_it(compose: dict[str, An
     assert sorted(gateway.ready_services) == deployed  # type: ignore[attr-defined]
 
 
+def test_the_stack_is_one_stack_on_one_broker_namespace(compose: dict[str, Any]) -> None:
+    containers = ours(compose)
+    stacks = {
+        (settings.stack, settings.broker_prefix, settings.amqp_url)
+        for settings in (
+            settings_in(process, environment(containers[process.name])) for process in processes()
+        )
+    }
+    assert len(stacks) == 1
+
+
 def test_a_browser_on_the_host_completes_the_google_connect_flow(compose: dict[str, Any]) -> None:
     """The consent page and the callback are addresses of the host, on ports the emulator and
     the gateway publish and listen on in their containers."""

@@ -58,3 +58,15 @@ def test_the_gateway_requires_every_deployed_service_and_shares_its_limits() -> 
     settings = settings_in(gateway, environment)
     assert sorted(settings.ready_services) == sorted(s.name for s in services())  # type: ignore[attr-defined]
     assert settings.redis_url is not None
+
+
+def test_every_process_of_the_stack_shares_one_broker_namespace() -> None:
+    """Set in pipedesk-config, not derived from each service's database: services with
+    databases of their own still publish to, and consume from, one namespace."""
+    namespaces = set()
+    for process in processes():
+        deployment = one("overlays/production", "Deployment", process.name)
+        environment = container_environment("overlays/production", container(deployment))
+        assert "BROKER_PREFIX" in environment, process.name
+        namespaces.add(settings_in(process, environment).broker_prefix)
+    assert len(namespaces) == 1
