@@ -53,6 +53,23 @@ async def test_the_jwks_of_every_services_key_verifies_each_services_tokens(tmp_
             await callee.caller(stranger.token_for("crm"))
 
 
+@pytest.mark.asyncio
+async def test_while_a_key_rotates_the_jwks_verifies_tokens_of_both(tmp_path: Path) -> None:
+    old, new = (ECKey.generate_key("P-256", private=True) for _ in range(2))
+    (tmp_path / "crm-service-key.pem").write_bytes(old.as_pem(private=True))
+    (tmp_path / "crm-service-key.new.pem").write_bytes(new.as_pem(private=True))
+    result = jwks_of("crm-service-key.pem", "crm=crm-service-key.new.pem", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "service-jwks.json").write_text(result.stdout)
+    clock = SystemClock()
+    async with httpx.AsyncClient() as http:
+        cache = JwksCache((tmp_path / "service-jwks.json").as_uri(), http=http, clock=clock)
+        callee = ServiceTokenVerifier(cache, audience="timeline", clock=clock)
+        for key in (old, new):
+            token = ServiceTokenIssuer("crm", key, clock=clock).token_for("timeline")
+            assert (await callee.caller(token)).name == "crm"
+
+
 def test_a_key_file_must_name_its_service_and_be_a_p256_key(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_bytes(
         ECKey.generate_key("P-256", private=True).as_pem(private=True)

@@ -2,8 +2,9 @@
 
 ``python -m pipedesk_common.keys jwks crm-service-key.pem timeline-service-key.pem …`` prints
 the JWKS that ``SERVICE_JWKS_URL`` serves, from the services' private keys (PEM files named
-``<service>-service-key.pem``, or given as ``<service>=<file>``): each public key with the kid
-``<service>.<thumbprint prefix>``. No private part is printed.
+``<service>-service-key.pem``, or given as ``<service>=<file>``; a service may have two while its
+key rotates): each public key with the kid ``<service>.<thumbprint prefix>``. No private part is
+printed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,8 +50,13 @@ def service_jwk(service: str, key: ECKey) -> dict[str, Any]:
     }
 
 
-def service_jwks(keys: Mapping[str, ECKey]) -> dict[str, Any]:
-    return {"keys": [service_jwk(service, keys[service]) for service in sorted(keys)]}
+def service_jwks(keys: Iterable[tuple[str, ECKey]]) -> dict[str, Any]:
+    """The JWKS of ``(service, key)`` pairs; a service may have two keys while one rotates."""
+    return {"keys": [service_jwk(service, key) for service, key in sorted(keys, key=_by_name)]}
+
+
+def _by_name(pair: tuple[str, ECKey]) -> tuple[str, str]:
+    return pair[0], service_kid(*pair)
 
 
 def _named_key(argument: str) -> tuple[str, ECKey]:
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     jwks = commands.add_parser("jwks", help="print the JWKS of the services' public keys")
     jwks.add_argument("keys", nargs="+", help="<service>-service-key.pem or <service>=<file>")
     args = parser.parse_args(argv)
-    keys = dict(_named_key(argument) for argument in args.keys)
+    keys = [_named_key(argument) for argument in args.keys]
     try:
         published = service_jwks(keys)
     except ValueError as problem:

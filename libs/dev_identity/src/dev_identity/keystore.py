@@ -73,10 +73,8 @@ class KeyStore:
 
     def service_jwks(self) -> dict[str, Any]:
         return service_jwks(
-            {
-                path.stem.removeprefix("svc-"): ECKey.import_key(path.read_bytes())
-                for path in self.directory.glob("svc-*.pem")
-            }
+            (path.stem.removeprefix("svc-"), ECKey.import_key(path.read_bytes()))
+            for path in self.directory.glob("svc-*.pem")
         )
 
 
