@@ -69,6 +69,7 @@ DEAD_LETTERS = Gauge(
 @dataclass(frozen=True)
 class ConsumerSettings:
     prefetch: int = 100
+    concurrency: int = 5
     max_attempts: int = 5
     delivery_limit: int = 10
     retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)
@@ -93,6 +94,7 @@ class QueueRunner:
         amqp_url: str,
         clock: Clock,
         settings: ConsumerSettings | None = None,
+        handling: asyncio.Semaphore | None = None,
     ) -> None:
         self.consumer = consumer
         self.sessionmaker = sessionmaker
@@ -100,6 +102,9 @@ class QueueRunner:
         self.amqp_url = amqp_url
         self.clock = clock
         self.settings = settings or ConsumerSettings()
+        # Prefetched messages wait here for a slot rather than for a database connection: a
+        # backlog must not starve the pool that requests and readiness checks share.
+        self._handling = handling or asyncio.Semaphore(self.settings.concurrency)
         self.queue_name = topology.queue(consumer.queue)
         self._accepting = False
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -210,7 +215,8 @@ class QueueRunner:
         assert task is not None
         self._in_flight.add(task)
         try:
-            await self._process(channel, message)
+            async with self._handling:
+                await self._process(channel, message)
         finally:
             self._in_flight.discard(task)
 

@@ -132,6 +132,7 @@ def reconnect_backoff(settings: BaseServiceSettings) -> Backoff:
 def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
+        concurrency=settings.consumer_concurrency or settings.database_pool_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -166,6 +167,8 @@ async def _background(
         stoppers.append(relay.stop)
     consuming: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     if settings.consumers_enabled:
+        runner_settings = consumer_settings(settings)
+        handling = asyncio.Semaphore(runner_settings.concurrency)  # shared by the process
         for consumer in consumers:
             runner = QueueRunner(
                 consumer,
@@ -173,7 +176,8 @@ async def _background(
                 topology=context.topology,
                 amqp_url=settings.amqp_url,
                 clock=context.clock,
-                settings=consumer_settings(settings),
+                settings=runner_settings,
+                handling=handling,
             )
             ready = asyncio.Event()
             task = asyncio.create_task(runner.run(ready), name=f"consumer-{consumer.queue}")

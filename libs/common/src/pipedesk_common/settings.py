@@ -215,6 +215,14 @@ class BaseServiceSettings(BaseSettings):
     consumer_prefetch: int = Field(
         100, ge=1, le=5000, validation_alias=AliasChoices("CONSUMER_PREFETCH", "consumer_prefetch")
     )
+    consumer_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        validation_alias=AliasChoices("CONSUMER_CONCURRENCY", "consumer_concurrency"),
+        description="Events a process handles at once, across its consumers (default: the"
+        " database pool size, so requests and the relay keep the overflow connections)",
+    )
     consumer_max_attempts: int = Field(
         5,
         ge=1,
