@@ -76,7 +76,7 @@ class ItemHolder(TimelineModel, table=True):
     status: str | None = Field(default=None, sa_type=String(50))
     actor_id: str | None = Field(default=None, sa_type=String(255))
     source_service: str = Field(sa_type=String(50))
-    google_id: str | None = Field(default=None, sa_type=String(300))
+    google_id: str | None = Field(default=None, sa_type=String(1024))
     url: str | None = Field(default=None, sa_type=Text)
     links: list[list[str]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))

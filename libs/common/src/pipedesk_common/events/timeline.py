@@ -68,7 +68,9 @@ class TimelineSource(BaseModel):
         max_length=300,
         description="Identifies the source object: its versions update ONE item, never add more",
     )
-    google_id: str | None = Field(None, max_length=300)
+    google_id: str | None = Field(
+        None, max_length=1024, description="Google's id of the object (event ids reach 1024)"
+    )
     url: str | None = Field(None, max_length=2000)
 
 

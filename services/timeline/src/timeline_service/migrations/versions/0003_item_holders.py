@@ -49,7 +49,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=50), nullable=True),
     sa.Column('actor_id', sa.String(length=255), nullable=True),
     sa.Column('source_service', sa.String(length=50), nullable=False),
-    sa.Column('google_id', sa.String(length=300), nullable=True),
+    sa.Column('google_id', sa.String(length=1024), nullable=True),
     sa.Column('url', sa.Text(), nullable=True),
     sa.Column('links', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -90,7 +90,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to one row per item, holding the copy a viewer with full access is shown (the newest
-    live one): an item's other copies are lost, as that schema cannot hold them."""
+    live one): an item's other copies are lost, as that schema cannot hold them (nor a Google id
+    longer than 300 characters: such a copy stops the downgrade)."""
     op.add_column('items', sa.Column('source_key', sa.VARCHAR(length=300), autoincrement=False, nullable=True), schema='timeline')
     op.add_column('items', sa.Column('kind', sa.VARCHAR(length=20), autoincrement=False, nullable=True), schema='timeline')
     op.add_column('items', sa.Column('title', sa.VARCHAR(length=500), autoincrement=False, nullable=True), schema='timeline')
