@@ -239,9 +239,7 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     now = clock.now()
     item_id, created = await _item_for(session, org_id, projection, previous_item)
     copy = _copy_values(event, projection)
-    statement = insert(holders).values(
-        org_id=org_id, source_key=projection.source.key, item_id=item_id, updated_at=now, **copy
-    )
+    statement = insert(holders).values(org_id=org_id, item_id=item_id, updated_at=now, **copy)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["org_id", "source_key"],
@@ -252,7 +250,7 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     records: set[Record] = set()
     for changed_item in sorted(changed):
         # A new item is this copy alone, with no links yet: nothing to read back.
-        alone = CopyState.of(copy, projection.source.key) if changed_item == created else None
+        alone = CopyState.of(copy) if changed_item == created else None
         records |= await _refresh_item(session, org_id, changed_item, alone)
     await touch(session, org_id, records, sorted(changed))
 
@@ -268,14 +266,14 @@ class CopyState(NamedTuple):
     links: list[list[str]]
 
     @classmethod
-    def of(cls, values: dict[str, Any], source_key: str) -> "CopyState":
-        return cls(**{name: values[name] for name in cls._fields if name != "source_key"},
-                   source_key=source_key)  # fmt: skip
+    def of(cls, values: dict[str, Any]) -> "CopyState":
+        return cls(**{name: values[name] for name in cls._fields})
 
 
 def _copy_values(event: Event[Any], projection: TimelineProjection) -> dict[str, Any]:
     visibility = projection.visibility
     return {
+        "source_key": projection.source.key,
         "owner_id": visibility.owner_id,
         "private": visibility.private,
         "sharing": visibility.sharing,
