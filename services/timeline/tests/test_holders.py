@@ -4,6 +4,7 @@ only under its own holder's sharing."""
 
 import asyncio
 import json
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -69,23 +70,20 @@ def mail_copy(feed: Any, holder: ActingUser, lead: str, *, version: int = 1, **f
     return feed.item(f"mail-{holder.sub}", version=version, **values)
 
 
+def meeting_copy(feed: Any, meeting: str, holder: ActingUser, **fields: Any) -> Any:
+    """One calendar's copy of the meeting whose iCalUID is ``<meeting>@google.com``."""
+    values: dict[str, Any] = {"identity": f"{meeting}@google.com", **fields}
+    return feed.item(f"{meeting}-{holder.sub}", owner_id=holder.sub, **values)
+
+
 async def test_copies_with_one_identity_are_one_item_held_by_each_holder(
     timeline_app: OpenService, users: Users, feed, database_url: str
 ) -> None:
     organizer = users.make(Role.REP, teams=["t1"])
     teammate = users.make(Role.REP, teams=["t1"])
     lead = str(uuid4())
-
-    def copy(holder: ActingUser, **fields: Any) -> Any:
-        return feed.item(
-            f"evt-{holder.sub}",
-            title="Acme kick-off",
-            participants=[organizer.principal.email, teammate.principal.email],
-            owner_id=holder.sub,
-            identity="kickoff@google.com",
-            **fields,
-        )
-
+    participants = [organizer.principal.email, teammate.principal.email]
+    copy = partial(meeting_copy, feed, "kickoff", title="Acme kick-off", participants=participants)
     async with timeline_app() as timeline:
         await feed.send(feed.access("lead", lead, organizer))
         await feed.send(copy(organizer, links=[("lead", lead)]))
@@ -96,8 +94,8 @@ async def test_copies_with_one_identity_are_one_item_held_by_each_holder(
         assert [link["id"] for link in item["links"]] == [lead]
     held = await holder_rows(database_url, feed.org_id)
     assert held == {
-        f"calendar:evt-{organizer.sub}": (first["id"], organizer.sub, True, 1),
-        f"calendar:evt-{teammate.sub}": (first["id"], teammate.sub, True, 1),
+        f"calendar:kickoff-{organizer.sub}": (first["id"], organizer.sub, True, 1),
+        f"calendar:kickoff-{teammate.sub}": (first["id"], teammate.sub, True, 1),
     }
     assert await item_count(database_url, feed.org_id) == 1
 
@@ -176,18 +174,10 @@ async def test_a_private_meeting_is_busy_unless_some_holder_shows_it_to_the_view
     manager = users.make(Role.MANAGER, teams=["t1"])
     lead = str(uuid4())
     participants = [organizer.principal.email, attendee.principal.email]
-
-    def copy(holder: ActingUser, **fields: Any) -> Any:
-        return feed.item(
-            f"board-{holder.sub}",
-            title="Board prep",
-            participants=participants,
-            links=[("lead", lead)],
-            owner_id=holder.sub,
-            identity="board@google.com",
-            **fields,
-        )
-
+    copy = partial(
+        meeting_copy, feed, "board", title="Board prep", participants=participants,
+        links=[("lead", lead)],
+    )  # fmt: skip
     async with timeline_app() as timeline:
         await feed.send(feed.access("lead", lead, organizer, members={attendee.sub: "follower"}))
         await feed.send(copy(organizer, private=True), copy(attendee, private=False))
@@ -215,16 +205,7 @@ async def test_a_meeting_stays_until_its_last_holder_cancels_it_then_shows_cance
     organizer = users.make(Role.REP, teams=["t1"])
     teammate = users.make(Role.REP, teams=["t1"])
     lead = str(uuid4())
-
-    def copy(holder: ActingUser, **fields: Any) -> Any:
-        return feed.item(
-            f"sync-{holder.sub}",
-            links=[("lead", lead)],
-            owner_id=holder.sub,
-            identity="sync@google.com",
-            **fields,
-        )
-
+    copy = partial(meeting_copy, feed, "sync", links=[("lead", lead)])
     async with timeline_app() as timeline:
         await feed.send(feed.access("lead", lead, organizer))
         await feed.send(copy(organizer, title="Weekly sync"), copy(teammate, title="Weekly sync"))
@@ -278,22 +259,14 @@ async def test_copies_recorded_before_identities_merge_into_one_item_as_they_cha
     organizer = users.make(Role.REP, teams=["t1"])
     teammate = users.make(Role.REP, teams=["t1"])
     lead = str(uuid4())
-
-    def copy(holder: ActingUser, version: int, identity: str | None) -> Any:
-        return feed.item(
-            f"legacy-{holder.sub}",
-            version=version,
-            links=[("lead", lead)],
-            owner_id=holder.sub,
-            identity=identity,
-        )
-
+    copy = partial(meeting_copy, feed, "legacy", links=[("lead", lead)])
     async with timeline_app() as timeline:
         await feed.send(feed.access("lead", lead, organizer))
-        await feed.send(copy(organizer, 1, None), copy(teammate, 1, None))
+        # Recorded before copies carried an identity: an item each.
+        await feed.send(copy(organizer, identity=None), copy(teammate, identity=None))
         assert len((await feed.page(timeline, organizer, "lead", lead))["items"]) == 2
-        await feed.send(copy(organizer, 2, "legacy@google.com"))
-        await feed.send(copy(teammate, 2, "legacy@google.com"))
+        await feed.send(copy(organizer, version=2))
+        await feed.send(copy(teammate, version=2))
         [item] = (await feed.page(timeline, organizer, "lead", lead))["items"]
     held = await holder_rows(database_url, feed.org_id)
     assert {item_id for item_id, _, _, _ in held.values()} == {item["id"]}
