@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
 from pipedesk_common.db import connect_raw
@@ -21,6 +22,7 @@ from timeline_service.settings import TimelineSettings
 pytestmark = pytest.mark.asyncio
 
 DELIVERY_LIMIT_SECONDS = 10
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def holder_rows(
@@ -274,43 +276,58 @@ async def test_copies_recorded_before_identities_merge_into_one_item_as_they_cha
 
 
 async def test_a_holder_arriving_or_leaving_changes_the_item_once(
-    service_env: dict[str, str], users: Users, feed
+    service_env: dict[str, str], users: Users, feed, broker_prefix: str
 ) -> None:
-    """The record's version moves by one, the page's ETag changes, and the stream sends the one
-    item once, for a second holder's copy arriving and for it leaving."""
+    """The record's version moves by one, the page's ETag (the page cache's key) changes, and
+    the stream sends the one item once, for a second holder's copy arriving and for it leaving."""
     rep, manager = users.make(Role.REP, teams=["t1"]), users.make(Role.MANAGER, teams=["t1"])
+    reader = users.make(Role.MANAGER, teams=["t1"])  # sees what the holders share
     lead = str(uuid4())
     path = f"/api/timeline/lead/{lead}"
-    with serve_in_thread(build_app(TimelineSettings(**service_env))) as url:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as timeline:
-            await feed.send(feed.access("lead", lead, rep))
-            await feed.send(mail_copy(feed, rep, lead, sharing="metadata"))
-            before = await timeline.get(path, headers=rep.headers)
-            ticket = await timeline.post(f"{path}/stream-ticket", headers=rep.headers)
-            params = {"ticket": ticket.json()["ticket"]}
-            headers = {"Last-Event-ID": before.headers["Timeline-Version"]}
-            async with timeline.stream(
-                "GET", f"{path}/stream", params=params, headers=headers
-            ) as live:
-                lines = live.aiter_lines()
-                await feed.send(mail_copy(feed, manager, lead, sharing="full"))
-                arrived = await next_item(lines)
-                after_arrival = await timeline.get(
-                    path, headers={**rep.headers, "If-None-Match": before.headers["etag"]}
-                )
-                await feed.send(mail_copy(feed, manager, lead, version=2, status="deleted"))
-                left = await next_item(lines)
-                await feed.send(feed.item("marker", links=[("lead", lead)]))
-                marker = await next_item(lines)
-            after_leaving = await timeline.get(path, headers=rep.headers)
+    settings = TimelineSettings(**{**service_env, "REDIS_URL": REDIS_URL})
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        with serve_in_thread(build_app(settings)) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as timeline:
+                await feed.send(feed.access("lead", lead, rep))
+                await feed.send(mail_copy(feed, rep, lead, sharing="metadata"))
+                before = await timeline.get(path, headers=reader.headers)
+                cached = await redis.get(f"{broker_prefix}timeline:page:{before.headers['etag']}")
+                ticket = await timeline.post(f"{path}/stream-ticket", headers=reader.headers)
+                params = {"ticket": ticket.json()["ticket"]}
+                headers = {"Last-Event-ID": before.headers["Timeline-Version"]}
+                async with timeline.stream(
+                    "GET", f"{path}/stream", params=params, headers=headers
+                ) as live:
+                    lines = live.aiter_lines()
+                    await feed.send(mail_copy(feed, manager, lead, sharing="full"))
+                    arrived = await next_item(lines)
+                    after_arrival = await timeline.get(
+                        path, headers={**reader.headers, "If-None-Match": before.headers["etag"]}
+                    )
+                    await feed.send(mail_copy(feed, manager, lead, version=2, status="deleted"))
+                    left = await next_item(lines)
+                    await feed.send(feed.item("marker", links=[("lead", lead)]))
+                    marker = await next_item(lines)
+                after_leaving = await timeline.get(path, headers=reader.headers)
+    finally:
+        await redis.aclose()
     [item] = before.json()["items"]
+    assert cached == before.content
     assert [arrived["id"], left["id"], marker["id"]] == [
         str(int(before.headers["Timeline-Version"]) + n) for n in (1, 2, 3)
     ]
     assert arrived["data"]["id"] == left["data"]["id"] == item["id"]
+    assert [arrived["data"]["title"], left["data"]["title"]] == ["Q3 terms", "Email"]
     assert marker["data"]["source"]["google_id"] == "marker"  # nothing in between
     assert after_arrival.status_code == 200
-    assert [found["id"] for found in after_arrival.json()["items"]] == [item["id"]]
+    assert [(found["id"], found["title"]) for found in after_arrival.json()["items"]] == [
+        (item["id"], "Q3 terms")
+    ]
+    assert [found["title"] for found in after_leaving.json()["items"]] == [
+        "Quarterly review",
+        "Email",
+    ]
     assert after_leaving.headers["etag"] not in {
         before.headers["etag"],
         after_arrival.headers["etag"],
