@@ -17,7 +17,7 @@ install: ## Install uv if missing, then the whole workspace from uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --all-packages --locked --quiet
 
-preflight: install ## Check that PostgreSQL and RabbitMQ answer (one line per server that does not)
+preflight: install ## Check that PostgreSQL, RabbitMQ (and Redis if REDIS_URL is set) answer
 	@$(PYTHON) -m pipedesk_common.preflight
 
 migrate: preflight ## Run every service's migrations
@@ -26,18 +26,20 @@ migrate: preflight ## Run every service's migrations
 keys: install ## Generate the dev identity provider's and services' keys (once; kept in .dev/, out of git)
 	@$(PYTHON) -m dev_identity init
 
-run: migrate keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
+# The preflight provides the servers (starting those that do not answer in Docker) for as long as
+# the migrations and the system run.
+run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
 	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
-		$(PYTHON) -m honcho -f Procfile start
+		$(PYTHON) -m pipedesk_common.preflight -- \
+		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
 
-test: preflight ## Install everything, then run the whole suite
+test: install ## Install everything, then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: install ## Formatting, lint, types and architecture contracts
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync ruff check .
-	$(UV) run --no-sync mypy --strict libs/common/src gateway/src bench
-	$(UV) run --no-sync mypy services/crm/src services/timeline/src services/accounts/src services/calendar/src services/tasks/src libs/dev_identity/src libs/google_emulator/src
+	$(UV) run --no-sync mypy libs/*/src libs/*/tests services/*/src gateway/src bench
 	$(UV) run --no-sync lint-imports
 
 format: install ## Format and fix what can be fixed automatically

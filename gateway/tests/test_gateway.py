@@ -12,14 +12,14 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.plugin import Identity, Users
-from pipedesk_common.testing.servers import free_port, run_process, serve_in_thread
-from pipedesk_common.testing.waiting import eventually
 from pipedesk_gateway.app import build_app
 from pipedesk_gateway.routing import is_public, target_of
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_testkit.attacks import ATTACKS, forged_tokens
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.identities import Identity, Users
+from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -97,13 +97,13 @@ async def test_a_stopped_service_is_502_and_a_stalled_one_504(
 
 
 async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
-    service_env: dict[str, str], upstreams: dict[str, str], users: Users
+    service_env: dict[str, str], upstreams: dict[str, str], users: Users, redis_url: str
 ) -> None:
     ports = [free_port(), free_port()]
     env = {
         **service_env,
         **upstreams,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": redis_url,
         "RATE_LIMIT_DEFAULT": "10/60",
         "LOG_LEVEL": "WARNING",
     }

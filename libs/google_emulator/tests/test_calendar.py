@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from google_emulator import calendar
 from google_emulator.core import CALENDAR_SCOPES, TASKS_SCOPES, Emulator, GoogleError
 from google_emulator.fidelity import check_response
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 os.environ["NO_GCE_CHECK"] = "True"
 
@@ -47,7 +47,7 @@ class Served:
         token = self.emulator.issue_access_token(email, scopes).token
         document = json.loads(DISCOVERY.read_text())
         document["rootUrl"] = self.url + "/"
-        service = build_from_document(document, credentials=Credentials(token))
+        service = build_from_document(document, credentials=Credentials(token))  # type: ignore[no-untyped-call]
         self.services.append(service)  # closed at teardown: httplib2 leaves sockets open
         return service
 

@@ -6,11 +6,10 @@ import pytest
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import OpenService, Users
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
 
 pytestmark = pytest.mark.asyncio
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def test_304_until_a_new_item_or_the_viewers_access_changes(
@@ -60,14 +59,14 @@ async def test_304_until_a_new_item_or_the_viewers_access_changes(
 
 
 async def test_the_redis_page_cache_uses_the_etag_as_key_and_is_never_stale(
-    timeline_app: OpenService, users: Users, feed, broker_prefix: str
+    timeline_app: OpenService, users: Users, feed, broker_prefix: str, redis_url: str
 ) -> None:
     owner = users.make(Role.REP, teams=["t1"])
     lead = str(uuid4())
     path = f"/api/timeline/lead/{lead}"
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url)
     try:
-        async with timeline_app(REDIS_URL=REDIS_URL) as timeline:
+        async with timeline_app(REDIS_URL=redis_url) as timeline:
             await feed.send(
                 feed.access("lead", lead, owner), feed.item("m-1", links=[("lead", lead)])
             )

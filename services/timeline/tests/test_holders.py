@@ -14,8 +14,9 @@ from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
 from pipedesk_common.db import connect_raw
-from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.servers import serve_in_thread
 from timeline_service.app import build_app
 from timeline_service.settings import TimelineSettings
 

@@ -19,8 +19,9 @@ from sqlalchemy import make_url
 from pipedesk_common import migrations
 from pipedesk_common.auth import Role
 from pipedesk_common.db import connect_raw
-from pipedesk_common.testing.database import RUN_PREFIX, drop_database
-from pipedesk_common.testing.plugin import OpenService, Users
+from pipedesk_testkit.database import RUN_PREFIX, drop_database
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
 
 BEFORE_HOLDERS = "0002"
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)

@@ -40,6 +40,8 @@ PORT_OFFSETS: Final[dict[str, int]] = {
 
 DEFAULT_DATABASE_URL: Final = "postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk"
 DEFAULT_AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
+# Where the tests and the preflight look for Redis; a service uses Redis only when REDIS_URL is set.
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 # The development value, refused in production.
 DEV_CURSOR_SECRET: Final = "dev-only-cursor-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
 DEV_KEY_DIR: Final = ".dev/keys"
@@ -167,6 +169,20 @@ class BaseServiceSettings(BaseSettings):
     amqp_heartbeat: int = Field(
         10, ge=1, le=600, validation_alias=AliasChoices("AMQP_HEARTBEAT", "amqp_heartbeat")
     )
+    reconnect_initial_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("RECONNECT_INITIAL_SECONDS", "reconnect_initial_seconds"),
+        description="The first wait before re-establishing a lost broker or database link",
+    )
+    reconnect_max_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("RECONNECT_MAX_SECONDS", "reconnect_max_seconds"),
+        description="The longest wait between attempts to re-establish a link",
+    )
     relay_enabled: bool = Field(
         True, validation_alias=AliasChoices("RELAY_ENABLED", "relay_enabled")
     )
@@ -230,6 +246,12 @@ class BaseServiceSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _reconnect_waits_in_order(self) -> BaseServiceSettings:
+        if self.reconnect_initial_seconds > self.reconnect_max_seconds:
+            raise ValueError("RECONNECT_INITIAL_SECONDS must not exceed RECONNECT_MAX_SECONDS")
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:

@@ -1,4 +1,8 @@
-"""The pytest plugin every service's tests use (enabled with ``-p pipedesk_common.testing.plugin``).
+"""The pytest plugin every service's tests use (enabled with ``-p pipedesk_testkit.plugin``).
+
+At session start it provides PostgreSQL, RabbitMQ and Redis like ``make run`` does
+(``pipedesk_common.preflight.provide``): servers that answer are used, the others are started in
+Docker containers for the session, or the run stops with one line per server.
 
 Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
 provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
@@ -10,38 +14,37 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from pipedesk_common.auth import Principal, Role
+from dev_identity.keystore import KeyStore, TokenMinter
+from dev_identity.server import create_identity_app
 from pipedesk_common.clock import Clock
+from pipedesk_common.containers import DockerContainers
 from pipedesk_common.messaging import Topology, connect
-from pipedesk_common.preflight import unreachable_servers
+from pipedesk_common.preflight import REDIS, TEST_SERVERS, provide
 from pipedesk_common.settings import (
     DEFAULT_AMQP_URL,
     DEFAULT_DATABASE_URL,
-    JWKS_PATH,
-    SERVICE_JWKS_PATH,
     BaseServiceSettings,
 )
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.database import (
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.database import (
     create_run_database,
     drop_database,
     published_event_violations,
 )
-from pipedesk_common.testing.servers import serve_in_thread
-
-if TYPE_CHECKING:
-    from pipedesk_common.testing.google import GoogleStack
+from pipedesk_testkit.google import GoogleStack, run_google_stack
+from pipedesk_testkit.identities import Identity, Users
+from pipedesk_testkit.servers import serve_in_thread
 
 QUEUE_EXPIRY_MS = 900_000  # what the ledger missed (a killed process) goes 15 minutes after use
 
@@ -51,15 +54,38 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NO_GCE_CHECK", "True")
 
 
+_SERVERS = pytest.StashKey[ExitStack]()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    problems = asyncio.run(
-        unreachable_servers(
-            os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL),
-        )
-    )
-    if problems:
-        pytest.exit(" | ".join(problem.line() for problem in problems), returncode=3)
+    stack = ExitStack()
+    containers = DockerContainers.from_environment(os.environ)
+    provision = provide(TEST_SERVERS, os.environ, containers, stack)
+    if provision.problems:
+        pytest.exit(" | ".join(problem.line() for problem in provision.problems), returncode=3)
+    session.config.stash[_SERVERS] = stack
+    settings = stack.enter_context(pytest.MonkeyPatch.context())
+    for name, url in provision.environment().items():  # what the suite and its processes read
+        settings.setenv(name, url)
+    if (line := provision.line()) is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr)
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stack = session.config.stash.get(_SERVERS, None)
+    if stack is not None:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Where this run's Redis answers (``REDIS_URL``, a container's if one was started)."""
+    return REDIS.url(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -76,28 +102,8 @@ def database_url() -> Iterator[str]:
         pytest.fail("published events break their contracts:\n" + "\n".join(violations[:50]))
 
 
-@dataclass
-class Identity:
-    """The dev identity provider of this test run, served over HTTP like in ``make run``."""
-
-    url: str
-    key_dir: Path
-    minter: Any
-
-    @property
-    def jwks_url(self) -> str:
-        return self.url + JWKS_PATH
-
-    @property
-    def service_jwks_url(self) -> str:
-        return self.url + SERVICE_JWKS_PATH
-
-
 @pytest.fixture(scope="session")
 def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
-    from dev_identity.keystore import KeyStore, TokenMinter
-    from dev_identity.server import create_identity_app
-
     key_dir = tmp_path_factory.mktemp("keys")
     store = KeyStore(key_dir)
     with serve_in_thread(create_identity_app(store)) as url:
@@ -151,6 +157,8 @@ def service_env(
         "BROKER_QUEUE_LEDGER": str(queue_ledger),
         "OUTBOX_POLL_SECONDS": "0.2",
         "CONSUMER_RETRY_DELAYS_MS": "100,200,400",
+        "RECONNECT_INITIAL_SECONDS": "0.1",
+        "RECONNECT_MAX_SECONDS": "1",
         "AMQP_HEARTBEAT": "2",
     }
 
@@ -176,49 +184,6 @@ def open_service(service_env: dict[str, str]) -> OpenService:
     return open_app
 
 
-@dataclass(frozen=True)
-class ActingUser:
-    principal: Principal
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def sub(self) -> str:
-        return self.principal.sub
-
-
-@dataclass
-class Users:
-    """Makes users with real tokens. Each test gets a fresh org, so tests never share data."""
-
-    minter: Any
-    org_id: str = field(default_factory=lambda: f"org-{uuid.uuid4().hex[:12]}")
-
-    def make(
-        self,
-        role: Role | str = Role.REP,
-        *,
-        teams: Sequence[str] = ("team-a",),
-        org_id: str | None = None,
-        sub: str | None = None,
-    ) -> ActingUser:
-        role = Role(role)
-        sub = sub or f"{role.value}-{uuid.uuid4().hex[:8]}"
-        org = org_id or self.org_id
-        email = f"{sub}@{org}.example.com"
-        token = self.minter.mint(sub=sub, org_id=org, role=role.value, email=email, team_ids=teams)
-        principal = Principal(
-            sub=sub, email=email, org_id=org, role=role, team_ids=frozenset(teams)
-        )
-        return ActingUser(principal=principal, token=token)
-
-    def other_org(self) -> Users:
-        return Users(self.minter)
-
-
 @pytest.fixture
 def users(identity: Identity) -> Users:
     return Users(identity.minter)
@@ -227,8 +192,6 @@ def users(identity: Identity) -> Users:
 @pytest.fixture(scope="session")
 def google_stack(service_env: dict[str, str], identity: Identity) -> Iterator[GoogleStack]:
     """The Google emulator and the accounts service, started once for the run (use ``google``)."""
-    from pipedesk_common.testing.google import run_google_stack
-
     with run_google_stack(service_env, identity.key_dir) as stack:
         yield stack
 
