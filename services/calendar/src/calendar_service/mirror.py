@@ -37,6 +37,7 @@ from pipedesk_common.events.timeline import (
     TimelineProjection,
     TimelineSource,
     Visibility,
+    identity_of,
 )
 from pipedesk_common.ids import new_id
 from pipedesk_common.outbox import add_event
@@ -216,6 +217,7 @@ def snapshot(
     record_links = [Link(type=RecordType(kind), id=record) for kind, record in links]
     participants = sorted({*attendees, *([organizer.lower()] if organizer else [])})
     description = resource.get("description")
+    ical_uid = resource.get("iCalUID")
     return {
         "id": str(event.id),
         "version": event.version,
@@ -248,6 +250,8 @@ def snapshot(
                 google_id=event.google_id,
                 url=resource.get("hangoutLink") or resource.get("htmlLink"),
             ),
+            # The organizer's and every attendee's copy share it: one meeting, one item.
+            identity=identity_of(ical_uid) if ical_uid else None,
             status=event.status,
             actor_id=actor_id,
             visibility=Visibility(
