@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTHON := .venv/bin/python
+PROMTOOL := .dev/tools/usr/bin/promtool
 PORT_BASE ?= 8000
 export PORT_BASE
 export UV_PYTHON_DOWNLOADS := never
@@ -33,8 +34,18 @@ run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
 		$(PYTHON) -m pipedesk_common.preflight -- \
 		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
 
-test: install ## Install everything, then run the whole suite
+test: install $(PROMTOOL) ## Install everything, then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without
+# installing it (no server is set up or started), into .dev/tools/.
+$(PROMTOOL):
+	@mkdir -p .dev/tools && cd .dev/tools && rm -f prometheus_*.deb \
+		&& { apt-get download -qq prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+			&& apt-get download -qq prometheus >/dev/null 2>&1; }; } \
+		|| { echo "make test needs Debian's prometheus package (for promtool): apt-get download prometheus" >&2; exit 1; }
+	@cd .dev/tools && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && rm prometheus_*.deb
+	@$(PROMTOOL) --version >/dev/null
 
 lint: install ## Formatting, lint, types and architecture contracts
 	$(UV) run --no-sync ruff format --check .

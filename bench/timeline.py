@@ -1,5 +1,7 @@
 """Timeline page: a lead with 1,000,000 items, loaded once with COPY, read three ways — the raw
-prepared keyset query, the timeline service's API, and the same API through the gateway.
+prepared keyset query, the timeline service's API, and the same API through the gateway. Its
+emails and meetings are each held by two users (the rep's copy and a teammate's), as when a
+message sits in two mailboxes.
 
 The dataset is kept in the bench database (schema ``bench`` remembers it) and reused by later
 runs; it is written into the timeline service's tables, so its columns are checked first and a
@@ -26,12 +28,17 @@ from bench.pipeline import asyncpg_dsn
 
 PAGE_SIZE = 50
 KINDS = ("email", "email", "meeting", "audit", "email", "file", "meeting", "task", "audit", "note")
-ITEM_COLUMNS = (
-    "id", "org_id", "source_key", "kind", "occurred_at", "title", "summary", "participants",
-    "status", "actor_id", "source_service", "google_id", "url", "visibility", "version",
-    "event_id", "updated_at",
+SHARED_KINDS = ("email", "meeting")
+ITEM_COLUMNS = ("id", "org_id", "identity", "occurred_at")
+HOLDER_COLUMNS = (
+    "org_id", "source_key", "item_id", "owner_id", "private", "sharing", "held", "version",
+    "event_id", "changed_at", "kind", "occurred_at", "title", "summary", "participants", "status",
+    "actor_id", "source_service", "google_id", "url", "links", "updated_at",
 )  # fmt: skip
-LINK_COLUMNS = ("item_id", "record_type", "record_id", "org_id", "occurred_at")
+LINK_COLUMNS = (
+    "item_id", "record_type", "record_id", "org_id", "occurred_at", "explicit", "change_version",
+)  # fmt: skip
+TABLE_COLUMNS = {"items": ITEM_COLUMNS, "holders": HOLDER_COLUMNS, "links": LINK_COLUMNS}
 
 META = """
 CREATE SCHEMA IF NOT EXISTS bench;
@@ -41,16 +48,31 @@ CREATE TABLE IF NOT EXISTS bench.timeline_dataset (
     loaded_seconds double precision NOT NULL);
 """
 
-# The service's query (timeline_service.repository.record_items) for a lead's page, prepared.
+# The service's query (timeline_service.repository.record_items) for a lead's page, prepared:
+# per item, the copy the viewer ($3) is shown and their level of it.
 PAGE_QUERY = """
-SELECT i.* FROM timeline.items i JOIN timeline.links l ON l.item_id = i.id
+SELECT shown.*, l.item_id, l.occurred_at, l.change_version
+FROM timeline.links l JOIN LATERAL (
+    SELECT h.kind, h.title, h.summary, h.participants, h.status, h.actor_id, h.source_service,
+           h.google_id, h.url,
+           CASE WHEN h.owner_id = $3 THEN 3 WHEN h.private THEN 0
+                WHEN h.sharing IS NULL OR h.sharing = 'full' THEN 3
+                WHEN h.sharing = 'subject' THEN 2 ELSE 1 END AS level,
+           bool_or(h.owner_id = $3) OVER () AS viewer_holds,
+           bool_or(h.owner_id IS NOT NULL) OVER () AS owned
+    FROM timeline.holders h
+    WHERE h.item_id = l.item_id AND h.org_id = l.org_id
+    ORDER BY h.held DESC, level DESC, h.changed_at DESC, h.source_key LIMIT 1
+) shown ON true
 WHERE l.org_id = $1 AND l.record_type = 'lead' AND l.record_id = $2 {after}
 ORDER BY l.occurred_at DESC, l.item_id DESC LIMIT {limit}
 """
 FIRST_PAGE = PAGE_QUERY.format(after="", limit=PAGE_SIZE + 1)
 NEXT_PAGE = PAGE_QUERY.format(
-    after="AND (l.occurred_at, l.item_id) < ($3, $4)", limit=PAGE_SIZE + 1
+    after="AND (l.occurred_at, l.item_id) < ($4, $5)", limit=PAGE_SIZE + 1
 )
+VIEWER = "bench-rep"  # the bench's user (USER in bench/__main__.py): the rep's copies are theirs
+TEAMMATE = "bench-teammate"
 
 
 @dataclass
@@ -75,19 +97,21 @@ def uuid7_at(moment: datetime, rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def _rows(
-    org_id: str, lead_id: str, total: int, now: datetime, seed: int
-) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+Rows = dict[str, list[tuple[Any, ...]]]
+
+
+def _rows(org_id: str, lead_id: str, total: int, now: datetime, seed: int) -> Iterator[Rows]:
+    """Per item: its row, its holders' rows (the rep's copy; a teammate's too for emails and
+    meetings, shared at metadata level for emails) and its link to the lead."""
     rng = random.Random(seed)  # reproducible data, not secrets
     span = timedelta(days=3 * 365).total_seconds()
+    lead_link = json.dumps([["lead", lead_id]])
     for index in range(total):
         occurred = now - timedelta(seconds=span * (index + rng.random()) / total)
         item_id = uuid7_at(occurred, rng)
         kind = KINDS[index % len(KINDS)]
-        item = (
-            item_id,
-            org_id,
-            f"bench:{kind}:{index}",
+        shared = kind in SHARED_KINDS
+        content = (
             kind,
             occurred,
             f"{kind.capitalize()} {index}: quarterly review with the buying committee",
@@ -95,20 +119,33 @@ def _rows(
             "second region; legal to send the redlines by Friday.",
             [f"buyer{index % 97}@customer.example", "rep@pipedesk.example"],
             "confirmed" if kind == "meeting" else None,
-            "bench-rep",
+            VIEWER,
             "crm" if kind == "audit" else "gmail",
             None if kind == "audit" else f"g{index:09d}",
             None,
-            json.dumps({"private": False, "sharing": "full", "owner_id": "bench-rep"}),
-            1,
-            uuid.uuid4(),
-            now,
         )
-        yield item, (item_id, "lead", lead_id, org_id, occurred)
+        key = f"bench:{kind}:{index}"
+        copies: list[tuple[str, str, str | None, datetime, str]] = [
+            (key, VIEWER, "full", now, lead_link)
+        ]
+        if shared:
+            teammate_sharing = "metadata" if kind == "email" else None
+            earlier = now - timedelta(minutes=1)
+            copies.append((f"{key}:teammate", TEAMMATE, teammate_sharing, earlier, "[]"))
+        identity = f"{key}@pipedesk.example" if shared else None
+        yield {
+            "items": [(item_id, org_id, identity, occurred)],
+            "holders": [
+                (org_id, source_key, item_id, owner, False, sharing, True, 1, uuid.uuid4(), changed,
+                 *content, links, now)
+                for source_key, owner, sharing, changed, links in copies
+            ],
+            "links": [(item_id, "lead", lead_id, org_id, occurred, True, 0)],
+        }  # fmt: skip
 
 
 async def _check_columns(connection: asyncpg.Connection) -> None:
-    for table, wanted in (("items", ITEM_COLUMNS), ("links", LINK_COLUMNS)):
+    for table, wanted in TABLE_COLUMNS.items():
         rows = await connection.fetch(
             "SELECT column_name, is_nullable, column_default FROM information_schema.columns "
             "WHERE table_schema = 'timeline' AND table_name = $1",
@@ -139,20 +176,17 @@ async def load_dataset(
         rows = _rows(org_id, lead_id, total, datetime.now(UTC) - timedelta(hours=1), seed=11)
         chunk = 100_000
         while True:
-            batch = [pair for _, pair in zip(range(chunk), rows, strict=False)]
+            batch = [item for _, item in zip(range(chunk), rows, strict=False)]
             if not batch:
                 break
             async with connection.transaction():
-                await connection.copy_records_to_table(
-                    "items", schema_name="timeline", columns=ITEM_COLUMNS,
-                    records=[item for item, _ in batch],
-                )  # fmt: skip
-                await connection.copy_records_to_table(
-                    "links", schema_name="timeline", columns=LINK_COLUMNS,
-                    records=[link for _, link in batch],
-                )  # fmt: skip
-        await connection.execute("ANALYZE timeline.items")
-        await connection.execute("ANALYZE timeline.links")
+                for table, columns in TABLE_COLUMNS.items():
+                    await connection.copy_records_to_table(
+                        table, schema_name="timeline", columns=columns,
+                        records=[row for item in batch for row in item[table]],
+                    )  # fmt: skip
+        for table in TABLE_COLUMNS:
+            await connection.execute(f"ANALYZE timeline.{table}")
     finally:
         await connection.close()
     return time.monotonic() - started
@@ -241,7 +275,7 @@ class RawPages:
     async def first(self) -> int:
         async with self.pool.acquire() as connection:
             statement = await connection.prepare(FIRST_PAGE)  # cached per connection
-            rows = await statement.fetch(self.dataset.org_id, self.dataset.lead_id)
+            rows = await statement.fetch(self.dataset.org_id, self.dataset.lead_id, VIEWER)
         return 200 if len(rows) == PAGE_SIZE + 1 else 500
 
     async def deep(self) -> int:
@@ -249,7 +283,7 @@ class RawPages:
         async with self.pool.acquire() as connection:
             statement = await connection.prepare(NEXT_PAGE)
             rows = await statement.fetch(
-                self.dataset.org_id, self.dataset.lead_id, after_at, after_id
+                self.dataset.org_id, self.dataset.lead_id, VIEWER, after_at, after_id
             )
         return 200 if rows else 500
 

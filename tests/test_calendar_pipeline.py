@@ -1,8 +1,10 @@
 """A meeting linked to a lead reaches the lead's timeline, and a change made in Google (another
-attendee moved it) reaches it too: push → incremental sync → event → timeline."""
+attendee moved it) reaches it too: push → incremental sync → event → timeline. A meeting in two
+users' calendars is one item with both as holders."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -13,13 +15,23 @@ from calendar_service.settings import WEBHOOK_PATH, CalendarSettings
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
+from pipedesk_common.db import connect_raw
 from pipedesk_testkit.google import GoogleStack
-from pipedesk_testkit.identities import Users
+from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
 from pipedesk_testkit.servers import free_port, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
+
+
+@dataclass
+class Pipeline:
+    """Clients of the CRM, the calendar service and the timeline, running together."""
+
+    crm: httpx.AsyncClient
+    calendar: httpx.AsyncClient
+    timeline: httpx.AsyncClient
 
 
 @contextmanager
@@ -31,6 +43,22 @@ def served_calendar(service_env: dict[str, str], crm_url: str) -> Iterator[str]:
     )
     with serve_in_thread(build_calendar(settings), port=port):
         yield url
+
+
+@asynccontextmanager
+async def pipeline(
+    timeline_app: OpenService, service_env: dict[str, str]
+) -> AsyncIterator[Pipeline]:
+    with (
+        serve_in_thread(build_crm(CrmSettings(**service_env))) as crm_url,
+        served_calendar(service_env, crm_url) as calendar_url,
+    ):
+        async with (
+            timeline_app(CRM_URL=crm_url) as timeline,
+            httpx.AsyncClient(base_url=crm_url) as crm,
+            httpx.AsyncClient(base_url=calendar_url, timeout=30) as calendar,
+        ):
+            yield Pipeline(crm, calendar, timeline)
 
 
 async def meetings(timeline: httpx.AsyncClient, user: Any, lead_id: str) -> list[dict[str, Any]]:
@@ -48,59 +76,179 @@ async def test_a_meeting_moved_in_google_updates_the_leads_timeline(
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     await google.connect(rep, ["calendar"])
-    with (
-        serve_in_thread(build_crm(CrmSettings(**service_env))) as crm_url,
-        served_calendar(service_env, crm_url) as calendar_url,
-    ):
-        async with (
-            timeline_app(CRM_URL=crm_url) as timeline,
-            httpx.AsyncClient(base_url=crm_url) as crm,
-            httpx.AsyncClient(base_url=calendar_url, timeout=30) as calendar,
-        ):
-            lead = (
-                await crm.post("/api/leads", json={"title": "Acme"}, headers=rep.headers)
-            ).json()
-            watched = await calendar.post("/api/calendar/watch", headers=rep.headers)
-            assert watched.status_code == 200
-            event = (
-                await calendar.post(
-                    "/api/calendar/events",
-                    json={
-                        "title": "Acme kick-off",
-                        "start": "2030-03-04T10:00:00Z",
-                        "end": "2030-03-04T11:00:00Z",
-                        "attendees": ["buyer@acme.example"],
-                        "conference": True,
-                        "links": [{"type": "lead", "id": lead["id"]}],
-                    },
-                    headers=rep.headers,
-                )
-            ).json()
-            first = await eventually(lambda: meetings(timeline, rep, lead["id"]))
-            assert first[0]["title"] == "Acme kick-off"
-            assert first[0]["participants"] == sorted(["buyer@acme.example", rep.principal.email])
-            assert first[0]["source"]["url"] == event["hangout_link"]
+    async with pipeline(timeline_app, service_env) as running:
+        crm, calendar, timeline = running.crm, running.calendar, running.timeline
+        lead = (await crm.post("/api/leads", json={"title": "Acme"}, headers=rep.headers)).json()
+        watched = await calendar.post("/api/calendar/watch", headers=rep.headers)
+        assert watched.status_code == 200
+        event = (
+            await calendar.post(
+                "/api/calendar/events",
+                json={
+                    "title": "Acme kick-off",
+                    "start": "2030-03-04T10:00:00Z",
+                    "end": "2030-03-04T11:00:00Z",
+                    "attendees": ["buyer@acme.example"],
+                    "conference": True,
+                    "links": [{"type": "lead", "id": lead["id"]}],
+                },
+                headers=rep.headers,
+            )
+        ).json()
+        first = await eventually(lambda: meetings(timeline, rep, lead["id"]))
+        assert first[0]["title"] == "Acme kick-off"
+        assert first[0]["participants"] == sorted(["buyer@acme.example", rep.principal.email])
+        assert first[0]["source"]["url"] == event["hangout_link"]
 
-            await google.admin(
-                "PATCH",
-                f"/calendar/{rep.principal.email}/events/{event['google_id']}",
-                json={"summary": "Acme kick-off (moved by the buyer)"},
-            )
-            moved = await eventually(
-                lambda: meetings(timeline, rep, lead["id"]),
-                until=lambda items: (
-                    bool(items) and items[0]["title"].endswith("(moved by the buyer)")
-                ),
-            )
-            assert len(moved) == 1  # the same item, updated
-            stranger = users.make(Role.REP, teams=["t1"])
-            refused = await timeline.get(
-                f"/api/timeline/lead/{lead['id']}", headers=stranger.headers
-            )
-            assert refused.status_code == 404
+        await google.admin(
+            "PATCH",
+            f"/calendar/{rep.principal.email}/events/{event['google_id']}",
+            json={"summary": "Acme kick-off (moved by the buyer)"},
+        )
+        moved = await eventually(
+            lambda: meetings(timeline, rep, lead["id"]),
+            until=lambda items: bool(items) and items[0]["title"].endswith("(moved by the buyer)"),
+        )
+        assert len(moved) == 1  # the same item, updated
+        stranger = users.make(Role.REP, teams=["t1"])
+        refused = await timeline.get(f"/api/timeline/lead/{lead['id']}", headers=stranger.headers)
+        assert refused.status_code == 404
     incremental = [
         call
         for call in await google.requests(user=rep.principal.email, api="calendar.events.list")
         if "syncToken" in call["query"]
     ]
     assert incremental
+
+
+async def holders_of_item(database_url: str, item_id: str) -> dict[str, bool]:
+    """One item's copies: the holder's user → live."""
+    connection = await connect_raw(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT owner_id, held FROM timeline.holders WHERE item_id = $1::uuid", item_id
+        )
+    finally:
+        await connection.close()
+    return {row["owner_id"]: row["held"] for row in rows}
+
+
+async def holders_of(database_url: str, org_id: str) -> dict[str, tuple[str, bool]]:
+    """The copies the timeline holds in the org: the holder's user → (item id, live)."""
+    connection = await connect_raw(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT owner_id, item_id::text AS item, held FROM timeline.holders "
+            "WHERE org_id = $1 AND source_key LIKE 'calendar:%'",
+            org_id,
+        )
+    finally:
+        await connection.close()
+    return {row["owner_id"]: (row["item"], row["held"]) for row in rows}
+
+
+async def test_a_meeting_with_a_teammate_is_one_item_held_by_both_until_the_organizer_cancels(
+    google: GoogleStack,
+    timeline_app: OpenService,
+    users: Users,
+    service_env: dict[str, str],
+    database_url: str,
+) -> None:
+    """The teammate's copy (Google puts one in an invited user's calendar) is found by the sync
+    of their calendar and joins the organizer's item; their removing it leaves the meeting to the
+    organizer; the organizer cancelling it (every copy) shows it cancelled."""
+    rep, teammate = users.make(Role.REP, teams=["t1"]), users.make(Role.REP, teams=["t1"])
+    for user in (rep, teammate):
+        await google.connect(user, ["calendar"])
+    async with pipeline(timeline_app, service_env) as running:
+        crm, calendar, timeline = running.crm, running.calendar, running.timeline
+        buyer = await crm.post(
+            "/api/contacts",
+            json={"name": "Bea Buyer", "emails": ["buyer@acme.example"]},
+            headers=rep.headers,
+        )
+        assert buyer.status_code == 201, buyer.text
+        # The buyer's lead: each copy of a meeting with the buyer attaches to it.
+        lead = (
+            await crm.post(
+                "/api/leads",
+                json={"title": "Acme", "contact_ids": [buyer.json()["id"]]},
+                headers=rep.headers,
+            )
+        ).json()["id"]
+        for user in (rep, teammate):
+            watched = await calendar.post("/api/calendar/watch", headers=user.headers)
+            assert watched.status_code == 200, watched.text
+
+        async def meeting(title: str) -> dict[str, Any]:
+            answer = await calendar.post(
+                "/api/calendar/events",
+                json={
+                    "title": title,
+                    "start": "2030-03-05T10:00:00Z",
+                    "end": "2030-03-05T11:00:00Z",
+                    "attendees": [teammate.principal.email, "buyer@acme.example"],
+                    "links": [{"type": "lead", "id": lead}],
+                },
+                headers=rep.headers,
+            )
+            assert answer.status_code == 201, answer.text
+            event: dict[str, Any] = answer.json()
+            return event
+
+        async def held_by(*live: ActingUser) -> dict[str, tuple[str, bool]]:
+            return await eventually(
+                lambda: holders_of(database_url, users.org_id),
+                until=lambda held: (
+                    {user for user, (_, on) in held.items() if on} == {user.sub for user in live}
+                    and len(held) == 2
+                ),
+            )
+
+        async def cancel(user: ActingUser, google_id: str) -> None:
+            listed = await calendar.get("/api/calendar/events", headers=user.headers)
+            [mirrored] = [e for e in listed.json()["items"] if e["google_id"] == google_id]
+            answer = await calendar.delete(
+                f"/api/calendar/events/{mirrored['id']}", headers=user.headers
+            )
+            assert answer.status_code == 204, answer.text
+
+        event = await meeting("Acme kick-off")
+        both = await held_by(rep, teammate)
+        [item] = await eventually(lambda: meetings(timeline, rep, lead))
+        assert {item_id for item_id, _ in both.values()} == {item["id"]}
+        assert (item["title"], item["status"]) == ("Acme kick-off", "confirmed")
+
+        await cancel(teammate, event["google_id"])  # off the teammate's calendar only
+        await held_by(rep)
+        [kept] = await meetings(timeline, rep, lead)
+        assert (kept["id"], kept["status"]) == (item["id"], "confirmed")
+
+        await cancel(rep, event["google_id"])
+        [cancelled] = await eventually(
+            lambda: meetings(timeline, rep, lead),
+            until=lambda items: bool(items) and items[0]["status"] == "cancelled",
+        )
+        assert cancelled["id"] == item["id"]
+
+        # Cancelled by the organizer while the teammate still holds it: Google cancels the
+        # teammate's copy too, and the meeting shows cancelled once both copies say so.
+        second = await meeting("Acme pricing")
+        listed, _ = await eventually(
+            lambda: meetings(timeline, rep, lead),
+            until=lambda items: (
+                [found["title"] for found in items] == ["Acme pricing", "Acme kick-off"]
+            ),
+        )
+        await eventually(
+            lambda: holders_of_item(database_url, listed["id"]),
+            until=lambda held: held == {rep.sub: True, teammate.sub: True},
+        )
+        await cancel(rep, second["google_id"])
+        pricing, _ = await eventually(
+            lambda: meetings(timeline, rep, lead),
+            until=lambda items: [found["status"] for found in items] == ["cancelled", "cancelled"],
+        )
+        assert (pricing["id"], pricing["title"]) == (listed["id"], "Acme pricing")
+        copies = await holders_of_item(database_url, pricing["id"])
+        assert copies == {rep.sub: False, teammate.sub: False}

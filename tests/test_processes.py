@@ -37,8 +37,9 @@ async def item_counts(database_url: str, org_id: str) -> tuple[int, int]:
     connection = await connect_raw(database_url)
     try:
         row = await connection.fetchrow(
-            "SELECT count(*) AS items, count(DISTINCT source_key) AS distinct_items "
-            "FROM timeline.items WHERE org_id = $1",
+            "SELECT count(*) AS items, count(DISTINCT h.source_key) AS distinct_items "
+            "FROM timeline.items i JOIN timeline.holders h ON h.item_id = i.id "
+            "WHERE i.org_id = $1",
             org_id,
         )
     finally:

@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
@@ -214,3 +214,75 @@ async def test_events_reaching_a_consumer_cut_off_from_the_database_are_applied_
             )
         assert await list_dead_letters(pipeline.amqp_url, pipeline.queue) == []
     assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
+
+
+async def test_a_backlog_is_handled_a_few_events_at_a_time_not_a_prefetch_at_a_time(
+    pipeline: Pipeline, inbox: InboxTables
+) -> None:
+    """Prefetched events wait for a handling slot, not for a database connection, so a backlog
+    never takes the pool that requests and readiness checks share."""
+    consumer = Consumer(f"slots.{uuid.uuid4().hex[:8]}", inbox)
+    active = 0
+    peak = 0
+    done: list[str] = []
+    gate = asyncio.Event()
+
+    @consumer.on(LeadAccessChanged)
+    async def hold(session: AsyncSession, event: Event[LeadAccessChanged]) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await gate.wait()
+            for _ in range(3):  # real round trips, during which other handlers could run
+                await session.execute(select(1))
+        finally:
+            active -= 1
+        done.append(event.data.id)
+
+    ids = [f"backlog-{index}" for index in range(12)]
+    await pipeline.write(*ids)
+    relay = OutboxRelay(
+        service="links",
+        engine=pipeline.engine,
+        table=pipeline.outbox,
+        topology=pipeline.topology,
+        amqp_url=pipeline.amqp_url,
+        clock=pipeline.clock,
+        settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
+    )
+    runner = QueueRunner(
+        consumer,
+        sessionmaker=create_sessionmaker(pipeline.engine),
+        topology=pipeline.topology,
+        amqp_url=pipeline.amqp_url,
+        clock=pipeline.clock,
+        settings=ConsumerSettings(prefetch=100, concurrency=2, backoff=BACKOFF),
+    )
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(runner.run(ready))]
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        tasks.append(asyncio.create_task(relay.run()))
+        # Every event is in the consumer's hands (none waits in the queue) and two are held.
+        await eventually(lambda: asyncio.sleep(0, active == 2))
+        await eventually(lambda: _ready_in_queue(pipeline.amqp_url, runner.queue_name, 0))
+        gate.set()
+        await eventually(lambda: asyncio.sleep(0, sorted(done) == sorted(ids)))
+    finally:
+        runner.stop()
+        relay.stop()
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            await stop_task(task)
+    assert peak == 2
+
+
+async def _ready_in_queue(amqp_url: str, queue: str, expected: int) -> bool:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count == expected
+    finally:
+        await connection.close()

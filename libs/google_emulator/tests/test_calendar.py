@@ -558,6 +558,97 @@ def test_move_cancels_in_source_and_appears_in_destination(served: Served) -> No
     assert [item["id"] for item in destination] == [event["id"]]
 
 
+def test_an_invited_user_holds_a_copy_that_follows_the_organizers_event(
+    served: Served, receiver: Receiver
+) -> None:
+    alice, bob = served.service(ALICE), served.service(BOB)
+    bob.calendarList().list().execute()  # Bob has used Google: he is a user here
+    start = bob.events().list(calendarId="primary").execute()["nextSyncToken"]
+    bob.events().watch(
+        calendarId="primary", body={"id": "bob-1", "type": "web_hook", "address": receiver.url}
+    ).execute()
+    event = (
+        alice.events()
+        .insert(
+            calendarId="primary",
+            body={
+                "summary": "Acme kick-off",
+                "attendees": [{"email": BOB}, {"email": "carol@elsewhere.example"}],
+                **timed("2030-05-01T10:00:00Z", "2030-05-01T11:00:00Z"),
+            },
+        )
+        .execute()
+    )
+    copy = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert (copy["id"], copy["iCalUID"], copy["summary"], copy["status"]) == (
+        event["id"],
+        event["iCalUID"],
+        "Acme kick-off",
+        "confirmed",
+    )
+    assert copy["organizer"] == {"email": ALICE}
+    assert [a for a in copy["attendees"] if a.get("self")] == [
+        {"email": BOB, "responseStatus": "needsAction", "self": True}
+    ]
+    assert copy["htmlLink"] != event["htmlLink"]  # Bob's calendar's page of it
+    assert "carol@elsewhere.example" not in calendar.state_of(served.emulator).user_calendars
+    wait_for(
+        lambda: [h["x-goog-resource-state"] for h in receiver.snapshot()] == ["sync", "exists"]
+    )
+
+    alice.events().patch(
+        calendarId="primary", eventId=event["id"], body={"summary": "Acme kick-off (moved)"}
+    ).execute()
+    changes = bob.events().list(calendarId="primary", syncToken=start).execute()
+    assert [(item["id"], item["summary"]) for item in changes["items"]] == [
+        (event["id"], "Acme kick-off (moved)")
+    ]
+    # Bob deletes his copy: only his; Alice's later changes do not put it back.
+    bob.events().delete(calendarId="primary", eventId=event["id"]).execute()
+    assert alice.events().get(calendarId="primary", eventId=event["id"]).execute()["status"] == (
+        "confirmed"
+    )
+    alice.events().patch(
+        calendarId="primary", eventId=event["id"], body={"summary": "Without Bob"}
+    ).execute()
+    removed = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert (removed["status"], removed["summary"]) == ("cancelled", "Acme kick-off (moved)")
+
+
+def test_the_organizer_cancelling_or_uninviting_cancels_the_attendees_copy(
+    served: Served,
+) -> None:
+    alice, bob = served.service(ALICE), served.service(BOB)
+    bob.calendarList().list().execute()
+    invited = {
+        "attendees": [{"email": BOB}],
+        **timed("2030-05-02T10:00:00Z", "2030-05-02T11:00:00Z"),
+    }
+    cancelled = alice.events().insert(calendarId="primary", body=invited).execute()
+    uninvited = alice.events().insert(calendarId="primary", body=invited).execute()
+    alice.events().delete(calendarId="primary", eventId=cancelled["id"]).execute()
+    alice.events().patch(
+        calendarId="primary", eventId=uninvited["id"], body={"attendees": []}
+    ).execute()
+    copies = bob.events().list(calendarId="primary", showDeleted=True).execute()["items"]
+    assert sorted((item["id"], item["status"]) for item in copies) == sorted(
+        [(cancelled["id"], "cancelled"), (uninvited["id"], "cancelled")]
+    )
+    # Invited again: the copy is back.
+    alice.events().patch(
+        calendarId="primary", eventId=uninvited["id"], body={"attendees": [{"email": BOB}]}
+    ).execute()
+    again = bob.events().get(calendarId="primary", eventId=uninvited["id"]).execute()
+    assert again["status"] == "confirmed"
+    # An attendee's own change stays in their copy.
+    bob.events().patch(
+        calendarId="primary", eventId=uninvited["id"], body={"colorId": "5"}
+    ).execute()
+    assert (
+        "colorId" not in alice.events().get(calendarId="primary", eventId=uninvited["id"]).execute()
+    )
+
+
 def test_push_channels_deliver_sync_and_exists(served: Served, receiver: Receiver) -> None:
     service = served.service()
     channel = (

@@ -44,6 +44,37 @@ def accounts_behind_gateway(
         yield url
 
 
+async def test_the_browser_consents_at_its_own_address_of_google_while_the_service_uses_its(
+    service_env: dict[str, str], accounts: Accounts, google: GoogleStack, users: Users
+) -> None:
+    """As in compose: the browser reaches the emulator on a published port of the host, the
+    accounts service at its address on the container network."""
+    browser_side = "http://localhost:18090"
+    settings = AccountsSettings(
+        **service_env,
+        google_auth_url=f"{browser_side}/o/oauth2/v2/auth",
+        google_redirect_uri="http://gateway/api/accounts/google/callback",
+        frontend_url=FRONTEND_URL,
+    )
+    rep = users.make(Role.REP)
+    async with app_client(build_app(settings), "http://accounts") as service:
+        async with httpx.AsyncClient() as browser:
+            start = await service.get(
+                "/api/accounts/google/connect", params={"products": "tasks"}, headers=rep.headers
+            )
+            authorization_url = start.json()["authorization_url"]
+            assert authorization_url.startswith(f"{browser_side}/o/oauth2/v2/auth?")
+            # The host's published port leads to the same emulator the service reaches.
+            consent = await browser.get(
+                authorization_url.replace(browser_side, google.root_url.rstrip("/"))
+            )
+        back = urlparse(consent.headers["location"])
+        callback = await service.get(back.path + "?" + back.query)
+        # Connected: the code was exchanged at the service's address of the emulator (nothing
+        # listens at the browser's).
+        assert accounts.outcome(callback) == {"google": ["connected"], "products": ["tasks"]}
+
+
 async def test_connecting_through_the_gateway_against_the_emulator(
     accounts_behind_gateway: str,
     service_env: dict[str, str],

@@ -373,6 +373,9 @@ async def test_changes_through_the_api_are_published(stack: Any, users: Users) -
                 visibility="private",
             )
         ).json()
+        ical_uid = {item["id"]: item["iCalUID"] for item in await stack.google_events(rep)}[
+            event["google_id"]
+        ]
         path = f"/api/calendar/events/{event['id']}"
         moved = await calendar.client.patch(
             path,
@@ -405,6 +408,8 @@ async def test_changes_through_the_api_are_published(stack: Any, users: Users) -
     assert projection["participants"] == sorted(["client@example.com", rep.principal.email])
     assert projection["visibility"] == {"private": True, "sharing": None, "owner_id": rep.sub}
     assert projection["actor_id"] == rep.sub
+    # Every copy of the meeting (the organizer's, each attendee's) carries it: one timeline item.
+    assert {data["timeline"]["identity"] for data in created + updated + gone} == {ical_uid}
     assert updated[0]["summary"] == "Demo, moved"
     assert gone[0]["status"] == "cancelled"
 

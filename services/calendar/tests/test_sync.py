@@ -2,6 +2,7 @@
 incremental sync, with the emulator's request log as the witness of what Google was asked."""
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,6 +110,31 @@ async def test_an_edit_in_google_is_pushed_synced_with_the_stored_token_and_publ
     created = await stack.published("calendar.event.created", mirrored)
     assert [data["summary"] for data in created] == ["Bob's call"]
     assert created[0]["organizer"] == "bob@partner.example"
+
+
+async def test_an_event_with_an_overlong_ical_uid_is_published_under_its_digest(
+    stack: Any, users: Users
+) -> None:
+    """An iCalUID longer than a projection's identity takes (Google allows event ids of 1024
+    characters) is published as its SHA-256, never refused."""
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    long_id = "v" * 400
+    async with stack.calendar() as calendar:
+        await watch(stack, calendar, rep)
+        await stack.seed("POST", rep, json={"id": long_id, "summary": "Long", **GOOGLE_HOUR})
+
+        async def published() -> list[dict[str, Any]]:
+            mirrored = await stack.scalar(
+                "SELECT id FROM calendar.events WHERE google_id = :google_id", google_id=long_id
+            )
+            return (
+                list(await stack.published("calendar.event.created", mirrored)) if mirrored else []
+            )
+
+        [created] = await eventually(published)
+    digest = hashlib.sha256(f"{long_id}@google.com".encode()).hexdigest()
+    assert created["timeline"]["identity"] == f"sha256:{digest}"
 
 
 async def mirror_of(stack: Any, user: ActingUser) -> dict[str, Any]:

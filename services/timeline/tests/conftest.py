@@ -233,12 +233,14 @@ class Feed:
         private: bool = False,
         sharing: str | None = None,
         owner_id: str | None = None,
+        identity: str | None = None,
         event_type: str = "pipedesk.partner.meeting.updated.v1",
         org_id: str | None = None,
     ) -> RawEvent:
         """A producer's event carrying a timeline projection (calendar, tasks, gmail…), whose
         contract this process need not know: the timeline reads it generically. The type must be
-        one no contract registers (a registered one is validated against its contract)."""
+        one no contract registers (a registered one is validated against its contract). ``key``
+        names the source object (one holder's copy, with ``identity``)."""
         assert event_type not in registered_types(), f"{event_type} has a contract; use another"
         event_id = str(uuid4())
         _, producer, entity, action, _ = event_type.split(".")
@@ -269,6 +271,7 @@ class Feed:
                     "actor_id": owner_id,
                     "visibility": {"private": private, "sharing": sharing, "owner_id": owner_id},
                     "version": version,
+                    **({"identity": identity} if identity is not None else {}),
                 },
             },
         }

@@ -29,8 +29,8 @@ async def link_rows(database_url: str, org_id: str) -> list[tuple[str, str, str]
     connection = await connect_raw(database_url)
     try:
         rows = await connection.fetch(
-            "SELECT i.source_key, l.record_type, l.record_id FROM timeline.links l "
-            "JOIN timeline.items i ON i.id = l.item_id WHERE l.org_id = $1",
+            "SELECT h.source_key, l.record_type, l.record_id FROM timeline.links l "
+            "JOIN timeline.holders h ON h.item_id = l.item_id WHERE l.org_id = $1",
             org_id,
         )
     finally:

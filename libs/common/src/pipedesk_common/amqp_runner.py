@@ -30,6 +30,7 @@ from pipedesk_common.events import Event, MalformedEvent, UnknownEventType, deco
 from pipedesk_common.messaging import (
     ATTEMPT_HEADER,
     BROKER_ERRORS,
+    StackMismatch,
     Topology,
     attempts_of,
     closed,
@@ -60,11 +61,15 @@ CONSUMER_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 QUEUE_DEPTH = Gauge("pipedesk_consumer_queue_depth", "Messages waiting in the queue", ["queue"])
+DEAD_LETTERS = Gauge(
+    "pipedesk_consumer_dead_letters", "Messages waiting in the queue's dead-letter queue", ["queue"]
+)
 
 
 @dataclass(frozen=True)
 class ConsumerSettings:
     prefetch: int = 100
+    concurrency: int = 5
     max_attempts: int = 5
     delivery_limit: int = 10
     retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)
@@ -89,6 +94,7 @@ class QueueRunner:
         amqp_url: str,
         clock: Clock,
         settings: ConsumerSettings | None = None,
+        handling: asyncio.Semaphore | None = None,
     ) -> None:
         self.consumer = consumer
         self.sessionmaker = sessionmaker
@@ -96,14 +102,19 @@ class QueueRunner:
         self.amqp_url = amqp_url
         self.clock = clock
         self.settings = settings or ConsumerSettings()
+        # Prefetched messages wait here for a slot rather than for a database connection: a
+        # backlog must not starve the pool that requests and readiness checks share.
+        self._handling = handling or asyncio.Semaphore(self.settings.concurrency)
         self.queue_name = topology.queue(consumer.queue)
         self._accepting = False
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._refused: StackMismatch | None = None
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Consume until stopped or cancelled; ``ready`` is set once the queue is declared and
-        bound. A lost broker link is re-established and consuming resumes."""
+        bound. A lost broker link is re-established and consuming resumes. A queue of another
+        stack is never consumed: ``run`` raises ``StackMismatch``."""
         self.consumer.freeze()
         try:
             await reconnecting(
@@ -117,6 +128,8 @@ class QueueRunner:
         except asyncio.CancelledError:
             await self.drain()
             raise
+        if self._refused is not None:
+            raise self._refused
 
     def stop(self) -> None:
         """Stop taking messages; ``run`` returns once the ones in hand are acked."""
@@ -136,6 +149,13 @@ class QueueRunner:
             self.amqp_url, name=f"{self.consumer.queue}-consumer", heartbeat=self.settings.heartbeat
         )
         try:
+            try:
+                await self.topology.claim(connection, self.queue_name)
+            except StackMismatch as refused:
+                log.critical(str(refused), extra={"queue": self.consumer.queue})
+                self._refused = refused
+                self._stopping.set()
+                return
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await self.topology.declare_consumer_queue(
@@ -175,11 +195,17 @@ class QueueRunner:
                     log.warning("inbox pruning failed", exc_info=True)
             try:
                 declared = await queue.declare()
-            except Exception:  # the depth gauge must never stop consuming
+                dead = await queue.channel.declare_queue(
+                    Topology.dead_letter_queue(self.queue_name), passive=True
+                )
+                dead_letters = await dead.declare()
+            except Exception:  # the depth gauges must never stop consuming
                 log.debug("queue depth unavailable", exc_info=True)
                 continue
             if declared.message_count is not None:
                 QUEUE_DEPTH.labels(self.consumer.queue).set(declared.message_count)
+            if dead_letters.message_count is not None:
+                DEAD_LETTERS.labels(self.consumer.queue).set(dead_letters.message_count)
 
     async def _on_message(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         if not self._accepting:
@@ -189,7 +215,8 @@ class QueueRunner:
         assert task is not None
         self._in_flight.add(task)
         try:
-            await self._process(channel, message)
+            async with self._handling:
+                await self._process(channel, message)
         finally:
             self._in_flight.discard(task)
 

@@ -124,6 +124,7 @@ def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext
             settings.broker_prefix,
             settings.broker_queue_expires_ms,
             settings.broker_queue_ledger,
+            stack=settings.stack,
         ),
     )
 
@@ -144,6 +145,7 @@ def reconnect_backoff(settings: BaseServiceSettings) -> Backoff:
 def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
+        concurrency=settings.consumer_concurrency or settings.database_pool_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -176,8 +178,10 @@ async def _background(
         )
         tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
         stoppers.append(relay.stop)
-    ready: list[asyncio.Event] = []
+    consuming: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     if settings.consumers_enabled:
+        runner_settings = consumer_settings(settings)
+        handling = asyncio.Semaphore(runner_settings.concurrency)  # shared by the process
         for consumer in consumers:
             runner = QueueRunner(
                 consumer,
@@ -185,20 +189,16 @@ async def _background(
                 topology=context.topology,
                 amqp_url=settings.amqp_url,
                 clock=context.clock,
-                settings=consumer_settings(settings),
+                settings=runner_settings,
+                handling=handling,
             )
-            ready.append(asyncio.Event())
-            run = runner.run(ready[-1])
-            tasks.append(asyncio.create_task(run, name=f"consumer-{consumer.queue}"))
+            ready = asyncio.Event()
+            task = asyncio.create_task(runner.run(ready), name=f"consumer-{consumer.queue}")
+            consuming.append((ready, task))
+            tasks.append(task)
             stoppers.append(runner.stop)
-    # Serve once every queue is declared and bound, so no event published from then on misses it.
-    # A broker that is down delays nothing: consumers keep trying in the background.
-    if ready:
-        waits = [asyncio.create_task(event.wait()) for event in ready]
-        await asyncio.wait(waits, timeout=CONSUMER_READY_SECONDS)
-        for wait in waits:
-            wait.cancel()
     try:
+        await _until_consuming(consuming)
         yield
     finally:
         for stop in stoppers:
@@ -206,6 +206,30 @@ async def _background(
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
         await asyncio.gather(*(stop_task(task) for task in tasks))
+
+
+async def _until_consuming(consuming: Sequence[tuple[asyncio.Event, asyncio.Task[None]]]) -> None:
+    """Serve once every queue is declared and bound, so no event published from then on misses
+    it. A broker that is down delays this at most ``CONSUMER_READY_SECONDS``: consumers keep
+    trying in the background. A consumer that stopped (its queue is another stack's) stops the
+    process: its error is raised."""
+    waits = {asyncio.ensure_future(ready.wait()): task for ready, task in consuming}
+    pending = set(waits) | {task for _, task in consuming}
+    deadline = asyncio.get_running_loop().time() + CONSUMER_READY_SECONDS
+    try:
+        while any(not ready.is_set() for ready, _ in consuming):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            done, pending = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for _, task in consuming:
+                if task in done:
+                    task.result()  # raises what stopped it
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def create_app(

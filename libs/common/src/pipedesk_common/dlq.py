@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from pipedesk_common.events.envelope import MalformedEvent, UnknownEventType, decode_event
 from pipedesk_common.messaging import ATTEMPT_HEADER, Topology, attempts_of, connect
-from pipedesk_common.settings import DEFAULT_AMQP_URL
+from pipedesk_common.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, derived_broker_prefix
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipedesk_common.dlq", description=__doc__)
     parser.add_argument("command", choices=["list", "replay"])
     parser.add_argument("queue", help="the consumer queue, e.g. timeline.items")
-    parser.add_argument("--prefix", default=os.environ.get("BROKER_PREFIX", ""))
+    parser.add_argument(
+        "--prefix",
+        help="the stack's broker namespace (default: BROKER_PREFIX, or as derived from "
+        "DATABASE_URL when unset, as the services do)",
+        default=os.environ.get("BROKER_PREFIX")
+        if "BROKER_PREFIX" in os.environ
+        else derived_broker_prefix(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)),
+    )
     parser.add_argument("--event-id", help="replay only this event")
     args = parser.parse_args(argv)
     amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)

@@ -3,13 +3,15 @@
 - ``<prefix>pipedesk.events``: the topic exchange every service publishes to;
 - ``<prefix>pipedesk.dlx``: the dead-letter exchange;
 - per consumer queue ``<queue>``: a quorum queue with a delivery limit, dead-lettering at least
-  once to ``<queue>.dlq``; and retry queues ``<queue>.retry.<ms>`` whose messages expire back into
-  ``<queue>`` after a delay, so a failing message backs off instead of spinning.
+  once to ``<queue>.dlq``; retry queues ``<queue>.retry.<ms>`` whose messages expire back into
+  ``<queue>`` after a delay, so a failing message backs off instead of spinning; and the marker
+  ``<queue>.stack`` of the stack the queue belongs to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +85,36 @@ async def closed(connection: AbstractConnection) -> None:
     await done
 
 
+STACK_ARGUMENT: Final = "x-pipedesk-stack"
+_CURRENT_VALUE = re.compile(r"current is '([^']*)'")
+
+
+class StackMismatch(Exception):
+    """A queue this process would consume belongs to another stack (another database): two
+    stacks share a broker namespace, and would take each other's events."""
+
+    def __init__(self, queue: str, ours: str, theirs: str | None, prefix: str) -> None:
+        self.queue, self.ours, self.theirs = queue, ours, theirs
+        owner = f"the stack of database {theirs!r}" if theirs else "another stack"
+        namespace = f"the broker namespace {prefix!r}" if prefix else "the unprefixed namespace"
+        super().__init__(
+            f"queue {queue} belongs to {owner}, not to this one (database {ours!r}): two "
+            f"stacks share {namespace} on this broker and would take each other's events. Give "
+            "this stack a namespace of its own: leave BROKER_PREFIX unset, and it is derived "
+            "from the database's name, or set another one; or use another RabbitMQ vhost. "
+            "Replicas of one stack share their queues: they use a database of the same name."
+        )
+
+
 @dataclass(frozen=True)
 class Topology:
     """Names of the exchanges and queues; ``prefix`` isolates a test run or a second stack.
+
+    A consumer's queue belongs to one ``stack`` (its database's name): the queue carries it as
+    ``x-pipedesk-stack``, and a process of another stack that declares it is refused with
+    ``StackMismatch``. RabbitMQ compares only the arguments it knows when a queue is declared
+    again, so the stack is also kept where it compares it: in the dead-letter routing key of a
+    marker queue ``<queue>.stack``, which receives no message.
 
     An ephemeral stack (a test run, a benchmark) also sets ``queue_ledger``: a file to which every
     process of the stack appends the names of the queues it declares, so that the stack's teardown
@@ -95,6 +124,7 @@ class Topology:
     prefix: str = ""
     queue_expires_ms: int | None = None
     queue_ledger: Path | None = None
+    stack: str | None = None
 
     def _record(self, *queues: str) -> None:
         if self.queue_ledger is not None:
@@ -124,6 +154,34 @@ class Topology:
     @staticmethod
     def retry_queue(queue: str, delay_ms: int) -> str:
         return f"{queue}.retry.{delay_ms}"
+
+    @staticmethod
+    def stack_marker_queue(queue: str) -> str:
+        return f"{queue}.stack"
+
+    async def claim(self, connection: AbstractConnection, queue: str) -> None:
+        """Make ``queue`` this stack's, or raise ``StackMismatch`` if another stack's it is."""
+        if self.stack is None:
+            return
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(
+                self.stack_marker_queue(queue),
+                durable=True,
+                arguments=self._queue_arguments(
+                    {
+                        STACK_ARGUMENT: self.stack,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": f"{STACK_ARGUMENT}={self.stack}",
+                    }
+                ),
+            )
+        except aio_pika.exceptions.ChannelPreconditionFailed as refused:
+            found = _CURRENT_VALUE.search(str(refused))
+            theirs = found.group(1).removeprefix(f"{STACK_ARGUMENT}=") if found else None
+            raise StackMismatch(queue, self.stack, theirs, self.prefix) from refused
+        if not channel.is_closed:
+            await channel.close()
 
     async def delete_exchanges(self, channel: AbstractChannel) -> None:
         """Remove this prefix's exchanges (an ephemeral stack's teardown)."""
@@ -158,6 +216,7 @@ class Topology:
             queue,
             self.dead_letter_queue(queue),
             *(self.retry_queue(queue, delay) for delay in retry_delays_ms),
+            *([self.stack_marker_queue(queue)] if self.stack is not None else []),
         )
         events = await self.declare_exchange(channel)
         dead_letters = await channel.declare_exchange(
@@ -180,6 +239,7 @@ class Topology:
                     "x-dead-letter-routing-key": self.dead_letter_queue(queue),
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",
+                    **({STACK_ARGUMENT: self.stack} if self.stack is not None else {}),
                 }
             ),
         )

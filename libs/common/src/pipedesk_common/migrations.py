@@ -1,14 +1,21 @@
-"""Alembic helpers: each service migrates its own schema and keeps its version table there."""
+"""Alembic helpers: each service migrates its own schema and keeps its version table there.
+
+Migrations may run concurrently (every replica of a service migrates before it starts): creating
+the database and upgrading a schema each hold a PostgreSQL advisory lock, so the first process
+does the work and the others wait, then find nothing left to do.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
+import asyncpg
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, make_url, text
@@ -16,9 +23,23 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from pipedesk_common.db import connect_raw
 from pipedesk_common.settings import DEFAULT_DATABASE_URL
 
 ENTRY_POINT_GROUP = "pipedesk.migrations"
+
+
+def advisory_lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) named by ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def migration_lock(schema: str) -> int:
+    return advisory_lock_key(f"pipedesk.migrate:{schema}")
+
+
+def create_database_lock(database: str) -> int:
+    return advisory_lock_key(f"pipedesk.create-database:{database}")
 
 
 def registered_services() -> dict[str, str]:
@@ -79,12 +100,20 @@ def run_migrations(metadata: MetaData) -> None:
 
     async def migrate() -> None:
         engine = create_async_engine(url, poolclass=NullPool)
+        lock = {"key": migration_lock(schema)}
         try:
             async with engine.connect() as connection:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                # Held by this session until unlocked (or the connection ends), across commits.
+                await connection.execute(text("SELECT pg_advisory_lock(:key)"), lock)
                 await connection.commit()
-                await connection.run_sync(_run, metadata, schema)
-                await connection.commit()
+                try:
+                    await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                    await connection.commit()
+                    await connection.run_sync(_run, metadata, schema)
+                    await connection.commit()
+                finally:
+                    await connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+                    await connection.commit()
         finally:
             await engine.dispose()
 
@@ -92,22 +121,32 @@ def run_migrations(metadata: MetaData) -> None:
 
 
 async def ensure_database(database_url: str) -> bool:
-    """Create the database named in ``database_url`` if it does not exist; True if created."""
-    url = make_url(database_url)
-    admin = create_async_engine(
-        url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
+    """Create the database named in ``database_url`` if it does not exist; True if created.
+
+    A database that exists is found by connecting to it, so the migration user needs no access
+    to the server's ``postgres`` database then; only creating one connects there (and needs the
+    ``CREATEDB`` privilege)."""
     try:
-        async with admin.connect() as connection:
-            exists = await connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
-            )
-            if exists:
-                return False
-            await connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-            return True
+        connection = await connect_raw(database_url)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await connection.close()
+        return False
+    name = make_url(database_url).database
+    if not name:
+        raise ValueError("the database URL names no database")
+    admin = await connect_raw(database_url, database="postgres")
+    try:
+        # Concurrent creators queue here; each checks again once it holds the lock. Closing the
+        # connection releases it.
+        await admin.execute("SELECT pg_advisory_lock($1)", create_database_lock(name))
+        if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        return True
     finally:
-        await admin.dispose()
+        await admin.close()
 
 
 def database_url_for(service: str) -> str:

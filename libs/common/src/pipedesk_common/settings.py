@@ -8,6 +8,7 @@ prefix; a service's own settings carry its prefix (``CRM_PORT``), and ``<PREFIX>
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final
@@ -20,6 +21,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy import make_url
 
 DEFAULT_PORT_BASE: Final = 8000
 
@@ -55,6 +57,20 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+def database_name(database_url: str) -> str:
+    return make_url(database_url).database or ""
+
+
+def derived_broker_prefix(database_url: str) -> str:
+    """The broker namespace of a stack whose ``BROKER_PREFIX`` is unset: none for the default
+    database (``pipedesk``), else the database's name and a dot, so a second stack with a
+    database of its own never shares queues with the first."""
+    name = database_name(database_url)
+    if name in ("", database_name(DEFAULT_DATABASE_URL)):
+        return ""
+    return re.sub(r"[^a-z0-9_.-]", "-", name.lower()) + "."
 
 
 def port_for(process: str, port_base: int = DEFAULT_PORT_BASE) -> int:
@@ -153,7 +169,8 @@ class BaseServiceSettings(BaseSettings):
         "",
         pattern=r"^[a-z0-9_.-]*$",
         validation_alias=AliasChoices("BROKER_PREFIX", "broker_prefix"),
-        description="Prefix of every exchange and queue name, isolating a second stack",
+        description="Prefix of every exchange and queue name: the stack's broker namespace. "
+        "Unset, it is derived from the database's name (see derived_broker_prefix)",
     )
     broker_queue_expires_ms: int | None = Field(
         None,
@@ -197,6 +214,14 @@ class BaseServiceSettings(BaseSettings):
     )
     consumer_prefetch: int = Field(
         100, ge=1, le=5000, validation_alias=AliasChoices("CONSUMER_PREFETCH", "consumer_prefetch")
+    )
+    consumer_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        validation_alias=AliasChoices("CONSUMER_CONCURRENCY", "consumer_concurrency"),
+        description="Events a process handles at once, across its consumers (default: the"
+        " database pool size, so requests and the relay keep the overflow connections)",
     )
     consumer_max_attempts: int = Field(
         5,
@@ -269,6 +294,18 @@ class BaseServiceSettings(BaseSettings):
         if problems:
             raise ValueError("refusing development secrets in production: " + "; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _derive_broker_prefix(self) -> BaseServiceSettings:
+        if "broker_prefix" not in self.model_fields_set:
+            self.broker_prefix = derived_broker_prefix(self.database_url)
+        return self
+
+    @property
+    def stack(self) -> str:
+        """The stack this process belongs to: its database's name. The queues it consumes carry
+        it, and a queue of another stack is refused (``messaging.StackMismatch``)."""
+        return database_name(self.database_url)
 
     @classmethod
     def env_prefix(cls) -> str:

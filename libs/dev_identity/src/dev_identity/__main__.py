@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         port_base = int(os.environ.get("PORT_BASE", DEFAULT_PORT_BASE))
         uvicorn.run(
             create_identity_app(store),
-            host="127.0.0.1",
+            # In a container, all interfaces (IDENTITY_HOST=0.0.0.0), so the services reach it.
+            host=os.environ.get("IDENTITY_HOST") or "127.0.0.1",
             port=port_for("identity", port_base),
             log_level="warning",
         )

@@ -12,9 +12,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from pipedesk_common.auth import service_kid
 from pipedesk_common.clock import Clock, SystemClock, epoch_seconds
-from pipedesk_common.keys import dev_service_key_path
+from pipedesk_common.keys import dev_service_key_path, service_jwks
 
 IDENTITY_KEY_FILE = "identity.pem"
 DEFAULT_ISSUER = "pipedesk-dev-identity"
@@ -73,13 +72,10 @@ class KeyStore:
         return {"keys": [{**public, "use": "sig", "alg": "RS256"}]}
 
     def service_jwks(self) -> dict[str, Any]:
-        keys = []
-        for path in sorted(self.directory.glob("svc-*.pem")):
-            service = path.stem.removeprefix("svc-")
-            key = ECKey.import_key(path.read_bytes())
-            public = key.as_dict(private=False)
-            keys.append({**public, "kid": service_kid(service, key), "use": "sig", "alg": "ES256"})
-        return {"keys": keys}
+        return service_jwks(
+            (path.stem.removeprefix("svc-"), ECKey.import_key(path.read_bytes()))
+            for path in self.directory.glob("svc-*.pem")
+        )
 
 
 @dataclass

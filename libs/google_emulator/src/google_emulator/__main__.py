@@ -1,4 +1,4 @@
-"""``python -m google_emulator``: serve the emulator on 127.0.0.1."""
+"""``python -m google_emulator``: serve the emulator on ``EMULATOR_HOST`` (default 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,14 @@ def port_from_environment() -> int:
     return int(os.environ.get("PORT_BASE") or 8000) + 90
 
 
+def host_from_environment() -> str:
+    """``EMULATOR_HOST``: in a container, all interfaces, so a browser on the host reaches it."""
+    return os.environ.get("EMULATOR_HOST") or "127.0.0.1"
+
+
 def main() -> None:
     """Run the emulator until interrupted."""
-    uvicorn.run(create_emulator_app(), host="127.0.0.1", port=port_from_environment())
+    uvicorn.run(create_emulator_app(), host=host_from_environment(), port=port_from_environment())
 
 
 if __name__ == "__main__":

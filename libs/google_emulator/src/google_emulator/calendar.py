@@ -1,5 +1,6 @@
 """The emulated Google Calendar API v3: calendar list, events (with sync tokens, simple recurrence,
-Meet conferences), free/busy, push channels, and seed routes under ``/_emulator/calendar/``.
+Meet conferences, invitations), free/busy, push channels, and seed routes under
+``/_emulator/calendar/``.
 
 State lives in ``emulator.apis["calendar"]`` (a ``CalendarState``). Every change to a calendar bumps
 its change sequence; a sync token carries the sequence the client has seen (and the calendar's token
@@ -34,6 +35,7 @@ from google_emulator.core import (
     emulator_of,
     rfc3339,
 )
+from google_emulator.oauth import oauth_state
 
 router = APIRouter()
 
@@ -77,12 +79,17 @@ WRITABLE = (
 
 @dataclass
 class StoredEvent:
-    """One event of one calendar: the client-writable ``fields`` and the ``resource`` served."""
+    """One event of one calendar: the client-writable ``fields`` and the ``resource`` served.
+
+    On the organizer's event: ``invited``, the users whose primary calendars got a copy, and
+    ``removed_by``, those who deleted their copy themselves (it is not put back)."""
 
     fields: dict[str, Any]
     resource: dict[str, Any]
     order: int
     changed: int
+    invited: set[str] = field(default_factory=set)
+    removed_by: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -583,6 +590,7 @@ def render(
     previous: dict[str, Any] | None,
     creator: str,
     organizer: str,
+    ical_uid: str | None = None,
 ) -> dict[str, Any]:
     """The full event resource served for ``fields`` (which were validated)."""
     now = rfc3339(emulator.clock.now())
@@ -610,7 +618,9 @@ def render(
     resource["end"] = fields["end"]
     if fields.get("recurrence"):
         resource["recurrence"] = fields["recurrence"]
-    resource["iCalUID"] = previous["iCalUID"] if previous else f"{event_id}@google.com"
+    resource["iCalUID"] = ical_uid or (
+        previous["iCalUID"] if previous else f"{event_id}@google.com"
+    )
     resource["sequence"] = previous["sequence"] + 1 if previous else 0
     if fields.get("attendees"):
         resource["attendees"] = rendered_attendees(fields["attendees"], organizer, calendar.id)
@@ -635,6 +645,7 @@ def write_event(
     *,
     creator: str,
     organizer: str,
+    ical_uid: str | None = None,
 ) -> dict[str, Any]:
     """Validate and store ``fields`` as event ``event_id`` (new or replaced); record the change."""
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -651,10 +662,14 @@ def write_event(
         previous=previous,
         creator=creator,
         organizer=organizer,
+        ical_uid=ical_uid,
     )
     calendar.seq += 1
     order = existing.order if existing else emulator.next_number()
-    calendar.events[event_id] = StoredEvent(fields, resource, order, calendar.seq)
+    stored = StoredEvent(fields, resource, order, calendar.seq)
+    if existing is not None:
+        stored.invited, stored.removed_by = existing.invited, existing.removed_by
+    calendar.events[event_id] = stored
     return resource
 
 
@@ -697,6 +712,66 @@ def event_id_for(body: dict[str, Any], calendar: CalendarData) -> str:
     if event_id in calendar.events:
         raise GoogleError(409, "duplicate", "The requested identifier already exists.")
     return event_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Invitations: attendees who are users of the emulator hold a copy of the organizer's event
+
+
+def is_user(emulator: Emulator, state: CalendarState, email: str) -> bool:
+    """Whether ``email`` is a Google account here (signed in once, or has calendars)."""
+    return email in oauth_state(emulator).users or email in state.user_calendars
+
+
+def invite_attendees(emulator: Emulator, state: CalendarState, calendar: CalendarData,
+                     event_id: str) -> None:  # fmt: skip
+    """As Google does after the organizer writes an event: every attendee who is a user gets a
+    copy in their primary calendar (the same id and iCalUID), kept in step with the organizer's,
+    and cancelled when they are no longer invited or the event is cancelled. A copy its attendee
+    deleted is not put back. Writes to an attendee's copy change only that copy."""
+    stored = calendar.events[event_id]
+    resource = stored.resource
+    organizer = resource["organizer"]["email"]
+    if organizer != calendar.id:
+        return
+    invited = {
+        attendee["email"]
+        for attendee in resource.get("attendees", [])
+        if attendee["email"] != organizer and is_user(emulator, state, attendee["email"])
+    }
+    if resource["status"] == "cancelled":
+        invited = set()
+    for email in sorted(invited | stored.invited):
+        attendee_calendar = state.calendars[ensure_user(state, email)[0]]
+        copy = attendee_calendar.events.get(event_id)
+        if copy is not None and copy.resource["iCalUID"] != resource["iCalUID"]:
+            continue  # that calendar holds another event under this id
+        if email in invited and email not in stored.removed_by:
+            write_event(
+                emulator,
+                attendee_calendar,
+                event_id,
+                dict(stored.fields),
+                creator=resource["creator"]["email"],
+                organizer=organizer,
+                ical_uid=resource["iCalUID"],
+            )
+            stored.invited.add(email)
+        elif copy is not None and copy.resource["status"] != "cancelled":
+            cancel_event(emulator, attendee_calendar, copy)
+        else:
+            continue
+        notify_change(state, emulator, attendee_calendar.id)
+
+
+def removed_by_attendee(state: CalendarState, calendar: CalendarData, stored: StoredEvent) -> None:
+    """An attendee deleted their copy: the organizer's event stops putting it back."""
+    organizer = stored.resource["organizer"]["email"]
+    if organizer == calendar.id or organizer not in state.calendars:
+        return
+    original = state.calendars[organizer].events.get(stored.resource["id"])
+    if original is not None and original.resource["iCalUID"] == stored.resource["iCalUID"]:
+        original.removed_by.add(calendar.owner)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -964,6 +1039,7 @@ async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
         emulator, calendar, event_id, fields, creator=email, organizer=calendar.id
     )
     notify_change(state, emulator, calendar.id)
+    invite_attendees(emulator, state, calendar, event_id)
     return resource
 
 
@@ -995,6 +1071,7 @@ async def modify(
         organizer=stored.resource["organizer"]["email"],
     )
     notify_change(state, emulator, calendar.id)
+    invite_attendees(emulator, state, calendar, event_id)
     return resource
 
 
@@ -1013,9 +1090,17 @@ async def events_delete(request: Request, calendarId: str, eventId: str) -> Resp
     emulator, email = await begin(request, "calendar.events.delete", CALENDAR_SCOPES)
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
-    cancel_event(emulator, calendar, stored_event(calendar, eventId))
-    notify_change(state, emulator, calendar.id)
+    cancel(emulator, state, calendar, eventId)
     return Response(status_code=204)
+
+
+def cancel(emulator: Emulator, state: CalendarState, calendar: CalendarData, event_id: str) -> None:
+    """Delete an event: the organizer's cancels every copy, an attendee's only their own."""
+    stored = stored_event(calendar, event_id)
+    cancel_event(emulator, calendar, stored)
+    notify_change(state, emulator, calendar.id)
+    removed_by_attendee(state, calendar, stored)
+    invite_attendees(emulator, state, calendar, event_id)
 
 
 @router.post("/calendar/v3/calendars/{calendarId}/events/{eventId}/move")
@@ -1044,6 +1129,7 @@ async def events_move(request: Request, calendarId: str, eventId: str) -> dict[s
     )
     notify_change(state, emulator, source.id)
     notify_change(state, emulator, destination.id)
+    invite_attendees(emulator, state, destination, eventId)
     return resource
 
 
@@ -1248,6 +1334,7 @@ async def seed_insert(request: Request, email: str) -> dict[str, Any]:
         fields["attendees"] = attendees
     resource = write_event(emulator, calendar, event_id, fields, creator=author, organizer=author)
     notify_change(state, emulator, calendar.id)
+    invite_attendees(emulator, state, calendar, event_id)
     return resource
 
 
@@ -1266,14 +1353,14 @@ async def seed_patch(request: Request, email: str, eventId: str) -> dict[str, An
         organizer=stored.resource["organizer"]["email"],
     )
     notify_change(state, emulator, calendar.id)
+    invite_attendees(emulator, state, calendar, eventId)
     return resource
 
 
 @router.delete("/_emulator/calendar/{email}/events/{eventId}", status_code=204)
 async def seed_delete(request: Request, email: str, eventId: str) -> Response:
     emulator, state, calendar = seed_calendar(request, email)
-    cancel_event(emulator, calendar, stored_event(calendar, eventId))
-    notify_change(state, emulator, calendar.id)
+    cancel(emulator, state, calendar, eventId)
     return Response(status_code=204)
 
 

@@ -30,6 +30,12 @@ class AccountsSettings(BaseServiceSettings):
         + CALLBACK_PATH
         + ")",
     )
+    google_auth_url: str | None = Field(
+        None,
+        description="The consent page the browser is sent to (default: Google's, or the "
+        "emulator's under GOOGLE_ROOT_URL); for a browser that reaches the emulator at another "
+        "address than the services do, as with compose",
+    )
     frontend_url: str = Field(
         "http://localhost:3000/settings/google",
         description="Where the browser is sent after the callback, with the outcome in the query",
@@ -70,7 +76,7 @@ class AccountsSettings(BaseServiceSettings):
 
     @property
     def auth_url(self) -> str:
-        return self._google("/o/oauth2/v2/auth", GOOGLE_AUTH_URL)
+        return self.google_auth_url or self._google("/o/oauth2/v2/auth", GOOGLE_AUTH_URL)
 
     @property
     def token_url(self) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from typing import Any
 
+from pydantic import Field
+
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.push import OpenedChannel, WatchCall
 from pipedesk_common.google.resources import GoogleModel, GoogleResource, Page, as_utc
@@ -43,6 +45,7 @@ class Attendee(Person):
 
 class GoogleEvent(GoogleResource):
     id: str
+    ical_uid: str | None = Field(None, alias="iCalUID")
     status: str = "confirmed"
     etag: str | None = None
     updated: datetime | None = None

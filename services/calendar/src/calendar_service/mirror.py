@@ -27,6 +27,7 @@ from pipedesk_common.events.timeline import (
     TimelineProjection,
     TimelineSource,
     Visibility,
+    identity_of,
 )
 from pipedesk_common.mirror.links import public_links
 from pipedesk_common.mirror.writer import MirrorWriter
@@ -126,6 +127,8 @@ class EventRules:
                     google_id=event.google_id,
                     url=resource.hangout_link or resource.html_link,
                 ),
+                # The organizer's and every attendee's copy share it: one meeting, one item.
+                identity=identity_of(resource.ical_uid) if resource.ical_uid else None,
                 status=event.status,
                 actor_id=actor_id,
                 visibility=Visibility(

@@ -5,7 +5,7 @@ before anything else (before a 304, a cursor check or a ticket)."""
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -34,6 +34,7 @@ from pipedesk_common.rbac import Action
 from timeline_service.cache import PageCache
 from timeline_service.repository import (
     ACL_RECORDS,
+    ShownItem,
     Viewer,
     changed_items,
     org_record_exists,
@@ -84,10 +85,10 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
 
 
 async def render_items(
-    session: AsyncSession, viewer: Viewer, rows: list[Any]
+    session: AsyncSession, viewer: Viewer, rows: list[ShownItem]
 ) -> list[TimelineItemPublic]:
     links = await visible_links(session, [item.id for item in rows], viewer)
-    return [present(item, links.get(item.id, []), viewer) for item in rows]
+    return [present(item, links.get(item.id, [])) for item in rows]
 
 
 @router.get(
@@ -259,7 +260,7 @@ async def _next_changes(
     viewer: Viewer,
     query: TimelineQuery,
     last: int,
-) -> tuple[list[tuple[Any, int]] | None, list[TimelineItemPublic]]:
+) -> tuple[list[tuple[ShownItem, int]] | None, list[TimelineItemPublic]]:
     """The changes after ``last`` as the viewer sees them; None once they may not read the
     record any more."""
     async with context.sessionmaker() as session, session.begin():

@@ -27,17 +27,45 @@ class TimelineModel(SQLModel, registry=schema_registry("timeline")):
 
 
 class TimelineItem(TimelineModel, table=True):
-    """One source object (an audited change, a meeting, an email…): newer versions update it."""
+    """One message, meeting, audited change…: what a record's timeline shows once, however many
+    mailboxes or calendars hold a copy of it (its holders, below).
+
+    ``identity``: what the copies share (a ``Message-ID``, an ``iCalUID``), unique in the org;
+    null for an item that is one source object alone. ``occurred_at``: its newest live copy's.
+    """
 
     __tablename__ = "items"
-    __table_args__ = (
-        UniqueConstraint("org_id", "source_key"),
-        Index("ix_items_participants", "participants", postgresql_using="gin"),
-    )
+    __table_args__ = (UniqueConstraint("org_id", "identity"),)
 
     id: UUID = Field(primary_key=True)
     org_id: str = Field(sa_type=String(255))
-    source_key: str = Field(sa_type=String(300))
+    identity: str | None = Field(default=None, sa_type=String(300))
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class ItemHolder(TimelineModel, table=True):
+    """One copy of an item, as the projection of its source object last described it: whose
+    mailbox or calendar holds it (``owner_id``), how it is shared, its content and ``version``
+    (copies are version-gated each on its own). ``held`` is false once the copy is gone
+    (cancelled, deleted); ``changed_at`` is the producer's time of the copy's last change.
+    """
+
+    __tablename__ = "holders"
+    __table_args__ = (
+        Index("ix_holders_item", "item_id"),
+        Index("ix_holders_participants", "participants", postgresql_using="gin"),
+    )
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    source_key: str = Field(primary_key=True, sa_type=String(300))
+    item_id: UUID = Field(foreign_key="timeline.items.id", ondelete="CASCADE")
+    owner_id: str | None = Field(default=None, sa_type=String(255))
+    private: bool = False
+    sharing: str | None = Field(default=None, sa_type=String(20))
+    held: bool = True
+    version: int
+    event_id: UUID
+    changed_at: datetime = Field(sa_type=DateTime(timezone=True))
     kind: str = Field(sa_type=String(20))
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     title: str = Field(sa_type=String(500))
@@ -48,15 +76,9 @@ class TimelineItem(TimelineModel, table=True):
     status: str | None = Field(default=None, sa_type=String(50))
     actor_id: str | None = Field(default=None, sa_type=String(255))
     source_service: str = Field(sa_type=String(50))
-    google_id: str | None = Field(default=None, sa_type=String(300))
+    google_id: str | None = Field(default=None, sa_type=String(1024))
     url: str | None = Field(default=None, sa_type=Text)
-    visibility: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    # The visibility hints as columns, so visibility is decided in SQL (pages stay full).
-    private: bool = False
-    sharing: str | None = Field(default=None, sa_type=String(20))
-    owner_id: str | None = Field(default=None, sa_type=String(255))
-    version: int
-    event_id: UUID
+    links: list[list[str]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 

@@ -1,14 +1,29 @@
-"""Every event carrying a timeline projection becomes (or updates) one item, generically: a new
-producer needs no change here. The item attaches to its explicit links and, through the
-participant index, to the contacts whose addresses take part and to their open leads and deals.
+"""Every event carrying a timeline projection becomes (or updates) one copy of one item,
+generically: a new producer needs no change here. Copies with one identity are one item; the item
+attaches to its copies' explicit links and, through the participant index, to the contacts whose
+addresses take part and to their open leads and deals.
 """
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Text, and_, delete, literal, or_, select, text, tuple_, union, update
+from sqlalchemy import (
+    ARRAY,
+    Text,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -38,12 +53,13 @@ from pipedesk_common.events.crm import (
     LeadSnapshot,
     LeadUpdated,
 )
-from pipedesk_common.events.timeline import TimelineCarrier, TimelineProjection
+from pipedesk_common.events.timeline import GONE_STATUSES, TimelineCarrier, TimelineProjection
 from pipedesk_common.ids import new_id
 from timeline_service.models import (
     AccessVersion,
     ContactEmail,
     CrmRecord,
+    ItemHolder,
     RecordContact,
     RecordVersion,
     TimelineItem,
@@ -200,55 +216,169 @@ async def _closed_records(session: AsyncSession, org_id: str, records: set[Recor
     return {(kind, ident) for kind, ident in rows}
 
 
-# -- items -------------------------------------------------------------------------------------
+# -- items ---------------------------------------------------------------------------------------
 
 
 async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> None:
+    """Record the copy the projection describes, if newer than the one held, and bring its item
+    (and the item it leaves, if its identity moved it) up to date: its records change once."""
     projection: TimelineProjection = event.data.timeline
     org_id = event.org_id
     await lock_matching(session, org_id)
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    held = (
+        await session.execute(
+            select(holders.c.item_id, holders.c.version).where(
+                holders.c.org_id == org_id, holders.c.source_key == projection.source.key
+            )
+        )
+    ).first()
+    if held is not None and held.version >= projection.version:
+        return  # an older (or the same) version of a copy we already have
+    previous_item = held.item_id if held is not None else None
+    now = clock.now()
+    item_id, created = await _item_for(session, org_id, projection, previous_item)
+    copy = _copy_values(event, projection)
+    statement = insert(holders).values(org_id=org_id, item_id=item_id, updated_at=now, **copy)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "source_key"],
+            set_={"item_id": item_id, "updated_at": now, **copy},
+        )
+    )
+    changed = {item_id} | ({previous_item} if previous_item is not None else set())
+    records: set[Record] = set()
+    for changed_item in sorted(changed):
+        # A new item is this copy alone, with no links yet: nothing to read back.
+        alone = CopyState.of(copy) if changed_item == created else None
+        records |= await _refresh_item(session, org_id, changed_item, alone)
+    await touch(session, org_id, records, sorted(changed))
+
+
+class CopyState(NamedTuple):
+    """What an item is derived from, of each of its copies."""
+
+    held: bool
+    changed_at: datetime
+    source_key: str
+    occurred_at: datetime
+    participants: list[str]
+    links: list[list[str]]
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> "CopyState":
+        return cls(**{name: values[name] for name in cls._fields})
+
+
+def _copy_values(event: Event[Any], projection: TimelineProjection) -> dict[str, Any]:
     visibility = projection.visibility
-    participants = sorted({email.strip().lower() for email in projection.participants})
-    values = {
-        "org_id": org_id,
+    return {
         "source_key": projection.source.key,
+        "owner_id": visibility.owner_id,
+        "private": visibility.private,
+        "sharing": visibility.sharing,
+        "held": projection.status not in GONE_STATUSES,
+        "version": projection.version,
+        "event_id": event.id,
+        "changed_at": event.time,
         "kind": projection.kind.value,
         "occurred_at": projection.occurred_at,
         "title": projection.title,
         "summary": projection.summary,
-        "participants": participants,
+        "participants": sorted({email.strip().lower() for email in projection.participants}),
         "status": projection.status,
         "actor_id": projection.actor_id,
         "source_service": projection.source.service,
         "google_id": projection.source.google_id,
         "url": projection.source.url,
-        "visibility": visibility.model_dump(mode="json"),
-        "private": visibility.private,
-        "sharing": visibility.sharing,
-        "owner_id": visibility.owner_id,
-        "version": projection.version,
-        "event_id": event.id,
-        "updated_at": clock.now(),
+        "links": sorted([link.type.value, link.id] for link in set(projection.links)),
     }
-    statement = insert(items).values(id=new_id(), **values)
-    item_id = await session.scalar(
-        statement.on_conflict_do_update(
-            index_elements=["org_id", "source_key"],
-            set_={name: statement.excluded[name] for name in values},
-            where=items.c.version < statement.excluded.version,
-        ).returning(items.c.id)
+
+
+async def _item_for(
+    session: AsyncSession,
+    org_id: str,
+    projection: TimelineProjection,
+    previous_item: UUID | None,
+) -> tuple[UUID, UUID | None]:
+    """The item the copy belongs to: the org's item of its identity; else the item it was on,
+    which takes the identity if it has none yet (written before identities) or is the copy
+    alone; else a new item. Returns it and, if it is new, its id again."""
+    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    identity = projection.identity
+    if identity is not None:
+        found = await session.scalar(
+            select(items.c.id).where(items.c.org_id == org_id, items.c.identity == identity)
+        )
+        if found is not None:
+            return UUID(str(found)), None
+    if previous_item is not None:
+        if identity is None:
+            return previous_item, None
+        others = select(func.count()).where(
+            holders.c.item_id == previous_item, holders.c.source_key != projection.source.key
+        )
+        claimed = await session.scalar(
+            update(items)
+            .where(
+                items.c.id == previous_item,
+                or_(items.c.identity.is_(None), others.scalar_subquery() == 0),
+            )
+            .values(identity=identity)
+            .returning(items.c.id)
+        )
+        if claimed is not None:
+            return previous_item, None
+    item_id = new_id()
+    await session.execute(
+        insert(items).values(
+            id=item_id,
+            org_id=org_id,
+            identity=identity,
+            occurred_at=projection.occurred_at,
+        )
     )
-    if item_id is None:
-        return  # an older (or the same) version of an item we already show
-    explicit = {(link.type.value, link.id) for link in projection.links}
+    return item_id, item_id
+
+
+async def _refresh_item(
+    session: AsyncSession, org_id: str, item_id: UUID, alone: CopyState | None
+) -> set[Record]:
+    """Derive the item from its copies (``alone``: a new item's one copy): its time is its newest
+    live copy's (the newest copy's once none is live), its explicit links and participants are
+    all its copies'. An item no copy belongs to any more leaves every timeline. Returns the
+    records whose timelines changed."""
+    existing: dict[Record, bool] = {}
+    if alone is not None:
+        copies = [alone]
+    else:
+        holders = ItemHolder.__table__  # type: ignore[attr-defined]
+        columns = [holders.c[name] for name in CopyState._fields]
+        rows = await session.execute(select(*columns).where(holders.c.item_id == item_id))
+        copies = [CopyState(*row) for row in rows]
+        existing_rows = await session.execute(
+            select(
+                col(TimelineLink.record_type),
+                col(TimelineLink.record_id),
+                col(TimelineLink.explicit),
+            ).where(col(TimelineLink.item_id) == item_id)
+        )
+        existing = {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows}
+    if not copies:
+        await session.execute(delete(TimelineItem).where(col(TimelineItem.id) == item_id))
+        return set(existing)
+    live = [copy for copy in copies if copy.held] or copies
+    occurred_at = max(live, key=lambda copy: (copy.changed_at, copy.source_key)).occurred_at
+    if alone is None:
+        await session.execute(
+            update(TimelineItem)
+            .where(col(TimelineItem.id) == item_id, col(TimelineItem.occurred_at) != occurred_at)
+            .values(occurred_at=occurred_at)
+        )
+    explicit = {(kind, ident) for copy in copies for kind, ident in copy.links}
+    participants = sorted({email for copy in copies for email in copy.participants})
     matched = await matched_records(session, org_id, participants) - explicit
-    existing_rows = await session.execute(
-        select(
-            col(TimelineLink.record_type), col(TimelineLink.record_id), col(TimelineLink.explicit)
-        ).where(col(TimelineLink.item_id) == item_id)
-    )
-    existing = {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows}
     # A closed or deleted lead or deal keeps the matched items it had: history is not rewritten.
     earlier_matches = {record for record, was_explicit in existing.items() if not was_explicit}
     kept = await _closed_records(session, org_id, earlier_matches - explicit - matched)
@@ -272,7 +402,7 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
                     "record_type": record_type,
                     "record_id": record_id,
                     "org_id": org_id,
-                    "occurred_at": projection.occurred_at,
+                    "occurred_at": occurred_at,
                     "explicit": is_explicit,
                 }
                 for (record_type, record_id), is_explicit in sorted(wanted.items())
@@ -287,19 +417,24 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
                 },
             )
         )
-    await touch(session, org_id, set(wanted) | gone, [item_id])
+    return set(wanted) | gone
 
 
 async def attach_matching_items(
     session: AsyncSession, org_id: str, emails: Sequence[str], records: Iterable[Record]
 ) -> None:
-    """Backfill: attach the items in which one of ``emails`` takes part to ``records``; links
-    that exist already are left alone, so replays add nothing."""
+    """Backfill: attach the items in which one of ``emails`` takes part (in any copy) to
+    ``records``; links that exist already are left alone, so replays add nothing."""
     targets = sorted(set(records))
     if not emails or not targets:
         return
     items = TimelineItem.__table__  # type: ignore[attr-defined]
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
     links = TimelineLink.__table__  # type: ignore[attr-defined]
+    taking_part = select(holders.c.item_id).where(
+        holders.c.org_id == org_id,
+        holders.c.participants.op("&&")(literal(list(emails), type_=ARRAY(Text))),
+    )
     touched: dict[Record, set[UUID]] = {}
     for record_type, record_id in targets:
         source = select(
@@ -309,10 +444,7 @@ async def attach_matching_items(
             items.c.org_id,
             items.c.occurred_at,
             literal(False),
-        ).where(
-            items.c.org_id == org_id,
-            items.c.participants.op("&&")(literal(list(emails), type_=ARRAY(Text))),
-        )
+        ).where(items.c.org_id == org_id, items.c.id.in_(taking_part))
         inserted = await session.execute(
             insert(links)
             .from_select(

@@ -4,10 +4,11 @@ pages stay full and a search never matches content the viewer may not see."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Text, and_, exists, false, literal, or_, select, true, tuple_
+from sqlalchemy import Text, and_, case, exists, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,8 +17,8 @@ from pipedesk_common.rbac import ReadScope, read_scope
 from timeline_service.models import (
     AccessVersion,
     CrmRecord,
+    ItemHolder,
     RecordVersion,
-    TimelineItem,
     TimelineLink,
     access_replica,
 )
@@ -26,8 +27,11 @@ from timeline_service.projection import ORG_READABLE_RECORDS
 # Records readable org-wide, whose timelines show an item depending on its other links.
 ORG_READABLE = ORG_READABLE_RECORDS
 ACL_RECORDS = ("lead", "deal")
-FULL_SHARING = (None, "full")
-TITLE_SHARING = ("full", "subject")
+# The copy's content that a viewer may be shown (as far as their level allows).
+SHOWN_COLUMNS = (
+    "kind", "title", "summary", "participants", "status", "actor_id", "source_service",
+    "google_id", "url",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,34 @@ class Viewer:
     @property
     def email(self) -> str:
         return (self.principal.email or "").strip().lower()
+
+
+class Level(IntEnum):
+    """How much of a copy a viewer sees, least to most."""
+
+    BUSY = 0  # a private event: its time only
+    METADATA = 1  # a mailbox shared at metadata level (or a level this version does not know)
+    SUBJECT = 2
+    FULL = 3
+
+
+@dataclass(frozen=True)
+class ShownItem:
+    """An item as one viewer is shown it: its id and time, one copy's content, and how much of
+    that copy the viewer may see (``level``)."""
+
+    id: UUID
+    occurred_at: datetime
+    level: Level
+    kind: str
+    title: str
+    summary: str | None
+    participants: list[str]
+    status: str | None
+    actor_id: str | None
+    source_service: str
+    google_id: str | None
+    url: str | None
 
 
 @dataclass(frozen=True)
@@ -68,36 +100,54 @@ def readable_record(scope: ReadScope, replica: Any = access_replica) -> Any:
     )
 
 
-def full_view(viewer: Viewer) -> Any:
-    """The viewer sees everything of an item from their own mailbox or calendar, or one they
-    take part in."""
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
+def viewer_level(viewer: Viewer, holders: Any) -> Any:
+    """The viewer's level of each copy, as SQL: everything of a copy in their own mailbox or
+    calendar or one they take part in; else what its holder's sharing allows."""
     attendee = (
-        literal(viewer.email, type_=Text) == items.c.participants.any_()
+        literal(viewer.email, type_=Text) == holders.c.participants.any_()
         if viewer.email
         else false()
     )
-    return or_(items.c.owner_id == viewer.principal.sub, attendee)
+    return case(
+        (or_(holders.c.owner_id == viewer.principal.sub, attendee), int(Level.FULL)),
+        (holders.c.private, int(Level.BUSY)),
+        (or_(holders.c.sharing.is_(None), holders.c.sharing == "full"), int(Level.FULL)),
+        (holders.c.sharing == "subject", int(Level.SUBJECT)),
+        else_=int(Level.METADATA),
+    )
 
 
-def title_visible(viewer: Viewer) -> Any:
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
-    shared = or_(items.c.sharing.is_(None), items.c.sharing.in_(TITLE_SHARING))
-    return or_(full_view(viewer), and_(items.c.private.is_(False), shared))
+def shown_copy(viewer: Viewer) -> Any:
+    """Per item, the copy the viewer is shown: among its live copies (all of them once none is
+    live), the one they may see most of, the newest of those. A viewer never sees one copy's
+    content under another copy's sharing. Also, over all its copies: whether one is the
+    viewer's own (``viewer_holds``) and whether any is someone's mailbox or calendar (``owned``).
+    """
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    level = viewer_level(viewer, holders).label("level")
+    return (
+        select(
+            *(holders.c[name] for name in SHOWN_COLUMNS),
+            level,
+            func.bool_or(holders.c.owner_id == viewer.principal.sub).over().label("viewer_holds"),
+            func.bool_or(holders.c.owner_id.is_not(None)).over().label("owned"),
+        )
+        .where(holders.c.item_id == links.c.item_id, holders.c.org_id == links.c.org_id)
+        .order_by(
+            holders.c.held.desc(), level.desc(), holders.c.changed_at.desc(), holders.c.source_key
+        )
+        .limit(1)
+        .lateral("shown")
+    )
 
 
-def summary_visible(viewer: Viewer) -> Any:
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
-    shared = or_(items.c.sharing.is_(None), items.c.sharing == "full")
-    return or_(full_view(viewer), and_(items.c.private.is_(False), shared))
-
-
-def attached_through_readable_record(viewer: Viewer) -> Any:
+def attached_through_readable_record(viewer: Viewer, shown: Any) -> Any:
     """Contact and company timelines show an item only if the viewer could see it through a
     lead or deal, or it is from their own sources, or it is the record's own history (an item
     explicitly attached to it that is nobody's mailbox or calendar)."""
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
-    other = TimelineLink.__table__.alias("other")  # type: ignore[attr-defined]
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    other = links.alias("other")
     replica = access_replica.alias("replica")
     through_record = exists(
         select(1)
@@ -110,13 +160,13 @@ def attached_through_readable_record(viewer: Viewer) -> Any:
             ),
         )
         .where(
-            other.c.item_id == items.c.id,
+            other.c.item_id == links.c.item_id,
             other.c.record_type.in_(ACL_RECORDS),
             readable_record(viewer.scope, replica),
         )
     )
-    own_history = and_(col(TimelineLink.explicit).is_(True), items.c.owner_id.is_(None))
-    return or_(through_record, items.c.owner_id == viewer.principal.sub, own_history)
+    own_history = and_(links.c.explicit.is_(True), shown.c.owned.is_(False))
+    return or_(through_record, shown.c.viewer_holds.is_(True), own_history)
 
 
 def _escape_like(value: str) -> str:
@@ -124,34 +174,60 @@ def _escape_like(value: str) -> str:
 
 
 def _filtered(query: Query, viewer: Viewer) -> Any:
-    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    shown = shown_copy(viewer)
     statement = (
-        select(TimelineItem, col(TimelineLink.change_version))
-        .join(TimelineLink, col(TimelineLink.item_id) == col(TimelineItem.id))
+        select(shown, links.c.item_id, links.c.occurred_at.label("item_occurred_at"),
+               links.c.change_version)
+        .select_from(links.join(shown, true()))
         .where(
-            col(TimelineLink.org_id) == viewer.principal.org_id,
-            col(TimelineLink.record_type) == query.record_type,
-            col(TimelineLink.record_id) == query.record_id,
-            col(TimelineItem.org_id) == viewer.principal.org_id,
+            links.c.org_id == viewer.principal.org_id,
+            links.c.record_type == query.record_type,
+            links.c.record_id == query.record_id,
         )
-    )
+    )  # fmt: skip
     if query.record_type in ORG_READABLE:
-        statement = statement.where(attached_through_readable_record(viewer))
+        statement = statement.where(attached_through_readable_record(viewer, shown))
     if query.kinds:
-        statement = statement.where(col(TimelineItem.kind).in_(query.kinds))
+        statement = statement.where(shown.c.kind.in_(query.kinds))
     if query.since is not None:
-        statement = statement.where(col(TimelineLink.occurred_at) >= query.since)
+        statement = statement.where(links.c.occurred_at >= query.since)
     if query.until is not None:
-        statement = statement.where(col(TimelineLink.occurred_at) < query.until)
+        statement = statement.where(links.c.occurred_at < query.until)
     if query.text:
         pattern = f"%{_escape_like(query.text)}%"
-        statement = statement.where(
-            or_(
-                and_(title_visible(viewer), items.c.title.ilike(pattern, escape="\\")),
-                and_(summary_visible(viewer), items.c.summary.ilike(pattern, escape="\\")),
+        holders = ItemHolder.__table__  # type: ignore[attr-defined]
+        some_copy_matches = exists(
+            select(1).where(
+                holders.c.item_id == links.c.item_id,
+                or_(
+                    holders.c.title.ilike(pattern, escape="\\"),
+                    holders.c.summary.ilike(pattern, escape="\\"),
+                ),
             )
         )
+        # The text must be in what the viewer sees of the copy they are shown; that some copy
+        # holds it at all is a cheap test that spares choosing the copy of every other item.
+        statement = statement.where(
+            some_copy_matches,
+            or_(
+                and_(
+                    shown.c.level >= int(Level.SUBJECT), shown.c.title.ilike(pattern, escape="\\")
+                ),
+                and_(shown.c.level >= int(Level.FULL), shown.c.summary.ilike(pattern, escape="\\")),
+            ),
+        )
     return statement
+
+
+def _shown(row: Any) -> ShownItem:
+    values = row._mapping
+    return ShownItem(
+        id=values["item_id"],
+        occurred_at=values["item_occurred_at"],
+        level=Level(values["level"]),
+        **{name: values[name] for name in SHOWN_COLUMNS},
+    )
 
 
 async def record_items(
@@ -161,16 +237,15 @@ async def record_items(
     *,
     after: tuple[datetime, UUID] | None,
     limit: int,
-) -> list[TimelineItem]:
+) -> list[ShownItem]:
     """A page, newest first, by keyset on (occurred_at, item id)."""
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
     statement = _filtered(query, viewer)
-    key = tuple_(col(TimelineLink.occurred_at), col(TimelineLink.item_id))
+    key = tuple_(links.c.occurred_at, links.c.item_id)
     if after is not None:
         statement = statement.where(key < tuple_(*after))
-    statement = statement.order_by(
-        col(TimelineLink.occurred_at).desc(), col(TimelineLink.item_id).desc()
-    ).limit(limit)
-    return [item for item, _ in (await session.execute(statement)).all()]
+    statement = statement.order_by(links.c.occurred_at.desc(), links.c.item_id.desc()).limit(limit)
+    return [_shown(row) for row in (await session.execute(statement)).all()]
 
 
 async def changed_items(
@@ -181,17 +256,21 @@ async def changed_items(
     after_version: int,
     limit: int | None,
     up_to: int | None = None,
-) -> list[tuple[TimelineItem, int]]:
+) -> list[tuple[ShownItem, int]]:
     """Items of the record added or changed after ``after_version``, oldest change first."""
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
     statement = (
         _filtered(query, viewer)
-        .where(col(TimelineLink.change_version) > after_version)
-        .order_by(col(TimelineLink.change_version), col(TimelineLink.item_id))
+        .where(links.c.change_version > after_version)
+        .order_by(links.c.change_version, links.c.item_id)
         .limit(limit)
     )
     if up_to is not None:
-        statement = statement.where(col(TimelineLink.change_version) <= up_to)
-    return [(item, int(version)) for item, version in (await session.execute(statement)).all()]
+        statement = statement.where(links.c.change_version <= up_to)
+    return [
+        (_shown(row), int(row._mapping["change_version"]))
+        for row in (await session.execute(statement)).all()
+    ]
 
 
 async def visible_links(

@@ -14,38 +14,32 @@ from sqlmodel import col
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.clock import Clock
 from pipedesk_common.events.timeline import ItemKind, Link, RecordType
-from timeline_service.models import StreamTicket, TimelineItem
-from timeline_service.repository import Viewer
+from timeline_service.models import StreamTicket
+from timeline_service.repository import Level, ShownItem
 from timeline_service.schemas import Hidden, HiddenReason, ItemSource, TimelineItemPublic
 
 TICKET_LIFETIME = timedelta(seconds=60)
 BUSY_TITLE = "Busy"
 
 
-def present(
-    item: TimelineItem, links: Sequence[tuple[str, str]], viewer: Viewer
-) -> TimelineItemPublic:
-    """The item as this viewer may see it; the rules mirror ``repository.title_visible`` and
-    ``summary_visible``, which the search uses."""
+def present(item: ShownItem, links: Sequence[tuple[str, str]]) -> TimelineItemPublic:
+    """The item as its viewer may see it, from the copy they are shown at their level of it
+    (decided in SQL with the page, so the search and the page agree)."""
     title: str = item.title
     summary = item.summary
     participants = list(item.participants)
     google_id, url = item.google_id, item.url
     hidden: Hidden | None = None
-    full = item.owner_id == viewer.principal.sub or (
-        bool(viewer.email) and viewer.email in item.participants
-    )
-    if not full and item.private:
+    if item.level is Level.BUSY:
         title, summary, participants, google_id, url = BUSY_TITLE, None, [], None, None
         fields = ["title", "summary", "participants", "source.google_id", "source.url"]
         hidden = Hidden(reason=HiddenReason.PRIVATE, fields=fields)
-    elif not full and item.sharing == "subject":
-        summary = None
-        hidden = Hidden(reason=HiddenReason.MAILBOX_SUBJECT_ONLY, fields=["summary"])
-    elif not full and item.sharing not in (None, "full", "subject"):
-        # "metadata", or a level this version does not know: show the least.
+    elif item.level is Level.METADATA:
         title, summary = ItemKind(item.kind).value.capitalize(), None
         hidden = Hidden(reason=HiddenReason.MAILBOX_METADATA_ONLY, fields=["title", "summary"])
+    elif item.level is Level.SUBJECT:
+        summary = None
+        hidden = Hidden(reason=HiddenReason.MAILBOX_SUBJECT_ONLY, fields=["summary"])
     return TimelineItemPublic(
         id=item.id,
         kind=ItemKind(item.kind),

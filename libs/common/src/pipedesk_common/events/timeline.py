@@ -2,10 +2,15 @@
 
 Every event meant for the timeline carries one in ``data.timeline``, so the timeline service maps
 every producer the same way and a new producer needs no timeline change.
+
+A projection describes one copy of its item: one mailbox's message, one calendar's event, or the
+item's only source. Copies that carry the same ``identity`` in an org are one item with several
+holders (the accounts holding a copy); each copy keeps its own ``source.key`` and ``version``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated
 
@@ -30,6 +35,19 @@ class ItemKind(StrEnum):
     NOTE = "note"
 
 
+IDENTITY_MAX_LENGTH = 300
+# A copy in one of these statuses is gone from its holder's mailbox or calendar.
+GONE_STATUSES = frozenset({"cancelled", "deleted"})
+
+
+def identity_of(value: str) -> str:
+    """A message's or meeting's own id (a ``Message-ID``, an ``iCalUID``) as a projection's
+    ``identity``: itself, or ``sha256:`` and its digest when longer than a projection takes."""
+    if len(value) <= IDENTITY_MAX_LENGTH:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
 class Link(BaseModel):
     """A CRM record an item or event belongs to."""
 
@@ -50,7 +68,9 @@ class TimelineSource(BaseModel):
         max_length=300,
         description="Identifies the source object: its versions update ONE item, never add more",
     )
-    google_id: str | None = Field(None, max_length=300)
+    google_id: str | None = Field(
+        None, max_length=1024, description="Google's id of the object (event ids reach 1024)"
+    )
     url: str | None = Field(None, max_length=2000)
 
 
@@ -74,7 +94,20 @@ class TimelineProjection(BaseModel):
     )
     links: list[Link] = Field(default_factory=list, max_length=100)
     source: TimelineSource
-    status: str | None = Field(None, max_length=50)
+    identity: str | None = Field(
+        None,
+        min_length=1,
+        max_length=IDENTITY_MAX_LENGTH,
+        description="The message or meeting this copy is of, the same in every holder's copy "
+        "(an email's `Message-ID`, a meeting's `iCalUID`; see `identity_of`): copies with one "
+        "identity in an org are one item. Absent: the item is this source object alone",
+    )
+    status: str | None = Field(
+        None,
+        max_length=50,
+        description="The source's status; `cancelled` or `deleted` means this copy is gone from "
+        "its holder (the item stays, showing it, once no holder has a live copy)",
+    )
     actor_id: str | None = Field(None, max_length=255)
     visibility: Visibility = Visibility()
     version: int = Field(1, description="Newer versions of the same source object win")

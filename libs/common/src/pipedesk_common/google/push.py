@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import uuid4
 
+from prometheus_client import Counter
 from sqlalchemy import (
     Boolean,
     Column,
@@ -47,6 +48,13 @@ log = logging.getLogger(__name__)
 
 SYNC_STATE: Final = "sync"
 MAX_HEADER: Final = 1024
+
+CHANNEL_RENEWALS = Counter(
+    "pipedesk_push_channel_renewals_total",
+    "Push channels due for renewal, by outcome: renewed, failed (retried while it lives), "
+    "lapsed (expired before it could be renewed)",
+    ["outcome"],
+)
 
 
 def channel_token(secret: bytes, channel_id: str) -> str:
@@ -352,10 +360,13 @@ class PushChannels:
             try:
                 await self.open(old.user, old.resource)
                 renewed += 1
+                CHANNEL_RENEWALS.labels("renewed").inc()
             except Exception:
                 if old.expires_at > now:
+                    CHANNEL_RENEWALS.labels("failed").inc()
                     log.warning("could not renew channel %s; retrying later", old.id, exc_info=True)
                     continue
+                CHANNEL_RENEWALS.labels("lapsed").inc()
                 log.warning("channel %s expired and could not be renewed", old.id, exc_info=True)
             await self.stop(old)
         return renewed
