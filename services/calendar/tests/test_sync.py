@@ -120,7 +120,7 @@ async def test_an_event_with_an_overlong_ical_uid_is_published_under_its_digest(
     rep = users.make(Role.REP)
     await stack.connect(rep)
     long_id = "v" * 400
-    async with stack.calendar() as calendar:
+    async with stack.start() as calendar:
         await watch(stack, calendar, rep)
         await stack.seed("POST", rep, json={"id": long_id, "summary": "Long", **GOOGLE_HOUR})
 
