@@ -5,6 +5,7 @@ from outside, and the consumers scaled on their own queues."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 from typing import Any
@@ -27,6 +28,7 @@ from deploy.tests.manifests import (
 )
 from deploy.tests.system import REPO, processes, services
 from pipedesk_common.db import connect_raw
+from pipedesk_common.mirror.assembly import GoogleProduct
 from pipedesk_common.settings import port_for
 
 # The oldest Kubernetes release these manifests support, and the newest whose schemas we have.
@@ -247,6 +249,16 @@ async def schemas_with_an_inbox(database_url: str) -> set[str]:
     return {row["table_schema"] for row in rows}
 
 
+def declared_queues(name: str) -> set[str]:
+    """The queues a service declares: the strings of its source that name one of its queues, and,
+    for a service the Google service kit assembles, its product's inbound queue."""
+    sources = "".join(p.read_text() for p in (REPO / "services" / name / "src").rglob("*.py"))
+    found = set(re.findall(rf'"({name}\.[a-z-]+)"', sources))
+    app = importlib.import_module(f"{name}_service.app")
+    products = [part for part in vars(app).values() if isinstance(part, GoogleProduct)]
+    return found | {product.inbound_queue for product in products}
+
+
 def test_every_consumer_is_scaled_by_keda_on_its_own_queue(database_url: str) -> None:
     """A service with an inbox (its migrations made one) consumes events: it scales on the depth
     of a queue it declares (a string in its source), with the stack's broker prefix."""
@@ -261,8 +273,7 @@ def test_every_consumer_is_scaled_by_keda_on_its_own_queue(database_url: str) ->
         queue = trigger["metadata"]["queueName"].removeprefix(prefix)
         assert trigger["metadata"]["queueName"] == prefix + queue
         assert re.fullmatch(rf"{name}\.[a-z-]+", queue), queue
-        sources = "".join(p.read_text() for p in (REPO / "services" / name / "src").rglob("*.py"))
-        assert f'"{queue}"' in sources, f"{name} declares no queue {queue}"
+        assert queue in declared_queues(name), f"{name} declares no queue {queue}"
         host = trigger["metadata"]["hostFromEnv"]
         app = container(one("overlays/keda", "Deployment", name))
         assert host in container_environment("overlays/keda", app)

@@ -59,6 +59,15 @@ class TasksStack(ServiceUnderTest):
         found: list[dict[str, Any]] = (await self.google.admin("GET", "/fidelity")).json()
         return found
 
+    async def pending_poll(self, user: ActingUser) -> bool:
+        """Whether a poll of ``user``'s lists is asked for and not started."""
+        return bool(
+            await self.scalar(
+                "SELECT pending FROM tasks.work_requests WHERE key = :key",
+                key=str(poll_key(user.principal.org_id, user.sub)),
+            )
+        )
+
     async def idle(self, user: ActingUser) -> None:
         """Wait until no poll of ``user``'s lists is pending or running (writes start one)."""
 

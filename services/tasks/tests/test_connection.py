@@ -22,15 +22,6 @@ async def disconnect(stack: Any, user: ActingUser) -> None:
     assert gone.status_code == 204
 
 
-async def pending_poll(stack: Any, user: ActingUser) -> bool:
-    return bool(
-        await stack.scalar(
-            "SELECT pending FROM tasks.work_requests WHERE key = :key",
-            key=str(poll_key(user.principal.org_id, user.sub)),
-        )
-    )
-
-
 async def test_disconnecting_drops_the_users_polls_and_marks_a_reconnect_needed(
     stack: Any, users: Users
 ) -> None:
@@ -46,7 +37,7 @@ async def test_disconnecting_drops_the_users_polls_and_marks_a_reconnect_needed(
             key=str(poll_key(rep.principal.org_id, rep.sub)),
         )
         await disconnect(stack, rep)
-        await eventually(lambda: pending_poll(stack, rep), until=lambda pending: not pending)
+        await eventually(lambda: stack.pending_poll(rep), until=lambda pending: not pending)
         health = await eventually(
             lambda: stack.health(rep), until=lambda h: h.get("state") == "needs_reconnect"
         )
@@ -55,7 +46,7 @@ async def test_disconnecting_drops_the_users_polls_and_marks_a_reconnect_needed(
         listed = len(await stack.calls(rep, "tasks.tasklists.list"))
         await service.run_job("tasks.poll")
         assert len(await stack.calls(rep, "tasks.tasklists.list")) == listed
-        assert not await pending_poll(stack, rep)
+        assert not await stack.pending_poll(rep)
 
 
 async def test_reconnecting_resumes_with_a_full_read_of_the_users_lists(

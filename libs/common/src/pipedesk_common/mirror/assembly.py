@@ -112,6 +112,11 @@ class GoogleProduct(Generic[G, S]):
     # asks for (None: the notification is ignored).
     push: ResolveChannel | None = None
 
+    @property
+    def inbound_queue(self) -> str:
+        """The queue its consumer takes CRM's access lists and the user's connection from."""
+        return f"{self.name}.inbound"
+
     def app(
         self, settings: S, clock: Clock | None = None, **options: Unpack[AppOptions]
     ) -> FastAPI:
@@ -138,7 +143,7 @@ def google_service(
 ) -> FastAPI:
     clock = clock or SystemClock()
     tables = product.tables
-    consumer = Consumer(f"{product.name}.inbound", tables.inbox)
+    consumer = Consumer(product.inbound_queue, tables.inbox)
 
     def context() -> ServiceContext:
         return running_context(app)
