@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import aio_pika
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.app import stop_task
@@ -19,6 +20,7 @@ from pipedesk_common.consumer import Consumer, ConsumerSettings
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
 from pipedesk_common.events import Event, encode_event, new_event
+from pipedesk_common.events.accounts import GoogleConnected
 from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
 from pipedesk_common.testing.proxy import tcp_proxy
@@ -31,6 +33,12 @@ FAST = ConsumerSettings(
     prefetch=50, max_attempts=3, delivery_limit=5, retry_delays_ms=(100, 200), heartbeat=2,
     reconnect_delay=0.2,
 )  # fmt: skip
+
+
+def google_connected(connection_id: str, org: str = "org-c") -> Event[Any]:
+    """An event without a version: only the inbox can tell a redelivery of it."""
+    data = GoogleConnected(connection_id=connection_id, user_id="u1", products=[], scopes=[])
+    return new_event(data, org_id=org, actor_id="u1", time=SystemClock().now())
 
 
 def access_changed(record_id: str, version: int, org: str = "org-c") -> Event[Any]:
@@ -57,6 +65,20 @@ class Harness:
                 self.failures_left[key] -= 1
                 raise RuntimeError("handler failure")
             self.applied.append((key, event.data.version))
+
+        @self.consumer.on(GoogleConnected)
+        async def connected(session: AsyncSession, event: Event[Any]) -> None:
+            self.calls[event.data.connection_id] += 1
+
+    def outcomes(self, event: Event[Any]) -> dict[str, int]:
+        """How this consumer's deliveries of ``event``'s type ended, by outcome."""
+        found = {}
+        for outcome in ("applied", "duplicate", "stale"):
+            labels = {"queue": self.consumer.queue, "type": event.routing_key, "outcome": outcome}
+            count = REGISTRY.get_sample_value("pipedesk_events_handled_total", labels)
+            if count:
+                found[outcome] = int(count)
+        return found
 
     @property
     def queue(self) -> str:
@@ -113,11 +135,30 @@ async def test_a_duplicate_delivery_has_one_effect(
     event = access_changed("lead-dup", 1)
     async with consuming(harness, database_url):
         await harness.publish(event, event, event)
-        marker = access_changed("lead-after", 1)
-        await harness.publish(marker)
-        await eventually(lambda: asyncio.sleep(0, ("lead-after", 1) in harness.applied))
+        outcomes = await eventually(
+            lambda: asyncio.sleep(0, harness.outcomes(event)),
+            until=lambda found: sum(found.values()) == 3,
+        )
+    # The inbox stops a redelivery before the version check would.
+    assert outcomes == {"applied": 1, "duplicate": 2}
     assert harness.applied.count(("lead-dup", 1)) == 1
     assert harness.calls["lead-dup"] == 1
+
+
+async def test_a_redelivered_event_without_a_version_has_one_effect(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    """No version can stop a second delivery of an unversioned event: the inbox alone does."""
+    harness = Harness(service_env)
+    event = google_connected("connection-dup")
+    async with consuming(harness, database_url):
+        await harness.publish(event, event, event)
+        outcomes = await eventually(
+            lambda: asyncio.sleep(0, harness.outcomes(event)),
+            until=lambda found: sum(found.values()) == 3,
+        )
+    assert outcomes == {"applied": 1, "duplicate": 2}
+    assert harness.calls["connection-dup"] == 1
 
 
 async def test_the_pruned_inbox_still_ignores_old_versions(

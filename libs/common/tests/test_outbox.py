@@ -1,0 +1,175 @@
+"""The relay against a broker that refuses some publishes: a row is marked sent only once the
+broker has confirmed it, so a refused or unconfirmed event stays pending and goes out later."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import aio_pika
+import pytest
+import pytest_asyncio
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from prometheus_client import REGISTRY
+from sqlalchemy import MetaData, Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
+
+from pipedesk_common.clock import SystemClock
+from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.events import Event, decode_event, new_event
+from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
+from pipedesk_common.messaging import Topology
+from pipedesk_common.outbox import (
+    PENDING,
+    SENT,
+    OutboxRelay,
+    RelaySettings,
+    add_event,
+    outbox_table,
+)
+from pipedesk_common.testing.waiting import eventually
+
+pytestmark = pytest.mark.asyncio
+
+FAST = RelaySettings(poll_interval=0.1, reconnect_delay=0.1, publish_timeout=5, heartbeat=2)
+
+
+@dataclass
+class Outbox:
+    """An outbox table and an exchange of this test's own, so no other relay or test shares
+    either; ``channel`` is a broker channel for the test's own queues."""
+
+    engine: AsyncEngine
+    table: Table
+    topology: Topology
+    channel: AbstractChannel
+    service: str
+
+    def relay(self, amqp_url: str) -> OutboxRelay:
+        return OutboxRelay(
+            service=self.service,
+            engine=self.engine,
+            table=self.table,
+            topology=self.topology,
+            amqp_url=amqp_url,
+            clock=SystemClock(),
+            settings=FAST,
+        )
+
+    async def add(self, event: Event[Any]) -> None:
+        async with create_sessionmaker(self.engine)() as session:
+            await add_event(session, self.table, event)
+            await session.commit()
+
+    async def status_of(self, event_id: UUID) -> int | None:
+        async with self.engine.connect() as connection:
+            return await connection.scalar(
+                select(self.table.c.status).where(self.table.c.event_id == event_id)
+            )
+
+    def failures(self) -> float:
+        value = REGISTRY.get_sample_value(
+            "pipedesk_outbox_publish_failures_total", {"service": self.service}
+        )
+        return value or 0.0
+
+    async def queue(self, routing_key: str, **arguments: Any) -> AbstractQueue:
+        """An exclusive queue bound to the test's exchange (gone when the test's channel is)."""
+        exchange = await self.topology.declare_exchange(self.channel)
+        queue = await self.channel.declare_queue(exclusive=True, arguments=arguments)
+        await queue.bind(exchange, routing_key=routing_key)
+        return queue
+
+    async def refusing_queue(self, routing_key: str) -> AbstractQueue:
+        """A queue that is always full and refuses what is routed to it: the broker answers
+        such a publish with a negative confirm."""
+        return await self.queue(routing_key, **{"x-max-length": 0, "x-overflow": "reject-publish"})
+
+
+@pytest_asyncio.fixture
+async def outbox(database_url: str, service_env: dict[str, str]) -> AsyncIterator[Outbox]:
+    schema = f"outbox_test_{uuid4().hex[:10]}"
+    engine = create_async_engine(database_url)
+    table = outbox_table(MetaData(schema=schema))
+    async with engine.begin() as connection:
+        await connection.execute(CreateSchema(schema))
+        await connection.run_sync(table.metadata.create_all)
+    topology = Topology(f"{service_env['BROKER_PREFIX']}{schema}.")
+    connection = await aio_pika.connect(service_env["AMQP_URL"])
+    try:
+        channel = await connection.channel()
+        yield Outbox(engine, table, topology, channel, service=schema)
+        await topology.delete_exchanges(channel)
+    finally:
+        await connection.close()
+        async with engine.begin() as db:
+            await db.execute(DropSchema(schema, cascade=True))
+        await engine.dispose()
+
+
+def access_changed(model: type[LeadAccessChanged] | type[DealAccessChanged]) -> Event[Any]:
+    org = f"org-{uuid4().hex[:8]}"
+    data = model(id=str(uuid4()), version=1, org_id=org, owner_id="u1", team_id=None)
+    return new_event(data, org_id=org, actor_id="u1", time=SystemClock().now())
+
+
+@asynccontextmanager
+async def relay_running(relay: OutboxRelay) -> AsyncIterator[None]:
+    running = asyncio.create_task(relay.run())
+    try:
+        yield
+    finally:
+        relay.stop()
+        await running
+
+
+async def received_ids(queue: AbstractQueue) -> list[UUID]:
+    found = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        found.append(decode_event(message.body).id)
+    return found
+
+
+async def test_a_publish_the_broker_refuses_stays_pending_and_is_sent_once_accepted(
+    outbox: Outbox, service_env: dict[str, str]
+) -> None:
+    refused, accepted = access_changed(LeadAccessChanged), access_changed(DealAccessChanged)
+    refusing = await outbox.refusing_queue(refused.routing_key)
+    collected = await outbox.queue("#")
+    await outbox.add(refused)
+    await outbox.add(accepted)
+    relay = outbox.relay(service_env["AMQP_URL"])
+    async with relay_running(relay):
+        # Both rows were published in one batch; the broker confirmed one and refused the other.
+        status = await eventually(
+            lambda: outbox.status_of(refused.id),
+            until=lambda status: status == SENT or outbox.failures() >= 1,
+        )
+        assert status == PENDING
+        assert await outbox.status_of(accepted.id) == SENT
+        await refusing.delete(if_unused=False, if_empty=False)
+        await eventually(lambda: outbox.status_of(refused.id), until=lambda status: status == SENT)
+    assert set(await received_ids(collected)) >= {refused.id, accepted.id}
+
+
+async def test_without_a_confirm_a_row_is_not_marked_sent(
+    outbox: Outbox, service_env: dict[str, str]
+) -> None:
+    """Publishes wait for the broker's confirm: one written to the socket but refused by the
+    broker is not taken for sent, as it would be without publisher confirms."""
+    refused = access_changed(LeadAccessChanged)
+    refusing = await outbox.refusing_queue(refused.routing_key)
+    await outbox.add(refused)
+    relay = outbox.relay(service_env["AMQP_URL"])
+    async with relay_running(relay):
+        # Without confirms the relay would mark the row sent at once and never see a failure.
+        status = await eventually(
+            lambda: outbox.status_of(refused.id),
+            until=lambda status: status == SENT or outbox.failures() >= 1,
+        )
+        assert status == PENDING
+        await refusing.delete(if_unused=False, if_empty=False)
+        await eventually(lambda: outbox.status_of(refused.id), until=lambda status: status == SENT)
