@@ -151,7 +151,7 @@ class BaseServiceSettings(BaseSettings):
         "",
         pattern=r"^[a-z0-9_.-]*$",
         validation_alias=AliasChoices("BROKER_PREFIX", "broker_prefix"),
-        description="Prefix of every exchange and queue name, isolating a second stack",
+        description="Prefix of every exchange, queue and Redis key, isolating a second stack",
     )
     broker_queue_expires_ms: int | None = Field(
         None,
