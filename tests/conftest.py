@@ -6,7 +6,7 @@ import pytest
 
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
-from pipedesk_common.testing.plugin import OpenService
+from pipedesk_testkit.plugin import OpenService
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings
 

@@ -16,8 +16,9 @@ from pipedesk_common.events import new_event
 from pipedesk_common.events.crm import DealAccessChanged
 from pipedesk_common.outbox import add_event
 from pipedesk_common.rbac import Action
-from pipedesk_common.testing.plugin import OpenService, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.waiting import eventually
 from timeline_service.models import access_replica, inbox
 
 pytestmark = pytest.mark.asyncio

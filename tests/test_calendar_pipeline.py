@@ -13,10 +13,11 @@ from calendar_service.settings import WEBHOOK_PATH, CalendarSettings
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.google import GoogleStack
-from pipedesk_common.testing.plugin import OpenService, Users
-from pipedesk_common.testing.servers import free_port, serve_in_thread
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.google import GoogleStack
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

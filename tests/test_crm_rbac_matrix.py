@@ -16,11 +16,11 @@ import pytest
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import serve_in_thread
 from pipedesk_gateway.app import build_app as build_gateway
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,7 +12,7 @@ from dev_identity.keystore import KeyStore
 from dev_identity.server import create_identity_app
 from pipedesk_common.auth import JwksCache, Role, TokenVerifier
 from pipedesk_common.clock import SystemClock
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 
 def cli(key_dir: Path, *args: str) -> str:

@@ -27,10 +27,11 @@ from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import configure_tracing
 from pipedesk_common.outbox import add_event
-from pipedesk_common.testing.plugin import OpenService, Users
-from pipedesk_common.testing.proxy import tcp_proxy
-from pipedesk_common.testing.servers import serve_in_thread
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.proxy import tcp_proxy
+from pipedesk_testkit.servers import serve_in_thread
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

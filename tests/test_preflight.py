@@ -107,7 +107,7 @@ def test_the_suite_refuses_to_run_rather_than_skip(tmp_path: Path) -> None:
             "-m",
             "pytest",
             "-p",
-            "pipedesk_common.testing.plugin",
+            "pipedesk_testkit.plugin",
             "-p",
             "no:cacheprovider",
             str(tmp_path),

@@ -22,9 +22,9 @@ from pipedesk_common.events.timeline import (
     TimelineSource,
 )
 from pipedesk_common.messaging import Topology
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import free_port, run_process
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import free_port, run_process
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

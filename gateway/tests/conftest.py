@@ -4,7 +4,7 @@ import pytest
 
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings
 

@@ -16,14 +16,14 @@ from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.plugin import ActingUser, Identity, Users
-from pipedesk_common.testing.servers import free_port, run_process, serve_in_thread
-from pipedesk_common.testing.waiting import eventually
 from pipedesk_gateway.app import build_app
 from pipedesk_gateway.routing import is_public, target_of
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_testkit.attacks import ATTACKS, forged_tokens
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.identities import ActingUser, Identity, Users
+from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

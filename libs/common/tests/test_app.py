@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from pipedesk_common.app import create_app
 from pipedesk_common.settings import BaseServiceSettings
-from pipedesk_common.testing.clients import app_client
+from pipedesk_testkit.clients import app_client
 
 pytestmark = pytest.mark.asyncio
 

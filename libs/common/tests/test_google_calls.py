@@ -12,7 +12,7 @@ from google_emulator.core import TASKS_SCOPES, Emulator, Fault
 from pipedesk_common.errors import Forbidden
 from pipedesk_common.google import GoogleApi, GoogleUser, RetryPolicy
 from pipedesk_common.google.calls import GOOGLE_CALLS, GoogleCallError, GoogleQuotaExhausted
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.asyncio
 
@@ -146,7 +146,7 @@ async def test_persistent_500_gives_up_at_the_cap_as_a_503_problem(harness: Harn
 
 
 async def test_an_unreachable_google_is_retried_then_a_503_problem(harness: Harness) -> None:
-    from pipedesk_common.testing.servers import free_port
+    from pipedesk_testkit.servers import free_port
 
     unreachable = Harness(harness.emulator, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(GoogleQuotaExhausted) as raised:

@@ -13,24 +13,16 @@ import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from prometheus_client import REGISTRY
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from pipedesk_common.clock import SystemClock
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.events import Event, decode_event, new_event
 from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
 from pipedesk_common.messaging import Topology
-from pipedesk_common.outbox import (
-    PENDING,
-    SENT,
-    OutboxRelay,
-    RelaySettings,
-    add_event,
-    outbox_table,
-)
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_common.outbox import PENDING, SENT, OutboxRelay, RelaySettings, add_event
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -38,9 +30,9 @@ FAST = RelaySettings(poll_interval=0.1, reconnect_delay=0.1, publish_timeout=5, 
 
 
 @dataclass
-class Outbox:
-    """An outbox table and an exchange of this test's own, so no other relay or test shares
-    either; ``channel`` is a broker channel for the test's own queues."""
+class Relayed:
+    """libs/common's test outbox, relayed to an exchange of this test's own, so no other test
+    meets what it publishes; ``channel`` is a broker channel for the test's own queues."""
 
     engine: AsyncEngine
     table: Table
@@ -71,6 +63,7 @@ class Outbox:
             )
 
     def failures(self) -> float:
+        """Publishes of this test's relay the broker did not confirm."""
         value = REGISTRY.get_sample_value(
             "pipedesk_outbox_publish_failures_total", {"service": self.service}
         )
@@ -90,23 +83,19 @@ class Outbox:
 
 
 @pytest_asyncio.fixture
-async def outbox(database_url: str, service_env: dict[str, str]) -> AsyncIterator[Outbox]:
-    schema = f"outbox_test_{uuid4().hex[:10]}"
+async def relayed(
+    database_url: str, service_env: dict[str, str], outbox: Table
+) -> AsyncIterator[Relayed]:
+    name = f"outbox-test-{uuid4().hex[:10]}"
     engine = create_async_engine(database_url)
-    table = outbox_table(MetaData(schema=schema))
-    async with engine.begin() as connection:
-        await connection.execute(CreateSchema(schema))
-        await connection.run_sync(table.metadata.create_all)
-    topology = Topology(f"{service_env['BROKER_PREFIX']}{schema}.")
+    topology = Topology(f"{service_env['BROKER_PREFIX']}{name}.")
     connection = await aio_pika.connect(service_env["AMQP_URL"])
     try:
         channel = await connection.channel()
-        yield Outbox(engine, table, topology, channel, service=schema)
+        yield Relayed(engine, outbox, topology, channel, service=name)
         await topology.delete_exchanges(channel)
     finally:
         await connection.close()
-        async with engine.begin() as db:
-            await db.execute(DropSchema(schema, cascade=True))
         await engine.dispose()
 
 
@@ -134,42 +123,42 @@ async def received_ids(queue: AbstractQueue) -> list[UUID]:
 
 
 async def test_a_publish_the_broker_refuses_stays_pending_and_is_sent_once_accepted(
-    outbox: Outbox, service_env: dict[str, str]
+    relayed: Relayed, service_env: dict[str, str]
 ) -> None:
     refused, accepted = access_changed(LeadAccessChanged), access_changed(DealAccessChanged)
-    refusing = await outbox.refusing_queue(refused.routing_key)
-    collected = await outbox.queue("#")
-    await outbox.add(refused)
-    await outbox.add(accepted)
-    relay = outbox.relay(service_env["AMQP_URL"])
+    refusing = await relayed.refusing_queue(refused.routing_key)
+    collected = await relayed.queue("#")
+    await relayed.add(refused)
+    await relayed.add(accepted)
+    relay = relayed.relay(service_env["AMQP_URL"])
     async with relay_running(relay):
         # Both rows were published in one batch; the broker confirmed one and refused the other.
         status = await eventually(
-            lambda: outbox.status_of(refused.id),
-            until=lambda status: status == SENT or outbox.failures() >= 1,
+            lambda: relayed.status_of(refused.id),
+            until=lambda status: status == SENT or relayed.failures() >= 1,
         )
         assert status == PENDING
-        assert await outbox.status_of(accepted.id) == SENT
+        assert await relayed.status_of(accepted.id) == SENT
         await refusing.delete(if_unused=False, if_empty=False)
-        await eventually(lambda: outbox.status_of(refused.id), until=lambda status: status == SENT)
+        await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)
     assert set(await received_ids(collected)) >= {refused.id, accepted.id}
 
 
 async def test_without_a_confirm_a_row_is_not_marked_sent(
-    outbox: Outbox, service_env: dict[str, str]
+    relayed: Relayed, service_env: dict[str, str]
 ) -> None:
     """Publishes wait for the broker's confirm: one written to the socket but refused by the
     broker is not taken for sent, as it would be without publisher confirms."""
     refused = access_changed(LeadAccessChanged)
-    refusing = await outbox.refusing_queue(refused.routing_key)
-    await outbox.add(refused)
-    relay = outbox.relay(service_env["AMQP_URL"])
+    refusing = await relayed.refusing_queue(refused.routing_key)
+    await relayed.add(refused)
+    relay = relayed.relay(service_env["AMQP_URL"])
     async with relay_running(relay):
         # Without confirms the relay would mark the row sent at once and never see a failure.
         status = await eventually(
-            lambda: outbox.status_of(refused.id),
-            until=lambda status: status == SENT or outbox.failures() >= 1,
+            lambda: relayed.status_of(refused.id),
+            until=lambda status: status == SENT or relayed.failures() >= 1,
         )
         assert status == PENDING
         await refusing.delete(if_unused=False, if_empty=False)
-        await eventually(lambda: outbox.status_of(refused.id), until=lambda status: status == SENT)
+        await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)

@@ -19,7 +19,7 @@ from googleapiclient.discovery import build_from_document
 from google_emulator.app import create_emulator_app
 from google_emulator.fidelity import discovery_document
 from google_emulator.oauth import DEV_CLIENT_ID, DEV_CLIENT_SECRET
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 os.environ["NO_GCE_CHECK"] = "True"
 

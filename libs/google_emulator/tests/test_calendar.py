@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from google_emulator import calendar
 from google_emulator.core import CALENDAR_SCOPES, TASKS_SCOPES, Emulator, GoogleError
 from google_emulator.fidelity import check_response
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 os.environ["NO_GCE_CHECK"] = "True"
 

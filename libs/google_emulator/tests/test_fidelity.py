@@ -10,7 +10,7 @@ from fastapi import Request
 from google_emulator.app import create_emulator_app
 from google_emulator.core import Emulator
 from google_emulator.fidelity import check_response, find_method
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 GOOD_TASK = {
     "kind": "tasks#task",

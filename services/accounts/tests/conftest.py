@@ -20,9 +20,9 @@ from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.db import connect_raw
 from pipedesk_common.keys import dev_service_key_path
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.google import CALLBACK_PATH, FRONTEND_URL, GoogleStack
-from pipedesk_common.testing.plugin import ActingUser, Identity
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.google import CALLBACK_PATH, FRONTEND_URL, GoogleStack
+from pipedesk_testkit.identities import ActingUser, Identity
 
 REDIRECT_URI = "http://accounts.test" + CALLBACK_PATH
 

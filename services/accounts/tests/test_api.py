@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
-from pipedesk_common.testing.plugin import Identity, Users
+from pipedesk_testkit.attacks import ATTACKS, forged_tokens
+from pipedesk_testkit.identities import Identity, Users
 
 if TYPE_CHECKING:
     from conftest import Accounts

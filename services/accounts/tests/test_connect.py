@@ -16,12 +16,12 @@ from accounts_service.settings import AccountsSettings
 from pipedesk_common.auth import Role
 from pipedesk_common.events.accounts import GoogleConnected, GoogleDisconnected
 from pipedesk_common.google import scopes_for
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.google import FRONTEND_URL, GoogleStack
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import serve_in_thread
 from pipedesk_gateway.app import build_app as build_gateway
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.google import FRONTEND_URL, GoogleStack
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import serve_in_thread
 
 if TYPE_CHECKING:
     from conftest import Accounts

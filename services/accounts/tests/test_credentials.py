@@ -14,9 +14,9 @@ from pipedesk_common.google import (
     scopes_for,
 )
 from pipedesk_common.google.accounts import AccountsUnavailable
-from pipedesk_common.testing.google import GoogleStack
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import free_port
+from pipedesk_testkit.google import GoogleStack
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 

@@ -11,7 +11,7 @@ from joserfc.jwk import RSAKey
 
 from pipedesk_common.auth import Role
 from pipedesk_common.google import scopes_for
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 
 if TYPE_CHECKING:
     from conftest import Accounts

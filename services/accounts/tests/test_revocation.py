@@ -16,7 +16,7 @@ from pipedesk_common.google import (
     GoogleUser,
     scopes_for,
 )
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 
 if TYPE_CHECKING:
     from conftest import Accounts

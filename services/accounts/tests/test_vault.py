@@ -22,8 +22,8 @@ from accounts_service.settings import AccountsSettings
 from accounts_service.vault import Vault, VaultError, parse_keys
 from pipedesk_common.auth import Role
 from pipedesk_common.google import scopes_for
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.identities import Users
 
 if TYPE_CHECKING:
     from conftest import Accounts

@@ -28,10 +28,10 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.google import AccountsCredentials, CredentialsProvider, accounts_credentials
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.keys import dev_service_key_path
-from pipedesk_common.testing.google import GoogleStack
-from pipedesk_common.testing.outbox import published as outbox_events
-from pipedesk_common.testing.plugin import ActingUser, Identity
-from pipedesk_common.testing.servers import free_port, serve_in_thread
+from pipedesk_testkit.google import GoogleStack
+from pipedesk_testkit.identities import ActingUser, Identity
+from pipedesk_testkit.outbox import published as outbox_events
+from pipedesk_testkit.servers import free_port, serve_in_thread
 
 # Retries as in production, only faster (tests never wait on real backoff).
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_total_seconds=20)

@@ -17,8 +17,8 @@ from pipedesk_common.clock import ManualClock, SystemClock
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.google.calls import GoogleQuotaExhausted, RetryPolicy
 from pipedesk_common.google.push import channel_token
-from pipedesk_common.testing.plugin import ActingUser, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

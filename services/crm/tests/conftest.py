@@ -11,7 +11,8 @@ import pytest_asyncio
 from crm_service.app import build_app
 from crm_service.settings import CrmSettings
 from pipedesk_common.db import connect_raw
-from pipedesk_common.testing.plugin import ActingUser, OpenService
+from pipedesk_testkit.identities import ActingUser
+from pipedesk_testkit.plugin import OpenService
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import ActingUser, Users
+from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
 
@@ -439,7 +439,7 @@ async def test_readiness_reports_database_and_broker(crm: httpx.AsyncClient) -> 
 
 
 async def test_readiness_fails_when_the_database_is_unreachable(crm_app: Any) -> None:
-    from pipedesk_common.testing.servers import free_port
+    from pipedesk_testkit.servers import free_port
 
     unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
     async with crm_app(DATABASE_URL=unreachable) as client:

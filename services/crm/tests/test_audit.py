@@ -21,7 +21,7 @@ from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.events import decode_event
 from pipedesk_common.events.crm import AuditRecorded
 from pipedesk_common.ids import new_id
-from pipedesk_common.testing.plugin import ActingUser, Users
+from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
 

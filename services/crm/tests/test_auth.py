@@ -12,9 +12,9 @@ from dev_identity.keystore import KeyStore, TokenMinter
 from dev_identity.server import create_identity_app
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import ManualClock, SystemClock
-from pipedesk_common.testing.attacks import ATTACKS, claims, forged_tokens, signed
-from pipedesk_common.testing.plugin import Identity
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.attacks import ATTACKS, claims, forged_tokens, signed
+from pipedesk_testkit.identities import Identity
+from pipedesk_testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.asyncio
 
@@ -180,7 +180,7 @@ async def test_jku_and_x5u_are_never_fetched(crm: httpx.AsyncClient, identity: I
 async def test_last_good_keys_survive_an_identity_provider_outage(
     crm_app: Any, tmp_path: Any
 ) -> None:
-    from pipedesk_common.testing.servers import free_port
+    from pipedesk_testkit.servers import free_port
 
     store = KeyStore(tmp_path)
     clock = ManualClock(datetime.now(UTC))

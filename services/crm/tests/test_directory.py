@@ -11,7 +11,7 @@ from crm_service.models import outbox
 from pipedesk_common.auth import Role
 from pipedesk_common.events import decode_event
 from pipedesk_common.events.crm import TeamArchived, UserCreated, UserUpdated
-from pipedesk_common.testing.plugin import Identity, Users
+from pipedesk_testkit.identities import Identity, Users
 
 pytestmark = pytest.mark.asyncio
 

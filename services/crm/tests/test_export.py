@@ -10,8 +10,8 @@ from crm_service.app import build_app
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
 from pipedesk_common.db import connect_raw
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import serve_in_thread
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.asyncio
 

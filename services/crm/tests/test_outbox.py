@@ -20,7 +20,7 @@ from pipedesk_common.events import Event, new_event
 from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
 from pipedesk_common.outbox import PENDING, SENT, OutboxRelay, RelaySettings, add_event
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,7 +13,7 @@ from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
 from pipedesk_common.events import decode_event
 from pipedesk_common.events.crm import LeadAccessChanged, LeadOwnerChanged
-from pipedesk_common.testing.plugin import ActingUser, Users
+from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
 

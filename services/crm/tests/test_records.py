@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_common.rbac import AccessList, Action, MemberRole, can
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 
 pytestmark = pytest.mark.asyncio
 

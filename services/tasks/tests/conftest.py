@@ -23,11 +23,11 @@ from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.google.calls import RetryPolicy
 from pipedesk_common.keys import dev_service_key_path
-from pipedesk_common.testing.google import GoogleStack
-from pipedesk_common.testing.outbox import published as outbox_events
-from pipedesk_common.testing.plugin import ActingUser, Identity
-from pipedesk_common.testing.servers import free_port, serve_in_thread
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.google import GoogleStack
+from pipedesk_testkit.identities import ActingUser, Identity
+from pipedesk_testkit.outbox import published as outbox_events
+from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.waiting import eventually
 from tasks_service.app import build_app
 from tasks_service.google import SCOPES
 from tasks_service.models import outbox

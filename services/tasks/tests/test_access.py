@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,7 +8,7 @@ import pytest
 
 import tasks_service.service
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import Users
+from pipedesk_testkit.identities import Users
 from tasks_service.repository import TasksRepository
 
 pytestmark = pytest.mark.asyncio

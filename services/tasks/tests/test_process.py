@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import free_port, run_process
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import free_port, run_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

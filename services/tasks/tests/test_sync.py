@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import OpenService, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.waiting import eventually
 from tasks_service.sync import poll_key
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings

@@ -22,8 +22,9 @@ from pipedesk_common.events.crm import (
     LeadUpdated,
 )
 from pipedesk_common.messaging import Topology
-from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.waiting import eventually
 from timeline_service.app import ITEMS_QUEUE, build_app
 from timeline_service.settings import TimelineSettings
 

@@ -23,9 +23,10 @@ from pipedesk_common.events.timeline import (
     TimelineSource,
 )
 from pipedesk_common.messaging import Topology
-from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
-from pipedesk_common.testing.servers import serve_in_thread
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.servers import serve_in_thread
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,7 +6,8 @@ import pytest
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import OpenService, Users
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
 
 pytestmark = pytest.mark.asyncio
 

@@ -23,8 +23,8 @@ from pipedesk_common.events import Event, encode_event, new_event
 from pipedesk_common.events.accounts import GoogleConnected
 from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
-from pipedesk_common.testing.proxy import tcp_proxy
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.proxy import tcp_proxy
+from pipedesk_testkit.waiting import eventually
 from timeline_service.models import inbox
 
 pytestmark = pytest.mark.asyncio

@@ -15,8 +15,9 @@ from pipedesk_common.dlq import list_dead_letters
 from pipedesk_common.events import new_event
 from pipedesk_common.events.crm import UserCreated
 from pipedesk_common.messaging import Topology
-from pipedesk_common.testing.plugin import OpenService, Users
-from pipedesk_common.testing.waiting import eventually
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.waiting import eventually
 from timeline_service.app import ITEMS_QUEUE
 
 pytestmark = pytest.mark.asyncio

@@ -13,10 +13,10 @@ import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import ManualClock, SystemClock
-from pipedesk_common.testing.plugin import Users
-from pipedesk_common.testing.servers import free_port, run_process, serve_in_thread
 from pipedesk_gateway.app import build_app as build_gateway
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_testkit.identities import Users
+from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
 from timeline_service.app import build_app
 from timeline_service.settings import TimelineSettings
 

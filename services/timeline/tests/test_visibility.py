@@ -5,7 +5,8 @@ from uuid import uuid4
 import pytest
 
 from pipedesk_common.auth import Role
-from pipedesk_common.testing.plugin import ActingUser, OpenService, Users
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.plugin import OpenService
 
 pytestmark = pytest.mark.asyncio
 

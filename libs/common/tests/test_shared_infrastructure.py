@@ -1,19 +1,17 @@
-"""The shared pieces the calendar service runs on (coalescer, periodic jobs, idempotency keys),
-on the real database with the calendar's migrated tables: two instances stand for two processes."""
+"""The shared pieces the Google-facing services run on (coalescer, periodic jobs, idempotency
+keys), on the real database with libs/common's test schema: two instances stand for two
+processes."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from calendar_service.models import idempotency_keys, job_schedule, work_requests
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.coalesce import Coalescer
-from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.idempotency import (
     BASE32HEX,
     IdempotencyKeyReused,
@@ -24,18 +22,9 @@ from pipedesk_common.idempotency import (
 from pipedesk_common.periodic import JobRunner, PeriodicJob
 
 
-@pytest_asyncio.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(database_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
 @pytest.mark.asyncio
 async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_them(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], work_requests: Table
 ) -> None:
     clock = ManualClock()
     first, second = (Coalescer(work_requests, sessions, clock) for _ in range(2))
@@ -64,7 +53,7 @@ async def test_requests_during_a_run_cause_one_follow_up_whichever_process_gets_
 
 @pytest.mark.asyncio
 async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], work_requests: Table
 ) -> None:
     clock = ManualClock()
     dying = Coalescer(work_requests, sessions, clock, lease=timedelta(minutes=5))
@@ -95,7 +84,7 @@ async def test_a_dead_holders_lease_expires_and_failed_work_is_asked_for_again(
 
 @pytest.mark.asyncio
 async def test_a_periodic_job_runs_once_per_interval_across_processes(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], job_schedule: Table
 ) -> None:
     clock = ManualClock()
     runs: list[int] = []
@@ -117,7 +106,7 @@ async def test_a_periodic_job_runs_once_per_interval_across_processes(
 
 @pytest.mark.asyncio
 async def test_idempotency_keys_replay_and_refuse_reuse_for_other_input(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], idempotency_keys: Table
 ) -> None:
     clock = ManualClock()
     keys = IdempotencyKeys(idempotency_keys, clock, retention=timedelta(hours=24))

@@ -1,4 +1,4 @@
-"""The pytest plugin every service's tests use (enabled with ``-p pipedesk_common.testing.plugin``).
+"""The pytest plugin every service's tests use (enabled with ``-p pipedesk_testkit.plugin``).
 
 Fixtures: ``database_url`` (a migrated database for this run), ``identity`` (a real dev identity
 provider over HTTP, with its signing keys), ``service_env`` (the environment a service under test
@@ -11,37 +11,34 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from pipedesk_common.auth import Principal, Role
+from dev_identity.keystore import KeyStore, TokenMinter
+from dev_identity.server import create_identity_app
 from pipedesk_common.clock import Clock
 from pipedesk_common.messaging import Topology, connect
 from pipedesk_common.preflight import unreachable_servers
 from pipedesk_common.settings import (
     DEFAULT_AMQP_URL,
     DEFAULT_DATABASE_URL,
-    JWKS_PATH,
-    SERVICE_JWKS_PATH,
     BaseServiceSettings,
 )
-from pipedesk_common.testing.clients import app_client
-from pipedesk_common.testing.database import (
+from pipedesk_testkit.clients import app_client
+from pipedesk_testkit.database import (
     create_run_database,
     drop_database,
     published_event_violations,
 )
-from pipedesk_common.testing.servers import serve_in_thread
-
-if TYPE_CHECKING:
-    from pipedesk_common.testing.google import GoogleStack
+from pipedesk_testkit.google import GoogleStack, run_google_stack
+from pipedesk_testkit.identities import Identity, Users
+from pipedesk_testkit.servers import serve_in_thread
 
 QUEUE_EXPIRY_MS = 900_000  # what the ledger missed (a killed process) goes 15 minutes after use
 
@@ -76,28 +73,8 @@ def database_url() -> Iterator[str]:
         pytest.fail("published events break their contracts:\n" + "\n".join(violations[:50]))
 
 
-@dataclass
-class Identity:
-    """The dev identity provider of this test run, served over HTTP like in ``make run``."""
-
-    url: str
-    key_dir: Path
-    minter: Any
-
-    @property
-    def jwks_url(self) -> str:
-        return self.url + JWKS_PATH
-
-    @property
-    def service_jwks_url(self) -> str:
-        return self.url + SERVICE_JWKS_PATH
-
-
 @pytest.fixture(scope="session")
 def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
-    from dev_identity.keystore import KeyStore, TokenMinter
-    from dev_identity.server import create_identity_app
-
     key_dir = tmp_path_factory.mktemp("keys")
     store = KeyStore(key_dir)
     with serve_in_thread(create_identity_app(store)) as url:
@@ -176,49 +153,6 @@ def open_service(service_env: dict[str, str]) -> OpenService:
     return open_app
 
 
-@dataclass(frozen=True)
-class ActingUser:
-    principal: Principal
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def sub(self) -> str:
-        return self.principal.sub
-
-
-@dataclass
-class Users:
-    """Makes users with real tokens. Each test gets a fresh org, so tests never share data."""
-
-    minter: Any
-    org_id: str = field(default_factory=lambda: f"org-{uuid.uuid4().hex[:12]}")
-
-    def make(
-        self,
-        role: Role | str = Role.REP,
-        *,
-        teams: Sequence[str] = ("team-a",),
-        org_id: str | None = None,
-        sub: str | None = None,
-    ) -> ActingUser:
-        role = Role(role)
-        sub = sub or f"{role.value}-{uuid.uuid4().hex[:8]}"
-        org = org_id or self.org_id
-        email = f"{sub}@{org}.example.com"
-        token = self.minter.mint(sub=sub, org_id=org, role=role.value, email=email, team_ids=teams)
-        principal = Principal(
-            sub=sub, email=email, org_id=org, role=role, team_ids=frozenset(teams)
-        )
-        return ActingUser(principal=principal, token=token)
-
-    def other_org(self) -> Users:
-        return Users(self.minter)
-
-
 @pytest.fixture
 def users(identity: Identity) -> Users:
     return Users(identity.minter)
@@ -227,8 +161,6 @@ def users(identity: Identity) -> Users:
 @pytest.fixture(scope="session")
 def google_stack(service_env: dict[str, str], identity: Identity) -> Iterator[GoogleStack]:
     """The Google emulator and the accounts service, started once for the run (use ``google``)."""
-    from pipedesk_common.testing.google import run_google_stack
-
     with run_google_stack(service_env, identity.key_dir) as stack:
         yield stack
 

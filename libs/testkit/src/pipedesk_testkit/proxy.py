@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pipedesk_common.testing.servers import free_port
+from pipedesk_testkit.servers import free_port
 
 
 class TcpProxy:

@@ -16,7 +16,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from pipedesk_common.testing.plugin import Identity
+from pipedesk_testkit.identities import Identity
 
 
 def b64(data: bytes) -> str:

@@ -20,8 +20,8 @@ from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.google.accounts import AccountsCredentials
 from pipedesk_common.keys import dev_service_key_path
-from pipedesk_common.testing.plugin import ActingUser
-from pipedesk_common.testing.servers import free_port, serve_in_thread
+from pipedesk_testkit.identities import ActingUser
+from pipedesk_testkit.servers import free_port, serve_in_thread
 
 FRONTEND_URL = "http://frontend.test/settings/google"
 CALLBACK_PATH = "/api/accounts/google/callback"
