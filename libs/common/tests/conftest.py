@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.schema import CreateSchema
 
 from pipedesk_common.coalesce import coalescer_table
-from pipedesk_common.consumer import InboxTables, inbox_tables
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.idempotency import idempotency_table
+from pipedesk_common.inbox import InboxTables, inbox_tables
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.periodic import job_schedule_table
 

@@ -29,7 +29,7 @@ class EmulatorCredentials:
     refreshes: int = 0
 
     async def credentials(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
-        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)
+        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)  # type: ignore[no-untyped-call]
 
     async def refreshed(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
         self.refreshes += 1
@@ -117,11 +117,11 @@ class RevokedFirst(EmulatorCredentials):
     async def credentials(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
         stale = self.emulator.issue_access_token(EMAIL, scopes)
         stale.revoked = True
-        return Credentials(stale.token)
+        return Credentials(stale.token)  # type: ignore[no-untyped-call]
 
     async def refreshed(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
         self.refreshes += 1
-        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)
+        return Credentials(self.emulator.issue_access_token(EMAIL, scopes).token)  # type: ignore[no-untyped-call]
 
 
 async def test_401_gets_one_refresh_and_one_retry(harness: Harness) -> None:

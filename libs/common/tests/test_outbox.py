@@ -22,11 +22,14 @@ from pipedesk_common.events import Event, decode_event, new_event
 from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
 from pipedesk_common.messaging import Topology
 from pipedesk_common.outbox import PENDING, SENT, OutboxRelay, RelaySettings, add_event
+from pipedesk_common.reconnect import Backoff
 from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
-FAST = RelaySettings(poll_interval=0.1, reconnect_delay=0.1, publish_timeout=5, heartbeat=2)
+FAST = RelaySettings(
+    poll_interval=0.1, backoff=Backoff(initial=0.1, cap=0.5), publish_timeout=5, heartbeat=2
+)
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Harness:
         return body
 
     def credentials(self, token: str | None, refresh_token: str | None = None) -> Credentials:
-        return Credentials(
+        return Credentials(  # type: ignore[no-untyped-call]
             token=token,
             refresh_token=refresh_token,
             token_uri=f"{self.url}/token",

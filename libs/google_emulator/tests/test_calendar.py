@@ -47,7 +47,7 @@ class Served:
         token = self.emulator.issue_access_token(email, scopes).token
         document = json.loads(DISCOVERY.read_text())
         document["rootUrl"] = self.url + "/"
-        service = build_from_document(document, credentials=Credentials(token))
+        service = build_from_document(document, credentials=Credentials(token))  # type: ignore[no-untyped-call]
         self.services.append(service)  # closed at teardown: httplib2 leaves sockets open
         return service
 

@@ -144,7 +144,7 @@ def _delegated(emu: Any, key: RSAKey, email: str, subject: str) -> Any:
         "private_key_id": "k1",
         "token_uri": f"{emu.url}/token",
     }
-    credentials = service_account.Credentials.from_service_account_info(
+    credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
         info, scopes=[TASKS], subject=subject
     )
     return emu.tasks(credentials)

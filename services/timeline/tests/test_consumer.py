@@ -14,15 +14,17 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
 from pipedesk_common.app import stop_task
 from pipedesk_common.clock import SystemClock
-from pipedesk_common.consumer import Consumer, ConsumerSettings
+from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
 from pipedesk_common.events import Event, encode_event, new_event
 from pipedesk_common.events.accounts import GoogleConnected
 from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
+from pipedesk_common.reconnect import Backoff
 from pipedesk_testkit.proxy import tcp_proxy
 from pipedesk_testkit.waiting import eventually
 from timeline_service.models import inbox
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.asyncio
 
 FAST = ConsumerSettings(
     prefetch=50, max_attempts=3, delivery_limit=5, retry_delays_ms=(100, 200), heartbeat=2,
-    reconnect_delay=0.2,
+    backoff=Backoff(initial=0.1, cap=0.5),
 )  # fmt: skip
 
 
@@ -52,7 +54,7 @@ class Harness:
         self.topology = Topology(
             service_env["BROKER_PREFIX"], 3_600_000, Path(service_env["BROKER_QUEUE_LEDGER"])
         )
-        self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox, FAST)
+        self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox)
         self.calls: Counter[str] = Counter()
         self.applied: list[tuple[str, int]] = []
         self.failures_left: dict[str, int] = {}
@@ -109,20 +111,20 @@ async def consuming(
 ) -> AsyncIterator[None]:
     engine = create_async_engine(database_url, pool_size=5)
     ready = asyncio.Event()
-    task = asyncio.create_task(
-        harness.consumer.run(
-            sessionmaker=create_sessionmaker(engine),
-            topology=harness.topology,
-            amqp_url=amqp_url or harness.env["AMQP_URL"],
-            clock=SystemClock(),
-            ready=ready,
-        )
+    runner = QueueRunner(
+        harness.consumer,
+        sessionmaker=create_sessionmaker(engine),
+        topology=harness.topology,
+        amqp_url=amqp_url or harness.env["AMQP_URL"],
+        clock=SystemClock(),
+        settings=FAST,
     )
+    task = asyncio.create_task(runner.run(ready))
     try:
         await asyncio.wait_for(ready.wait(), timeout=15)
         yield
     finally:
-        harness.consumer.stop()
+        runner.stop()
         await asyncio.wait({task}, timeout=10)
         await stop_task(task)
         await engine.dispose()
@@ -171,9 +173,7 @@ async def test_the_pruned_inbox_still_ignores_old_versions(
         async with consuming(harness, database_url):
             await harness.publish(event)
             await eventually(lambda: asyncio.sleep(0, ("lead-pruned", 1) in harness.applied))
-            pruned = await harness.consumer.prune_inbox(
-                create_sessionmaker(engine), retention=timedelta(0)
-            )
+            pruned = await harness.consumer.prune_inbox(create_sessionmaker(engine), timedelta(0))
             assert pruned >= 1
             await harness.publish(event, access_changed("lead-marker", 1))
             await eventually(lambda: asyncio.sleep(0, ("lead-marker", 1) in harness.applied))

@@ -86,10 +86,9 @@ class AccessReplica:
         for record_type, model in ACCESS_EVENTS.items():
 
             async def on_access_changed(
-                session: AsyncSession, event: Event[Any], record_type: str = record_type
+                session: AsyncSession, event: Event[AccessChanged], record_type: str = record_type
             ) -> None:
                 data = event.data
-                assert isinstance(data, AccessChanged)
                 await self._store(session, record_type, data.id, data.model_dump())
 
             consumer.on(model)(on_access_changed)

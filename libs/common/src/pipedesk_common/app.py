@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
 from pipedesk_common.auth import (
     JwksCache,
     Principal,
@@ -26,7 +27,7 @@ from pipedesk_common.auth import (
     bearer_token,
 )
 from pipedesk_common.clock import Clock, SystemClock
-from pipedesk_common.consumer import Consumer, ConsumerSettings
+from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
 from pipedesk_common.keys import load_service_key
@@ -41,6 +42,7 @@ from pipedesk_common.observability import (
 )
 from pipedesk_common.outbox import OutboxRelay, RelaySettings
 from pipedesk_common.pagination import CursorCodec
+from pipedesk_common.reconnect import Backoff
 from pipedesk_common.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,17 @@ async def stop_task(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=1.0)
 
 
+def reconnect_backoff(settings: BaseServiceSettings) -> Backoff:
+    return Backoff(settings.reconnect_initial_seconds, settings.reconnect_max_seconds)
+
+
 def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
+        backoff=reconnect_backoff(settings),
         heartbeat=settings.amqp_heartbeat,
     )
 
@@ -149,7 +156,9 @@ async def _background(
             amqp_url=settings.amqp_url,
             clock=context.clock,
             settings=RelaySettings(
-                poll_interval=settings.outbox_poll_seconds, heartbeat=settings.amqp_heartbeat
+                poll_interval=settings.outbox_poll_seconds,
+                backoff=reconnect_backoff(settings),
+                heartbeat=settings.amqp_heartbeat,
             ),
         )
         tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
@@ -157,17 +166,18 @@ async def _background(
     ready: list[asyncio.Event] = []
     if settings.consumers_enabled:
         for consumer in consumers:
-            consumer.settings = consumer_settings(settings)
-            ready.append(asyncio.Event())
-            run = consumer.run(
+            runner = QueueRunner(
+                consumer,
                 sessionmaker=context.sessionmaker,
                 topology=context.topology,
                 amqp_url=settings.amqp_url,
                 clock=context.clock,
-                ready=ready[-1],
+                settings=consumer_settings(settings),
             )
+            ready.append(asyncio.Event())
+            run = runner.run(ready[-1])
             tasks.append(asyncio.create_task(run, name=f"consumer-{consumer.queue}"))
-            stoppers.append(consumer.stop)
+            stoppers.append(runner.stop)
     # Serve once every queue is declared and bound, so no event published from then on misses it.
     # A broker that is down delays nothing: consumers keep trying in the background.
     if ready:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import URL, MetaData, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +18,16 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import registry
 
 from pipedesk_common.settings import BaseServiceSettings
+
+DATABASE_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    DBAPIError,
+)
+"""What a lost or refused database link raises (through asyncpg or SQLAlchemy)."""
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -18,9 +18,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from pipedesk_common.consumer import ATTEMPT_HEADER, attempts_of
 from pipedesk_common.events.envelope import MalformedEvent, UnknownEventType, decode_event
-from pipedesk_common.messaging import Topology, connect
+from pipedesk_common.messaging import ATTEMPT_HEADER, Topology, attempts_of, connect
 from pipedesk_common.settings import DEFAULT_AMQP_URL
 
 

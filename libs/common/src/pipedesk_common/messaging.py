@@ -10,14 +10,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+
+ATTEMPT_HEADER: Final = "x-pipedesk-attempt"
+"""On a message sent back through a retry queue: how many times handlers failed on it."""
+
+
+def attempts_of(headers: Mapping[str, Any] | None) -> int:
+    """How many times our handlers already failed on this message."""
+    value = (headers or {}).get(ATTEMPT_HEADER, 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+BROKER_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    aio_pika.exceptions.AMQPException,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+)
+"""What a lost or refused broker link raises."""
 
 
 def with_heartbeat(url: str, heartbeat: int) -> str:
@@ -31,7 +49,7 @@ def with_heartbeat(url: str, heartbeat: int) -> str:
 async def connect(
     url: str, *, name: str, heartbeat: int = 10, connect_timeout: float = 5.0
 ) -> AbstractConnection:
-    """A plain (not "robust") connection: our own loops reconnect and redeclare everything.
+    """A plain (not "robust") connection: ``reconnecting`` reconnects and redeclares everything.
 
     aio-pika's robust connection is known to lose consumers and fail publishes and acks around a
     reconnect; an explicit reconnect loop is simpler to reason about and to test.

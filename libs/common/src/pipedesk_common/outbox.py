@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Final
 
 import aio_pika
-import asyncpg
 from aio_pika.abc import AbstractExchange
 from opentelemetry import propagate
 from prometheus_client import Counter, Gauge
@@ -40,10 +39,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pipedesk_common.clock import Clock
-from pipedesk_common.db import connect_raw
+from pipedesk_common.db import DATABASE_ERRORS, connect_raw
 from pipedesk_common.events import Event, encode_event
 from pipedesk_common.events.envelope import CONTENT_TYPE
-from pipedesk_common.messaging import Topology, connect, raise_if_cancelling
+from pipedesk_common.messaging import BROKER_ERRORS, Topology, connect
+from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class RelaySettings:
     poll_interval: float = 1.0
     retention: timedelta = timedelta(days=3)
     prune_every: float = 300.0
-    reconnect_delay: float = 1.0
+    backoff: Backoff = field(default_factory=Backoff)
     publish_timeout: float = 10.0
     heartbeat: int = 10
 
@@ -162,43 +162,52 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until stopped, reconnecting to the broker and the database as needed."""
-        listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
+        listener = asyncio.create_task(
+            reconnecting(
+                f"{self.service} outbox listener",
+                self._listen,
+                clock=self.clock,
+                stopping=self._stopping,
+                backoff=self.settings.backoff,
+                quiet=DATABASE_ERRORS,
+            ),
+            name=f"{self.service}-outbox-listen",
+        )
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self._run_connected()
-                except (aio_pika.exceptions.AMQPException, OSError, ConnectionError) as exc:
-                    raise_if_cancelling()
-                    log.warning("relay lost the broker; retrying", extra={"error": repr(exc)})
-                except Exception:
-                    raise_if_cancelling()
-                    log.exception("relay failed; retrying")
-                await self._update_backlog_metrics()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.reconnect_delay):
-                        await self._stopping.wait()
+            await reconnecting(
+                f"{self.service} outbox relay",
+                self._run_connected,
+                clock=self.clock,
+                stopping=self._stopping,
+                backoff=self.settings.backoff,
+                quiet=(*BROKER_ERRORS, *DATABASE_ERRORS),
+            )
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
 
-    async def _run_connected(self) -> None:
-        connection = await connect(
-            self.amqp_url, name=f"{self.service}-relay", heartbeat=self.settings.heartbeat
-        )
+    async def _run_connected(self, connected: Connected) -> None:
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await self.topology.declare_exchange(channel)
-            while not connection.is_closed and not self._stopping.is_set():
-                # Cleared before the batch is claimed, not after: a commit notified while this
-                # batch is published must wake the next turn, not wait for the poll interval.
-                self._wake.clear()
-                sent = await self.relay_once(exchange)
-                await self._update_backlog_metrics()
-                await self._prune_if_due()
-                if sent < self.settings.batch_size:
-                    await self._wait_for_work()
+            connection = await connect(
+                self.amqp_url, name=f"{self.service}-relay", heartbeat=self.settings.heartbeat
+            )
+            try:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await self.topology.declare_exchange(channel)
+                connected()
+                while not connection.is_closed and not self._stopping.is_set():
+                    # Cleared before the batch is claimed, not after: a commit notified while
+                    # this batch is published must wake the next turn, not wait for the poll.
+                    self._wake.clear()
+                    sent = await self.relay_once(exchange)
+                    await self._update_backlog_metrics()
+                    await self._prune_if_due()
+                    if sent < self.settings.batch_size:
+                        await self._wait_for_work()
+            finally:
+                await connection.close()
         finally:
-            await connection.close()
+            await self._update_backlog_metrics()
 
     async def _wait_for_work(self) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
@@ -293,21 +302,18 @@ class OutboxRelay:
             )
         return int(result.rowcount or 0)
 
-    async def _listen(self) -> None:
-        """LISTEN for commits of new rows; a lost listener is re-established (polling covers
-        whatever it misses meanwhile)."""
-        while True:
-            try:
-                connection = await connect_raw(self.engine.url)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
-                await asyncio.sleep(self.settings.reconnect_delay)
-                continue
+    async def _listen(self, connected: Connected) -> None:
+        """LISTEN for commits of new rows until the connection is lost (polling covers whatever
+        is missed while it is down)."""
+        connection = await connect_raw(self.engine.url)
+        try:
             lost = asyncio.Event()
-            connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
-            try:
-                await connection.add_listener(
-                    notify_channel(self.table), lambda *_args: self._wake.set()
-                )
-                await lost.wait()
-            finally:
-                await connection.close(timeout=2)
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await connection.add_listener(
+                notify_channel(self.table), lambda *_args: self._wake.set()
+            )
+            connected()
+            self._wake.set()  # rows committed while nobody listened
+            await first_of(lost.wait(), self._stopping.wait())
+        finally:
+            await connection.close(timeout=2)

@@ -167,6 +167,20 @@ class BaseServiceSettings(BaseSettings):
     amqp_heartbeat: int = Field(
         10, ge=1, le=600, validation_alias=AliasChoices("AMQP_HEARTBEAT", "amqp_heartbeat")
     )
+    reconnect_initial_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("RECONNECT_INITIAL_SECONDS", "reconnect_initial_seconds"),
+        description="The first wait before re-establishing a lost broker or database link",
+    )
+    reconnect_max_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("RECONNECT_MAX_SECONDS", "reconnect_max_seconds"),
+        description="The longest wait between attempts to re-establish a link",
+    )
     relay_enabled: bool = Field(
         True, validation_alias=AliasChoices("RELAY_ENABLED", "relay_enabled")
     )
@@ -230,6 +244,12 @@ class BaseServiceSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _reconnect_waits_in_order(self) -> BaseServiceSettings:
+        if self.reconnect_initial_seconds > self.reconnect_max_seconds:
+            raise ValueError("RECONNECT_INITIAL_SECONDS must not exceed RECONNECT_MAX_SECONDS")
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:

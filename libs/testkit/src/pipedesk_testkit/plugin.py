@@ -128,6 +128,8 @@ def service_env(
         "BROKER_QUEUE_LEDGER": str(queue_ledger),
         "OUTBOX_POLL_SECONDS": "0.2",
         "CONSUMER_RETRY_DELAYS_MS": "100,200,400",
+        "RECONNECT_INITIAL_SECONDS": "0.1",
+        "RECONNECT_MAX_SECONDS": "1",
         "AMQP_HEARTBEAT": "2",
     }
 

@@ -9,8 +9,12 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from pipedesk_testkit.servers import free_port
+
+DEFAULT_PORTS: Final = {"amqp": 5672, "postgresql": 5432}
 
 
 class TcpProxy:
@@ -113,3 +117,17 @@ def tcp_proxy(target_host: str, target_port: int) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+def server_of(url: str) -> tuple[str, int]:
+    """The host and port ``url`` points at (its scheme's default port when it names none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.partition("+")[0]
+    return parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[scheme]
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """``url`` (a broker's or a database's) pointed at ``proxy`` instead of its server."""
+    parts = urlsplit(url)
+    credentials, at, _address = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{credentials}{at}127.0.0.1:{proxy.port}"))

@@ -1,7 +1,5 @@
 """Events this service consumes besides CRM's access lists: a user's Google connection ending."""
 
-from typing import Any
-
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -32,11 +30,8 @@ async def forget_push(session: AsyncSession, clock: Clock, org_id: str, user_id:
 
 
 def subscribe_connection_events(consumer: Consumer, clock: Clock) -> None:
-    for model in (GoogleDisconnected, GoogleRevoked):
-
-        async def on_connection_ended(session: AsyncSession, event: Event[Any]) -> None:
-            data = event.data
-            assert isinstance(data, GoogleConnectionData)
-            await forget_push(session, clock, event.org_id, data.user_id)
-
-        consumer.on(model)(on_connection_ended)
+    @consumer.on(GoogleDisconnected, GoogleRevoked)
+    async def on_connection_ended(
+        session: AsyncSession, event: Event[GoogleConnectionData]
+    ) -> None:
+        await forget_push(session, clock, event.org_id, event.data.user_id)

@@ -11,10 +11,10 @@ from sqlmodel import Field, SQLModel
 
 from pipedesk_common.access import access_replica_table
 from pipedesk_common.coalesce import coalescer_table
-from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
 from pipedesk_common.google.credentials import GoogleUser
 from pipedesk_common.idempotency import idempotency_table
+from pipedesk_common.inbox import inbox_tables
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.periodic import job_schedule_table
 

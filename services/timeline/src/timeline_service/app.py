@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from pipedesk_common.access import AccessReplica
-from pipedesk_common.app import ServiceContext, create_app, stop_task
+from pipedesk_common.app import ServiceContext, create_app, reconnect_backoff, stop_task
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from timeline_service.api import router
@@ -40,7 +40,9 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
     )
     replica.subscribe(consumer)
     subscribe_projection(consumer, clock)
-    listener = ChangeListener(settings.database_url)
+    listener = ChangeListener(
+        settings.database_url, clock=clock, backoff=reconnect_backoff(settings)
+    )
 
     @asynccontextmanager
     async def live(_context: ServiceContext) -> AsyncIterator[None]:
@@ -50,6 +52,7 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
         try:
             yield
         finally:
+            listener.stop()
             await stop_task(task)
             await app.state.page_cache.close()
 

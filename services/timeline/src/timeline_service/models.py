@@ -18,8 +18,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.access import access_replica_table
-from pipedesk_common.consumer import inbox_tables
 from pipedesk_common.db import schema_registry
+from pipedesk_common.inbox import inbox_tables
 
 
 class TimelineModel(SQLModel, registry=schema_registry("timeline")):

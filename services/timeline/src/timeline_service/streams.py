@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from pipedesk_common.db import connect_raw
+from pipedesk_common.clock import Clock
+from pipedesk_common.db import DATABASE_ERRORS, connect_raw
+from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
 from timeline_service.projection import CHANGES_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -20,11 +22,13 @@ RecordKey = tuple[str, str, str]  # (org_id, record_type, record_id)
 
 
 class ChangeListener:
-    def __init__(self, database_url: str, *, reconnect_delay: float = 1.0) -> None:
+    def __init__(self, database_url: str, *, clock: Clock, backoff: Backoff) -> None:
         self.database_url = database_url
-        self.reconnect_delay = reconnect_delay
+        self.clock = clock
+        self.backoff = backoff
         self._subscribers: dict[RecordKey, set[asyncio.Event]] = {}
         self.connected = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     @contextlib.contextmanager
     def subscribe(self, key: RecordKey) -> Iterator[asyncio.Event]:
@@ -56,28 +60,42 @@ class ChangeListener:
             wake.set()
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting after a lost connection."""
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await connect_raw(self.database_url)
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
-                await connection.add_listener(CHANGES_CHANNEL, self._on_notification)
-                self.connected.set()
-                self._wake_all()  # whatever happened while we were not listening
-                while not lost.is_set() and not connection.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(5):
-                            await lost.wait()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("change listener lost the database: %r; reconnecting", exc)
-            finally:
-                self.connected.clear()
-                if connection is not None and not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
-            await asyncio.sleep(self.reconnect_delay)
+        """Listen until stopped or cancelled, reconnecting after a lost connection."""
+        self._stopping.clear()
+        await reconnecting(
+            "timeline change listener",
+            self._listen,
+            clock=self.clock,
+            stopping=self._stopping,
+            backoff=self.backoff,
+            quiet=DATABASE_ERRORS,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _listen(self, connected: Connected) -> None:
+        connection = await connect_raw(self.database_url)
+        try:
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await connection.add_listener(CHANGES_CHANNEL, self._on_notification)
+            connected()
+            self.connected.set()
+            self._wake_all()  # whatever happened while we were not listening
+            await first_of(_until_closed(connection, lost), self._stopping.wait())
+        finally:
+            self.connected.clear()
+            if not connection.is_closed():
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=2)
+
+
+async def _until_closed(connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+    while not lost.is_set() and not connection.is_closed():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await lost.wait()
 
 
 def server_sent_event(data: str, *, event: str, event_id: int | None = None) -> bytes:

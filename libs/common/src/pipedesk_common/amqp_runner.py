@@ -1,0 +1,271 @@
+"""Taking a consumer's events off its RabbitMQ queue: at-least-once delivery, exactly-once effect.
+
+A ``QueueRunner`` declares the consumer's queue (with its retry queues and dead-letter queue,
+see ``Topology``), hands each message to ``Consumer.apply`` and acks it only after that
+transaction commits. A failing handler is retried with backoff through the retry queues; after
+``max_attempts`` — or ``x-delivery-limit`` deliveries, if the process keeps dying — the message is
+dead-lettered to ``<queue>.dlq``. A lost broker link is re-established by ``reconnecting``. The
+runner owns its state: whether it accepts messages, the ones in hand, whether it is stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any, Final
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry import propagate, trace
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pipedesk_common.clock import Clock
+from pipedesk_common.consumer import Consumer
+from pipedesk_common.events import Event, MalformedEvent, UnknownEventType, decode_event
+from pipedesk_common.messaging import (
+    ATTEMPT_HEADER,
+    BROKER_ERRORS,
+    Topology,
+    attempts_of,
+    closed,
+    connect,
+)
+from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("pipedesk.consumer")
+
+UPKEEP_SECONDS: Final = 5.0  # the queue depth gauge
+PRUNE_EVERY_BEATS: Final = 720  # upkeep beats: hourly
+
+EVENTS_HANDLED = Counter(
+    "pipedesk_events_handled_total", "Events handled, by outcome", ["queue", "type", "outcome"]
+)
+EVENTS_RETRIED = Counter("pipedesk_events_retried_total", "Events sent back for a retry", ["queue"])
+EVENTS_DEAD_LETTERED = Counter(
+    "pipedesk_events_dead_lettered_total", "Events sent to the dead-letter queue", ["queue"]
+)
+EVENTS_UNKNOWN = Counter(
+    "pipedesk_events_unknown_total", "Events of types this consumer has no handler for", ["queue"]
+)
+CONSUMER_LAG = Histogram(
+    "pipedesk_consumer_lag_seconds",
+    "From an event's time to its handling",
+    ["queue"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+QUEUE_DEPTH = Gauge("pipedesk_consumer_queue_depth", "Messages waiting in the queue", ["queue"])
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    prefetch: int = 100
+    max_attempts: int = 5
+    delivery_limit: int = 10
+    retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)
+    backoff: Backoff = field(default_factory=Backoff)
+    heartbeat: int = 10
+    inbox_retention: timedelta = timedelta(days=7)
+
+    def delay_for(self, attempt: int) -> int:
+        """The retry delay after the ``attempt``-th failure (1-based), capped at the last tier."""
+        return self.retry_delays_ms[min(attempt, len(self.retry_delays_ms)) - 1]
+
+
+class QueueRunner:
+    """Consumes one ``Consumer``'s queue until stopped; see the module docstring."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        topology: Topology,
+        amqp_url: str,
+        clock: Clock,
+        settings: ConsumerSettings | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.sessionmaker = sessionmaker
+        self.topology = topology
+        self.amqp_url = amqp_url
+        self.clock = clock
+        self.settings = settings or ConsumerSettings()
+        self.queue_name = topology.queue(consumer.queue)
+        self._accepting = False
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Consume until stopped or cancelled; ``ready`` is set once the queue is declared and
+        bound. A lost broker link is re-established and consuming resumes."""
+        self.consumer.freeze()
+        try:
+            await reconnecting(
+                f"{self.consumer.queue} consumer",
+                partial(self._consume_until_closed, ready),
+                clock=self.clock,
+                stopping=self._stopping,
+                backoff=self.settings.backoff,
+                quiet=BROKER_ERRORS,
+            )
+        except asyncio.CancelledError:
+            await self.drain()
+            raise
+
+    def stop(self) -> None:
+        """Stop taking messages; ``run`` returns once the ones in hand are acked."""
+        self._accepting = False
+        self._stopping.set()
+
+    async def drain(self) -> None:
+        """Stop taking messages and let the ones in hand finish (clean shutdown)."""
+        self._accepting = False
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _consume_until_closed(
+        self, ready: asyncio.Event | None, connected: Connected
+    ) -> None:
+        connection = await connect(
+            self.amqp_url, name=f"{self.consumer.queue}-consumer", heartbeat=self.settings.heartbeat
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.set_qos(prefetch_count=self.settings.prefetch)
+            queue = await self.topology.declare_consumer_queue(
+                channel,
+                self.queue_name,
+                routing_keys=self.consumer.routing_keys,
+                delivery_limit=self.settings.delivery_limit,
+                retry_delays_ms=self.settings.retry_delays_ms,
+            )
+            self._accepting = not self._stopping.is_set()
+            await queue.consume(partial(self._on_message, channel))
+            connected()
+            if ready is not None:
+                ready.set()
+            upkeep = asyncio.create_task(self._upkeep(queue))
+            try:
+                await first_of(closed(connection), self._stopping.wait())
+                if self._stopping.is_set():
+                    await self.drain()
+            finally:
+                upkeep.cancel()
+        finally:
+            if not connection.is_closed:
+                await connection.close()
+
+    async def _upkeep(self, queue: AbstractQueue) -> None:
+        beats = 0
+        while True:
+            await asyncio.sleep(UPKEEP_SECONDS)
+            beats += 1
+            if beats % PRUNE_EVERY_BEATS == 0:
+                try:
+                    await self.consumer.prune_inbox(
+                        self.sessionmaker, self.settings.inbox_retention
+                    )
+                except Exception:  # pruning is housekeeping; the next round tries again
+                    log.warning("inbox pruning failed", exc_info=True)
+            try:
+                declared = await queue.declare()
+            except Exception:  # the depth gauge must never stop consuming
+                log.debug("queue depth unavailable", exc_info=True)
+                continue
+            if declared.message_count is not None:
+                QUEUE_DEPTH.labels(self.consumer.queue).set(declared.message_count)
+
+    async def _on_message(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        if not self._accepting:
+            await message.nack(requeue=True)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            await self._process(channel, message)
+        finally:
+            self._in_flight.discard(task)
+
+    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        queue = self.consumer.queue
+        try:
+            event = decode_event(
+                message.body, message.content_type, unregistered=self.consumer.unregistered_model
+            )
+        except UnknownEventType as exc:
+            EVENTS_UNKNOWN.labels(queue).inc()
+            log.info("ignoring an event type without a handler", extra={"type": str(exc)})
+            await message.ack()
+            return
+        except MalformedEvent as exc:
+            log.error("dead-lettering a malformed event", extra={"queue": queue, "error": str(exc)})
+            EVENTS_DEAD_LETTERED.labels(queue).inc()
+            await message.reject(requeue=False)
+            return
+        if not self.consumer.handles(event):
+            EVENTS_UNKNOWN.labels(queue).inc()
+            await message.ack()
+            return
+        parent = propagate.extract({"traceparent": event.traceparent} if event.traceparent else {})
+        with tracer.start_as_current_span(
+            f"consume {event.type.routing_key}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.destination": queue, "messaging.message.id": str(event.id)},
+        ):
+            try:
+                outcome = await self.consumer.apply(self.sessionmaker, event)
+            except Exception as exc:
+                await self._retry_or_dead_letter(channel, message, event, exc)
+                return
+        await message.ack()
+        EVENTS_HANDLED.labels(queue, event.type.routing_key, outcome).inc()
+        CONSUMER_LAG.labels(queue).observe(max((self.clock.now() - event.time).total_seconds(), 0))
+
+    async def _retry_or_dead_letter(
+        self,
+        channel: AbstractChannel,
+        message: AbstractIncomingMessage,
+        event: Event[Any],
+        error: Exception,
+    ) -> None:
+        queue = self.consumer.queue
+        attempt = attempts_of(message.headers) + 1
+        log.warning(
+            "handler failed",
+            extra={
+                "queue": queue,
+                "type": event.type.name,
+                "attempt": attempt,
+                "error": repr(error),
+            },
+        )
+        if attempt >= self.settings.max_attempts:
+            EVENTS_DEAD_LETTERED.labels(queue).inc()
+            EVENTS_HANDLED.labels(queue, event.type.routing_key, "dead_lettered").inc()
+            await message.reject(requeue=False)
+            return
+        delay = self.settings.delay_for(attempt)
+        retry = aio_pika.Message(
+            message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={**(message.headers or {}), ATTEMPT_HEADER: attempt},
+        )
+        try:
+            await channel.default_exchange.publish(
+                retry, routing_key=Topology.retry_queue(self.queue_name, delay), timeout=10
+            )
+        except Exception:
+            # Could not park it for later: let the broker redeliver (counts toward the limit).
+            await message.nack(requeue=True)
+            return
+        EVENTS_RETRIED.labels(queue).inc()
+        await message.ack()

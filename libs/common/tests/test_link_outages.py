@@ -1,0 +1,216 @@
+"""The outbox relay and a consumer across broker and database outages, simulated by the TCP
+proxy: they reconnect by themselves (waiting through their clock) and no event is lost or
+applied twice. Everything is real: PostgreSQL, RabbitMQ, libs/common's test schema."""
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aio_pika
+import pytest
+import pytest_asyncio
+from prometheus_client import REGISTRY
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
+from pipedesk_common.app import stop_task
+from pipedesk_common.consumer import Consumer
+from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.dlq import list_dead_letters
+from pipedesk_common.events import Event, new_event
+from pipedesk_common.events.crm import LeadAccessChanged
+from pipedesk_common.inbox import InboxTables
+from pipedesk_common.messaging import Topology
+from pipedesk_common.outbox import OutboxRelay, RelaySettings, add_event
+from pipedesk_common.reconnect import Backoff
+from pipedesk_testkit.clocks import ObservedClock
+from pipedesk_testkit.proxy import TcpProxy, server_of, tcp_proxy, through
+from pipedesk_testkit.waiting import eventually
+
+pytestmark = pytest.mark.asyncio
+
+BACKOFF = Backoff(initial=0.05, cap=0.5)
+RUNNER = ConsumerSettings(retry_delays_ms=(100, 200), backoff=BACKOFF, heartbeat=2)
+
+
+class Pipeline:
+    """An outbox, its relay, and a consumer of what it relays, each on links of its own; the
+    service's own writes to the outbox go straight to the database."""
+
+    def __init__(
+        self,
+        database_url: str,
+        amqp_url: str,
+        outbox: Table,
+        inbox: InboxTables,
+        topology: Topology,
+    ) -> None:
+        self.database_url, self.amqp_url, self.outbox = database_url, amqp_url, outbox
+        self.topology = topology
+        self.clock = ObservedClock()
+        self.applied: Counter[str] = Counter()
+        self.engine = create_async_engine(database_url)
+        self.consumer = Consumer(f"links.{uuid.uuid4().hex[:8]}", inbox)
+
+        @self.consumer.on(LeadAccessChanged)
+        async def record(_session: AsyncSession, event: Event[LeadAccessChanged]) -> None:
+            self.applied[event.data.id] += 1
+
+    @property
+    def queue(self) -> str:
+        return self.topology.queue(self.consumer.queue)
+
+    def retried(self) -> float:
+        labels = {"queue": self.consumer.queue}
+        return REGISTRY.get_sample_value("pipedesk_events_retried_total", labels) or 0.0
+
+    async def write(self, *ids: str) -> None:
+        """Commit one event per id to the outbox, as a service's transaction does."""
+        async with create_sessionmaker(self.engine)() as session:
+            for record_id in ids:
+                org = f"org-{uuid.uuid4().hex[:8]}"
+                data = LeadAccessChanged(
+                    id=record_id, version=1, org_id=org, owner_id="u1", team_id=None
+                )
+                event = new_event(data, org_id=org, actor_id="u1", time=self.clock.now())
+                await add_event(session, self.outbox, event)
+            await session.commit()
+
+    async def all_applied(self, ids: list[str]) -> bool:
+        await asyncio.sleep(0)
+        return all(self.applied[record_id] >= 1 for record_id in ids)
+
+    async def across_outage(self, proxy: TcpProxy, *, noticed: Callable[[], bool]) -> list[str]:
+        """Events committed before and during an outage of ``proxy``'s link, which is restored
+        once ``noticed()``; returns their ids once every one was applied."""
+        before = [f"before-{index}" for index in range(3)]
+        await self.write(*before)
+        await eventually(lambda: self.all_applied(before))
+        proxy.cut()
+        during = [f"during-{index}" for index in range(5)]
+        await self.write(*during)  # the service keeps writing
+        await eventually(lambda: asyncio.sleep(0, noticed()))
+        proxy.restore()
+        await eventually(lambda: self.all_applied(before + during))
+        return before + during
+
+    @asynccontextmanager
+    async def running(
+        self,
+        *,
+        relay_amqp: str | None = None,
+        relay_database: str | None = None,
+        consumer_amqp: str | None = None,
+        consumer_database: str | None = None,
+        consumer_settings: ConsumerSettings = RUNNER,
+    ) -> AsyncIterator[None]:
+        relay_engine = create_async_engine(
+            relay_database or self.database_url, connect_args={"timeout": 2}
+        )
+        consumer_engine = create_async_engine(
+            consumer_database or self.database_url,
+            pool_pre_ping=True,
+            connect_args={"timeout": 2},
+        )
+        relay = OutboxRelay(
+            service="links",
+            engine=relay_engine,
+            table=self.outbox,
+            topology=self.topology,
+            amqp_url=relay_amqp or self.amqp_url,
+            clock=self.clock,
+            settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
+        )
+        runner = QueueRunner(
+            self.consumer,
+            sessionmaker=create_sessionmaker(consumer_engine),
+            topology=self.topology,
+            amqp_url=consumer_amqp or self.amqp_url,
+            clock=self.clock,
+            settings=consumer_settings,
+        )
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(runner.run(ready)), asyncio.create_task(relay.run())]
+        try:
+            await asyncio.wait_for(ready.wait(), timeout=15)
+            yield
+        finally:
+            runner.stop()
+            relay.stop()
+            await asyncio.wait(tasks, timeout=10)
+            for task in tasks:
+                await stop_task(task)
+            await relay_engine.dispose()
+            await consumer_engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def pipeline(
+    database_url: str, service_env: dict[str, str], outbox: Table, inbox: InboxTables
+) -> AsyncIterator[Pipeline]:
+    """A pipeline on an exchange of its own, so what it relays reaches no other test's queues."""
+    topology = Topology(
+        f"{service_env['BROKER_PREFIX']}links-{uuid.uuid4().hex[:6]}.",
+        3_600_000,
+        Path(service_env["BROKER_QUEUE_LEDGER"]),
+    )
+    found = Pipeline(database_url, service_env["AMQP_URL"], outbox, inbox, topology)
+    try:
+        yield found
+    finally:
+        await found.engine.dispose()
+        connection = await aio_pika.connect(found.amqp_url)
+        try:
+            await found.topology.delete_exchanges(await connection.channel())
+        finally:
+            await connection.close()
+
+
+async def test_the_relay_and_a_consumer_cut_off_from_the_broker_reconnect_and_lose_no_event(
+    pipeline: Pipeline,
+) -> None:
+    with tcp_proxy(*server_of(pipeline.amqp_url)) as proxy:
+        broker = through(proxy, pipeline.amqp_url)
+        async with pipeline.running(relay_amqp=broker, consumer_amqp=broker):
+            links_before = proxy.connections_made
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: len(pipeline.clock.slept) >= 2
+            )
+            # Both the relay and the consumer came back on new connections.
+            assert proxy.connections_made >= links_before + 2
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
+    assert all(0 < wait <= BACKOFF.cap for wait in pipeline.clock.slept)
+
+
+async def test_the_relay_cut_off_from_the_database_reconnects_and_loses_no_event(
+    pipeline: Pipeline,
+) -> None:
+    with tcp_proxy(*server_of(pipeline.database_url)) as proxy:
+        async with pipeline.running(relay_database=through(proxy, pipeline.database_url)):
+            links_before = proxy.connections_made
+            # What is written during the outage is committed by the service's other connections.
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: len(pipeline.clock.slept) >= 2
+            )
+            assert proxy.connections_made > links_before
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
+
+
+async def test_events_reaching_a_consumer_cut_off_from_the_database_are_applied_once_it_is_back(
+    pipeline: Pipeline,
+) -> None:
+    patient = ConsumerSettings(max_attempts=50, retry_delays_ms=(100, 200), backoff=BACKOFF)
+    with tcp_proxy(*server_of(pipeline.database_url)) as proxy:
+        async with pipeline.running(
+            consumer_database=through(proxy, pipeline.database_url), consumer_settings=patient
+        ):
+            retried_before = pipeline.retried()
+            ids = await pipeline.across_outage(
+                proxy, noticed=lambda: pipeline.retried() > retried_before
+            )
+        assert await list_dead_letters(pipeline.amqp_url, pipeline.queue) == []
+    assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
