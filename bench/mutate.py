@@ -58,21 +58,46 @@ class Target:
 
 
 COMMON = "libs/common/src/pipedesk_common"
+CONSUMER_TESTS = tuple(
+    f"services/timeline/tests/test_consumer.py::test_{name}"
+    for name in (
+        "a_duplicate_delivery_has_one_effect",
+        "a_redelivered_event_without_a_version_has_one_effect",
+        "the_pruned_inbox_still_ignores_old_versions",
+        "an_older_version_after_a_newer_one_is_ignored",
+        "a_handler_that_fails_twice_is_retried_with_backoff_and_succeeds",
+        "a_poison_message_is_dead_lettered_while_others_flow_and_can_be_replayed",
+        "a_malformed_message_goes_straight_to_the_dead_letter_queue",
+    )
+)
 TARGETS: tuple[Target, ...] = (
     Target(
         "outbox",
         COMMON,
         "outbox.py",
-        ("libs/common/tests/test_outbox.py", "services/crm/tests/test_outbox.py"),
+        (
+            "libs/common/tests/test_outbox.py",
+            "services/crm/tests/test_outbox.py",
+            # the table's definition: a service's models, migrations and alembic check agree
+            "services/crm/tests/test_migrations.py::test_alembic_check_finds_no_drift",
+        ),
         "an event is published if and only if its change commits, and marked sent only once "
         "the broker confirmed it",
+    ),
+    Target(
+        "inbox",
+        COMMON,
+        "inbox.py",
+        (*CONSUMER_TESTS, "services/timeline/tests/test_migrations.py"),
+        "a consumer applies each event once, and never an older version after a newer one",
     ),
     Target(
         "consumer",
         COMMON,
         "consumer.py",
-        ("services/timeline/tests/test_consumer.py",),
-        "a consumer applies each event once, in version order, and dead-letters what keeps failing",
+        CONSUMER_TESTS,
+        "an event's effect and its inbox row commit together; a failing handler is retried, "
+        "then dead-lettered",
     ),
     Target(
         "rbac",

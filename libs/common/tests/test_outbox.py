@@ -4,7 +4,8 @@ broker has confirmed it, so a refused or unconfirmed event stays pending and goe
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,6 +13,8 @@ import aio_pika
 import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractQueue
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import REGISTRY
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -43,7 +46,7 @@ class Relayed:
     channel: AbstractChannel
     service: str
 
-    def relay(self, amqp_url: str) -> OutboxRelay:
+    def relay(self, amqp_url: str, settings: RelaySettings = FAST) -> OutboxRelay:
         return OutboxRelay(
             service=self.service,
             engine=self.engine,
@@ -51,8 +54,11 @@ class Relayed:
             topology=self.topology,
             amqp_url=amqp_url,
             clock=SystemClock(),
-            settings=FAST,
+            settings=settings,
         )
+
+    def gauge(self, name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"service": self.service})
 
     async def add(self, event: Event[Any]) -> None:
         async with create_sessionmaker(self.engine)() as session:
@@ -119,8 +125,11 @@ async def relay_running(relay: OutboxRelay) -> AsyncIterator[None]:
 
 
 async def received_ids(queue: AbstractQueue) -> list[UUID]:
+    """The events in the queue, each published as a persistent CloudEvents message."""
     found = []
     while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert message.content_type == "application/cloudevents+json"
         found.append(decode_event(message.body).id)
     return found
 
@@ -163,5 +172,65 @@ async def test_without_a_confirm_a_row_is_not_marked_sent(
             until=lambda status: status == SENT or relayed.failures() >= 1,
         )
         assert status == PENDING
+        # the backlog shows the refused event, and how long it has waited
+        await eventually(
+            lambda: asyncio.sleep(0, relayed.gauge("pipedesk_outbox_backlog")),
+            until=lambda backlog: backlog == 1,
+        )
+        assert 0 < (relayed.gauge("pipedesk_outbox_oldest_age_seconds") or 0) < 60
         await refusing.delete(if_unused=False, if_empty=False)
         await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)
+        await eventually(
+            lambda: asyncio.sleep(0, relayed.gauge("pipedesk_outbox_backlog")),
+            until=lambda backlog: backlog == 0,
+        )
+        assert relayed.gauge("pipedesk_outbox_oldest_age_seconds") == 0
+
+
+async def test_sent_rows_are_pruned_on_the_relays_schedule(
+    relayed: Relayed, service_env: dict[str, str]
+) -> None:
+    """The running relay prunes on its first turn and then once per ``prune_every``."""
+    settings = replace(FAST, retention=timedelta(0), prune_every=3600)
+    first, second = access_changed(LeadAccessChanged), access_changed(LeadAccessChanged)
+    collected = await relayed.queue("#")
+    await relayed.add(first)
+    async with relay_running(relayed.relay(service_env["AMQP_URL"], settings)):
+        await eventually(lambda: relayed.status_of(first.id), until=lambda status: status is None)
+        await relayed.add(second)
+        await eventually(lambda: relayed.status_of(second.id), until=lambda status: status == SENT)
+    assert await relayed.status_of(second.id) == SENT  # the next pruning is an hour away
+    assert await received_ids(collected) == [first.id, second.id]
+
+
+async def test_an_event_carries_the_trace_it_was_written_in_unless_it_names_its_own(
+    relayed: Relayed,
+) -> None:
+    span = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    own_trace = "00-11111111111111111111111111111111-2222222222222222-01"
+    traced = access_changed(LeadAccessChanged)
+    named = replace(access_changed(LeadAccessChanged), traceparent=own_trace)
+    with trace.use_span(NonRecordingSpan(span)):
+        async with create_sessionmaker(relayed.engine)() as session:
+            await add_event(session, relayed.table, traced)
+            await add_event(session, relayed.table, named)
+            await session.commit()
+    async with relayed.engine.connect() as connection:
+        bodies = dict(
+            (
+                await connection.execute(
+                    select(relayed.table.c.event_id, relayed.table.c.body).where(
+                        relayed.table.c.event_id.in_([traced.id, named.id])
+                    )
+                )
+            ).all()
+        )
+    assert decode_event(bodies[traced.id]).traceparent == (
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    )
+    assert decode_event(bodies[named.id]).traceparent == own_trace
