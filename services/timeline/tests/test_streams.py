@@ -151,8 +151,8 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
             async with timeline.stream("GET", path, params={"ticket": lasting}) as opened:
                 assert opened.status_code == 200
                 assert (await anext(sse_events(opened)))["event"] == "ready"
-            # …and after 60 it does not
-            clock.advance(timedelta(seconds=2))
+            # …and at 60 it does not
+            clock.advance(timedelta(seconds=1))
             for params in ({"ticket": expiring}, {"ticket": "made-up"}, {}):
                 response = await timeline.get(f"/api/timeline/lead/{lead}/stream", params=params)
                 assert response.status_code == 401, params
