@@ -124,6 +124,9 @@ TARGETS: tuple[Target, ...] = (
                 "sensitive_routes_have_their_own_stricter_bucket",
                 "the_gateway_itself_refuses_forged_and_missing_tokens",
                 "each_user_and_each_org_has_a_bucket_of_their_own",
+                "routes_without_a_token_are_limited_per_client_address",
+                "a_streamed_response_passes_through_unbuffered",
+                "streams_beyond_the_pool_are_refused_with_503_not_queued",
                 "every_route_of_the_merged_openapi_refuses_a_request_without_a_token",
                 "body_limit_cors_and_health",
             )

@@ -27,6 +27,8 @@ from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
 
 def gateway_client(
     service_env: dict[str, str],
@@ -195,7 +197,7 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
         return {"ok": True}
 
     with serve_in_thread(upstream) as url:
-        yield {"CRM_URL": url, "TIMELINE_URL": url}, received
+        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url}, received
 
 
 async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
@@ -224,11 +226,13 @@ async def test_each_user_and_each_org_has_a_bucket_of_their_own(
 ) -> None:
     rep, colleague, third = (users.make(Role.REP) for _ in range(3))
     outsider = users.other_org().make(Role.REP)
+    redis = Redis.from_url(REDIS_URL)
     with recording_upstream() as (urls, _):
         async with gateway_client(
             service_env,
             monkeypatch,
             urls,
+            REDIS_URL=REDIS_URL,
             RATE_LIMIT_DEFAULT="2/60",
             RATE_LIMIT_ORG_MULTIPLIER="2",
         ) as gateway:
@@ -243,6 +247,41 @@ async def test_each_user_and_each_org_has_a_bucket_of_their_own(
             assert await statuses(colleague, 2) == [200, 200]  # the user's bucket is their own
             assert await statuses(third, 1) == [429]  # the org's bucket (2 x 2) is empty
             assert await statuses(outsider, 2) == [200, 200]  # another org's is not
+            refused = await gateway.get("/api/leads/anything", headers=rep.headers)
+    try:
+        # the buckets, under the stack's prefix so no other stack sharing the Redis meets them
+        prefix = f"{service_env['BROKER_PREFIX']}rl:default"
+        keys = [f"{prefix}:user:{users.org_id}:{rep.sub}", f"{prefix}:org:{users.org_id}"]
+        assert await redis.exists(*keys) == 2
+    finally:
+        await redis.aclose()
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert {key: refused.json()[key] for key in ("title", "detail", "instance")} == {
+        "title": "Too many requests",
+        "detail": "the default rate limit is exhausted; retry later",
+        "instance": "/api/leads/anything",
+    }
+    assert refused.json()["type"] == "urn:pipedesk:problem:too-many-requests"
+
+
+async def test_routes_without_a_token_are_limited_per_client_address(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    with recording_upstream() as (urls, received):
+        async with gateway_client(
+            service_env, monkeypatch, urls, RATE_LIMIT_PUBLIC="2/60", RATE_LIMIT_DEFAULT="2/60"
+        ) as gateway:
+            callback = "/api/accounts/google/callback"
+            public = [(await gateway.get(callback)).status_code for _ in range(3)]
+            # the address's bucket is not the user's: a signed-in request still passes
+            signed_in = await gateway.get("/api/leads", headers=rep.headers)
+    assert public == [200, 200, 429]
+    assert signed_in.status_code == 200
+    assert [call.path for call in received] == [callback, callback, "/api/leads"]
+    assert received[0].authorization is None
 
 
 async def test_a_streamed_response_passes_through_unbuffered(

@@ -53,14 +53,15 @@ async def _sweep(connection: asyncpg.Connection, keep_template: str) -> None:
     rows = await connection.fetch(
         """
         SELECT datname, extract(epoch FROM now() - (
-                   pg_stat_file('base/' || oid || '/PG_VERSION')).modification) AS age
+                   pg_stat_file('base/' || oid || '/PG_VERSION', true)).modification) AS age
         FROM pg_database
         WHERE datname ~ '^pd_(run|tpl|build)_'
         """
     )
     for row in rows:
-        name, age = row["datname"], float(row["age"])
-        if name == keep_template or age < STALE_AFTER_SECONDS:
+        # A database another run drops meanwhile has no files left (missing_ok: no age).
+        name, age = row["datname"], row["age"]
+        if name == keep_template or age is None or float(age) < STALE_AFTER_SECONDS:
             continue
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
