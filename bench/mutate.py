@@ -41,6 +41,7 @@ RESULTS = ROOT / "bench" / "results"
 SURVIVORS = ROOT / "bench" / "mutation-survivors.toml"
 TARGET_SCORE = 0.9
 LOG_CALL = r"\blog\.(debug|info|warning|error|exception)\("
+NOT_RUN = "not checked"
 DETECTED = frozenset({"killed", "timeout", "caught by type check", "segfault"})
 
 
@@ -209,7 +210,13 @@ class Outcome:
         return self.detected / len(self.mutants) if self.mutants else 0.0
 
     def undetected(self) -> list[Mutant]:
-        return [mutant for mutant in self.mutants if mutant.status not in DETECTED]
+        """What ran and no test detected (mutants an interrupted run never ran are counted, not
+        listed)."""
+        return [
+            mutant
+            for mutant in self.mutants
+            if mutant.status not in DETECTED and mutant.status != NOT_RUN
+        ]
 
 
 def _toml(value: Any) -> str:
@@ -227,13 +234,19 @@ def _test_files(target: Target) -> list[str]:
     return sorted({test.split("::", 1)[0] for test in target.tests})
 
 
-def prepare(target: Target) -> Path:
-    """The target's work directory: its package, the test directories, and the configuration."""
+def prepare(target: Target, resume: bool = False) -> Path:
+    """The target's work directory: its package, the test directories, and the configuration.
+    With ``resume``, an earlier run's results stay, and mutmut runs only what it has not run."""
     workdir = WORK / target.name
-    if workdir.exists():
+    if workdir.exists() and not resume:
         shutil.rmtree(workdir)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / target.package, workdir / "src" / target.package_name, ignore=ignore)
+    shutil.copytree(
+        ROOT / target.package,
+        workdir / "src" / target.package_name,
+        ignore=ignore,
+        dirs_exist_ok=True,
+    )
     test_dirs = sorted({str(Path(test).parent) for test in _test_files(target)})
     for test_dir in test_dirs:
         shutil.copytree(ROOT / test_dir, workdir / test_dir, ignore=ignore, dirs_exist_ok=True)
@@ -313,14 +326,16 @@ def mutant_patterns(target: Target) -> list[str]:
     return patterns
 
 
-def run_target(target: Target, jobs: int) -> Outcome:
+def run_target(target: Target, jobs: int, resume: bool = False, collect: bool = False) -> Outcome:
+    """Run mutmut on the target (``collect``: only read what an interrupted run left)."""
     outcome = Outcome(target)
     started = time.monotonic()
-    workdir = prepare(target)
+    workdir = WORK / target.name if collect else prepare(target, resume)
     print(f"== {target.name}: {target.package}/{target.module}", flush=True)
     try:
         patterns = mutant_patterns(target)
-        _mutmut(workdir, "run", "--max-children", str(jobs), *patterns)
+        if not collect:
+            _mutmut(workdir, "run", "--max-children", str(jobs), *patterns)
         for line in _mutmut(workdir, "results", "--all", "true").splitlines():
             name, _, status = line.strip().rpartition(": ")
             if not name:
@@ -365,7 +380,10 @@ def record(outcome: Outcome, reasons: dict[str, str]) -> None:
         "score": round(outcome.score, 4),
         "seconds": round(outcome.seconds),
         "error": outcome.error,
-        "passed": outcome.error is None and outcome.score >= TARGET_SCORE and not unexplained,
+        "passed": outcome.error is None
+        and outcome.score >= TARGET_SCORE
+        and not unexplained
+        and not counts[NOT_RUN],
         "undetected": [
             {
                 "name": mutant.name,
@@ -400,8 +418,9 @@ def summarise() -> bool:
         f"{TARGET_SCORE:.0%} detected per module, and every survivor is explained in "
         "`bench/mutation-survivors.toml`.",
         "",
-        "| module | guarantee | tests | mutants | detected | survived | no tests | score | run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| module | guarantee | tests | mutants | detected | survived | no tests | not run "
+        "| score | run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     details: list[str] = []
     for result in results:
@@ -414,7 +433,8 @@ def summarise() -> bool:
         lines.append(
             f"| `{module}` | {result['guarantee']} | {tests} | {result['mutants']} "
             f"| {result['detected']} | {statuses.get('survived', 0)} "
-            f"| {statuses.get('no tests', 0)} | {result['score']:.1%}{mark} "
+            f"| {statuses.get('no tests', 0)} | {statuses.get(NOT_RUN, 0)} "
+            f"| {result['score']:.1%}{mark} "
             f"| {result['when']}, {result['seconds']} s |"
         )
         skipped = result["import_time"]
@@ -454,6 +474,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated module names: " + ", ".join(target.name for target in TARGETS),
     )
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "1")))
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the results of an interrupted run"
+    )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: report what the last runs left (unrun mutants as 'not checked')",
+    )
     options = parser.parse_args(argv)
     chosen = TARGETS
     if options.only:
@@ -464,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = tuple(target for target in TARGETS if target.name in names)
     explained = explained_survivors()
     for target in chosen:
-        record(run_target(target, options.jobs), explained.get(target.name, {}))
+        outcome = run_target(target, options.jobs, options.resume, options.collect)
+        record(outcome, explained.get(target.name, {}))
     passed = summarise()
     print(f"report: {RESULTS / 'mutation.md'}")
     return 0 if passed else 1
