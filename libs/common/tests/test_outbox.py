@@ -57,6 +57,11 @@ class Relayed:
             settings=settings,
         )
 
+    def reconnects(self, link: str) -> float:
+        """How often the relay's ``link`` ("outbox relay", "outbox listener") was re-established."""
+        labels = {"link": f"{self.service} {link}"}
+        return REGISTRY.get_sample_value("pipedesk_reconnects_total", labels) or 0.0
+
     def gauge(self, name: str) -> float | None:
         return REGISTRY.get_sample_value(name, {"service": self.service})
 
@@ -151,6 +156,10 @@ async def test_a_publish_the_broker_refuses_stays_pending_and_is_sent_once_accep
         )
         assert status == PENDING
         assert await relayed.status_of(accepted.id) == SENT
+        # the relay takes the refusal for a lost link, and comes back for the rest
+        await eventually(
+            lambda: asyncio.sleep(0, relayed.reconnects("outbox relay")), until=lambda n: n >= 1
+        )
         await refusing.delete(if_unused=False, if_empty=False)
         await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)
     assert set(await received_ids(collected)) >= {refused.id, accepted.id}
