@@ -57,6 +57,19 @@ class Relayed:
             settings=settings,
         )
 
+    async def status_after_first_attempt(self, event_id: UUID) -> int | None:
+        """The row's status once the relay has tried to publish it: marked sent, or a publish
+        failed (without publisher confirms, a refused publish would be taken for sent)."""
+        return await eventually(
+            lambda: self.status_of(event_id),
+            until=lambda status: status == SENT or self.failures() >= 1,
+        )
+
+    async def accept(self, refusing: AbstractQueue, event_id: UUID) -> None:
+        """Remove the refusing queue; the relay's next attempt is then confirmed."""
+        await refusing.delete(if_unused=False, if_empty=False)
+        await eventually(lambda: self.status_of(event_id), until=lambda status: status == SENT)
+
     def reconnects(self, link: str) -> float:
         """How often the relay's ``link`` ("outbox relay", "outbox listener") was re-established."""
         labels = {"link": f"{self.service} {link}"}
@@ -150,18 +163,13 @@ async def test_a_publish_the_broker_refuses_stays_pending_and_is_sent_once_accep
     relay = relayed.relay(service_env["AMQP_URL"])
     async with relay_running(relay):
         # Both rows were published in one batch; the broker confirmed one and refused the other.
-        status = await eventually(
-            lambda: relayed.status_of(refused.id),
-            until=lambda status: status == SENT or relayed.failures() >= 1,
-        )
-        assert status == PENDING
+        assert await relayed.status_after_first_attempt(refused.id) == PENDING
         assert await relayed.status_of(accepted.id) == SENT
         # the relay takes the refusal for a lost link, and comes back for the rest
         await eventually(
             lambda: asyncio.sleep(0, relayed.reconnects("outbox relay")), until=lambda n: n >= 1
         )
-        await refusing.delete(if_unused=False, if_empty=False)
-        await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)
+        await relayed.accept(refusing, refused.id)
     assert set(await received_ids(collected)) >= {refused.id, accepted.id}
 
 
@@ -175,20 +183,14 @@ async def test_without_a_confirm_a_row_is_not_marked_sent(
     await relayed.add(refused)
     relay = relayed.relay(service_env["AMQP_URL"])
     async with relay_running(relay):
-        # Without confirms the relay would mark the row sent at once and never see a failure.
-        status = await eventually(
-            lambda: relayed.status_of(refused.id),
-            until=lambda status: status == SENT or relayed.failures() >= 1,
-        )
-        assert status == PENDING
+        assert await relayed.status_after_first_attempt(refused.id) == PENDING
         # the backlog shows the refused event, and how long it has waited
         await eventually(
             lambda: asyncio.sleep(0, relayed.gauge("pipedesk_outbox_backlog")),
             until=lambda backlog: backlog == 1,
         )
         assert 0 < (relayed.gauge("pipedesk_outbox_oldest_age_seconds") or 0) < 60
-        await refusing.delete(if_unused=False, if_empty=False)
-        await eventually(lambda: relayed.status_of(refused.id), until=lambda status: status == SENT)
+        await relayed.accept(refusing, refused.id)
         await eventually(
             lambda: asyncio.sleep(0, relayed.gauge("pipedesk_outbox_backlog")),
             until=lambda backlog: backlog == 0,
