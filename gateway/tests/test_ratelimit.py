@@ -128,6 +128,9 @@ async def test_redis_buckets_refuse_when_empty_and_charge_all_or_none(redis_keys
         wait = await limiter.take([user, org])
         assert 4 < wait <= 5  # the server's clock moved on a little since
         assert wait == round(wait, 3)  # Redis counts in whole milliseconds
+        slow = Bucket(f"{redis_keys}slow", Limit(1, 1000))  # a token every 1000 seconds
+        assert await limiter.take([slow]) == 0
+        assert 999 < await limiter.take([slow]) <= 1000
         # the refused request took nothing from the org's bucket: three tokens are left
         assert [await limiter.take([org]) == 0 for _ in range(4)] == [True, True, True, False]
         assert await redis.exists(user.key, org.key) == 2
