@@ -2,6 +2,7 @@
 redelivery is a duplicate, an older version of an entity than one applied is stale. Against
 libs/common's test schema, without a broker (the AMQP runner is tested in the timeline's suite)."""
 
+import json
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pipedesk_common.clock import SystemClock
 from pipedesk_common.consumer import Consumer
-from pipedesk_common.events import Event, EventData, new_event
+from pipedesk_common.events import Event, EventData, decode_event, encode_event, new_event
 from pipedesk_common.events.accounts import GoogleConnected, GoogleDisconnected
 from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
+from pipedesk_common.events.timeline import TimelineCarrier
 from pipedesk_common.inbox import InboxTables
 
 
@@ -167,3 +169,37 @@ def test_handlers_are_registered_once_and_before_consuming(inbox: InboxTables) -
     for register in (consumer.on(GoogleDisconnected), consumer.on_unregistered(EventData)):
         with pytest.raises(RuntimeError, match="is being consumed: register handlers before"):
             register(again)
+
+
+@pytest.mark.asyncio
+async def test_a_type_without_a_contract_reaches_the_fallback_and_nothing_else_does(
+    sessions: async_sessionmaker[AsyncSession], inbox: InboxTables
+) -> None:
+    recording = Recording(inbox)
+    titles: list[str] = []
+
+    @recording.consumer.on_unregistered(TimelineCarrier)
+    async def carried(session: AsyncSession, event: Event[Any]) -> None:
+        titles.append(event.data.timeline.title)
+
+    projection = {
+        "kind": "email",
+        "occurred_at": "2026-01-01T10:00:00Z",
+        "title": "Hello",
+        "source": {"service": "gmail", "key": f"gmail:{uuid4()}"},
+    }
+    envelope = json.loads(encode_event(connected()))
+    body = {
+        **envelope,
+        "type": "pipedesk.gmail.message.received.v1",
+        "data": {"timeline": projection},
+    }
+    mail = decode_event(json.dumps(body).encode(), unregistered=TimelineCarrier)
+    assert await recording.consumer.apply(sessions, mail) == "applied"
+    assert titles == ["Hello"]
+    # a registered type goes to its own handler, never to the fallback…
+    assert await recording.consumer.apply(sessions, access_changed("lead-r", 1)) == "applied"
+    assert recording.calls["lead-r"] == 1
+    # …and a registered type without a handler stays unhandled, fallback or not
+    assert await recording.consumer.apply(sessions, connected(GoogleDisconnected)) == "unhandled"
+    assert titles == ["Hello"]
