@@ -272,12 +272,23 @@ async def test_routes_without_a_token_are_limited_per_client_address(
     rep = users.make(Role.REP)
     with recording_upstream() as (urls, received):
         async with gateway_client(
-            service_env, monkeypatch, urls, RATE_LIMIT_PUBLIC="2/60", RATE_LIMIT_DEFAULT="2/60"
+            service_env,
+            monkeypatch,
+            urls,
+            REDIS_URL=REDIS_URL,
+            RATE_LIMIT_PUBLIC="2/60",
+            RATE_LIMIT_DEFAULT="2/60",
         ) as gateway:
             callback = "/api/accounts/google/callback"
             public = [(await gateway.get(callback)).status_code for _ in range(3)]
             # the address's bucket is not the user's: a signed-in request still passes
             signed_in = await gateway.get("/api/leads", headers=rep.headers)
+    redis = Redis.from_url(REDIS_URL)
+    try:  # the in-process client's address names the bucket
+        bucket = f"{service_env['BROKER_PREFIX']}rl:public:ip:127.0.0.1"
+        assert await redis.exists(bucket) == 1
+    finally:
+        await redis.aclose()
     assert public == [200, 200, 429]
     assert signed_in.status_code == 200
     assert [call.path for call in received] == [callback, callback, "/api/leads"]
