@@ -401,6 +401,14 @@ def record(outcome: Outcome, reasons: dict[str, str]) -> None:
     )
 
 
+def _of_run(result: dict[str, Any]) -> str:
+    """For a run cut short: the share detected of the mutants it ran."""
+    ran = result["mutants"] - result["statuses"].get(NOT_RUN, 0)
+    if ran == result["mutants"] or ran == 0:
+        return ""
+    return f" (of the {ran} run: {result['detected'] / ran:.0%})"
+
+
 def summarise() -> bool:
     """``bench/results/mutation.md`` from every module's latest result, in ``TARGETS`` order;
     whether each module met the target with every survivor explained."""
@@ -433,7 +441,7 @@ def summarise() -> bool:
             f"| `{module}` | {result['guarantee']} | {tests} | {result['mutants']} "
             f"| {result['detected']} | {statuses.get('survived', 0)} "
             f"| {statuses.get('no tests', 0)} | {statuses.get(NOT_RUN, 0)} "
-            f"| {result['score']:.1%}{mark} "
+            f"| {result['score']:.1%}{mark}{_of_run(result)} "
             f"| {result['when']}, {result['seconds']} s |"
         )
         skipped = result.get("import_time", {"functions": [], "mutants": 0})

@@ -151,6 +151,13 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
             async with timeline.stream("GET", path, params={"ticket": lasting}) as opened:
                 assert opened.status_code == 200
                 assert (await anext(sse_events(opened)))["event"] == "ready"
+            used = await timeline.get(path, params={"ticket": lasting})  # once only
+            assert used.status_code == 401
+            # a ticket is for its record's type too: the same id as a deal is another record
+            as_deal = await timeline.get(
+                f"/api/timeline/deal/{lead}/stream", params={"ticket": expiring}
+            )
+            assert as_deal.status_code == 401
             # …and at 60 it does not
             clock.advance(timedelta(seconds=1))
             for params in ({"ticket": expiring}, {"ticket": "made-up"}, {}):
