@@ -73,6 +73,7 @@ async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
         assert timeline.json()["items"][0]["title"] == "Lead created"
         unknown = await gateway.get("/api/nothing-here", headers=rep.headers)
         assert unknown.status_code == 404
+        assert unknown.json()["detail"] == "no service answers this path"
 
 
 async def test_a_stopped_service_is_502_and_a_stalled_one_504(
