@@ -9,7 +9,7 @@ PORT_BASE ?= 8000
 export PORT_BASE
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys run test lint format token bench
+.PHONY: help install preflight migrate keys run test lint format token bench mutate
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: migrate keys ## Benchmarks against their raw baselines, ~9 min (QUICK=1: 
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
+
+mutate: preflight ## Mutation testing of the modules holding the guarantees, niced (ONLY=outbox,rbac: some)
+	@nice -n 19 $(PYTHON) -m bench.mutate $(if $(ONLY),--only $(ONLY))
 
 token: install ## Print a dev access token: make token SUB=u1 ROLE=rep ORG=acme TEAMS=t1,t2 EMAIL=u1@acme.test
 	@$(PYTHON) -m dev_identity token --sub "$(or $(SUB),dev-user)" --role "$(or $(ROLE),rep)" \

@@ -81,15 +81,14 @@ class Gateway:
         self, target: Target, request: Request, org_id: str | None, user: str | None
     ) -> list[Bucket]:
         limit = self.limits[target.route_class]
-        name = target.route_class.value
+        # The stack's prefix keeps a second stack (a test run) sharing the Redis apart.
+        name = f"{self.settings.broker_prefix}rl:{target.route_class.value}"
         if org_id is None or user is None:
             client = request.client.host if request.client else "unknown"
-            return [Bucket(f"rl:{name}:ip:{client}", limit)]
+            return [Bucket(f"{name}:ip:{client}", limit)]
         return [
-            Bucket(f"rl:{name}:user:{org_id}:{user}", limit),
-            Bucket(
-                f"rl:{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)
-            ),
+            Bucket(f"{name}:user:{org_id}:{user}", limit),
+            Bucket(f"{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)),
         ]
 
 

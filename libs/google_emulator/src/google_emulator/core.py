@@ -8,6 +8,7 @@ Routers (``oauth.py``, ``calendar.py``, ``tasks.py``…) get the ``Emulator`` fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 from collections.abc import Iterable
@@ -132,6 +133,8 @@ class Emulator:
     apis: dict[str, Any] = field(default_factory=dict)
     fidelity_violations: list[FidelityViolation] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Set when the faults are cleared: calls still waiting out a fault's latency go on at once.
+    _faults_cleared: asyncio.Event = field(default_factory=asyncio.Event)
 
     def next_number(self) -> int:
         return next(self._ids)
@@ -141,7 +144,7 @@ class Emulator:
         self.clock.offset = timedelta(0)
         self.access_tokens.clear()
         self.requests.clear()
-        self.faults.clear()
+        self.clear_faults()
         self.apis.clear()
         self.fidelity_violations.clear()
 
@@ -182,6 +185,12 @@ class Emulator:
         """Queue a fault for an API method such as ``calendar.events.list`` (or ``calendar.*``)."""
         self.faults.setdefault(api_method, []).append(fault)
 
+    def clear_faults(self) -> None:
+        """Drop every queued fault, and release the calls still waiting out a fault's latency."""
+        self.faults.clear()
+        self._faults_cleared.set()
+        self._faults_cleared = asyncio.Event()
+
     async def apply_faults(self, api_method: str) -> None:
         """Raise the next injected fault for this method, if any (after its latency)."""
         api = api_method.split(".", 1)[0]
@@ -194,7 +203,10 @@ class Emulator:
             if fault.remaining <= 0:
                 queue.pop(0)
             if fault.latency_seconds:
-                await asyncio.sleep(fault.latency_seconds)
+                cleared = self._faults_cleared
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(fault.latency_seconds):
+                        await cleared.wait()
             if fault.status:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
                 reason = fault.reason or {429: "rateLimitExceeded", 503: "backendError"}.get(
