@@ -160,9 +160,13 @@ TARGETS: tuple[Target, ...] = (
         "timeline-search",
         "services/timeline/src/timeline_service",
         "repository.py",
-        ("services/timeline/tests/test_visibility.py", "services/timeline/tests/test_api.py"),
-        "a timeline read or search never reaches what the viewer may not see; pages follow "
-        "the keyset",
+        (
+            "services/timeline/tests/test_visibility.py",
+            "services/timeline/tests/test_holders.py",
+            "services/timeline/tests/test_api.py",
+        ),
+        "a timeline read or search never reaches what the viewer may not see, whichever holder's "
+        "copy it is shown; pages follow the keyset",
     ),
     Target(
         "cursor",
