@@ -31,6 +31,15 @@ class DemoUser:
     role: str
     teams: tuple[str, ...]
 
+    @property
+    def email(self) -> str:
+        return f"{self.sub}@demo.pipedesk.test"
+
+    def token(self, minter: TokenMinter) -> str:
+        return minter.mint(
+            sub=self.sub, org_id=ORG, role=self.role, email=self.email, team_ids=self.teams
+        )
+
 
 USERS = (
     DemoUser("ada", "admin", ()),
@@ -50,16 +59,7 @@ LEADS = (
 
 
 def tokens(minter: TokenMinter) -> dict[str, str]:
-    return {
-        user.sub: minter.mint(
-            sub=user.sub,
-            org_id=ORG,
-            role=user.role,
-            email=f"{user.sub}@demo.pipedesk.test",
-            team_ids=user.teams,
-        )
-        for user in USERS
-    }
+    return {user.sub: user.token(minter) for user in USERS}
 
 
 async def wait_for_gateway(
