@@ -137,6 +137,7 @@ def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
     lines = [
         "",
         f"PipeDesk is up. Gateway: {url}   (API docs: {url}/docs)",
+        f"Console: {url}/app/   (sign in as a demo user; it shows the API as a frontend uses it)",
         f"Demo org '{ORG}'; tokens are valid for 12 hours:",
     ]
     for user in USERS:
