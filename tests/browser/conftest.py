@@ -160,8 +160,9 @@ def stack(service_env: dict[str, str], identity: Identity) -> Iterator[Stack]:
                 servers.enter_context(serve_in_thread(build(), port=ports[name]))
                 # FastAPI builds an app's routes on its first request. Here the apps share one
                 # process, so each builds them now, one after another, as separate processes
-                # would: built concurrently in threads, the shared payload models' field
-                # definitions race and pydantic warns (an error in this suite).
+                # would: when the calendar and tasks apps built theirs concurrently in threads,
+                # pydantic now and then warned about a body field's alias (an error here, so a
+                # 500 in the middle of a test).
                 httpx.get(f"{urls[name]}/no-such-route", timeout=10)
         yield Stack(gateway, emulator, identity, urls["frontend"])
 
