@@ -2,8 +2,10 @@
 development identity provider, refused in production), the API docs served offline, and CORS for
 the frontends' origins. The browser tests in tests/browser drive the same pages in Chromium."""
 
+from __future__ import annotations
+
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import httpx
@@ -18,6 +20,9 @@ from pipedesk_common.testing.servers import free_port
 from pipedesk_gateway.app import CORS_EXPOSED_HEADERS, CORS_REQUEST_HEADERS, build_app
 from pipedesk_gateway.settings import GatewaySettings
 
+if TYPE_CHECKING:
+    from conftest import GatewayClient
+
 pytestmark = pytest.mark.asyncio
 
 FRONTENDS = ["http://localhost:3000", "https://app.pipedesk.example"]
@@ -30,21 +35,11 @@ PRODUCTION = {
 }
 
 
-def gateway(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    urls: dict[str, str],
-    **settings: Any,
-) -> Any:
-    for name, url in urls.items():
-        monkeypatch.setenv(name, url)
-    return app_client(build_app(GatewaySettings(**{**service_env, **settings})), "http://gateway")
-
-
 async def test_the_console_is_static_pages_under_a_strict_csp(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, identity: Identity
+    gateway_client: GatewayClient,
+    identity: Identity,
 ) -> None:
-    async with gateway(service_env, monkeypatch, {"IDENTITY_URL": identity.url}) as client:
+    async with gateway_client({"IDENTITY_URL": identity.url}) as client:
         assert (await client.get("/app")).headers["location"] == "/app/"
         page = await client.get("/app/")
         assert page.status_code == 200
@@ -88,14 +83,13 @@ async def test_the_console_is_static_pages_under_a_strict_csp(
 
 
 async def test_signing_in_as_a_demo_user_gives_a_token_that_sees_only_the_demo_org(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     identity: Identity,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     urls = {**upstreams, "IDENTITY_URL": identity.url}
-    async with gateway(service_env, monkeypatch, urls) as client:
+    async with gateway_client(urls) as client:
         listed = await client.get("/app/session/users")
         assert listed.status_code == 200
         assert listed.headers["cache-control"] == "no-store"
@@ -142,10 +136,10 @@ async def test_signing_in_as_a_demo_user_gives_a_token_that_sees_only_the_demo_o
 
 
 async def test_without_the_identity_provider_sign_in_is_a_502_naming_it(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    gateway_client: GatewayClient,
 ) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    async with gateway(service_env, monkeypatch, {"IDENTITY_URL": nowhere}) as client:
+    async with gateway_client({"IDENTITY_URL": nowhere}) as client:
         for answer in (
             await client.get("/app/session/users"),
             await client.post("/app/session", json={"user": "rita"}),
@@ -180,9 +174,10 @@ async def test_production_refuses_the_console_and_serves_none_by_default(
 
 
 async def test_the_api_docs_need_nothing_beyond_the_gateway(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, upstreams: dict[str, str]
+    gateway_client: GatewayClient,
+    upstreams: dict[str, str],
 ) -> None:
-    async with gateway(service_env, monkeypatch, upstreams) as client:
+    async with gateway_client(upstreams) as client:
         for path in ("/docs", "/redoc"):
             page = await client.get(path)
             assert page.status_code == 200
@@ -202,14 +197,13 @@ async def test_the_api_docs_need_nothing_beyond_the_gateway(
 
 
 async def test_cors_allows_every_header_the_api_takes_and_exposes_what_pages_read(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     origins = ",".join(FRONTENDS)
-    async with gateway(service_env, monkeypatch, upstreams, FRONTEND_ORIGINS=origins) as client:
+    async with gateway_client(upstreams, FRONTEND_ORIGINS=origins) as client:
         document = (await client.get("/openapi.json")).json()
         taken = {
             parameter["name"].lower()

@@ -1,9 +1,11 @@
 """The gateway in front of real services: auth, routing, failures, limits, streaming, OpenAPI."""
 
+from __future__ import annotations
+
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import httpx
@@ -13,7 +15,6 @@ from fastapi.responses import StreamingResponse
 
 from pipedesk_common.auth import Role
 from pipedesk_common.testing.attacks import ATTACKS, forged_tokens
-from pipedesk_common.testing.clients import app_client
 from pipedesk_common.testing.plugin import Identity, Users
 from pipedesk_common.testing.servers import free_port, run_process, serve_in_thread
 from pipedesk_common.testing.waiting import eventually
@@ -21,29 +22,20 @@ from pipedesk_gateway.app import build_app
 from pipedesk_gateway.routing import is_public, target_of
 from pipedesk_gateway.settings import GatewaySettings
 
+if TYPE_CHECKING:
+    from conftest import GatewayClient
+
 pytestmark = pytest.mark.asyncio
 
 
-def gateway_client(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    urls: dict[str, str],
-    **settings: Any,
-) -> Any:
-    for name, url in urls.items():
-        monkeypatch.setenv(name, url)
-    return app_client(build_app(GatewaySettings(**{**service_env, **settings})), "http://gateway")
-
-
 async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
     identity: Identity,
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         created = await gateway.post(
             "/api/leads", json={"title": "via gateway"}, headers=rep.headers
         )
@@ -70,7 +62,8 @@ async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
 
 
 async def test_a_stopped_service_is_502_and_a_stalled_one_504(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+    gateway_client: GatewayClient,
+    users: Users,
 ) -> None:
     stalled = FastAPI()
     release = asyncio.Event()
@@ -83,7 +76,7 @@ async def test_a_stopped_service_is_502_and_a_stalled_one_504(
     rep = users.make(Role.REP)
     with serve_in_thread(stalled) as slow_url:
         urls = {"CRM_URL": slow_url, "TIMELINE_URL": f"http://127.0.0.1:{free_port()}"}
-        async with gateway_client(service_env, monkeypatch, urls, read_timeout=0.5) as gateway:
+        async with gateway_client(urls, read_timeout=0.5) as gateway:
             down = await gateway.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
             assert down.status_code == 502
             assert down.headers["content-type"] == "application/problem+json"
@@ -138,15 +131,12 @@ async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
 
 
 async def test_sensitive_routes_have_their_own_stricter_bucket(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     async with gateway_client(
-        service_env,
-        monkeypatch,
         upstreams,
         RATE_LIMIT_SENSITIVE="2/60",
         RATE_LIMIT_DEFAULT="100/60",
@@ -238,9 +228,10 @@ def concrete(path: str) -> str:
 
 
 async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_token(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, upstreams: dict[str, str]
+    gateway_client: GatewayClient,
+    upstreams: dict[str, str],
 ) -> None:
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         document = (await gateway.get("/openapi.json")).json()
         assert "/api/leads" in document["paths"]
         assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
@@ -275,16 +266,13 @@ async def test_only_the_listed_routes_carry_no_token() -> None:
 
 
 async def test_body_limit_cors_and_health(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     origin = "https://app.pipedesk.example"
-    async with gateway_client(
-        service_env, monkeypatch, upstreams, FRONTEND_ORIGIN=origin
-    ) as gateway:
+    async with gateway_client(upstreams, FRONTEND_ORIGIN=origin) as gateway:
         huge = await gateway.post(
             "/api/leads",
             content=b"x" * 2_000_000,

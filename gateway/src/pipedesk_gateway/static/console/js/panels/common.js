@@ -1,7 +1,7 @@
-// What every panel does alike: explain a refusal, offering to connect Google when that is what
-// the API asks for.
+// What every panel does alike: a form that creates something in Google, and the explanation of a
+// refusal, offering to connect Google when that is what the API asks for.
 
-import { h, show } from "../dom.js";
+import { h, newKey, show } from "../dom.js";
 import { connectGoogle } from "../views/google.js";
 
 export function refusal(container, error, products) {
@@ -15,4 +15,29 @@ export function refusal(container, error, products) {
   }
   const fields = (error.problem?.errors ?? []).map((field) => `${field.field}: ${field.message}`);
   show(container, h("p", { class: "error" }, [error.message, ...fields].join(" · ")));
+}
+
+/**
+ * Send `form` with `create(data, headers)`, which resolves to what to tell the user. One
+ * Idempotency-Key per thing being created: kept while the form is unchanged, so sending again
+ * after a lost answer never creates a second one.
+ */
+export function creationForm(form, message, products, create) {
+  let key = newKey();
+  form.addEventListener("input", () => (key = newKey()));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const done = await create(new FormData(form), { "Idempotency-Key": key });
+      form.reset();
+      key = newKey();
+      show(message, h("p", { class: "muted" }, done));
+    } catch (error) {
+      refusal(message, error, products);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }

@@ -2,8 +2,8 @@
 // caller's Google Calendar linked to the record (it reaches the timeline through its event).
 
 import { get, post } from "../api.js";
-import { h, newKey, show, when } from "../dom.js";
-import { refusal } from "./common.js";
+import { h, show, when } from "../dom.js";
+import { creationForm, refusal } from "./common.js";
 
 function inputValue(date) {
   const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
@@ -27,39 +27,7 @@ export const meetingsPanel = {
       h("label", {}, "Minutes", h("input", { name: "minutes", type: "number", min: 5, max: 1440, value: 30, required: true })),
       h("label", {}, "Attendees (comma-separated e-mails)", h("input", { name: "attendees" })),
       h("div", {}, h("button", { type: "submit" }, "Create meeting")));
-    // One key per meeting being created: a retry after a lost answer never makes a second one.
-    let idempotencyKey = newKey();
-    form.addEventListener("input", () => (idempotencyKey = newKey()));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const data = new FormData(form);
-      const begins = new Date(String(data.get("start")));
-      const ends = new Date(begins.getTime() + Number(data.get("minutes")) * 60_000);
-      const attendees = String(data.get("attendees") || "").split(",").map((email) => email.trim()).filter(Boolean);
-      form.querySelector("button").disabled = true;
-      try {
-        const { body } = await post(
-          "/api/calendar/events",
-          {
-            summary: data.get("summary"),
-            start: begins.toISOString(),
-            end: ends.toISOString(),
-            timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-            attendees,
-            links: [{ type: record.type, id: record.id }],
-          },
-          { headers: { "Idempotency-Key": idempotencyKey } },
-        );
-        show(message, h("p", { class: "muted" }, `Created “${body.summary}”; it reaches the timeline through its event.`));
-        form.reset();
-        idempotencyKey = newKey();
-        await load();
-      } catch (error) {
-        refusal(message, error, this.products);
-      } finally {
-        form.querySelector("button").disabled = false;
-      }
-    });
+
     async function load() {
       const query = new URLSearchParams({ record_type: record.type, record_id: record.id, limit: "20" });
       try {
@@ -71,7 +39,23 @@ export const meetingsPanel = {
         refusal(list, error, meetingsPanel.products);
       }
     }
-    show(container, h("h2", {}, "Meetings"), list, form, message);
+
+    creationForm(form, message, this.products, async (data, headers) => {
+      const begins = new Date(String(data.get("start")));
+      const ends = new Date(begins.getTime() + Number(data.get("minutes")) * 60_000);
+      const attendees = String(data.get("attendees") || "").split(",").map((email) => email.trim()).filter(Boolean);
+      const { body } = await post("/api/calendar/events", {
+        summary: data.get("summary"),
+        start: begins.toISOString(),
+        end: ends.toISOString(),
+        timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+        attendees,
+        links: [{ type: record.type, id: record.id }],
+      }, { headers });
+      await load();
+      return `Created “${body.summary}”; it reaches the timeline through its event.`;
+    });
+    show(container, h("h2", {}, this.title), list, form, message);
     await load();
   },
 };

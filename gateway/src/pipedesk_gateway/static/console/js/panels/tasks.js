@@ -2,8 +2,8 @@
 // that creates one in the caller's Google Tasks linked to the record.
 
 import { get, post } from "../api.js";
-import { h, newKey, show } from "../dom.js";
-import { refusal } from "./common.js";
+import { h, show } from "../dom.js";
+import { creationForm, refusal } from "./common.js";
 
 export const tasksPanel = {
   id: "tasks",
@@ -18,28 +18,7 @@ export const tasksPanel = {
       h("label", {}, "Title", h("input", { name: "title", required: true, maxlength: 1024 })),
       h("label", {}, "Due", h("input", { name: "due", type: "date" })),
       h("div", {}, h("button", { type: "submit" }, "Create task")));
-    let idempotencyKey = newKey();
-    form.addEventListener("input", () => (idempotencyKey = newKey()));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const data = new FormData(form);
-      form.querySelector("button").disabled = true;
-      try {
-        const { body } = await post(
-          "/api/tasks",
-          { title: data.get("title"), due: data.get("due") || null, links: [{ type: record.type, id: record.id }] },
-          { headers: { "Idempotency-Key": idempotencyKey } },
-        );
-        show(message, h("p", { class: "muted" }, `Created “${body.title}”.`));
-        form.reset();
-        idempotencyKey = newKey();
-        await load();
-      } catch (error) {
-        refusal(message, error, tasksPanel.products);
-      } finally {
-        form.querySelector("button").disabled = false;
-      }
-    });
+
     async function load() {
       const query = new URLSearchParams({ record_type: record.type, record_id: record.id, limit: "20" });
       try {
@@ -51,7 +30,17 @@ export const tasksPanel = {
         refusal(list, error, tasksPanel.products);
       }
     }
-    show(container, h("h2", {}, "Tasks"), list, form, message);
+
+    creationForm(form, message, this.products, async (data, headers) => {
+      const { body } = await post("/api/tasks", {
+        title: data.get("title"),
+        due: data.get("due") || null,
+        links: [{ type: record.type, id: record.id }],
+      }, { headers });
+      await load();
+      return `Created “${body.title}”.`;
+    });
+    show(container, h("h2", {}, this.title), list, form, message);
     await load();
   },
 };
