@@ -118,12 +118,13 @@ class Stack:
     frontend_origin: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(service_env: dict[str, str], identity: Identity) -> Iterator[Stack]:
     """Gateway, CRM, timeline, accounts, calendar and tasks, each a uvicorn server, wired as
     ``make run`` wires them: the gateway's console signs in through the run's identity provider,
     Google's consent returns through the gateway's callback, and the callback to the console.
-    Started once for the run's browser tests."""
+    Per module: its consumers share the run's queues, so it must not outlive the browser tests
+    (another suite's timeline would lose events to it)."""
     ports = {name: free_port() for name in (*SERVICES, "gateway", "frontend")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     gateway = urls["gateway"]
