@@ -54,7 +54,9 @@ async def test_swagger_ui_and_redoc_render_with_the_network_cut_off(
     assert f"{stack.gateway_url}/docs/assets/swagger-ui-bundle.js" in loaded
     assert f"{stack.gateway_url}/docs/assets/redoc.standalone.js" in loaded
     # ReDoc's sidebar always shows Redocly's logo from their site: the page's CSP refuses it
-    # before it leaves the browser, and ReDoc then leaves it out.
-    assert refused in ([], [(REDOCLY_LOGO, "csp")])
+    # before it leaves the browser, and ReDoc then leaves it out. (Requests to the gateway that
+    # leaving /docs for /redoc cut short fail too, harmlessly.)
+    beyond = [failure for failure in refused if not failure[0].startswith(gateway)]
+    assert beyond in ([], [(REDOCLY_LOGO, "csp")])
     assert problems == []
     await context.close()
