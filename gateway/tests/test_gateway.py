@@ -1,12 +1,14 @@
 """The gateway in front of real services: auth, routing, failures, limits, streaming, OpenAPI."""
 
+from __future__ import annotations
+
 import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import httpx
@@ -20,36 +22,24 @@ from pipedesk_gateway.app import build_app
 from pipedesk_gateway.routing import is_public, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.attacks import ATTACKS, forged_tokens
-from pipedesk_testkit.clients import app_client
 from pipedesk_testkit.identities import ActingUser, Identity, Users
 from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 
+if TYPE_CHECKING:
+    from conftest import GatewayClient
+
 pytestmark = pytest.mark.asyncio
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def gateway_client(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    urls: dict[str, str],
-    **settings: Any,
-) -> Any:
-    for name, url in urls.items():
-        monkeypatch.setenv(name, url)
-    return app_client(build_app(GatewaySettings(**{**service_env, **settings})), "http://gateway")
 
 
 async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
     identity: Identity,
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         created = await gateway.post(
             "/api/leads", json={"title": "via gateway"}, headers=rep.headers
         )
@@ -77,7 +67,8 @@ async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
 
 
 async def test_a_stopped_service_is_502_and_a_stalled_one_504(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+    gateway_client: GatewayClient,
+    users: Users,
 ) -> None:
     stalled = FastAPI()
     release = threading.Event()  # the upstream runs on its own thread and event loop
@@ -91,7 +82,7 @@ async def test_a_stopped_service_is_502_and_a_stalled_one_504(
     with serve_in_thread(stalled) as slow_url:
         try:
             urls = {"CRM_URL": slow_url, "TIMELINE_URL": f"http://127.0.0.1:{free_port()}"}
-            async with gateway_client(service_env, monkeypatch, urls, read_timeout=0.5) as gateway:
+            async with gateway_client(urls, read_timeout=0.5) as gateway:
                 down = await gateway.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
                 assert down.status_code == 502
                 assert down.headers["content-type"] == "application/problem+json"
@@ -158,15 +149,12 @@ async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
 
 
 async def test_sensitive_routes_have_their_own_stricter_bucket(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     async with gateway_client(
-        service_env,
-        monkeypatch,
         upstreams,
         RATE_LIMIT_SENSITIVE="2/60",
         RATE_LIMIT_DEFAULT="100/60",
@@ -202,11 +190,11 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
 
 
 async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users, identity: Identity
+    gateway_client: GatewayClient, users: Users, identity: Identity
 ) -> None:
     rep = users.make(Role.REP)
     with recording_upstream() as (urls, received):
-        async with gateway_client(service_env, monkeypatch, urls) as gateway:
+        async with gateway_client(urls) as gateway:
             refused = {"no token": {}, "empty bearer": {"Authorization": "Bearer "}}
             for name in ATTACKS:
                 token = forged_tokens(identity)[name]()
@@ -223,17 +211,15 @@ async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
 
 
 async def test_each_user_and_each_org_has_a_bucket_of_their_own(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
 ) -> None:
     rep, colleague, third = (users.make(Role.REP) for _ in range(3))
     outsider = users.other_org().make(Role.REP)
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url)
     with recording_upstream() as (urls, _):
         async with gateway_client(
-            service_env,
-            monkeypatch,
             urls,
-            REDIS_URL=REDIS_URL,
+            REDIS_URL=redis_url,
             RATE_LIMIT_DEFAULT="2/60",
             RATE_LIMIT_ORG_MULTIPLIER="2",
         ) as gateway:
@@ -268,15 +254,13 @@ async def test_each_user_and_each_org_has_a_bucket_of_their_own(
 
 
 async def test_routes_without_a_token_are_limited_per_client_address(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
 ) -> None:
     rep = users.make(Role.REP)
     with recording_upstream() as (urls, received):
         async with gateway_client(
-            service_env,
-            monkeypatch,
             urls,
-            REDIS_URL=REDIS_URL,
+            REDIS_URL=redis_url,
             RATE_LIMIT_PUBLIC="2/60",
             RATE_LIMIT_DEFAULT="2/60",
         ) as gateway:
@@ -284,7 +268,7 @@ async def test_routes_without_a_token_are_limited_per_client_address(
             public = [(await gateway.get(callback)).status_code for _ in range(3)]
             # the address's bucket is not the user's: a signed-in request still passes
             signed_in = await gateway.get("/api/leads", headers=rep.headers)
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url)
     try:  # the in-process client's address names the bucket
         bucket = f"{service_env['BROKER_PREFIX']}rl:public:ip:127.0.0.1"
         assert await redis.exists(bucket) == 1
@@ -376,9 +360,10 @@ def concrete(path: str) -> str:
 
 
 async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_token(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, upstreams: dict[str, str]
+    gateway_client: GatewayClient,
+    upstreams: dict[str, str],
 ) -> None:
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         document = (await gateway.get("/openapi.json")).json()
         assert "/api/leads" in document["paths"]
         assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
@@ -413,16 +398,13 @@ async def test_only_the_listed_routes_carry_no_token() -> None:
 
 
 async def test_body_limit_cors_and_health(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     origin = "https://app.pipedesk.example"
-    async with gateway_client(
-        service_env, monkeypatch, upstreams, FRONTEND_ORIGIN=origin
-    ) as gateway:
+    async with gateway_client(upstreams, FRONTEND_ORIGIN=origin) as gateway:
         huge = await gateway.post(
             "/api/leads",
             content=b"x" * 2_000_000,
