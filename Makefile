@@ -9,7 +9,7 @@ PORT_BASE ?= 8000
 export PORT_BASE
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys run test lint format token bench
+.PHONY: help install preflight migrate keys browser run test lint format token bench mutate
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,14 +27,25 @@ migrate: preflight ## Run every service's migrations
 keys: install ## Generate the dev identity provider's and services' keys (once; kept in .dev/, out of git)
 	@$(PYTHON) -m dev_identity init
 
+# Debian's Chromium, for the browser tests (driven by Playwright; no browser is ever downloaded).
+# Installed with apt-get when missing and running as root (CI, a fresh machine); otherwise the
+# browser tests fail with this instruction.
+CHROMIUM := /usr/bin/chromium
+
+browser: ## Install Debian's Chromium for the browser tests if it is missing (as root)
+	@[ -x $(CHROMIUM) ] || { [ "$$(id -u)" = 0 ] && echo "installing Chromium for the browser tests (apt-get)" \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "the browser tests need Chromium at $(CHROMIUM): apt-get install chromium" >&2
+
 # The preflight provides the servers (starting those that do not answer in Docker) for as long as
 # the migrations and the system run.
 run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
 	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
+		FRONTEND_ORIGINS="$${FRONTEND_ORIGINS:-http://localhost:3000}" \
 		$(PYTHON) -m pipedesk_common.preflight -- \
 		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
 
-test: install $(PROMTOOL) ## Install everything, then run the whole suite
+test: install browser $(PROMTOOL) ## Install everything (Chromium too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without
@@ -63,6 +74,9 @@ bench: migrate keys ## Benchmarks against their raw baselines, ~9 min (QUICK=1: 
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
+
+mutate: preflight ## Mutation testing of the modules holding the guarantees, niced (ONLY=outbox,rbac: some)
+	@nice -n 19 $(PYTHON) -m bench.mutate $(if $(ONLY),--only $(ONLY))
 
 token: install ## Print a dev access token: make token SUB=u1 ROLE=rep ORG=acme TEAMS=t1,t2 EMAIL=u1@acme.test
 	@$(PYTHON) -m dev_identity token --sub "$(or $(SUB),dev-user)" --role "$(or $(ROLE),rep)" \

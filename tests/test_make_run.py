@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipedesk_common.settings import PORT_OFFSETS
@@ -114,6 +115,20 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
             assert result.stdout.startswith("{")
             if "/api/accounts/google" in command:  # the demo connected the user to the emulator
                 assert '"status":"connected"' in result.stdout, result.stdout
+        gateway = f"http://127.0.0.1:{base}"
+        assert any(f"Console: {gateway}/app/" in line for line in output)
+        users = httpx.get(f"{gateway}/app/session/users", timeout=10)
+        assert users.status_code == 200, users.text  # the console signs in as the demo users
+        preflight = httpx.options(  # a frontend developed on localhost:3000 may call the API
+            f"{gateway}/api/leads",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization,if-none-match",
+            },
+            timeout=10,
+        )
+        assert preflight.headers.get("access-control-allow-origin") == "http://localhost:3000"
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

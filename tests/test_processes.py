@@ -81,6 +81,18 @@ async def test_a_lead_created_in_the_crm_process_appears_in_the_timeline_process
             assert await eventually(timeline_titles) == ["Lead created"]
 
 
+async def ready_messages(service_env: dict[str, str]) -> int:
+    """How many messages wait in the timeline's queue, not yet delivered to a consumer."""
+    connection = await aio_pika.connect(service_env["AMQP_URL"])
+    try:
+        channel = await connection.channel()
+        name = Topology(service_env["BROKER_PREFIX"]).queue("timeline.items")
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
 def audit_event(org: str, lead_id: str, index: int) -> Event[Any]:
     clock = SystemClock()
     record = Link(type=RecordType.LEAD, id=lead_id)
@@ -139,12 +151,18 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_doubles_nothing(
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert processed[0] < total, "the consumer finished before it could be killed mid-batch"
-    with run_process(["-m", "timeline_service"], env=env, ready_url=ready_url):
+    with run_process(["-m", "timeline_service"], env=env, ready_url=ready_url) as second:
         counts = await eventually(
             lambda: item_counts(database_url, org),
             until=lambda counts: counts[0] >= total,
             within=60,
         )
-        await asyncio.sleep(1)  # redeliveries of what was in flight must not add anything
-        assert await item_counts(database_url, org) == (total, total)
+        # Every message, the redeliveries of what was in flight included, has been taken…
+        await eventually(lambda: ready_messages(service_env), until=lambda ready: ready == 0)
+        second.terminate()  # …and a clean stop finishes those in hand before it exits.
+        # uvicorn shuts down, then raises the signal again: the exit is the signal's
+        assert await asyncio.to_thread(second.wait, 30) in (0, -signal.SIGTERM)
+    assert await ready_messages(service_env) == 0
+    # the redeliveries added nothing
+    assert await item_counts(database_url, org) == (total, total)
     assert counts == (total, total)

@@ -1,49 +1,45 @@
 """The gateway in front of real services: auth, routing, failures, limits, streaming, OpenAPI."""
 
+from __future__ import annotations
+
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
 from pipedesk_gateway.app import build_app
 from pipedesk_gateway.routing import is_public, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.attacks import ATTACKS, forged_tokens
-from pipedesk_testkit.clients import app_client
-from pipedesk_testkit.identities import Identity, Users
+from pipedesk_testkit.identities import ActingUser, Identity, Users
 from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
 from pipedesk_testkit.waiting import eventually
+
+if TYPE_CHECKING:
+    from conftest import GatewayClient
 
 pytestmark = pytest.mark.asyncio
 
 
-def gateway_client(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    urls: dict[str, str],
-    **settings: Any,
-) -> Any:
-    for name, url in urls.items():
-        monkeypatch.setenv(name, url)
-    return app_client(build_app(GatewaySettings(**{**service_env, **settings})), "http://gateway")
-
-
 async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
     identity: Identity,
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         created = await gateway.post(
             "/api/leads", json={"title": "via gateway"}, headers=rep.headers
         )
@@ -67,33 +63,37 @@ async def test_valid_tokens_pass_forged_ones_do_not_and_orgs_stay_apart(
         assert timeline.json()["items"][0]["title"] == "Lead created"
         unknown = await gateway.get("/api/nothing-here", headers=rep.headers)
         assert unknown.status_code == 404
+        assert unknown.json()["detail"] == "no service answers this path"
 
 
 async def test_a_stopped_service_is_502_and_a_stalled_one_504(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, users: Users
+    gateway_client: GatewayClient,
+    users: Users,
 ) -> None:
     stalled = FastAPI()
-    release = asyncio.Event()
+    release = threading.Event()  # the upstream runs on its own thread and event loop
 
     @stalled.get("/api/leads")
     async def slow() -> dict[str, str]:
-        await asyncio.sleep(30)
+        await asyncio.to_thread(release.wait, 30)  # answers once the test is done with it
         return {}
 
     rep = users.make(Role.REP)
     with serve_in_thread(stalled) as slow_url:
-        urls = {"CRM_URL": slow_url, "TIMELINE_URL": f"http://127.0.0.1:{free_port()}"}
-        async with gateway_client(service_env, monkeypatch, urls, read_timeout=0.5) as gateway:
-            down = await gateway.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
-            assert down.status_code == 502
-            assert down.headers["content-type"] == "application/problem+json"
-            slow_answer = await gateway.get("/api/leads", headers=rep.headers)
-            assert slow_answer.status_code == 504
-            assert slow_answer.json()["status"] == 504
-            not_ready = await gateway.get("/readyz")
-            assert not_ready.status_code == 503
-            assert not_ready.json()["checks"]["timeline"].startswith("unavailable")
-    release.set()
+        try:
+            urls = {"CRM_URL": slow_url, "TIMELINE_URL": f"http://127.0.0.1:{free_port()}"}
+            async with gateway_client(urls, read_timeout=0.5) as gateway:
+                down = await gateway.get(f"/api/timeline/lead/{uuid4()}", headers=rep.headers)
+                assert down.status_code == 502
+                assert down.headers["content-type"] == "application/problem+json"
+                slow_answer = await gateway.get("/api/leads", headers=rep.headers)
+                assert slow_answer.status_code == 504
+                assert slow_answer.json()["status"] == 504
+                not_ready = await gateway.get("/readyz")
+                assert not_ready.status_code == 503
+                assert not_ready.json()["checks"]["timeline"].startswith("unavailable")
+        finally:
+            release.set()  # so the server's thread stops at once
 
 
 async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
@@ -107,7 +107,7 @@ async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
         "RATE_LIMIT_DEFAULT": "10/60",
         "LOG_LEVEL": "WARNING",
     }
-    rep = users.make(Role.REP)
+    rep, other = users.make(Role.REP), users.make(Role.REP)
     with (
         run_process(
             ["-m", "pipedesk_gateway"],
@@ -127,26 +127,34 @@ async def test_rate_limits_hold_across_two_gateway_processes_sharing_redis(
                     for index in range(20)
                 )
             )
+            # another user of the same org has a bucket of their own
+            others = [
+                await http.get(f"http://127.0.0.1:{port}/api/leads", headers=other.headers)
+                for port in ports
+            ]
+        redis = Redis.from_url(env["REDIS_URL"])
+        try:
+            # the buckets carry the run's prefix, so no other stack sharing the Redis meets them
+            bucket = f"{service_env['BROKER_PREFIX']}rl:default:user:{users.org_id}:{rep.sub}"
+            assert await redis.exists(bucket) == 1
+        finally:
+            await redis.aclose()
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] * 10 + [429] * 10
     for response in responses:
         if response.status_code == 429:
             assert int(response.headers["retry-after"]) >= 1
             assert response.headers["content-type"] == "application/problem+json"
-    other = users.make(Role.REP)  # another user has a bucket of their own
-    assert other.sub != rep.sub
+    assert [response.status_code for response in others] == [200, 200]
 
 
 async def test_sensitive_routes_have_their_own_stricter_bucket(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     async with gateway_client(
-        service_env,
-        monkeypatch,
         upstreams,
         RATE_LIMIT_SENSITIVE="2/60",
         RATE_LIMIT_DEFAULT="100/60",
@@ -156,6 +164,120 @@ async def test_sensitive_routes_have_their_own_stricter_bucket(
         ]
         assert [response.status_code for response in deletes] == [404, 404, 429]
         assert (await gateway.get("/api/leads", headers=rep.headers)).status_code == 200
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    authorization: str | None
+
+
+@contextmanager
+def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
+    """One upstream for every service that answers 200 to anything and records what reached it:
+    whatever the gateway lets through arrives here, checked by nobody else."""
+    upstream = FastAPI()
+    received: list[Recorded] = []
+
+    @upstream.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def anything(path: str, request: Request) -> dict[str, bool]:
+        received.append(Recorded(request.method, f"/{path}", request.headers.get("authorization")))
+        return {"ok": True}
+
+    with serve_in_thread(upstream) as url:
+        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url}, received
+
+
+async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
+    gateway_client: GatewayClient, users: Users, identity: Identity
+) -> None:
+    rep = users.make(Role.REP)
+    with recording_upstream() as (urls, received):
+        async with gateway_client(urls) as gateway:
+            refused = {"no token": {}, "empty bearer": {"Authorization": "Bearer "}}
+            for name in ATTACKS:
+                token = forged_tokens(identity)[name]()
+                refused[name] = {"Authorization": f"Bearer {token}"}
+            for name, headers in refused.items():
+                for path in ("/api/leads", f"/api/timeline/lead/{uuid4()}"):
+                    response = await gateway.get(path, headers=headers)
+                    assert response.status_code == 401, (name, path)
+                    assert response.headers["content-type"] == "application/problem+json"
+            assert received == []
+            allowed = await gateway.get("/api/leads", headers=rep.headers)
+    assert allowed.status_code == 200
+    assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}")]
+
+
+async def test_each_user_and_each_org_has_a_bucket_of_their_own(
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
+) -> None:
+    rep, colleague, third = (users.make(Role.REP) for _ in range(3))
+    outsider = users.other_org().make(Role.REP)
+    redis = Redis.from_url(redis_url)
+    with recording_upstream() as (urls, _):
+        async with gateway_client(
+            urls,
+            REDIS_URL=redis_url,
+            RATE_LIMIT_DEFAULT="2/60",
+            RATE_LIMIT_ORG_MULTIPLIER="2",
+        ) as gateway:
+
+            async def statuses(user: ActingUser, count: int) -> list[int]:
+                return [
+                    (await gateway.get("/api/leads", headers=user.headers)).status_code
+                    for _ in range(count)
+                ]
+
+            assert await statuses(rep, 3) == [200, 200, 429]
+            assert await statuses(colleague, 2) == [200, 200]  # the user's bucket is their own
+            assert await statuses(third, 1) == [429]  # the org's bucket (2 x 2) is empty
+            assert await statuses(outsider, 2) == [200, 200]  # another org's is not
+            refused = await gateway.get("/api/leads/anything", headers=rep.headers)
+    try:
+        # the buckets, under the stack's prefix so no other stack sharing the Redis meets them
+        prefix = f"{service_env['BROKER_PREFIX']}rl:default"
+        keys = [f"{prefix}:user:{users.org_id}:{rep.sub}", f"{prefix}:org:{users.org_id}"]
+        assert await redis.exists(*keys) == 2
+    finally:
+        await redis.aclose()
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert {key: refused.json()[key] for key in ("title", "detail", "instance")} == {
+        "title": "Too many requests",
+        "detail": "the default rate limit is exhausted; retry later",
+        "instance": "/api/leads/anything",
+    }
+    assert refused.json()["type"] == "urn:pipedesk:problem:too-many-requests"
+
+
+async def test_routes_without_a_token_are_limited_per_client_address(
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
+) -> None:
+    rep = users.make(Role.REP)
+    with recording_upstream() as (urls, received):
+        async with gateway_client(
+            urls,
+            REDIS_URL=redis_url,
+            RATE_LIMIT_PUBLIC="2/60",
+            RATE_LIMIT_DEFAULT="2/60",
+        ) as gateway:
+            callback = "/api/accounts/google/callback"
+            public = [(await gateway.get(callback)).status_code for _ in range(3)]
+            # the address's bucket is not the user's: a signed-in request still passes
+            signed_in = await gateway.get("/api/leads", headers=rep.headers)
+    redis = Redis.from_url(redis_url)
+    try:  # the in-process client's address names the bucket
+        bucket = f"{service_env['BROKER_PREFIX']}rl:public:ip:127.0.0.1"
+        assert await redis.exists(bucket) == 1
+    finally:
+        await redis.aclose()
+    assert public == [200, 200, 429]
+    assert signed_in.status_code == 200
+    assert [call.path for call in received] == [callback, callback, "/api/leads"]
+    assert received[0].authorization is None
 
 
 async def test_a_streamed_response_passes_through_unbuffered(
@@ -238,9 +360,10 @@ def concrete(path: str) -> str:
 
 
 async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_token(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, upstreams: dict[str, str]
+    gateway_client: GatewayClient,
+    upstreams: dict[str, str],
 ) -> None:
-    async with gateway_client(service_env, monkeypatch, upstreams) as gateway:
+    async with gateway_client(upstreams) as gateway:
         document = (await gateway.get("/openapi.json")).json()
         assert "/api/leads" in document["paths"]
         assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
@@ -275,16 +398,13 @@ async def test_only_the_listed_routes_carry_no_token() -> None:
 
 
 async def test_body_limit_cors_and_health(
-    service_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    gateway_client: GatewayClient,
     upstreams: dict[str, str],
     users: Users,
 ) -> None:
     rep = users.make(Role.REP)
     origin = "https://app.pipedesk.example"
-    async with gateway_client(
-        service_env, monkeypatch, upstreams, FRONTEND_ORIGIN=origin
-    ) as gateway:
+    async with gateway_client(upstreams, FRONTEND_ORIGIN=origin) as gateway:
         huge = await gateway.post(
             "/api/leads",
             content=b"x" * 2_000_000,

@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from pipedesk_common.app import ServiceContext, create_app
@@ -17,6 +16,8 @@ from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import NotFound, problem_response
 from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
+from pipedesk_gateway.api_docs import api_docs_router
+from pipedesk_gateway.console import console_router
 from pipedesk_gateway.openapi import MergedOpenApi
 from pipedesk_gateway.proxy import forward
 from pipedesk_gateway.ratelimit import (
@@ -27,10 +28,33 @@ from pipedesk_gateway.ratelimit import (
     RedisRateLimiter,
     retry_after,
 )
-from pipedesk_gateway.routing import ROUTES, RouteClass, Target, target_of
+from pipedesk_gateway.routing import ROUTES, RouteClass, target_of
 from pipedesk_gateway.settings import GatewaySettings
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+# CORS: every request header a client of the API sends (a preflight naming another is refused),
+# and every response header a page needs to read.
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "Last-Event-ID",
+    "X-Request-ID",
+    "traceparent",
+    "tracestate",
+]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Timeline-Version",
+    "Location",
+    "Retry-After",
+    "X-Request-ID",
+    "WWW-Authenticate",
+    "Content-Disposition",
+]
 
 
 class Gateway:
@@ -77,19 +101,34 @@ class Gateway:
         if self.redis is not None:
             await self.redis.aclose()
 
+    async def rate_limit(
+        self, route_class: RouteClass, request: Request, org_id: str | None, user: str | None
+    ) -> Response | None:
+        """Take a token from each bucket of the request; the 429 to answer when one is empty."""
+        wait = await self.limiter.take(self.buckets(route_class, request, org_id, user))
+        if wait <= 0:
+            return None
+        return problem_response(
+            429,
+            "too-many-requests",
+            "Too many requests",
+            f"the {route_class.value} rate limit is exhausted; retry later",
+            instance=request.url.path,
+            headers={"Retry-After": retry_after(wait)},
+        )
+
     def buckets(
-        self, target: Target, request: Request, org_id: str | None, user: str | None
+        self, route_class: RouteClass, request: Request, org_id: str | None, user: str | None
     ) -> list[Bucket]:
-        limit = self.limits[target.route_class]
-        name = target.route_class.value
+        limit = self.limits[route_class]
+        # The stack's prefix keeps a second stack (a test run) sharing the Redis apart.
+        name = f"{self.settings.broker_prefix}rl:{route_class.value}"
         if org_id is None or user is None:
             client = request.client.host if request.client else "unknown"
-            return [Bucket(f"rl:{name}:ip:{client}", limit)]
+            return [Bucket(f"{name}:ip:{client}", limit)]
         return [
-            Bucket(f"rl:{name}:user:{org_id}:{user}", limit),
-            Bucket(
-                f"rl:{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)
-            ),
+            Bucket(f"{name}:user:{org_id}:{user}", limit),
+            Bucket(f"{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)),
         ]
 
 
@@ -111,16 +150,9 @@ async def _dispatch(request: Request) -> Response:
             bearer_token(request.headers.get("authorization"))
         )
         org_id, user = principal.org_id, principal.sub
-    wait = await gateway.limiter.take(gateway.buckets(target, request, org_id, user))
-    if wait > 0:
-        return problem_response(
-            429,
-            "too-many-requests",
-            "Too many requests",
-            f"the {target.route_class.value} rate limit is exhausted; retry later",
-            instance=request.url.path,
-            headers={"Retry-After": retry_after(wait)},
-        )
+    refused = await gateway.rate_limit(target.route_class, request, org_id, user)
+    if refused is not None:
+        return refused
     client = gateway.streams if target.streaming else gateway.http
     heartbeat = gateway.settings.sse_heartbeat_seconds if target.streaming else None
     return await forward(request, gateway.urls[target.service], client, heartbeat_every=heartbeat)
@@ -132,10 +164,6 @@ def _operations_router() -> APIRouter:
     @router.get("/openapi.json")
     async def merged_openapi(request: Request) -> JSONResponse:
         return JSONResponse(await _gateway(request).openapi.document())
-
-    @router.get("/docs")
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="PipeDesk API")
 
     return router
 
@@ -170,30 +198,26 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
             checks[service] = _health_check(gateway.http, gateway.urls[service])
         return checks
 
+    own_routes = [_operations_router(), api_docs_router()]
+    if settings.console_enabled:
+        own_routes.append(console_router(gateway))
     app = create_app(
         settings,
         title="PipeDesk gateway",
-        routers=[_operations_router(), _proxy_router()],
+        routers=[*own_routes, _proxy_router()],
         clock=clock,
         lifespans=[gateway_lifespan],
         readiness=readiness,
         openapi_url=None,
     )
     app.state.gateway = gateway
-    if settings.frontend_origin:
+    if settings.frontend_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=[settings.frontend_origin],
+            allow_origins=settings.frontend_origins,
             allow_methods=METHODS,
-            allow_headers=[
-                "authorization",
-                "content-type",
-                "idempotency-key",
-                "if-match",
-                "x-request-id",
-                "traceparent",
-            ],
-            expose_headers=["etag", "location", "retry-after", "x-request-id"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
     return app

@@ -82,7 +82,6 @@ class RedisRateLimiter:
     """Shared buckets; while Redis is unreachable, this process's own buckets stand in."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
         self._script = redis.register_script(_TAKE)
         self._fallback = MemoryRateLimiter()
 

@@ -1,9 +1,15 @@
-from typing import ClassVar
+import re
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from pipedesk_common.settings import BaseServiceSettings
+from pipedesk_common.settings import BaseServiceSettings, Environment
+
+# A browser origin as the Origin header spells it: scheme, host, optional port; nothing more.
+_ORIGIN = re.compile(
+    r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$"
+)
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -16,10 +22,16 @@ class GatewaySettings(BaseServiceSettings):
         description="Services /readyz requires (GATEWAY_READY_SERVICES, a JSON list): the ones "
         "deployed; a route to another answers 502 until its service runs",
     )
-    frontend_origin: str | None = Field(
+    frontend_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("FRONTEND_ORIGINS", "FRONTEND_ORIGIN", "frontend_origins"),
+        description="The browser origins allowed by CORS, comma-separated, e.g. "
+        "https://app.pipedesk.example,http://localhost:3000 (empty: no CORS)",
+    )
+    console: bool | None = Field(
         None,
-        validation_alias=AliasChoices("FRONTEND_ORIGIN", "frontend_origin"),
-        description="The browser origin allowed by CORS, e.g. https://app.pipedesk.example",
+        description="Serve the console at /app, which signs in through the development identity "
+        "provider (default: on, except in production, which refuses it)",
     )
     connect_timeout: float = Field(2.0, gt=0, le=30)
     read_timeout: float = Field(15.0, gt=0, le=300)
@@ -49,3 +61,37 @@ class GatewaySettings(BaseServiceSettings):
         validation_alias=AliasChoices("RATE_LIMIT_PUBLIC", "rate_limit_public"),
         description="Per client address, for the routes that carry no token",
     )
+
+    @field_validator("frontend_origins", mode="before")
+    @classmethod
+    def _origins_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("frontend_origins")
+    @classmethod
+    def _plain_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not a browser origin: scheme://host[:port] in lower case, "
+                    "without a path or a trailing slash ('*' is not accepted: list the origins)"
+                )
+        return list(dict.fromkeys(origins))
+
+    @model_validator(mode="after")
+    def _console_only_in_development(self) -> "GatewaySettings":
+        production = self.environment is Environment.PRODUCTION
+        if self.console is None:
+            self.console = not production
+        elif self.console and production:
+            raise ValueError(
+                "GATEWAY_CONSOLE is refused in production: the console signs in through the "
+                "development identity provider"
+            )
+        return self
+
+    @property
+    def console_enabled(self) -> bool:
+        return bool(self.console)

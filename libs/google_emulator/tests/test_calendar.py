@@ -61,6 +61,11 @@ class Served:
         result: list[dict[str, Any]] = answer.json()["channels"]
         return result
 
+    def notifications_in_flight(self) -> int:
+        """Notifications queued or being delivered. Which channels a change notifies is decided
+        while the change is answered, so once this is 0 every notification it caused arrived."""
+        return len(calendar.state_of(self.emulator).tasks)
+
     def deliveries(self) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/_emulator/calendar/deliveries")
         answer.raise_for_status()
@@ -740,7 +745,7 @@ def test_push_channels_deliver_sync_and_exists(served: Served, receiver: Receive
         calendarId="primary",
         body={"summary": "Quiet", **timed("2030-07-03T10:00:00Z", "2030-07-03T11:00:00Z")},
     ).execute()
-    time.sleep(0.3)
+    wait_for(lambda: served.notifications_in_flight() == 0)
     assert len(receiver.snapshot()) == 5
 
 
@@ -771,7 +776,7 @@ def test_expired_channel_receives_nothing(served: Served, receiver: Receiver) ->
             **timed("2030-08-02T10:00:00Z", "2030-08-02T11:00:00Z"),
         },
     ).raise_for_status()
-    time.sleep(0.3)
+    wait_for(lambda: served.notifications_in_flight() == 0)
     assert len(receiver.snapshot()) == 1
     assert len(served.deliveries()) == 1
 

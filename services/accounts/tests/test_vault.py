@@ -93,8 +93,10 @@ def test_production_refuses_the_development_vault_key(service_env: dict[str, str
         vault_active_key="k1",
         google_client_secret="a-real-client-secret",
         google_redirect_uri="https://app.example.com/api/accounts/google/callback",
+        frontend_url="https://app.example.com/settings/google",
     )
     assert configured.vault_active_key == "k1"
+    assert configured.return_url == "https://app.example.com/settings/google"
 
 
 @pytest.mark.asyncio
@@ -201,3 +203,22 @@ async def test_after_key_rotation_every_row_decrypts_with_the_new_key_alone(
             await rotate(engine, Vault({**current, "new": new}, active))
     finally:
         await engine.dispose()
+
+
+def test_the_callback_returns_to_the_console_in_development_and_production_names_the_frontend(
+    service_env: dict[str, str],
+) -> None:
+    development = AccountsSettings(**{**service_env, "PORT_BASE": "9000"})
+    assert development.return_url == "http://127.0.0.1:9000/app/"
+    production = {
+        **service_env,
+        "ENVIRONMENT": "production",
+        "CURSOR_SECRET": "a-production-cursor-secret-of-enough-length",
+        "service_key": "a configured signing key",
+        "vault_keys": "k1:" + base64.b64encode(os.urandom(32)).decode(),
+        "vault_active_key": "k1",
+        "google_client_secret": "a-real-client-secret",
+        "google_redirect_uri": "https://api.example.com/api/accounts/google/callback",
+    }
+    with pytest.raises(ValueError, match="ACCOUNTS_FRONTEND_URL must be the frontend's page"):
+        AccountsSettings(**production)

@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import aio_pika
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
@@ -20,6 +21,7 @@ from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
 from pipedesk_common.events import Event, encode_event, new_event
+from pipedesk_common.events.accounts import GoogleConnected
 from pipedesk_common.events.crm import LeadAccessChanged
 from pipedesk_common.messaging import Topology
 from pipedesk_common.reconnect import Backoff
@@ -33,6 +35,12 @@ FAST = ConsumerSettings(
     prefetch=50, max_attempts=3, delivery_limit=5, retry_delays_ms=(100, 200), heartbeat=2,
     backoff=Backoff(initial=0.1, cap=0.5),
 )  # fmt: skip
+
+
+def google_connected(connection_id: str, org: str = "org-c") -> Event[Any]:
+    """An event without a version: only the inbox can tell a redelivery of it."""
+    data = GoogleConnected(connection_id=connection_id, user_id="u1", products=[], scopes=[])
+    return new_event(data, org_id=org, actor_id="u1", time=SystemClock().now())
 
 
 def access_changed(record_id: str, version: int, org: str = "org-c") -> Event[Any]:
@@ -59,6 +67,20 @@ class Harness:
                 self.failures_left[key] -= 1
                 raise RuntimeError("handler failure")
             self.applied.append((key, event.data.version))
+
+        @self.consumer.on(GoogleConnected)
+        async def connected(session: AsyncSession, event: Event[Any]) -> None:
+            self.calls[event.data.connection_id] += 1
+
+    def outcomes(self, event: Event[Any]) -> dict[str, int]:
+        """How this consumer's deliveries of ``event``'s type ended, by outcome."""
+        found = {}
+        for outcome in ("applied", "duplicate", "stale"):
+            labels = {"queue": self.consumer.queue, "type": event.routing_key, "outcome": outcome}
+            count = REGISTRY.get_sample_value("pipedesk_events_handled_total", labels)
+            if count:
+                found[outcome] = int(count)
+        return found
 
     @property
     def queue(self) -> str:
@@ -108,18 +130,28 @@ async def consuming(
         await engine.dispose()
 
 
-async def test_a_duplicate_delivery_has_one_effect(
-    service_env: dict[str, str], database_url: str
+@pytest.mark.parametrize(
+    "event",
+    [
+        access_changed("lead-dup", 1),
+        # no version can stop a second delivery of this one: the inbox alone does
+        google_connected("connection-dup"),
+    ],
+    ids=["versioned", "unversioned"],
+)
+async def test_a_redelivered_event_has_one_effect(
+    service_env: dict[str, str], database_url: str, event: Event[Any]
 ) -> None:
     harness = Harness(service_env)
-    event = access_changed("lead-dup", 1)
     async with consuming(harness, database_url):
         await harness.publish(event, event, event)
-        marker = access_changed("lead-after", 1)
-        await harness.publish(marker)
-        await eventually(lambda: asyncio.sleep(0, ("lead-after", 1) in harness.applied))
-    assert harness.applied.count(("lead-dup", 1)) == 1
-    assert harness.calls["lead-dup"] == 1
+        outcomes = await eventually(
+            lambda: asyncio.sleep(0, harness.outcomes(event)),
+            until=lambda found: sum(found.values()) == 3,
+        )
+    # The inbox stops a redelivery, before any version check would.
+    assert outcomes == {"applied": 1, "duplicate": 2}
+    assert sum(harness.calls.values()) == 1
 
 
 async def test_the_pruned_inbox_still_ignores_old_versions(

@@ -139,13 +139,27 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
                 feed.access("lead", lead, owner), feed.access("lead", other_lead, owner)
             )
             expiring = await ticket_for(timeline, owner, lead)
+            lasting = await ticket_for(timeline, owner, lead)
             foreign = await ticket_for(timeline, owner, other_lead)
             clock.advance(timedelta(seconds=59))
             wrong_record = await timeline.get(
                 f"/api/timeline/lead/{lead}/stream", params={"ticket": foreign}
             )
             assert wrong_record.status_code == 401
-            clock.advance(timedelta(seconds=2))
+            # at 59 seconds a ticket still opens its stream…
+            path = f"/api/timeline/lead/{lead}/stream"
+            async with timeline.stream("GET", path, params={"ticket": lasting}) as opened:
+                assert opened.status_code == 200
+                assert (await anext(sse_events(opened)))["event"] == "ready"
+            used = await timeline.get(path, params={"ticket": lasting})  # once only
+            assert used.status_code == 401
+            # a ticket is for its record's type too: the same id as a deal is another record
+            as_deal = await timeline.get(
+                f"/api/timeline/deal/{lead}/stream", params={"ticket": expiring}
+            )
+            assert as_deal.status_code == 401
+            # …and at 60 it does not
+            clock.advance(timedelta(seconds=1))
             for params in ({"ticket": expiring}, {"ticket": "made-up"}, {}):
                 response = await timeline.get(f"/api/timeline/lead/{lead}/stream", params=params)
                 assert response.status_code == 401, params
@@ -159,7 +173,6 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
             ticket = await ticket_for(timeline, owner, lead)
             late_ticket = await ticket_for(timeline, owner, lead)
             stranger = users.make(Role.REP, teams=["t1"])
-            path = f"/api/timeline/lead/{lead}/stream"
             async with timeline.stream("GET", path, params={"ticket": ticket}) as live:
                 events = sse_events(live)
                 assert (await anext(events))["event"] == "ready"

@@ -71,12 +71,20 @@ async def test_a_private_meeting_is_busy_for_a_teammate_who_is_not_an_attendee(
         assert busy["title"] == "Busy"
         assert busy["summary"] is None
         assert busy["participants"] == []
-        assert busy["source"]["url"] is None
-        assert busy["hidden"]["reason"] == "private"
+        assert busy["source"] == {
+            "service": busy["source"]["service"],
+            "google_id": None,
+            "url": None,
+        }
+        assert busy["hidden"] == {
+            "reason": "private",
+            "fields": ["title", "summary", "participants", "source.google_id", "source.url"],
+        }
         # A search never matches what the viewer may not see.
-        assert (await feed.page(timeline, manager, "lead", lead, q="Acquisition"))["items"] == []
-        found = await feed.page(timeline, attendee, "lead", lead, q="acquisition")
-        assert len(found["items"]) == 1
+        for hidden_text in ("Acquisition", "Confidential"):  # the title, the summary
+            assert (await feed.page(timeline, manager, "lead", lead, q=hidden_text))["items"] == []
+            found = await feed.page(timeline, attendee, "lead", lead, q=hidden_text.lower())
+            assert len(found["items"]) == 1
 
 
 async def test_mailbox_sharing_levels_hide_the_summary_or_the_subject(
@@ -120,7 +128,10 @@ async def test_mailbox_sharing_levels_hide_the_summary_or_the_subject(
             "fields": ["summary"],
         }
         assert (seen["mail-metadata"]["title"], seen["mail-metadata"]["summary"]) == ("Email", None)
-        assert seen["mail-metadata"]["hidden"]["reason"] == "mailbox_metadata_only"
+        assert seen["mail-metadata"]["hidden"] == {
+            "reason": "mailbox_metadata_only",
+            "fields": ["title", "summary"],
+        }
         hits = await feed.page(timeline, manager, "lead", lead, q="body")
         assert [item["source"]["google_id"] for item in hits["items"]] == ["mail-full"]
         mine = await feed.page(timeline, owner, "lead", lead, q="body")

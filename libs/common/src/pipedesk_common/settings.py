@@ -169,7 +169,7 @@ class BaseServiceSettings(BaseSettings):
         "",
         pattern=r"^[a-z0-9_.-]*$",
         validation_alias=AliasChoices("BROKER_PREFIX", "broker_prefix"),
-        description="Prefix of every exchange and queue name: the stack's broker namespace. "
+        description="Prefix of every exchange, queue and Redis key: the stack's namespace. "
         "Unset, it is derived from the database's name (see derived_broker_prefix)",
     )
     broker_queue_expires_ms: int | None = Field(

@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from dev_identity.keystore import DEFAULT_AUDIENCE, DEFAULT_ISSUER, KeyStore, TokenMinter
-from dev_identity.server import create_identity_app
+from dev_identity.server import SESSION_HOURS, create_identity_app
 from pipedesk_common.auth import Role
 from pipedesk_common.settings import DEFAULT_PORT_BASE, DEV_KEY_DIR, port_for
 
@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     store = _store()
+    minter = TokenMinter(
+        store.identity_key(),
+        issuer=os.environ.get("AUTH_ISSUER", DEFAULT_ISSUER),
+        audience=os.environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE),
+        lifetime_seconds=args.hours * 3600 if args.command == "token" else SESSION_HOURS * 3600,
+    )
     if args.command == "init":
         store.ensure()
         print(f"keys ready in {store.directory}")
@@ -41,19 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         port_base = int(os.environ.get("PORT_BASE", DEFAULT_PORT_BASE))
         uvicorn.run(
-            create_identity_app(store),
+            create_identity_app(store, minter=minter),
             # In a container, all interfaces (IDENTITY_HOST=0.0.0.0), so the services reach it.
             host=os.environ.get("IDENTITY_HOST") or "127.0.0.1",
             port=port_for("identity", port_base),
             log_level="warning",
         )
         return 0
-    minter = TokenMinter(
-        store.identity_key(),
-        issuer=os.environ.get("AUTH_ISSUER", DEFAULT_ISSUER),
-        audience=os.environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE),
-        lifetime_seconds=args.hours * 3600,
-    )
     teams = [team for team in args.teams.split(",") if team]
     sys.stdout.write(
         minter.mint(sub=args.sub, org_id=args.org, role=args.role, email=args.email, team_ids=teams)

@@ -31,6 +31,15 @@ class DemoUser:
     role: str
     teams: tuple[str, ...]
 
+    @property
+    def email(self) -> str:
+        return f"{self.sub}@demo.pipedesk.test"
+
+    def token(self, minter: TokenMinter) -> str:
+        return minter.mint(
+            sub=self.sub, org_id=ORG, role=self.role, email=self.email, team_ids=self.teams
+        )
+
 
 USERS = (
     DemoUser("ada", "admin", ()),
@@ -50,16 +59,7 @@ LEADS = (
 
 
 def tokens(minter: TokenMinter) -> dict[str, str]:
-    return {
-        user.sub: minter.mint(
-            sub=user.sub,
-            org_id=ORG,
-            role=user.role,
-            email=f"{user.sub}@demo.pipedesk.test",
-            team_ids=user.teams,
-        )
-        for user in USERS
-    }
+    return {user.sub: user.token(minter) for user in USERS}
 
 
 async def wait_for_gateway(
@@ -137,6 +137,7 @@ def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
     lines = [
         "",
         f"PipeDesk is up. Gateway: {url}   (API docs: {url}/docs)",
+        f"Console: {url}/app/   (sign in as a demo user; it shows the API as a frontend uses it)",
         f"Demo org '{ORG}'; tokens are valid for 12 hours:",
     ]
     for user in USERS:

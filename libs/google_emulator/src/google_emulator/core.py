@@ -8,6 +8,7 @@ Routers (``oauth.py``, ``calendar.py``, ``tasks.py``…) get the ``Emulator`` fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 from collections.abc import Iterable
@@ -133,6 +134,8 @@ class Emulator:
     apis: dict[str, Any] = field(default_factory=dict)
     fidelity_violations: list[FidelityViolation] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Set when the faults are cleared: calls still waiting out a fault's latency go on at once.
+    _faults_cleared: asyncio.Event = field(default_factory=asyncio.Event)
 
     def next_number(self) -> int:
         return next(self._ids)
@@ -142,7 +145,7 @@ class Emulator:
         self.clock.offset = timedelta(0)
         self.access_tokens.clear()
         self.requests.clear()
-        self.faults.clear()
+        self.clear_faults()
         self.apis.clear()
         self.fidelity_violations.clear()
 
@@ -189,6 +192,12 @@ class Emulator:
         token = self.access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
         return token.email if token is not None else None
 
+    def clear_faults(self) -> None:
+        """Drop every queued fault, and release the calls still waiting out a fault's latency."""
+        self.faults.clear()
+        self._faults_cleared.set()
+        self._faults_cleared = asyncio.Event()
+
     async def apply_faults(self, api_method: str, user: str | None = None) -> None:
         """Raise the next injected fault for this method (and this caller, for a fault limited
         to one user), if any, after its latency."""
@@ -202,7 +211,10 @@ class Emulator:
             if fault.remaining <= 0:
                 self.faults[key].remove(fault)
             if fault.latency_seconds:
-                await asyncio.sleep(fault.latency_seconds)
+                cleared = self._faults_cleared
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(fault.latency_seconds):
+                        await cleared.wait()
             if fault.status:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
                 reason = fault.reason or {429: "rateLimitExceeded", 503: "backendError"}.get(

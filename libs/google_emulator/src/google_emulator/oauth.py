@@ -231,6 +231,7 @@ def _authorization_code_grant(
         raise OAuthError("invalid_grant", "Invalid code verifier.")
     refresh = "1//emu-" + secrets.token_urlsafe(32)
     grant = RefreshGrant(client_id=client.client_id, email=code.email, scopes=code.scopes)
+    request.state.emulator_user = code.email  # the request log names whose tokens these are
     access = emulator.issue_access_token(code.email, code.scopes, ACCESS_TOKEN_LIFETIME)
     grant.access_tokens.append(access.token)
     state.refresh_tokens[refresh] = grant
@@ -249,6 +250,7 @@ def _refresh_grant(request: Request, form: dict[str, str], emulator: Emulator) -
         if not asked <= grant.scopes:
             raise OAuthError("invalid_scope", "The scope exceeds the original grant.")
         scopes = asked
+    request.state.emulator_user = grant.email
     access = emulator.issue_access_token(grant.email, scopes, ACCESS_TOKEN_LIFETIME)
     grant.access_tokens.append(access.token)
     return _token_body(access.token, scopes, None)
@@ -297,6 +299,7 @@ def _jwt_bearer_grant(request: Request, form: dict[str, str], emulator: Emulator
             401,
         )
     ensure_user(emulator, subject)
+    request.state.emulator_user = subject
     access = emulator.issue_access_token(subject, scopes, ACCESS_TOKEN_LIFETIME)
     return _token_body(access.token, scopes, None)
 

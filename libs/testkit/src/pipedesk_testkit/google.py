@@ -78,7 +78,7 @@ class GoogleStack:
     ) -> list[dict[str, Any]]:
         """The emulator's request log (``{method, path, query, api, user, status}``), optionally
         one user's only (by email) and/or one API method's (``tasks.tasks.list``,
-        ``oauth2.token``; token requests carry no user)."""
+        ``oauth2.token``; a token request carries the user its tokens were issued for)."""
         params = {key: value for key, value in (("user", user), ("api", api)) if value}
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(f"{self.emulator_url}/_emulator/requests", params=params)

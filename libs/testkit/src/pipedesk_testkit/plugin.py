@@ -205,16 +205,21 @@ def google_stack(service_env: dict[str, str], identity: Identity) -> Iterator[Go
 @pytest.fixture
 def google(
     google_stack: GoogleStack, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> GoogleStack:
+) -> Iterator[GoogleStack]:
     """The run's Google emulator and accounts service (a ``GoogleStack``): ``await
     google.connect(user, ["calendar"])``, ``await google.requests(user=email)``,
     ``google.credentials("calendar")``. During the test, ``GOOGLE_ROOT_URL`` and ``ACCOUNTS_URL``
     are set in the environment and ``GOOGLE_ROOT_URL`` in ``service_env``, where services'
-    settings read them; both are undone afterwards, so no other test or child process sees them."""
+    settings read them; both are undone afterwards, so no other test or child process sees them.
+    Faults the test injected and left queued (it failed before meeting them) are dropped after
+    it, so they never reach the next test."""
     for name, value in google_stack.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setitem(service_env, "GOOGLE_ROOT_URL", google_stack.root_url)
-    return google_stack
+    try:
+        yield google_stack
+    finally:
+        httpx.delete(f"{google_stack.emulator_url}/_emulator/faults", timeout=10).raise_for_status()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """A loopback TCP proxy that tests put between a process and a shared server, to simulate an
-outage without touching the server: ``cut()`` drops every connection and refuses new ones,
-``stall()`` keeps connections open but silent, ``restore()`` brings the link back."""
+outage without touching the server: ``cut()`` drops every connection and turns new ones away
+(counting them, so a test can wait until a client has tried again), ``stall()`` keeps connections
+open but silent, ``restore()`` brings the link back."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
+        self._cut = False
         self.connections_made = 0
+        self.connections_refused = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -41,8 +44,8 @@ class TcpProxy:
         self._loop.close()
 
     def cut(self) -> None:
-        """Drop every open connection and refuse new ones."""
-        self._call(self._shutdown())
+        """Drop every open connection and refuse new ones (``connections_refused`` counts them)."""
+        self._call(self._cut_off())
 
     def stall(self) -> None:
         """Keep connections open but forward nothing, like a hung peer."""
@@ -50,7 +53,7 @@ class TcpProxy:
 
     def restore(self) -> None:
         self._call(self._set_flowing(True))
-        self._call(self._listen())
+        self._cut = False
 
     def _call(self, coroutine: object) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)  # type: ignore[arg-type]
@@ -65,16 +68,24 @@ class TcpProxy:
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
+    async def _cut_off(self) -> None:
+        self._cut = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        await self._cut_off()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            self.connections_refused += 1
+            writer.transport.abort()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:

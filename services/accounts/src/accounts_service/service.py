@@ -202,7 +202,7 @@ class AccountsService:
         return self._outcome("connected", products=",".join(products))
 
     def _outcome(self, outcome: str, **details: str) -> str:
-        return _with_query(self.settings.frontend_url, {"google": outcome, **details})
+        return _with_query(self.settings.return_url, {"google": outcome, **details})
 
     async def _store_grant(
         self, pending: OAuthState, grant: TokenGrant, google_email: str | None

@@ -10,6 +10,7 @@ GOOGLE_TOKEN_URL: Final = "https://oauth2.googleapis.com/token"  # noqa: S105 - 
 GOOGLE_REVOKE_URL: Final = "https://oauth2.googleapis.com/revoke"
 GOOGLE_USERINFO_URL: Final = "https://www.googleapis.com/oauth2/v2/userinfo"
 CALLBACK_PATH: Final = "/api/accounts/google/callback"
+CONSOLE_PATH: Final = "/app/"
 
 # Development values, refused in production: the emulator's dev client and a fixed vault key.
 DEV_CLIENT_ID: Final = "pipedesk-dev-client"
@@ -36,9 +37,10 @@ class AccountsSettings(BaseServiceSettings):
         "emulator's under GOOGLE_ROOT_URL); for a browser that reaches the emulator at another "
         "address than the services do, as with compose",
     )
-    frontend_url: str = Field(
-        "http://localhost:3000/settings/google",
-        description="Where the browser is sent after the callback, with the outcome in the query",
+    frontend_url: str | None = Field(
+        None,
+        description="Where the browser is sent after the callback, with the outcome in the query "
+        "(default: the gateway's console, " + CONSOLE_PATH + ")",
     )
     vault_keys: SecretStr = Field(
         SecretStr(DEV_VAULT_KEYS),
@@ -62,14 +64,24 @@ class AccountsSettings(BaseServiceSettings):
             problems.append("ACCOUNTS_VAULT_KEYS holds the development key")
         if self.google_redirect_uri is None:
             problems.append("ACCOUNTS_GOOGLE_REDIRECT_URI must be the public callback URL")
+        if self.frontend_url is None:
+            problems.append("ACCOUNTS_FRONTEND_URL must be the frontend's page for the outcome")
         if problems:
             raise ValueError("refusing development secrets in production: " + "; ".join(problems))
         return self
 
     @property
+    def _gateway(self) -> str:
+        return f"http://127.0.0.1:{port_for('gateway', self.port_base)}"
+
+    @property
     def redirect_uri(self) -> str:
-        gateway = f"http://127.0.0.1:{port_for('gateway', self.port_base)}"
-        return self.google_redirect_uri or gateway + CALLBACK_PATH
+        return self.google_redirect_uri or self._gateway + CALLBACK_PATH
+
+    @property
+    def return_url(self) -> str:
+        """Where the callback sends the browser: the frontend, or in development the console."""
+        return self.frontend_url or self._gateway + CONSOLE_PATH
 
     def _google(self, path: str, default: str) -> str:
         return self.google_root_url.rstrip("/") + path if self.google_root_url else default
