@@ -42,10 +42,11 @@ async def timeline_of(client: httpx.AsyncClient, user: Any, lead_id: str) -> lis
 
 
 async def test_a_lead_and_its_changes_appear_in_its_timeline(
-    crm_app: OpenService, timeline_app: OpenService, users: Users
+    crm_app: OpenService, timeline_app: OpenService, users: Users, own_broker_prefix: str
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
-    async with timeline_app() as timeline, crm_app() as crm:
+    own = {"BROKER_PREFIX": own_broker_prefix}
+    async with timeline_app(**own) as timeline, crm_app(**own) as crm:
         lead = (await crm.post("/api/leads", json={"title": "Acme"}, headers=rep.headers)).json()
         await crm.patch(
             f"/api/leads/{lead['id']}", json={"status": "contacted"}, headers=rep.headers
@@ -128,13 +129,18 @@ async def backlog(client: httpx.AsyncClient) -> float:
 
 
 async def test_writes_succeed_while_the_broker_is_cut_off_and_every_event_arrives_after(
-    crm_app: OpenService, timeline_app: OpenService, users: Users, service_env: dict[str, str]
+    crm_app: OpenService,
+    timeline_app: OpenService,
+    users: Users,
+    service_env: dict[str, str],
+    own_broker_prefix: str,
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     amqp = aio_pika.connection.URL(service_env["AMQP_URL"])
     with tcp_proxy(amqp.host or "127.0.0.1", amqp.port or 5672) as proxy:
         proxied = str(amqp.with_host("127.0.0.1").with_port(proxy.port))
-        async with timeline_app() as timeline, crm_app(AMQP_URL=proxied) as crm:
+        own = {"BROKER_PREFIX": own_broker_prefix}
+        async with timeline_app(**own) as timeline, crm_app(AMQP_URL=proxied, **own) as crm:
             proxy.cut()
             created = []
             for index in range(5):
@@ -239,14 +245,15 @@ async def test_a_row_committed_late_is_still_delivered(
 
 
 async def test_one_trace_runs_from_the_request_to_the_timeline_consumer(
-    crm_app: OpenService, timeline_app: OpenService, users: Users
+    crm_app: OpenService, timeline_app: OpenService, users: Users, own_broker_prefix: str
 ) -> None:
     exporter = InMemorySpanExporter()
     configure_tracing("tests").add_span_processor(SimpleSpanProcessor(exporter))
     rep = users.make(Role.REP, teams=["t1"])
     trace_id = uuid4().hex
     headers = {**rep.headers, "traceparent": f"00-{trace_id}-{uuid4().hex[:16]}-01"}
-    async with timeline_app() as timeline, crm_app() as crm:
+    own = {"BROKER_PREFIX": own_broker_prefix}
+    async with timeline_app(**own) as timeline, crm_app(**own) as crm:
         lead = (await crm.post("/api/leads", json={"title": "traced"}, headers=headers)).json()
         await eventually(lambda: timeline_of(timeline, rep, lead["id"]))
 

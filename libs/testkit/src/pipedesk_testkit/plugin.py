@@ -145,6 +145,23 @@ def broker_prefix(queue_ledger: Path) -> Iterator[str]:
     asyncio.run(delete_topology())
 
 
+@pytest_asyncio.fixture
+async def own_broker_prefix(broker_prefix: str, queue_ledger: Path) -> AsyncIterator[str]:
+    """A broker namespace of the test's own, inside the run's: services started with it
+    (``BROKER_PREFIX=…``) meet none of the events earlier tests left queued in the run's
+    queues, so a test that waits for its events never works through a backlog first."""
+    prefix = f"{broker_prefix}t{uuid.uuid4().hex[:8]}."
+    yield prefix
+    connection = await connect(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown")
+    try:
+        topology = Topology(prefix, queue_ledger=queue_ledger)
+        channel = await connection.channel()
+        await topology.delete_ledger_queues(channel)
+        await topology.delete_exchanges(channel)
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="session")
 def service_env(
     database_url: str, identity: Identity, broker_prefix: str, queue_ledger: Path
