@@ -842,3 +842,55 @@ async def test_client_calls_from_async_code(served: Served) -> None:
     )
     listed = await asyncio.to_thread(service.events().list(calendarId="primary").execute)
     assert [item["id"] for item in listed["items"]] == [event["id"]]
+
+
+def notifications(served: Served, **query: str) -> list[tuple[str, str]]:
+    answer = httpx.get(f"{served.url}/_emulator/calendar/notifications", params=query)
+    answer.raise_for_status()
+    return [(sent["recipient"], sent["kind"]) for sent in answer.json()["notifications"]]
+
+
+def test_send_updates_records_the_invitations_updates_and_cancellations_google_sends(
+    served: Served,
+) -> None:
+    alice = served.service(ALICE)
+    served.service(BOB).calendarList().list().execute()  # Bob uses Google Calendar
+    carol, dave = "carol@elsewhere.example", "dave@elsewhere.example"
+    body = {
+        "summary": "Pitch",
+        "attendees": [{"email": BOB}, {"email": carol}],
+        **timed("2030-05-01T10:00:00Z", "2030-05-01T11:00:00Z"),
+    }
+    quiet = alice.events().insert(calendarId="primary", body=body).execute()
+    assert notifications(served, event_id=quiet["id"]) == []  # Google's default: none
+    event = alice.events().insert(calendarId="primary", body=body, sendUpdates="all").execute()
+    assert sorted(notifications(served, event_id=event["id"])) == [
+        (BOB, "invitation"),
+        (carol, "invitation"),
+    ]
+    alice.events().patch(
+        calendarId="primary",
+        eventId=event["id"],
+        body={"attendees": [{"email": carol}, {"email": dave}]},
+        sendUpdates="externalOnly",
+    ).execute()
+    # Bob, a Google Calendar user, is dropped without an e-mail under externalOnly.
+    assert sorted(notifications(served, event_id=event["id"])[2:]) == [
+        (carol, "update"),
+        (dave, "invitation"),
+    ]
+    alice.events().delete(calendarId="primary", eventId=event["id"], sendUpdates="all").execute()
+    assert sorted(notifications(served, event_id=event["id"])[4:]) == [
+        (carol, "cancellation"),
+        (dave, "cancellation"),
+    ]
+    # The client checks the enum itself; the emulator refuses what it would not send.
+    token = served.emulator.issue_access_token(ALICE, CALENDAR_SCOPES).token
+    refused = httpx.post(
+        f"{served.url}/calendar/v3/calendars/primary/events",
+        params={"sendUpdates": "everyone"},
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["errors"][0]["reason"] == "invalid"

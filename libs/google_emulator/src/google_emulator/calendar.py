@@ -124,6 +124,7 @@ class CalendarState:
     user_calendars: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -775,6 +776,69 @@ def removed_by_attendee(state: CalendarState, calendar: CalendarData, stored: St
 
 
 # ---------------------------------------------------------------------------------------------
+# Guest notifications (the e-mails Google sends for ``sendUpdates``)
+
+SEND_UPDATES = ("all", "externalOnly", "none")
+
+
+def send_updates_of(request: Request) -> str:
+    """``sendUpdates`` (default ``none``, as Google's; the deprecated ``sendNotifications=true``
+    means ``all``)."""
+    value = request.query_params.get("sendUpdates")
+    if value is None:
+        return "all" if query_bool(request, "sendNotifications") else "none"
+    if value not in SEND_UPDATES:
+        raise bad_request("Invalid value for: sendUpdates")
+    return value
+
+
+def guests(resource: dict[str, Any] | None) -> set[str]:
+    """Who Google notifies about an event: its attendees other than the organizer."""
+    if resource is None or resource["status"] == "cancelled":
+        return set()
+    organizer = resource["organizer"]["email"]
+    return {a["email"] for a in resource.get("attendees", []) if a["email"] != organizer}
+
+
+def notify_guests(
+    emulator: Emulator,
+    state: CalendarState,
+    calendar: CalendarData,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    send_updates: str,
+) -> None:
+    """Record the e-mails Google sends after the organizer's write: an invitation to each new
+    guest, an update to each guest still invited, a cancellation to each guest dropped or when
+    the event is cancelled. ``externalOnly`` leaves out guests who are Google Calendar users;
+    an attendee's write to their own copy sends none of these."""
+    if send_updates == "none" or after["organizer"]["email"] != calendar.id:
+        return
+    was, now = guests(before), guests(after)
+    kinds = {
+        **dict.fromkeys(was - now, "cancellation"),
+        **dict.fromkeys(now - was, "invitation"),
+        **dict.fromkeys(now & was, "update"),
+    }
+    for recipient in sorted(kinds):
+        if send_updates == "externalOnly" and is_user(emulator, state, recipient):
+            continue
+        state.notifications.append(
+            {
+                "calendar_id": calendar.id,
+                "event_id": after["id"],
+                "ical_uid": after["iCalUID"],
+                "sender": calendar.id,
+                "recipient": recipient,
+                "kind": kinds[recipient],
+                "summary": after.get("summary"),
+                "send_updates": send_updates,
+                "sent_at": rfc3339(emulator.clock.now()),
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Push notifications
 
 
@@ -1033,6 +1097,7 @@ async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     body = await json_body(request)
+    send_updates = send_updates_of(request)
     event_id = event_id_for(body, calendar)
     fields = new_fields(body, query_int(request, "conferenceDataVersion", 0), None)
     resource = write_event(
@@ -1040,6 +1105,7 @@ async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
     )
     notify_change(state, emulator, calendar.id)
     invite_attendees(emulator, state, calendar, event_id)
+    notify_guests(emulator, state, calendar, None, resource, send_updates)
     return resource
 
 
@@ -1052,6 +1118,8 @@ async def modify(
     calendar = calendar_for(state, email, calendar_id)
     stored = stored_event(calendar, event_id)
     body = await json_body(request)
+    send_updates = send_updates_of(request)
+    before = stored.resource
     changes = new_fields(
         body,
         query_int(request, "conferenceDataVersion", 0),
@@ -1072,6 +1140,7 @@ async def modify(
     )
     notify_change(state, emulator, calendar.id)
     invite_attendees(emulator, state, calendar, event_id)
+    notify_guests(emulator, state, calendar, before, resource, send_updates)
     return resource
 
 
@@ -1090,14 +1159,23 @@ async def events_delete(request: Request, calendarId: str, eventId: str) -> Resp
     emulator, email = await begin(request, "calendar.events.delete", CALENDAR_SCOPES)
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
-    cancel(emulator, state, calendar, eventId)
+    cancel(emulator, state, calendar, eventId, send_updates=send_updates_of(request))
     return Response(status_code=204)
 
 
-def cancel(emulator: Emulator, state: CalendarState, calendar: CalendarData, event_id: str) -> None:
+def cancel(
+    emulator: Emulator,
+    state: CalendarState,
+    calendar: CalendarData,
+    event_id: str,
+    *,
+    send_updates: str = "none",
+) -> None:
     """Delete an event: the organizer's cancels every copy, an attendee's only their own."""
     stored = stored_event(calendar, event_id)
+    before = stored.resource
     cancel_event(emulator, calendar, stored)
+    notify_guests(emulator, state, calendar, before, stored.resource, send_updates)
     notify_change(state, emulator, calendar.id)
     removed_by_attendee(state, calendar, stored)
     invite_attendees(emulator, state, calendar, event_id)
@@ -1293,6 +1371,22 @@ def seed_calendar(request: Request, email: str) -> tuple[Emulator, CalendarState
 @router.get("/_emulator/calendar/deliveries")
 async def seed_deliveries(request: Request) -> dict[str, Any]:
     return {"deliveries": list(state_of(emulator_of(request)).deliveries)}
+
+
+@router.get("/_emulator/calendar/notifications")
+async def seed_notifications(request: Request) -> dict[str, Any]:
+    """The guest e-mails sent so far (``sendUpdates``), optionally for one ``recipient`` or
+    ``event_id``."""
+    params = request.query_params
+    recipient, event_id = params.get("recipient"), params.get("event_id")
+    return {
+        "notifications": [
+            sent
+            for sent in state_of(emulator_of(request)).notifications
+            if (recipient is None or sent["recipient"] == recipient.lower())
+            and (event_id is None or sent["event_id"] == event_id)
+        ]
+    }
 
 
 @router.get("/_emulator/calendar/channels")

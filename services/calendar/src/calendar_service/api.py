@@ -12,12 +12,14 @@ from pydantic import AwareDatetime
 
 from calendar_service.repository import EventFilters
 from calendar_service.schemas import (
+    NOTIFY_DESCRIPTION,
     CalendarPublic,
     ChannelPublic,
     EventCreate,
     EventPublic,
     EventUpdate,
     FreeBusyPublic,
+    Notify,
     WatchPublic,
     WatchRequest,
 )
@@ -144,10 +146,15 @@ async def update_event(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Cancel an event",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
-async def cancel_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
-    await service.cancel(principal, event_id)
+async def cancel_event(
+    event_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    notify: Annotated[Notify, Query(description=NOTIFY_DESCRIPTION)] = "all",
+) -> None:
+    await service.cancel(principal, event_id, notify)
 
 
 @router.get(

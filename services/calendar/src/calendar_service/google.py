@@ -114,16 +114,20 @@ class CalendarGoogle:
         )
 
     async def insert(
-        self, user: GoogleUser, calendar_id: str, body: dict[str, Any]
+        self, user: GoogleUser, calendar_id: str, body: dict[str, Any], *, send_updates: str
     ) -> tuple[GoogleEvent, bool]:
         """Insert ``body`` (which carries our chosen ``id``); (event, created). Google's 409 for
-        that id means an earlier attempt already created it: that event is answered."""
+        that id means an earlier attempt already created it: that event is answered.
+        ``send_updates`` is Google's ``sendUpdates`` (``all``, ``externalOnly``, ``none``)."""
         try:
             created = await self.api.parsed(
                 user,
                 "events.insert",
                 lambda client: client.events().insert(
-                    calendarId=calendar_id, body=body, conferenceDataVersion=1
+                    calendarId=calendar_id,
+                    body=body,
+                    conferenceDataVersion=1,
+                    sendUpdates=send_updates,
                 ),
                 GoogleEvent,
             )
@@ -142,23 +146,37 @@ class CalendarGoogle:
         )
 
     async def patch(
-        self, user: GoogleUser, calendar_id: str, event_id: str, body: dict[str, Any]
+        self,
+        user: GoogleUser,
+        calendar_id: str,
+        event_id: str,
+        body: dict[str, Any],
+        *,
+        send_updates: str,
     ) -> GoogleEvent:
         return await self.api.parsed(
             user,
             "events.patch",
             lambda client: client.events().patch(
-                calendarId=calendar_id, eventId=event_id, body=body, conferenceDataVersion=1
+                calendarId=calendar_id,
+                eventId=event_id,
+                body=body,
+                conferenceDataVersion=1,
+                sendUpdates=send_updates,
             ),
             GoogleEvent,
         )
 
-    async def cancel(self, user: GoogleUser, calendar_id: str, event_id: str) -> None:
+    async def cancel(
+        self, user: GoogleUser, calendar_id: str, event_id: str, *, send_updates: str
+    ) -> None:
         """Delete (Google marks it cancelled); already deleted counts as done."""
         await self.api.ensure_gone(
             user,
             "events.delete",
-            lambda client: client.events().delete(calendarId=calendar_id, eventId=event_id),
+            lambda client: client.events().delete(
+                calendarId=calendar_id, eventId=event_id, sendUpdates=send_updates
+            ),
         )
 
     async def page(

@@ -31,6 +31,17 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
 }
 EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Visibility = Literal["default", "public", "private", "confidential"]
+Notify = Literal["all", "external_only", "none"]
+NOTIFY_DESCRIPTION: Final = (
+    "Whom Google e-mails about this change: `all` guests (default), `external_only` (guests "
+    "who do not use Google Calendar), or `none`."
+)
+# Our choice → Google's ``sendUpdates``.
+SEND_UPDATES: Final[dict[str, str]] = {
+    "all": "all",
+    "external_only": "externalOnly",
+    "none": "none",
+}
 
 
 class GoogleTime(BaseModel):
@@ -182,6 +193,7 @@ class _EventWrite(BaseModel):
         None, description="true adds a Google Meet link (`hangout_link`); false removes it."
     )
     visibility: Visibility | None = None
+    notify: Notify = Field("all", description=NOTIFY_DESCRIPTION)
 
     @model_validator(mode="before")
     @classmethod

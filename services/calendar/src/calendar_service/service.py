@@ -21,12 +21,14 @@ from calendar_service.mirror import event_writer, public, stored_event
 from calendar_service.models import MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS, CalendarRepository, EventFilters
 from calendar_service.schemas import (
+    SEND_UPDATES,
     BusyPeriod,
     EventCreate,
     EventPublic,
     EventUpdate,
     FreeBusyPublic,
     GoogleTime,
+    Notify,
     When,
     check_span,
     normalize_attendees,
@@ -133,7 +135,10 @@ class CalendarService:
                 }
             }
         resource, _created = await self.google.insert(
-            google_user(principal), calendar.google_id, body
+            google_user(principal),
+            calendar.google_id,
+            body,
+            send_updates=SEND_UPDATES[data.notify],
         )
         async with self.uow.write() as session:
             event = await self.writer.apply(
@@ -259,7 +264,11 @@ class CalendarService:
         resource = stored_event(event)
         if body:
             resource = await self.google.patch(
-                google_user(principal), calendar.google_id, event.google_id, body
+                google_user(principal),
+                calendar.google_id,
+                event.google_id,
+                body,
+                send_updates=SEND_UPDATES[data.notify],
             )
         async with self.uow.write() as session:
             applied = await self.writer.apply(
@@ -269,14 +278,16 @@ class CalendarService:
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
             return public(calendar, applied, current)
 
-    async def cancel(self, principal: Principal, event_id: UUID) -> None:
+    async def cancel(self, principal: Principal, event_id: UUID, notify: Notify = "all") -> None:
         require_role(principal, Action.DELETE, NOUN)
         async with self.uow.read() as session:
             event, calendar = await self._own_event(session, principal, event_id)
         if event.status == CANCELLED:
             return
         user = google_user(principal)
-        await self.google.cancel(user, calendar.google_id, event.google_id)
+        await self.google.cancel(
+            user, calendar.google_id, event.google_id, send_updates=SEND_UPDATES[notify]
+        )
         resource = await self.google.get(user, calendar.google_id, event.google_id)
         async with self.uow.write() as session:
             await self.writer.apply(session, calendar, resource, actor_id=principal.sub)
