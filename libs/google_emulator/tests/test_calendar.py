@@ -781,7 +781,9 @@ def test_expired_channel_receives_nothing(served: Served, receiver: Receiver) ->
     assert len(served.deliveries()) == 1
 
 
-def test_an_incremental_listing_continues_on_its_page_tokens(served: Served) -> None:
+def test_an_incremental_listing_continues_with_its_sync_token_and_page_tokens(
+    served: Served,
+) -> None:
     service = served.service()
     for day in range(1, 4):
         body = {
@@ -801,11 +803,65 @@ def test_an_incremental_listing_continues_on_its_page_tokens(served: Served) -> 
     )
     rest = (
         service.events()
-        .list(calendarId="primary", pageToken=first["nextPageToken"], maxResults=2)
+        .list(
+            calendarId="primary",
+            syncToken=sync_token,
+            pageToken=first["nextPageToken"],
+            maxResults=2,
+        )
         .execute()
     )
     assert [e["summary"] for e in first["items"] + rest["items"]] == ["New 4", "New 5", "New 6"]
     assert "nextSyncToken" in rest
+    # The page token with other parameters than its first page's: refused, as undefined.
+    for other in (
+        {"maxResults": 2},  # the sync token left out
+        {"syncToken": sync_token, "maxResults": 3},
+        {"syncToken": sync_token, "maxResults": 2, "singleEvents": True},
+    ):
+        with pytest.raises(HttpError) as refused:
+            service.events().list(
+                calendarId="primary", pageToken=first["nextPageToken"], **other
+            ).execute()
+        assert status_of(refused.value) == (400, "invalid")
+    with pytest.raises(HttpError) as refused:
+        service.events().list(
+            calendarId="primary", syncToken=sync_token, showDeleted=False
+        ).execute()
+    assert status_of(refused.value) == (400, "invalid")
+
+
+def test_an_event_changed_between_pages_is_never_skipped(served: Served) -> None:
+    service = served.service()
+    start = service.events().list(calendarId="primary").execute()["nextSyncToken"]
+    ids = [
+        service.events()
+        .insert(
+            calendarId="primary",
+            body={"summary": f"Event {n}", **timed("2030-04-01T10:00:00Z", "2030-04-01T11:00:00Z")},
+        )
+        .execute()["id"]
+        for n in range(4)
+    ]
+    listed: list[str] = []
+    page_token: str | None = None
+    while True:
+        page = (
+            service.events()
+            .list(calendarId="primary", syncToken=start, maxResults=1, pageToken=page_token)
+            .execute()
+        )
+        listed.extend(item["id"] for item in page["items"])
+        if not page_token:  # between the first and second page, the first event changes
+            service.events().patch(
+                calendarId="primary", eventId=ids[0], body={"summary": "Event 0 (moved)"}
+            ).execute()
+        page_token = page.get("nextPageToken")
+        if page_token is None:
+            break
+    assert listed == ids
+    after = service.events().list(calendarId="primary", syncToken=page["nextSyncToken"]).execute()
+    assert [(e["id"], e["summary"]) for e in after["items"]] == [(ids[0], "Event 0 (moved)")]
 
 
 def test_channels_are_listed_with_their_expiry_and_state(

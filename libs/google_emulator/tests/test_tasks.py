@@ -159,6 +159,28 @@ def test_paging_and_updated_min(emu: Any) -> None:
     assert log[-1]["path"] == "/tasks/v1/lists/@default/tasks"
 
 
+def test_a_listing_pages_over_its_snapshot_with_its_own_parameters(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    ids = [
+        tasks.insert(tasklist="@default", body={"title": f"t{n}"}).execute()["id"] for n in range(3)
+    ]
+    first = tasks.list(tasklist="@default", maxResults=1, showHidden=True).execute()
+    # A task placed first between pages shifts nothing: the listing is the first page's.
+    tasks.insert(tasklist="@default", body={"title": "newest"}).execute()
+    listed = [item["id"] for item in first["items"]]
+    token = first["nextPageToken"]
+    while token:
+        page = tasks.list(
+            tasklist="@default", maxResults=1, showHidden=True, pageToken=token
+        ).execute()
+        listed += [item["id"] for item in page["items"]]
+        token = page.get("nextPageToken")
+    assert sorted(listed) == sorted(ids)
+    with pytest.raises(HttpError) as refused:
+        tasks.list(tasklist="@default", maxResults=1, pageToken=first["nextPageToken"]).execute()
+    assert refused.value.resp.status == 400
+
+
 def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
     tasks = emu.tasks_for().tasks()
     task = tasks.insert(tasklist="@default", body={"title": "Send quote"}).execute()

@@ -36,6 +36,7 @@ from google_emulator.core import (
     rfc3339,
 )
 from google_emulator.oauth import oauth_state
+from google_emulator.paging import paged
 
 router = APIRouter()
 
@@ -44,6 +45,19 @@ DEFAULT_CHANNEL_TTL = timedelta(days=7)
 DEFAULT_PAGE_SIZE = 250
 MAX_PAGE_SIZE = 2500
 MAX_INSTANCES = 1000
+# events.list parameters Google refuses beside a syncToken.
+SYNC_TOKEN_CONFLICTS = frozenset(
+    {
+        "iCalUID",
+        "orderBy",
+        "privateExtendedProperty",
+        "q",
+        "sharedExtendedProperty",
+        "timeMin",
+        "timeMax",
+        "updatedMin",
+    }
+)
 EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
 MEET_ICON = "https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/web-512dp/logo_meet_2020q4_color_2x_web_512dp.png"
 
@@ -1009,8 +1023,12 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
     since: int | None = None
     sync_token = params.get("syncToken")
     if sync_token is not None:
-        if {"timeMin", "timeMax", "q", "orderBy", "updatedMin"} & set(params):
-            raise bad_request("Sync token cannot be used with timeMin, timeMax, q, orderBy.")
+        if SYNC_TOKEN_CONFLICTS & set(params):
+            raise bad_request(
+                "Sync token cannot be used with " + ", ".join(sorted(SYNC_TOKEN_CONFLICTS)) + "."
+            )
+        if params.get("showDeleted", "").lower() == "false":
+            raise bad_request("Sync token cannot be used with showDeleted set to false.")
         payload = decode_token(sync_token)
         if (
             payload is None
@@ -1024,18 +1042,20 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
             )
         since = payload["s"]
 
-    offset, snapshot, since = page_position(calendar, params.get("pageToken"), since)
+    def snapshot() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        items = list_items(
+            calendar,
+            since=since,
+            window_start=window_start,
+            window_end=window_end,
+            query=params.get("q"),
+            show_deleted=show_deleted or since is not None,
+            single_events=single_events,
+            order_by=order_by,
+        )
+        return items, {"seq": calendar.seq, "epoch": calendar.epoch}
 
-    items = list_items(
-        calendar,
-        since=since,
-        window_start=window_start,
-        window_end=window_end,
-        query=params.get("q"),
-        show_deleted=show_deleted or since is not None,
-        single_events=single_events,
-        order_by=order_by,
-    )
+    page = paged(emulator, request, f"calendar:{calendar.id}", page_size, snapshot)
     response: dict[str, Any] = {
         "kind": "calendar#events",
         "etag": f'"{calendar.seq}{calendar.epoch}"',
@@ -1044,32 +1064,16 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
         "timeZone": "UTC",
         "accessRole": "owner",
         "defaultReminders": [],
-        "items": items[offset : offset + page_size],
+        "items": list(page.items),
     }
-    if offset + page_size < len(items):
-        following: dict[str, Any] = {"c": calendar.id, "o": offset + page_size, "s": snapshot}
-        if since is not None:
-            following["z"] = since
-        response["nextPageToken"] = encode_token(following)
+    if page.next_page_token is not None:
+        response["nextPageToken"] = page.next_page_token
     else:
+        # Changes after the listing's snapshot are the next sync's.
         response["nextSyncToken"] = encode_token(
-            {"c": calendar.id, "e": calendar.epoch, "s": snapshot}
+            {"c": calendar.id, "e": page.extra["epoch"], "s": page.extra["seq"]}
         )
     return response
-
-
-def page_position(
-    calendar: CalendarData, page_token: str | None, since: int | None
-) -> tuple[int, int, int | None]:
-    """Where a page token continues a listing: (offset, snapshot, changes since)."""
-    if page_token is None:
-        return 0, calendar.seq, since
-    page = decode_token(page_token)
-    if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
-        raise bad_request("Invalid value for: pageToken")
-    if since is None and isinstance(page.get("z"), int):
-        since = page["z"]  # the page continues an incremental listing, as Google's do
-    return page["o"], int(page.get("s", calendar.seq)), since
 
 
 def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:

@@ -190,12 +190,13 @@ class CalendarGoogle:
     ) -> Page[GoogleEvent]:
         """One page of an incremental (``sync_token``) or full listing; ``WatermarkExpired``
         when Google no longer accepts the sync token (``410``)."""
+        # Every page repeats the first page's parameters (the sync token included), as Google's
+        # sync guide does: a page token with other parameters is undefined behaviour.
         parameters: dict[str, Any] = {"calendarId": calendar_id, "maxResults": page_size}
-        # A page token carries the listing it continues; the sync token starts one.
+        if sync_token is not None:
+            parameters["syncToken"] = sync_token
         if page_token is not None:
             parameters["pageToken"] = page_token
-        elif sync_token is not None:
-            parameters["syncToken"] = sync_token
         try:
             return await self.api.page(
                 user,
