@@ -257,6 +257,12 @@ def _tree_order(tasklist: TaskListRecord) -> list[TaskRecord]:
 # Task lists
 
 
+def listing_order(data: UserTasks) -> list[TaskListRecord]:
+    """Google promises no order of a user's lists (the default is not known to come first):
+    the emulator lists them by title."""
+    return sorted(data.lists.values(), key=lambda t: (t.title.casefold(), t.id))
+
+
 @router.get("/users/@me/lists")
 async def tasklists_list(
     request: Request,
@@ -270,7 +276,7 @@ async def tasklists_list(
         request,
         f"tasklists:{email}",
         max_results,
-        lambda: ([tasklist_json(_base(request), t) for t in data.lists.values()], {}),
+        lambda: ([tasklist_json(_base(request), t) for t in listing_order(data)], {}),
     )
     body: dict[str, Any] = {
         "kind": "tasks#taskLists",
@@ -525,11 +531,19 @@ def seed_task(
     fields = {key: value for key, value in body.items() if key in TASK_FIELDS}
     existing = body.get("id")
     if existing is None:
+        was_completed = False
         task = create_task(emulator, record, fields, body.get("parent"), body.get("previous"))
     else:
         task = _task(record, str(existing))
+        was_completed = task.status == "completed"
         apply_task_fields(emulator, task, fields)
-        if "hidden" in body:
-            task.hidden = bool(body["hidden"])
+    if "hidden" in body:
+        task.hidden = bool(body["hidden"])
+    elif task.status != "completed":
+        task.hidden = False
+    elif not was_completed:
+        # Google's own apps hide what they complete: the API lists it only with showHidden.
+        task.hidden = True
+    if existing is not None:
         _touch(emulator, task)
     return task_json(base, record, task)
