@@ -950,3 +950,67 @@ def test_send_updates_records_the_invitations_updates_and_cancellations_google_s
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["errors"][0]["reason"] == "invalid"
+
+
+def test_only_the_organizer_changes_shared_fields_an_attendee_replies_and_keeps_their_own(
+    served: Served,
+) -> None:
+    alice, bob = served.service(ALICE), served.service(BOB)
+    bob.calendarList().list().execute()
+    event = (
+        alice.events()
+        .insert(
+            calendarId="primary",
+            body={
+                "summary": "Pitch",
+                "attendees": [{"email": BOB}, {"email": "carol@elsewhere.example"}],
+                "extendedProperties": {"shared": {"deal": "7"}},
+                **timed("2030-05-03T10:00:00Z", "2030-05-03T11:00:00Z"),
+            },
+        )
+        .execute()
+    )
+    copy = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    for shared in (
+        {"summary": "Bob's pitch"},
+        {
+            "start": {"dateTime": "2030-05-03T09:00:00Z"},
+            "end": {"dateTime": "2030-05-03T11:00:00Z"},
+        },
+        {"attendees": [{"email": BOB}]},
+        {"extendedProperties": {"shared": {"deal": "8"}}},
+    ):
+        with pytest.raises(HttpError) as refused:
+            bob.events().patch(calendarId="primary", eventId=event["id"], body=shared).execute()
+        assert status_of(refused.value) == (403, "forbiddenForNonOrganizer")
+        assert json.loads(refused.value.content)["error"]["errors"][0]["domain"] == "calendar"
+    reply = [{**a, "responseStatus": "accepted"} if a.get("self") else a for a in copy["attendees"]]
+    answered = (
+        bob.events()
+        .patch(
+            calendarId="primary",
+            eventId=event["id"],
+            body={
+                "attendees": reply,
+                "reminders": {
+                    "useDefault": False,
+                    "overrides": [{"method": "popup", "minutes": 5}],
+                },
+                "extendedProperties": {"private": {"mine": "1"}, "shared": {"deal": "7"}},
+            },
+        )
+        .execute()
+    )
+    assert [a["responseStatus"] for a in answered["attendees"] if a.get("self")] == ["accepted"]
+    assert answered["reminders"]["overrides"] == [{"method": "popup", "minutes": 5}]
+    # The reply reaches the organizer; Bob's own settings stay his when Alice changes the event.
+    original = alice.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert {a["email"]: a["responseStatus"] for a in original["attendees"]}[BOB] == "accepted"
+    assert "private" not in original.get("extendedProperties", {})
+    alice.events().patch(
+        calendarId="primary", eventId=event["id"], body={"summary": "Pitch v2"}
+    ).execute()
+    after = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert after["summary"] == "Pitch v2"
+    assert after["extendedProperties"] == {"private": {"mine": "1"}, "shared": {"deal": "7"}}
+    assert after["reminders"]["overrides"] == [{"method": "popup", "minutes": 5}]

@@ -766,7 +766,7 @@ def invite_attendees(emulator: Emulator, state: CalendarState, calendar: Calenda
                 emulator,
                 attendee_calendar,
                 event_id,
-                dict(stored.fields),
+                copy_fields(stored.fields, copy),
                 creator=resource["creator"]["email"],
                 organizer=organizer,
                 ical_uid=resource["iCalUID"],
@@ -777,6 +777,94 @@ def invite_attendees(emulator: Emulator, state: CalendarState, calendar: Calenda
         else:
             continue
         notify_change(state, emulator, attendee_calendar.id)
+
+
+# An attendee's own settings on their copy, which the organizer's writes leave alone.
+PERSONAL_FIELDS = ("reminders", "colorId")
+# What an attendee's own entry in ``attendees`` may change: their reply.
+REPLY_FIELDS = ("responseStatus", "comment", "additionalGuests")
+
+
+def copy_fields(organizer_fields: dict[str, Any], copy: StoredEvent | None) -> dict[str, Any]:
+    """The organizer's event as an attendee's copy: shared fields from the organizer, the
+    attendee's own reminders, colour and private extended properties kept (a new copy starts
+    with none of them)."""
+    fields = dict(organizer_fields)
+    own = copy.fields if copy is not None and copy.resource["status"] != "cancelled" else {}
+    for name in PERSONAL_FIELDS:
+        fields[name] = own.get(name)
+    private = (own.get("extendedProperties") or {}).get("private")
+    shared = (organizer_fields.get("extendedProperties") or {}).get("shared")
+    properties = {k: v for k, v in (("private", private), ("shared", shared)) if v}
+    fields["extendedProperties"] = properties or None
+    return fields
+
+
+def without_reply(attendees: list[dict[str, Any]] | None, email: str) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in a.items() if k not in REPLY_FIELDS} if a["email"] == email else a
+        for a in attendees or []
+    ]
+
+
+def check_attendee_write(email: str, stored_fields: dict[str, Any], fields: dict[str, Any]) -> None:
+    """An attendee writing their copy may change only their own: their reply in ``attendees``,
+    reminders, colour and private extended properties. Anything shared answers Google's 403."""
+    old = {k: v for k, v in stored_fields.items() if v is not None}
+    new = {k: v for k, v in fields.items() if v is not None}
+    for name in sorted(set(old) | set(new)):
+        if name in PERSONAL_FIELDS:
+            continue
+        if name == "extendedProperties":
+            same = (old.get(name) or {}).get("shared") == (new.get(name) or {}).get("shared")
+        elif name == "attendees":
+            same = without_reply(old.get(name), email) == without_reply(new.get(name), email)
+        else:
+            same = old.get(name) == new.get(name)
+        if not same:
+            raise GoogleError(
+                403,
+                "forbiddenForNonOrganizer",
+                "Shared properties can only be changed by the organizer of the event.",
+                domain="calendar",
+            )
+
+
+def forward_reply(
+    emulator: Emulator, state: CalendarState, calendar: CalendarData, event_id: str
+) -> None:
+    """An attendee's reply reaches the organizer's event (and from it every other copy), when
+    the organizer is a user here."""
+    copy = calendar.events[event_id]
+    mine = next((a for a in copy.fields.get("attendees") or [] if a["email"] == calendar.id), None)
+    organizer = copy.resource["organizer"]["email"]
+    original_calendar = state.calendars.get(organizer)
+    if mine is None or original_calendar is None:
+        return
+    original = original_calendar.events.get(event_id)
+    if original is None or original.resource["iCalUID"] != copy.resource["iCalUID"]:
+        return
+    attendees = [
+        {
+            **{k: v for k, v in a.items() if k not in REPLY_FIELDS},
+            **{k: mine[k] for k in REPLY_FIELDS if k in mine},
+        }
+        if a["email"] == calendar.id
+        else a
+        for a in original.fields.get("attendees") or []
+    ]
+    if attendees == original.fields.get("attendees"):
+        return
+    write_event(
+        emulator,
+        original_calendar,
+        event_id,
+        {**original.fields, "attendees": attendees},
+        creator=original.resource["creator"]["email"],
+        organizer=organizer,
+    )
+    notify_change(state, emulator, original_calendar.id)
+    invite_attendees(emulator, state, original_calendar, event_id)
 
 
 def removed_by_attendee(state: CalendarState, calendar: CalendarData, stored: StoredEvent) -> None:
@@ -1134,15 +1222,21 @@ async def modify(
     else:
         keep = ("conferenceData",) if "conferenceData" not in changes else ()
         fields = {**{k: stored.fields[k] for k in keep if k in stored.fields}, **changes}
+    organizer = stored.resource["organizer"]["email"]
+    if organizer != calendar.id:
+        check_attendee_write(calendar.id, stored.fields, fields)
     resource = write_event(
         emulator,
         calendar,
         event_id,
         fields,
         creator=stored.resource["creator"]["email"],
-        organizer=stored.resource["organizer"]["email"],
+        organizer=organizer,
     )
     notify_change(state, emulator, calendar.id)
+    if organizer != calendar.id:
+        forward_reply(emulator, state, calendar, event_id)
+        return calendar.events[event_id].resource
     invite_attendees(emulator, state, calendar, event_id)
     notify_guests(emulator, state, calendar, before, resource, send_updates)
     return resource

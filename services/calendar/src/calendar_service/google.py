@@ -9,12 +9,20 @@ from typing import Any
 
 from pydantic import Field
 
+from pipedesk_common.errors import Forbidden
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.push import OpenedChannel, WatchCall
 from pipedesk_common.google.resources import GoogleModel, GoogleResource, Page, as_utc
 from pipedesk_common.mirror.paged import WatermarkExpired
 
 CANCELLED = "cancelled"
+RESPONSES = ("accepted", "declined", "tentative")
+
+
+class NotOrganizer(Forbidden):
+    """Google lets only an event's organizer change what its guests share."""
+
+    slug, title = "not-organizer", "Only the event's organizer may change it"
 
 
 class EventTime(GoogleModel):
@@ -35,6 +43,7 @@ class EventTime(GoogleModel):
 class Person(GoogleModel):
     email: str | None = None
     display_name: str | None = None
+    is_self: bool = Field(False, alias="self")
 
 
 class Attendee(Person):
@@ -63,6 +72,15 @@ class GoogleEvent(GoogleResource):
     @property
     def cancelled(self) -> bool:
         return self.status == CANCELLED
+
+    @property
+    def organized_by_owner(self) -> bool:
+        """Whether the calendar holding this copy is the organizer's (else: an invitation)."""
+        return self.organizer is None or self.organizer.is_self
+
+    def own_attendance(self) -> Attendee | None:
+        """The calendar owner's entry among the attendees (an invitation's guest)."""
+        return next((a for a in self.attendees if a.is_self), None)
 
     def attendee_emails(self) -> list[str]:
         return sorted({a.email.lower() for a in self.attendees if a.email})
@@ -154,18 +172,27 @@ class CalendarGoogle:
         *,
         send_updates: str,
     ) -> GoogleEvent:
-        return await self.api.parsed(
-            user,
-            "events.patch",
-            lambda client: client.events().patch(
-                calendarId=calendar_id,
-                eventId=event_id,
-                body=body,
-                conferenceDataVersion=1,
-                sendUpdates=send_updates,
-            ),
-            GoogleEvent,
-        )
+        """``NotOrganizer`` when Google refuses a guest's change of shared fields."""
+        try:
+            return await self.api.parsed(
+                user,
+                "events.patch",
+                lambda client: client.events().patch(
+                    calendarId=calendar_id,
+                    eventId=event_id,
+                    body=body,
+                    conferenceDataVersion=1,
+                    sendUpdates=send_updates,
+                ),
+                GoogleEvent,
+            )
+        except Forbidden as error:
+            if any(e.code == "forbiddenForNonOrganizer" for e in error.errors or []):
+                raise NotOrganizer(
+                    "only the organizer may change this event (Google: forbiddenForNonOrganizer);"
+                    " answer the invitation with POST /api/calendar/events/{id}/rsvp"
+                ) from error
+            raise
 
     async def cancel(
         self, user: GoogleUser, calendar_id: str, event_id: str, *, send_updates: str

@@ -162,6 +162,7 @@ def _when(value: EventTime | None) -> EventTimePublic | None:
 
 def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) -> EventPublic:
     resource = stored_event(event)
+    attending = resource.own_attendance()
     return EventPublic(
         id=event.id,
         calendar_id=calendar.google_id,
@@ -186,6 +187,8 @@ def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) 
             if attendee.email
         ],
         organizer=resource.organizer.email if resource.organizer else None,
+        is_organizer=resource.organized_by_owner,
+        response_status=attending.response_status if attending else None,
         hangout_link=resource.hangout_link,
         html_link=resource.html_link,
         visibility=resource.visibility,

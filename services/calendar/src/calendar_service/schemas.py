@@ -227,6 +227,15 @@ class EventUpdate(_EventWrite):
     """Fields to change; absent fields stay as they are. ``links`` replaces the links."""
 
 
+class RsvpRequest(BaseModel):
+    """The caller's answer to an invitation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response: Literal["accepted", "declined", "tentative"]
+    comment: str | None = Field(None, max_length=1024, description="A note to the organizer.")
+
+
 class EventTimePublic(BaseModel):
     date_time: AwareDatetime | None = Field(None, description="Set for timed events")
     date: dt.date | None = Field(None, description="Set for all-day events")
@@ -255,6 +264,14 @@ class EventPublic(BaseModel):
     time_zone: str | None
     attendees: list[AttendeePublic]
     organizer: str | None
+    is_organizer: bool = Field(
+        description="Whether the caller organizes it; else it is an invitation, whose shared "
+        "fields only the organizer may change (answer it with `…/rsvp`)"
+    )
+    response_status: str | None = Field(
+        description="The caller's own answer, when they are a guest (`needsAction`, "
+        "`accepted`, `declined`, `tentative`)"
+    )
     hangout_link: str | None
     html_link: str | None
     visibility: str

@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calendar_service.google import CANCELLED, CalendarListEntry
+from calendar_service.google import CANCELLED, CalendarListEntry, NotOrganizer
 from calendar_service.mirror import event_writer, public, stored_event
 from calendar_service.models import MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS, CalendarRepository, EventFilters
@@ -29,6 +29,7 @@ from calendar_service.schemas import (
     FreeBusyPublic,
     GoogleTime,
     Notify,
+    RsvpRequest,
     When,
     check_span,
     normalize_attendees,
@@ -36,7 +37,7 @@ from calendar_service.schemas import (
 )
 from calendar_service.sync import CalendarRuntime, sync_key
 from pipedesk_common.auth import Principal
-from pipedesk_common.errors import NotFound, invalid
+from pipedesk_common.errors import Conflict, NotFound, invalid
 from pipedesk_common.google.push import Channel
 from pipedesk_common.idempotency import fingerprint, remote_id
 from pipedesk_common.mirror.links import check_links
@@ -44,6 +45,8 @@ from pipedesk_common.mirror.runtime import google_user, require_role
 from pipedesk_common.rbac import Action
 
 MAX_FREEBUSY_SPAN = timedelta(days=62)
+# What an update may change on an invitation: what PipeDesk alone keeps, and whom Google tells.
+PIPEDESK_ONLY = frozenset({"links", "notify"})
 NOUN = "calendar events"
 
 
@@ -230,6 +233,13 @@ class CalendarService:
                 if data.links is not None
                 else None
             )
+        shared = data.model_fields_set - PIPEDESK_ONLY
+        if shared and not stored_event(event).organized_by_owner:
+            raise NotOrganizer(
+                f"only the organizer ({_organizer_of(event)}) may change "
+                f"{', '.join(sorted(shared))}; answer the invitation with "
+                f"POST /api/calendar/events/{event.id}/rsvp"
+            )
         start, end = data.times()
         stored = event.resource
         if start is not None or end is not None:
@@ -274,6 +284,40 @@ class CalendarService:
             applied = await self.writer.apply(
                 session, calendar, resource, actor_id=principal.sub, links=links
             )
+            assert applied is not None
+            current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
+            return public(calendar, applied, current)
+
+    async def rsvp(self, principal: Principal, event_id: UUID, data: RsvpRequest) -> EventPublic:
+        """The caller's answer to an invitation, as Google takes it: their own entry among the
+        attendees of their copy, the rest sent back unchanged."""
+        require_role(principal, Action.UPDATE, NOUN)
+        async with self.uow.read() as session:
+            event, calendar = await self._own_event(session, principal, event_id)
+        if event.status == CANCELLED:
+            raise NotFound("this event is cancelled")
+        resource = stored_event(event)
+        if resource.organized_by_owner:
+            raise Conflict("you organize this event: there is no invitation to answer")
+        if resource.own_attendance() is None:
+            raise Conflict("you are not among this event's guests")
+        attendees = []
+        for attendee in resource.raw.get("attendees", []):
+            entry = {k: v for k, v in attendee.items() if k not in ("self", "organizer")}
+            if attendee.get("self"):
+                entry["responseStatus"] = data.response
+                if data.comment is not None:
+                    entry["comment"] = data.comment
+            attendees.append(entry)
+        answered = await self.google.patch(
+            google_user(principal),
+            calendar.google_id,
+            event.google_id,
+            {"attendees": attendees},
+            send_updates="all",
+        )
+        async with self.uow.write() as session:
+            applied = await self.writer.apply(session, calendar, answered, actor_id=principal.sub)
             assert applied is not None
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
             return public(calendar, applied, current)
@@ -360,6 +404,11 @@ class CalendarService:
 
     async def unwatch(self, principal: Principal) -> int:
         return await self.runtime.push().stop_all(principal.org_id, principal.sub)
+
+
+def _organizer_of(event: MirroredEvent) -> str:
+    organizer = stored_event(event).organizer
+    return (organizer.email if organizer else None) or "another user"
 
 
 def _stored_when(value: dict[str, Any] | None) -> When:
