@@ -1014,3 +1014,50 @@ def test_only_the_organizer_changes_shared_fields_an_attendee_replies_and_keeps_
     assert after["summary"] == "Pitch v2"
     assert after["extendedProperties"] == {"private": {"mine": "1"}, "shared": {"deal": "7"}}
     assert after["reminders"]["overrides"] == [{"method": "popup", "minutes": 5}]
+
+
+def test_a_meet_may_be_pending_then_succeed_or_fail(served: Served) -> None:
+    service = served.service()
+    outcome = httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences", json={"outcome": "pending"}
+    )
+    assert outcome.status_code == 200
+
+    def meeting(request_id: str) -> dict[str, Any]:
+        body = {
+            "summary": "Call",
+            "conferenceData": {
+                "createRequest": {
+                    "requestId": request_id,
+                    "conferenceSolutionKey": {"type": "hangoutsMeet"},
+                }
+            },
+            **timed("2030-05-04T10:00:00Z", "2030-05-04T11:00:00Z"),
+        }
+        event: dict[str, Any] = (
+            service.events()
+            .insert(calendarId="primary", body=body, conferenceDataVersion=1)
+            .execute()
+        )
+        return event
+
+    first = meeting("req-1")
+    assert first["conferenceData"]["createRequest"]["status"] == {"statusCode": "pending"}
+    assert "hangoutLink" not in first
+    start = service.events().list(calendarId="primary").execute()["nextSyncToken"]
+    settled = httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences/settle", json={"outcome": "success"}
+    )
+    assert settled.json() == {"settled": [first["id"]]}
+    changed = service.events().list(calendarId="primary", syncToken=start).execute()["items"]
+    assert [e["id"] for e in changed] == [first["id"]]
+    assert changed[0]["conferenceData"]["createRequest"]["status"] == {"statusCode": "success"}
+    assert changed[0]["hangoutLink"].startswith("https://meet.google.com/")
+
+    second = meeting("req-2")
+    httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences/settle", json={"outcome": "failure"}
+    ).raise_for_status()
+    failed = service.events().get(calendarId="primary", eventId=second["id"]).execute()
+    assert failed["conferenceData"]["createRequest"]["status"] == {"statusCode": "failure"}
+    assert "hangoutLink" not in failed

@@ -139,6 +139,8 @@ class CalendarState:
     channels: dict[str, Channel] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    # How new Meet create requests of a user are answered (default: success at once).
+    conference_outcomes: dict[str, str] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -507,9 +509,59 @@ def meet_code() -> str:
     return "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
 
 
-def conference_for(body_conference: Any, existing: dict[str, Any] | None) -> dict[str, Any] | None:
+CONFERENCE_OUTCOMES = ("success", "pending", "failure")
+
+
+def meet_conference(request_id: str) -> dict[str, Any]:
+    """A created Meet: the create request's status ``success``, its link and code."""
+    code = meet_code()
+    return {
+        "createRequest": {
+            "requestId": request_id,
+            "conferenceSolutionKey": {"type": "hangoutsMeet"},
+            "status": {"statusCode": "success"},
+        },
+        "entryPoints": [
+            {
+                "entryPointType": "video",
+                "uri": f"https://meet.google.com/{code}",
+                "label": f"meet.google.com/{code}",
+            }
+        ],
+        "conferenceSolution": {
+            "key": {"type": "hangoutsMeet"},
+            "name": "Google Meet",
+            "iconUri": MEET_ICON,
+        },
+        "conferenceId": code,
+    }
+
+
+def unsettled_conference(request_id: str, status: str) -> dict[str, Any]:
+    """A create request Google is still working on (``pending``) or gave up (``failure``)."""
+    return {
+        "createRequest": {
+            "requestId": request_id,
+            "conferenceSolutionKey": {"type": "hangoutsMeet"},
+            "status": {"statusCode": status},
+        }
+    }
+
+
+def pending_request(conference: dict[str, Any] | None) -> str | None:
+    """The requestId of a create request still ``pending``."""
+    create = (conference or {}).get("createRequest") or {}
+    if (create.get("status") or {}).get("statusCode") == "pending":
+        return str(create["requestId"])
+    return None
+
+
+def conference_for(
+    body_conference: Any, existing: dict[str, Any] | None, outcome: str = "success"
+) -> dict[str, Any] | None:
     """Conference data for ``conferenceDataVersion=1``: a Meet for a createRequest (kept when the
-    requestId is unchanged), else the client's own entry points."""
+    requestId is unchanged), else the client's own entry points. ``outcome`` is how Google
+    answers a new create request: at once (``success``), later (``pending``), or ``failure``."""
     if body_conference is None:
         return None
     require(isinstance(body_conference, dict), "conferenceData", body_conference)
@@ -524,27 +576,9 @@ def conference_for(body_conference: Any, existing: dict[str, Any] | None) -> dic
             raise bad_request("Invalid conference type value (the emulator creates only Meet).")
         if existing and existing.get("createRequest", {}).get("requestId") == request_id:
             return existing
-        code = meet_code()
-        return {
-            "createRequest": {
-                "requestId": request_id,
-                "conferenceSolutionKey": {"type": "hangoutsMeet"},
-                "status": {"statusCode": "success"},
-            },
-            "entryPoints": [
-                {
-                    "entryPointType": "video",
-                    "uri": f"https://meet.google.com/{code}",
-                    "label": f"meet.google.com/{code}",
-                }
-            ],
-            "conferenceSolution": {
-                "key": {"type": "hangoutsMeet"},
-                "name": "Google Meet",
-                "iconUri": MEET_ICON,
-            },
-            "conferenceId": code,
-        }
+        if outcome == "success":
+            return meet_conference(request_id)
+        return unsettled_conference(request_id, outcome)
     conference: dict[str, Any] = {}
     if isinstance(body_conference.get("conferenceId"), str):
         conference["conferenceId"] = body_conference["conferenceId"]
@@ -703,11 +737,14 @@ def cancel_event(emulator: Emulator, calendar: CalendarData, stored: StoredEvent
 
 
 def new_fields(
-    body: dict[str, Any], conference_version: int, existing: dict[str, Any] | None
+    body: dict[str, Any],
+    conference_version: int,
+    existing: dict[str, Any] | None,
+    outcome: str = "success",
 ) -> dict[str, Any]:
     fields = clean_fields(body)
     if conference_version >= 1 and "conferenceData" in body:
-        fields["conferenceData"] = conference_for(body["conferenceData"], existing)
+        fields["conferenceData"] = conference_for(body["conferenceData"], existing, outcome)
     elif existing is not None:
         fields["conferenceData"] = existing
     return fields
@@ -1191,7 +1228,12 @@ async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
     body = await json_body(request)
     send_updates = send_updates_of(request)
     event_id = event_id_for(body, calendar)
-    fields = new_fields(body, query_int(request, "conferenceDataVersion", 0), None)
+    fields = new_fields(
+        body,
+        query_int(request, "conferenceDataVersion", 0),
+        None,
+        state.conference_outcomes.get(email, "success"),
+    )
     resource = write_event(
         emulator, calendar, event_id, fields, creator=email, organizer=calendar.id
     )
@@ -1216,6 +1258,7 @@ async def modify(
         body,
         query_int(request, "conferenceDataVersion", 0),
         stored.fields.get("conferenceData"),
+        state.conference_outcomes.get(email, "success"),
     )
     if patch:
         fields = {**stored.fields, **changes}
@@ -1554,6 +1597,57 @@ async def seed_delete(request: Request, email: str, eventId: str) -> Response:
     emulator, state, calendar = seed_calendar(request, email)
     cancel(emulator, state, calendar, eventId)
     return Response(status_code=204)
+
+
+@router.post("/_emulator/calendar/{email}/conferences")
+async def seed_conference_outcome(request: Request, email: str) -> dict[str, Any]:
+    """How the user's next Meet create requests are answered: ``success`` at once (the
+    default), ``pending`` (until settled below) or ``failure`` (Meet turned off)."""
+    state = state_of(emulator_of(request))
+    body = await json_body(request)
+    outcome = body.get("outcome")
+    if outcome not in CONFERENCE_OUTCOMES:
+        raise bad_request("outcome must be success, pending or failure.", "required")
+    ensure_user(state, email)
+    state.conference_outcomes[email.lower()] = outcome
+    return {"outcome": outcome}
+
+
+@router.post("/_emulator/calendar/{email}/conferences/settle")
+async def seed_settle_conferences(request: Request, email: str) -> dict[str, Any]:
+    """Settle every pending Meet create request of the user's calendars with ``outcome``
+    (``success``: a link; ``failure``), as Google does later: each event changes (new ETag,
+    ``updated``), its copies follow and channels are notified."""
+    emulator = emulator_of(request)
+    state = state_of(emulator)
+    body = await json_body(request)
+    outcome = body.get("outcome")
+    if outcome not in ("success", "failure"):
+        raise bad_request("outcome must be success or failure.", "required")
+    settled: list[str] = []
+    for calendar_id in list(ensure_user(state, email)):
+        calendar = state.calendars[calendar_id]
+        for event_id, stored in list(calendar.events.items()):
+            request_id = pending_request(stored.fields.get("conferenceData"))
+            if request_id is None or stored.resource["organizer"]["email"] != calendar.id:
+                continue
+            conference = (
+                meet_conference(request_id)
+                if outcome == "success"
+                else unsettled_conference(request_id, "failure")
+            )
+            write_event(
+                emulator,
+                calendar,
+                event_id,
+                {**stored.fields, "conferenceData": conference},
+                creator=stored.resource["creator"]["email"],
+                organizer=calendar.id,
+            )
+            notify_change(state, emulator, calendar.id)
+            invite_attendees(emulator, state, calendar, event_id)
+            settled.append(event_id)
+    return {"settled": settled}
 
 
 @router.post("/_emulator/calendar/{email}/invalidate-sync-tokens")

@@ -74,6 +74,16 @@ class GoogleEvent(GoogleResource):
         return self.status == CANCELLED
 
     @property
+    def conference_status(self) -> str | None:
+        """Where the Meet asked for stands: ``pending`` (Google is still creating it),
+        ``success`` (``hangout_link`` is set) or ``failure``; None when none was asked for."""
+        conference = self.raw.get("conferenceData") or {}
+        status = ((conference.get("createRequest") or {}).get("status") or {}).get("statusCode")
+        if isinstance(status, str):
+            return status
+        return "success" if self.hangout_link else None
+
+    @property
     def organized_by_owner(self) -> bool:
         """Whether the calendar holding this copy is the organizer's (else: an invitation)."""
         return self.organizer is None or self.organizer.is_self

@@ -273,6 +273,10 @@ class EventPublic(BaseModel):
         "`accepted`, `declined`, `tentative`)"
     )
     hangout_link: str | None
+    conference_status: str | None = Field(
+        description="The Meet asked for: `pending` (Google is still creating it; the link comes "
+        "with a later sync), `success` (`hangout_link`), `failure`; null when none was asked for"
+    )
     html_link: str | None
     visibility: str
     links: list[LinkPublic]

@@ -262,7 +262,11 @@ class CalendarService:
                 if value.get("dateTime"):
                     value["timeZone"] = data.timezone
                     body[side] = value
-        if data.conference is True and not stored.get("hangoutLink"):
+        # A Meet Google is still creating is not asked for again; a failed one is.
+        if data.conference is True and stored_event(event).conference_status not in (
+            "success",
+            "pending",
+        ):
             body["conferenceData"] = {
                 "createRequest": {
                     "requestId": uuid4().hex,
