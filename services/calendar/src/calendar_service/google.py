@@ -16,7 +16,6 @@ from pipedesk_common.google.resources import GoogleModel, GoogleResource, Page, 
 from pipedesk_common.mirror.paged import WatermarkExpired
 
 CANCELLED = "cancelled"
-RESPONSES = ("accepted", "declined", "tentative")
 
 
 class NotOrganizer(Forbidden):
@@ -199,8 +198,7 @@ class CalendarGoogle:
         except Forbidden as error:
             if any(e.code == "forbiddenForNonOrganizer" for e in error.errors or []):
                 raise NotOrganizer(
-                    "only the organizer may change this event (Google: forbiddenForNonOrganizer);"
-                    " answer the invitation with POST /api/calendar/events/{id}/rsvp"
+                    "only the organizer may change this event (Google: forbiddenForNonOrganizer)"
                 ) from error
             raise
 

@@ -190,7 +190,9 @@ class _EventWrite(BaseModel):
     )
     links: list[LinkInput] | None = Field(None, max_length=20)
     conference: bool | None = Field(
-        None, description="true adds a Google Meet link (`hangout_link`); false removes it."
+        None,
+        description="true asks Google for a Meet (`hangout_link`; see `conference_status`: "
+        "Google may create it later); false removes it.",
     )
     visibility: Visibility | None = None
     notify: Notify = Field("all", description=NOTIFY_DESCRIPTION)

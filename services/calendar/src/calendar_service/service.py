@@ -235,11 +235,7 @@ class CalendarService:
             )
         shared = data.model_fields_set - PIPEDESK_ONLY
         if shared and not stored_event(event).organized_by_owner:
-            raise NotOrganizer(
-                f"only the organizer ({_organizer_of(event)}) may change "
-                f"{', '.join(sorted(shared))}; answer the invitation with "
-                f"POST /api/calendar/events/{event.id}/rsvp"
-            )
+            raise _not_organizer(event, shared)
         start, end = data.times()
         stored = event.resource
         if start is not None or end is not None:
@@ -277,13 +273,17 @@ class CalendarService:
             body["conferenceData"] = None
         resource = stored_event(event)
         if body:
-            resource = await self.google.patch(
-                google_user(principal),
-                calendar.google_id,
-                event.google_id,
-                body,
-                send_updates=SEND_UPDATES[data.notify],
-            )
+            try:
+                resource = await self.google.patch(
+                    google_user(principal),
+                    calendar.google_id,
+                    event.google_id,
+                    body,
+                    send_updates=SEND_UPDATES[data.notify],
+                )
+            except NotOrganizer as refused:
+                # The mirror had not seen yet that this is an invitation; Google had.
+                raise _not_organizer(event, shared) from refused
         async with self.uow.write() as session:
             applied = await self.writer.apply(
                 session, calendar, resource, actor_id=principal.sub, links=links
@@ -410,9 +410,13 @@ class CalendarService:
         return await self.runtime.push().stop_all(principal.org_id, principal.sub)
 
 
-def _organizer_of(event: MirroredEvent) -> str:
+def _not_organizer(event: MirroredEvent, fields: set[str]) -> NotOrganizer:
     organizer = stored_event(event).organizer
-    return (organizer.email if organizer else None) or "another user"
+    who = (organizer.email if organizer and not organizer.is_self else None) or "another user"
+    return NotOrganizer(
+        f"only the organizer ({who}) may change {', '.join(sorted(fields))}; answer the "
+        f"invitation with POST /api/calendar/events/{event.id}/rsvp"
+    )
 
 
 def _stored_when(value: dict[str, Any] | None) -> When:
