@@ -60,6 +60,7 @@ from pipedesk_common.google.scopes import (
     IDENTITY_SCOPES,
     PRODUCT_SCOPES,
     granted_products,
+    missing_scopes,
     products_needing,
     scopes_for,
 )
@@ -329,7 +330,7 @@ class AccountsService:
                 "Google revoked this user's access; they must connect Google again",
                 errors=[_connect_hint(granted_products(connection.scopes), "revoked")],
             )
-        missing = sorted(set(request.scopes) - set(connection.scopes))
+        missing = missing_scopes(connection.scopes, request.scopes)
         if missing:
             raise GoogleNotConnected(
                 f"Google is not connected for the scopes {', '.join(missing)}",
