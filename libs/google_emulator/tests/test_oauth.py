@@ -28,7 +28,9 @@ def test_code_flow_with_pkce(emu: Any) -> None:
     assert wrong.json()["error"] == "invalid_grant"
 
     verifier, challenge = emu.pkce_pair()
-    code = emu.authorize("ann@example.com", [TASKS, "email"], code_challenge=challenge)["code"][0]
+    code = emu.authorize(
+        "ann@example.com", [TASKS, "email"], code_challenge=challenge, access_type="offline"
+    )["code"][0]
     granted = emu.exchange(code, verifier)
     assert granted.status_code == 200
     body = granted.json()
@@ -52,6 +54,55 @@ def test_code_flow_with_pkce(emu: Any) -> None:
     v3 = httpx.get(f"{emu.url}/oauth2/v3/userinfo", headers=bearer).json()
     assert v3["email_verified"] is True
     assert v3["sub"] == v2["id"]
+
+
+def _tokens(emu: Any, email: str, scopes: list[str], **params: str) -> dict[str, Any]:
+    verifier, challenge = emu.pkce_pair()
+    code = emu.authorize(email, scopes, code_challenge=challenge, **params)["code"][0]
+    answer = emu.exchange(code, verifier)
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_a_refresh_token_comes_only_with_offline_access_and_again_only_with_consent(
+    emu: Any,
+) -> None:
+    online = _tokens(emu, "ann@example.com", [TASKS])
+    assert "refresh_token" not in online
+    assert online["access_token"]
+    first = _tokens(emu, "ann@example.com", [TASKS], access_type="offline")
+    assert first["refresh_token"]
+    # The user holds an offline grant for this client: no second refresh token without consent.
+    again = _tokens(emu, "ann@example.com", [TASKS], access_type="offline")
+    assert "refresh_token" not in again
+    consented = _tokens(emu, "ann@example.com", [TASKS], access_type="offline", prompt="consent")
+    assert consented["refresh_token"] not in (None, first["refresh_token"])
+    # Once every grant is revoked, the next offline consent gives a refresh token again.
+    emu.admin("POST", "/users/ann@example.com/revoke")
+    assert _tokens(emu, "ann@example.com", [TASKS], access_type="offline")["refresh_token"]
+    bad = emu.authorize("ann@example.com", [TASKS], code_challenge="c", access_type="forever")
+    assert bad["error"] == ["invalid_request"]
+
+
+def test_granular_consent_grants_fewer_scopes_than_asked(emu: Any) -> None:
+    emu.admin("PUT", "/users/ann@example.com/consent", json={"declined_scopes": [TASKS, "email"]})
+    _, challenge = emu.pkce_pair()
+    redirect = emu.authorize(
+        "ann@example.com", ["openid", "email", TASKS, TASKS_READONLY], code_challenge=challenge
+    )
+    # Sign-in scopes cannot be unticked; tasks was.
+    assert set(redirect["scope"][0].split()) == {"openid", "email", TASKS_READONLY}
+    tokens = _tokens(emu, "ann@example.com", [TASKS, TASKS_READONLY], access_type="offline")
+    assert set(tokens["scope"].split()) == {TASKS_READONLY}
+    service = emu.tasks(emu.credentials(tokens["access_token"]))
+    assert service.tasklists().list().execute()["items"]
+    with pytest.raises(HttpError) as caught:
+        service.tasklists().insert(body={"title": "Not granted"}).execute()
+    assert caught.value.error_details[0]["reason"] == "insufficientPermissions"
+    nothing = emu.authorize("ann@example.com", [TASKS], code_challenge=challenge)
+    assert nothing["error"] == ["access_denied"]
+    assert nothing["state"] == ["xyz"]
 
 
 def test_authorization_requires_pkce_and_known_client(emu: Any) -> None:
@@ -168,7 +219,7 @@ def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
 
 def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None:
     first = emu.oauth_login("bea@example.com", [TASKS])
-    second = emu.oauth_login("bea@example.com", [TASKS_READONLY])
+    second = emu.oauth_login("bea@example.com", [TASKS_READONLY], prompt="consent")
     other = emu.oauth_login("cy@example.com", [TASKS])
     assert emu.admin("POST", "/users/Bea@example.com/revoke").json() == {"revoked": 2}
     for tokens in (first, second):

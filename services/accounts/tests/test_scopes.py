@@ -92,3 +92,76 @@ async def test_a_narrower_grant_than_a_products_scopes_does_not_count(
     assert refused.status_code == 409
     assert refused.json()["type"] == "urn:pipedesk:problem:google-not-connected"
 
+
+async def test_a_product_google_did_not_wholly_grant_needs_reconnect_until_connected_again(
+    accounts: Accounts, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    email = rep.principal.email
+    # On Google's consent screen the user unticks free/busy (granular consent).
+    declined = {"declined_scopes": [AUTH + "calendar.freebusy"]}
+    await accounts.google.admin("PUT", f"/users/{email}/consent", json=declined)
+    outcome = accounts.outcome(await accounts.connect(rep, "calendar,tasks"))
+    assert outcome == {
+        "google": ["connected"],
+        "products": ["tasks"],
+        "needs_reconnect": ["calendar"],
+    }
+    status = (await accounts.client.get("/api/accounts/google", headers=rep.headers)).json()
+    assert AUTH + "calendar.freebusy" not in status["scopes"]  # what Google granted, not asked
+    calendar = status["products"]["calendar"]
+    assert (calendar["granted"], calendar["state"]) == (False, "needs_reconnect")
+    assert calendar["missing_scopes"] == [AUTH + "calendar.freebusy"]
+    assert "calendar.freebusy" in calendar["problem"]
+    assert status["products"]["tasks"]["state"] == "granted"
+    assert status["products"]["drive"]["state"] == "not_requested"
+
+    health = await accounts.client.get("/api/accounts/google/health", headers=rep.headers)
+    [account] = health.json()["items"]
+    by_product = {item["product"]: item for item in account["products"]}
+    assert by_product["calendar"]["state"] == "needs_reconnect"
+    assert by_product["calendar"]["last_error"]["type"] == (
+        "urn:pipedesk:problem:google-not-connected"
+    )
+    assert "calendar.freebusy" in by_product["calendar"]["last_error"]["message"]
+    assert by_product["tasks"]["state"] == "idle"
+    # A service asking for Calendar's scopes is told at once, before any call to Google.
+    refused = await accounts.token(rep, CALENDAR_TODAY)
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["message"] == "connect Google for: calendar"
+
+    # The user connects Calendar again and this time allows everything.
+    await accounts.google.admin("PUT", f"/users/{email}/consent", json={"declined_scopes": []})
+    again = accounts.outcome(await accounts.connect(rep, "calendar"))
+    assert again == {"google": ["connected"], "products": ["calendar,tasks"]}
+    status = (await accounts.client.get("/api/accounts/google", headers=rep.headers)).json()
+    assert status["products"]["calendar"]["state"] == "granted"
+    # The refresh token now stored carries the new grant: its tokens reach free/busy.
+    answer = await accounts.token(rep, CALENDAR_TODAY, force_refresh=True)
+    assert answer.status_code == 200, answer.text
+    window = {"timeMin": "2030-01-01T00:00:00Z", "timeMax": "2030-01-02T00:00:00Z", "items": []}
+    async with httpx.AsyncClient() as http:
+        busy = await http.post(
+            accounts.google.emulator_url + "/calendar/v3/freeBusy",
+            json=window,
+            headers={"Authorization": f"Bearer {answer.json()['access_token']}"},
+        )
+    assert busy.status_code == 200
+
+
+async def test_the_consent_asks_for_offline_access_with_the_consent_screen(
+    accounts: Accounts, users: Users
+) -> None:
+    """Google gives a refresh token only for offline access, and once the user holds one, a
+    new one (carrying newly added scopes) only when the consent screen is shown again."""
+    rep = users.make(Role.REP)
+    start = await accounts.client.get(
+        "/api/accounts/google/connect", params={"products": "tasks"}, headers=rep.headers
+    )
+    query = parse_qs(urlparse(start.json()["authorization_url"]).query)
+    assert (query["access_type"], query["prompt"]) == (["offline"], ["consent"])
+    assert query["include_granted_scopes"] == ["true"]
+    accounts.outcome(await accounts.connect(rep, "tasks"))
+    first = await accounts.refresh_token_of(rep.sub)
+    accounts.outcome(await accounts.connect(rep, "calendar"))
+    assert await accounts.refresh_token_of(rep.sub) != first

@@ -49,6 +49,13 @@ class UserSpec(BaseModel):
     name: str | None = None
 
 
+class ConsentSpec(BaseModel):
+    declined_scopes: list[str] = Field(
+        description="Scopes the user unticks on every later consent screen (sign-in scopes "
+        "cannot be unticked)"
+    )
+
+
 class TokenSpec(BaseModel):
     email: str
     scopes: list[str]
@@ -156,6 +163,15 @@ async def revoke_user_access(request: Request, email: str) -> dict[str, Any]:
     """Revoke every grant of a user (they removed the app from their Google account): their next
     refresh gets ``invalid_grant``, their access tokens ``401``."""
     return {"revoked": revoke_user(emulator_of(request), email)}
+
+
+@router.put("/users/{email}/consent", status_code=204)
+async def set_consent(request: Request, email: str, spec: ConsentSpec) -> Response:
+    """How the user answers later consent screens: granting every scope asked but these."""
+    emulator = emulator_of(request)
+    user = ensure_user(emulator, email)
+    oauth_state(emulator).declined[user.email] = frozenset(spec.declined_scopes)
+    return Response(status_code=204)
 
 
 @router.post("/tokens")
