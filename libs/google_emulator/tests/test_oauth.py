@@ -176,18 +176,24 @@ def test_out_of_scope_is_403(emu: Any) -> None:
     assert caught.value.error_details[0]["reason"] == "insufficientPermissions"
 
 
-def _service_account(emu: Any, domain: str) -> tuple[RSAKey, str]:
+def _service_account(emu: Any, domain: str, scopes: list[str]) -> tuple[RSAKey, str]:
+    """A service account whose client id the domain's admin authorised for ``scopes``."""
     key = RSAKey.generate_key(2048)
     email = "sync@pipedesk-dev.iam.gserviceaccount.com"
-    emu.admin(
+    registered = emu.admin(
         "POST",
         "/service-accounts",
-        json={"email": email, "public_jwk": key.as_dict(private=False), "domain": domain},
+        json={"email": email, "public_jwk": key.as_dict(private=False)},
+    ).json()
+    emu.admin(
+        "PUT", f"/domains/{domain}/delegation/{registered['client_id']}", json={"scopes": scopes}
     )
     return key, email
 
 
-def _delegated(emu: Any, key: RSAKey, email: str, subject: str) -> Any:
+def _delegated(
+    emu: Any, key: RSAKey, email: str, subject: str, scopes: list[str] | None = None
+) -> Any:
     info = {
         "type": "service_account",
         "client_email": email,
@@ -196,13 +202,13 @@ def _delegated(emu: Any, key: RSAKey, email: str, subject: str) -> Any:
         "token_uri": f"{emu.url}/token",
     }
     credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-        info, scopes=[TASKS], subject=subject
-    )
+        info, scopes=scopes or [TASKS]
+    ).with_subject(subject)
     return emu.tasks(credentials)
 
 
 def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
-    key, email = _service_account(emu, "example.com")
+    key, email = _service_account(emu, "example.com", [TASKS])
     service = _delegated(emu, key, email, "bob@example.com")
     created = service.tasklists().insert(body={"title": "Delegated"}).execute()
     assert created["title"] == "Delegated"
@@ -215,6 +221,19 @@ def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
     stranger = RSAKey.generate_key(2048)
     with pytest.raises(RefreshError, match="invalid_grant"):
         _delegated(emu, stranger, email, "bob@example.com").tasklists().list().execute()
+
+
+def test_delegation_is_refused_for_a_scope_the_domain_admin_did_not_authorise(emu: Any) -> None:
+    key, email = _service_account(emu, "example.com", [TASKS_READONLY])
+    reader = _delegated(emu, key, email, "bob@example.com", [TASKS_READONLY])
+    assert reader.tasklists().list().execute()["items"]
+    # tasks covers tasks.readonly, but the admin console authorises scopes as listed.
+    with pytest.raises(RefreshError, match="unauthorized_client") as refused:
+        _delegated(emu, key, email, "bob@example.com", [TASKS]).tasklists().list().execute()
+    assert "not authorized for any of the scopes requested" in str(refused.value)
+    both = _delegated(emu, key, email, "bob@example.com", [TASKS, TASKS_READONLY])
+    with pytest.raises(RefreshError, match="unauthorized_client"):
+        both.tasklists().list().execute()
 
 
 def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None:

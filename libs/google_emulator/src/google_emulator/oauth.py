@@ -86,7 +86,7 @@ class RefreshGrant:
 class ServiceAccount:
     email: str
     key: RSAKey
-    domain: str
+    client_id: str  # the numeric "unique ID" a Workspace admin authorises for delegation
 
 
 @dataclass
@@ -101,6 +101,9 @@ class OAuthState:
     # Per user, the scopes they untick on every consent screen (granular consent).
     declined: dict[str, frozenset[str]] = field(default_factory=dict)
     service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    # Each Workspace domain's admin console: the client ids allowed domain-wide delegation, and
+    # for which scopes.
+    delegations: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
 
 
 def oauth_state(emulator: Emulator) -> OAuthState:
@@ -326,12 +329,18 @@ def _jwt_bearer_grant(request: Request, form: dict[str, str], emulator: Emulator
     if not scopes:
         raise OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
     subject = str(claims.get("sub") or account.email).lower()
-    if subject != account.email and subject.rpartition("@")[2] != account.domain:
-        raise OAuthError(
-            "unauthorized_client",
-            "Client is unauthorized to retrieve access tokens using this method.",
-            401,
-        )
+    if subject != account.email:
+        # Impersonation: the subject's domain admin must have authorised this client id for
+        # every scope asked (Google's admin console, Security > API controls).
+        domain = subject.rpartition("@")[2]
+        authorised = state.delegations.get(domain, {}).get(account.client_id, frozenset())
+        if not scopes <= authorised:
+            raise OAuthError(
+                "unauthorized_client",
+                "Client is unauthorized to retrieve access tokens using this method, or client "
+                "not authorized for any of the scopes requested.",
+                401,
+            )
     ensure_user(emulator, subject)
     request.state.emulator_user = subject
     access = emulator.issue_access_token(subject, scopes, ACCESS_TOKEN_LIFETIME)
