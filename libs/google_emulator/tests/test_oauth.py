@@ -249,3 +249,9 @@ def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None
     still = {"Authorization": f"Bearer {other['access_token']}"}
     assert httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=still).status_code == 200
     assert emu.admin("POST", "/users/bea@example.com/revoke").json() == {"revoked": 0}
+    # Nothing granted before the removal comes back with include_granted_scopes.
+    _, challenge = emu.pkce_pair()
+    redirect = emu.authorize(
+        "bea@example.com", ["email"], code_challenge=challenge, include_granted_scopes="true"
+    )
+    assert redirect["scope"] == ["email"]

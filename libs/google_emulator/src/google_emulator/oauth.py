@@ -397,6 +397,10 @@ def revoke_user(emulator: Emulator, email: str) -> int:
     ]
     for grant in live:
         revoke_grant(emulator, grant)
+    # The app no longer holds any scope of the user: a later include_granted_scopes adds none.
+    granted = oauth_state(emulator).granted
+    for key in [key for key in granted if key[0] == email.lower()]:
+        del granted[key]
     return len(live)
 
 
