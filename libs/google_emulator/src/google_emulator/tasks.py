@@ -12,8 +12,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from google_emulator.core import (
-    TASKS_READ_SCOPES,
-    TASKS_SCOPES,
     Emulator,
     GoogleError,
     begin,
@@ -269,7 +267,7 @@ async def tasklists_list(
     max_results: int = Query(1000, alias="maxResults", ge=1, le=1000),
 ) -> dict[str, Any]:
     """tasks.tasklists.list"""
-    emulator, email = await begin(request, "tasks.tasklists.list", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.list")
     data = user_tasks(emulator, email)
     page = paged(
         emulator,
@@ -291,14 +289,14 @@ async def tasklists_list(
 @router.get("/users/@me/lists/{tasklist}")
 async def tasklists_get(request: Request, tasklist: str) -> dict[str, Any]:
     """tasks.tasklists.get"""
-    emulator, email = await begin(request, "tasks.tasklists.get", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.get")
     return tasklist_json(_base(request), _tasklist(user_tasks(emulator, email), tasklist))
 
 
 @router.post("/users/@me/lists")
 async def tasklists_insert(request: Request) -> dict[str, Any]:
     """tasks.tasklists.insert"""
-    emulator, email = await begin(request, "tasks.tasklists.insert", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.insert")
     title = _title(await _json_body(request), required=True) or ""
     record = TaskListRecord(id=_new_id(), title=title, updated=emulator.clock.now())
     user_tasks(emulator, email).lists[record.id] = record
@@ -306,7 +304,7 @@ async def tasklists_insert(request: Request) -> dict[str, Any]:
 
 
 async def _modify_list(request: Request, tasklist: str, method: str) -> dict[str, Any]:
-    emulator, email = await begin(request, method, TASKS_SCOPES)
+    emulator, email = await begin(request, method)
     record = _tasklist(user_tasks(emulator, email), tasklist)
     title = _title(await _json_body(request), required=method.endswith("update"))
     if title is not None:
@@ -330,7 +328,7 @@ async def tasklists_update(request: Request, tasklist: str) -> dict[str, Any]:
 @router.delete("/users/@me/lists/{tasklist}", status_code=204)
 async def tasklists_delete(request: Request, tasklist: str) -> Response:
     """tasks.tasklists.delete (the default list cannot be deleted)"""
-    emulator, email = await begin(request, "tasks.tasklists.delete", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.delete")
     data = user_tasks(emulator, email)
     record = _tasklist(data, tasklist)
     if record.id == data.default_id:
@@ -369,7 +367,7 @@ async def tasks_list(
     show_assigned: bool = Query(False, alias="showAssigned"),
 ) -> dict[str, Any]:
     """tasks.tasks.list (assigned tasks do not exist in the emulator, so showAssigned is moot)"""
-    emulator, email = await begin(request, "tasks.tasks.list", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.list")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     bounds = {"completedMin": completed_min, "completedMax": completed_max, "dueMin": due_min}
     bounds["dueMax"] = due_max
@@ -406,7 +404,7 @@ async def tasks_list(
 @router.get("/lists/{tasklist}/tasks/{task}")
 async def tasks_get(request: Request, tasklist: str, task: str) -> dict[str, Any]:
     """tasks.tasks.get"""
-    emulator, email = await begin(request, "tasks.tasks.get", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.get")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     return task_json(_base(request), record, _task(record, task))
 
@@ -436,14 +434,14 @@ async def tasks_insert(
     previous: str | None = Query(None),
 ) -> dict[str, Any]:
     """tasks.tasks.insert"""
-    emulator, email = await begin(request, "tasks.tasks.insert", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.insert")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     task = create_task(emulator, record, await _json_body(request), parent, previous)
     return task_json(_base(request), record, task)
 
 
 async def _modify_task(request: Request, tasklist: str, task: str, method: str) -> dict[str, Any]:
-    emulator, email = await begin(request, method, TASKS_SCOPES)
+    emulator, email = await begin(request, method)
     record = _tasklist(user_tasks(emulator, email), tasklist)
     found = _task(record, task)
     body = await _json_body(request)
@@ -476,7 +474,7 @@ def _descendants(record: TaskListRecord, task_id: str) -> list[TaskRecord]:
 @router.delete("/lists/{tasklist}/tasks/{task}", status_code=204)
 async def tasks_delete(request: Request, tasklist: str, task: str) -> Response:
     """tasks.tasks.delete: marks the task and its subtasks deleted"""
-    emulator, email = await begin(request, "tasks.tasks.delete", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.delete")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     found = _task(record, task)
     for doomed in [found, *_descendants(record, found.id)]:
@@ -495,7 +493,7 @@ async def tasks_move(
     destination: str | None = Query(None, alias="destinationTasklist"),
 ) -> dict[str, Any]:
     """tasks.tasks.move: to a new parent/position, optionally into another list (with subtasks)"""
-    emulator, email = await begin(request, "tasks.tasks.move", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.move")
     data = user_tasks(emulator, email)
     record = _tasklist(data, tasklist)
     found = _task(record, task)
@@ -514,7 +512,7 @@ async def tasks_move(
 @router.post("/lists/{tasklist}/clear", status_code=204)
 async def tasks_clear(request: Request, tasklist: str) -> Response:
     """tasks.tasks.clear: hides every completed task of the list"""
-    emulator, email = await begin(request, "tasks.tasks.clear", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.clear")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     for task in record.tasks.values():
         if task.status == "completed" and not task.hidden and not task.deleted:
