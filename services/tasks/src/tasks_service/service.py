@@ -401,11 +401,18 @@ class TasksService:
             """What an insert whose answer was lost made: the task a poll gave this create
             meanwhile, or the task in Google with its content (Google keeps no field of ours,
             so the content we wrote and the time are the marker)."""
-            async with self.uow.read() as session:
-                current = await TasksRepository(session).any_task(task.id)
-            if current is not None and current.google_id is not None:
-                return GoogleTask.model_validate(current.resource)
-            return await self.poll.find_in_google(tasklist, task)
+
+            async def adopted() -> GoogleTask | None:
+                async with self.uow.read() as session:
+                    current = await TasksRepository(session).any_task(task.id)
+                if current is not None and current.google_id is not None:
+                    return GoogleTask.model_validate(current.resource)
+                return None
+
+            # Read before and after the search: a poll adopting it meanwhile is seen either way.
+            return (
+                await adopted() or await self.poll.find_in_google(tasklist, task) or await adopted()
+            )
 
         try:
             resource = await self.google.insert(
