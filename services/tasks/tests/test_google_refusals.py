@@ -52,6 +52,27 @@ async def test_a_spent_quota_answers_503_with_a_retry_after_and_is_not_retried(
     assert [task["title"] for task in await stack.google_tasks(rep)] == ["Warm-up"]
 
 
+async def test_rate_limits_past_the_retries_answer_503_with_googles_retry_after(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    fault = {"api_method": "tasks.tasks.insert", "status": 429, "retry_after": 1, "count": 5}
+    async with stack.start() as service:
+        await stack.create(service, rep, title="Warm-up")
+        await stack.google.admin("POST", "/faults", json={**fault, "user": rep.principal.email})
+        try:
+            answer = await service.client.post(
+                "/api/tasks", json={"title": "Limited"}, headers=rep.headers
+            )
+        finally:
+            await stack.google.admin("DELETE", "/faults")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["type"] == PROBLEM + "google-unavailable"
+    assert answer.headers["Retry-After"] == "1"
+    assert [task["title"] for task in await stack.google_tasks(rep)] == ["Warm-up"]
+
+
 async def test_a_spent_quota_backs_the_poll_off_for_as_long_as_google_asks(
     stack: Any, users: Users
 ) -> None:
