@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import socketserver
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,3 +391,34 @@ async def test_every_method_the_services_call_is_classified() -> None:
         assert repeatable("calendar", calendar, method), method
     with pytest.raises(ValueError, match="no method"):
         repeatable("tasks", tasks, "tasks.send")
+
+
+class HangingUp(socketserver.ThreadingTCPServer):
+    """Reads each request, then closes the connection without a word (Google's answer lost)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+        self.received = 0
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.recv(65536)
+        self.received += 1
+
+
+async def test_a_request_whose_connection_closed_unanswered_is_sent_once(
+    harness: Harness,
+) -> None:
+    # httplib2 on its own sends such a request again on a fresh connection: never a create.
+    with HangingUp() as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            silent = Harness(harness.emulator, f"http://127.0.0.1:{server.server_address[1]}")
+            with pytest.raises(GoogleQuotaExhausted):
+                await silent.api(EmulatorCredentials(harness.emulator)).call(
+                    USER, "tasklists.insert", insert_list("Q7")
+                )
+        finally:
+            server.shutdown()
+    assert server.received == 1
