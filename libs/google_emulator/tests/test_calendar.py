@@ -1087,3 +1087,18 @@ def test_a_meet_may_be_pending_then_succeed_or_fail(served: Served) -> None:
     failed = service.events().get(calendarId="primary", eventId=second["id"]).execute()
     assert failed["conferenceData"]["createRequest"]["status"] == {"statusCode": "failure"}
     assert "hangoutLink" not in failed
+
+
+@pytest.mark.parametrize("address", ["carol@example..com", "carol@-example.com", "carol"])
+def test_an_attendee_that_is_not_an_email_address_is_refused(served: Served, address: str) -> None:
+    service = served.service()
+    body = {
+        "summary": "Kickoff",
+        **timed("2030-01-07T10:00:00+01:00", "2030-01-07T11:00:00+01:00"),
+        "attendees": [{"email": address}],
+    }
+    with pytest.raises(HttpError) as refused:
+        service.events().insert(calendarId="primary", body=body).execute()
+    assert refused.value.resp.status == 400
+    assert refused.value.error_details[0]["reason"] == "invalid"
+    assert refused.value.error_details[0]["message"] == "Invalid attendee email."

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
+from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request, Response
 
 from google_emulator.core import (
@@ -438,6 +439,15 @@ def clean_fields(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def is_email_address(value: str) -> bool:
+    """An address Google takes as an attendee: well-formed (its domain is not looked up)."""
+    try:
+        validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def require(condition: bool, name: str, value: Any) -> Any:
     if not condition:
         raise bad_request(f"Invalid value for: {name}")
@@ -450,8 +460,10 @@ def clean_attendees(value: Any) -> list[dict[str, Any]]:
     for item in value:
         require(isinstance(item, dict), "attendees", item)
         email = item.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise bad_request("Missing or invalid attendee email.", "required")
+        if not isinstance(email, str) or not email:
+            raise bad_request("Missing attendee email.", "required")
+        if not is_email_address(email):
+            raise bad_request("Invalid attendee email.")
         attendee: dict[str, Any] = {"email": email.lower()}
         if item.get("displayName") is not None:
             attendee["displayName"] = require(
