@@ -458,6 +458,99 @@ def test_single_events_expands_a_weekly_rule(served: Served) -> None:
     assert unordered.value.resp.status == 400
 
 
+def test_a_series_expands_its_rule_and_keeps_instances_changed_on_their_own(
+    served: Served,
+) -> None:
+    service = served.service()
+    events = service.events()
+    series = events.insert(
+        calendarId="primary",
+        body={
+            "summary": "Stand-up",
+            "start": {"dateTime": "2030-03-25T09:00:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": "2030-03-25T09:15:00", "timeZone": "Europe/Berlin"},
+            "recurrence": [
+                "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=6",
+                "EXDATE;TZID=Europe/Berlin:20300327T090000",
+            ],
+        },
+    ).execute()
+    instances = events.instances(calendarId="primary", eventId=series["id"]).execute()["items"]
+    # Wall-clock time is kept across the change to summer time (31 March in Berlin).
+    assert [i["start"]["dateTime"] for i in instances] == [
+        "2030-03-25T09:00:00+01:00",
+        "2030-04-01T09:00:00+02:00",
+        "2030-04-03T09:00:00+02:00",
+        "2030-04-08T09:00:00+02:00",
+        "2030-04-10T09:00:00+02:00",
+    ]
+    moved_id, cancelled_id = instances[1]["id"], instances[2]["id"]
+    assert moved_id == f"{series['id']}_20300401T070000Z"
+    moved = events.patch(
+        calendarId="primary",
+        eventId=moved_id,
+        body={
+            "start": {"dateTime": "2030-04-01T15:00:00+02:00"},
+            "end": {"dateTime": "2030-04-01T15:15:00+02:00"},
+        },
+    ).execute()
+    assert moved["recurringEventId"] == series["id"]
+    assert moved["originalStartTime"]["dateTime"] == "2030-04-01T09:00:00+02:00"
+    assert moved["iCalUID"] == series["iCalUID"]
+    events.delete(calendarId="primary", eventId=cancelled_id).execute()
+
+    # Unexpanded (as a sync lists): the series, the moved instance and the cancelled one.
+    listed = {i["id"]: i for i in events.list(calendarId="primary").execute()["items"]}
+    assert set(listed) == {series["id"], moved_id, cancelled_id}
+    assert listed[cancelled_id]["status"] == "cancelled"
+    assert listed[cancelled_id]["recurringEventId"] == series["id"]
+    expanded = events.list(calendarId="primary", singleEvents=True, orderBy="startTime").execute()
+    assert [(i["id"], i["start"]["dateTime"]) for i in expanded["items"]][:3] == [
+        (instances[0]["id"], "2030-03-25T09:00:00+01:00"),
+        (moved_id, "2030-04-01T15:00:00+02:00"),
+        (instances[3]["id"], "2030-04-08T09:00:00+02:00"),
+    ]
+    again = events.instances(calendarId="primary", eventId=series["id"]).execute()["items"]
+    assert [i["id"] for i in again] == [i["id"] for i in instances if i["id"] != cancelled_id]
+    picked = events.instances(
+        calendarId="primary", eventId=series["id"], originalStart="2030-04-01T09:00:00+02:00"
+    ).execute()["items"]
+    assert [i["start"]["dateTime"] for i in picked] == ["2030-04-01T15:00:00+02:00"]
+
+    # Changing the series leaves its exceptions; cancelling it cancels them too.
+    renamed = events.patch(
+        calendarId="primary", eventId=series["id"], body={"summary": "Daily"}
+    ).execute()
+    assert renamed["recurrence"] == series["recurrence"]
+    assert events.get(calendarId="primary", eventId=instances[3]["id"]).execute()["summary"] == (
+        "Daily"
+    )
+    events.delete(calendarId="primary", eventId=series["id"]).execute()
+    assert events.get(calendarId="primary", eventId=moved_id).execute()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "recurrence",
+    [
+        ["RRULE:FREQ=SOMETIMES"],
+        ["RRULE:FREQ=WEEKLY;BYDAY=XX"],
+        ["RRULE:FREQ=WEEKLY;UNTIL=20300401T000000"],
+        ["EXDATE:20300401T090000Z"],
+        ["RRULE:FREQ=WEEKLY", "RRULE:FREQ=DAILY"],
+    ],
+)
+def test_a_malformed_recurrence_is_refused(served: Served, recurrence: list[str]) -> None:
+    with pytest.raises(HttpError) as refused:
+        served.service().events().insert(
+            calendarId="primary",
+            body={
+                **timed("2030-03-25T09:00:00Z", "2030-03-25T09:30:00Z"),
+                "recurrence": recurrence,
+            },
+        ).execute()
+    assert refused.value.resp.status == 400
+
+
 def test_freebusy_reports_opaque_confirmed_events(served: Served) -> None:
     service = served.service()
     service.events().insert(

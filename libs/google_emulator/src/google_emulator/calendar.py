@@ -1,5 +1,5 @@
-"""The emulated Google Calendar API v3: calendar list, events (with sync tokens, simple recurrence,
-Meet conferences, invitations), free/busy, push channels, and seed routes under
+"""The emulated Google Calendar API v3: calendar list, events (with sync tokens, recurrence and
+its exceptions, Meet conferences, invitations), free/busy, push channels, and seed routes under
 ``/_emulator/calendar/``.
 
 State lives in ``emulator.apis["calendar"]`` (a ``CalendarState``). Every change to a calendar bumps
@@ -17,13 +17,15 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
+from dateutil.rrule import rruleset, rrulestr
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request, Response
 
@@ -83,6 +85,9 @@ WRITABLE = (
     "reminders",
     "extendedProperties",
 )
+# What makes an event an exception of a series (an instance changed or cancelled on its own);
+# Google sets them, the client never writes them.
+INSTANCE_FIELDS = ("recurringEventId", "originalStartTime")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,78 +324,74 @@ def event_times(fields: dict[str, Any]) -> tuple[EventTime, EventTime]:
     return start, end
 
 
-@dataclass(frozen=True)
-class Rule:
-    step: timedelta
-    count: int | None
-    until: datetime | None
+RECURRENCE_PROPERTIES = ("RRULE", "EXDATE", "RDATE")
 
 
-def parse_recurrence(lines: list[str]) -> Rule | None:
-    """The emulator's subset of RFC 5545: one RRULE, FREQ=DAILY|WEEKLY, INTERVAL, COUNT, UNTIL."""
-    rules = [line for line in lines if line.upper().startswith("RRULE:")]
-    others = [line for line in lines if not line.upper().startswith("RRULE:")]
-    if others or len(rules) > 1:
-        raise bad_request("The emulator supports only a single RRULE line in recurrence.")
-    if not rules:
-        return None
-    parts: dict[str, str] = {}
-    for part in rules[0][len("RRULE:") :].split(";"):
-        key, _, value = part.partition("=")
-        parts[key.strip().upper()] = value.strip()
-    unsupported = set(parts) - {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST"}
-    freq = {"DAILY": 1, "WEEKLY": 7}.get(parts.get("FREQ", "").upper())
-    if unsupported or freq is None or ("COUNT" in parts and "UNTIL" in parts):
-        raise bad_request(
-            "Invalid recurrence rule (the emulator supports FREQ=DAILY|WEEKLY with INTERVAL, "
-            "COUNT or UNTIL)."
-        )
-    try:
-        interval = int(parts.get("INTERVAL", "1"))
-        count = int(parts["COUNT"]) if "COUNT" in parts else None
-        until = parse_until(parts["UNTIL"]) if "UNTIL" in parts else None
-    except ValueError as exc:
-        raise bad_request("Invalid recurrence rule.") from exc
-    if interval < 1 or (count is not None and count < 1):
+def recurrence_set(lines: list[str], start: EventTime) -> rruleset:
+    """A series' occurrences, as Google reads its ``recurrence``: one ``RRULE`` line and any
+    ``EXDATE`` / ``RDATE`` lines (RFC 5545), from the event's start in its own time zone."""
+    names = [line.partition(":")[0].partition(";")[0].strip().upper() for line in lines]
+    if names.count("RRULE") != 1 or any(name not in RECURRENCE_PROPERTIES for name in names):
         raise bad_request("Invalid recurrence rule.")
-    return Rule(timedelta(days=freq * interval), count, until)
+    try:
+        rules = rrulestr("\n".join(lines), dtstart=local_start(start), forceset=True)
+        if not isinstance(rules, rruleset):
+            raise TypeError("not a recurrence set")
+        list(islice(rules, 2))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise bad_request("Invalid recurrence rule.") from exc
+    return rules
 
 
-def parse_until(value: str) -> datetime:
-    if len(value) == 8:
-        return datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC) + timedelta(
-            days=1, seconds=-1
-        )
-    return datetime.strptime(value.rstrip("Zz"), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+def local_start(start: EventTime) -> datetime:
+    """Where a series' rule starts: the start in its own zone (an all-day one at midnight)."""
+    if start.day is not None:
+        return datetime.combine(start.day, time.min)  # floating: an all-day series has no zone
+    assert start.moment is not None
+    return start.moment
 
 
 def expand(
     resource: dict[str, Any], window_start: datetime | None, window_end: datetime | None
 ) -> list[dict[str, Any]]:
-    """The instances of a recurring event overlapping the window (all of them if none)."""
-    rule = parse_recurrence(resource.get("recurrence", []))
+    """The instances of a recurring event overlapping the window (all of them if none, at most
+    ``MAX_INSTANCES``), as Google's virtual events ``{id}_{original start}`` with
+    ``recurringEventId`` and ``originalStartTime``. A single event is its own only instance."""
     start, end = event_times(resource)
-    if rule is None:
+    if not resource.get("recurrence"):
         return [resource]
     duration = end.utc() - start.utc()
     instances: list[dict[str, Any]] = []
-    for index in range(rule.count or MAX_INSTANCES):
-        delta = rule.step * index
-        begins = start.utc() + delta
-        if rule.until is not None and begins > rule.until:
+    for occurrence in islice(recurrence_set(resource["recurrence"], start), MAX_INSTANCES):
+        begins = (
+            EventTime(occurrence.date(), None, None)
+            if start.day is not None
+            else EventTime(None, occurrence, start.time_zone)
+        )
+        if window_end is not None and begins.utc() >= window_end:
             break
-        if window_end is not None and begins >= window_end:
-            break
-        if window_start is not None and begins + duration <= window_start:
+        if window_start is not None and begins.utc() + duration <= window_start:
             continue
+        ends = (
+            EventTime(occurrence.date() + duration, None, None)
+            if start.day is not None
+            else EventTime(
+                None, (begins.utc() + duration).astimezone(occurrence.tzinfo), end.time_zone
+            )
+        )
         instance = {k: v for k, v in resource.items() if k != "recurrence"}
-        instance["id"] = f"{resource['id']}_{start.instance_suffix(delta)}"
+        instance["id"] = instance_id(resource["id"], begins)
         instance["recurringEventId"] = resource["id"]
-        instance["originalStartTime"] = start.shifted(delta)
-        instance["start"] = start.shifted(delta)
-        instance["end"] = end.shifted(delta)
+        instance["originalStartTime"] = begins.shifted(timedelta(0))
+        instance["start"] = begins.shifted(timedelta(0))
+        instance["end"] = ends.shifted(timedelta(0))
         instances.append(instance)
     return instances
+
+
+def instance_id(series_id: str, original_start: EventTime) -> str:
+    """Google's id of one instance of a series: the series' id and the original start in UTC."""
+    return f"{series_id}_{original_start.instance_suffix(timedelta(0))}"
 
 
 def overlaps(
@@ -676,6 +677,9 @@ def render(
     resource["end"] = fields["end"]
     if fields.get("recurrence"):
         resource["recurrence"] = fields["recurrence"]
+    for name in INSTANCE_FIELDS:
+        if fields.get(name):
+            resource[name] = fields[name]
     resource["iCalUID"] = ical_uid or (
         previous["iCalUID"] if previous else f"{event_id}@google.com"
     )
@@ -709,7 +713,7 @@ def write_event(
     fields = {k: v for k, v in fields.items() if v is not None}
     event_times(fields)
     if fields.get("recurrence"):
-        parse_recurrence(fields["recurrence"])
+        recurrence_set(fields["recurrence"], event_times(fields)[0])
     existing = calendar.events.get(event_id)
     previous = existing.resource if existing else None
     resource = render(
@@ -1117,14 +1121,21 @@ def list_items(
             if event.changed <= since:
                 continue
         else:
-            if resource["status"] == "cancelled" and not show_deleted:
+            # Google lists a series' cancelled instances with the series, unless expanded.
+            exception = bool(resource.get("recurringEventId")) and not single_events
+            if resource["status"] == "cancelled" and not (show_deleted or exception):
                 continue
             if query and not matches_query(resource, query):
                 continue
             if not overlaps(resource, window_start, window_end):
                 continue
         if single_events and resource.get("recurrence") and resource["status"] != "cancelled":
-            items.extend(expand(resource, window_start, window_end))
+            # Instances changed or cancelled on their own are listed as their exceptions.
+            items.extend(
+                instance
+                for instance in expand(resource, window_start, window_end)
+                if instance["id"] not in calendar.events
+            )
         else:
             items.append(resource)
     if order_by == "startTime":
@@ -1214,19 +1225,106 @@ def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:
     stored = calendar.events.get(event_id)
     if stored is not None:
         return stored.resource
-    master_id, _, _ = event_id.partition("_")
+    instance = virtual_instance(calendar, event_id)
+    if instance is None:
+        raise GoogleError(404, "notFound", "Not Found")
+    return instance
+
+
+def virtual_instance(calendar: CalendarData, event_id: str) -> dict[str, Any] | None:
+    """An instance of a live series, not changed on its own, as Google serves it."""
+    master_id, _, _ = event_id.rpartition("_")
     master = calendar.events.get(master_id)
-    if master is not None and master.resource.get("recurrence"):
-        for instance in expand(master.resource, None, None):
-            if instance["id"] == event_id:
-                return instance
-    raise GoogleError(404, "notFound", "Not Found")
+    if master is None or not master.resource.get("recurrence"):
+        return None
+    if master.resource["status"] == "cancelled":
+        return None
+    for instance in expand(master.resource, None, None):
+        if instance["id"] == event_id:
+            return instance
+    return None
+
+
+def writable_event(emulator: Emulator, calendar: CalendarData, event_id: str) -> StoredEvent:
+    """The stored event to change; an instance of a series becomes an exception of its own
+    (the series' fields, its own times, ``recurringEventId`` and ``originalStartTime``), as
+    Google makes one when a single instance is changed or cancelled."""
+    if event_id in calendar.events:
+        return stored_event(calendar, event_id)
+    instance = virtual_instance(calendar, event_id)
+    if instance is None:
+        raise GoogleError(404, "notFound", "Not Found")
+    master = calendar.events[instance["recurringEventId"]]
+    fields = {k: v for k, v in master.fields.items() if k != "recurrence"}
+    fields.update({name: instance[name] for name in ("start", "end", *INSTANCE_FIELDS)})
+    stored = StoredEvent(fields, instance, emulator.next_number(), calendar.seq)
+    stored.invited, stored.removed_by = set(master.invited), set(master.removed_by)
+    calendar.events[event_id] = stored
+    return stored
 
 
 @router.get("/calendar/v3/calendars/{calendarId}/events/{eventId}")
 async def events_get(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
     emulator, email = await begin(request, "calendar.events.get")
     return find_event(calendar_for(state_of(emulator), email, calendarId), eventId)
+
+
+@router.get("/calendar/v3/calendars/{calendarId}/events/{eventId}/instances")
+async def events_instances(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
+    """A series' instances in order: each as expanded from its rule, or as its exception when
+    changed on its own (a cancelled one only with ``showDeleted``). ``originalStart`` picks the
+    instance that was originally at that time."""
+    emulator, email = await begin(request, "calendar.events.instances")
+    calendar = calendar_for(state_of(emulator), email, calendarId)
+    master = stored_event(calendar, eventId)
+    if not master.resource.get("recurrence"):
+        raise bad_request("The event is not a recurring event.")
+    if master.resource["status"] == "cancelled":
+        raise GoogleError(410, "deleted", "Resource has been deleted")
+    params = request.query_params
+    page_size = min(query_int(request, "maxResults", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
+    if page_size < 1:
+        raise bad_request("Invalid value for: maxResults")
+    show_deleted = query_bool(request, "showDeleted")
+    window_start = parse_timestamp(params["timeMin"], "timeMin") if "timeMin" in params else None
+    window_end = parse_timestamp(params["timeMax"], "timeMax") if "timeMax" in params else None
+    original = (
+        parse_event_time(original_start_param(params["originalStart"]), "originalStart").utc()
+        if "originalStart" in params
+        else None
+    )
+
+    def snapshot() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        items = []
+        for instance in expand(master.resource, window_start, window_end):
+            if original is not None and event_times(instance)[0].utc() != original:
+                continue
+            exception = calendar.events.get(instance["id"])
+            resource = exception.resource if exception is not None else instance
+            if resource["status"] == "cancelled" and not show_deleted:
+                continue
+            items.append(resource)
+        return items, {}
+
+    page = paged(emulator, request, f"calendar:{calendar.id}:{eventId}", page_size, snapshot)
+    response: dict[str, Any] = {
+        "kind": "calendar#events",
+        "etag": f'"{calendar.seq}{calendar.epoch}"',
+        "summary": calendar.summary,
+        "updated": rfc3339(emulator.clock.now()),
+        "timeZone": "UTC",
+        "accessRole": "owner",
+        "defaultReminders": [],
+        "items": list(page.items),
+    }
+    if page.next_page_token is not None:
+        response["nextPageToken"] = page.next_page_token
+    return response
+
+
+def original_start_param(value: str) -> dict[str, str]:
+    """``originalStart``: an instance's original start, a date-time or (all-day) a date."""
+    return {"date": value} if len(value) == 10 else {"dateTime": value}
 
 
 @router.post("/calendar/v3/calendars/{calendarId}/events")
@@ -1259,7 +1357,7 @@ async def modify(
     emulator, email = await begin(request, method)
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendar_id)
-    stored = stored_event(calendar, event_id)
+    stored = writable_event(emulator, calendar, event_id)
     body = await json_body(request)
     send_updates = send_updates_of(request)
     before = stored.resource
@@ -1269,6 +1367,9 @@ async def modify(
         stored.fields.get("conferenceData"),
         state.conference_outcomes.get(email, "success"),
     )
+    if stored.fields.get("recurringEventId") and changes.get("recurrence"):
+        raise bad_request("An instance of a recurring event cannot have a recurrence.")
+    changes.update({name: stored.fields[name] for name in INSTANCE_FIELDS if name in stored.fields})
     if patch:
         fields = {**stored.fields, **changes}
     else:
@@ -1321,10 +1422,16 @@ def cancel(
     *,
     send_updates: str = "none",
 ) -> None:
-    """Delete an event: the organizer's cancels every copy, an attendee's only their own."""
-    stored = stored_event(calendar, event_id)
+    """Delete an event: the organizer's cancels every copy, an attendee's only their own. An
+    instance of a series is cancelled alone (an exception); a series with its exceptions."""
+    stored = writable_event(emulator, calendar, event_id)
     before = stored.resource
     cancel_event(emulator, calendar, stored)
+    if stored.resource.get("recurrence"):
+        for other in list(calendar.events.values()):
+            exception = other.resource
+            if exception.get("recurringEventId") == event_id and exception["status"] != "cancelled":
+                cancel_event(emulator, calendar, other)
     notify_guests(emulator, state, calendar, before, stored.resource, send_updates)
     notify_change(state, emulator, calendar.id)
     removed_by_attendee(state, calendar, stored)
@@ -1379,6 +1486,8 @@ def busy_periods(
         ):
             continue
         for instance in expand(resource, window_start, window_end):
+            if instance is not resource and instance["id"] in calendar.events:
+                continue  # an exception, counted as itself
             start, end = event_times(instance)
             begins, ends = max(start.utc(), window_start), min(end.utc(), window_end)
             if begins < ends:
