@@ -174,7 +174,7 @@ async def test_a_guest_may_not_change_an_invitation_but_answers_it(
             answer = await calendar.client.post(
                 f"{path}/rsvp", json={"response": "declined"}, headers=other.headers
             )
-            assert answer.status_code == status, (other.role, answer.text)
+            assert answer.status_code == status, (other.sub, answer.text)
         assert (
             await calendar.client.post(f"{path}/rsvp", json={"response": "declined"})
         ).status_code == 401

@@ -1694,7 +1694,7 @@ async def seed_insert(request: Request, email: str) -> dict[str, Any]:
 @router.patch("/_emulator/calendar/{email}/events/{eventId}")
 async def seed_patch(request: Request, email: str, eventId: str) -> dict[str, Any]:
     emulator, state, calendar = seed_calendar(request, email)
-    stored = stored_event(calendar, eventId)
+    stored = writable_event(emulator, calendar, eventId)
     body = await json_body(request)
     changes = new_fields(body, 1, stored.fields.get("conferenceData"))
     resource = write_event(

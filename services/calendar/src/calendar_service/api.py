@@ -65,6 +65,15 @@ def calendar_service(runtime: RuntimeDep) -> CalendarService:
 
 
 ServiceDep = Annotated[CalendarService, Depends(calendar_service)]
+OccurrenceQuery = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="Only this occurrence of a series, by its original start (an RFC 3339 "
+        "date-time with offset, or a date for an all-day series); it becomes an event of its "
+        "own (`recurring_event_id`, `original_start`)",
+    ),
+]
 
 
 @router.post(
@@ -145,9 +154,13 @@ async def get_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep
     ),
 )
 async def update_event(
-    event_id: UUID, data: EventUpdate, principal: PrincipalDep, service: ServiceDep
+    event_id: UUID,
+    data: EventUpdate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    occurrence: OccurrenceQuery = None,
 ) -> EventPublic:
-    return await service.update(principal, event_id, data)
+    return await service.update(principal, event_id, data, occurrence)
 
 
 @router.post(
@@ -180,8 +193,9 @@ async def cancel_event(
     principal: PrincipalDep,
     service: ServiceDep,
     notify: Annotated[Notify, Query(description=NOTIFY_DESCRIPTION)] = "all",
+    occurrence: OccurrenceQuery = None,
 ) -> None:
-    await service.cancel(principal, event_id, notify)
+    await service.cancel(principal, event_id, notify, occurrence)
 
 
 @router.get(

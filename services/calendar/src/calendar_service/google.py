@@ -67,6 +67,9 @@ class GoogleEvent(GoogleResource):
     hangout_link: str | None = None
     html_link: str | None = None
     visibility: str = "default"
+    recurrence: list[str] = []
+    recurring_event_id: str | None = None
+    original_start_time: EventTime | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -171,6 +174,22 @@ class CalendarGoogle:
             lambda client: client.events().get(calendarId=calendar_id, eventId=event_id),
             GoogleEvent,
         )
+
+    async def instance(
+        self, user: GoogleUser, calendar_id: str, event_id: str, original_start: str
+    ) -> GoogleEvent | None:
+        """The instance of series ``event_id`` originally starting at ``original_start`` (an
+        RFC 3339 date-time, or a date for an all-day series), as Google serves it now (moved:
+        its exception); None when the series has no such instance, or it was cancelled."""
+        page = await self.api.page(
+            user,
+            "events.instances",
+            lambda client: client.events().instances(
+                calendarId=calendar_id, eventId=event_id, originalStart=original_start
+            ),
+            GoogleEvent,
+        )
+        return page.items[0] if page.items else None
 
     async def patch(
         self,

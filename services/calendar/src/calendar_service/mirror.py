@@ -2,7 +2,9 @@
 
 Every path goes through the kit's ``MirrorWriter`` (``event_writer``), so an event is announced
 once however many paths see it: ``created`` when PipeDesk first sees it, ``updated`` for a later
-version, ``cancelled`` when it is cancelled or deleted in Google (once).
+version, ``cancelled`` when it is cancelled or deleted in Google (once). A series is one event;
+an occurrence changed or cancelled on its own (an exception, with ``recurringEventId``) is an
+event of its own, a cancelled one announced ``cancelled`` when first seen.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def stored_event(event: MirroredEvent) -> GoogleEvent:
 
 class EventRules:
     def gone(self, resource: GoogleEvent) -> bool:
-        return resource.cancelled
+        # A cancelled occurrence of a series is kept: it says the occurrence will not happen.
+        return resource.cancelled and resource.recurring_event_id is None
 
     def values(
         self, calendar: UserCalendar, resource: GoogleEvent, stored: MirroredEvent | None
@@ -55,7 +58,10 @@ class EventRules:
         if stored is not None and resource.cancelled:
             # Google may describe a cancelled event by little more than its id.
             resource = GoogleEvent.model_validate({**stored.resource, **resource.raw})
-        start, end = resource.start or EventTime(), resource.end or EventTime()
+        # Google may describe a cancelled occurrence of a series by its original start alone.
+        original = resource.original_start_time
+        start = resource.start or original or EventTime()
+        end = resource.end or original or EventTime()
         columns = {
             "org_id": calendar.org_id,
             "user_id": calendar.user_id,
@@ -78,7 +84,7 @@ class EventRules:
         self, before: Mapping[str, Any] | None, row: MirroredEvent
     ) -> type[VersionedData] | None:
         if before is None:
-            return CalendarEventCreated
+            return CalendarEventCancelled if row.status == CANCELLED else CalendarEventCreated
         if row.status != CANCELLED:
             return CalendarEventUpdated
         return None if before["status"] == CANCELLED else CalendarEventCancelled
@@ -194,6 +200,9 @@ def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) 
         conference_status=resource.conference_status,
         html_link=resource.html_link,
         visibility=resource.visibility,
+        recurrence=resource.recurrence,
+        recurring_event_id=resource.recurring_event_id,
+        original_start=_when(resource.original_start_time),
         links=public_links(links),
         version=event.version,
         created_at=event.created_at,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import UTC, date, datetime, time
+from itertools import islice
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dateutil.rrule import rruleset, rrulestr
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -164,6 +166,66 @@ def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
     return list(attendees.values())
 
 
+RECURRENCE_LINE: Final = r"^(?i:RRULE|EXDATE|RDATE)[;:]"
+RECURRENCE_DESCRIPTION: Final = (
+    "Makes the event a series (RFC 5545, as Google takes it): one `RRULE:` line "
+    "(`RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10`; a timed series' `UNTIL` in UTC, `…Z`) and any "
+    "`EXDATE` / `RDATE` lines (`EXDATE;TZID=Europe/Paris:20300311T100000`, "
+    "`EXDATE:20300311T090000Z`, or `EXDATE;VALUE=DATE:20300311` for an all-day series). Not "
+    "allowed on one occurrence of a series."
+)
+RecurrenceLine = Annotated[str, Field(min_length=6, max_length=1000, pattern=RECURRENCE_LINE)]
+
+
+def check_recurrence(lines: list[str], start: When) -> None:
+    """422 naming the line Google would refuse: the set must have exactly one ``RRULE``, and
+    each line must parse (python-dateutil's RFC 5545 reader) from the series' start in its zone,
+    as Google and the emulator read it."""
+    names = [line.partition(":")[0].partition(";")[0].upper() for line in lines]
+    if names.count("RRULE") != 1:
+        raise invalid("recurrence", "give exactly one RRULE line")
+    first = (
+        datetime.combine(start.day, time.min)  # floating: an all-day series has no zone
+        if start.day is not None
+        else start.moment
+    )
+    for index, (name, line) in enumerate(zip(names, lines, strict=True)):
+        if name == "RRULE" and "COUNT=" in line.upper() and "UNTIL=" in line.upper():
+            raise invalid(f"recurrence.{index}", "give COUNT or UNTIL, not both")
+        text = line if name == "RRULE" else f"RRULE:FREQ=DAILY;COUNT=1\n{line}"
+        try:
+            rules = rrulestr(text, dtstart=first, forceset=True)
+            assert isinstance(rules, rruleset)
+            list(islice(rules, 2))
+        except (ValueError, OverflowError) as error:
+            raise invalid(f"recurrence.{index}", f"not a valid {name} line: {error}") from None
+        except TypeError:
+            message = (
+                "FREQ is required"
+                if name == "RRULE"
+                else "a timed series' times need a zone (`…Z` or `;TZID=`), an all-day "
+                "series' are dates (`;VALUE=DATE:`)"
+            )
+            raise invalid(f"recurrence.{index}", message) from None
+
+
+def parse_occurrence(value: str) -> When:
+    """An occurrence of a series, named by its original start: a date (all-day) or an
+    RFC 3339 date-time with its offset."""
+    if len(value) == 10:
+        try:
+            return When(day=date.fromisoformat(value))
+        except ValueError:
+            raise invalid("occurrence", "not a date", location="query") from None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid("occurrence", "not an RFC 3339 date-time", location="query") from None
+    if moment.tzinfo is None:
+        raise invalid("occurrence", "give the offset (`Z`, `+01:00`)", location="query")
+    return When(moment=moment)
+
+
 class _EventWrite(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=documented_aliases(ALIASES))
 
@@ -192,6 +254,9 @@ class _EventWrite(BaseModel):
         "Google may create it later); false removes it.",
     )
     visibility: Visibility | None = None
+    recurrence: list[RecurrenceLine] | None = Field(
+        None, min_length=1, max_length=50, description=RECURRENCE_DESCRIPTION
+    )
     notify: Notify = Field("all", description=NOTIFY_DESCRIPTION)
 
     @model_validator(mode="before")
@@ -278,6 +343,14 @@ class EventPublic(BaseModel):
     )
     html_link: str | None
     visibility: str
+    recurrence: list[str] = Field(description="A series' rule (RFC 5545 lines); empty otherwise")
+    recurring_event_id: str | None = Field(
+        description="On an occurrence of a series changed or cancelled on its own (an "
+        "exception): Google's id of the series"
+    )
+    original_start: EventTimePublic | None = Field(
+        description="On an exception: when the occurrence was due, before it was moved"
+    )
     links: list[LinkPublic]
     version: int
     created_at: AwareDatetime

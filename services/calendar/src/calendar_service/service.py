@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calendar_service.google import CANCELLED, CalendarListEntry, NotOrganizer
+from calendar_service.google import CANCELLED, CalendarListEntry, GoogleEvent, NotOrganizer
 from calendar_service.mirror import event_writer, public, stored_event
 from calendar_service.models import MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS, CalendarRepository, EventFilters
@@ -31,8 +31,10 @@ from calendar_service.schemas import (
     Notify,
     RsvpRequest,
     When,
+    check_recurrence,
     check_span,
     normalize_attendees,
+    parse_occurrence,
     parse_when,
 )
 from calendar_service.sync import CalendarRuntime, sync_key
@@ -114,6 +116,8 @@ class CalendarService:
         if end is None:
             raise invalid("end", "required", "missing")
         check_span(start, end)
+        if data.recurrence is not None:
+            check_recurrence(data.recurrence, start)
         scope = f"calendar.events.create:{principal.org_id}:{principal.sub}"
         digest = fingerprint(data.model_dump(mode="json"))
         async with self.uow.write() as session:
@@ -168,7 +172,7 @@ class CalendarService:
     ) -> dict[str, Any]:
         sent = data.model_fields_set
         body: dict[str, Any] = {}
-        for name in ("summary", "description", "location", "visibility"):
+        for name in ("summary", "description", "location", "visibility", "recurrence"):
             if name in sent:
                 body[name] = getattr(data, name)
         if start is not None:
@@ -220,7 +224,30 @@ class CalendarService:
             links = await EVENT_LINKS.of(session, [event.id for event in events])
         return [public(calendars[event.calendar_id], event, links[event.id]) for event in events]
 
-    async def update(self, principal: Principal, event_id: UUID, data: EventUpdate) -> EventPublic:
+    async def _occurrence(
+        self, principal: Principal, calendar: UserCalendar, series: MirroredEvent, occurrence: str
+    ) -> GoogleEvent:
+        """The occurrence of ``series`` originally due at ``occurrence``, as Google holds it."""
+        if not stored_event(series).recurrence:
+            raise invalid("occurrence", "this event is not a series", location="query")
+        when = parse_occurrence(occurrence)
+        original = when.day.isoformat() if when.day is not None else when.instant().isoformat()
+        found = await self.google.instance(
+            google_user(principal), calendar.google_id, series.google_id, original
+        )
+        if found is None:
+            raise NotFound(f"this series has no occurrence at {occurrence}")
+        return found
+
+    async def update(
+        self,
+        principal: Principal,
+        event_id: UUID,
+        data: EventUpdate,
+        occurrence: str | None = None,
+    ) -> EventPublic:
+        """Change an event; with ``occurrence``, only that occurrence of the series (which
+        becomes an exception of its own, mirrored as an event of its own)."""
         require_role(principal, Action.UPDATE, NOUN)
         async with self.uow.write() as session:
             event, calendar = await self._own_event(session, principal, event_id)
@@ -237,7 +264,13 @@ class CalendarService:
         if shared and not stored_event(event).organized_by_owner:
             raise _not_organizer(event, shared)
         start, end = data.times()
-        stored = event.resource
+        _check_series_change(event, data, start, occurrence)
+        target = (
+            stored_event(event)
+            if occurrence is None
+            else await self._occurrence(principal, calendar, event, occurrence)
+        )
+        stored = target.raw
         if start is not None or end is not None:
             check_span(
                 start or _stored_when(stored.get("start")),
@@ -271,13 +304,13 @@ class CalendarService:
             }
         elif data.conference is False:
             body["conferenceData"] = None
-        resource = stored_event(event)
+        resource = target
         if body:
             try:
                 resource = await self.google.patch(
                     google_user(principal),
                     calendar.google_id,
-                    event.google_id,
+                    target.id,
                     body,
                     send_updates=SEND_UPDATES[data.notify],
                 )
@@ -326,17 +359,32 @@ class CalendarService:
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
             return public(calendar, applied, current)
 
-    async def cancel(self, principal: Principal, event_id: UUID, notify: Notify = "all") -> None:
+    async def cancel(
+        self,
+        principal: Principal,
+        event_id: UUID,
+        notify: Notify = "all",
+        occurrence: str | None = None,
+    ) -> None:
+        """Cancel an event (a series with all its occurrences); with ``occurrence``, only that
+        occurrence of the series (mirrored as a cancelled exception)."""
         require_role(principal, Action.DELETE, NOUN)
+        if occurrence is not None:
+            parse_occurrence(occurrence)
         async with self.uow.read() as session:
             event, calendar = await self._own_event(session, principal, event_id)
         if event.status == CANCELLED:
-            return
+            if occurrence is None:
+                return
+            raise NotFound("this series is cancelled")
+        google_id = event.google_id
+        if occurrence is not None:
+            google_id = (await self._occurrence(principal, calendar, event, occurrence)).id
         user = google_user(principal)
         await self.google.cancel(
-            user, calendar.google_id, event.google_id, send_updates=SEND_UPDATES[notify]
+            user, calendar.google_id, google_id, send_updates=SEND_UPDATES[notify]
         )
-        resource = await self.google.get(user, calendar.google_id, event.google_id)
+        resource = await self.google.get(user, calendar.google_id, google_id)
         async with self.uow.write() as session:
             await self.writer.apply(session, calendar, resource, actor_id=principal.sub)
 
@@ -417,6 +465,22 @@ def _not_organizer(event: MirroredEvent, fields: set[str]) -> NotOrganizer:
         f"only the organizer ({who}) may change {', '.join(sorted(fields))}; answer the "
         f"invitation with POST /api/calendar/events/{event.id}/rsvp"
     )
+
+
+def _check_series_change(
+    event: MirroredEvent, data: EventUpdate, start: When | None, occurrence: str | None
+) -> None:
+    """422 for a change Google would refuse: a recurrence on an occurrence, or a rule that
+    does not read from the series' start; a change of one occurrence changes something."""
+    if occurrence is not None and not data.model_fields_set - PIPEDESK_ONLY:
+        raise invalid(
+            "occurrence", "change at least one field of the occurrence", "missing", location="query"
+        )
+    if data.recurrence is None:
+        return
+    if stored_event(event).recurring_event_id or occurrence is not None:
+        raise invalid("recurrence", "an occurrence of a series has no recurrence of its own")
+    check_recurrence(data.recurrence, start or _stored_when(event.resource.get("start")))
 
 
 def _stored_when(value: dict[str, Any] | None) -> When:
