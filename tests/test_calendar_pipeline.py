@@ -121,6 +121,67 @@ async def test_a_meeting_moved_in_google_updates_the_leads_timeline(
     assert incremental
 
 
+async def test_a_series_is_one_item_with_its_next_occurrence_beside_its_changed_occurrences(
+    google: GoogleStack,
+    timeline_app: OpenService,
+    users: Users,
+    service_env: dict[str, str],
+) -> None:
+    """A weekly meeting linked to a lead: the lead's timeline shows the series once (with its
+    next occurrence), and each occurrence moved or cancelled on its own as an item of its own,
+    though all of them share the series' iCalUID."""
+    rep = users.make(Role.REP, teams=["t1"])
+    await google.connect(rep, ["calendar"])
+    async with pipeline(timeline_app, service_env) as running:
+        crm, calendar, timeline = running.crm, running.calendar, running.timeline
+        lead = (await crm.post("/api/leads", json={"title": "Acme"}, headers=rep.headers)).json()
+        series = await calendar.post(
+            "/api/calendar/events",
+            json={
+                "title": "Acme weekly",
+                "start": "2030-03-04T10:00:00",
+                "end": "2030-03-04T11:00:00",
+                "timezone": "Europe/Paris",
+                "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=4"],
+                "links": [{"type": "lead", "id": lead["id"]}],
+            },
+            headers=rep.headers,
+        )
+        assert series.status_code == 201, series.text
+        path = f"/api/calendar/events/{series.json()['id']}"
+        moved = await calendar.patch(
+            path,
+            params={"occurrence": "2030-03-11T09:00:00Z"},
+            json={"title": "Acme weekly (Tuesday)", "start": "2030-03-12T15:00:00+01:00",
+                  "end": "2030-03-12T16:00:00+01:00"},
+            headers=rep.headers,
+        )  # fmt: skip
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["links"] == [{"type": "lead", "id": lead["id"]}]
+        cancelled = await calendar.delete(
+            path, params={"occurrence": "2030-03-18T09:00:00Z"}, headers=rep.headers
+        )
+        assert cancelled.status_code == 204, cancelled.text
+        items = await eventually(
+            lambda: meetings(timeline, rep, lead["id"]),
+            until=lambda found: len(found) == 3,
+        )
+    shown = {(item["occurred_at"], item["title"], item["status"]): item for item in items}
+    assert set(shown) == {
+        ("2030-03-04T09:00:00Z", "Acme weekly", "confirmed"),
+        ("2030-03-12T14:00:00Z", "Acme weekly (Tuesday)", "confirmed"),
+        ("2030-03-18T09:00:00Z", "Acme weekly", "cancelled"),
+    }
+    whole = shown[("2030-03-04T09:00:00Z", "Acme weekly", "confirmed")]["series"]
+    assert whole == {
+        "rule": ["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=4"],
+        "time_zone": "Europe/Paris",
+        "all_day": False,
+        "next_occurrence": "2030-03-04T09:00:00Z",
+    }
+    assert [item["series"] for item in items].count(None) == 2
+
+
 async def holders_of_item(database_url: str, item_id: str) -> dict[str, bool]:
     """One item's copies: the holder's user → live."""
     connection = await connect_raw(database_url)

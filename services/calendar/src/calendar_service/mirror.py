@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from calendar_service.google import CANCELLED, EventTime, GoogleEvent
 from calendar_service.models import TABLES, MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS
@@ -26,6 +28,7 @@ from pipedesk_common.events.calendar import (
 from pipedesk_common.events.timeline import (
     ItemKind,
     Link,
+    Recurrence,
     TimelineProjection,
     TimelineSource,
     Visibility,
@@ -101,6 +104,7 @@ class EventRules:
         attendees = resource.attendee_emails()
         participants = sorted({*attendees, *([organizer.lower()] if organizer else [])})
         description = resource.description
+        original = resource.original_start_time
         return {
             "id": str(event.id),
             "version": event.version,
@@ -120,6 +124,9 @@ class EventRules:
             "conference_status": resource.conference_status,
             "html_link": resource.html_link,
             "visibility": resource.visibility,
+            "recurrence": resource.recurrence,
+            "recurring_event_id": resource.recurring_event_id,
+            "original_start": original.instant if original else None,
             "links": list(links),
             "timeline": TimelineProjection(
                 kind=ItemKind.MEETING,
@@ -135,7 +142,14 @@ class EventRules:
                     url=resource.hangout_link or resource.html_link,
                 ),
                 # The organizer's and every attendee's copy share it: one meeting, one item.
-                identity=identity_of(resource.ical_uid) if resource.ical_uid else None,
+                identity=meeting_identity(resource),
+                recurrence=Recurrence(
+                    rule=resource.recurrence,
+                    time_zone=resource.start.time_zone if resource.start else None,
+                    all_day=event.all_day,
+                )
+                if resource.recurrence
+                else None,
                 status=event.status,
                 actor_id=actor_id,
                 visibility=Visibility(
@@ -144,6 +158,45 @@ class EventRules:
                 version=event.version,
             ),
         }
+
+
+def meeting_identity(resource: GoogleEvent) -> str | None:
+    """The meeting a copy is of: its ``iCalUID``, which every copy shares. An occurrence of a
+    series changed or cancelled on its own shares its series' ``iCalUID``, and is told apart by
+    its original start, as iCalendar does (``RECURRENCE-ID``)."""
+    if resource.ical_uid is None:
+        return None
+    original = resource.original_start_time
+    if resource.recurring_event_id is None or original is None or original.instant is None:
+        return identity_of(resource.ical_uid)
+    recurrence_id = (
+        original.date.strftime("%Y%m%d")
+        if original.date is not None
+        else original.instant.strftime("%Y%m%dT%H%M%SZ")
+    )
+    return identity_of(f"{resource.ical_uid};RECURRENCE-ID={recurrence_id}")
+
+
+async def apply_event(
+    writer: EventWriter,
+    session: AsyncSession,
+    calendar: UserCalendar,
+    resource: GoogleEvent,
+    *,
+    actor_id: str | None,
+    links: Sequence[Link] | None = None,
+) -> MirroredEvent | None:
+    """``writer.apply``; an exception of a series first seen takes the series' links (an
+    occurrence of a meeting linked to a lead is a meeting of that lead too)."""
+    if (
+        links is None
+        and resource.recurring_event_id is not None
+        and await writer.find(session, calendar, resource.id) is None
+    ):
+        series = await writer.find(session, calendar, resource.recurring_event_id)
+        if series is not None:
+            links = (await EVENT_LINKS.of(session, [series.id]))[series.id]
+    return await writer.apply(session, calendar, resource, actor_id=actor_id, links=links)
 
 
 def event_writer(clock: Clock) -> EventWriter:

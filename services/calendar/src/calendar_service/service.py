@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calendar_service.google import CANCELLED, CalendarListEntry, GoogleEvent, NotOrganizer
-from calendar_service.mirror import event_writer, public, stored_event
+from calendar_service.mirror import apply_event, event_writer, public, stored_event
 from calendar_service.models import MirroredEvent, UserCalendar
 from calendar_service.repository import EVENT_LINKS, CalendarRepository, EventFilters
 from calendar_service.schemas import (
@@ -148,8 +148,8 @@ class CalendarService:
             send_updates=SEND_UPDATES[data.notify],
         )
         async with self.uow.write() as session:
-            event = await self.writer.apply(
-                session, calendar, resource, actor_id=principal.sub, links=links
+            event = await apply_event(
+                self.writer, session, calendar, resource, actor_id=principal.sub, links=links
             )
             if event is None:
                 raise NotFound("the event was cancelled before it could be recorded")
@@ -318,8 +318,8 @@ class CalendarService:
                 # The mirror had not seen yet that this is an invitation; Google had.
                 raise _not_organizer(event, shared) from refused
         async with self.uow.write() as session:
-            applied = await self.writer.apply(
-                session, calendar, resource, actor_id=principal.sub, links=links
+            applied = await apply_event(
+                self.writer, session, calendar, resource, actor_id=principal.sub, links=links
             )
             assert applied is not None
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
@@ -386,7 +386,7 @@ class CalendarService:
         )
         resource = await self.google.get(user, calendar.google_id, google_id)
         async with self.uow.write() as session:
-            await self.writer.apply(session, calendar, resource, actor_id=principal.sub)
+            await apply_event(self.writer, session, calendar, resource, actor_id=principal.sub)
 
     # --- calendars, free/busy ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calendar_service.google import CANCELLED, CalendarGoogle, GoogleEvent
-from calendar_service.mirror import event_writer
+from calendar_service.mirror import apply_event, event_writer
 from calendar_service.models import UserCalendar
 from calendar_service.repository import CalendarRepository
 from calendar_service.settings import CalendarSettings
@@ -71,7 +71,7 @@ class CalendarSync:
 
         async def apply(session: AsyncSession, event: GoogleEvent) -> None:
             seen.add(event.id)
-            await self.writer.apply(session, calendar, event, actor_id=None)
+            await apply_event(self.writer, session, calendar, event, actor_id=None)
 
         async def finish(session: AsyncSession, last: Page[GoogleEvent]) -> None:
             repository = CalendarRepository(session)

@@ -5,7 +5,8 @@ before anything else (before a 304, a cursor check or a ticket)."""
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -37,6 +38,7 @@ from timeline_service.repository import (
     ShownItem,
     Viewer,
     changed_items,
+    holds_series,
     org_record_exists,
     record_items,
     versions,
@@ -46,7 +48,13 @@ from timeline_service.repository import (
     Query as TimelineQuery,
 )
 from timeline_service.schemas import StreamTicketPublic, TimelineItemPublic, TimelineRecordType
-from timeline_service.service import entity_tag, issue_ticket, present, redeem_ticket
+from timeline_service.service import (
+    as_of_minute,
+    entity_tag,
+    issue_ticket,
+    present,
+    redeem_ticket,
+)
 from timeline_service.streams import ChangeListener, server_sent_event, wait_for
 
 log = logging.getLogger(__name__)
@@ -85,10 +93,10 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
 
 
 async def render_items(
-    session: AsyncSession, viewer: Viewer, rows: list[ShownItem]
+    session: AsyncSession, viewer: Viewer, rows: list[ShownItem], as_of: datetime
 ) -> list[TimelineItemPublic]:
     links = await visible_links(session, [item.id for item in rows], viewer)
-    return [present(item, links.get(item.id, [])) for item in rows]
+    return [present(item, links.get(item.id, []), as_of) for item in rows]
 
 
 @router.get(
@@ -143,9 +151,12 @@ async def record_timeline(
     record_version, access_version = await versions(
         session, principal.org_id, query.record_type, query.record_id
     )
-    tag = entity_tag(
-        record_version, access_version, principal, {**described, "limit": limit, "cursor": cursor}
-    )
+    validated: dict[str, Any] = {**described, "limit": limit, "cursor": cursor}
+    as_of = as_of_minute(context.clock.now())
+    if await holds_series(session, principal.org_id, query.record_type, query.record_id):
+        # A series' next occurrence moves on with time: the page is as of this minute.
+        validated["as_of"] = as_of.isoformat()
+    tag = entity_tag(record_version, access_version, principal, validated)
     headers = {
         "ETag": tag,
         "Cache-Control": "private, no-cache",
@@ -164,7 +175,7 @@ async def record_timeline(
         if len(rows) > limit:
             last = page[-1]
             next_cursor = context.cursors.encode_keyset(last.occurred_at, last.id, scope=scope)
-        items = await render_items(session, viewer, page)
+        items = await render_items(session, viewer, page, as_of)
         page_body = Page[TimelineItemPublic](items=items, next_cursor=next_cursor)
         body = page_body.model_dump_json().encode()
         await cache.put(tag, body)
@@ -273,7 +284,8 @@ async def _next_changes(
             batch = [row for row in batch if row[1] < top] or await changed_items(
                 session, query, viewer, after_version=top - 1, limit=None, up_to=top
             )
-        return batch, await render_items(session, viewer, [item for item, _ in batch])
+        as_of = as_of_minute(context.clock.now())
+        return batch, await render_items(session, viewer, [item for item, _ in batch], as_of)
 
 
 async def _events(

@@ -78,6 +78,8 @@ class ItemHolder(TimelineModel, table=True):
     source_service: str = Field(sa_type=String(50))
     google_id: str | None = Field(default=None, sa_type=String(1024))
     url: str | None = Field(default=None, sa_type=Text)
+    # A series' rule (the projection's ``recurrence``): the item is the whole series.
+    recurrence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     links: list[list[str]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 

@@ -291,6 +291,7 @@ def _copy_values(event: Event[Any], projection: TimelineProjection) -> dict[str,
         "source_service": projection.source.service,
         "google_id": projection.source.google_id,
         "url": projection.source.url,
+        "recurrence": projection.recurrence.model_dump() if projection.recurrence else None,
         "links": sorted([link.type.value, link.id] for link in set(projection.links)),
     }
 

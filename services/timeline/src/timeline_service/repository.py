@@ -30,7 +30,7 @@ ACL_RECORDS = ("lead", "deal")
 # The copy's content that a viewer may be shown (as far as their level allows).
 SHOWN_COLUMNS = (
     "kind", "title", "summary", "participants", "status", "actor_id", "source_service",
-    "google_id", "url",
+    "google_id", "url", "recurrence",
 )  # fmt: skip
 
 
@@ -73,6 +73,7 @@ class ShownItem:
     source_service: str
     google_id: str | None
     url: str | None
+    recurrence: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,28 @@ async def org_record_exists(
             col(CrmRecord.record_type) == record_type,
             col(CrmRecord.record_id) == record_id,
             col(CrmRecord.deleted).is_(False),
+        )
+    )
+    return bool(found)
+
+
+async def holds_series(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str
+) -> bool:
+    """Whether the record's timeline holds a live series, whose next occurrence moves on with
+    time (so a page's validator must too)."""
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    found = await session.scalar(
+        select(
+            exists().where(
+                links.c.org_id == org_id,
+                links.c.record_type == record_type,
+                links.c.record_id == record_id,
+                holders.c.item_id == links.c.item_id,
+                holders.c.recurrence.is_not(None),
+                holders.c.held.is_(True),
+            )
         )
     )
     return bool(found)

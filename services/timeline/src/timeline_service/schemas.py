@@ -33,6 +33,17 @@ class ItemSource(BaseModel):
     url: str | None = Field(description="Opens the source object in Google")
 
 
+class SeriesPublic(BaseModel):
+    rule: list[str] = Field(description="RFC 5545 lines: one `RRULE`, any `EXDATE`/`RDATE`")
+    time_zone: str | None = Field(description="The zone the rule counts wall-clock time in")
+    all_day: bool
+    next_occurrence: datetime | None = Field(
+        description="The first occurrence starting at or after the current minute (all-day: "
+        "today, UTC, or later); null once the series is over or cancelled. Occurrences "
+        "changed or cancelled on their own are items of their own"
+    )
+
+
 class TimelineItemPublic(BaseModel):
     id: UUID
     kind: ItemKind
@@ -44,6 +55,11 @@ class TimelineItemPublic(BaseModel):
     actor_id: str | None
     source: ItemSource
     links: list[Link] = Field(description="The records it is attached to that the viewer may see")
+    series: SeriesPublic | None = Field(
+        None,
+        description="A recurring meeting: the item is the whole series (`occurred_at` its "
+        "first occurrence)",
+    )
     hidden: Hidden | None = Field(description="Null when the viewer sees the whole item")
 
 

@@ -4,27 +4,65 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from dateutil.rrule import rrulestr
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.clock import Clock
-from pipedesk_common.events.timeline import ItemKind, Link, RecordType
+from pipedesk_common.events.timeline import GONE_STATUSES, ItemKind, Link, RecordType
 from timeline_service.models import StreamTicket
 from timeline_service.repository import Level, ShownItem
-from timeline_service.schemas import Hidden, HiddenReason, ItemSource, TimelineItemPublic
+from timeline_service.schemas import (
+    Hidden,
+    HiddenReason,
+    ItemSource,
+    SeriesPublic,
+    TimelineItemPublic,
+)
 
 TICKET_LIFETIME = timedelta(seconds=60)
 BUSY_TITLE = "Busy"
 
 
-def present(item: ShownItem, links: Sequence[tuple[str, str]]) -> TimelineItemPublic:
+def next_occurrence(
+    recurrence: Mapping[str, Any], first: datetime, as_of: datetime
+) -> datetime | None:
+    """A series' first occurrence starting at or after ``as_of``, reading its rule from its
+    first occurrence in its own zone (python-dateutil's RFC 5545 reader); None when over."""
+    try:
+        if recurrence.get("all_day"):
+            start = datetime.combine(first.astimezone(UTC).date(), time.min)  # floating date
+            since = datetime.combine(as_of.astimezone(UTC).date(), time.min)
+        else:
+            zone = recurrence.get("time_zone")
+            start = first.astimezone(ZoneInfo(zone)) if zone else first
+            since = as_of
+        rules = rrulestr("\n".join(recurrence["rule"]), dtstart=start, forceset=True)
+        found = rules.after(since, inc=True)
+    except (ValueError, TypeError, KeyError, OverflowError):
+        return None
+    if not isinstance(found, datetime):
+        return None
+    return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+
+
+def as_of_minute(now: datetime) -> datetime:
+    """The moment a series' next occurrence is counted from: the current minute."""
+    return now.replace(second=0, microsecond=0)
+
+
+def present(
+    item: ShownItem, links: Sequence[tuple[str, str]], as_of: datetime
+) -> TimelineItemPublic:
     """The item as its viewer may see it, from the copy they are shown at their level of it
-    (decided in SQL with the page, so the search and the page agree)."""
+    (decided in SQL with the page, so the search and the page agree); a series with its next
+    occurrence from ``as_of``."""
     title: str = item.title
     summary = item.summary
     participants = list(item.participants)
@@ -51,7 +89,21 @@ def present(item: ShownItem, links: Sequence[tuple[str, str]]) -> TimelineItemPu
         actor_id=item.actor_id,
         source=ItemSource(service=item.source_service, google_id=google_id, url=url),
         links=[Link(type=RecordType(kind), id=ident) for kind, ident in links],
+        series=_series(item, as_of),
         hidden=hidden,
+    )
+
+
+def _series(item: ShownItem, as_of: datetime) -> SeriesPublic | None:
+    recurrence = item.recurrence
+    if not recurrence:
+        return None
+    live = item.status not in GONE_STATUSES
+    return SeriesPublic(
+        rule=list(recurrence.get("rule", [])),
+        time_zone=recurrence.get("time_zone"),
+        all_day=bool(recurrence.get("all_day")),
+        next_occurrence=next_occurrence(recurrence, item.occurred_at, as_of) if live else None,
     )
 
 

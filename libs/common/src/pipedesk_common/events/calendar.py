@@ -2,7 +2,8 @@
 
 One event per change of a mirrored Google Calendar event, whether made through PipeDesk's API or
 found by sync (another attendee moved the meeting): ``created`` when PipeDesk first sees it,
-``updated`` on every later change, ``cancelled`` when it is cancelled or deleted.
+``updated`` on every later change, ``cancelled`` when it is cancelled or deleted. A series is
+one event; an occurrence changed or cancelled on its own is an event of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ class CalendarEventSnapshot(VersionedData):
     )
     html_link: str | None
     visibility: str = Field(description="default, public, private or confidential")
+    recurrence: list[str] = Field(
+        default_factory=list, description="A series' rule (RFC 5545 lines); empty otherwise"
+    )
+    recurring_event_id: str | None = Field(
+        None,
+        description="On an occurrence of a series changed or cancelled on its own: Google's id "
+        "of the series",
+    )
+    original_start: AwareDatetime | None = Field(
+        None, description="On such an occurrence: when it was due before it was changed"
+    )
     links: list[Link] = Field(description="The CRM records the event belongs to")
     timeline: TimelineProjection
 

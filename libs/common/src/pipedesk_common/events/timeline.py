@@ -82,6 +82,22 @@ class Visibility(BaseModel):
     owner_id: str | None = Field(None, description="The user whose mailbox or calendar it is")
 
 
+class Recurrence(BaseModel):
+    """A series' rule, for a timeline to show the series as one item with its next occurrence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: list[Annotated[str, Field(max_length=1000)]] = Field(
+        min_length=1,
+        max_length=50,
+        description="RFC 5545 lines (one `RRULE`, any `EXDATE`/`RDATE`), read from `occurred_at`",
+    )
+    time_zone: str | None = Field(
+        None, max_length=64, description="The zone the rule counts in (its wall-clock times)"
+    )
+    all_day: bool = Field(False, description="Occurrences are dates (`occurred_at`'s UTC date)")
+
+
 class TimelineProjection(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -101,6 +117,11 @@ class TimelineProjection(BaseModel):
         description="The message or meeting this copy is of, the same in every holder's copy "
         "(an email's `Message-ID`, a meeting's `iCalUID`; see `identity_of`): copies with one "
         "identity in an org are one item. Absent: the item is this source object alone",
+    )
+    recurrence: Recurrence | None = Field(
+        None,
+        description="A series: the item is the whole series, `occurred_at` its first "
+        "occurrence; an occurrence changed or cancelled on its own is an item of its own",
     )
     status: str | None = Field(
         None,

@@ -1,0 +1,32 @@
+"""series: a copy may be a recurring meeting's whole series
+
+``holders.recurrence`` keeps a series' rule (the projection's ``recurrence``), from which the
+timeline answers the series' next occurrence.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = '0004'
+down_revision: str | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        'holders',
+        sa.Column('recurrence', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        schema='timeline',
+    )
+
+
+def downgrade() -> None:
+    op.drop_column('holders', 'recurrence', schema='timeline')
