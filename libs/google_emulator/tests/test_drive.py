@@ -290,3 +290,16 @@ def test_faults_per_user_and_store_then_fail(emu: Any) -> None:
     assert _status(bob.files().create(body={"name": "Acme", "appProperties": marker}))[0] == 503
     query = "appProperties has { key='record' and value='lead:42' }"
     assert [f["name"] for f in bob.files().list(q=query).execute()["files"]] == ["Acme"]
+
+
+def test_a_create_with_a_generated_id_happens_once(emu: Any) -> None:
+    drive = emu.drive_for()
+    generated = drive.files().generateIds(count=2).execute()
+    first, second = generated["ids"]
+    created = drive.files().create(body={"id": first, "name": "Acme", "mimeType": FOLDER}).execute()
+    assert created["id"] == first
+    again = drive.files().create(body={"id": first, "name": "Acme", "mimeType": FOLDER})
+    assert _status(again)[:2] == (409, "duplicate")
+    assert _status(drive.files().create(body={"id": "made-up", "name": "x"}))[0] == 400
+    other = emu.drive_for("bob@example.com")
+    assert _status(other.files().create(body={"id": second, "name": "x"}))[0] == 400

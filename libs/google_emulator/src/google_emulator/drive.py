@@ -150,6 +150,7 @@ class DriveState:
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     cuts: list[UploadCut] = field(default_factory=list)
     answer_faults: list[AnswerFault] = field(default_factory=list)
+    generated: dict[str, str] = field(default_factory=dict)  # id → the user it was made for
 
     def __post_init__(self) -> None:
         # The content goes when the state does (an emulator reset, the process ending).
@@ -495,7 +496,7 @@ def new_file(
         raise GoogleError(400, "invalid", "Invalid value for mimeType.")
     now = emulator.clock.now()
     file = DriveFile(
-        id=_new_id(),
+        id=_chosen_id(state, email, metadata.get("id")),
         name=name,
         mime_type=mime_type,
         parents=[parent.id],
@@ -509,6 +510,17 @@ def new_file(
         file.trashed = True
         file.trashed_time = now
     return file
+
+
+def _chosen_id(state: DriveState, email: str, chosen: Any) -> str:
+    """The id a create asked for (one ``generateIds`` made for this user), or a new one."""
+    if chosen is None:
+        return _new_id()
+    if not isinstance(chosen, str) or state.generated.get(chosen) != email:
+        raise GoogleError(400, "invalid", "The provided file ID is not usable.")
+    if chosen in state.files:
+        raise GoogleError(409, "duplicate", "A file already exists with the provided ID.")
+    return chosen
 
 
 def _apply_metadata(file: DriveFile, metadata: dict[str, Any]) -> None:
@@ -1031,6 +1043,24 @@ def _offset(page_token: str | None) -> int:
 
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@router.get("/drive/v3/files/generateIds")
+async def files_generate_ids(
+    request: Request,
+    count: int = Query(10, ge=1, le=1000),
+    space: str = Query("drive"),
+    kind: str = Query("files", alias="type"),
+) -> dict[str, Any]:
+    """drive.files.generateIds: ids a later create of this user may use"""
+    method = "drive.files.generateIds"
+    emulator, email = await begin(request, method, scopes_of(method))
+    if space != "drive" or kind not in {"files", "shortcuts"}:
+        raise DriveError(400, "invalid", "Invalid Value", "space" if space != "drive" else "type")
+    state = drive_state(emulator)
+    ids = [_new_id() for _ in range(count)]
+    state.generated.update(dict.fromkeys(ids, email))
+    return {"kind": "drive#generatedIds", "space": space, "ids": ids}
 
 
 @router.get("/drive/v3/files/{file_id}")
