@@ -1,0 +1,101 @@
+"""Keeping each record folder in line with its CRM record, in Google: its name, its place
+(``Leads`` or ``Deals``…), its ``appProperties`` and whether it is in the trash.
+
+CRM's events change what a folder should be (``consumers``) and ask for a sync of that folder;
+the sync reads the folder at Google and changes only what differs, so running it again, or
+after a crash, is harmless. The periodic job syncs every folder, in case Google was changed by
+hand or a sync failed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from drive_service.models import DriveRoot, RecordFolder, RecordName
+from drive_service.service import (
+    ORG_KEY,
+    DriveRuntime,
+    drive_user,
+    folder_key,
+    folder_name,
+    record_key,
+)
+from pipedesk_common.mirror.keys import SyncKey
+from pipedesk_common.mirror.work import SyncRun
+from pipedesk_common.periodic import PeriodicJob
+
+FOLDER_PREFIX = "folder/"
+
+
+def folder_sync(runtime: DriveRuntime) -> SyncRun:
+    async def run(key: SyncKey) -> None:
+        if key.resource is None or not key.resource.startswith(FOLDER_PREFIX):
+            return
+        folder_id = UUID(key.resource.removeprefix(FOLDER_PREFIX))
+        async with runtime.uow.read() as session:
+            folder = await session.get(RecordFolder, folder_id)
+            if folder is None or folder.google_id is None:
+                return
+            root = await session.get(DriveRoot, folder.org_id)
+            record = await session.get(RecordName, (folder.record_type, folder.record_id))
+        if root is None or record is None:
+            return
+        user = drive_user(root)
+        current = await runtime.google.get(user, folder.google_id)
+        changes: dict[str, Any] = {}
+        wanted_name = folder_name(record)
+        if current.name != wanted_name:
+            changes["name"] = wanted_name
+        properties = {ORG_KEY: root.org_id, record_key(record.record_type): record.record_id}
+        if folder.lead_id:
+            properties[record_key("lead")] = folder.lead_id
+        if any(current.app_properties.get(k) != v for k, v in properties.items()):
+            changes["appProperties"] = properties
+        if current.trashed != record.deleted:
+            changes["trashed"] = record.deleted
+        parent = root.type_folders[record.record_type]
+        add = parent if parent not in current.parents else None
+        remove = ",".join(p for p in current.parents if p != parent) if add else None
+        item = current
+        if changes or add:
+            item = await runtime.google.update(
+                user, folder.google_id, changes, add_parents=add, remove_parents=remove
+            )
+        async with runtime.uow.write() as session:
+            row = await session.get(RecordFolder, folder_id, with_for_update=True)
+            if row is not None:
+                row.name = item.name
+                row.trashed = item.trashed
+                row.web_view_link = item.web_view_link
+                row.updated_at = runtime.clock.now()
+
+    return run
+
+
+async def folder_keys(session: AsyncSession, org_id: str | None = None) -> list[SyncKey]:
+    query = select(RecordFolder, DriveRoot).join(
+        DriveRoot, col(DriveRoot.org_id) == col(RecordFolder.org_id)
+    )
+    query = query.where(col(RecordFolder.google_id).is_not(None))
+    if org_id is not None:
+        query = query.where(col(RecordFolder.org_id) == org_id)
+    rows = (await session.execute(query)).all()
+    return [folder_key(root, folder.id) for folder, root in rows]
+
+
+async def resync_user(
+    runtime: DriveRuntime, session: AsyncSession, org_id: str, user_id: str
+) -> list[SyncKey]:
+    """A reconnect of the org's Drive account: every folder it holds is synced again."""
+    return [key for key in await folder_keys(session, org_id) if key.user_id == user_id]
+
+
+def drive_jobs(runtime: DriveRuntime) -> list[PeriodicJob]:
+    interval = timedelta(seconds=runtime.settings.resync_interval_seconds)
+    return [PeriodicJob("drive.sync-folders", interval, lambda: runtime.work.sync_all(folder_keys))]
