@@ -17,15 +17,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from drive_service.models import DriveRoot, RecordFolder, RecordName
+from drive_service.google import FOLDER, quoted
+from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
 from drive_service.service import (
     ORG_KEY,
     DriveRuntime,
+    apply_item,
     drive_user,
     folder_key,
     folder_name,
     record_key,
 )
+from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.periodic import PeriodicJob
@@ -74,8 +77,54 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
                 row.trashed = item.trashed
                 row.web_view_link = item.web_view_link
                 row.updated_at = runtime.clock.now()
+        await _mirror_files(runtime, root, folder)
 
     return run
+
+
+async def _mirror_files(runtime: DriveRuntime, root: DriveRoot, folder: RecordFolder) -> None:
+    """The files Google holds in the folder's subfolders into the mirror: files added in Drive
+    itself appear, changes are taken, and files gone from Drive leave the mirror."""
+    if not folder.subfolders:
+        return
+    names = {google_id: name for name, google_id in folder.subfolders.items()}
+    inside = " or ".join(f"{quoted(google_id)} in parents" for google_id in names)
+    items = await runtime.google.find(
+        drive_user(root), f"({inside}) and mimeType != {quoted(FOLDER)}", root.shared_drive_id
+    )
+    now = runtime.clock.now()
+    async with runtime.uow.write() as session:
+        rows = {
+            row.google_id: row
+            for row in await session.scalars(
+                select(DriveFile).where(col(DriveFile.folder_id) == folder.id).with_for_update()
+            )
+        }
+        for item in items:
+            subfolder = next((names[p] for p in item.parents if p in names), None)
+            if subfolder is None:
+                continue
+            row = rows.pop(item.id, None)
+            if row is None:
+                row = DriveFile(
+                    id=new_id(),
+                    org_id=folder.org_id,
+                    folder_id=folder.id,
+                    subfolder=subfolder,
+                    google_id=item.id,
+                    name=item.name,
+                    mime_type=item.mime_type,
+                    uploaded_by=item.app_properties.get("pipedesk_uploaded_by", "google"),
+                    created_at=item.created_time or now,
+                    updated_at=now,
+                )
+                session.add(row)
+            row.subfolder = subfolder
+            apply_item(row, item)
+            row.updated_at = now
+        for gone in rows.values():
+            if gone.size is not None:  # an upload under way is not in Google yet
+                await session.delete(gone)
 
 
 async def folder_keys(session: AsyncSession, org_id: str | None = None) -> list[SyncKey]:

@@ -474,9 +474,10 @@ class _Transfer:
         self.refreshed = False
 
     def _http(self, credentials: Credentials) -> AuthorizedHttp:
-        return AuthorizedHttp(
-            credentials, http=httplib2.Http(timeout=self.api._timeout), refresh_status_codes=()
-        )
+        http = httplib2.Http(timeout=self.api._timeout)
+        # A resumable upload's "308 Resume Incomplete" is an answer, not a redirect.
+        http.redirect_codes = http.redirect_codes - {308}
+        return AuthorizedHttp(credentials, http=http, refresh_status_codes=())
 
     async def run(self, piece: Callable[[AuthorizedHttp], T]) -> T:
         try:
