@@ -42,3 +42,112 @@ async def test_a_record_folder_holds_uploads_that_download_again(stack: Any, use
             'attachment; filename="notes.txt"'
         )
         assert await stack.fidelity_violations() == []
+
+
+async def test_rename_trash_restore_and_paging(stack: Any, users: Users) -> None:
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner)
+        client, headers = service.client, owner.headers
+        made = [
+            (await stack.upload(client, owner, "lead", lead_id, f"f{n}.txt", b"n")).json()
+            for n in range(3)
+        ]
+        renamed = await client.patch(
+            f"/api/drive/files/{made[0]['id']}", json={"name": "Quote.txt"}, headers=headers
+        )
+        assert renamed.json()["name"] == "Quote.txt"
+        assert {f["name"] for f in await stack.google_files()} >= {"Quote.txt", "f1.txt"}
+        bad = await client.patch(
+            f"/api/drive/files/{made[0]['id']}", json={"name": "a/b"}, headers=headers
+        )
+        assert bad.status_code == 422
+
+        trashed = await client.post(f"/api/drive/files/{made[1]['id']}/trash", headers=headers)
+        assert trashed.json()["trashed"] is True
+        in_google = {f["id"]: f for f in await stack.google_files()}
+        assert in_google[made[1]["google_id"]]["trashed"] is True
+        files = f"/api/drive/records/lead/{lead_id}/files"
+        first = (await client.get(files, params={"limit": 1}, headers=headers)).json()
+        second = (
+            await client.get(
+                files, params={"limit": 1, "cursor": first["next_cursor"]}, headers=headers
+            )
+        ).json()
+        assert [f["id"] for f in first["items"] + second["items"]] == [
+            made[0]["id"],
+            made[2]["id"],
+        ]
+        assert second["next_cursor"] is None
+        trash = await client.get(f"/api/drive/records/lead/{lead_id}/trash", headers=headers)
+        assert [f["id"] for f in trash.json()["items"]] == [made[1]["id"]]
+        wrong = await client.get(
+            files, params={"cursor": first["next_cursor"] + "x"}, headers=headers
+        )
+        assert wrong.status_code == 400 or wrong.status_code == 422
+
+        restored = await client.post(f"/api/drive/files/{made[1]['id']}/restore", headers=headers)
+        assert restored.json()["trashed"] is False
+        assert (
+            await client.get(f"/api/drive/records/lead/{lead_id}/trash", headers=headers)
+        ).json()["items"] == []
+
+
+async def test_a_folder_google_stored_but_did_not_confirm_is_made_once(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start() as service:
+        admin = await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner)
+        await stack.google.admin(
+            "POST",
+            "/drive/answer-faults",
+            json={"api_method": "drive.files.create", "user": admin.principal.email, "count": 2},
+        )
+        folder = await stack.folder(service, owner, "lead", lead_id)
+        assert folder.status_code == 200, folder.text
+        assert len(await stack.record_folders(lead_id)) == 1
+        [documents] = [s for s in folder.json()["subfolders"] if s["name"] == "Documents"]
+        siblings = [
+            f
+            for f in await stack.google_files()
+            if folder.json()["google_id"] in f["parents"] and f["name"] == "Documents"
+        ]
+        assert [f["id"] for f in siblings] == [documents["google_id"]]
+
+
+async def test_automation_saves_a_stream_once_per_key(stack: Any, users: Users) -> None:
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner)
+        path = f"/internal/records/lead/{lead_id}/files"
+        params = {"name": "invoice.pdf", "org_id": owner.principal.org_id, "key": "rule-7:msg-1"}
+
+        def headers(caller: str = "automation") -> dict[str, str]:
+            token = stack.world.service_token(caller, "drive")
+            return {"Content-Type": "application/pdf", "Authorization": f"Bearer {token}"}
+
+        client = service.client
+        first = await client.post(path, params=params, content=b"%PDF-1", headers=headers())
+        assert first.status_code == 201, first.text
+        assert first.json()["subfolder"] == "Email attachments"
+        again = await client.post(path, params=params, content=b"%PDF-1", headers=headers())
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        assert [f["name"] for f in await stack.google_files()].count("invoice.pdf") == 1
+
+        other_org = await client.post(
+            path, params={**params, "org_id": "org-else"}, content=b"x", headers=headers()
+        )
+        assert other_org.status_code == 404
+        not_allowed = await client.post(
+            path, params=params, content=b"x", headers=headers("calendar")
+        )
+        assert not_allowed.status_code == 403
+        user_token = await client.post(
+            path, params=params, content=b"x", headers={**headers(), **owner.headers}
+        )
+        assert user_token.status_code == 401
