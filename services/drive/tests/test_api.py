@@ -151,3 +151,48 @@ async def test_automation_saves_a_stream_once_per_key(stack: Any, users: Users) 
             path, params=params, content=b"x", headers={**headers(), **owner.headers}
         )
         assert user_token.status_code == 401
+
+
+async def test_an_upload_with_an_idempotency_key_stores_one_file(stack: Any, users: Users) -> None:
+    async with stack.start() as service:
+        admin = await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner)
+        path = f"/api/drive/records/lead/{lead_id}/files"
+
+        async def send(name: str, key: str | None) -> Any:
+            headers = {**owner.headers, "Content-Type": "text/plain"}
+            if key:
+                headers["Idempotency-Key"] = key
+            return await service.client.post(
+                path, params={"name": name}, content=b"quote", headers=headers
+            )
+
+        await stack.google.admin(
+            "POST",
+            "/drive/answer-faults",
+            json={"api_method": "drive.files.create", "user": admin.principal.email},
+        )
+        first = await send("quote.txt", "k-1")
+        assert first.status_code == 201, first.text
+        again = await send("quote.txt", "k-1")
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        assert [f["name"] for f in await stack.google_files()].count("quote.txt") == 1
+        other = await send("other.txt", "k-1")
+        assert other.status_code == 422
+
+        await stack.google.admin(
+            "POST",
+            "/faults",
+            json={
+                "api_method": "drive.files.create",
+                "status": 403,
+                "reason": "storageQuotaExceeded",
+                "user": admin.principal.email,
+            },
+        )
+        refused = await send("full.txt", None)
+        assert refused.status_code == 403
+        pending = await stack.scalar("SELECT count(*) FROM drive.files WHERE size IS NULL")
+        assert pending == 0

@@ -37,8 +37,9 @@ from pipedesk_common.errors import (
     problem_response,
     problem_responses,
 )
+from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.internal import callers, internal_problems
-from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS
+from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.pagination import Page
 from pipedesk_common.rbac import Action
@@ -275,7 +276,9 @@ async def list_trash(
     description="Send the file's bytes as the body with its `Content-Type` and `Content-Length` "
     "(required: `411` without). Larger than `DRIVE_MAX_UPLOAD_BYTES`: `413`, before anything "
     "reaches Google. Files up to `DRIVE_RESUMABLE_THRESHOLD_BYTES` go to Google in one request, "
-    "larger ones in resumable chunks, never held whole in memory.",
+    "larger ones in resumable chunks, never held whole in memory. With `Idempotency-Key`, a "
+    "retried upload answers the file the first one stored (`200`), never a second file; the "
+    "same key with another name or subfolder answers `422`.",
     openapi_extra=UPLOAD_BODY,
     responses=problem_responses(
         Unauthorized,
@@ -285,6 +288,7 @@ async def list_trash(
         LengthRequired,
         PayloadTooLarge,
         DriveNotConfigured,
+        IdempotencyKeyReused,
         *GOOGLE_PROBLEMS,
     ),
 )
@@ -296,15 +300,19 @@ async def upload_file(
     principal: PrincipalDep,
     service: ServiceDep,
     response: Response,
+    idempotency_key: IdempotencyKeyDep,
     subfolder: Subfolder = "Documents",
 ) -> FilePublic:
     size = declared_size(request, service.settings.max_upload_bytes)
     mime = media_type(request)
     record = await service.authorize(principal, record_type, str(record_id), Action.UPDATE)
-    row, _created = await service.upload(
-        principal.sub, record, subfolder, Upload(name, mime, size, request.stream())
+    row, created = await service.upload(
+        record,
+        subfolder,
+        Upload(name, mime, size, request.stream(), uploader=principal.sub),
+        caller_key=f"user:{principal.sub}:{idempotency_key}" if idempotency_key else None,
     )
-    response.headers["Location"] = f"/api/drive/files/{row.id}"
+    answer_created(response, f"/api/drive/files/{row.id}", created)
     return FilePublic.model_validate(row)
 
 
@@ -506,11 +514,10 @@ async def save_file(
     if record is None or record.org_id != org_id or record.deleted:
         raise NotFound(f"no such {record_type}")
     row, created = await service.upload(
-        f"svc:{caller.name}",
         record,
         subfolder,
-        Upload(name, mime, size, request.stream()),
-        caller_key=f"{caller.name}:{key}",
+        Upload(name, mime, size, request.stream(), uploader=f"svc:{caller.name}"),
+        caller_key=f"svc:{caller.name}:{key}",
     )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return FilePublic.model_validate(row)

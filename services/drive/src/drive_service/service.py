@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -24,6 +24,7 @@ from pipedesk_common.auth import Principal, Role
 from pipedesk_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from pipedesk_common.google import GoogleUser
 from pipedesk_common.google.media import StreamedMedia
+from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.ids import new_id
 from pipedesk_common.internal_calls import read_internal
 from pipedesk_common.mirror.keys import SyncKey
@@ -70,6 +71,7 @@ class Upload:
     mime_type: str
     size: int
     body: AsyncIterator[bytes]
+    uploader: str  # a user id, or ``svc:<service>``
 
 
 def folder_key(root: DriveRoot, folder_id: UUID) -> SyncKey:
@@ -373,7 +375,6 @@ class DriveService:
 
     async def upload(
         self,
-        principal_id: str,
         record: RecordName,
         subfolder: str,
         upload: Upload,
@@ -381,82 +382,106 @@ class DriveService:
         caller_key: str | None = None,
     ) -> tuple[DriveFile, bool]:
         """Store a file in a subfolder of the record's folder; (the file, whether it was made
-        now). The row and the file's Google id are written first, so a retry (or a caller key
-        used again) never makes a second file."""
+        now). The row and the file's Google id are written first, so a retry with the same
+        ``caller_key`` never makes a second file, even after a failure between Google and us."""
         if subfolder not in self.settings.subfolders:
             raise InvalidInput(
                 f"subfolder: one of {', '.join(self.settings.subfolders)}",
             )
         folder, root = await self.folder(record)
         user = drive_user(root)
-        if caller_key is not None:
-            async with self.uow.read() as session:
-                done = await session.scalar(
-                    select(DriveFile).where(
-                        col(DriveFile.org_id) == record.org_id,
-                        col(DriveFile.caller_key) == caller_key,
-                    )
-                )
-            if done is not None and done.size is not None:
+        done = await self._keyed(record.org_id, caller_key) if caller_key is not None else None
+        if done is not None:
+            if (done.folder_id, done.subfolder, done.name) != (folder.id, subfolder, upload.name):
+                raise IdempotencyKeyReused("this key was sent before with another file")
+            if done.size is not None:
                 return done, False
-            pending_id = done.google_id if done is not None else None
-            row_id = done.id if done is not None else None
+            row_id, google_id = done.id, done.google_id
         else:
-            pending_id = row_id = None
-        if pending_id is None:
-            [pending_id] = await self.google.generate_ids(user, 1)
-            row_id = new_id()
-            now = self.clock.now()
-            async with self.uow.write() as session:
-                inserted = await session.scalar(
-                    insert(DriveFile)
-                    .values(
-                        id=row_id,
-                        org_id=record.org_id,
-                        folder_id=folder.id,
-                        subfolder=subfolder,
-                        google_id=pending_id,
-                        name=upload.name,
-                        mime_type=upload.mime_type,
-                        uploaded_by=principal_id,
-                        caller_key=caller_key,
-                        resource={},
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(col(DriveFile.id))
-                )
-            if inserted is None:  # a concurrent request with the same caller key
-                raise FolderBusy("this upload is under way", headers={"Retry-After": "1"})
+            row_id, google_id = await self._pending(record, folder, subfolder, upload, caller_key)
         body = {
-            "id": pending_id,
+            "id": google_id,
             "name": upload.name,
             "parents": [folder.subfolders[subfolder]],
-            "appProperties": {ORG_KEY: record.org_id, "pipedesk_uploaded_by": principal_id},
+            "appProperties": {ORG_KEY: record.org_id, "pipedesk_uploaded_by": upload.uploader},
         }
-        if upload.size <= self.settings.resumable_threshold_bytes:
-            data = bytearray()
-            async for piece in upload.body:
-                data += piece
-            if len(data) != upload.size:
-                raise InvalidInput(f"the body has {len(data)} bytes, not {upload.size}")
-            item = await self.google.upload_small(user, body, bytes(data), upload.mime_type)
-        else:
-            media = StreamedMedia(
-                upload.body,
-                size=upload.size,
-                mimetype=upload.mime_type,
-                chunksize=self.settings.upload_chunk_bytes,
-                loop=asyncio.get_running_loop(),
-            )
-            item = await self.google.upload_resumable(user, body, media)
+        try:
+            item = await self._send(user, body, upload)
+        except BaseException:
+            if caller_key is None:
+                # Nobody can retry this one: if Google did store it, the folder sync finds it.
+                async with self.uow.write() as session:
+                    await session.execute(delete(DriveFile).where(col(DriveFile.id) == row_id))
+            raise
         async with self.uow.write() as session:
             row = await session.get(DriveFile, row_id, with_for_update=True)
             assert row is not None
             apply_item(row, item)
             row.updated_at = self.clock.now()
             return row, True
+
+    async def _keyed(self, org_id: str, caller_key: str) -> DriveFile | None:
+        async with self.uow.read() as session:
+            found: DriveFile | None = await session.scalar(
+                select(DriveFile).where(
+                    col(DriveFile.org_id) == org_id, col(DriveFile.caller_key) == caller_key
+                )
+            )
+        return found
+
+    async def _pending(
+        self,
+        record: RecordName,
+        folder: RecordFolder,
+        subfolder: str,
+        upload: Upload,
+        caller_key: str | None,
+    ) -> tuple[UUID, str]:
+        """The upload's row, written before Google is asked, with the file's Google id."""
+        root = await self.root(record.org_id)
+        [google_id] = await self.google.generate_ids(drive_user(root), 1)
+        row_id = new_id()
+        now = self.clock.now()
+        async with self.uow.write() as session:
+            inserted = await session.scalar(
+                insert(DriveFile)
+                .values(
+                    id=row_id,
+                    org_id=record.org_id,
+                    folder_id=folder.id,
+                    subfolder=subfolder,
+                    google_id=google_id,
+                    name=upload.name,
+                    mime_type=upload.mime_type,
+                    uploaded_by=upload.uploader,
+                    caller_key=caller_key,
+                    resource={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(col(DriveFile.id))
+            )
+        if inserted is None:  # a concurrent request with the same key
+            raise FolderBusy("this upload is under way", headers={"Retry-After": "1"})
+        return row_id, google_id
+
+    async def _send(self, user: GoogleUser, body: dict[str, Any], upload: Upload) -> DriveItem:
+        if upload.size <= self.settings.resumable_threshold_bytes:
+            data = bytearray()
+            async for piece in upload.body:
+                data += piece
+            if len(data) != upload.size:
+                raise InvalidInput(f"the body has {len(data)} bytes, not {upload.size}")
+            return await self.google.upload_small(user, body, bytes(data), upload.mime_type)
+        media = StreamedMedia(
+            upload.body,
+            size=upload.size,
+            mimetype=upload.mime_type,
+            chunksize=self.settings.upload_chunk_bytes,
+            loop=asyncio.get_running_loop(),
+        )
+        return await self.google.upload_resumable(user, body, media)
 
     async def file(self, principal: Principal, file_id: UUID, action: Action) -> DriveFile:
         """A file the caller may ``action`` (through its record): ``404`` otherwise."""
