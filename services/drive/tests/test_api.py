@@ -196,3 +196,42 @@ async def test_an_upload_with_an_idempotency_key_stores_one_file(stack: Any, use
         assert refused.status_code == 403
         pending = await stack.scalar("SELECT count(*) FROM drive.files WHERE size IS NULL")
         assert pending == 0
+
+
+async def test_a_file_moves_to_another_record_only_with_access_to_both(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP, teams=["t1"])
+        other = users.make(Role.REP, teams=["t2"])
+        lead_id = await stack.lead(owner, "From")
+        target_id = await stack.lead(owner, "To")
+        theirs = await stack.lead(other, "Theirs")
+        file = (await stack.upload(service.client, owner, "lead", lead_id, "a.txt", b"a")).json()
+        path = f"/api/drive/files/{file['id']}/move"
+
+        refused = await service.client.post(
+            path, json={"record_type": "lead", "record_id": theirs}, headers=owner.headers
+        )
+        assert refused.status_code == 404
+        moved = await service.client.post(
+            path,
+            json={"record_type": "lead", "record_id": target_id, "subfolder": "Email attachments"},
+            headers=owner.headers,
+        )
+        assert moved.status_code == 200, moved.text
+        target = (await stack.folder(service, owner, "lead", target_id)).json()
+        attachments = next(
+            s["google_id"] for s in target["subfolders"] if s["name"] == "Email attachments"
+        )
+        in_google = {f["id"]: f for f in await stack.google_files()}
+        assert in_google[file["google_id"]]["parents"] == [attachments]
+        listed = await service.client.get(
+            f"/api/drive/records/lead/{target_id}/files", headers=owner.headers
+        )
+        assert [f["id"] for f in listed.json()["items"]] == [file["id"]]
+        by_other = await service.client.post(
+            path, json={"record_type": "lead", "record_id": theirs}, headers=other.headers
+        )
+        assert by_other.status_code == 404

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
 from drive_service.schemas import (
+    FileMove,
     FilePublic,
     FileRename,
     FolderPublic,
@@ -445,6 +446,22 @@ async def rename_file(
     file_id: UUID, data: FileRename, principal: PrincipalDep, service: ServiceDep
 ) -> FilePublic:
     return FilePublic.model_validate(await service.rename(principal, file_id, data.name))
+
+
+@router.post(
+    "/files/{file_id}/move",
+    summary="Move a file into another record's folder (`update` needed on both records)",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def move_file(
+    file_id: UUID, data: FileMove, principal: PrincipalDep, service: ServiceDep
+) -> FilePublic:
+    moved = await service.move(
+        principal, file_id, data.record_type, str(data.record_id), data.subfolder
+    )
+    return FilePublic.model_validate(moved)
 
 
 @router.post(

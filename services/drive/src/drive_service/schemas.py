@@ -74,3 +74,11 @@ class FileRename(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$")
+
+
+class FileMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record_type: RecordType
+    record_id: UUID
+    subfolder: str = Field("Documents", min_length=1, max_length=200)

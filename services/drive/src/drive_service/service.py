@@ -511,6 +511,41 @@ class DriveService:
         item = await self.google.update(user, found.google_id, {"trashed": trashed})
         return await self._apply(found.id, item)
 
+    async def move(
+        self,
+        principal: Principal,
+        file_id: UUID,
+        record_type: str,
+        record_id: str,
+        subfolder: str,
+    ) -> DriveFile:
+        """Move a file into another record's folder: ``update`` needed on both records."""
+        if subfolder not in self.settings.subfolders:
+            raise InvalidInput(f"subfolder: one of {', '.join(self.settings.subfolders)}")
+        found = await self.file(principal, file_id, Action.UPDATE)
+        target = await self.authorize(principal, record_type, record_id, Action.UPDATE)
+        folder, root = await self.folder(target)
+        async with self.uow.read() as session:
+            current = await session.get(RecordFolder, found.folder_id)
+        assert current is not None
+        old_parent = current.subfolders.get(found.subfolder, "")
+        new_parent = folder.subfolders[subfolder]
+        item = await self.google.update(
+            drive_user(root),
+            found.google_id,
+            {},
+            add_parents=new_parent if new_parent != old_parent else None,
+            remove_parents=old_parent if new_parent != old_parent else None,
+        )
+        async with self.uow.write() as session:
+            row = await session.get(DriveFile, found.id, with_for_update=True)
+            if row is None:
+                raise NotFound("no such file")
+            row.folder_id, row.subfolder = folder.id, subfolder
+            apply_item(row, item)
+            row.updated_at = self.clock.now()
+            return row
+
     async def delete(self, principal: Principal, file_id: UUID) -> None:
         found = await self.file(principal, file_id, Action.READ)
         if principal.role is not Role.ADMIN:
