@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from pipedesk_common.auth import Role
@@ -105,3 +106,37 @@ async def test_the_folder_follows_its_record(stack: Any, users: Users) -> None:
             lambda: folder_in_google(stack, folder["google_id"]), until=lambda f: not f["trashed"]
         )
         assert len(await stack.record_folders(lead_id)) == 1
+
+
+async def test_record_folders_in_a_shared_drive(stack: Any, users: Users) -> None:
+    async with stack.start() as service:
+        admin = users.make(Role.ADMIN)
+        await stack.connect(admin)
+        token = await stack.google_token(admin, ["https://www.googleapis.com/auth/drive"])
+        async with httpx.AsyncClient(timeout=10) as http:
+            made = await http.post(
+                f"{stack.google.emulator_url}/drive/v3/drives",
+                params={"requestId": f"r-{admin.sub}"},
+                json={"name": "PipeDesk records"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        shared = made.json()["id"]
+        root = await service.client.put(
+            "/api/drive/root", json={"shared_drive_id": shared}, headers=admin.headers
+        )
+        assert root.status_code == 200, root.text
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner)
+        folder = await stack.folder(service, owner, "lead", lead_id)
+        assert folder.status_code == 200, folder.text
+        [in_google] = await stack.record_folders(lead_id)
+        assert in_google["driveId"] == shared
+        uploaded = await stack.upload(service.client, owner, "lead", lead_id, "n.txt", b"shared")
+        assert uploaded.status_code == 201, uploaded.text
+        download = await service.client.get(
+            f"/api/drive/files/{uploaded.json()['id']}/content", headers=owner.headers
+        )
+        assert download.content == b"shared"
+        await stack.execute("DELETE FROM drive.record_folders WHERE record_id = :id", id=lead_id)
+        again = await stack.folder(service, owner, "lead", lead_id)
+        assert again.json()["google_id"] == folder.json()["google_id"]
