@@ -63,6 +63,10 @@ class FolderBusy(Conflict):
     slug, title = "folder-being-created", "The record's folder is being created; retry shortly"
 
 
+class UploadUnderWay(Conflict):
+    slug, title = "upload-under-way", "An upload with this key is under way; retry shortly"
+
+
 @dataclass(frozen=True)
 class Upload:
     """A file to store: its name, type and size, and where its bytes come from."""
@@ -463,7 +467,9 @@ class DriveService:
                 .returning(col(DriveFile.id))
             )
         if inserted is None:  # a concurrent request with the same key
-            raise FolderBusy("this upload is under way", headers={"Retry-After": "1"})
+            raise UploadUnderWay(
+                "an upload with this key is under way", headers={"Retry-After": "1"}
+            )
         return row_id, google_id
 
     async def _send(self, user: GoogleUser, body: dict[str, Any], upload: Upload) -> DriveItem:
