@@ -41,6 +41,7 @@ from tenacity import (
 
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
 from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
+from pipedesk_common.google.media import StreamedMedia
 from pipedesk_common.google.resources import Page, R
 
 T = TypeVar("T")
@@ -366,16 +367,19 @@ class GoogleApi:
         transfer = await self._transfer(user)
         try:
             request = start(transfer.client)
-            async with self._semaphore(user):
-                while True:
+            media = request.resumable
+            while True:
+                if isinstance(media, StreamedMedia):  # the client's bytes, before the slot
+                    await media.prefetch(request.resumable_progress)
+                async with self._semaphore(user):
                     _progress, done = await self._retried(
                         method,
                         lambda: transfer.run(
                             lambda http: request.next_chunk(http=http, num_retries=0)
                         ),
                     )
-                    if done is not None:
-                        return done
+                if done is not None:
+                    return done
         finally:
             transfer.close()
 

@@ -62,14 +62,31 @@ class StreamedMedia(MediaUpload):  # type: ignore[misc]
     def has_stream(self) -> bool:
         return False
 
-    def getbytes(self, begin: int, length: int) -> bytes:
-        """Bytes from ``begin`` (called in a worker thread, never on the event loop)."""
+    async def prefetch(self, begin: int) -> None:
+        """Read the chunk from ``begin`` (what Google confirmed) before it is sent, on the event
+        loop: the client's bytes are awaited here, not while a Google call holds its slot."""
+        self._drop_before(begin)
+        wanted = min(self._chunksize, self._size - begin)
+        while len(self._window) < wanted and not self._ended:
+            piece = await self._next()
+            if piece is None:
+                self._ended = True
+            else:
+                self._window += piece
+                self.peak_held = max(self.peak_held, len(self._window))
+
+    def _drop_before(self, begin: int) -> None:
         if begin < self._start:
             raise RuntimeError(f"bytes from {begin} were dropped; Google had confirmed them")
         if begin > self._start + len(self._window):
             raise RuntimeError(f"Google reported an offset ({begin}) beyond what was sent")
         del self._window[: begin - self._start]
         self._start = begin
+
+    def getbytes(self, begin: int, length: int) -> bytes:
+        """Bytes from ``begin`` (called in a worker thread, never on the event loop): from the
+        prefetched chunk, or, after Google reported a later offset, read on from the stream."""
+        self._drop_before(begin)
         wanted = min(length, self._size - begin)
         while len(self._window) < wanted and not self._ended:
             piece = asyncio.run_coroutine_threadsafe(self._next(), self._loop).result()
