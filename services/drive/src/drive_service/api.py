@@ -526,10 +526,7 @@ async def save_file(
 ) -> FilePublic:
     size = declared_size(request, service.settings.max_upload_bytes)
     mime = media_type(request)
-    async with service.uow.write() as session:
-        record = await service.record(session, record_type, str(record_id))
-    if record is None or record.org_id != org_id or record.deleted:
-        raise NotFound(f"no such {record_type}")
+    record = await service.live_record(org_id, record_type, str(record_id))
     row, created = await service.upload(
         record,
         subfolder,

@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from drive_service.models import DriveRoot, RecordFolder
-from drive_service.service import DriveRuntime, folder_key, store_record
+from drive_service.repository import DriveRepository
+from drive_service.service import DriveRuntime, folder_key
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event
 from pipedesk_common.events.crm import (
@@ -43,8 +41,8 @@ def follow_records(consumer: Consumer, runtime: Callable[[], DriveRuntime]) -> N
     async def changed(
         session: AsyncSession, record_type: str, data: Any, name: str, lead_id: str | None = None
     ) -> None:
-        stored = await store_record(
-            session,
+        repository = DriveRepository(session)
+        stored = await repository.store_record(
             record_type,
             data.id,
             org_id=data.org_id,
@@ -56,16 +54,9 @@ def follow_records(consumer: Consumer, runtime: Callable[[], DriveRuntime]) -> N
         if not stored:
             return
         if lead_id is not None:
-            await _adopt_lead_folder(session, data.org_id, data.id, lead_id)
-        folder = await session.scalar(
-            select(RecordFolder).where(
-                col(RecordFolder.org_id) == data.org_id,
-                col(RecordFolder.record_type) == record_type,
-                col(RecordFolder.record_id) == data.id,
-                col(RecordFolder.google_id).is_not(None),
-            )
-        )
-        root = await session.get(DriveRoot, data.org_id)
+            await repository.adopt_lead_folder(data.org_id, data.id, lead_id)
+        folder = await repository.made_folder_of(data.org_id, record_type, data.id)
+        root = await repository.root(data.org_id)
         if folder is not None and root is not None:
             await runtime().work.request(session, folder_key(root, folder.id))
 
@@ -84,27 +75,3 @@ def follow_records(consumer: Consumer, runtime: Callable[[], DriveRuntime]) -> N
     @consumer.on(*COMPANY_EVENTS)
     async def on_company(session: AsyncSession, event: Event[Any]) -> None:
         await changed(session, "company", event.data, event.data.name)
-
-
-async def _adopt_lead_folder(
-    session: AsyncSession, org_id: str, deal_id: str, lead_id: str
-) -> None:
-    """A converted lead's folder becomes its deal's (unless the deal has one already)."""
-    has_own = await session.scalar(
-        select(col(RecordFolder.id)).where(
-            col(RecordFolder.org_id) == org_id,
-            col(RecordFolder.record_type) == "deal",
-            col(RecordFolder.record_id) == deal_id,
-        )
-    )
-    if has_own is not None:
-        return
-    await session.execute(
-        update(RecordFolder)
-        .where(
-            col(RecordFolder.org_id) == org_id,
-            col(RecordFolder.record_type) == "lead",
-            col(RecordFolder.record_id) == lead_id,
-        )
-        .values(record_type="deal", record_id=deal_id, lead_id=lead_id)
-    )

@@ -11,13 +11,11 @@ from datetime import timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import delete, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from drive_service.google import FOLDER, DriveGoogle, DriveItem, has_property, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
+from drive_service.repository import DriveRepository
 from drive_service.settings import DriveSettings
 from pipedesk_common.app import ServiceContext
 from pipedesk_common.auth import Principal, Role
@@ -113,11 +111,20 @@ class DriveService:
             raise Forbidden(f"your role may not {action.value} files")
         return record
 
+    async def live_record(self, org_id: str, record_type: str, record_id: str) -> RecordName:
+        """A record of ``org_id`` that is not deleted (for service callers), else ``404``."""
+        async with self.uow.write() as session:
+            record = await self.record(session, record_type, record_id)
+        if record is None or record.org_id != org_id or record.deleted:
+            raise NotFound(f"no such {record_type}")
+        return record
+
     async def record(
         self, session: AsyncSession, record_type: str, record_id: str
     ) -> RecordName | None:
         """The record's name and state: from CRM's events, or asked of CRM on first sight."""
-        known = await session.get(RecordName, (record_type, record_id))
+        repository = DriveRepository(session)
+        known = await repository.record(record_type, record_id)
         if known is not None:
             return known
         answer = await read_internal(
@@ -129,8 +136,7 @@ class DriveService:
         )
         if answer is None:
             return None
-        await store_record(
-            session,
+        await repository.store_record(
             record_type,
             record_id,
             org_id=answer["org_id"],
@@ -139,13 +145,13 @@ class DriveService:
             version=answer["version"],
             lead_id=answer.get("lead_id"),
         )
-        return await session.get(RecordName, (record_type, record_id))
+        return await repository.record(record_type, record_id)
 
     # --- the org's root ----------------------------------------------------------------------
 
     async def root(self, org_id: str) -> DriveRoot:
         async with self.uow.read() as session:
-            root = await session.get(DriveRoot, org_id)
+            root = await DriveRepository(session).root(org_id)
         if root is None:
             raise DriveNotConfigured("an admin must set the org's Drive root (PUT /api/drive/root)")
         return root
@@ -198,13 +204,7 @@ class DriveService:
             "updated_at": now,
         }
         async with self.uow.write() as session:
-            statement = insert(DriveRoot).values(**values)
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["org_id"],
-                    set_={k: statement.excluded[k] for k in values if k not in {"created_at"}},
-                )
-            )
+            await DriveRepository(session).save_root(values)
         return await self.root(org)
 
     async def _new_folder(
@@ -243,14 +243,10 @@ class DriveService:
             item, subfolders = await self._make_folder(root, record)
         except BaseException:
             async with self.uow.write() as session:
-                await session.execute(
-                    update(RecordFolder)
-                    .where(col(RecordFolder.id) == row.id)
-                    .values(creating_until=None)
-                )
+                await DriveRepository(session).release_folder(row.id)
             raise
         async with self.uow.write() as session:
-            made = await session.get(RecordFolder, row.id, with_for_update=True)
+            made = await DriveRepository(session).folder(row.id, lock=True)
             assert made is not None
             made.google_id = item.id
             made.subfolders = subfolders
@@ -265,44 +261,29 @@ class DriveService:
         """The record's folder row, and whether this request now holds its creation."""
         now = self.clock.now()
         lease = now + timedelta(seconds=self.settings.create_lease_seconds)
+        key = (record.org_id, record.record_type, record.record_id)
         async with self.uow.write() as session:
-            found = await find_folder(session, record.org_id, record.record_type, record.record_id)
+            repository = DriveRepository(session)
+            found = await repository.folder_of(*key)
             if found is None:
-                inserted = await session.scalar(
-                    insert(RecordFolder)
-                    .values(
-                        id=new_id(),
-                        org_id=record.org_id,
-                        record_type=record.record_type,
-                        record_id=record.record_id,
-                        subfolders={},
-                        creating_until=lease,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(col(RecordFolder.id))
+                claimed = await repository.claim_new_folder(
+                    {
+                        "id": new_id(),
+                        "org_id": record.org_id,
+                        "record_type": record.record_type,
+                        "record_id": record.record_id,
+                        "subfolders": {},
+                        "creating_until": lease,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                 )
-                found = await find_folder(
-                    session, record.org_id, record.record_type, record.record_id
-                )
+                found = await repository.folder_of(*key)
                 assert found is not None
-                return found, inserted is not None
+                return found, claimed
             if found.google_id is not None:
                 return found, False
-            taken = await session.scalar(
-                update(RecordFolder)
-                .where(
-                    col(RecordFolder.id) == found.id,
-                    or_(
-                        col(RecordFolder.creating_until).is_(None),
-                        col(RecordFolder.creating_until) < now,
-                    ),
-                )
-                .values(creating_until=lease)
-                .returning(col(RecordFolder.id))
-            )
-            return found, taken is not None
+            return found, await repository.take_over_folder(found.id, now, lease)
 
     async def _make_folder(
         self, root: DriveRoot, record: RecordName
@@ -364,18 +345,10 @@ class DriveService:
         limit: int,
     ) -> list[DriveFile]:
         """The folder's files from the mirror, oldest first (keyset paged)."""
-        query = select(DriveFile).where(
-            col(DriveFile.folder_id) == folder.id,
-            col(DriveFile.trashed).is_(trashed),
-            col(DriveFile.size).is_not(None),
-        )
-        if after is not None:
-            query = query.where(
-                tuple_(col(DriveFile.created_at), col(DriveFile.id)) > tuple_(*after)
-            )
-        query = query.order_by(col(DriveFile.created_at), col(DriveFile.id)).limit(limit)
         async with self.uow.read() as session:
-            return list((await session.scalars(query)).all())
+            return await DriveRepository(session).files(
+                folder.id, trashed=trashed, after=after, limit=limit
+            )
 
     async def upload(
         self,
@@ -415,10 +388,10 @@ class DriveService:
             if caller_key is None:
                 # Nobody can retry this one: if Google did store it, the folder sync finds it.
                 async with self.uow.write() as session:
-                    await session.execute(delete(DriveFile).where(col(DriveFile.id) == row_id))
+                    await DriveRepository(session).delete_file(row_id)
             raise
         async with self.uow.write() as session:
-            row = await session.get(DriveFile, row_id, with_for_update=True)
+            row = await DriveRepository(session).file(row_id, lock=True)
             assert row is not None
             apply_item(row, item)
             row.updated_at = self.clock.now()
@@ -426,12 +399,7 @@ class DriveService:
 
     async def _keyed(self, org_id: str, caller_key: str) -> DriveFile | None:
         async with self.uow.read() as session:
-            found: DriveFile | None = await session.scalar(
-                select(DriveFile).where(
-                    col(DriveFile.org_id) == org_id, col(DriveFile.caller_key) == caller_key
-                )
-            )
-        return found
+            return await DriveRepository(session).keyed_file(org_id, caller_key)
 
     async def _pending(
         self,
@@ -447,26 +415,23 @@ class DriveService:
         row_id = new_id()
         now = self.clock.now()
         async with self.uow.write() as session:
-            inserted = await session.scalar(
-                insert(DriveFile)
-                .values(
-                    id=row_id,
-                    org_id=record.org_id,
-                    folder_id=folder.id,
-                    subfolder=subfolder,
-                    google_id=google_id,
-                    name=upload.name,
-                    mime_type=upload.mime_type,
-                    uploaded_by=upload.uploader,
-                    caller_key=caller_key,
-                    resource={},
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(col(DriveFile.id))
+            inserted = await DriveRepository(session).add_pending_file(
+                {
+                    "id": row_id,
+                    "org_id": record.org_id,
+                    "folder_id": folder.id,
+                    "subfolder": subfolder,
+                    "google_id": google_id,
+                    "name": upload.name,
+                    "mime_type": upload.mime_type,
+                    "uploaded_by": upload.uploader,
+                    "caller_key": caller_key,
+                    "resource": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-        if inserted is None:  # a concurrent request with the same key
+        if not inserted:  # a concurrent request with the same key
             raise UploadUnderWay(
                 "an upload with this key is under way", headers={"Retry-After": "1"}
             )
@@ -492,8 +457,9 @@ class DriveService:
     async def file(self, principal: Principal, file_id: UUID, action: Action) -> DriveFile:
         """A file the caller may ``action`` (through its record): ``404`` otherwise."""
         async with self.uow.read() as session:
-            found = await session.get(DriveFile, file_id)
-            folder = await session.get(RecordFolder, found.folder_id) if found else None
+            repository = DriveRepository(session)
+            found = await repository.file(file_id)
+            folder = await repository.folder(found.folder_id) if found else None
         if found is None or folder is None or found.org_id != principal.org_id:
             raise NotFound("no such file")
         if found.size is None:
@@ -532,7 +498,7 @@ class DriveService:
         target = await self.authorize(principal, record_type, record_id, Action.UPDATE)
         folder, root = await self.folder(target)
         async with self.uow.read() as session:
-            current = await session.get(RecordFolder, found.folder_id)
+            current = await DriveRepository(session).folder(found.folder_id)
         assert current is not None
         old_parent = current.subfolders.get(found.subfolder, "")
         new_parent = folder.subfolders[subfolder]
@@ -544,7 +510,7 @@ class DriveService:
             remove_parents=old_parent if new_parent != old_parent else None,
         )
         async with self.uow.write() as session:
-            row = await session.get(DriveFile, found.id, with_for_update=True)
+            row = await DriveRepository(session).file(found.id, lock=True)
             if row is None:
                 raise NotFound("no such file")
             row.folder_id, row.subfolder = folder.id, subfolder
@@ -559,13 +525,11 @@ class DriveService:
         user = await self.drive_user_of(found.org_id)
         await self.google.delete(user, found.google_id)
         async with self.uow.write() as session:
-            row = await session.get(DriveFile, found.id)
-            if row is not None:
-                await session.delete(row)
+            await DriveRepository(session).delete_file(found.id)
 
     async def _apply(self, row_id: UUID, item: DriveItem) -> DriveFile:
         async with self.uow.write() as session:
-            row = await session.get(DriveFile, row_id, with_for_update=True)
+            row = await DriveRepository(session).file(row_id, lock=True)
             if row is None:
                 raise NotFound("no such file")
             apply_item(row, item)
@@ -603,60 +567,3 @@ def apply_item(row: DriveFile, item: DriveItem) -> None:
     if not item.trashed:
         row.trashed_at = None
     row.resource = item.raw
-
-
-async def find_folder(
-    session: AsyncSession, org_id: str, record_type: str, record_id: str
-) -> RecordFolder | None:
-    """A record's folder row; a lead converted to a deal finds the deal's folder."""
-    query = select(RecordFolder).where(col(RecordFolder.org_id) == org_id)
-    if record_type == "lead":
-        query = query.where(
-            or_(
-                (col(RecordFolder.record_type) == "lead")
-                & (col(RecordFolder.record_id) == record_id),
-                col(RecordFolder.lead_id) == record_id,
-            )
-        )
-    else:
-        query = query.where(
-            col(RecordFolder.record_type) == record_type, col(RecordFolder.record_id) == record_id
-        )
-    found: RecordFolder | None = await session.scalar(query)
-    return found
-
-
-async def store_record(
-    session: AsyncSession,
-    record_type: str,
-    record_id: str,
-    *,
-    org_id: str,
-    name: str,
-    deleted: bool,
-    version: int,
-    lead_id: str | None = None,
-) -> bool:
-    """Keep a record's name and state if newer than what is held; whether it was."""
-    statement = insert(RecordName).values(
-        record_type=record_type,
-        record_id=record_id,
-        org_id=org_id,
-        name=name,
-        deleted=deleted,
-        version=version,
-        lead_id=lead_id,
-    )
-    stored = await session.scalar(
-        statement.on_conflict_do_update(
-            index_elements=["record_type", "record_id"],
-            set_={
-                "name": statement.excluded.name,
-                "deleted": statement.excluded.deleted,
-                "version": statement.excluded.version,
-                "lead_id": statement.excluded.lead_id,
-            },
-            where=col(RecordName.version) < statement.excluded.version,
-        ).returning(col(RecordName.version))
-    )
-    return stored is not None

@@ -13,12 +13,11 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from drive_service.google import FOLDER, quoted
-from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
+from drive_service.models import DriveFile, DriveRoot, RecordFolder
+from drive_service.repository import DriveRepository
 from drive_service.service import (
     ORG_KEY,
     DriveRuntime,
@@ -42,11 +41,12 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
             return
         folder_id = UUID(key.resource.removeprefix(FOLDER_PREFIX))
         async with runtime.uow.read() as session:
-            folder = await session.get(RecordFolder, folder_id)
+            repository = DriveRepository(session)
+            folder = await repository.folder(folder_id)
             if folder is None or folder.google_id is None:
                 return
-            root = await session.get(DriveRoot, folder.org_id)
-            record = await session.get(RecordName, (folder.record_type, folder.record_id))
+            root = await repository.root(folder.org_id)
+            record = await repository.record(folder.record_type, folder.record_id)
         if root is None or record is None:
             return
         user = drive_user(root)
@@ -71,7 +71,7 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
                 user, folder.google_id, changes, add_parents=add, remove_parents=remove
             )
         async with runtime.uow.write() as session:
-            row = await session.get(RecordFolder, folder_id, with_for_update=True)
+            row = await DriveRepository(session).folder(folder_id, lock=True)
             if row is not None:
                 row.name = item.name
                 row.trashed = item.trashed
@@ -94,12 +94,7 @@ async def _mirror_files(runtime: DriveRuntime, root: DriveRoot, folder: RecordFo
     )
     now = runtime.clock.now()
     async with runtime.uow.write() as session:
-        rows = {
-            row.google_id: row
-            for row in await session.scalars(
-                select(DriveFile).where(col(DriveFile.folder_id) == folder.id).with_for_update()
-            )
-        }
+        rows = {row.google_id: row for row in await DriveRepository(session).files_in(folder.id)}
         for item in items:
             subfolder = next((names[p] for p in item.parents if p in names), None)
             if subfolder is None:
@@ -128,14 +123,9 @@ async def _mirror_files(runtime: DriveRuntime, root: DriveRoot, folder: RecordFo
 
 
 async def folder_keys(session: AsyncSession, org_id: str | None = None) -> list[SyncKey]:
-    query = select(RecordFolder, DriveRoot).join(
-        DriveRoot, col(DriveRoot.org_id) == col(RecordFolder.org_id)
-    )
-    query = query.where(col(RecordFolder.google_id).is_not(None))
-    if org_id is not None:
-        query = query.where(col(RecordFolder.org_id) == org_id)
-    rows = (await session.execute(query)).all()
-    return [folder_key(root, folder.id) for folder, root in rows]
+    """The sync of every folder made in Google (of one org)."""
+    made = await DriveRepository(session).made_folders(org_id)
+    return [folder_key(root, folder.id) for folder, root in made]
 
 
 async def resync_user(
