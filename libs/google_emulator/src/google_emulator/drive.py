@@ -67,6 +67,14 @@ def scopes_of(api_method: str) -> tuple[str, ...]:
     return tuple(scope for scope in found[1]["scopes"] if scope not in PARTIAL_SCOPES)
 
 
+async def _begin(request: Request, api_method: str) -> tuple[Emulator, str]:
+    """``begin``, then the caller's token must hold a scope granting all of Drive: the partial
+    scopes (``PARTIAL_SCOPES``) are not modelled, so they are refused rather than over-granted."""
+    emulator, email = await begin(request, api_method)
+    emulator.authorize(request, scopes_of(api_method))
+    return emulator, email
+
+
 @dataclass
 class DriveFile:
     id: str
@@ -622,7 +630,7 @@ async def files_create(
 ) -> dict[str, Any]:
     """drive.files.create without content (a folder, an empty file or Google Doc)"""
     method = "drive.files.create"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     metadata = await _json_body(request)
     file = new_file(state, emulator, email, metadata, supports_all_drives, None)
@@ -681,7 +689,7 @@ async def _start_upload(
     add_parents: str | None = None,
     remove_parents: str | None = None,
 ) -> Response:
-    emulator, email = await begin(request, api_method, scopes_of(api_method))
+    emulator, email = await _begin(request, api_method)
     state = drive_state(emulator)
     existing = _file(state, emulator, email, file_id, all_drives) if file_id else None
     content_type = request.headers.get("content-type", "application/octet-stream")
@@ -954,7 +962,7 @@ async def files_list(
 ) -> dict[str, Any]:
     """drive.files.list with the query grammar of ``drive_query``"""
     method = "drive.files.list"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     if include_all and not supports_all_drives:
         raise DriveError(
@@ -1054,7 +1062,7 @@ async def files_generate_ids(
 ) -> dict[str, Any]:
     """drive.files.generateIds: ids a later create of this user may use"""
     method = "drive.files.generateIds"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     if space != "drive" or kind not in {"files", "shortcuts"}:
         raise DriveError(400, "invalid", "Invalid Value", "space" if space != "drive" else "type")
     state = drive_state(emulator)
@@ -1074,7 +1082,7 @@ async def files_get(
 ) -> Response:
     """drive.files.get: the metadata, or with ``alt=media`` the content (``Range`` honoured)"""
     method = "drive.files.get"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     file = _file(state, emulator, email, file_id, supports_all_drives)
     if alt == "json":
@@ -1134,7 +1142,7 @@ async def files_export(
 ) -> Response:
     """drive.files.export: a Docs Editors file in one of its export formats"""
     method = "drive.files.export"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     # files.export takes no supportsAllDrives: shared drive files export as well.
     file = _file(state, emulator, email, file_id, True)
@@ -1194,7 +1202,7 @@ async def files_update(
 ) -> dict[str, Any]:
     """drive.files.update of metadata: name, description, trashed, appProperties, parents…"""
     method = "drive.files.update"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     file = _file(state, emulator, email, file_id, supports_all_drives)
     body = await _json_body(request)
@@ -1230,7 +1238,7 @@ async def files_empty_trash(
 ) -> Response:
     """drive.files.emptyTrash: every trashed file of the user's My Drive (or a shared drive)"""
     method = "drive.files.emptyTrash"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     if drive_id is not None:
         _drive_root(state, email, drive_id, True)
@@ -1253,7 +1261,7 @@ async def files_delete(
 ) -> Response:
     """drive.files.delete: gone for good, with everything under it"""
     method = "drive.files.delete"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     file = _file(state, emulator, email, file_id, supports_all_drives)
     if file.is_root:
@@ -1272,7 +1280,7 @@ async def drives_create(
 ) -> dict[str, Any]:
     """drive.drives.create: the caller becomes its organizer; a reused requestId is a 409"""
     method = "drive.drives.create"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     body = await _json_body(request)
     name = body.get("name")
@@ -1302,7 +1310,7 @@ async def drives_list(
 ) -> dict[str, Any]:
     """drive.drives.list: the shared drives the caller is a member of"""
     method = "drive.drives.list"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     mine = sorted((d for d in state.drives.values() if email in d.members), key=lambda d: d.id)
     start = _offset(page_token)
@@ -1319,7 +1327,7 @@ async def drives_list(
 async def drives_get(request: Request, drive_id: str, fields: str | None = None) -> dict[str, Any]:
     """drive.drives.get"""
     method = "drive.drives.get"
-    emulator, email = await begin(request, method, scopes_of(method))
+    emulator, email = await _begin(request, method)
     drive = _drive_root(drive_state(emulator), email, drive_id, True)
     return partial(drive_json(drive), fields, DEFAULT_DRIVE_FIELDS, "Drive")
 

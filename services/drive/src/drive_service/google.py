@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from googleapiclient.http import MediaIoBaseUpload
 
+from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.media import StreamedMedia
 from pipedesk_common.google.resources import GoogleResource
@@ -111,8 +112,16 @@ class DriveGoogle:
                     body=body, fields=FILE_FIELDS, supportsAllDrives=True
                 ),
                 DriveItem,
+                reconcile=lambda: self._stored(user, body["id"]),
             ),
         )
+
+    async def _stored(self, user: GoogleUser, file_id: str) -> DriveItem | None:
+        """The file an ambiguous create may have made (it named its id), or None."""
+        try:
+            return await self.get(user, file_id)
+        except NotFound:
+            return None
 
     async def upload_small(
         self, user: GoogleUser, body: dict[str, Any], data: bytes, mime_type: str
@@ -126,7 +135,15 @@ class DriveGoogle:
             )
 
         return await self._once(
-            user, body["id"], lambda: self.api.parsed(user, "files.create", request, DriveItem)
+            user,
+            body["id"],
+            lambda: self.api.parsed(
+                user,
+                "files.create",
+                request,
+                DriveItem,
+                reconcile=lambda: self._stored(user, body["id"]),
+            ),
         )
 
     async def upload_resumable(
