@@ -283,8 +283,13 @@ def test_faults_per_user_and_store_then_fail(emu: Any) -> None:
 
     emu.admin(
         "POST",
-        "/drive/answer-faults",
-        json={"api_method": "drive.files.create", "user": "bob@example.com"},
+        "/faults",
+        json={
+            "api_method": "drive.files.create",
+            "status": 503,
+            "after_store": True,
+            "user": "bob@example.com",
+        },
     )
     marker = {"record": "lead:42"}
     assert _status(bob.files().create(body={"name": "Acme", "appProperties": marker}))[0] == 503

@@ -103,8 +103,14 @@ async def test_a_folder_google_stored_but_did_not_confirm_is_made_once(
         lead_id = await stack.lead(owner)
         await stack.google.admin(
             "POST",
-            "/drive/answer-faults",
-            json={"api_method": "drive.files.create", "user": admin.principal.email, "count": 2},
+            "/faults",
+            json={
+                "api_method": "drive.files.create",
+                "status": 503,
+                "after_store": True,
+                "user": admin.principal.email,
+                "count": 2,
+            },
         )
         folder = await stack.folder(service, owner, "lead", lead_id)
         assert folder.status_code == 200, folder.text
@@ -170,8 +176,13 @@ async def test_an_upload_with_an_idempotency_key_stores_one_file(stack: Any, use
 
         await stack.google.admin(
             "POST",
-            "/drive/answer-faults",
-            json={"api_method": "drive.files.create", "user": admin.principal.email},
+            "/faults",
+            json={
+                "api_method": "drive.files.create",
+                "status": 503,
+                "after_store": True,
+                "user": admin.principal.email,
+            },
         )
         first = await send("quote.txt", "k-1")
         assert first.status_code == 201, first.text

@@ -3,8 +3,9 @@
 Served at Google's paths (``/drive/v3/…`` and ``/upload/drive/v3/…``). Files live in one store
 for the whole emulator: a file in My Drive belongs to its owner, one in a shared drive to the
 drive's members. File content is kept on disk, never whole in memory, so a large upload or
-download costs the emulator a chunk at a time. Faults of Drive's own kind, beside the ones every
-product has: a resumable upload cut after a number of bytes, and "store it, then fail the answer".
+download costs the emulator a chunk at a time. A fault of Drive's own kind, beside the ones every
+product has (including "store it, then fail the answer"): a resumable upload cut after a number
+of bytes.
 """
 
 from __future__ import annotations
@@ -141,15 +142,6 @@ class UploadCut:
 
 
 @dataclass
-class AnswerFault:
-    """``api_method`` does its work, then answers 503 (Google stored it; the caller cannot know)."""
-
-    api_method: str
-    user: str | None
-    remaining: int
-
-
-@dataclass
 class DriveState:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="emulator-drive-")))
     files: dict[str, DriveFile] = field(default_factory=dict)
@@ -157,7 +149,6 @@ class DriveState:
     roots: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     cuts: list[UploadCut] = field(default_factory=list)
-    answer_faults: list[AnswerFault] = field(default_factory=list)
     generated: dict[str, str] = field(default_factory=dict)  # id → the user it was made for
 
     def __post_init__(self) -> None:
@@ -595,16 +586,6 @@ def _set_trashed(state: DriveState, file: DriveFile, trashed: bool, now: datetim
         child.trashed_time = now if trashed else None
 
 
-def _answer_fault(emulator: Emulator, state: DriveState, api_method: str, email: str) -> None:
-    """Raise an injected "stored, then failed" fault for this method and caller, if queued."""
-    for fault in state.answer_faults:
-        if fault.api_method == api_method and fault.user in (None, email):
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                state.answer_faults.remove(fault)
-            raise GoogleError(503, "backendError", "Injected fault after the change was stored")
-
-
 def _finish(
     request: Request,
     emulator: Emulator,
@@ -615,7 +596,6 @@ def _finish(
     fields: str | None,
 ) -> dict[str, Any]:
     state.files[file.id] = file
-    _answer_fault(emulator, state, api_method, email)
     return partial(file_json(state, file, email), fields, DEFAULT_FILE_FIELDS, "File")
 
 
@@ -892,7 +872,6 @@ async def _complete(
     fields = session.params["fields"] or None
     body = partial(file_json(state, file, email), fields, DEFAULT_FILE_FIELDS, "File")
     session.finished = body
-    _answer_fault(emulator, state, session.api_method, email)
     return JSONResponse(body)
 
 
@@ -1267,7 +1246,6 @@ async def files_delete(
     if file.is_root:
         raise GoogleError(403, "cannotModifyRoot", "The root folder cannot be deleted.")
     _forget(state, [file, *_descendants(state, file.id)])
-    _answer_fault(emulator, state, method, email)
     return Response(status_code=204)
 
 
@@ -1344,12 +1322,6 @@ class UploadCutSpec(BaseModel):
     user: str | None = Field(None, description="Only this user's uploads (their email)")
 
 
-class AnswerFaultSpec(BaseModel):
-    api_method: str = Field(description="drive.files.create, drive.files.update or .delete")
-    user: str | None = None
-    count: int = Field(1, ge=1)
-
-
 @admin_router.post("/drives/{drive_id}/members", status_code=204)
 async def add_member(request: Request, drive_id: str, spec: MemberSpec) -> Response:
     """Make a user a member of a shared drive (as an organizer would share it)."""
@@ -1367,15 +1339,6 @@ async def cut_uploads(request: Request, spec: UploadCutSpec) -> Response:
     drive_state(emulator_of(request)).cuts.append(
         UploadCut(user=user, after_bytes=spec.after_bytes)
     )
-    return Response(status_code=204)
-
-
-@admin_router.post("/answer-faults", status_code=204)
-async def fail_answers(request: Request, spec: AnswerFaultSpec) -> Response:
-    """The next calls of a method store their change, then answer 503."""
-    user = spec.user.lower() if spec.user else None
-    fault = AnswerFault(api_method=spec.api_method, user=user, remaining=spec.count)
-    drive_state(emulator_of(request)).answer_faults.append(fault)
     return Response(status_code=204)
 
 
