@@ -16,6 +16,7 @@ from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import NotFound, problem_response
 from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
+from pipedesk_common.uploads import drive_upload_limits
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
 from pipedesk_gateway.openapi import MergedOpenApi
@@ -209,6 +210,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         lifespans=[gateway_lifespan],
         readiness=readiness,
         openapi_url=None,
+        body_limits=drive_upload_limits(settings.drive_max_upload_bytes),
     )
     app.state.gateway = gateway
     if settings.frontend_origins:
