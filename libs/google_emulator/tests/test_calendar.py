@@ -535,6 +535,7 @@ def test_a_series_expands_its_rule_and_keeps_instances_changed_on_their_own(
         ["RRULE:FREQ=SOMETIMES"],
         ["RRULE:FREQ=WEEKLY;BYDAY=XX"],
         ["RRULE:FREQ=WEEKLY;UNTIL=20300401T000000"],
+        ["RRULE:FREQ=WEEKLY;COUNT=2;UNTIL=20300401T000000Z"],
         ["EXDATE:20300401T090000Z"],
         ["RRULE:FREQ=WEEKLY", "RRULE:FREQ=DAILY"],
     ],

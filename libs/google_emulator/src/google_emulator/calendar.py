@@ -333,6 +333,9 @@ def recurrence_set(lines: list[str], start: EventTime) -> rruleset:
     names = [line.partition(":")[0].partition(";")[0].strip().upper() for line in lines]
     if names.count("RRULE") != 1 or any(name not in RECURRENCE_PROPERTIES for name in names):
         raise bad_request("Invalid recurrence rule.")
+    rule = lines[names.index("RRULE")].upper()
+    if "COUNT=" in rule and "UNTIL=" in rule:  # RFC 5545: at most one of them
+        raise bad_request("Invalid recurrence rule.")
     try:
         rules = rrulestr("\n".join(lines), dtstart=local_start(start), forceset=True)
         if not isinstance(rules, rruleset):

@@ -172,9 +172,11 @@ class CalendarService:
     ) -> dict[str, Any]:
         sent = data.model_fields_set
         body: dict[str, Any] = {}
-        for name in ("summary", "description", "location", "visibility", "recurrence"):
+        for name in ("summary", "description", "location", "visibility"):
             if name in sent:
                 body[name] = getattr(data, name)
+        if data.recurrence is not None:
+            body["recurrence"] = data.recurrence
         if start is not None:
             body["start"] = start
         if end is not None:
