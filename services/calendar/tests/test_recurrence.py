@@ -42,6 +42,16 @@ async def instances(stack: Any, user: ActingUser, series_id: str) -> list[dict[s
     return items
 
 
+async def calendar_list(stack: Any, user: ActingUser, **params: str) -> list[dict[str, Any]]:
+    async with stack.start() as calendar:
+        answer = await calendar.client.get(
+            "/api/calendar/events", params=params, headers=user.headers
+        )
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
 async def test_a_weekly_series_is_made_in_google_with_its_rule_and_expanded(
     stack: Any, users: Users
 ) -> None:
@@ -150,6 +160,9 @@ async def test_one_occurrence_moved_another_cancelled_and_the_series_changed(
             "/api/calendar/events", params={"include_cancelled": "true"}, headers=rep.headers
         )
     assert missing.status_code == 404
+    # A series started before the window is listed in it; its occurrences are not expanded.
+    later = await calendar_list(stack, rep, time_min="2030-03-20T00:00:00Z")
+    assert [event["google_id"] for event in later] == [series["google_id"]]
     assert not_a_series.status_code == 422
     assert not_a_series.json()["errors"][0]["field"] == "query.occurrence"
     assert on_an_occurrence.status_code == 422

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import Table, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -192,7 +192,13 @@ class CalendarRepository:
         if not filters.include_cancelled:
             query = query.where(col(MirroredEvent.status) != CANCELLED)
         if filters.time_min is not None:
-            query = query.where(col(MirroredEvent.end_at) > filters.time_min)
+            # A series (its first occurrence's times mirrored) may have occurrences after it.
+            query = query.where(
+                or_(
+                    col(MirroredEvent.end_at) > filters.time_min,
+                    col(MirroredEvent.resource).op("?")("recurrence"),
+                )
+            )
         if filters.time_max is not None:
             query = query.where(col(MirroredEvent.start_at) < filters.time_max)
         if filters.record is not None:
