@@ -406,6 +406,12 @@ async def test_internal_acl_requires_a_service_token(
         "deleted": False,
         "version": 1,
     }
+    for stranger in ("gateway", "accounts", "automation"):
+        issuer = ServiceTokenIssuer(stranger, store.service_key(stranger), clock=SystemClock())
+        refused = await crm.get(
+            path, headers={"Authorization": f"Bearer {issuer.token_for('crm')}"}
+        )
+        assert_problem(refused, 403)
     wrong_audience = timeline.token_for("tasks")
     assert_problem(await crm.get(path, headers={"Authorization": f"Bearer {wrong_audience}"}), 401)
     missing = await crm.get(

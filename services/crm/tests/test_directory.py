@@ -154,7 +154,7 @@ async def test_the_users_list_pages_with_a_cursor(crm: httpx.AsyncClient, users:
     assert seen == sorted([admin.sub, "u1", "u2", "u3"])
 
 
-async def test_internal_user_lookup_takes_service_tokens_only(
+async def test_internal_user_lookup_answers_only_the_google_mirrors(
     crm: httpx.AsyncClient, api: Any, users: Users, identity: Identity
 ) -> None:
     from dev_identity.keystore import KeyStore
@@ -166,10 +166,18 @@ async def test_internal_user_lookup_takes_service_tokens_only(
     path = f"/internal/users/{rep.sub}"
     params = {"org_id": rep.principal.org_id}
     api.assert_problem(await crm.get(path, params=params, headers=rep.headers), 401)
-    issuer = ServiceTokenIssuer(
-        "automation", KeyStore(identity.key_dir).service_key("automation"), clock=SystemClock()
-    )
-    service = {"Authorization": f"Bearer {issuer.token_for('crm')}"}
+    store = KeyStore(identity.key_dir)
+
+    def as_service(name: str) -> dict[str, str]:
+        issuer = ServiceTokenIssuer(name, store.service_key(name), clock=SystemClock())
+        return {"Authorization": f"Bearer {issuer.token_for('crm')}"}
+
+    for stranger in ("gateway", "automation", "timeline", "accounts"):
+        refused = await crm.get(path, params=params, headers=as_service(stranger))
+        api.assert_problem(refused, 403)
+        assert refused.json()["detail"] == f"the {stranger} service may not call this route"
+    service = as_service("calendar")
+    assert (await crm.get(path, params=params, headers=as_service("tasks"))).status_code == 200
     found = await crm.get(path, params=params, headers=service)
     assert found.status_code == 200, found.text
     assert (found.json()["email"], found.json()["role"]) == (rep.principal.email, "rep")

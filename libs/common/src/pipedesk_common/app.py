@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -12,9 +12,12 @@ from typing import Annotated, Any, TypeVar
 import aio_pika
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import BaseRoute
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
 from pipedesk_common.auth import (
@@ -284,11 +287,43 @@ def create_app(
         }
 
     app.include_router(health_router(readiness_checks))
+    undeclared = internal_routes_without_callers(routers)
+    if undeclared:
+        raise ValueError(f"internal routes must declare their callers: {', '.join(undeclared)}")
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app
+
+
+# The attribute ``pipedesk_common.internal.callers`` sets on its dependency: the services allowed.
+CALLERS_ATTRIBUTE = "allowed_services"
+
+
+def internal_routes_without_callers(routers: Sequence[APIRouter]) -> list[str]:
+    """The ``/internal/…`` routes of ``routers`` that name no calling services."""
+
+    def declares(dependant: Dependant) -> bool:
+        return any(
+            hasattr(dependency.call, CALLERS_ATTRIBUTE) or declares(dependency)
+            for dependency in dependant.dependencies
+        )
+
+    def undeclared(routes: Sequence[BaseRoute], prefix: str) -> Iterator[str]:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # a router included in a router
+            if isinstance(included, APIRouter):
+                context = getattr(route, "include_context", None)
+                yield from undeclared(included.routes, prefix + getattr(context, "prefix", ""))
+            elif (
+                isinstance(route, APIRoute)
+                and (prefix + route.path).startswith("/internal/")
+                and not declares(route.dependant)
+            ):
+                yield f"{' '.join(sorted(route.methods or ()))} {prefix + route.path}"
+
+    return [found for router in routers for found in undeclared(router.routes, "")]
 
 
 @asynccontextmanager

@@ -50,8 +50,8 @@ from crm_service.service import (
     OwnedRecordService,
     RecordService,
 )
-from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
-from pipedesk_common.auth import Principal
+from pipedesk_common.app import ContextDep, PrincipalDep
+from pipedesk_common.auth import Principal, ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -64,6 +64,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import CursorCodec, Page
 
 MAX_PAGE = 100
@@ -548,15 +549,19 @@ async def list_companies(
 
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
+# The services keeping replicas of the access lists: the Google mirrors and the timeline.
+ACL_CALLERS = ("calendar", "tasks", "timeline")
+AclCallerDep = Annotated[ServiceCaller, Depends(callers(*ACL_CALLERS))]
 
 
 @internal.get(
     "/acl/lead/{lead_id}",
-    summary="A lead's access list, for other services' replicas (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound),
+    summary="A lead's access list, for other services' replicas (callers: calendar, tasks, "
+    "timeline)",
+    responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def lead_access_list(
-    lead_id: UUID, caller: ServiceCallerDep, service: LeadServiceDep
+    lead_id: UUID, caller: AclCallerDep, service: LeadServiceDep
 ) -> AccessListPublic:
     lead, members = await service.access_of(lead_id)
     return AccessListPublic(type="lead", **access_of(lead, members).model_dump())
@@ -564,11 +569,12 @@ async def lead_access_list(
 
 @internal.get(
     "/acl/deal/{deal_id}",
-    summary="A deal's access list, for other services' replicas (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound),
+    summary="A deal's access list, for other services' replicas (callers: calendar, tasks, "
+    "timeline)",
+    responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def deal_access_list(
-    deal_id: UUID, caller: ServiceCallerDep, service: DealServiceDep
+    deal_id: UUID, caller: AclCallerDep, service: DealServiceDep
 ) -> AccessListPublic:
     deal, members = await service.access_of(deal_id)
     return AccessListPublic(type="deal", **access_of(deal, members).model_dump())

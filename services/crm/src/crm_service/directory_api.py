@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from crm_service.api import CallerDep, Cursor, Limit
 from crm_service.directory import Directory
 from crm_service.schemas import TeamCreate, TeamPublic, TeamUpdate, UserProvision, UserPublic
-from pipedesk_common.app import ContextDep, ServiceCallerDep
+from pipedesk_common.app import ContextDep
+from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -18,6 +19,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
 
@@ -32,6 +34,8 @@ TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
+# The services deciding about another user (an assignee, an attendee): the Google mirrors.
+DIRECTORY_CALLERS = ("calendar", "tasks")
 
 
 @users.get(
@@ -137,12 +141,12 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id}",
-    summary="A user of an org, for other services (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound, InvalidInput),
+    summary="A user of an org, for the Google mirrors (callers: calendar, tasks)",
+    responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(
     user_id: UserIdPath,
-    caller: ServiceCallerDep,
+    caller: Annotated[ServiceCaller, Depends(callers(*DIRECTORY_CALLERS))],
     directory: DirectoryDep,
     org_id: Annotated[str, Query(min_length=1, max_length=255, description="The user's org")],
 ) -> UserPublic:
