@@ -172,7 +172,7 @@ async def test_internal_user_lookup_answers_only_the_google_mirrors(
         issuer = ServiceTokenIssuer(name, store.service_key(name), clock=SystemClock())
         return {"Authorization": f"Bearer {issuer.token_for('crm')}"}
 
-    for stranger in ("gateway", "automation", "timeline", "accounts"):
+    for stranger in ("gateway", "automation", "timeline"):
         refused = await crm.get(path, params=params, headers=as_service(stranger))
         api.assert_problem(refused, 403)
         assert refused.json()["detail"] == f"the {stranger} service may not call this route"

@@ -22,11 +22,12 @@ from accounts_service.schemas import (
     TokenAnswer,
     TokenRequest,
 )
-from accounts_service.service import AccountsService, InvalidState
+from accounts_service.service import AccountsService, InvalidState, NotAMember
 from accounts_service.settings import AccountsSettings
 from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.auth import Principal, Role, ServiceCaller
 from pipedesk_common.db import SessionDep
+from pipedesk_common.directory import OrgDirectory
 from pipedesk_common.errors import (
     AppError,
     Forbidden,
@@ -68,6 +69,9 @@ def accounts_service(session: SessionDep, context: ContextDep, request: Request)
         vault=request.app.state.vault,
         oauth=GoogleOAuth(settings, context.http, context.clock),
         delegated=request.app.state.delegated_tokens,
+        directory=OrgDirectory(
+            settings.url_of("crm"), http=lambda: context.http, issuer=context.issuer
+        ),
     )
 
 
@@ -253,7 +257,10 @@ async def token(
             f"the {caller.name} service may ask only for its own product's scopes, "
             f"not {', '.join(foreign)}",
         )
-    answer = await service.access_token(body)
+    try:
+        answer = await service.access_token(body)
+    except NotAMember as refused:
+        refuse_internal_call(request, caller, "user", refused.detail or refused.title)
     if isinstance(answer, AppError):  # recorded (the grant is revoked), then answered
         return problem_response(
             answer.status,

@@ -34,8 +34,9 @@ TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
-# The services deciding about another user (an assignee, an attendee): the Google mirrors.
-DIRECTORY_CALLERS = ("calendar", "tasks")
+# The services deciding about another user: the Google mirrors (an assignee, an attendee) and
+# accounts (whom a delegated token may impersonate).
+DIRECTORY_CALLERS = ("accounts", "calendar", "tasks")
 
 
 @users.get(
@@ -141,7 +142,7 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id}",
-    summary="A user of an org, for the Google mirrors (callers: calendar, tasks)",
+    summary="A user of an org (callers: accounts, calendar, tasks)",
     responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(
