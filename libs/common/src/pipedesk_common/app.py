@@ -33,6 +33,7 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
+from pipedesk_common.input_policy import InputPolicyMiddleware
 from pipedesk_common.keys import load_service_key
 from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import (
@@ -292,6 +293,8 @@ def create_app(
         raise ValueError(f"internal routes must declare their callers: {', '.join(undeclared)}")
     for router in routers:
         app.include_router(router)
+    # Innermost first: the size limit applies before the input policy reads a body.
+    app.add_middleware(InputPolicyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app

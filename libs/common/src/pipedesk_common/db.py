@@ -55,6 +55,8 @@ def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngin
         "max_overflow": settings.database_max_overflow,
         "pool_pre_ping": True,
         "pool_timeout": 10,
+        # Statements are logged and raised without their parameters: those are user data.
+        "hide_parameters": True,
         "connect_args": {
             "server_settings": {"application_name": f"pipedesk-{settings.service_name}"},
             "timeout": 5,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from collections import OrderedDict
@@ -41,7 +42,10 @@ from tenacity import (
 
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
 from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
-from pipedesk_common.google.resources import Page, R
+from pipedesk_common.google.resources import Page, R, SkippedItem
+from pipedesk_common.input_policy import cleaned
+
+log = logging.getLogger(__name__)
 
 RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
@@ -165,9 +169,10 @@ def _unreadable(method: str, why: str) -> GoogleCallError:
 
 
 def _read(model: type[R], answer: Any, method: str) -> R:
-    """Google's answer as a typed resource, checked at the edge."""
+    """Google's answer as a typed resource, checked at the edge; its text without the control
+    characters no text of ours holds (``input_policy.cleaned``)."""
     try:
-        return model.model_validate(answer)
+        return model.model_validate(cleaned(answer))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the answer"
@@ -309,15 +314,35 @@ class GoogleApi:
         model: type[R],
         *,
         items: str = "items",
+        skip_unreadable: bool = False,
     ) -> Page[R]:
-        """One page of a listing: its items read as ``model``, and where the listing goes on."""
+        """One page of a listing: its items read as ``model``, and where the listing goes on.
+        With ``skip_unreadable`` (a sync, which one item must not stop) an item that does not
+        fit ``model`` is left out and named in ``Page.skipped``; otherwise the page is
+        refused."""
         answer = await self.call(user, method, request)
         if not isinstance(answer, dict) or not isinstance(answer.get(items, []), list):
             raise _unreadable(method, "not a listing")
+        read: list[R] = []
+        skipped: list[SkippedItem] = []
+        for item in answer.get(items, []):
+            try:
+                read.append(_read(model, item, method))
+            except GoogleCallError as error:
+                if not skip_unreadable:
+                    raise
+                found = item.get("id") if isinstance(item, dict) else None
+                skipped.append(SkippedItem(id=str(found), reason=error.detail or error.title))
+                log.warning(
+                    "an unreadable item of %s is skipped",
+                    method,
+                    extra={"google_id": str(found), "reason": error.detail},
+                )
         return Page(
-            items=[_read(model, item, method) for item in answer.get(items, [])],
+            items=read,
             next_page_token=answer.get("nextPageToken"),
             next_sync_token=answer.get("nextSyncToken"),
+            skipped=tuple(skipped),
         )
 
     async def list_all(
