@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from pipedesk_gateway.routing import ROUTES, is_public, target_of
+from pipedesk_gateway.routing import ROUTES, is_public_operation, target_of
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 30.0
@@ -54,10 +54,9 @@ class MergedOpenApi:
                 target = target_of("GET", path.replace("{", "x").replace("}", "x"))
                 if target is None or target.service != service:
                     continue  # internal and operational routes are not the public API
-                if not is_public(path):
-                    for operation in operations.values():
-                        if isinstance(operation, dict):
-                            operation["security"] = [{"BearerToken": []}]
+                for method, operation in operations.items():
+                    if isinstance(operation, dict) and not is_public_operation(method, path):
+                        operation["security"] = [{"BearerToken": []}]
                 paths[path] = operations
             for name, schema in document.get("components", {}).get("schemas", {}).items():
                 if name in schemas and schemas[name] != schema:
