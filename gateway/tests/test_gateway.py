@@ -171,6 +171,7 @@ class Recorded:
     method: str
     path: str
     authorization: str | None
+    forwarded_for: str | None = None
 
 
 @contextmanager
@@ -182,7 +183,14 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
 
     @upstream.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def anything(path: str, request: Request) -> dict[str, bool]:
-        received.append(Recorded(request.method, f"/{path}", request.headers.get("authorization")))
+        received.append(
+            Recorded(
+                request.method,
+                f"/{path}",
+                request.headers.get("authorization"),
+                request.headers.get("x-forwarded-for"),
+            )
+        )
         return {"ok": True}
 
     with serve_in_thread(upstream) as url:
@@ -322,6 +330,38 @@ async def test_routes_without_a_token_are_limited_per_client_address(
     assert signed_in.status_code == 200
     assert [call.path for call in received] == [callback, callback, "/api/leads"]
     assert received[0].authorization is None
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1,10.0.0.0/8"])
+async def test_forwarded_for_counts_only_from_the_configured_proxies(
+    service_env: dict[str, str], trusted: str
+) -> None:
+    """The gateway as it runs (its own server, a real socket, reached from 127.0.0.1): a made-up
+    X-Forwarded-For gets no bucket of its own unless the peer is a configured proxy."""
+    with recording_upstream() as (urls, received):
+        port = free_port()  # once the upstream listens: never its port
+        env = {**service_env, **urls, "RATE_LIMIT_PUBLIC": "2/60", "GATEWAY_PORT": str(port)}
+        env["GATEWAY_TRUSTED_PROXIES"] = trusted
+        base = f"http://127.0.0.1:{port}"
+        callback = f"{base}/api/accounts/google/callback"
+        with run_process(["-m", "pipedesk_gateway"], env=env, ready_url=f"{base}/healthz"):
+            async with httpx.AsyncClient(timeout=10) as http:
+                statuses = []
+                for n in range(3):
+                    spoofed = {"X-Forwarded-For": f"203.0.113.{n}"}
+                    statuses.append((await http.get(callback, headers=spoofed)).status_code)
+                # Behind a trusted proxy, the client is the rightmost untrusted hop.
+                chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.0, 10.1.2.3"}
+                chained = await http.get(callback, headers=chain)
+    if trusted:
+        assert statuses == [200, 200, 200]
+        assert chained.status_code == 200  # 203.0.113.0's bucket, one of two used
+        assert received[0].forwarded_for == "203.0.113.0, 127.0.0.1"
+        assert received[-1].forwarded_for == "198.51.100.7, 203.0.113.0, 10.1.2.3, 127.0.0.1"
+    else:
+        assert statuses == [200, 200, 429]
+        assert chained.status_code == 429
+        assert {call.forwarded_for for call in received} == {"127.0.0.1"}
 
 
 async def test_a_streamed_response_passes_through_unbuffered(

@@ -18,6 +18,7 @@ from pipedesk_common.errors import NotFound, problem_response
 from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
+from pipedesk_gateway.forwarded import TrustedProxyMiddleware, networks
 from pipedesk_gateway.openapi import MergedOpenApi
 from pipedesk_gateway.proxy import forward
 from pipedesk_gateway.ratelimit import (
@@ -211,6 +212,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         openapi_url=None,
     )
     app.state.gateway = gateway
+    app.add_middleware(TrustedProxyMiddleware, trusted=networks(settings.trusted_proxies))
     if settings.frontend_origins:
         app.add_middleware(
             CORSMiddleware,

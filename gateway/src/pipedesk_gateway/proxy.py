@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from pipedesk_common.errors import problem_response
+from pipedesk_gateway.forwarded import PEER_KEY
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -29,6 +30,7 @@ HOP_BY_HOP: Final = frozenset(
         "content-length",
     }
 )
+_FORWARDED_HEADERS: Final = frozenset({"x-forwarded-for", "x-forwarded-proto"})
 # The gateway's own server sets these on the way out.
 _SERVER_SET: Final = frozenset({"date", "server", "x-request-id"})
 
@@ -45,10 +47,13 @@ def _request_headers(request: Request) -> list[tuple[str, str]]:
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         headers.append(("x-request-id", request_id))
-    client = request.client.host if request.client else None
-    if client:
+    # The forwarded headers reached here only from a trusted proxy (``forwarded``); the chain
+    # goes on with the address the gateway was reached from.
+    headers = [(name, value) for name, value in headers if name not in _FORWARDED_HEADERS]
+    peer = request.scope.get(PEER_KEY) or (request.client.host if request.client else None)
+    if peer:
         forwarded = request.headers.get("x-forwarded-for")
-        headers.append(("x-forwarded-for", f"{forwarded}, {client}" if forwarded else client))
+        headers.append(("x-forwarded-for", f"{forwarded}, {peer}" if forwarded else peer))
     headers.append(("x-forwarded-proto", request.url.scheme))
     return headers
 
