@@ -19,6 +19,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.ids import id_path
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
@@ -84,7 +85,7 @@ async def provision_user(
     data: UserProvision, principal: CallerDep, directory: DirectoryDep, response: Response
 ) -> UserPublic:
     user = await directory.provision(principal, data)
-    response.headers["Location"] = f"/api/users/{user.id}"
+    response.headers["Location"] = id_path("/api/users", user.id)
     return UserPublic.model_validate(user)
 
 
@@ -114,7 +115,7 @@ async def create_team(
     data: TeamCreate, principal: CallerDep, directory: DirectoryDep, response: Response
 ) -> TeamPublic:
     team = await directory.create_team(principal, data)
-    response.headers["Location"] = f"/api/teams/{team.id}"
+    response.headers["Location"] = id_path("/api/teams", team.id)
     return TeamPublic.model_validate(team)
 
 
