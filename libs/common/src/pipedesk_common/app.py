@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import aio_pika
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,6 +33,12 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
+from pipedesk_common.idempotency import (
+    IdempotencyMiddleware,
+    IdempotentRequests,
+    ReplayedAnswer,
+    replayed_response,
+)
 from pipedesk_common.input_policy import InputPolicyMiddleware
 from pipedesk_common.keys import load_service_key
 from pipedesk_common.messaging import Topology
@@ -248,6 +254,7 @@ def create_app(
     readiness: Callable[[ServiceContext], Mapping[str, ReadinessCheck]] | None = None,
     description: str = "",
     openapi_url: str | None = "/openapi.json",
+    idempotency: Table | None = None,
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
     session, and — when given — the outbox relay and event consumers running beside it."""
@@ -258,6 +265,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings, effective_clock)
+        if idempotency is not None:  # Idempotency-Key on the routes that declare it
+            context.provide(IdempotentRequests(idempotency, effective_clock, context.sessionmaker))
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
         try:
@@ -277,6 +286,13 @@ def create_app(
         openapi_url=openapi_url,
     )
     install_error_handlers(app)
+    if idempotency is not None:
+
+        async def replay(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, ReplayedAnswer)
+            return replayed_response(exc.answer)
+
+        app.add_exception_handler(ReplayedAnswer, replay)
 
     def readiness_checks() -> Mapping[str, ReadinessCheck]:
         context: ServiceContext = app.state.context
@@ -294,6 +310,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     # Innermost first: the size limit applies before the input policy reads a body.
+    if idempotency is not None:
+        app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(InputPolicyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)

@@ -64,6 +64,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.idempotent import IDEMPOTENT, idempotent_problems
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import CursorCodec, Page
 
@@ -188,7 +189,11 @@ def record_router(kind: Kind) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         summary=f"Create a {kind.name}",
         response_model=Public,
-        responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+        responses={
+            **problem_responses(Unauthorized, Forbidden, InvalidInput),
+            **idempotent_problems(),
+        },
+        dependencies=[IDEMPOTENT],
     )
     async def create(
         data: Create,  # type: ignore[valid-type]
@@ -259,7 +264,11 @@ def record_router(kind: Kind) -> APIRouter:
         f"{path}/notes",
         status_code=status.HTTP_201_CREATED,
         summary=f"Add a note to a {kind.name}",
-        responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+        responses={
+            **problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+            **idempotent_problems(),
+        },
+        dependencies=[IDEMPOTENT],
     )
     async def add_note(
         record_id: RecordId, data: NoteCreate, principal: CallerDep, service: ServiceDep
@@ -434,7 +443,11 @@ async def list_leads(
     "/{lead_id}/convert",
     status_code=status.HTTP_201_CREATED,
     summary="Convert a lead into a deal linked to it",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
+    responses={
+        **problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
+        **idempotent_problems(),
+    },
+    dependencies=[IDEMPOTENT],
 )
 async def convert_lead(
     lead_id: UUID,

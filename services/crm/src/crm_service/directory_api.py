@@ -19,6 +19,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.idempotent import IDEMPOTENT, idempotent_problems
 from pipedesk_common.ids import id_path
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
@@ -79,7 +80,11 @@ async def get_user(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Pre-provision a user before their first login (admins)",
-    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+    responses={
+        **problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+        **idempotent_problems(),
+    },
+    dependencies=[IDEMPOTENT],
 )
 async def provision_user(
     data: UserProvision, principal: CallerDep, directory: DirectoryDep, response: Response
@@ -109,7 +114,11 @@ async def list_teams(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a team (admins)",
-    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+    responses={
+        **problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+        **idempotent_problems(),
+    },
+    dependencies=[IDEMPOTENT],
 )
 async def create_team(
     data: TeamCreate, principal: CallerDep, directory: DirectoryDep, response: Response

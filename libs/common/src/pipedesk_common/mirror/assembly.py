@@ -190,6 +190,7 @@ def google_service(
         lifespans=[lifespan],
         outbox=tables.outbox,
         consumers=[consumer],
+        idempotency=tables.idempotency_keys,  # the routes that declare IDEMPOTENT
     )
     return app
 
