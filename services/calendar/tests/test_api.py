@@ -286,7 +286,7 @@ async def test_a_rep_cannot_link_an_event_to_a_lead_they_cannot_see(
     assert refused.headers["content-type"] == "application/problem+json"
     assert unknown.status_code == 404
     assert linked.status_code == 201
-    assert linked.json()["links"] == [{"type": "lead", "id": own}]
+    assert linked.json()["links"] == [{"type": "lead", "id": own, "hidden": False}]
     assert len(await stack.calls(rep, "calendar.events.insert")) == 1
 
 

@@ -160,7 +160,14 @@ def _when(value: EventTime | None) -> EventTimePublic | None:
     )
 
 
-def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) -> EventPublic:
+def public(
+    calendar: UserCalendar,
+    event: MirroredEvent,
+    links: Sequence[Link],
+    hidden: Sequence[Link] = (),
+) -> EventPublic:
+    """The event as its reader sees it: links to records they may not read (``hidden``) without
+    their ids."""
     resource = stored_event(event)
     return EventPublic(
         id=event.id,
@@ -189,7 +196,7 @@ def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) 
         hangout_link=resource.hangout_link,
         html_link=resource.html_link,
         visibility=resource.visibility,
-        links=public_links(links),
+        links=public_links(links, hidden),
         version=event.version,
         created_at=event.created_at,
         updated_at=event.updated_at,
