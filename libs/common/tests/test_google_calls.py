@@ -8,9 +8,9 @@ import pytest
 from google.oauth2.credentials import Credentials
 
 from google_emulator.app import create_emulator_app
-from google_emulator.core import TASKS_SCOPES, Emulator, Fault
+from google_emulator.core import Emulator, Fault
 from pipedesk_common.errors import Forbidden
-from pipedesk_common.google import GoogleApi, GoogleUser, RetryPolicy
+from pipedesk_common.google import GoogleApi, GoogleUser, RetryPolicy, scopes_for
 from pipedesk_common.google.calls import GOOGLE_CALLS, GoogleCallError, GoogleQuotaExhausted
 from pipedesk_common.google.resources import GoogleResource
 from pipedesk_testkit.servers import serve_in_thread
@@ -51,7 +51,7 @@ class Harness:
             "tasks",
             "v1",
             credentials=credentials,
-            scopes=TASKS_SCOPES,
+            scopes=scopes_for(["tasks"]),
             root_url=self.url,
             policy=RetryPolicy(**policy),
             sleep=record,

@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from google_emulator.fidelity import method_scopes
+
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -231,23 +233,11 @@ def emulator_of(request: Request) -> Emulator:
     return emulator
 
 
-async def begin(request: Request, api_method: str, scopes: Iterable[str]) -> tuple[Emulator, str]:
+async def begin(request: Request, api_method: str) -> tuple[Emulator, str]:
     """The start of every emulated API method: name it in the request log, apply an injected
-    fault if one is queued, and check the caller's token and scopes. Returns (emulator, email)."""
+    fault if one is queued, and check the caller's token holds one of the scopes the method's
+    discovery document accepts. Returns (emulator, email)."""
     emulator = emulator_of(request)
     request.state.api_method = api_method
     await emulator.apply_faults(api_method, emulator.bearer_of(request))
-    return emulator, emulator.authorize(request, scopes)
-
-
-CALENDAR_SCOPES = (
-    "https://www.googleapis.com/auth/calendar",
-    "https://www.googleapis.com/auth/calendar.events",
-)
-CALENDAR_READ_SCOPES = (
-    *CALENDAR_SCOPES,
-    "https://www.googleapis.com/auth/calendar.readonly",
-    "https://www.googleapis.com/auth/calendar.events.readonly",
-)
-TASKS_SCOPES = ("https://www.googleapis.com/auth/tasks",)
-TASKS_READ_SCOPES = (*TASKS_SCOPES, "https://www.googleapis.com/auth/tasks.readonly")
+    return emulator, emulator.authorize(request, method_scopes(api_method))
