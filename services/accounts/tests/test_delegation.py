@@ -158,11 +158,12 @@ async def test_google_refusing_the_delegation_is_a_clear_problem(
 
 
 async def test_a_scope_the_workspace_admin_did_not_authorise_is_refused_by_google(
-    accounts: Accounts, users: Users
+    accounts: Accounts, users: Users, directory: str
 ) -> None:
     """Google's admin console lists, per client id, the scopes it may be delegated: Tasks was
     authorised, Calendar was not."""
     admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    await known(directory, admin, rep)
     domain = rep.principal.email.split("@")[1]
     key_file = await service_account(accounts, domain, scopes=TASKS)
     configured = await accounts.client.put(
