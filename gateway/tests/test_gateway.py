@@ -259,7 +259,7 @@ async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
             assert received == []
             allowed = await gateway.get("/api/leads", headers=rep.headers)
     assert allowed.status_code == 200
-    assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}")]
+    assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}", "127.0.0.1")]
 
 
 async def test_each_user_and_each_org_has_a_bucket_of_their_own(
@@ -452,6 +452,15 @@ async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_tok
         assert "/api/leads" in document["paths"]
         assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
         assert not any(path.startswith("/internal") for path in document["paths"])
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert "Problem" in document["components"]["schemas"]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                assert {"429", "502", "503", "504"} <= set(responses), (method, path)
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        assert response["content"] == problem, (method, path, status)
         checked = 0
         for path, operations in document["paths"].items():
             for method in operations:

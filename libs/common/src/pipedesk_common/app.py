@@ -31,6 +31,7 @@ from pipedesk_common.auth import (
 )
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
+from pipedesk_common.contract import document_problems
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
 from pipedesk_common.idempotency import (
@@ -286,6 +287,14 @@ def create_app(
         openapi_url=openapi_url,
     )
     install_error_handlers(app)
+    generated = app.openapi
+
+    def documented_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generated())
+        return app.openapi_schema
+
+    app.openapi = documented_openapi  # type: ignore[method-assign]
     if idempotency is not None:
 
         async def replay(request: Request, exc: Exception) -> Response:

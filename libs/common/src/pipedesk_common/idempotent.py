@@ -9,12 +9,11 @@ runs; with another payload ``422 idempotency-key-reused``; while the first is st
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import Depends, Header, Request
 
 from pipedesk_common.app import ContextDep, PrincipalDep
-from pipedesk_common.errors import problem_responses
 from pipedesk_common.idempotency import (
     STATE_KEY,
     Claim,
@@ -55,6 +54,6 @@ async def idempotent(
 IDEMPOTENT: Final = Depends(idempotent)
 
 
-def idempotent_problems() -> dict[int | str, dict[str, Any]]:
-    """The problems a route with ``IDEMPOTENT`` may answer because of the key."""
-    return problem_responses(IdempotencyKeyInProgress, IdempotencyKeyReused)
+# The problems a route with ``IDEMPOTENT`` may answer because of the key: name them among its
+# ``problem_responses(…, *IDEMPOTENCY_PROBLEMS)``.
+IDEMPOTENCY_PROBLEMS: Final = (IdempotencyKeyInProgress, IdempotencyKeyReused)

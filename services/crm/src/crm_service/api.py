@@ -64,7 +64,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.idempotent import IDEMPOTENT, idempotent_problems
+from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import CursorCodec, Page
 
@@ -189,10 +189,7 @@ def record_router(kind: Kind) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         summary=f"Create a {kind.name}",
         response_model=Public,
-        responses={
-            **problem_responses(Unauthorized, Forbidden, InvalidInput),
-            **idempotent_problems(),
-        },
+        responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *IDEMPOTENCY_PROBLEMS),
         dependencies=[IDEMPOTENT],
     )
     async def create(
@@ -264,10 +261,9 @@ def record_router(kind: Kind) -> APIRouter:
         f"{path}/notes",
         status_code=status.HTTP_201_CREATED,
         summary=f"Add a note to a {kind.name}",
-        responses={
-            **problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
-            **idempotent_problems(),
-        },
+        responses=problem_responses(
+            Unauthorized, Forbidden, NotFound, InvalidInput, *IDEMPOTENCY_PROBLEMS
+        ),
         dependencies=[IDEMPOTENT],
     )
     async def add_note(
@@ -443,10 +439,9 @@ async def list_leads(
     "/{lead_id}/convert",
     status_code=status.HTTP_201_CREATED,
     summary="Convert a lead into a deal linked to it",
-    responses={
-        **problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
-        **idempotent_problems(),
-    },
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
     dependencies=[IDEMPOTENT],
 )
 async def convert_lead(

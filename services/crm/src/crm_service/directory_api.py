@@ -19,7 +19,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.idempotent import IDEMPOTENT, idempotent_problems
+from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.ids import id_path
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
@@ -80,10 +80,9 @@ async def get_user(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Pre-provision a user before their first login (admins)",
-    responses={
-        **problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
-        **idempotent_problems(),
-    },
+    responses=problem_responses(
+        Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
     dependencies=[IDEMPOTENT],
 )
 async def provision_user(
@@ -114,10 +113,9 @@ async def list_teams(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a team (admins)",
-    responses={
-        **problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
-        **idempotent_problems(),
-    },
+    responses=problem_responses(
+        Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
     dependencies=[IDEMPOTENT],
 )
 async def create_team(
