@@ -22,7 +22,7 @@ def test_tasklists_round_trip(emu: Any) -> None:
     updated = service.tasklists().update(tasklist=created["id"], body={"title": "D3"}).execute()
     assert updated["title"] == "D3"
     titles = [item["title"] for item in service.tasklists().list().execute()["items"]]
-    assert titles == ["My Tasks", "D3"]
+    assert titles == ["D3", "My Tasks"]  # by title
 
     service.tasklists().delete(tasklist=created["id"]).execute()
     with pytest.raises(HttpError) as caught:
@@ -35,6 +35,14 @@ def test_tasklists_round_trip(emu: Any) -> None:
     page = service.tasklists().list(maxResults=1).execute()
     assert len(page["items"]) == 1
     assert "nextPageToken" not in page
+
+
+def test_lists_come_by_title_not_default_first(emu: Any) -> None:
+    service = emu.tasks_for()
+    service.tasklists().insert(body={"title": "Acme deals"}).execute()
+    titles = [t["title"] for t in service.tasklists().list().execute()["items"]]
+    assert titles == ["Acme deals", "My Tasks"]
+    assert service.tasklists().get(tasklist="@default").execute()["title"] == "My Tasks"
 
 
 def test_lists_are_per_user(emu: Any) -> None:
@@ -159,6 +167,28 @@ def test_paging_and_updated_min(emu: Any) -> None:
     assert log[-1]["path"] == "/tasks/v1/lists/@default/tasks"
 
 
+def test_a_listing_pages_over_its_snapshot_with_its_own_parameters(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    ids = [
+        tasks.insert(tasklist="@default", body={"title": f"t{n}"}).execute()["id"] for n in range(3)
+    ]
+    first = tasks.list(tasklist="@default", maxResults=1, showHidden=True).execute()
+    # A task placed first between pages shifts nothing: the listing is the first page's.
+    tasks.insert(tasklist="@default", body={"title": "newest"}).execute()
+    listed = [item["id"] for item in first["items"]]
+    token = first["nextPageToken"]
+    while token:
+        page = tasks.list(
+            tasklist="@default", maxResults=1, showHidden=True, pageToken=token
+        ).execute()
+        listed += [item["id"] for item in page["items"]]
+        token = page.get("nextPageToken")
+    assert sorted(listed) == sorted(ids)
+    with pytest.raises(HttpError) as refused:
+        tasks.list(tasklist="@default", maxResults=1, pageToken=first["nextPageToken"]).execute()
+    assert refused.value.resp.status == 400
+
+
 def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
     tasks = emu.tasks_for().tasks()
     task = tasks.insert(tasklist="@default", body={"title": "Send quote"}).execute()
@@ -169,12 +199,22 @@ def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
         "/tasks/ann@example.com/lists/@default/tasks",
         json={"id": task["id"], "status": "completed"},
     ).json()
-    assert seeded["status"] == "completed"
-    changed = tasks.list(tasklist="@default", updatedMin=since).execute()["items"]
+    assert (seeded["status"], seeded["hidden"]) == ("completed", True)
+    # Completed in Google's own app: hidden, so listed only with showHidden, as at Google.
+    assert "items" not in tasks.list(tasklist="@default", updatedMin=since).execute()
+    changed = tasks.list(tasklist="@default", updatedMin=since, showHidden=True).execute()["items"]
     assert [(item["id"], item["status"]) for item in changed] == [(task["id"], "completed")]
     assert changed[0]["updated"] > task["updated"]
-    window = tasks.list(tasklist="@default", completedMin=since).execute()
+    window = tasks.list(tasklist="@default", completedMin=since, showHidden=True).execute()
     assert [item["id"] for item in window["items"]] == [task["id"]]
+    reopened = emu.admin(
+        "POST",
+        "/tasks/ann@example.com/lists/@default/tasks",
+        json={"id": task["id"], "status": "needsAction"},
+    ).json()
+    assert "hidden" not in reopened
+    by_api = tasks.insert(tasklist="@default", body={"title": "Done", "status": "completed"})
+    assert "hidden" not in by_api.execute()  # completed through the API: not hidden
 
     new = emu.admin(
         "POST", "/tasks/ann@example.com/lists/@default/tasks", json={"title": "From phone"}
@@ -233,3 +273,81 @@ def test_bad_parameters_are_google_shaped_400(emu: Any) -> None:
     assert nothing.json()["error"]["code"] == 404
     unparsable = httpx.post(f"{emu.url}/tasks/v1/users/@me/lists", content=b"{", headers=headers)
     assert unparsable.status_code == 400
+
+
+@pytest.mark.parametrize("reason", ["userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"])
+def test_usage_limit_faults_answer_in_googles_usage_limits_domain(emu: Any, reason: str) -> None:
+    service = emu.tasks_for()
+    fault = {"api_method": "tasks.tasks.list", "status": 403, "reason": reason}
+    emu.admin("POST", "/faults", json=fault)
+    with pytest.raises(HttpError) as caught:
+        service.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert caught.value.resp.status == 403
+    assert caught.value.error_details[0]["reason"] == reason
+    assert caught.value.error_details[0]["domain"] == "usageLimits"
+    emu.admin("POST", "/faults", json={**fault, "status": 429, "reason": ""})
+    with pytest.raises(HttpError) as limited:
+        service.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert limited.value.error_details[0] == {
+        "domain": "usageLimits",
+        "reason": "rateLimitExceeded",
+        "message": "Injected fault: rateLimitExceeded",
+    }
+
+
+def titles(service: Any) -> list[str]:
+    listed = service.tasks().list(tasklist="@default").execute(num_retries=0)
+    return [task["title"] for task in listed.get("items", [])]
+
+
+def test_a_fault_after_the_store_keeps_the_write_and_fails_the_answer(emu: Any) -> None:
+    service = emu.tasks_for()
+    fault = {"api_method": "tasks.tasks.insert", "status": 503, "after_store": True}
+    emu.admin("POST", "/faults", json={**fault, "user": "ann@example.com"})
+    # Read calls are not what the fault names; the insert is carried out, its answer is a 503.
+    assert titles(service) == []
+    with pytest.raises(HttpError) as caught:
+        service.tasks().insert(tasklist="@default", body={"title": "Once"}).execute(num_retries=0)
+    assert caught.value.resp.status == 503
+    assert titles(service) == ["Once"]
+    # Taken once: the next insert answers normally.
+    service.tasks().insert(tasklist="@default", body={"title": "Twice"}).execute(num_retries=0)
+    assert sorted(titles(service)) == ["Once", "Twice"]
+
+
+def test_a_fault_after_the_store_can_cut_the_answer_off(emu: Any) -> None:
+    token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
+    headers = {"Authorization": f"Bearer {token}"}
+    fault = {"api_method": "tasks.tasklists.insert", "status": 0, "after_store": True, "drop": True}
+    emu.admin("POST", "/faults", json=fault)
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{emu.url}/tasks/v1/users/@me/lists", json={"title": "Q3"}, headers=headers)
+    listed = httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=headers).json()
+    assert [item["title"] for item in listed["items"]] == ["My Tasks", "Q3"]
+
+
+def test_a_fault_after_the_store_can_hold_the_answer_past_the_callers_patience(emu: Any) -> None:
+    token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
+    headers = {"Authorization": f"Bearer {token}"}
+    fault = {"api_method": "tasks.tasklists.insert", "status": 0, "after_store": True}
+    emu.admin("POST", "/faults", json={**fault, "latency_ms": 60_000})
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{emu.url}/tasks/v1/users/@me/lists", json={"title": "Q4"}, headers=headers, timeout=1
+        )
+    emu.admin("DELETE", "/faults")  # releases the held answer
+    listed = httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=headers).json()
+    assert [item["title"] for item in listed["items"]] == ["My Tasks", "Q4"]
+
+
+def test_a_fault_after_the_store_needs_a_way_to_fail(emu: Any) -> None:
+    refused = httpx.post(
+        f"{emu.url}/_emulator/faults",
+        json={"api_method": "tasks.tasks.insert", "status": 0, "after_store": True},
+    )
+    assert refused.status_code == 400
+    dropped = httpx.post(
+        f"{emu.url}/_emulator/faults",
+        json={"api_method": "tasks.tasks.insert", "status": 0, "drop": True},
+    )
+    assert dropped.status_code == 400

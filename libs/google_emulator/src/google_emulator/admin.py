@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from google_emulator import tasks
 from google_emulator.core import Emulator, Fault, GoogleError, emulator_of, rfc3339
@@ -30,6 +30,20 @@ class FaultSpec(BaseModel):
     retry_after: int | None = Field(None, ge=0)
     latency_ms: int = Field(0, ge=0)
     user: str | None = Field(None, description="Only this user's calls (their email)")
+    after_store: bool = Field(
+        False,
+        description="Carry the call out (store the write), then fail its answer: with `status`, "
+        "cut it off (`drop`) or hold it `latency_ms` (a timeout for the caller)",
+    )
+    drop: bool = Field(False, description="With `after_store`: cut the answer off")
+
+    @model_validator(mode="after")
+    def _one_failure(self) -> FaultSpec:
+        if self.drop and not self.after_store:
+            raise ValueError("`drop` needs `after_store`")
+        if self.after_store and not (self.status or self.drop or self.latency_ms):
+            raise ValueError("an `after_store` fault needs `status`, `drop` or `latency_ms`")
+        return self
 
 
 class ClientSpec(BaseModel):
@@ -125,6 +139,8 @@ async def add_fault(request: Request, spec: FaultSpec) -> Response:
         retry_after=spec.retry_after,
         latency_seconds=spec.latency_ms / 1000,
         user=spec.user.lower() if spec.user else None,
+        after_store=spec.after_store,
+        drop=spec.drop,
     )
     emulator_of(request).inject(spec.api_method, fault)
     return Response(status_code=204)

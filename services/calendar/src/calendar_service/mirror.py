@@ -111,6 +111,7 @@ class EventRules:
             "attendees": attendees,
             "organizer": organizer,
             "hangout_link": resource.hangout_link,
+            "conference_status": resource.conference_status,
             "html_link": resource.html_link,
             "visibility": resource.visibility,
             "links": list(links),
@@ -169,6 +170,7 @@ def public(
     """The event as its reader sees it: links to records they may not read (``hidden``) without
     their ids."""
     resource = stored_event(event)
+    attending = resource.own_attendance()
     return EventPublic(
         id=event.id,
         calendar_id=calendar.google_id,
@@ -193,7 +195,10 @@ def public(
             if attendee.email
         ],
         organizer=resource.organizer.email if resource.organizer else None,
+        is_organizer=resource.organized_by_owner,
+        response_status=attending.response_status if attending else None,
         hangout_link=resource.hangout_link,
+        conference_status=resource.conference_status,
         html_link=resource.html_link,
         visibility=resource.visibility,
         links=public_links(links, hidden),

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
+from pipedesk_common.email_addresses import email_address_problem
 from pipedesk_common.errors import invalid
 from pipedesk_common.mirror.links import LinkInput, LinkPublic
 
@@ -31,6 +32,17 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
 }
 EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Visibility = Literal["default", "public", "private", "confidential"]
+Notify = Literal["all", "external_only", "none"]
+NOTIFY_DESCRIPTION: Final = (
+    "Whom Google e-mails about this change: `all` guests (default), `external_only` (guests "
+    "who do not use Google Calendar), or `none`."
+)
+# Our choice → Google's ``sendUpdates``.
+SEND_UPDATES: Final[dict[str, str]] = {
+    "all": "all",
+    "external_only": "externalOnly",
+    "none": "none",
+}
 
 
 class GoogleTime(BaseModel):
@@ -140,8 +152,9 @@ def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
     for index, value in enumerate(values):
         item = value if isinstance(value, AttendeeInput) else None
         email = (item.email if item else str(value)).strip().lower()
-        if not _looks_like_email(email):
-            raise invalid(f"attendees.{index}", "not an email address")
+        problem = email_address_problem(email)
+        if problem is not None:
+            raise invalid(f"attendees.{index}", f"not an email address: {problem}")
         entry: dict[str, Any] = {"email": email}
         if item is not None and item.optional:
             entry["optional"] = True
@@ -149,11 +162,6 @@ def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
             entry["displayName"] = item.displayName
         attendees[email] = entry
     return list(attendees.values())
-
-
-def _looks_like_email(value: str) -> bool:
-    local, at, domain = value.partition("@")
-    return bool(local and at and "." in domain and " " not in value and "@" not in domain)
 
 
 class _EventWrite(BaseModel):
@@ -179,9 +187,12 @@ class _EventWrite(BaseModel):
     )
     links: list[LinkInput] | None = Field(None, max_length=20)
     conference: bool | None = Field(
-        None, description="true adds a Google Meet link (`hangout_link`); false removes it."
+        None,
+        description="true asks Google for a Meet (`hangout_link`; see `conference_status`: "
+        "Google may create it later); false removes it.",
     )
     visibility: Visibility | None = None
+    notify: Notify = Field("all", description=NOTIFY_DESCRIPTION)
 
     @model_validator(mode="before")
     @classmethod
@@ -215,6 +226,15 @@ class EventUpdate(_EventWrite):
     """Fields to change; absent fields stay as they are. ``links`` replaces the links."""
 
 
+class RsvpRequest(BaseModel):
+    """The caller's answer to an invitation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response: Literal["accepted", "declined", "tentative"]
+    comment: str | None = Field(None, max_length=1024, description="A note to the organizer.")
+
+
 class EventTimePublic(BaseModel):
     date_time: AwareDatetime | None = Field(None, description="Set for timed events")
     date: dt.date | None = Field(None, description="Set for all-day events")
@@ -243,7 +263,19 @@ class EventPublic(BaseModel):
     time_zone: str | None
     attendees: list[AttendeePublic]
     organizer: str | None
+    is_organizer: bool = Field(
+        description="Whether the caller organizes it; else it is an invitation, whose shared "
+        "fields only the organizer may change (answer it with `…/rsvp`)"
+    )
+    response_status: str | None = Field(
+        description="The caller's own answer, when they are a guest (`needsAction`, "
+        "`accepted`, `declined`, `tentative`)"
+    )
     hangout_link: str | None
+    conference_status: str | None = Field(
+        description="The Meet asked for: `pending` (Google is still creating it; the link comes "
+        "with a later sync), `success` (`hangout_link`), `failure`; null when none was asked for"
+    )
     html_link: str | None
     visibility: str
     links: list[LinkPublic]

@@ -24,7 +24,7 @@ from pipedesk_common.mirror.paged import PagedSync
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.uow import UnitOfWork
-from tasks_service.google import GoogleTask, TasksGoogle
+from tasks_service.google import DEFAULT_LIST, GoogleTask, GoogleTaskList, TasksGoogle
 from tasks_service.mirror import (
     ADOPTION_SKEW,
     TaskWriter,
@@ -98,7 +98,7 @@ class TasksPoll:
     async def sync_lists(self, user: GoogleUser, known: list[TaskList]) -> list[TaskList]:
         """Mirror the user's lists as Google lists them; the live ones, to poll."""
         resources = await self.google.tasklists(user)
-        default_id = resources[0].id if resources else None  # Google lists the default first
+        default_id = await self._default_list_id(user, known, {r.id for r in resources})
         live: list[TaskList] = []
         async with self.uow.write() as session:
             owner = (user.org_id, user.user_id, user.email)
@@ -113,6 +113,19 @@ class TasksPoll:
                 if gone.google_id not in listed:
                     await delete_tasklist(session, self.writer, gone, actor_id=None)
         return live
+
+    async def _default_list_id(
+        self, user: GoogleUser, known: list[TaskList], listed: set[str]
+    ) -> str | None:
+        """The user's default list, as Google names it (``@default``): Google promises no order
+        of ``tasklists.list``. Asked once per user; the default cannot be deleted, so the one
+        mirrored stays it while Google lists it."""
+        mirrored = next((t.google_id for t in known if t.is_default), None)
+        if mirrored in listed:
+            return mirrored
+        if not listed:
+            return None
+        return (await self.google.tasklist(user, DEFAULT_LIST)).id
 
     async def _tasks(self, tasklist: TaskList, outcome: PollOutcome) -> None:
         since = tasklist.polled_through
@@ -179,6 +192,24 @@ class TasksPoll:
             if not page.next_page_token:
                 return None
             page_token = page.next_page_token
+
+    async def find_list_in_google(
+        self, user: GoogleUser, title: str, *, since: datetime
+    ) -> GoogleTaskList | None:
+        """The list an insert begun at ``since`` made, if it made one: titled ``title``,
+        changed in Google since, and not mirrored before ``since`` (a poll may have mirrored it
+        meanwhile: that row is still this insert's list)."""
+        async with self.uow.read() as session:
+            known = await TasksRepository(session).tasklists_of(
+                user.org_id, user.user_id, include_deleted=True
+            )
+        older = {tasklist.google_id for tasklist in known if tasklist.created_at < since}
+        for resource in await self.google.tasklists(user):
+            changed = as_utc(resource.updated)
+            recent = changed is None or changed >= since - ADOPTION_SKEW
+            if resource.id not in older and resource.title == title and recent:
+                return resource
+        return None
 
 
 def _later(first: datetime | None, second: datetime | None) -> datetime | None:
