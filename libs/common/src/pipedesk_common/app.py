@@ -271,6 +271,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         openapi_url=openapi_url,
+        # RequestContextMiddleware already traces, measures and logs every request: FastAPI's
+        # own telemetry would do it all a second time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
 
