@@ -7,6 +7,10 @@ PYTHON := .venv/bin/python
 PROMTOOL := .dev/tools/usr/bin/promtool
 PORT_BASE ?= 8000
 export PORT_BASE
+# Processes per service in make run (and the bench); each service's database pool is divided
+# among them.
+WORKERS ?= 1
+export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help install preflight migrate keys browser wrk run test lint format token bench mutate

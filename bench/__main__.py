@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
+import asyncpg
 import uvloop
 
 from bench import report
@@ -43,7 +44,7 @@ from bench.measure import (
     sample_process,
     wrk_available,
 )
-from bench.pipeline import RawBroker, RawDatabaseAndBroker, SystemPipeline
+from bench.pipeline import RawBroker, RawDatabaseAndBroker, SystemPipeline, asyncpg_dsn
 from bench.stack import Stack, make_stack, minter
 from bench.timeline import PAGE_SIZE, Dataset, RawPages, ensure_dataset
 from pipedesk_common.settings import DEFAULT_AMQP_URL
@@ -154,6 +155,41 @@ class RssWatch:
                 if sample is not None:
                     self.peak[name] = max(self.peak[name], sample.rss_bytes / 2**20)
             await asyncio.sleep(0.5)
+
+
+class ConnectionWatch:
+    """The most database connections each service held at once (``pg_stat_activity`` by the
+    ``application_name`` the services set, ``pipedesk-<service>``), sampled twice a second."""
+
+    def __init__(self, database_url: str) -> None:
+        self.dsn = asyncpg_dsn(database_url)
+        self.database = self.dsn.rsplit("/", 1)[-1].split("?", 1)[0]
+        self.peak: dict[str, int] = defaultdict(int)
+
+    async def run(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            while True:
+                rows = await connection.fetch(
+                    "SELECT application_name, count(*) AS n FROM pg_stat_activity "
+                    "WHERE datname = $1 AND application_name LIKE 'pipedesk-%' "
+                    "GROUP BY application_name",
+                    self.database,
+                )
+                for row in rows:
+                    name = row["application_name"].removeprefix("pipedesk-")
+                    self.peak[name] = max(self.peak[name], row["n"])
+                await asyncio.sleep(0.5)
+        finally:
+            await connection.close()
+
+    def report(self) -> dict[str, int]:
+        print(
+            "Database connections in use (peak per service, all its processes): "
+            + ", ".join(f"{name} {count}" for name, count in sorted(self.peak.items())),
+            flush=True,
+        )
+        return dict(self.peak)
 
 
 async def settle(pools: dict[str, HttpPool], within: float = 15.0) -> None:
@@ -454,6 +490,7 @@ def machine_facts() -> dict[str, Any]:
 
 
 def settings_of(stack: Stack, plan: Plan) -> dict[str, Any]:
+    workers = int(stack.env.get("WORKERS") or 1)
     wrk_version = "not installed"
     if wrk_available():
         wrk_version = (
@@ -472,8 +509,11 @@ def settings_of(stack: Stack, plan: Plan) -> dict[str, Any]:
         "GATEWAY_RATE_LIMIT_DEFAULT": stack.env["RATE_LIMIT_DEFAULT"]
         + " (raised from 600/60 so the limiter answers every request with a pass; "
         "the same bucket arithmetic runs per request)",
-        "other service settings": "make run's defaults (pools 5+5, consumer prefetch 100, "
-        "relay poll 1 s + LISTEN/NOTIFY, LOG_LEVEL INFO to a log file, in-memory rate limiter)",
+        "WORKERS": f"{workers} process(es) per service, each pooling "
+        f"{max(1, 5 // workers)}+{5 // workers} of the service's 5+5 database connections",
+        "other service settings": "make run's defaults (pools 5+5 per service, consumer prefetch "
+        "100, relay poll 1 s + LISTEN/NOTIFY, LOG_LEVEL INFO to a log file, in-memory rate "
+        "limiter)",
         "postgres synchronous_commit": "server default (not changed by the bench)",
         "load generator": f"open loop in the bench process (uvloop); {wrk_version}",
         "event loop (bench)": "uvloop",
@@ -511,8 +551,8 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
     meter = ProcessMeter(
         stack.pids, groups={"postgres (shared)": "postgres", "rabbitmq (shared)": "beam.smp"}
     )
-    rss = RssWatch(stack.pids)
-    watcher = asyncio.create_task(rss.run())
+    rss, connections = RssWatch(stack.pids), ConnectionWatch(database_url)
+    watchers = [asyncio.create_task(rss.run()), asyncio.create_task(connections.run())]
     runs = Runs(meter, began + plan.deadline_seconds, partial(settle, pools))
     record: dict[str, Any] = {}
     try:
@@ -534,10 +574,11 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
         record = assemble(
             plan, runs, settings, machine, started_at, began, dataset, pipeline, timeline, gateway
         )
-        record["rss_peak_mb"] = dict(rss.peak)
+        record["rss_peak_mb"], record["database_connections"] = dict(rss.peak), connections.report()
         record["targets"] = targets(plan, record, rss.peak)
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         for pool in pools.values():
             await pool.close()
         stack.stop()

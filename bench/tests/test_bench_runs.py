@@ -34,6 +34,7 @@ PHASE_LINES = (
     r"timeline max: raw query, page 1 [\d,]+/s, service, page 1 [\d,]+/s, gateway, page 1",
     r"gateway round 1: direct: p50 [\d.]+ ms",
     r"gateway round 1: through gateway: p50 [\d.]+ ms",
+    r"Database connections in use \(peak per service, all its processes\): .*crm \d+",
 )
 TARGETS = (
     "pipeline ≥ 0.5 x raw database + broker",
