@@ -133,6 +133,7 @@ class Pipeline:
             clock=self.clock,
             settings=consumer_settings,
         )
+        self.runner = runner
         ready = asyncio.Event()
         tasks = [asyncio.create_task(runner.run(ready)), asyncio.create_task(relay.run())]
         try:
@@ -286,3 +287,22 @@ async def _ready_in_queue(amqp_url: str, queue: str, expected: int) -> bool:
         return declared.declaration_result.message_count == expected
     finally:
         await connection.close()
+
+
+async def test_a_consumer_whose_channel_closes_consumes_again_on_a_new_one(
+    pipeline: Pipeline,
+) -> None:
+    """The broker closes a channel on a channel error and keeps the connection: the consumer
+    must not sit on the dead channel while its queue fills up."""
+    async with pipeline.running():
+        before = ["before-0"]
+        await pipeline.write(*before)
+        await eventually(lambda: pipeline.all_applied(before))
+        dead = pipeline.runner.channel
+        assert dead is not None
+        await dead.close()
+        after = [f"after-{index}" for index in range(3)]
+        await pipeline.write(*after)
+        await eventually(lambda: pipeline.all_applied(before + after))
+        assert pipeline.runner.channel is not dead
+    assert dict(pipeline.applied) == dict.fromkeys(before + after, 1)

@@ -110,6 +110,7 @@ class QueueRunner:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._refused: StackMismatch | None = None
+        self.channel: AbstractChannel | None = None  # the one consuming now
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Consume until stopped or cancelled; ``ready`` is set once the queue is declared and
@@ -157,6 +158,7 @@ class QueueRunner:
                 self._stopping.set()
                 return
             channel = await connection.channel(publisher_confirms=True)
+            self.channel = channel
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await self.topology.declare_consumer_queue(
                 channel,
@@ -172,7 +174,9 @@ class QueueRunner:
                 ready.set()
             upkeep = asyncio.create_task(self._upkeep(queue))
             try:
-                await first_of(closed(connection), self._stopping.wait())
+                # A channel the broker closed (a channel error) delivers nothing more while
+                # its connection stays up: either one closing is a lost link.
+                await first_of(closed(connection), closed(channel), self._stopping.wait())
                 if self._stopping.is_set():
                     await self.drain()
             finally:
