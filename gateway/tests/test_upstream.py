@@ -225,3 +225,25 @@ async def test_through_the_gateway_short_answers_have_a_length_and_long_ones_arr
         assert answer.headers["x-request-id"]
     assert whole.status_code == 200
     assert hashlib.sha256(whole.content).digest() == hashlib.sha256(LONG).digest()
+
+
+async def test_a_request_expecting_100_continue_gets_the_services_answer(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = FastAPI()
+
+    @service.post("/webhooks/google/calendar")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"got": len(await request.body())}
+
+    with serve_in_thread(service) as service_url:
+        monkeypatch.setenv("CALENDAR_URL", service_url)
+        with serve_in_thread(build_app(GatewaySettings(**service_env))) as gateway_url:
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.post(
+                    f"{gateway_url}/webhooks/google/calendar",
+                    content=b"y" * 1000,
+                    headers={"Expect": "100-continue"},
+                )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"got": 1000}

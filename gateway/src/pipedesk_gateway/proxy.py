@@ -169,7 +169,9 @@ async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIt
         pending.cancel()
 
 
-_REQUEST_DROPPED: Final = HOP_BY_HOP | {"traceparent", "tracestate", "x-request-id"}
+# The body has been read whole before it is forwarded: a service asked to "Expect:
+# 100-continue" would answer 100 first, which is not its answer.
+_REQUEST_DROPPED: Final = HOP_BY_HOP | {"traceparent", "tracestate", "x-request-id", "expect"}
 _RESPONSE_DROPPED: Final = (HOP_BY_HOP - {"content-length"}) | _SERVER_SET
 
 
