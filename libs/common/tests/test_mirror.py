@@ -153,6 +153,9 @@ def test_push_channels_are_signed_with_a_real_secret_and_address_in_production(
     monkeypatch.setenv("WATCHED_CHANNEL_SECRET", "r" * 40)
     with pytest.raises(ValidationError, match="WATCHED_WEBHOOK_URL must name"):
         WatchedSettings()
+    monkeypatch.setenv("WATCHED_WEBHOOK_URL", "http://hooks.example.com/google/watched")
+    with pytest.raises(ValidationError, match="WATCHED_WEBHOOK_URL must be an https:// address"):
+        WatchedSettings()
     monkeypatch.setenv("WATCHED_WEBHOOK_URL", "https://hooks.example.com/google/watched")
     monkeypatch.setenv("WATCHED_CHANNEL_PREVIOUS_SECRET", "p" * 40)
     settings = WatchedSettings()

@@ -57,3 +57,31 @@ def test_short_cursor_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CURSOR_SECRET", "short")
     with pytest.raises(ValidationError, match=r"cursor_secret|CURSOR_SECRET"):
         DemoSettings()
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    from joserfc.jwk import ECKey
+
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("CURSOR_SECRET", "s" * 48)
+    monkeypatch.setenv("AUTH_JWKS_URL", "https://idp.example.com/jwks")
+    monkeypatch.setenv("SERVICE_JWKS_URL", "https://keys.example.com/services.json")
+    monkeypatch.setenv("CRM_SERVICE_KEY", ECKey.generate_key("P-256").as_pem(private=True).decode())
+
+
+def test_production_refuses_a_google_root_that_is_not_google_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOOGLE_ROOT_URL", "http://127.0.0.1:8090/")
+    assert DemoSettings().google_root_url == "http://127.0.0.1:8090/"  # development: the emulator
+    _production(monkeypatch)
+    with pytest.raises(ValidationError, match=r"GOOGLE_ROOT_URL .* GOOGLE_ALLOW_NON_GOOGLE_ROOT"):
+        DemoSettings()
+    monkeypatch.setenv("GOOGLE_ALLOW_NON_GOOGLE_ROOT", "true")
+    with pytest.raises(ValidationError, match="GOOGLE_ROOT_URL must be an https:// URL"):
+        DemoSettings()
+    monkeypatch.setenv("GOOGLE_ROOT_URL", "https://google-egress.example.com/")
+    assert DemoSettings().google_root_url == "https://google-egress.example.com/"
+    monkeypatch.delenv("GOOGLE_ROOT_URL")
+    monkeypatch.delenv("GOOGLE_ALLOW_NON_GOOGLE_ROOT")
+    assert DemoSettings().google_root_url is None

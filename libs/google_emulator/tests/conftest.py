@@ -89,10 +89,11 @@ class Harness:
         }
         return httpx.post(f"{self.url}/token", data=form)
 
-    def oauth_login(self, email: str, scopes: list[str]) -> dict[str, Any]:
-        """The token response of a complete code + PKCE flow."""
+    def oauth_login(self, email: str, scopes: list[str], **params: str) -> dict[str, Any]:
+        """The token response of a complete code + PKCE flow for offline access."""
         verifier, challenge = self.pkce_pair()
-        code = self.authorize(email, scopes, code_challenge=challenge)["code"][0]
+        query = {"access_type": "offline", **params}
+        code = self.authorize(email, scopes, code_challenge=challenge, **query)["code"][0]
         response = self.exchange(code, verifier)
         response.raise_for_status()
         body: dict[str, Any] = response.json()

@@ -24,12 +24,15 @@ from googleapiclient.errors import HttpError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from google_emulator import calendar
-from google_emulator.core import CALENDAR_SCOPES, TASKS_SCOPES, Emulator, GoogleError
+from google_emulator.core import Emulator, GoogleError
 from google_emulator.fidelity import check_response
 from pipedesk_testkit.servers import serve_in_thread
 
 os.environ["NO_GCE_CHECK"] = "True"
 
+AUTH = "https://www.googleapis.com/auth/"
+CALENDAR_SCOPES = (AUTH + "calendar",)
+TASKS_SCOPES = (AUTH + "tasks",)
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 DISCOVERY = (
@@ -532,6 +535,29 @@ def test_bad_times_and_scopes_are_rejected(served: Served) -> None:
     assert foreign.value.resp.status == 404
 
 
+def test_each_method_accepts_the_scopes_its_discovery_document_lists(served: Served) -> None:
+    """calendarList and freebusy.query do not accept calendar.events, as at Google."""
+    body = {"timeMin": "2030-01-01T00:00:00Z", "timeMax": "2030-01-02T00:00:00Z", "items": []}
+    events_only = served.service(scopes=(AUTH + "calendar.events",))
+    assert events_only.events().list(calendarId="primary").execute()["kind"] == "calendar#events"
+    for refused in (
+        events_only.calendarList().list(),
+        events_only.calendarList().get(calendarId="primary"),
+        events_only.freebusy().query(body=body),
+    ):
+        with pytest.raises(HttpError) as caught:
+            refused.execute()
+        assert status_of(caught.value) == (403, "insufficientPermissions")
+    narrow = served.service(
+        scopes=(AUTH + "calendar.calendarlist.readonly", AUTH + "calendar.freebusy")
+    )
+    assert narrow.calendarList().list().execute()["items"][0]["id"] == ALICE
+    assert narrow.freebusy().query(body=body).execute()["kind"] == "calendar#freeBusy"
+    with pytest.raises(HttpError) as reading_events:
+        narrow.events().list(calendarId="primary").execute()
+    assert status_of(reading_events.value) == (403, "insufficientPermissions")
+
+
 def test_move_cancels_in_source_and_appears_in_destination(served: Served) -> None:
     httpx.post(
         f"{served.url}/_emulator/calendar/{ALICE}/calendars",
@@ -842,3 +868,18 @@ async def test_client_calls_from_async_code(served: Served) -> None:
     )
     listed = await asyncio.to_thread(service.events().list(calendarId="primary").execute)
     assert [item["id"] for item in listed["items"]] == [event["id"]]
+
+
+@pytest.mark.parametrize("address", ["carol@example..com", "carol@-example.com", "carol"])
+def test_an_attendee_that_is_not_an_email_address_is_refused(served: Served, address: str) -> None:
+    service = served.service()
+    body = {
+        "summary": "Kickoff",
+        **timed("2030-01-07T10:00:00+01:00", "2030-01-07T11:00:00+01:00"),
+        "attendees": [{"email": address}],
+    }
+    with pytest.raises(HttpError) as refused:
+        service.events().insert(calendarId="primary", body=body).execute()
+    assert refused.value.resp.status == 400
+    assert refused.value.error_details[0]["reason"] == "invalid"
+    assert refused.value.error_details[0]["message"] == "Invalid attendee email."

@@ -28,7 +28,9 @@ def test_code_flow_with_pkce(emu: Any) -> None:
     assert wrong.json()["error"] == "invalid_grant"
 
     verifier, challenge = emu.pkce_pair()
-    code = emu.authorize("ann@example.com", [TASKS, "email"], code_challenge=challenge)["code"][0]
+    code = emu.authorize(
+        "ann@example.com", [TASKS, "email"], code_challenge=challenge, access_type="offline"
+    )["code"][0]
     granted = emu.exchange(code, verifier)
     assert granted.status_code == 200
     body = granted.json()
@@ -52,6 +54,55 @@ def test_code_flow_with_pkce(emu: Any) -> None:
     v3 = httpx.get(f"{emu.url}/oauth2/v3/userinfo", headers=bearer).json()
     assert v3["email_verified"] is True
     assert v3["sub"] == v2["id"]
+
+
+def _tokens(emu: Any, email: str, scopes: list[str], **params: str) -> dict[str, Any]:
+    verifier, challenge = emu.pkce_pair()
+    code = emu.authorize(email, scopes, code_challenge=challenge, **params)["code"][0]
+    answer = emu.exchange(code, verifier)
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_a_refresh_token_comes_only_with_offline_access_and_again_only_with_consent(
+    emu: Any,
+) -> None:
+    online = _tokens(emu, "ann@example.com", [TASKS])
+    assert "refresh_token" not in online
+    assert online["access_token"]
+    first = _tokens(emu, "ann@example.com", [TASKS], access_type="offline")
+    assert first["refresh_token"]
+    # The user holds an offline grant for this client: no second refresh token without consent.
+    again = _tokens(emu, "ann@example.com", [TASKS], access_type="offline")
+    assert "refresh_token" not in again
+    consented = _tokens(emu, "ann@example.com", [TASKS], access_type="offline", prompt="consent")
+    assert consented["refresh_token"] not in (None, first["refresh_token"])
+    # Once every grant is revoked, the next offline consent gives a refresh token again.
+    emu.admin("POST", "/users/ann@example.com/revoke")
+    assert _tokens(emu, "ann@example.com", [TASKS], access_type="offline")["refresh_token"]
+    bad = emu.authorize("ann@example.com", [TASKS], code_challenge="c", access_type="forever")
+    assert bad["error"] == ["invalid_request"]
+
+
+def test_granular_consent_grants_fewer_scopes_than_asked(emu: Any) -> None:
+    emu.admin("PUT", "/users/ann@example.com/consent", json={"declined_scopes": [TASKS, "email"]})
+    _, challenge = emu.pkce_pair()
+    redirect = emu.authorize(
+        "ann@example.com", ["openid", "email", TASKS, TASKS_READONLY], code_challenge=challenge
+    )
+    # Sign-in scopes cannot be unticked; tasks was.
+    assert set(redirect["scope"][0].split()) == {"openid", "email", TASKS_READONLY}
+    tokens = _tokens(emu, "ann@example.com", [TASKS, TASKS_READONLY], access_type="offline")
+    assert set(tokens["scope"].split()) == {TASKS_READONLY}
+    service = emu.tasks(emu.credentials(tokens["access_token"]))
+    assert service.tasklists().list().execute()["items"]
+    with pytest.raises(HttpError) as caught:
+        service.tasklists().insert(body={"title": "Not granted"}).execute()
+    assert caught.value.error_details[0]["reason"] == "insufficientPermissions"
+    nothing = emu.authorize("ann@example.com", [TASKS], code_challenge=challenge)
+    assert nothing["error"] == ["access_denied"]
+    assert nothing["state"] == ["xyz"]
 
 
 def test_authorization_requires_pkce_and_known_client(emu: Any) -> None:
@@ -125,18 +176,24 @@ def test_out_of_scope_is_403(emu: Any) -> None:
     assert caught.value.error_details[0]["reason"] == "insufficientPermissions"
 
 
-def _service_account(emu: Any, domain: str) -> tuple[RSAKey, str]:
+def _service_account(emu: Any, domain: str, scopes: list[str]) -> tuple[RSAKey, str]:
+    """A service account whose client id the domain's admin authorised for ``scopes``."""
     key = RSAKey.generate_key(2048)
     email = "sync@pipedesk-dev.iam.gserviceaccount.com"
-    emu.admin(
+    registered = emu.admin(
         "POST",
         "/service-accounts",
-        json={"email": email, "public_jwk": key.as_dict(private=False), "domain": domain},
+        json={"email": email, "public_jwk": key.as_dict(private=False)},
+    ).json()
+    emu.admin(
+        "PUT", f"/domains/{domain}/delegation/{registered['client_id']}", json={"scopes": scopes}
     )
     return key, email
 
 
-def _delegated(emu: Any, key: RSAKey, email: str, subject: str) -> Any:
+def _delegated(
+    emu: Any, key: RSAKey, email: str, subject: str, scopes: list[str] | None = None
+) -> Any:
     info = {
         "type": "service_account",
         "client_email": email,
@@ -145,13 +202,13 @@ def _delegated(emu: Any, key: RSAKey, email: str, subject: str) -> Any:
         "token_uri": f"{emu.url}/token",
     }
     credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-        info, scopes=[TASKS], subject=subject
-    )
+        info, scopes=scopes or [TASKS]
+    ).with_subject(subject)
     return emu.tasks(credentials)
 
 
 def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
-    key, email = _service_account(emu, "example.com")
+    key, email = _service_account(emu, "example.com", [TASKS])
     service = _delegated(emu, key, email, "bob@example.com")
     created = service.tasklists().insert(body={"title": "Delegated"}).execute()
     assert created["title"] == "Delegated"
@@ -166,9 +223,22 @@ def test_jwt_bearer_grant_for_delegated_user(emu: Any) -> None:
         _delegated(emu, stranger, email, "bob@example.com").tasklists().list().execute()
 
 
+def test_delegation_is_refused_for_a_scope_the_domain_admin_did_not_authorise(emu: Any) -> None:
+    key, email = _service_account(emu, "example.com", [TASKS_READONLY])
+    reader = _delegated(emu, key, email, "bob@example.com", [TASKS_READONLY])
+    assert reader.tasklists().list().execute()["items"]
+    # tasks covers tasks.readonly, but the admin console authorises scopes as listed.
+    with pytest.raises(RefreshError, match="unauthorized_client") as refused:
+        _delegated(emu, key, email, "bob@example.com", [TASKS]).tasklists().list().execute()
+    assert "not authorized for any of the scopes requested" in str(refused.value)
+    both = _delegated(emu, key, email, "bob@example.com", [TASKS, TASKS_READONLY])
+    with pytest.raises(RefreshError, match="unauthorized_client"):
+        both.tasklists().list().execute()
+
+
 def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None:
     first = emu.oauth_login("bea@example.com", [TASKS])
-    second = emu.oauth_login("bea@example.com", [TASKS_READONLY])
+    second = emu.oauth_login("bea@example.com", [TASKS_READONLY], prompt="consent")
     other = emu.oauth_login("cy@example.com", [TASKS])
     assert emu.admin("POST", "/users/Bea@example.com/revoke").json() == {"revoked": 2}
     for tokens in (first, second):
@@ -179,3 +249,9 @@ def test_a_user_removing_the_app_revokes_every_grant_they_gave(emu: Any) -> None
     still = {"Authorization": f"Bearer {other['access_token']}"}
     assert httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=still).status_code == 200
     assert emu.admin("POST", "/users/bea@example.com/revoke").json() == {"revoked": 0}
+    # Nothing granted before the removal comes back with include_granted_scopes.
+    _, challenge = emu.pkce_pair()
+    redirect = emu.authorize(
+        "bea@example.com", ["email"], code_challenge=challenge, include_granted_scopes="true"
+    )
+    assert redirect["scope"] == ["email"]

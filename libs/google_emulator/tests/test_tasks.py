@@ -233,3 +233,81 @@ def test_bad_parameters_are_google_shaped_400(emu: Any) -> None:
     assert nothing.json()["error"]["code"] == 404
     unparsable = httpx.post(f"{emu.url}/tasks/v1/users/@me/lists", content=b"{", headers=headers)
     assert unparsable.status_code == 400
+
+
+@pytest.mark.parametrize("reason", ["userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"])
+def test_usage_limit_faults_answer_in_googles_usage_limits_domain(emu: Any, reason: str) -> None:
+    service = emu.tasks_for()
+    fault = {"api_method": "tasks.tasks.list", "status": 403, "reason": reason}
+    emu.admin("POST", "/faults", json=fault)
+    with pytest.raises(HttpError) as caught:
+        service.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert caught.value.resp.status == 403
+    assert caught.value.error_details[0]["reason"] == reason
+    assert caught.value.error_details[0]["domain"] == "usageLimits"
+    emu.admin("POST", "/faults", json={**fault, "status": 429, "reason": ""})
+    with pytest.raises(HttpError) as limited:
+        service.tasks().list(tasklist="@default").execute(num_retries=0)
+    assert limited.value.error_details[0] == {
+        "domain": "usageLimits",
+        "reason": "rateLimitExceeded",
+        "message": "Injected fault: rateLimitExceeded",
+    }
+
+
+def titles(service: Any) -> list[str]:
+    listed = service.tasks().list(tasklist="@default").execute(num_retries=0)
+    return [task["title"] for task in listed.get("items", [])]
+
+
+def test_a_fault_after_the_store_keeps_the_write_and_fails_the_answer(emu: Any) -> None:
+    service = emu.tasks_for()
+    fault = {"api_method": "tasks.tasks.insert", "status": 503, "after_store": True}
+    emu.admin("POST", "/faults", json={**fault, "user": "ann@example.com"})
+    # Read calls are not what the fault names; the insert is carried out, its answer is a 503.
+    assert titles(service) == []
+    with pytest.raises(HttpError) as caught:
+        service.tasks().insert(tasklist="@default", body={"title": "Once"}).execute(num_retries=0)
+    assert caught.value.resp.status == 503
+    assert titles(service) == ["Once"]
+    # Taken once: the next insert answers normally.
+    service.tasks().insert(tasklist="@default", body={"title": "Twice"}).execute(num_retries=0)
+    assert sorted(titles(service)) == ["Once", "Twice"]
+
+
+def test_a_fault_after_the_store_can_cut_the_answer_off(emu: Any) -> None:
+    token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
+    headers = {"Authorization": f"Bearer {token}"}
+    fault = {"api_method": "tasks.tasklists.insert", "status": 0, "after_store": True, "drop": True}
+    emu.admin("POST", "/faults", json=fault)
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{emu.url}/tasks/v1/users/@me/lists", json={"title": "Q3"}, headers=headers)
+    listed = httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=headers).json()
+    assert [item["title"] for item in listed["items"]] == ["My Tasks", "Q3"]
+
+
+def test_a_fault_after_the_store_can_hold_the_answer_past_the_callers_patience(emu: Any) -> None:
+    token = emu.mint_token("ann@example.com", ["https://www.googleapis.com/auth/tasks"])
+    headers = {"Authorization": f"Bearer {token}"}
+    fault = {"api_method": "tasks.tasklists.insert", "status": 0, "after_store": True}
+    emu.admin("POST", "/faults", json={**fault, "latency_ms": 60_000})
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{emu.url}/tasks/v1/users/@me/lists", json={"title": "Q4"}, headers=headers, timeout=1
+        )
+    emu.admin("DELETE", "/faults")  # releases the held answer
+    listed = httpx.get(f"{emu.url}/tasks/v1/users/@me/lists", headers=headers).json()
+    assert [item["title"] for item in listed["items"]] == ["My Tasks", "Q4"]
+
+
+def test_a_fault_after_the_store_needs_a_way_to_fail(emu: Any) -> None:
+    refused = httpx.post(
+        f"{emu.url}/_emulator/faults",
+        json={"api_method": "tasks.tasks.insert", "status": 0, "after_store": True},
+    )
+    assert refused.status_code == 400
+    dropped = httpx.post(
+        f"{emu.url}/_emulator/faults",
+        json={"api_method": "tasks.tasks.insert", "status": 0, "drop": True},
+    )
+    assert dropped.status_code == 400

@@ -19,28 +19,35 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.asyncio
 
 TASKS = list(scopes_for(["tasks"]))
+CALENDAR = list(scopes_for(["calendar"]))
 
 
 async def service_account(
-    accounts: Accounts, domain: str, *, registered_domain: str | None = None
+    accounts: Accounts,
+    domain: str,
+    *,
+    scopes: list[str] | None = None,
+    authorised_domain: str | None = None,
 ) -> dict[str, Any]:
-    """A service account registered at Google for ``registered_domain`` (default ``domain``);
-    its JSON key file, as Google hands it out."""
+    """A service account registered at Google, whose client id the Workspace admin of
+    ``authorised_domain`` (default ``domain``) authorised for ``scopes`` (default Tasks'); its
+    JSON key file, as Google hands it out."""
     key = RSAKey.generate_key(2048, private=True)
     email = f"pipedesk-{domain.split('.', maxsplit=1)[0]}@project.iam.gserviceaccount.com"
+    registered = await accounts.google.admin(
+        "POST", "/service-accounts", json={"email": email, "public_jwk": key.as_dict(private=False)}
+    )
+    client_id = registered.json()["client_id"]
     await accounts.google.admin(
-        "POST",
-        "/service-accounts",
-        json={
-            "email": email,
-            "public_jwk": key.as_dict(private=False),
-            "domain": registered_domain or domain,
-        },
+        "PUT",
+        f"/domains/{authorised_domain or domain}/delegation/{client_id}",
+        json={"scopes": TASKS if scopes is None else scopes},
     )
     return {
         "type": "service_account",
         "project_id": "project",
         "client_email": email,
+        "client_id": client_id,
         "private_key_id": "k-" + key.thumbprint()[:12],
         "private_key": key.as_pem(private=True).decode(),
         "token_uri": "https://evil.example.com/token",
@@ -115,7 +122,7 @@ async def test_google_refusing_the_delegation_is_a_clear_problem(
 ) -> None:
     admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
     domain = rep.principal.email.split("@")[1]
-    key_file = await service_account(accounts, domain, registered_domain="another.example.net")
+    key_file = await service_account(accounts, domain, authorised_domain="another.example.net")
     configured = await accounts.client.put(
         "/api/accounts/google/delegation",
         json={"domain": domain, "service_account_key": key_file},
@@ -127,6 +134,32 @@ async def test_google_refusing_the_delegation_is_a_clear_problem(
     problem = refused.json()
     assert problem["type"] == "urn:pipedesk:problem:google-delegation-refused"
     assert problem["errors"][0]["code"] == "unauthorized_client"
+
+
+async def test_a_scope_the_workspace_admin_did_not_authorise_is_refused_by_google(
+    accounts: Accounts, users: Users
+) -> None:
+    """Google's admin console lists, per client id, the scopes it may be delegated: Tasks was
+    authorised, Calendar was not."""
+    admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    domain = rep.principal.email.split("@")[1]
+    key_file = await service_account(accounts, domain, scopes=TASKS)
+    configured = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": domain, "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert configured.status_code == 200
+    tasks = await accounts.token(rep, TASKS, email=rep.principal.email)
+    assert tasks.status_code == 200, tasks.text
+    calendar = await accounts.token(rep, CALENDAR, email=rep.principal.email)
+    assert calendar.status_code == 502
+    problem = calendar.json()
+    assert problem["type"] == "urn:pipedesk:problem:google-delegation-refused"
+    assert problem["errors"][0]["code"] == "unauthorized_client"
+    assert "not authorized for any of the scopes requested" in problem["errors"][0]["message"]
+    tokens = await accounts.google.requests(user=rep.principal.email, api="oauth2.token")
+    assert [call["status"] for call in tokens] == [200]  # the refused request names no user
 
 
 async def test_a_key_that_is_not_a_private_key_is_refused_naming_the_field(

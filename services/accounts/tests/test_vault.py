@@ -97,6 +97,11 @@ def test_production_refuses_the_development_vault_key(service_env: dict[str, str
     )
     assert configured.vault_active_key == "k1"
     assert configured.return_url == "https://app.example.com/settings/google"
+    elsewhere = {**configured.model_dump(), "google_auth_url": "https://consent.example.com/auth"}
+    with pytest.raises(
+        ValueError, match=r"ACCOUNTS_GOOGLE_AUTH_URL .* GOOGLE_ALLOW_NON_GOOGLE_ROOT"
+    ):
+        AccountsSettings(**elsewhere)
 
 
 @pytest.mark.asyncio

@@ -561,3 +561,50 @@ async def test_internal_routes_refuse_services_they_do_not_name(stack: Any, user
         )
         assert accepted.status_code == 202
         assert accepted.json() == {"syncs": 0}  # nothing of this user is mirrored
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@example..com", "ann@.example.com", "ann@example.com.", "ann@exa_mple.com"]
+)
+async def test_an_attendee_google_would_refuse_is_a_422_naming_it_before_any_google_call(
+    stack: Any, users: Users, address: str
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        created = await create(calendar, rep, summary="Review", attendees=["bob@example.com"])
+        assert created.status_code == 201, created.text
+        refused = await create(
+            calendar, rep, summary="Review", attendees=["bob@example.com", address]
+        )
+        changed = await calendar.client.patch(
+            f"/api/calendar/events/{created.json()['id']}",
+            json={"attendees": [{"email": address}]},
+            headers=rep.headers,
+        )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "body.attendees.1"
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["errors"][0]["field"] == "body.attendees.0"
+    assert len(await stack.calls(rep, "calendar.events.insert")) == 1
+    assert await stack.calls(rep, "calendar.events.patch") == []
+
+
+@pytest.mark.parametrize(
+    "how", [{"status": 503}, {"status": 0, "drop": True}], ids=["503", "cut-off"]
+)
+async def test_an_event_whose_answer_was_lost_is_sent_again_under_its_own_id_and_made_once(
+    stack: Any, users: Users, how: dict[str, Any]
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    fault = {"api_method": "calendar.events.insert", "after_store": True, **how}
+    async with stack.start() as calendar:
+        await stack.google.admin("POST", "/faults", json={**fault, "user": rep.principal.email})
+        answer = await create(calendar, rep, summary="Stored, answer lost")
+    assert answer.status_code == 201, answer.text
+    # Repeatable (our own event id): sent again, Google's 409 duplicate answered by the event.
+    statuses = [call["status"] for call in await stack.calls(rep, "calendar.events.insert")]
+    assert statuses[1:] == [409]
+    [event] = await stack.google_events(rep)
+    assert event["id"] == answer.json()["google_id"]

@@ -153,7 +153,7 @@ class OutboxRelay:
         self.settings = settings or RelaySettings()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # the first turn prunes
 
     def stop(self) -> None:
         """Ask the relay to finish its current batch and return from ``run``."""
@@ -287,7 +287,8 @@ class OutboxRelay:
 
     async def _prune_if_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()
-        if loop_time - self._last_prune < self.settings.prune_every:
+        last = self._last_prune
+        if last is not None and loop_time - last < self.settings.prune_every:
             return
         self._last_prune = loop_time
         await self.prune()

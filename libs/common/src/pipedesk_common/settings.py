@@ -170,7 +170,16 @@ class BaseServiceSettings(BaseSettings):
     google_root_url: str | None = Field(
         None,
         validation_alias=AliasChoices("GOOGLE_ROOT_URL", "google_root_url"),
-        description="Where Google's APIs are reached; unset means Google itself",
+        description="Where Google's APIs are reached; unset means Google itself. Refused in "
+        "production unless GOOGLE_ALLOW_NON_GOOGLE_ROOT is set",
+    )
+    google_allow_non_google_root: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "GOOGLE_ALLOW_NON_GOOGLE_ROOT", "google_allow_non_google_root"
+        ),
+        description="In production, let GOOGLE_ROOT_URL send Google calls, and the tokens they "
+        "carry, to an endpoint that is not Google (an egress proxy); it must still be https",
     )
 
     broker_prefix: str = Field(
@@ -301,6 +310,20 @@ class BaseServiceSettings(BaseSettings):
             problems.append(f"{self.env_prefix()}SERVICE_KEY must hold this service's signing key")
         if problems:
             raise ValueError("refusing development secrets in production: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_a_non_google_root_in_production(self) -> BaseServiceSettings:
+        if self.environment is not Environment.PRODUCTION or self.google_root_url is None:
+            return self
+        if not self.google_allow_non_google_root:
+            raise ValueError(
+                f"GOOGLE_ROOT_URL ({self.google_root_url}) would send Google calls and their "
+                "tokens to an endpoint that is not Google; unset it in production, or set "
+                "GOOGLE_ALLOW_NON_GOOGLE_ROOT=true if that endpoint is yours on purpose"
+            )
+        if not self.google_root_url.startswith("https://"):
+            raise ValueError("GOOGLE_ROOT_URL must be an https:// URL in production")
         return self
 
     @model_validator(mode="after")

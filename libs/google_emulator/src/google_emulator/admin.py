@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from google_emulator import tasks
 from google_emulator.core import Emulator, Fault, GoogleError, emulator_of, rfc3339
@@ -30,6 +30,20 @@ class FaultSpec(BaseModel):
     retry_after: int | None = Field(None, ge=0)
     latency_ms: int = Field(0, ge=0)
     user: str | None = Field(None, description="Only this user's calls (their email)")
+    after_store: bool = Field(
+        False,
+        description="Carry the call out (store the write), then fail its answer: with `status`, "
+        "cut it off (`drop`) or hold it `latency_ms` (a timeout for the caller)",
+    )
+    drop: bool = Field(False, description="With `after_store`: cut the answer off")
+
+    @model_validator(mode="after")
+    def _one_failure(self) -> FaultSpec:
+        if self.drop and not self.after_store:
+            raise ValueError("`drop` needs `after_store`")
+        if self.after_store and not (self.status or self.drop or self.latency_ms):
+            raise ValueError("an `after_store` fault needs `status`, `drop` or `latency_ms`")
+        return self
 
 
 class ClientSpec(BaseModel):
@@ -41,12 +55,25 @@ class ClientSpec(BaseModel):
 class ServiceAccountSpec(BaseModel):
     email: str
     public_jwk: dict[str, Any]
-    domain: str
+    client_id: str | None = Field(
+        None, pattern=r"^[0-9]{1,30}$", description="Its numeric unique id (default: a new one)"
+    )
+
+
+class DelegationSpec(BaseModel):
+    scopes: list[str] = Field(description="The scopes the client may be delegated, exactly")
 
 
 class UserSpec(BaseModel):
     email: str
     name: str | None = None
+
+
+class ConsentSpec(BaseModel):
+    declined_scopes: list[str] = Field(
+        description="Scopes the user unticks on every later consent screen (sign-in scopes "
+        "cannot be unticked)"
+    )
 
 
 class TokenSpec(BaseModel):
@@ -112,6 +139,8 @@ async def add_fault(request: Request, spec: FaultSpec) -> Response:
         retry_after=spec.retry_after,
         latency_seconds=spec.latency_ms / 1000,
         user=spec.user.lower() if spec.user else None,
+        after_store=spec.after_store,
+        drop=spec.drop,
     )
     emulator_of(request).inject(spec.api_method, fault)
     return Response(status_code=204)
@@ -132,16 +161,36 @@ async def add_client(request: Request, spec: ClientSpec) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/service-accounts", status_code=204)
-async def add_service_account(request: Request, spec: ServiceAccountSpec) -> Response:
-    """Register a service account's RSA public key and the domain it may impersonate users of."""
+@router.post("/service-accounts")
+async def add_service_account(request: Request, spec: ServiceAccountSpec) -> dict[str, str]:
+    """Register a service account's RSA public key; answers its client id."""
     try:
         key = RSAKey.import_key(spec.public_jwk)
     except (JoseError, ValueError, TypeError) as exc:
         raise GoogleError(400, "invalid", f"Invalid public_jwk: {exc}") from exc
+    emulator = emulator_of(request)
     email = spec.email.lower()
-    accounts = oauth_state(emulator_of(request)).service_accounts
-    accounts[email] = ServiceAccount(email=email, key=key, domain=spec.domain.lower())
+    client_id = spec.client_id or str(10**20 + emulator.next_number())
+    accounts = oauth_state(emulator).service_accounts
+    accounts[email] = ServiceAccount(email=email, key=key, client_id=client_id)
+    return {"client_id": client_id}
+
+
+@router.put("/domains/{domain}/delegation/{client_id}", status_code=204)
+async def authorise_delegation(
+    request: Request, domain: str, client_id: str, spec: DelegationSpec
+) -> Response:
+    """As a Workspace admin in the admin console: let a service account's client id act for
+    the domain's users with these scopes (it replaces what was authorised before)."""
+    delegations = oauth_state(emulator_of(request)).delegations
+    delegations.setdefault(domain.lower(), {})[client_id] = frozenset(spec.scopes)
+    return Response(status_code=204)
+
+
+@router.delete("/domains/{domain}/delegation/{client_id}", status_code=204)
+async def remove_delegation(request: Request, domain: str, client_id: str) -> Response:
+    """Withdraw a client id's domain-wide delegation for the domain."""
+    oauth_state(emulator_of(request)).delegations.get(domain.lower(), {}).pop(client_id, None)
     return Response(status_code=204)
 
 
@@ -156,6 +205,15 @@ async def revoke_user_access(request: Request, email: str) -> dict[str, Any]:
     """Revoke every grant of a user (they removed the app from their Google account): their next
     refresh gets ``invalid_grant``, their access tokens ``401``."""
     return {"revoked": revoke_user(emulator_of(request), email)}
+
+
+@router.put("/users/{email}/consent", status_code=204)
+async def set_consent(request: Request, email: str, spec: ConsentSpec) -> Response:
+    """How the user answers later consent screens: granting every scope asked but these."""
+    emulator = emulator_of(request)
+    user = ensure_user(emulator, email)
+    oauth_state(emulator).declined[user.email] = frozenset(spec.declined_scopes)
+    return Response(status_code=204)
 
 
 @router.post("/tokens")

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from google_emulator import admin, oauth, tasks
-from google_emulator.core import Emulator, FidelityViolation, GoogleError, LoggedRequest
+from google_emulator.core import Emulator, Fault, FidelityViolation, GoogleError, LoggedRequest
 from google_emulator.fidelity import check_response
 
 ADMIN_PREFIX = "/_emulator"
@@ -60,6 +60,48 @@ class RequestLogMiddleware:
                     status=status,
                 )
             )
+
+
+class StoredThenFailedMiddleware:
+    """Faults that strike after the store: a successful call's answer is replaced by an error,
+    cut off after its headers, or held back, while what the call changed stays changed."""
+
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        state = _state(scope)
+        fault: Fault | None = None
+        held: list[Message] = []
+
+        async def fail(message: Message) -> None:
+            nonlocal fault
+            if message["type"] == "http.response.start":
+                api_method = state.get("api_method")
+                if api_method and 200 <= message["status"] < 300:
+                    user = state.get("emulator_user")
+                    fault = self.emulator.take_fault(api_method, user, after_store=True)
+                if fault is not None and fault.drop:
+                    await send(message)  # the headers, then the connection ends
+                    return
+            if fault is None:
+                await send(message)
+            elif not fault.drop:
+                held.append(message)
+
+        await self.app(scope, receive, fail)
+        if fault is None or fault.drop:
+            return  # a dropped answer never completes: the server closes the connection
+        await self.emulator.wait_out(fault)
+        if fault.status:
+            await fault.error().response()(scope, receive, send)
+            return
+        for message in held:
+            await send(message)
 
 
 class FidelityMiddleware:
@@ -139,6 +181,7 @@ def create_emulator_app(emulator: Emulator | None = None) -> FastAPI:
     app.add_exception_handler(GoogleError, _google_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(StoredThenFailedMiddleware, emulator=state)
     app.add_middleware(FidelityMiddleware, emulator=state)
     app.add_middleware(RequestLogMiddleware, emulator=state)
     app.include_router(oauth.router)

@@ -24,11 +24,10 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
+from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request, Response
 
 from google_emulator.core import (
-    CALENDAR_READ_SCOPES,
-    CALENDAR_SCOPES,
     Emulator,
     GoogleError,
     begin,
@@ -39,7 +38,6 @@ from google_emulator.oauth import oauth_state
 
 router = APIRouter()
 
-FREEBUSY_SCOPES = (*CALENDAR_READ_SCOPES, "https://www.googleapis.com/auth/calendar.freebusy")
 DEFAULT_CHANNEL_TTL = timedelta(days=7)
 DEFAULT_PAGE_SIZE = 250
 MAX_PAGE_SIZE = 2500
@@ -424,6 +422,15 @@ def clean_fields(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def is_email_address(value: str) -> bool:
+    """An address Google takes as an attendee: well-formed (its domain is not looked up)."""
+    try:
+        validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def require(condition: bool, name: str, value: Any) -> Any:
     if not condition:
         raise bad_request(f"Invalid value for: {name}")
@@ -436,8 +443,10 @@ def clean_attendees(value: Any) -> list[dict[str, Any]]:
     for item in value:
         require(isinstance(item, dict), "attendees", item)
         email = item.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise bad_request("Missing or invalid attendee email.", "required")
+        if not isinstance(email, str) or not email:
+            raise bad_request("Missing attendee email.", "required")
+        if not is_email_address(email):
+            raise bad_request("Invalid attendee email.")
         attendee: dict[str, Any] = {"email": email.lower()}
         if item.get("displayName") is not None:
             attendee["displayName"] = require(
@@ -856,7 +865,7 @@ def calendar_list_entry(calendar: CalendarData) -> dict[str, Any]:
 
 @router.get("/calendar/v3/users/me/calendarList")
 async def calendar_list_list(request: Request) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.calendarList.list", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.calendarList.list")
     state = state_of(emulator)
     items = [calendar_list_entry(state.calendars[cid]) for cid in ensure_user(state, email)]
     return {"kind": "calendar#calendarList", "etag": f'"{len(items)}"', "items": items}
@@ -864,7 +873,7 @@ async def calendar_list_list(request: Request) -> dict[str, Any]:
 
 @router.get("/calendar/v3/users/me/calendarList/{calendarId}")
 async def calendar_list_get(request: Request, calendarId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.calendarList.get", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.calendarList.get")
     return calendar_list_entry(calendar_for(state_of(emulator), email, calendarId))
 
 
@@ -924,7 +933,7 @@ def list_items(
 
 @router.get("/calendar/v3/calendars/{calendarId}/events")
 async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.events.list", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.events.list")
     calendar = calendar_for(state_of(emulator), email, calendarId)
     params = request.query_params
     page_size = min(query_int(request, "maxResults", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
@@ -1023,13 +1032,13 @@ def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:
 
 @router.get("/calendar/v3/calendars/{calendarId}/events/{eventId}")
 async def events_get(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.events.get", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.events.get")
     return find_event(calendar_for(state_of(emulator), email, calendarId), eventId)
 
 
 @router.post("/calendar/v3/calendars/{calendarId}/events")
 async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.events.insert", CALENDAR_SCOPES)
+    emulator, email = await begin(request, "calendar.events.insert")
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     body = await json_body(request)
@@ -1047,7 +1056,7 @@ async def modify(
     request: Request, calendar_id: str, event_id: str, *, patch: bool
 ) -> dict[str, Any]:
     method = "calendar.events.patch" if patch else "calendar.events.update"
-    emulator, email = await begin(request, method, CALENDAR_SCOPES)
+    emulator, email = await begin(request, method)
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendar_id)
     stored = stored_event(calendar, event_id)
@@ -1087,7 +1096,7 @@ async def events_update(request: Request, calendarId: str, eventId: str) -> dict
 
 @router.delete("/calendar/v3/calendars/{calendarId}/events/{eventId}", status_code=204)
 async def events_delete(request: Request, calendarId: str, eventId: str) -> Response:
-    emulator, email = await begin(request, "calendar.events.delete", CALENDAR_SCOPES)
+    emulator, email = await begin(request, "calendar.events.delete")
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     cancel(emulator, state, calendar, eventId)
@@ -1105,7 +1114,7 @@ def cancel(emulator: Emulator, state: CalendarState, calendar: CalendarData, eve
 
 @router.post("/calendar/v3/calendars/{calendarId}/events/{eventId}/move")
 async def events_move(request: Request, calendarId: str, eventId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.events.move", CALENDAR_SCOPES)
+    emulator, email = await begin(request, "calendar.events.move")
     state = state_of(emulator)
     source = calendar_for(state, email, calendarId)
     destination_id = request.query_params.get("destination")
@@ -1166,7 +1175,7 @@ def busy_periods(
 
 @router.post("/calendar/v3/freeBusy")
 async def freebusy_query(request: Request) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.freebusy.query", FREEBUSY_SCOPES)
+    emulator, email = await begin(request, "calendar.freebusy.query")
     state = state_of(emulator)
     ensure_user(state, email)
     body = await json_body(request)
@@ -1206,7 +1215,7 @@ async def freebusy_query(request: Request) -> dict[str, Any]:
 
 @router.post("/calendar/v3/calendars/{calendarId}/events/watch")
 async def events_watch(request: Request, calendarId: str) -> dict[str, Any]:
-    emulator, email = await begin(request, "calendar.events.watch", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.events.watch")
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     body = await json_body(request)
@@ -1264,7 +1273,7 @@ async def events_watch(request: Request, calendarId: str) -> dict[str, Any]:
 
 @router.post("/calendar/v3/channels/stop", status_code=204)
 async def channels_stop(request: Request) -> Response:
-    emulator, email = await begin(request, "calendar.channels.stop", CALENDAR_READ_SCOPES)
+    emulator, email = await begin(request, "calendar.channels.stop")
     state = state_of(emulator)
     body = await json_body(request)
     channel = state.channels.get(str(body.get("id", "")))

@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from google_emulator.fidelity import method_scopes
+
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -30,6 +32,10 @@ GOOGLE_STATUS = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
+# Google answers these in its ``usageLimits`` domain (Calendar and Drive error guides).
+USAGE_LIMIT_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+)
 
 
 class GoogleError(Exception):
@@ -94,7 +100,11 @@ class AccessToken:
 
 @dataclass
 class Fault:
-    """One injected failure: answered instead of the real response, ``remaining`` more times."""
+    """One injected failure: answered instead of the real response, ``remaining`` more times.
+
+    ``after_store``: the call is carried out (a write is stored), then its answer fails: replaced
+    by ``status`` (if set), cut off after its headers (``drop``), or held back ``latency_seconds``
+    (longer than the caller waits). Only a successful call takes such a fault."""
 
     status: int
     reason: str = ""
@@ -102,6 +112,19 @@ class Fault:
     retry_after: int | None = None
     latency_seconds: float = 0.0
     user: str | None = None  # only this user's calls (by email); None: everyone's
+    after_store: bool = False
+    drop: bool = False
+
+    def error(self) -> GoogleError:
+        """The Google error this fault answers."""
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
+        reason = self.reason or {429: "rateLimitExceeded", 503: "backendError"}.get(
+            self.status, "backendError"
+        )
+        domain = "usageLimits" if reason in USAGE_LIMIT_REASONS else "global"
+        return GoogleError(
+            self.status, reason, f"Injected fault: {reason}", domain=domain, headers=headers
+        )
 
 
 @dataclass
@@ -198,32 +221,41 @@ class Emulator:
         self._faults_cleared.set()
         self._faults_cleared = asyncio.Event()
 
-    async def apply_faults(self, api_method: str, user: str | None = None) -> None:
-        """Raise the next injected fault for this method (and this caller, for a fault limited
-        to one user), if any, after its latency."""
+    def take_fault(self, api_method: str, user: str | None, *, after_store: bool) -> Fault | None:
+        """The next injected fault of this kind for this method and caller, counted as taken."""
         api = api_method.split(".", 1)[0]
         for key in (api_method, f"{api}.*"):
-            queue = [fault for fault in self.faults.get(key, []) if fault.user in (None, user)]
+            queue = [
+                fault
+                for fault in self.faults.get(key, [])
+                if fault.user in (None, user) and fault.after_store == after_store
+            ]
             if not queue:
                 continue
             fault = queue[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
                 self.faults[key].remove(fault)
-            if fault.latency_seconds:
-                cleared = self._faults_cleared
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(fault.latency_seconds):
-                        await cleared.wait()
-            if fault.status:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
-                reason = fault.reason or {429: "rateLimitExceeded", 503: "backendError"}.get(
-                    fault.status, "backendError"
-                )
-                raise GoogleError(
-                    fault.status, reason, f"Injected fault: {reason}", headers=headers
-                )
+            return fault
+        return None
+
+    async def wait_out(self, fault: Fault) -> None:
+        """The fault's latency, cut short when the faults are cleared."""
+        if fault.latency_seconds:
+            cleared = self._faults_cleared
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(fault.latency_seconds):
+                    await cleared.wait()
+
+    async def apply_faults(self, api_method: str, user: str | None = None) -> None:
+        """Raise the next injected fault for this method (and this caller, for a fault limited
+        to one user), if any, after its latency; faults that strike after the store wait."""
+        fault = self.take_fault(api_method, user, after_store=False)
+        if fault is None:
             return
+        await self.wait_out(fault)
+        if fault.status:
+            raise fault.error()
 
 
 def emulator_of(request: Request) -> Emulator:
@@ -231,23 +263,11 @@ def emulator_of(request: Request) -> Emulator:
     return emulator
 
 
-async def begin(request: Request, api_method: str, scopes: Iterable[str]) -> tuple[Emulator, str]:
+async def begin(request: Request, api_method: str) -> tuple[Emulator, str]:
     """The start of every emulated API method: name it in the request log, apply an injected
-    fault if one is queued, and check the caller's token and scopes. Returns (emulator, email)."""
+    fault if one is queued, and check the caller's token holds one of the scopes the method's
+    discovery document accepts. Returns (emulator, email)."""
     emulator = emulator_of(request)
     request.state.api_method = api_method
     await emulator.apply_faults(api_method, emulator.bearer_of(request))
-    return emulator, emulator.authorize(request, scopes)
-
-
-CALENDAR_SCOPES = (
-    "https://www.googleapis.com/auth/calendar",
-    "https://www.googleapis.com/auth/calendar.events",
-)
-CALENDAR_READ_SCOPES = (
-    *CALENDAR_SCOPES,
-    "https://www.googleapis.com/auth/calendar.readonly",
-    "https://www.googleapis.com/auth/calendar.events.readonly",
-)
-TASKS_SCOPES = ("https://www.googleapis.com/auth/tasks",)
-TASKS_READ_SCOPES = (*TASKS_SCOPES, "https://www.googleapis.com/auth/tasks.readonly")
+    return emulator, emulator.authorize(request, method_scopes(api_method))

@@ -1,4 +1,5 @@
-"""Check emulator responses against the response schemas of Google's bundled discovery documents."""
+"""Google's bundled discovery documents: the scopes each method accepts, and checks of emulator
+responses against the methods' response schemas."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def find_method(api_method: str) -> tuple[dict[str, Any], dict[str, Any]] | None
         if method is not None:
             return document, method
     return None
+
+
+def method_scopes(api_method: str) -> tuple[str, ...]:
+    """The scopes a method accepts, as its discovery document lists them (any one will do)."""
+    found = find_method(api_method)
+    if found is None:
+        raise LookupError(f"{api_method} is not in the bundled discovery documents")
+    return tuple(found[1].get("scopes", ()))
 
 
 def _check_string(value: str, schema: dict[str, Any], where: str) -> list[str]:

@@ -1,4 +1,9 @@
-"""Google's OAuth 2.0 endpoints: authorization (auto-consent), token, revoke, userinfo."""
+"""Google's OAuth 2.0 endpoints: authorization (auto-consent), token, revoke, userinfo.
+
+As at Google, a refresh token comes only with ``access_type=offline``, and once a user holds one
+for a client, again only when consent is asked for (``prompt=consent``); a user may grant fewer
+scopes than asked (granular consent: ``PUT /_emulator/users/{email}/consent``).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,8 @@ class AuthorizationCode:
     scopes: frozenset[str]
     code_challenge: str
     expires_at: datetime
+    offline: bool = False
+    consent_prompted: bool = False
     used: bool = False
 
 
@@ -79,7 +86,7 @@ class RefreshGrant:
 class ServiceAccount:
     email: str
     key: RSAKey
-    domain: str
+    client_id: str  # the numeric "unique ID" a Workspace admin authorises for delegation
 
 
 @dataclass
@@ -89,7 +96,14 @@ class OAuthState:
     codes: dict[str, AuthorizationCode] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshGrant] = field(default_factory=dict)
     granted: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # (user, client) pairs holding a live offline grant: no new refresh token without consent.
+    offline: set[tuple[str, str]] = field(default_factory=set)
+    # Per user, the scopes they untick on every consent screen (granular consent).
+    declined: dict[str, frozenset[str]] = field(default_factory=dict)
     service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    # Each Workspace domain's admin console: the client ids allowed domain-wide delegation, and
+    # for which scopes.
+    delegations: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
 
 
 def oauth_state(emulator: Emulator) -> OAuthState:
@@ -159,16 +173,31 @@ async def authorize(request: Request) -> RedirectResponse | JSONResponse:
         problem = "invalid_request", "PKCE with code_challenge_method=S256 is required"
     elif not query.get("login_hint"):
         problem = "invalid_request", "The emulator needs login_hint to pick the user"
+    elif query.get("access_type", "online") not in ("online", "offline"):
+        problem = "invalid_request", "Invalid access_type: must be online or offline"
+    elif not set(query.get("prompt", "").split()) <= {"none", "consent", "select_account"}:
+        problem = "invalid_request", "Invalid prompt: none, consent or select_account"
     if problem is not None:
         return _redirect(
             redirect_uri, {"error": problem[0], "error_description": problem[1], **back}
         )
     user = ensure_user(emulator, query["login_hint"])
-    scopes = frozenset(query["scope"].split())
+    # Sign-in scopes cannot be unticked on Google's consent screen; the others can.
+    granted_now = frozenset(
+        scope
+        for scope in query["scope"].split()
+        if scope in USERINFO_SCOPES or scope not in state.declined.get(user.email, frozenset())
+    )
+    if not granted_now:
+        return _redirect(
+            redirect_uri,
+            {"error": "access_denied", "error_description": "The user denied access", **back},
+        )
     grant_key = (user.email, client.client_id)
+    scopes = granted_now
     if query.get("include_granted_scopes") == "true":
         scopes |= state.granted.get(grant_key, frozenset())
-    state.granted[grant_key] = state.granted.get(grant_key, frozenset()) | scopes
+    state.granted[grant_key] = state.granted.get(grant_key, frozenset()) | granted_now
     code = "4/emu-" + secrets.token_urlsafe(24)
     state.codes[code] = AuthorizationCode(
         client_id=client.client_id,
@@ -177,6 +206,8 @@ async def authorize(request: Request) -> RedirectResponse | JSONResponse:
         scopes=scopes,
         code_challenge=query["code_challenge"],
         expires_at=emulator.clock.now() + CODE_LIFETIME,
+        offline=query.get("access_type") == "offline",
+        consent_prompted="consent" in query.get("prompt", "").split(),
     )
     return _redirect(redirect_uri, {"code": code, "scope": " ".join(sorted(scopes)), **back})
 
@@ -229,12 +260,18 @@ def _authorization_code_grant(
         or base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != code.code_challenge
     ):
         raise OAuthError("invalid_grant", "Invalid code verifier.")
-    refresh = "1//emu-" + secrets.token_urlsafe(32)
-    grant = RefreshGrant(client_id=client.client_id, email=code.email, scopes=code.scopes)
     request.state.emulator_user = code.email  # the request log names whose tokens these are
     access = emulator.issue_access_token(code.email, code.scopes, ACCESS_TOKEN_LIFETIME)
+    grant_key = (code.email, client.client_id)
+    # Google: a refresh token only for offline access, and once the user holds one for this
+    # client, a new one only when the consent screen was shown again (prompt=consent).
+    if not code.offline or (grant_key in state.offline and not code.consent_prompted):
+        return _token_body(access.token, code.scopes, None)
+    refresh = "1//emu-" + secrets.token_urlsafe(32)
+    grant = RefreshGrant(client_id=client.client_id, email=code.email, scopes=code.scopes)
     grant.access_tokens.append(access.token)
     state.refresh_tokens[refresh] = grant
+    state.offline.add(grant_key)
     return _token_body(access.token, code.scopes, refresh)
 
 
@@ -292,12 +329,18 @@ def _jwt_bearer_grant(request: Request, form: dict[str, str], emulator: Emulator
     if not scopes:
         raise OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
     subject = str(claims.get("sub") or account.email).lower()
-    if subject != account.email and subject.rpartition("@")[2] != account.domain:
-        raise OAuthError(
-            "unauthorized_client",
-            "Client is unauthorized to retrieve access tokens using this method.",
-            401,
-        )
+    if subject != account.email:
+        # Impersonation: the subject's domain admin must have authorised this client id for
+        # every scope asked (Google's admin console, Security > API controls).
+        domain = subject.rpartition("@")[2]
+        authorised = state.delegations.get(domain, {}).get(account.client_id, frozenset())
+        if not scopes <= authorised:
+            raise OAuthError(
+                "unauthorized_client",
+                "Client is unauthorized to retrieve access tokens using this method, or client "
+                "not authorized for any of the scopes requested.",
+                401,
+            )
     ensure_user(emulator, subject)
     request.state.emulator_user = subject
     access = emulator.issue_access_token(subject, scopes, ACCESS_TOKEN_LIFETIME)
@@ -336,6 +379,12 @@ def revoke_grant(emulator: Emulator, grant: RefreshGrant) -> None:
         access_token = emulator.access_tokens.get(minted)
         if access_token is not None:
             access_token.revoked = True
+    state = oauth_state(emulator)
+    if not any(
+        (other.email, other.client_id) == (grant.email, grant.client_id) and not other.revoked
+        for other in state.refresh_tokens.values()
+    ):
+        state.offline.discard((grant.email, grant.client_id))
 
 
 def revoke_user(emulator: Emulator, email: str) -> int:
@@ -348,6 +397,10 @@ def revoke_user(emulator: Emulator, email: str) -> int:
     ]
     for grant in live:
         revoke_grant(emulator, grant)
+    # The app no longer holds any scope of the user: a later include_granted_scopes adds none.
+    granted = oauth_state(emulator).granted
+    for key in [key for key in granted if key[0] == email.lower()]:
+        del granted[key]
     return len(live)
 
 

@@ -12,8 +12,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from google_emulator.core import (
-    TASKS_READ_SCOPES,
-    TASKS_SCOPES,
     Emulator,
     GoogleError,
     begin,
@@ -277,7 +275,7 @@ async def tasklists_list(
     page_token: str | None = Query(None, alias="pageToken"),
 ) -> dict[str, Any]:
     """tasks.tasklists.list"""
-    emulator, email = await begin(request, "tasks.tasklists.list", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.list")
     data = user_tasks(emulator, email)
     page, next_token = _page(list(data.lists.values()), page_token, max_results)
     body: dict[str, Any] = {
@@ -293,14 +291,14 @@ async def tasklists_list(
 @router.get("/users/@me/lists/{tasklist}")
 async def tasklists_get(request: Request, tasklist: str) -> dict[str, Any]:
     """tasks.tasklists.get"""
-    emulator, email = await begin(request, "tasks.tasklists.get", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.get")
     return tasklist_json(_base(request), _tasklist(user_tasks(emulator, email), tasklist))
 
 
 @router.post("/users/@me/lists")
 async def tasklists_insert(request: Request) -> dict[str, Any]:
     """tasks.tasklists.insert"""
-    emulator, email = await begin(request, "tasks.tasklists.insert", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.insert")
     title = _title(await _json_body(request), required=True) or ""
     record = TaskListRecord(id=_new_id(), title=title, updated=emulator.clock.now())
     user_tasks(emulator, email).lists[record.id] = record
@@ -308,7 +306,7 @@ async def tasklists_insert(request: Request) -> dict[str, Any]:
 
 
 async def _modify_list(request: Request, tasklist: str, method: str) -> dict[str, Any]:
-    emulator, email = await begin(request, method, TASKS_SCOPES)
+    emulator, email = await begin(request, method)
     record = _tasklist(user_tasks(emulator, email), tasklist)
     title = _title(await _json_body(request), required=method.endswith("update"))
     if title is not None:
@@ -332,7 +330,7 @@ async def tasklists_update(request: Request, tasklist: str) -> dict[str, Any]:
 @router.delete("/users/@me/lists/{tasklist}", status_code=204)
 async def tasklists_delete(request: Request, tasklist: str) -> Response:
     """tasks.tasklists.delete (the default list cannot be deleted)"""
-    emulator, email = await begin(request, "tasks.tasklists.delete", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasklists.delete")
     data = user_tasks(emulator, email)
     record = _tasklist(data, tasklist)
     if record.id == data.default_id:
@@ -372,7 +370,7 @@ async def tasks_list(
     show_assigned: bool = Query(False, alias="showAssigned"),
 ) -> dict[str, Any]:
     """tasks.tasks.list (assigned tasks do not exist in the emulator, so showAssigned is moot)"""
-    emulator, email = await begin(request, "tasks.tasks.list", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.list")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     bounds = {"completedMin": completed_min, "completedMax": completed_max, "dueMin": due_min}
     bounds["dueMax"] = due_max
@@ -405,7 +403,7 @@ async def tasks_list(
 @router.get("/lists/{tasklist}/tasks/{task}")
 async def tasks_get(request: Request, tasklist: str, task: str) -> dict[str, Any]:
     """tasks.tasks.get"""
-    emulator, email = await begin(request, "tasks.tasks.get", TASKS_READ_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.get")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     return task_json(_base(request), record, _task(record, task))
 
@@ -435,14 +433,14 @@ async def tasks_insert(
     previous: str | None = Query(None),
 ) -> dict[str, Any]:
     """tasks.tasks.insert"""
-    emulator, email = await begin(request, "tasks.tasks.insert", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.insert")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     task = create_task(emulator, record, await _json_body(request), parent, previous)
     return task_json(_base(request), record, task)
 
 
 async def _modify_task(request: Request, tasklist: str, task: str, method: str) -> dict[str, Any]:
-    emulator, email = await begin(request, method, TASKS_SCOPES)
+    emulator, email = await begin(request, method)
     record = _tasklist(user_tasks(emulator, email), tasklist)
     found = _task(record, task)
     body = await _json_body(request)
@@ -475,7 +473,7 @@ def _descendants(record: TaskListRecord, task_id: str) -> list[TaskRecord]:
 @router.delete("/lists/{tasklist}/tasks/{task}", status_code=204)
 async def tasks_delete(request: Request, tasklist: str, task: str) -> Response:
     """tasks.tasks.delete: marks the task and its subtasks deleted"""
-    emulator, email = await begin(request, "tasks.tasks.delete", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.delete")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     found = _task(record, task)
     for doomed in [found, *_descendants(record, found.id)]:
@@ -494,7 +492,7 @@ async def tasks_move(
     destination: str | None = Query(None, alias="destinationTasklist"),
 ) -> dict[str, Any]:
     """tasks.tasks.move: to a new parent/position, optionally into another list (with subtasks)"""
-    emulator, email = await begin(request, "tasks.tasks.move", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.move")
     data = user_tasks(emulator, email)
     record = _tasklist(data, tasklist)
     found = _task(record, task)
@@ -513,7 +511,7 @@ async def tasks_move(
 @router.post("/lists/{tasklist}/clear", status_code=204)
 async def tasks_clear(request: Request, tasklist: str) -> Response:
     """tasks.tasks.clear: hides every completed task of the list"""
-    emulator, email = await begin(request, "tasks.tasks.clear", TASKS_SCOPES)
+    emulator, email = await begin(request, "tasks.tasks.clear")
     record = _tasklist(user_tasks(emulator, email), tasklist)
     for task in record.tasks.values():
         if task.status == "completed" and not task.hidden and not task.deleted:

@@ -6,25 +6,27 @@ description only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import httplib2
 import httpx
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
-from joserfc.jwk import RSAKey
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2 import service_account
+from google_auth_httplib2 import Request as AuthRequest
 
 from accounts_service.settings import AccountsSettings
-from pipedesk_common.clock import Clock, epoch_seconds
+from pipedesk_common.clock import Clock
 from pipedesk_common.google.calls import GoogleQuotaExhausted
 
-JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ASSERTION_LIFETIME: Final = 3600
+TOKEN_TIMEOUT_SECONDS: Final = 10.0
 
 
 class OAuthRefused(Exception):
@@ -108,20 +110,55 @@ class GoogleOAuth:
         subject: str,
         scopes: Sequence[str],
     ) -> TokenGrant:
-        """An access token for ``subject`` through the JWT-bearer grant (RFC 7523)."""
-        now = epoch_seconds(self._clock)
-        claims = {
-            "iss": client_email,
-            "sub": subject,
-            "scope": " ".join(scopes),
-            "aud": self._settings.token_url,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME,
-        }
-        key = RSAKey.import_key(private_key_pem)
-        header = {"alg": "RS256", "typ": "JWT", "kid": private_key_id}
-        assertion = jwt.encode(header, claims, key, algorithms=["RS256"])
-        return await self._token({"grant_type": JWT_BEARER, "assertion": assertion})
+        """An access token for ``subject`` through the JWT-bearer grant (RFC 7523), made and
+        asked for by google-auth's own service account credentials."""
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            {
+                "type": "service_account",
+                "client_email": client_email,
+                "private_key_id": private_key_id,
+                "private_key": private_key_pem,
+                "token_uri": self._settings.token_url,
+            },
+            scopes=list(scopes),
+        ).with_subject(subject)
+        asked_at, real_start = self._clock.now(), datetime.now(UTC)
+        http = httplib2.Http(timeout=TOKEN_TIMEOUT_SECONDS)
+        try:
+            # google-auth is blocking: off the event loop.
+            await asyncio.to_thread(credentials.refresh, AuthRequest(http))
+        except RefreshError as refused:
+            raise self._delegation_refused(refused) from None
+        except (TransportError, OSError, httplib2.HttpLib2Error) as exc:
+            raise GoogleQuotaExhausted(
+                "Google's OAuth endpoint could not be reached", headers={"Retry-After": "30"}
+            ) from exc
+        finally:
+            http.close()
+        # google-auth dates the expiry on real time; the grant is dated on the service's clock.
+        lifetime = credentials.expiry.replace(tzinfo=UTC) - real_start
+        return TokenGrant(
+            access_token=str(credentials.token),
+            expires_at=asked_at + lifetime,
+            scopes=tuple(sorted(scopes)),
+            refresh_token=None,
+        )
+
+    @staticmethod
+    def _delegation_refused(refused: RefreshError) -> Exception:
+        """Google's refusal as ``OAuthRefused``, or a retryable failure as unavailability."""
+        body = refused.args[1] if len(refused.args) > 1 else None
+        if (
+            getattr(refused, "retryable", False)
+            or not isinstance(body, dict)
+            or "error" not in body
+        ):
+            return GoogleQuotaExhausted(
+                "Google's OAuth endpoint is unavailable", headers={"Retry-After": "30"}
+            )
+        return OAuthRefused(
+            str(body["error"]), str(body.get("error_description", ""))[:300], status=400
+        )
 
     async def revoke(self, token: str) -> bool:
         """Revoke at Google; False if Google no longer knew the token (already revoked)."""

@@ -20,10 +20,13 @@ from accounts_service.repository import AccountsRepository
 from accounts_service.schemas import (
     AccountHealthPublic,
     ConnectionPublic,
+    ProductAccess,
     ProductHealthPublic,
+    ProductState,
     ResyncStarted,
     SyncProblemPublic,
 )
+from accounts_service.service import product_access
 from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.errors import (
@@ -126,6 +129,22 @@ def _not_synced_yet(product: str, connection: GoogleConnection) -> ProductHealth
     )
 
 
+def _not_granted(product: str, access: ProductAccess) -> ProductHealthPublic:
+    """A product the user asked for but whose scopes Google did not all grant: nothing of it
+    syncs until they connect it again."""
+    return ProductHealthPublic(
+        product=product,
+        state=SyncState.NEEDS_RECONNECT,
+        last_success_at=None,
+        last_error=SyncProblemPublic(
+            type=PROBLEM_TYPE_BASE + GoogleNotConnected.slug, message=access.problem or ""
+        ),
+        consecutive_failures=0,
+        next_attempt_at=None,
+        changed_at=None,
+    )
+
+
 class HealthBoard:
     def __init__(
         self,
@@ -178,6 +197,11 @@ class HealthBoard:
             if connection is not None:
                 for product in set(granted_products(connection.scopes)) & synced:
                     products.setdefault(product, _not_synced_yet(product, connection))
+                for product, access in product_access(
+                    connection.scopes, connection.requested_products
+                ).items():
+                    if product in synced and access.state is ProductState.NEEDS_RECONNECT:
+                        products.setdefault(product, _not_granted(product, access))
             answer.append(
                 AccountHealthPublic(
                     user_id=user_id, products=[products[name] for name in sorted(products)]

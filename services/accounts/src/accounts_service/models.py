@@ -49,6 +49,12 @@ class GoogleConnection(AccountsModel, table=True):
     google_email: str | None = Field(default=None, sa_type=String(320))
     status: str = Field(sa_type=String(20))
     scopes: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    # The products the user asked to connect; one whose scopes Google did not grant needs a
+    # reconnect.
+    requested_products: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"),
+    )
     refresh_token: bytes | None = Field(default=None, sa_type=LargeBinary)
     access_token: bytes | None = Field(default=None, sa_type=LargeBinary)
     access_token_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -20,9 +20,23 @@ class Via(StrEnum):
     DELEGATION = "delegation"
 
 
+class ProductState(StrEnum):
+    GRANTED = "granted"
+    NEEDS_RECONNECT = "needs_reconnect"
+    NOT_REQUESTED = "not_requested"
+
+
 class ProductAccess(BaseModel):
     granted: bool
+    state: ProductState = Field(
+        description="`granted`; `needs_reconnect` (asked for, but Google did not grant every "
+        "scope it needs: the user unticked some on the consent screen); `not_requested`"
+    )
     scopes: list[str] = Field(description="The scopes this product needs")
+    missing_scopes: list[str] = Field(
+        default_factory=list, description="Needed scopes the connection's grant does not cover"
+    )
+    problem: str | None = Field(None, description="What the user must do, when not granted")
 
 
 class ConnectionPublic(BaseModel):

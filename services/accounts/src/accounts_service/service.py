@@ -34,6 +34,7 @@ from accounts_service.schemas import (
     DelegationIn,
     DelegationPublic,
     ProductAccess,
+    ProductState,
     TokenAnswer,
     TokenRequest,
     Via,
@@ -60,6 +61,7 @@ from pipedesk_common.google.scopes import (
     IDENTITY_SCOPES,
     PRODUCT_SCOPES,
     granted_products,
+    missing_scopes,
     products_needing,
     scopes_for,
 )
@@ -101,12 +103,35 @@ class DelegatedTokens:
             del self.entries[key]
 
 
-def _product_access(scopes: Sequence[str]) -> dict[str, ProductAccess]:
-    granted = set(granted_products(scopes))
-    return {
-        name: ProductAccess(granted=name in granted, scopes=list(needed))
-        for name, needed in PRODUCT_SCOPES.items()
-    }
+def product_access(
+    scopes: Sequence[str], requested: Sequence[str] = ()
+) -> dict[str, ProductAccess]:
+    """Each product's access under a grant of ``scopes``; one of the ``requested`` products whose
+    scopes Google did not all grant needs the user to connect again."""
+    access = {}
+    for name, needed in PRODUCT_SCOPES.items():
+        missing = missing_scopes(scopes, needed)
+        if not missing:
+            state, problem = ProductState.GRANTED, None
+        elif name in requested:
+            state, problem = ProductState.NEEDS_RECONNECT, not_granted_problem(name, missing)
+        else:
+            state, problem = ProductState.NOT_REQUESTED, None
+        access[name] = ProductAccess(
+            granted=not missing,
+            state=state,
+            scopes=list(needed),
+            missing_scopes=missing,
+            problem=problem,
+        )
+    return access
+
+
+def not_granted_problem(product: str, missing: Sequence[str]) -> str:
+    return (
+        f"Google did not grant {', '.join(missing)}: connect Google for {product} again and "
+        "allow every access it asks for"
+    )
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:
@@ -198,8 +223,17 @@ class AccountsService:
         connection = await self._store_grant(pending, grant, google_email)
         if connection is None:
             return self._outcome("error", reason="no_refresh_token")
-        products = granted_products(connection.scopes)
-        return self._outcome("connected", products=",".join(products))
+        access = product_access(connection.scopes, connection.requested_products)
+        granted = [name for name, product in access.items() if product.granted]
+        details = {"products": ",".join(sorted(granted))}
+        lacking = sorted(
+            name
+            for name, product in access.items()
+            if product.state is ProductState.NEEDS_RECONNECT
+        )
+        if lacking:
+            details["needs_reconnect"] = ",".join(lacking)
+        return self._outcome("connected", **details)
 
     def _outcome(self, outcome: str, **details: str) -> str:
         return _with_query(self.settings.return_url, {"google": outcome, **details})
@@ -216,10 +250,13 @@ class AccountsService:
             and connection.status == ConnectionStatus.CONNECTED
             and connection.google_email == google_email
         )
+        # Google's answer names the scopes granted: the user may have unticked some.
         scopes = set(grant.scopes or pending.scopes)
+        requested = set(pending.products)
         refresh_token = grant.refresh_token
         if same_account and connection is not None:
             scopes |= set(connection.scopes)
+            requested |= set(connection.requested_products)
             if refresh_token is None and connection.refresh_token is not None:
                 refresh_token = self._open(connection, "refresh_token", connection.refresh_token)
         if refresh_token is None:
@@ -236,6 +273,7 @@ class AccountsService:
         connection.google_email = google_email
         connection.status = ConnectionStatus.CONNECTED
         connection.scopes = sorted(scopes)
+        connection.requested_products = sorted(requested)
         connection.refresh_token = self._seal(connection, "refresh_token", refresh_token)
         connection.access_token = self._seal(connection, "access_token", grant.access_token)
         connection.access_token_expires_at = grant.expires_at
@@ -257,14 +295,16 @@ class AccountsService:
                 via=Via.DELEGATION,
                 google_email=email,
                 products={
-                    name: ProductAccess(granted=True, scopes=list(needed))
+                    name: ProductAccess(
+                        granted=True, state=ProductState.GRANTED, scopes=list(needed)
+                    )
                     for name, needed in PRODUCT_SCOPES.items()
                 },
             )
         connection = await self.repository.connection(org_id, user_id)
         if connection is None:
             return ConnectionPublic(
-                user_id=user_id, status="not_connected", products=_product_access(())
+                user_id=user_id, status="not_connected", products=product_access(())
             )
         return self._public(connection)
 
@@ -291,7 +331,7 @@ class AccountsService:
             status=connection.status,
             via=Via.OAUTH,
             google_email=connection.google_email,
-            products=_product_access(connection.scopes),
+            products=product_access(connection.scopes, connection.requested_products),
             scopes=list(connection.scopes),
             last_error=connection.last_error,
             last_used_at=connection.last_used_at,
@@ -329,7 +369,7 @@ class AccountsService:
                 "Google revoked this user's access; they must connect Google again",
                 errors=[_connect_hint(granted_products(connection.scopes), "revoked")],
             )
-        missing = sorted(set(request.scopes) - set(connection.scopes))
+        missing = missing_scopes(connection.scopes, request.scopes)
         if missing:
             raise GoogleNotConnected(
                 f"Google is not connected for the scopes {', '.join(missing)}",

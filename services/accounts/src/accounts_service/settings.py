@@ -68,6 +68,12 @@ class AccountsSettings(BaseServiceSettings):
             problems.append("ACCOUNTS_FRONTEND_URL must be the frontend's page for the outcome")
         if problems:
             raise ValueError("refusing development secrets in production: " + "; ".join(problems))
+        if self.google_auth_url is not None and not self.google_allow_non_google_root:
+            raise ValueError(
+                f"ACCOUNTS_GOOGLE_AUTH_URL ({self.google_auth_url}) would send users' consent to "
+                "a page that is not Google's; unset it in production, or set "
+                "GOOGLE_ALLOW_NON_GOOGLE_ROOT=true if that page is yours on purpose"
+            )
         return self
 
     @property

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
+from pipedesk_common.email_addresses import email_address_problem
 from pipedesk_common.errors import invalid
 from pipedesk_common.mirror.links import LinkInput, LinkPublic
 
@@ -140,8 +141,9 @@ def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
     for index, value in enumerate(values):
         item = value if isinstance(value, AttendeeInput) else None
         email = (item.email if item else str(value)).strip().lower()
-        if not _looks_like_email(email):
-            raise invalid(f"attendees.{index}", "not an email address")
+        problem = email_address_problem(email)
+        if problem is not None:
+            raise invalid(f"attendees.{index}", f"not an email address: {problem}")
         entry: dict[str, Any] = {"email": email}
         if item is not None and item.optional:
             entry["optional"] = True
@@ -149,11 +151,6 @@ def normalize_attendees(values: AttendeesInput) -> list[dict[str, Any]]:
             entry["displayName"] = item.displayName
         attendees[email] = entry
     return list(attendees.values())
-
-
-def _looks_like_email(value: str) -> bool:
-    local, at, domain = value.partition("@")
-    return bool(local and at and "." in domain and " " not in value and "@" not in domain)
 
 
 class _EventWrite(BaseModel):

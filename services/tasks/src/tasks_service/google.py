@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from pipedesk_common.google import GoogleApi, GoogleUser
+from pipedesk_common.google.calls import Reconcile
 from pipedesk_common.google.resources import GoogleResource, Page, as_utc, rfc3339
 
 DEFAULT_LIST: Final = "@default"
@@ -16,6 +17,7 @@ class GoogleTaskList(GoogleResource):
     id: str
     title: str | None = None
     etag: str | None = None
+    updated: datetime | None = None
 
 
 class GoogleTask(GoogleResource):
@@ -66,12 +68,17 @@ class TasksGoogle:
             GoogleTaskList,
         )
 
-    async def insert_tasklist(self, user: GoogleUser, title: str) -> GoogleTaskList:
+    async def insert_tasklist(
+        self, user: GoogleUser, title: str, *, reconcile: Reconcile
+    ) -> GoogleTaskList:
+        """Create a list. Google takes no client ids, so an insert whose outcome is unknown is
+        tried again only after ``reconcile`` found no list it made."""
         return await self.api.parsed(
             user,
             "tasklists.insert",
             lambda client: client.tasklists().insert(body={"title": title}),
             GoogleTaskList,
+            reconcile=reconcile,
         )
 
     async def rename_tasklist(self, user: GoogleUser, tasklist: str, title: str) -> GoogleTaskList:
@@ -98,7 +105,10 @@ class TasksGoogle:
         *,
         parent: str | None,
         previous: str | None,
+        reconcile: Reconcile,
     ) -> GoogleTask:
+        """Create a task. Google takes no client ids, so an insert whose outcome is unknown is
+        tried again only after ``reconcile`` found no task it made."""
         return await self.api.parsed(
             user,
             "tasks.insert",
@@ -106,6 +116,7 @@ class TasksGoogle:
                 tasklist=tasklist, body=body, parent=parent, previous=previous
             ),
             GoogleTask,
+            reconcile=reconcile,
         )
 
     async def patch(

@@ -39,7 +39,7 @@ from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.links import check_links
 from pipedesk_common.mirror.runtime import google_user, require_role
 from pipedesk_common.rbac import Action
-from tasks_service.google import DEFAULT_LIST, GoogleTask
+from tasks_service.google import DEFAULT_LIST, GoogleTask, GoogleTaskList
 from tasks_service.mirror import (
     TaskWriter,
     apply_task,
@@ -217,7 +217,12 @@ class TasksService:
         require_role(principal, Action.CREATE, NOUN)
         user = google_user(principal)
         await self._default_list(user)  # the poll then knows the user
-        resource = await self.google.insert_tasklist(user, title)
+        started = self.clock.now()
+
+        async def made_before() -> GoogleTaskList | None:
+            return await self.poll.find_list_in_google(user, title, since=started)
+
+        resource = await self.google.insert_tasklist(user, title, reconcile=made_before)
         async with self.uow.write() as session:
             owner = (principal.org_id, principal.sub, principal.email)
             tasklist = await apply_tasklist(session, self.clock, owner, resource, is_default=False)
@@ -391,6 +396,24 @@ class TasksService:
         previous: str | None,
     ) -> TaskPublic:
         """Create the pending ``task`` (whose lease this request holds) in Google, record it."""
+
+        async def made_before() -> GoogleTask | None:
+            """What an insert whose answer was lost made: the task a poll gave this create
+            meanwhile, or the task in Google with its content (Google keeps no field of ours,
+            so the content we wrote and the time are the marker)."""
+
+            async def adopted() -> GoogleTask | None:
+                async with self.uow.read() as session:
+                    current = await TasksRepository(session).any_task(task.id)
+                if current is not None and current.google_id is not None:
+                    return GoogleTask.model_validate(current.resource)
+                return None
+
+            # Read before and after the search: a poll adopting it meanwhile is seen either way.
+            return (
+                await adopted() or await self.poll.find_in_google(tasklist, task) or await adopted()
+            )
+
         try:
             resource = await self.google.insert(
                 tasklist.owner,
@@ -398,6 +421,7 @@ class TasksService:
                 self._google_body(task),
                 parent=task.parent_google_id,
                 previous=previous,
+                reconcile=made_before,
             )
             return await self._recorded(principal, tasklist, resource, task.id)
         except Exception:

@@ -24,7 +24,7 @@ from pipedesk_common.mirror.paged import PagedSync
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.uow import UnitOfWork
-from tasks_service.google import GoogleTask, TasksGoogle
+from tasks_service.google import GoogleTask, GoogleTaskList, TasksGoogle
 from tasks_service.mirror import (
     ADOPTION_SKEW,
     TaskWriter,
@@ -179,6 +179,24 @@ class TasksPoll:
             if not page.next_page_token:
                 return None
             page_token = page.next_page_token
+
+    async def find_list_in_google(
+        self, user: GoogleUser, title: str, *, since: datetime
+    ) -> GoogleTaskList | None:
+        """The list an insert begun at ``since`` made, if it made one: titled ``title``,
+        changed in Google since, and not mirrored before ``since`` (a poll may have mirrored it
+        meanwhile: that row is still this insert's list)."""
+        async with self.uow.read() as session:
+            known = await TasksRepository(session).tasklists_of(
+                user.org_id, user.user_id, include_deleted=True
+            )
+        older = {tasklist.google_id for tasklist in known if tasklist.created_at < since}
+        for resource in await self.google.tasklists(user):
+            changed = as_utc(resource.updated)
+            recent = changed is None or changed >= since - ADOPTION_SKEW
+            if resource.id not in older and resource.title == title and recent:
+                return resource
+        return None
 
 
 def _later(first: datetime | None, second: datetime | None) -> datetime | None:

@@ -5,22 +5,36 @@
   ``rootUrl`` in the document (not the ``api_endpoint`` option) keeps each API's base path.
 - Every call builds a fresh client on a fresh transport (httplib2 is not thread-safe) and runs in
   a worker thread, never on the event loop; calls per user are bounded.
-- One retry policy: 429, 403 ``rateLimitExceeded``/``userRateLimitExceeded``, 5xx and connection
-  errors back off exponentially with full jitter, honouring ``Retry-After``, up to a cap of
+- One retry policy, aware of what may run twice (``pipedesk_common.google.idempotency``). A call
+  whose repeat changes nothing (reads, patches, deletes, inserts under our own id) is retried on
+  429, 403 ``rateLimitExceeded``/``userRateLimitExceeded``, 5xx and connection errors. A call that
+  would act twice (``tasks.insert``, ``messages.send``) is retried only where Google certainly did
+  not act (429 and 403 rate limits, refused before processing; a request that never left); after
+  an ambiguous failure (5xx, timeout, a lost answer) its caller's ``reconcile`` looks the result
+  up first, and it is tried again only if nothing was found (without a ``reconcile``, never).
+  Waits back off exponentially with full jitter, honouring ``Retry-After``, up to a cap of
   attempts and time; a 401 gets one credential refresh and one retry; anything else fails at once.
+- httplib2 repeats a request on its own after some connection errors, a POST whose answer was
+  lost included: the transport here tries each request once and leaves repeating to the policy.
+- Google's long-lived refusals are told apart: ``quotaExceeded``/``dailyLimitExceeded`` are not
+  retried and answer 503 with a ``Retry-After`` (to Google's daily reset for a daily limit);
+  ``insufficientPermissions`` means the grant lacks this product's scope: reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import httplib2
 from google.auth.credentials import Credentials
@@ -40,10 +54,30 @@ from tenacity import (
 )
 
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
-from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
+from pipedesk_common.google.credentials import (
+    CredentialsProvider,
+    GoogleReconnectRequired,
+    GoogleUser,
+)
+from pipedesk_common.google.idempotency import repeatable
 from pipedesk_common.google.resources import Page, R
 
 RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+# Quotas that stay spent for hours: retrying soon only spends more of them.
+QUOTA_REASONS: Final = frozenset({"quotaExceeded", "dailyLimitExceeded"})
+# Without a Retry-After: how long a spent quota (other than a daily one) is left alone.
+QUOTA_PAUSE: Final = timedelta(hours=1)
+# Google's daily quotas start again at midnight Pacific Time.
+QUOTA_DAY: Final = ZoneInfo("America/Los_Angeles")
+PRODUCT_NAMES: Final = {
+    "calendar": "Google Calendar",
+    "tasks": "Google Tasks",
+    "drive": "Google Drive",
+    "gmail": "Gmail",
+}
+
+# Looks up what an ambiguous failure may have done: Google's answer to the call, or None.
+Reconcile = Callable[[], Awaitable[Any]]
 
 GOOGLE_CALLS = Counter(
     "pipedesk_google_calls_total",
@@ -51,6 +85,11 @@ GOOGLE_CALLS = Counter(
     ["api", "method", "status"],
 )
 GOOGLE_RETRIES = Counter("pipedesk_google_retries_total", "Google API retries", ["api", "method"])
+GOOGLE_RECONCILED = Counter(
+    "pipedesk_google_reconciled_total",
+    "Calls that may not run twice, looked up after an ambiguous failure, by what was found",
+    ["api", "method", "outcome"],
+)
 GOOGLE_SECONDS = Histogram(
     "pipedesk_google_call_duration_seconds",
     "Google API attempt latency",
@@ -78,8 +117,12 @@ class GoogleQuotaExhausted(ServiceUnavailable):
 
     @property
     def rate_limited(self) -> bool:
-        """Google asked us to slow down (rather than failing or being away)."""
-        return self.google_status == 429 or self.google_reason in RATE_LIMIT_REASONS
+        """Google asked us to slow down or spent a quota (rather than failing or being away)."""
+        return self.google_status == 429 or self.google_reason in RATE_LIMIT_REASONS | QUOTA_REASONS
+
+
+class NotSent(ConnectionError):
+    """The request never reached Google (no connection could be made): it did nothing."""
 
 
 @dataclass(frozen=True)
@@ -119,22 +162,63 @@ def _retry_after(error: HttpError) -> float | None:
         return None
 
 
-def is_retryable(error: BaseException) -> bool:
+# What a request that failed on the way there or back raises (a lost or cut-off answer too).
+TRANSPORT_ERRORS: Final = (OSError, httplib2.HttpLib2Error, http.client.HTTPException)
+
+
+def not_acted(error: BaseException) -> bool:
+    """Google certainly did nothing: it refused to process the call, or never received it."""
     if isinstance(error, HttpError):
         status = error.resp.status
-        return (
-            status == 429
-            or status >= 500
-            or (status == 403 and _reason(error) in RATE_LIMIT_REASONS)
-        )
-    return isinstance(error, OSError | httplib2.HttpLib2Error)
+        return status == 429 or (status == 403 and _reason(error) in RATE_LIMIT_REASONS)
+    return isinstance(error, NotSent)
 
 
-def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppError:
+def outcome_unknown(error: BaseException) -> bool:
+    """Google may have acted: it failed (5xx) or its answer never arrived."""
+    if isinstance(error, HttpError):
+        status: int = error.resp.status
+        return status >= 500
+    return isinstance(error, TRANSPORT_ERRORS) and not isinstance(error, NotSent)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Worth another attempt of a call whose repeat changes nothing."""
+    return not_acted(error) or outcome_unknown(error)
+
+
+def _quota_retry_after(reason: str, retry_after: float | None) -> float:
+    if retry_after:
+        return retry_after
+    if reason == "dailyLimitExceeded":
+        now = datetime.now(QUOTA_DAY)
+        reset = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), QUOTA_DAY)
+        return (reset - now).total_seconds()
+    return QUOTA_PAUSE.total_seconds()
+
+
+def to_problem(error: HttpError, *, retry_after: float | None = None, api: str = "") -> AppError:
     status, reason = error.resp.status, _reason(error)
     detail = f"Google answered {status} ({reason or 'no reason'})"
     if status == 404:
         return NotFound(detail)
+    if status == 403 and reason == "insufficientPermissions":
+        product = PRODUCT_NAMES.get(api, "this product")
+        return GoogleReconnectRequired(
+            f"Reconnect Google for {product}: the access granted does not cover it",
+            errors=[
+                FieldError(
+                    field="google",
+                    message=f"reconnect Google for {product}",
+                    code="insufficientPermissions",
+                )
+            ],
+        )
+    if status == 403 and reason in QUOTA_REASONS:
+        seconds = _quota_retry_after(reason, retry_after)
+        spent = GoogleQuotaExhausted(detail, headers={"Retry-After": str(max(1, round(seconds)))})
+        spent.google_status, spent.google_reason = status, reason
+        return spent
     if status == 403 and reason not in RATE_LIMIT_REASONS:
         return Forbidden(
             detail, errors=[FieldError(field="google", message=detail, code=reason or "forbidden")]
@@ -155,6 +239,45 @@ def to_problem(error: HttpError, *, retry_after: float | None = None) -> AppErro
 class _CallState:
     credentials: Credentials
     refreshed: bool = False
+    # The last attempt failed in a way that may have acted: look before trying again.
+    unknown: bool = False
+
+
+class OneAttemptHttp(httplib2.Http):  # type: ignore[misc]
+    """httplib2's transport, trying each request once.
+
+    httplib2 sends a request again by itself when the connection fails or the answer is lost
+    (a stale keep-alive connection, it assumes), a POST included: Google may then act twice.
+    Here a request is sent once; a connection that cannot be made raises ``NotSent`` (nothing
+    reached Google), anything later propagates as it is, and the retry policy decides."""
+
+    def _conn_request(
+        self,
+        conn: Any,
+        request_uri: str,
+        method: str,
+        body: Any,
+        headers: Any,
+    ) -> tuple[httplib2.Response, bytes]:
+        try:
+            if conn.sock is None:
+                conn.connect()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            raise NotSent(f"could not connect to {conn.host}: {error}") from error
+        try:
+            conn.request(method, request_uri, body, headers)
+            answer = conn.getresponse()
+            content: bytes = b"" if method == "HEAD" else answer.read()
+        except BaseException:
+            conn.close()
+            raise
+        if method == "HEAD":
+            conn.close()
+        response = httplib2.Response(answer)
+        if method != "HEAD":
+            content = httplib2._decompressContent(response, content, self.limit_kwargs)
+        return response, content
 
 
 def _unreadable(method: str, why: str) -> GoogleCallError:
@@ -208,6 +331,7 @@ class GoogleApi:
         self._policy = policy or RetryPolicy()
         self._per_user = per_user_concurrency
         self._limits: OrderedDict[GoogleUser, asyncio.Semaphore] = OrderedDict()
+        self._repeatable: dict[str, bool] = {}
         self._timeout = timeout_seconds
         self._sleep = sleep
 
@@ -215,7 +339,7 @@ class GoogleApi:
         # The provider refreshes (it owns the refresh token and learns of revocations): the
         # transport must not try on its own.
         http = AuthorizedHttp(
-            credentials, http=httplib2.Http(timeout=self._timeout), refresh_status_codes=()
+            credentials, http=OneAttemptHttp(timeout=self._timeout), refresh_status_codes=()
         )
         return build_from_document(self._document, http=http)
 
@@ -228,36 +352,86 @@ class GoogleApi:
         self._limits.move_to_end(user)
         return semaphore
 
+    def repeatable(self, method: str) -> bool:
+        """Whether ``method`` may run twice (see ``pipedesk_common.google.idempotency``)."""
+        known = self._repeatable.get(method)
+        if known is None:
+            known = self._repeatable[method] = repeatable(
+                self.name, json.loads(self._document), method
+            )
+        return known
+
     async def call(
-        self, user: GoogleUser, method: str, request: Callable[[Resource], HttpRequest]
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource], HttpRequest],
+        *,
+        reconcile: Reconcile | None = None,
     ) -> Any:
         """Run ``request(client).execute()`` for ``user`` under the retry policy.
 
-        ``method`` names the call for metrics (e.g. ``events.list``).
+        ``method`` names the call as the discovery document does (``events.list``), for metrics
+        and to know whether it may run twice. For a call that may not, ``reconcile`` looks up
+        what an ambiguous failure may have done (by a marker the call wrote: an id, a property,
+        the content) and answers Google's resource, or None if there is none: only then is the
+        call tried again; without ``reconcile`` an ambiguous failure is the caller's.
         """
         policy = self._policy
+        once_only = not self.repeatable(method)
         state = _CallState(await self._credentials.credentials(user, self._scopes))
+
+        def worth_retrying(error: BaseException) -> bool:
+            if not once_only:
+                return is_retryable(error)
+            return not_acted(error) or (reconcile is not None and outcome_unknown(error))
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts)
             | stop_after_delay(policy.max_total_seconds),
             wait=lambda retry_state: _wait(policy, retry_state),
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(worth_retrying),
             before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
             sleep=self._sleep,
             reraise=True,
         )
-        async with self._semaphore(user):
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        return await self._attempt(user, method, request, state)
-            except HttpError as error:
-                raise to_problem(error, retry_after=_retry_after(error)) from error
-            except (OSError, httplib2.HttpLib2Error) as error:
-                raise GoogleQuotaExhausted(
-                    "Google could not be reached", headers={"Retry-After": "30"}
-                ) from error
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if state.unknown and reconcile is not None:
+                        found = await self._reconciled(method, reconcile, state)
+                        if found is not None:
+                            return found
+                    try:
+                        async with self._semaphore(user):
+                            return await self._attempt(user, method, request, state)
+                    except BaseException as error:
+                        state.unknown = once_only and outcome_unknown(error)
+                        raise
+        except HttpError as error:
+            if state.unknown and reconcile is not None:
+                found = await self._reconciled(method, reconcile, state)
+                if found is not None:
+                    return found
+            raise to_problem(error, retry_after=_retry_after(error), api=self.name) from error
+        except TRANSPORT_ERRORS as error:
+            if state.unknown and reconcile is not None:
+                found = await self._reconciled(method, reconcile, state)
+                if found is not None:
+                    return found
+            raise GoogleQuotaExhausted(
+                "Google could not be reached", headers={"Retry-After": "30"}
+            ) from error
         raise AssertionError("unreachable: the retry loop returns or raises")
+
+    async def _reconciled(self, method: str, reconcile: Reconcile, state: _CallState) -> Any:
+        """What an earlier attempt did, if ``reconcile`` finds it (counted either way)."""
+        found = await reconcile()
+        state.unknown = False
+        GOOGLE_RECONCILED.labels(
+            self.name, method, "found" if found is not None else "absent"
+        ).inc()
+        return found
 
     async def _attempt(
         self,
@@ -278,9 +452,9 @@ class GoogleApi:
                 GOOGLE_RETRIES.labels(self.name, method).inc()
                 return await self._attempt(user, method, request, state)
             if not is_retryable(error):
-                raise to_problem(error) from error
+                raise to_problem(error, retry_after=_retry_after(error), api=self.name) from error
             raise
-        except (OSError, httplib2.HttpLib2Error):
+        except TRANSPORT_ERRORS:
             self._observe(method, "connection_error", began)
             raise
         self._observe(method, "200", began)
@@ -297,9 +471,13 @@ class GoogleApi:
         method: str,
         request: Callable[[Resource], HttpRequest],
         model: type[R],
+        *,
+        reconcile: Reconcile | None = None,
     ) -> R:
-        """``call``, its answer read as ``model`` (an unreadable answer is Google's error)."""
-        return _read(model, await self.call(user, method, request), method)
+        """``call``, its answer read as ``model`` (an unreadable answer is Google's error);
+        ``reconcile`` may answer Google's resource as it or as ``model``."""
+        answer = await self.call(user, method, request, reconcile=reconcile)
+        return _read(model, answer, method)
 
     async def page(
         self,

@@ -58,6 +58,12 @@ class PushServiceSettings(GoogleServiceSettings):
             raise ValueError(f"{self.env_prefix()}CHANNEL_SECRET is the development value")
         if self.webhook_url is None:
             raise ValueError(f"{self.env_prefix()}WEBHOOK_URL must name the public webhook address")
+        if not self.webhook_url.startswith("https://"):
+            # Google delivers push notifications only to https addresses with a valid certificate.
+            raise ValueError(
+                f"{self.env_prefix()}WEBHOOK_URL must be an https:// address: Google posts "
+                "notifications only to https with a valid certificate"
+            )
         return self
 
     @property

@@ -30,7 +30,10 @@ function googleOutcome() {
   const query = new URLSearchParams(location.search);
   const outcome = query.get("google");
   if (!outcome) return;
-  if (outcome === "connected") say(`Google connected: ${query.get("products") || "no product"}.`, "good");
+  const lacking = query.get("needs_reconnect");
+  if (outcome === "connected" && lacking) {
+    say(`Google connected: ${query.get("products") || "no product"}. Google did not grant everything ${lacking} needs: connect it again and allow every access asked.`, "bad");
+  } else if (outcome === "connected") say(`Google connected: ${query.get("products") || "no product"}.`, "good");
   else say(`Google was not connected: ${query.get("reason") || "unknown reason"}.`, "bad");
   const back = sessionStorage.getItem(RETURN_KEY) || "#/google";
   sessionStorage.removeItem(RETURN_KEY);

@@ -24,7 +24,7 @@ export async function googleView(container) {
   }
   const boxes = PRODUCTS.map((product) =>
     h("label", {},
-      h("input", { type: "checkbox", name: product, checked: product === "calendar" || product === "tasks" || connection.products[product]?.granted }),
+      h("input", { type: "checkbox", name: product, checked: product === "calendar" || product === "tasks" || connection.products[product]?.state !== "not_requested" }),
       ` ${product}`),
   );
   const message = h("p", { class: "error", hidden: true });
@@ -42,7 +42,8 @@ export async function googleView(container) {
       h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "product"), h("th", {}, "granted"))),
         h("tbody", {}, Object.entries(connection.products).map(([product, access]) =>
-          h("tr", {}, h("td", {}, product), h("td", {}, access.granted ? "yes" : "no"))))),
+          h("tr", {}, h("td", {}, product), h("td", {}, access.granted ? "yes"
+            : access.state === "needs_reconnect" ? `needs reconnect: ${access.problem}` : "no"))))),
       h("form", {
         class: "stack",
         onsubmit: async (event) => {
