@@ -1,7 +1,8 @@
 """``python -m bench.profile --tag NAME``: flame graphs of where the hot paths spend their CPU.
 
-Starts the bench's stack (``make run``'s processes on the bench database, the bench's timeline
-dataset) and, per scenario, loads one path while py-spy samples the processes doing the work:
+Starts the bench's stack (``make run``'s processes on ``DATABASE_URL``, the QUICK bench
+database with its 2,000-item timeline dataset, which nothing else may use meanwhile) and, per
+scenario, loads one path while py-spy samples the processes doing the work:
 
 - ``gateway``: ``GET /api/leads/{id}`` through the gateway with wrk (the gateway and the CRM);
 - ``timeline``: a 50-item timeline page straight on the timeline service with wrk;
