@@ -230,14 +230,22 @@ async def test_through_the_gateway_short_answers_have_a_length_and_long_ones_arr
 async def test_a_request_expecting_100_continue_gets_the_services_answer(
     service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = FastAPI()
+    """A service that answers an ``Expect: 100-continue`` with an interim 100 first (as HTTP/1.1
+    allows): the gateway has read the body already and asks no such thing."""
 
-    @service.post("/webhooks/google/calendar")
-    async def echo(request: Request) -> dict[str, int]:
-        return {"got": len(await request.body())}
+    async def service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        if b"expect: 100-continue" in head:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
 
-    with serve_in_thread(service) as service_url:
-        monkeypatch.setenv("CALENDAR_URL", service_url)
+    server = await asyncio.start_server(service, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("CALENDAR_URL", f"http://127.0.0.1:{port}")
+    try:
         with serve_in_thread(build_app(GatewaySettings(**service_env))) as gateway_url:
             async with httpx.AsyncClient(timeout=10) as http:
                 answer = await http.post(
@@ -245,5 +253,7 @@ async def test_a_request_expecting_100_continue_gets_the_services_answer(
                     content=b"y" * 1000,
                     headers={"Expect": "100-continue"},
                 )
-    assert answer.status_code == 200, answer.text
-    assert answer.json() == {"got": 1000}
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (answer.status_code, answer.text) == (200, "ok")
