@@ -18,6 +18,7 @@ from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import AppError, NotFound, problem_response
 from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
+from pipedesk_common.uploads import drive_upload_limits
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
 from pipedesk_gateway.openapi import MergedOpenApi
@@ -290,6 +291,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         lifespans=[gateway_lifespan],
         readiness=readiness,
         openapi_url=None,
+        body_limits=drive_upload_limits(settings.drive_max_upload_bytes),
     )
     app.state.gateway = gateway
     # Innermost of the middlewares: inside the request context and the body limit.

@@ -49,6 +49,11 @@ def _request_headers(request: Request) -> list[tuple[str, str]]:
         for name, value in request.headers.items()
         if name not in HOP_BY_HOP and name not in {"traceparent", "tracestate", "x-request-id"}
     ]
+    # A declared length goes along with the body it measures (streamed as received), so the
+    # service can refuse an oversized upload before reading it; a chunked body stays chunked.
+    length = request.headers.get("content-length")
+    if length is not None and "transfer-encoding" not in request.headers:
+        headers.append(("content-length", length))
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     headers += list(carrier.items())

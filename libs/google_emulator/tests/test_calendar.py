@@ -807,7 +807,9 @@ def test_expired_channel_receives_nothing(served: Served, receiver: Receiver) ->
     assert len(served.deliveries()) == 1
 
 
-def test_an_incremental_listing_continues_on_its_page_tokens(served: Served) -> None:
+def test_an_incremental_listing_continues_with_its_sync_token_and_page_tokens(
+    served: Served,
+) -> None:
     service = served.service()
     for day in range(1, 4):
         body = {
@@ -827,11 +829,65 @@ def test_an_incremental_listing_continues_on_its_page_tokens(served: Served) -> 
     )
     rest = (
         service.events()
-        .list(calendarId="primary", pageToken=first["nextPageToken"], maxResults=2)
+        .list(
+            calendarId="primary",
+            syncToken=sync_token,
+            pageToken=first["nextPageToken"],
+            maxResults=2,
+        )
         .execute()
     )
     assert [e["summary"] for e in first["items"] + rest["items"]] == ["New 4", "New 5", "New 6"]
     assert "nextSyncToken" in rest
+    # The page token with other parameters than its first page's: refused, as undefined.
+    for other in (
+        {"maxResults": 2},  # the sync token left out
+        {"syncToken": sync_token, "maxResults": 3},
+        {"syncToken": sync_token, "maxResults": 2, "singleEvents": True},
+    ):
+        with pytest.raises(HttpError) as refused:
+            service.events().list(
+                calendarId="primary", pageToken=first["nextPageToken"], **other
+            ).execute()
+        assert status_of(refused.value) == (400, "invalid")
+    with pytest.raises(HttpError) as refused:
+        service.events().list(
+            calendarId="primary", syncToken=sync_token, showDeleted=False
+        ).execute()
+    assert status_of(refused.value) == (400, "invalid")
+
+
+def test_an_event_changed_between_pages_is_never_skipped(served: Served) -> None:
+    service = served.service()
+    start = service.events().list(calendarId="primary").execute()["nextSyncToken"]
+    ids = [
+        service.events()
+        .insert(
+            calendarId="primary",
+            body={"summary": f"Event {n}", **timed("2030-04-01T10:00:00Z", "2030-04-01T11:00:00Z")},
+        )
+        .execute()["id"]
+        for n in range(4)
+    ]
+    listed: list[str] = []
+    page_token: str | None = None
+    while True:
+        page = (
+            service.events()
+            .list(calendarId="primary", syncToken=start, maxResults=1, pageToken=page_token)
+            .execute()
+        )
+        listed.extend(item["id"] for item in page["items"])
+        if not page_token:  # between the first and second page, the first event changes
+            service.events().patch(
+                calendarId="primary", eventId=ids[0], body={"summary": "Event 0 (moved)"}
+            ).execute()
+        page_token = page.get("nextPageToken")
+        if page_token is None:
+            break
+    assert listed == ids
+    after = service.events().list(calendarId="primary", syncToken=page["nextSyncToken"]).execute()
+    assert [(e["id"], e["summary"]) for e in after["items"]] == [(ids[0], "Event 0 (moved)")]
 
 
 def test_channels_are_listed_with_their_expiry_and_state(
@@ -868,6 +924,169 @@ async def test_client_calls_from_async_code(served: Served) -> None:
     )
     listed = await asyncio.to_thread(service.events().list(calendarId="primary").execute)
     assert [item["id"] for item in listed["items"]] == [event["id"]]
+
+
+def notifications(served: Served, **query: str) -> list[tuple[str, str]]:
+    answer = httpx.get(f"{served.url}/_emulator/calendar/notifications", params=query)
+    answer.raise_for_status()
+    return [(sent["recipient"], sent["kind"]) for sent in answer.json()["notifications"]]
+
+
+def test_send_updates_records_the_invitations_updates_and_cancellations_google_sends(
+    served: Served,
+) -> None:
+    alice = served.service(ALICE)
+    served.service(BOB).calendarList().list().execute()  # Bob uses Google Calendar
+    carol, dave = "carol@elsewhere.example", "dave@elsewhere.example"
+    body = {
+        "summary": "Pitch",
+        "attendees": [{"email": BOB}, {"email": carol}],
+        **timed("2030-05-01T10:00:00Z", "2030-05-01T11:00:00Z"),
+    }
+    quiet = alice.events().insert(calendarId="primary", body=body).execute()
+    assert notifications(served, event_id=quiet["id"]) == []  # Google's default: none
+    event = alice.events().insert(calendarId="primary", body=body, sendUpdates="all").execute()
+    assert sorted(notifications(served, event_id=event["id"])) == [
+        (BOB, "invitation"),
+        (carol, "invitation"),
+    ]
+    alice.events().patch(
+        calendarId="primary",
+        eventId=event["id"],
+        body={"attendees": [{"email": carol}, {"email": dave}]},
+        sendUpdates="externalOnly",
+    ).execute()
+    # Bob, a Google Calendar user, is dropped without an e-mail under externalOnly.
+    assert sorted(notifications(served, event_id=event["id"])[2:]) == [
+        (carol, "update"),
+        (dave, "invitation"),
+    ]
+    alice.events().delete(calendarId="primary", eventId=event["id"], sendUpdates="all").execute()
+    assert sorted(notifications(served, event_id=event["id"])[4:]) == [
+        (carol, "cancellation"),
+        (dave, "cancellation"),
+    ]
+    # The client checks the enum itself; the emulator refuses what it would not send.
+    token = served.emulator.issue_access_token(ALICE, CALENDAR_SCOPES).token
+    refused = httpx.post(
+        f"{served.url}/calendar/v3/calendars/primary/events",
+        params={"sendUpdates": "everyone"},
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["errors"][0]["reason"] == "invalid"
+
+
+def test_only_the_organizer_changes_shared_fields_an_attendee_replies_and_keeps_their_own(
+    served: Served,
+) -> None:
+    alice, bob = served.service(ALICE), served.service(BOB)
+    bob.calendarList().list().execute()
+    event = (
+        alice.events()
+        .insert(
+            calendarId="primary",
+            body={
+                "summary": "Pitch",
+                "attendees": [{"email": BOB}, {"email": "carol@elsewhere.example"}],
+                "extendedProperties": {"shared": {"deal": "7"}},
+                **timed("2030-05-03T10:00:00Z", "2030-05-03T11:00:00Z"),
+            },
+        )
+        .execute()
+    )
+    copy = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    for shared in (
+        {"summary": "Bob's pitch"},
+        {
+            "start": {"dateTime": "2030-05-03T09:00:00Z"},
+            "end": {"dateTime": "2030-05-03T11:00:00Z"},
+        },
+        {"attendees": [{"email": BOB}]},
+        {"extendedProperties": {"shared": {"deal": "8"}}},
+    ):
+        with pytest.raises(HttpError) as refused:
+            bob.events().patch(calendarId="primary", eventId=event["id"], body=shared).execute()
+        assert status_of(refused.value) == (403, "forbiddenForNonOrganizer")
+        assert json.loads(refused.value.content)["error"]["errors"][0]["domain"] == "calendar"
+    reply = [{**a, "responseStatus": "accepted"} if a.get("self") else a for a in copy["attendees"]]
+    answered = (
+        bob.events()
+        .patch(
+            calendarId="primary",
+            eventId=event["id"],
+            body={
+                "attendees": reply,
+                "reminders": {
+                    "useDefault": False,
+                    "overrides": [{"method": "popup", "minutes": 5}],
+                },
+                "extendedProperties": {"private": {"mine": "1"}, "shared": {"deal": "7"}},
+            },
+        )
+        .execute()
+    )
+    assert [a["responseStatus"] for a in answered["attendees"] if a.get("self")] == ["accepted"]
+    assert answered["reminders"]["overrides"] == [{"method": "popup", "minutes": 5}]
+    # The reply reaches the organizer; Bob's own settings stay his when Alice changes the event.
+    original = alice.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert {a["email"]: a["responseStatus"] for a in original["attendees"]}[BOB] == "accepted"
+    assert "private" not in original.get("extendedProperties", {})
+    alice.events().patch(
+        calendarId="primary", eventId=event["id"], body={"summary": "Pitch v2"}
+    ).execute()
+    after = bob.events().get(calendarId="primary", eventId=event["id"]).execute()
+    assert after["summary"] == "Pitch v2"
+    assert after["extendedProperties"] == {"private": {"mine": "1"}, "shared": {"deal": "7"}}
+    assert after["reminders"]["overrides"] == [{"method": "popup", "minutes": 5}]
+
+
+def test_a_meet_may_be_pending_then_succeed_or_fail(served: Served) -> None:
+    service = served.service()
+    outcome = httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences", json={"outcome": "pending"}
+    )
+    assert outcome.status_code == 200
+
+    def meeting(request_id: str) -> dict[str, Any]:
+        body = {
+            "summary": "Call",
+            "conferenceData": {
+                "createRequest": {
+                    "requestId": request_id,
+                    "conferenceSolutionKey": {"type": "hangoutsMeet"},
+                }
+            },
+            **timed("2030-05-04T10:00:00Z", "2030-05-04T11:00:00Z"),
+        }
+        event: dict[str, Any] = (
+            service.events()
+            .insert(calendarId="primary", body=body, conferenceDataVersion=1)
+            .execute()
+        )
+        return event
+
+    first = meeting("req-1")
+    assert first["conferenceData"]["createRequest"]["status"] == {"statusCode": "pending"}
+    assert "hangoutLink" not in first
+    start = service.events().list(calendarId="primary").execute()["nextSyncToken"]
+    settled = httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences/settle", json={"outcome": "success"}
+    )
+    assert settled.json() == {"settled": [first["id"]]}
+    changed = service.events().list(calendarId="primary", syncToken=start).execute()["items"]
+    assert [e["id"] for e in changed] == [first["id"]]
+    assert changed[0]["conferenceData"]["createRequest"]["status"] == {"statusCode": "success"}
+    assert changed[0]["hangoutLink"].startswith("https://meet.google.com/")
+
+    second = meeting("req-2")
+    httpx.post(
+        f"{served.url}/_emulator/calendar/{ALICE}/conferences/settle", json={"outcome": "failure"}
+    ).raise_for_status()
+    failed = service.events().get(calendarId="primary", eventId=second["id"]).execute()
+    assert failed["conferenceData"]["createRequest"]["status"] == {"statusCode": "failure"}
+    assert "hangoutLink" not in failed
 
 
 @pytest.mark.parametrize("address", ["carol@example..com", "carol@-example.com", "carol"])

@@ -22,7 +22,7 @@ def test_tasklists_round_trip(emu: Any) -> None:
     updated = service.tasklists().update(tasklist=created["id"], body={"title": "D3"}).execute()
     assert updated["title"] == "D3"
     titles = [item["title"] for item in service.tasklists().list().execute()["items"]]
-    assert titles == ["My Tasks", "D3"]
+    assert titles == ["D3", "My Tasks"]  # by title
 
     service.tasklists().delete(tasklist=created["id"]).execute()
     with pytest.raises(HttpError) as caught:
@@ -35,6 +35,14 @@ def test_tasklists_round_trip(emu: Any) -> None:
     page = service.tasklists().list(maxResults=1).execute()
     assert len(page["items"]) == 1
     assert "nextPageToken" not in page
+
+
+def test_lists_come_by_title_not_default_first(emu: Any) -> None:
+    service = emu.tasks_for()
+    service.tasklists().insert(body={"title": "Acme deals"}).execute()
+    titles = [t["title"] for t in service.tasklists().list().execute()["items"]]
+    assert titles == ["Acme deals", "My Tasks"]
+    assert service.tasklists().get(tasklist="@default").execute()["title"] == "My Tasks"
 
 
 def test_lists_are_per_user(emu: Any) -> None:
@@ -159,6 +167,28 @@ def test_paging_and_updated_min(emu: Any) -> None:
     assert log[-1]["path"] == "/tasks/v1/lists/@default/tasks"
 
 
+def test_a_listing_pages_over_its_snapshot_with_its_own_parameters(emu: Any) -> None:
+    tasks = emu.tasks_for().tasks()
+    ids = [
+        tasks.insert(tasklist="@default", body={"title": f"t{n}"}).execute()["id"] for n in range(3)
+    ]
+    first = tasks.list(tasklist="@default", maxResults=1, showHidden=True).execute()
+    # A task placed first between pages shifts nothing: the listing is the first page's.
+    tasks.insert(tasklist="@default", body={"title": "newest"}).execute()
+    listed = [item["id"] for item in first["items"]]
+    token = first["nextPageToken"]
+    while token:
+        page = tasks.list(
+            tasklist="@default", maxResults=1, showHidden=True, pageToken=token
+        ).execute()
+        listed += [item["id"] for item in page["items"]]
+        token = page.get("nextPageToken")
+    assert sorted(listed) == sorted(ids)
+    with pytest.raises(HttpError) as refused:
+        tasks.list(tasklist="@default", maxResults=1, pageToken=first["nextPageToken"]).execute()
+    assert refused.value.resp.status == 400
+
+
 def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
     tasks = emu.tasks_for().tasks()
     task = tasks.insert(tasklist="@default", body={"title": "Send quote"}).execute()
@@ -169,12 +199,22 @@ def test_seeded_completion_is_seen_by_list(emu: Any) -> None:
         "/tasks/ann@example.com/lists/@default/tasks",
         json={"id": task["id"], "status": "completed"},
     ).json()
-    assert seeded["status"] == "completed"
-    changed = tasks.list(tasklist="@default", updatedMin=since).execute()["items"]
+    assert (seeded["status"], seeded["hidden"]) == ("completed", True)
+    # Completed in Google's own app: hidden, so listed only with showHidden, as at Google.
+    assert "items" not in tasks.list(tasklist="@default", updatedMin=since).execute()
+    changed = tasks.list(tasklist="@default", updatedMin=since, showHidden=True).execute()["items"]
     assert [(item["id"], item["status"]) for item in changed] == [(task["id"], "completed")]
     assert changed[0]["updated"] > task["updated"]
-    window = tasks.list(tasklist="@default", completedMin=since).execute()
+    window = tasks.list(tasklist="@default", completedMin=since, showHidden=True).execute()
     assert [item["id"] for item in window["items"]] == [task["id"]]
+    reopened = emu.admin(
+        "POST",
+        "/tasks/ann@example.com/lists/@default/tasks",
+        json={"id": task["id"], "status": "needsAction"},
+    ).json()
+    assert "hidden" not in reopened
+    by_api = tasks.insert(tasklist="@default", body={"title": "Done", "status": "completed"})
+    assert "hidden" not in by_api.execute()  # completed through the API: not hidden
 
     new = emu.admin(
         "POST", "/tasks/ann@example.com/lists/@default/tasks", json={"title": "From phone"}

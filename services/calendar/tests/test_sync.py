@@ -2,6 +2,7 @@
 incremental sync, with the emulator's request log as the witness of what Google was asked."""
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from calendar_service.google import CalendarGoogle
+from calendar_service.google import CalendarGoogle, GoogleEvent
 from calendar_service.settings import DEV_CHANNEL_SECRET, WEBHOOK_PATH
 from calendar_service.sync import CalendarSync
 from pipedesk_common.auth import Role
@@ -18,6 +19,7 @@ from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.google import PRODUCT_SCOPES, GoogleApi
 from pipedesk_common.google.calls import GoogleQuotaExhausted, RetryPolicy
 from pipedesk_common.google.push import channel_token
+from pipedesk_common.google.resources import Page
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.uow import UnitOfWork
 from pipedesk_testkit.identities import ActingUser, Users
@@ -378,10 +380,83 @@ async def test_the_sync_token_is_stored_only_after_the_last_page(stack: Any, use
             assert (again.full, again.pages, again.items) == (False, 2, 3)
     finally:
         await engine.dispose()
-    tokens = [call["query"]["syncToken"] for call in await incremental_lists(stack, rep)]
-    assert tokens.count(first_token) == 2
+    firsts = [
+        call["query"]["syncToken"]
+        for call in await incremental_lists(stack, rep)
+        if "pageToken" not in call["query"]
+    ]
+    assert firsts.count(first_token) == 2
     assert await sync_token(stack, rep) not in (None, first_token)
     assert len(await mirror_of(stack, rep)) == 6
+
+
+class ChangingBetweenPages(CalendarGoogle):
+    """Google, where someone changes an event while the sync is between its first two pages."""
+
+    def __init__(self, api: GoogleApi, change: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(api)
+        self.change: Callable[[], Awaitable[None]] | None = change
+
+    async def page(self, *args: Any, **kwargs: Any) -> Page[GoogleEvent]:
+        answered = await super().page(*args, **kwargs)
+        if self.change is not None and kwargs.get("sync_token") is not None:
+            change, self.change = self.change, None
+            await change()
+        return answered
+
+
+async def test_an_incremental_sync_pages_with_its_token_and_skips_nothing_changed_meanwhile(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        await calendar.client.post(
+            "/api/calendar/events", json={**HOUR, "title": "Old"}, headers=rep.headers
+        )
+        calendar_id = await stack.scalar(
+            "SELECT id FROM calendar.calendars WHERE user_id = :user", user=rep.sub
+        )
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with stack.google.credentials("calendar") as provider:
+            api = GoogleApi(
+                "calendar",
+                "v3",
+                credentials=provider,
+                scopes=PRODUCT_SCOPES["calendar"],
+                root_url=stack.google.root_url,
+            )
+            uow = UnitOfWork(create_sessionmaker(engine))
+            await CalendarSync(uow, CalendarGoogle(api), SystemClock(), page_size=1).sync(
+                calendar_id
+            )
+            new = [
+                await stack.seed("POST", rep, json={"summary": f"New {n}", **GOOGLE_HOUR})
+                for n in range(4)
+            ]
+
+            async def move_the_first() -> None:
+                await stack.seed(
+                    "PATCH", rep, f"/{new[0]['id']}", json={"summary": "New 0 (moved)"}
+                )
+
+            google = ChangingBetweenPages(api, move_the_first)
+            sync = CalendarSync(uow, google, SystemClock(), page_size=1)
+            listed = await sync.sync(calendar_id)
+            assert (listed.full, listed.pages, listed.items) == (False, 4, 4)
+            assert {g["id"] for g in new} <= set(await mirror_of(stack, rep))
+            await sync.sync(calendar_id)
+    finally:
+        await engine.dispose()
+    mirror = await mirror_of(stack, rep)
+    assert {g["id"] for g in new} <= set(mirror)
+    assert mirror[new[0]["id"]]["summary"] == "New 0 (moved)"
+    pages = [call["query"] for call in await stack.calls(rep, "calendar.events.list")]
+    continued = [query for query in pages if "pageToken" in query]
+    assert continued
+    assert all("syncToken" in query for query in continued)
+    assert {query["maxResults"] for query in pages} == {"1"}
 
 
 async def test_disconnecting_google_stops_the_users_channels(stack: Any, users: Users) -> None:

@@ -56,6 +56,9 @@ async def test_a_task_completed_in_google_is_polled_published_once_and_shown_com
         assert await events_of(stack, task["id"]) == [("tasks.task.created", 1)]
 
         await stack.seed(rep, "@default", {"id": task["google_id"], "status": "completed"})
+        # Completed on the phone: Google hides it, and lists it only with showHidden.
+        [in_google] = [t for t in await stack.google_tasks(rep) if t["id"] == task["google_id"]]
+        assert in_google.get("hidden") is True
         before = len(await stack.calls(rep, "tasks.tasks.list"))
         await stack.poll(service, rep)
         polls = (await stack.calls(rep, "tasks.tasks.list"))[before:]
@@ -67,7 +70,15 @@ async def test_a_task_completed_in_google_is_polled_published_once_and_shown_com
         mirrored = (
             await service.client.get(f"/api/tasks/{task['id']}", headers=rep.headers)
         ).json()
-        assert (mirrored["status"], mirrored["version"]) == ("completed", 2)
+        assert (mirrored["status"], mirrored["version"], mirrored["hidden"]) == (
+            "completed",
+            2,
+            True,
+        )
+        done = await service.client.get(
+            "/api/tasks", params={"status": "completed"}, headers=rep.headers
+        )
+        assert [item["id"] for item in done.json()["items"]] == [task["id"]]
         completed = await stack.published("tasks.task.completed", task["id"])
         assert len(completed) == 1
         assert completed[0]["links"] == [{"type": "lead", "id": lead_id}]
@@ -160,6 +171,34 @@ async def test_tasks_made_in_google_lists_and_lists_deleted_in_google_reach_the_
         fetched = (await client.get(f"/api/tasks/{task['id']}", headers=rep.headers)).json()
         assert fetched["deleted"] is True
         assert len(await stack.published("tasks.task.deleted", task["id"])) == 1
+
+
+async def test_the_default_list_is_googles_default_whatever_order_lists_come_in(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    made = await stack.google_call(
+        rep, "POST", "/tasks/v1/users/@me/lists", json={"title": "Acme deals"}
+    )
+    assert made.status_code == 200
+    listed = await stack.google_call(rep, "GET", "/tasks/v1/users/@me/lists")
+    assert listed.json()["items"][0]["title"] == "Acme deals"  # Google promises no order
+    async with stack.start() as service:
+        lists = await service.client.get("/api/tasks/lists", headers=rep.headers)
+        assert lists.status_code == 200
+        assert {t["title"]: t["is_default"] for t in lists.json()} == {
+            "My Tasks": True,
+            "Acme deals": False,
+        }
+        task = await stack.create(service, rep, title="Call back")
+        await stack.poll(service, rep)
+        lists = await service.client.get("/api/tasks/lists", headers=rep.headers)
+        [default] = [t for t in lists.json() if t["is_default"]]
+        assert default["title"] == "My Tasks"
+    assert task["google_id"] in {t["id"] for t in await stack.google_tasks(rep)}
+    asked = await stack.calls(rep, "tasks.tasklists.get")
+    assert {call["path"] for call in asked} == {"/tasks/v1/users/@me/lists/@default"}
 
 
 async def test_a_user_who_disconnected_google_is_skipped_by_the_poll(

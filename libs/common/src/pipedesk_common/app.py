@@ -33,6 +33,7 @@ from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_err
 from pipedesk_common.keys import load_service_key
 from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import (
+    BodyLimit,
     BodySizeLimitMiddleware,
     ReadinessCheck,
     RequestContextMiddleware,
@@ -244,6 +245,7 @@ def create_app(
     readiness: Callable[[ServiceContext], Mapping[str, ReadinessCheck]] | None = None,
     description: str = "",
     openapi_url: str | None = "/openapi.json",
+    body_limits: Sequence[BodyLimit] = (),
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
     session, and — when given — the outbox relay and event consumers running beside it."""
@@ -289,7 +291,9 @@ def create_app(
     app.include_router(health_router(readiness_checks))
     for router in routers:
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, limits=body_limits
+    )
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app
 

@@ -35,6 +35,7 @@ from google_emulator.core import (
     rfc3339,
 )
 from google_emulator.oauth import oauth_state
+from google_emulator.paging import paged
 
 router = APIRouter()
 
@@ -42,6 +43,19 @@ DEFAULT_CHANNEL_TTL = timedelta(days=7)
 DEFAULT_PAGE_SIZE = 250
 MAX_PAGE_SIZE = 2500
 MAX_INSTANCES = 1000
+# events.list parameters Google refuses beside a syncToken.
+SYNC_TOKEN_CONFLICTS = frozenset(
+    {
+        "iCalUID",
+        "orderBy",
+        "privateExtendedProperty",
+        "q",
+        "sharedExtendedProperty",
+        "timeMin",
+        "timeMax",
+        "updatedMin",
+    }
+)
 EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
 MEET_ICON = "https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/web-512dp/logo_meet_2020q4_color_2x_web_512dp.png"
 
@@ -122,6 +136,9 @@ class CalendarState:
     user_calendars: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    # How new Meet create requests of a user are answered (default: success at once).
+    conference_outcomes: dict[str, str] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -501,9 +518,59 @@ def meet_code() -> str:
     return "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
 
 
-def conference_for(body_conference: Any, existing: dict[str, Any] | None) -> dict[str, Any] | None:
+CONFERENCE_OUTCOMES = ("success", "pending", "failure")
+
+
+def meet_conference(request_id: str) -> dict[str, Any]:
+    """A created Meet: the create request's status ``success``, its link and code."""
+    code = meet_code()
+    return {
+        "createRequest": {
+            "requestId": request_id,
+            "conferenceSolutionKey": {"type": "hangoutsMeet"},
+            "status": {"statusCode": "success"},
+        },
+        "entryPoints": [
+            {
+                "entryPointType": "video",
+                "uri": f"https://meet.google.com/{code}",
+                "label": f"meet.google.com/{code}",
+            }
+        ],
+        "conferenceSolution": {
+            "key": {"type": "hangoutsMeet"},
+            "name": "Google Meet",
+            "iconUri": MEET_ICON,
+        },
+        "conferenceId": code,
+    }
+
+
+def unsettled_conference(request_id: str, status: str) -> dict[str, Any]:
+    """A create request Google is still working on (``pending``) or gave up (``failure``)."""
+    return {
+        "createRequest": {
+            "requestId": request_id,
+            "conferenceSolutionKey": {"type": "hangoutsMeet"},
+            "status": {"statusCode": status},
+        }
+    }
+
+
+def pending_request(conference: dict[str, Any] | None) -> str | None:
+    """The requestId of a create request still ``pending``."""
+    create = (conference or {}).get("createRequest") or {}
+    if (create.get("status") or {}).get("statusCode") == "pending":
+        return str(create["requestId"])
+    return None
+
+
+def conference_for(
+    body_conference: Any, existing: dict[str, Any] | None, outcome: str = "success"
+) -> dict[str, Any] | None:
     """Conference data for ``conferenceDataVersion=1``: a Meet for a createRequest (kept when the
-    requestId is unchanged), else the client's own entry points."""
+    requestId is unchanged), else the client's own entry points. ``outcome`` is how Google
+    answers a new create request: at once (``success``), later (``pending``), or ``failure``."""
     if body_conference is None:
         return None
     require(isinstance(body_conference, dict), "conferenceData", body_conference)
@@ -518,27 +585,9 @@ def conference_for(body_conference: Any, existing: dict[str, Any] | None) -> dic
             raise bad_request("Invalid conference type value (the emulator creates only Meet).")
         if existing and existing.get("createRequest", {}).get("requestId") == request_id:
             return existing
-        code = meet_code()
-        return {
-            "createRequest": {
-                "requestId": request_id,
-                "conferenceSolutionKey": {"type": "hangoutsMeet"},
-                "status": {"statusCode": "success"},
-            },
-            "entryPoints": [
-                {
-                    "entryPointType": "video",
-                    "uri": f"https://meet.google.com/{code}",
-                    "label": f"meet.google.com/{code}",
-                }
-            ],
-            "conferenceSolution": {
-                "key": {"type": "hangoutsMeet"},
-                "name": "Google Meet",
-                "iconUri": MEET_ICON,
-            },
-            "conferenceId": code,
-        }
+        if outcome == "success":
+            return meet_conference(request_id)
+        return unsettled_conference(request_id, outcome)
     conference: dict[str, Any] = {}
     if isinstance(body_conference.get("conferenceId"), str):
         conference["conferenceId"] = body_conference["conferenceId"]
@@ -697,11 +746,14 @@ def cancel_event(emulator: Emulator, calendar: CalendarData, stored: StoredEvent
 
 
 def new_fields(
-    body: dict[str, Any], conference_version: int, existing: dict[str, Any] | None
+    body: dict[str, Any],
+    conference_version: int,
+    existing: dict[str, Any] | None,
+    outcome: str = "success",
 ) -> dict[str, Any]:
     fields = clean_fields(body)
     if conference_version >= 1 and "conferenceData" in body:
-        fields["conferenceData"] = conference_for(body["conferenceData"], existing)
+        fields["conferenceData"] = conference_for(body["conferenceData"], existing, outcome)
     elif existing is not None:
         fields["conferenceData"] = existing
     return fields
@@ -760,7 +812,7 @@ def invite_attendees(emulator: Emulator, state: CalendarState, calendar: Calenda
                 emulator,
                 attendee_calendar,
                 event_id,
-                dict(stored.fields),
+                copy_fields(stored.fields, copy),
                 creator=resource["creator"]["email"],
                 organizer=organizer,
                 ical_uid=resource["iCalUID"],
@@ -773,6 +825,94 @@ def invite_attendees(emulator: Emulator, state: CalendarState, calendar: Calenda
         notify_change(state, emulator, attendee_calendar.id)
 
 
+# An attendee's own settings on their copy, which the organizer's writes leave alone.
+PERSONAL_FIELDS = ("reminders", "colorId")
+# What an attendee's own entry in ``attendees`` may change: their reply.
+REPLY_FIELDS = ("responseStatus", "comment", "additionalGuests")
+
+
+def copy_fields(organizer_fields: dict[str, Any], copy: StoredEvent | None) -> dict[str, Any]:
+    """The organizer's event as an attendee's copy: shared fields from the organizer, the
+    attendee's own reminders, colour and private extended properties kept (a new copy starts
+    with none of them)."""
+    fields = dict(organizer_fields)
+    own = copy.fields if copy is not None and copy.resource["status"] != "cancelled" else {}
+    for name in PERSONAL_FIELDS:
+        fields[name] = own.get(name)
+    private = (own.get("extendedProperties") or {}).get("private")
+    shared = (organizer_fields.get("extendedProperties") or {}).get("shared")
+    properties = {k: v for k, v in (("private", private), ("shared", shared)) if v}
+    fields["extendedProperties"] = properties or None
+    return fields
+
+
+def without_reply(attendees: list[dict[str, Any]] | None, email: str) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in a.items() if k not in REPLY_FIELDS} if a["email"] == email else a
+        for a in attendees or []
+    ]
+
+
+def check_attendee_write(email: str, stored_fields: dict[str, Any], fields: dict[str, Any]) -> None:
+    """An attendee writing their copy may change only their own: their reply in ``attendees``,
+    reminders, colour and private extended properties. Anything shared answers Google's 403."""
+    old = {k: v for k, v in stored_fields.items() if v is not None}
+    new = {k: v for k, v in fields.items() if v is not None}
+    for name in sorted(set(old) | set(new)):
+        if name in PERSONAL_FIELDS:
+            continue
+        if name == "extendedProperties":
+            same = (old.get(name) or {}).get("shared") == (new.get(name) or {}).get("shared")
+        elif name == "attendees":
+            same = without_reply(old.get(name), email) == without_reply(new.get(name), email)
+        else:
+            same = old.get(name) == new.get(name)
+        if not same:
+            raise GoogleError(
+                403,
+                "forbiddenForNonOrganizer",
+                "Shared properties can only be changed by the organizer of the event.",
+                domain="calendar",
+            )
+
+
+def forward_reply(
+    emulator: Emulator, state: CalendarState, calendar: CalendarData, event_id: str
+) -> None:
+    """An attendee's reply reaches the organizer's event (and from it every other copy), when
+    the organizer is a user here."""
+    copy = calendar.events[event_id]
+    mine = next((a for a in copy.fields.get("attendees") or [] if a["email"] == calendar.id), None)
+    organizer = copy.resource["organizer"]["email"]
+    original_calendar = state.calendars.get(organizer)
+    if mine is None or original_calendar is None:
+        return
+    original = original_calendar.events.get(event_id)
+    if original is None or original.resource["iCalUID"] != copy.resource["iCalUID"]:
+        return
+    attendees = [
+        {
+            **{k: v for k, v in a.items() if k not in REPLY_FIELDS},
+            **{k: mine[k] for k in REPLY_FIELDS if k in mine},
+        }
+        if a["email"] == calendar.id
+        else a
+        for a in original.fields.get("attendees") or []
+    ]
+    if attendees == original.fields.get("attendees"):
+        return
+    write_event(
+        emulator,
+        original_calendar,
+        event_id,
+        {**original.fields, "attendees": attendees},
+        creator=original.resource["creator"]["email"],
+        organizer=organizer,
+    )
+    notify_change(state, emulator, original_calendar.id)
+    invite_attendees(emulator, state, original_calendar, event_id)
+
+
 def removed_by_attendee(state: CalendarState, calendar: CalendarData, stored: StoredEvent) -> None:
     """An attendee deleted their copy: the organizer's event stops putting it back."""
     organizer = stored.resource["organizer"]["email"]
@@ -781,6 +921,69 @@ def removed_by_attendee(state: CalendarState, calendar: CalendarData, stored: St
     original = state.calendars[organizer].events.get(stored.resource["id"])
     if original is not None and original.resource["iCalUID"] == stored.resource["iCalUID"]:
         original.removed_by.add(calendar.owner)
+
+
+# ---------------------------------------------------------------------------------------------
+# Guest notifications (the e-mails Google sends for ``sendUpdates``)
+
+SEND_UPDATES = ("all", "externalOnly", "none")
+
+
+def send_updates_of(request: Request) -> str:
+    """``sendUpdates`` (default ``none``, as Google's; the deprecated ``sendNotifications=true``
+    means ``all``)."""
+    value = request.query_params.get("sendUpdates")
+    if value is None:
+        return "all" if query_bool(request, "sendNotifications") else "none"
+    if value not in SEND_UPDATES:
+        raise bad_request("Invalid value for: sendUpdates")
+    return value
+
+
+def guests(resource: dict[str, Any] | None) -> set[str]:
+    """Who Google notifies about an event: its attendees other than the organizer."""
+    if resource is None or resource["status"] == "cancelled":
+        return set()
+    organizer = resource["organizer"]["email"]
+    return {a["email"] for a in resource.get("attendees", []) if a["email"] != organizer}
+
+
+def notify_guests(
+    emulator: Emulator,
+    state: CalendarState,
+    calendar: CalendarData,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    send_updates: str,
+) -> None:
+    """Record the e-mails Google sends after the organizer's write: an invitation to each new
+    guest, an update to each guest still invited, a cancellation to each guest dropped or when
+    the event is cancelled. ``externalOnly`` leaves out guests who are Google Calendar users;
+    an attendee's write to their own copy sends none of these."""
+    if send_updates == "none" or after["organizer"]["email"] != calendar.id:
+        return
+    was, now = guests(before), guests(after)
+    kinds = {
+        **dict.fromkeys(was - now, "cancellation"),
+        **dict.fromkeys(now - was, "invitation"),
+        **dict.fromkeys(now & was, "update"),
+    }
+    for recipient in sorted(kinds):
+        if send_updates == "externalOnly" and is_user(emulator, state, recipient):
+            continue
+        state.notifications.append(
+            {
+                "calendar_id": calendar.id,
+                "event_id": after["id"],
+                "ical_uid": after["iCalUID"],
+                "sender": calendar.id,
+                "recipient": recipient,
+                "kind": kinds[recipient],
+                "summary": after.get("summary"),
+                "send_updates": send_updates,
+                "sent_at": rfc3339(emulator.clock.now()),
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -954,8 +1157,12 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
     since: int | None = None
     sync_token = params.get("syncToken")
     if sync_token is not None:
-        if {"timeMin", "timeMax", "q", "orderBy", "updatedMin"} & set(params):
-            raise bad_request("Sync token cannot be used with timeMin, timeMax, q, orderBy.")
+        if SYNC_TOKEN_CONFLICTS & set(params):
+            raise bad_request(
+                "Sync token cannot be used with " + ", ".join(sorted(SYNC_TOKEN_CONFLICTS)) + "."
+            )
+        if params.get("showDeleted", "").lower() == "false":
+            raise bad_request("Sync token cannot be used with showDeleted set to false.")
         payload = decode_token(sync_token)
         if (
             payload is None
@@ -969,18 +1176,20 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
             )
         since = payload["s"]
 
-    offset, snapshot, since = page_position(calendar, params.get("pageToken"), since)
+    def snapshot() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        items = list_items(
+            calendar,
+            since=since,
+            window_start=window_start,
+            window_end=window_end,
+            query=params.get("q"),
+            show_deleted=show_deleted or since is not None,
+            single_events=single_events,
+            order_by=order_by,
+        )
+        return items, {"seq": calendar.seq, "epoch": calendar.epoch}
 
-    items = list_items(
-        calendar,
-        since=since,
-        window_start=window_start,
-        window_end=window_end,
-        query=params.get("q"),
-        show_deleted=show_deleted or since is not None,
-        single_events=single_events,
-        order_by=order_by,
-    )
+    page = paged(emulator, request, f"calendar:{calendar.id}", page_size, snapshot)
     response: dict[str, Any] = {
         "kind": "calendar#events",
         "etag": f'"{calendar.seq}{calendar.epoch}"',
@@ -989,32 +1198,16 @@ async def events_list(request: Request, calendarId: str) -> dict[str, Any]:
         "timeZone": "UTC",
         "accessRole": "owner",
         "defaultReminders": [],
-        "items": items[offset : offset + page_size],
+        "items": list(page.items),
     }
-    if offset + page_size < len(items):
-        following: dict[str, Any] = {"c": calendar.id, "o": offset + page_size, "s": snapshot}
-        if since is not None:
-            following["z"] = since
-        response["nextPageToken"] = encode_token(following)
+    if page.next_page_token is not None:
+        response["nextPageToken"] = page.next_page_token
     else:
+        # Changes after the listing's snapshot are the next sync's.
         response["nextSyncToken"] = encode_token(
-            {"c": calendar.id, "e": calendar.epoch, "s": snapshot}
+            {"c": calendar.id, "e": page.extra["epoch"], "s": page.extra["seq"]}
         )
     return response
-
-
-def page_position(
-    calendar: CalendarData, page_token: str | None, since: int | None
-) -> tuple[int, int, int | None]:
-    """Where a page token continues a listing: (offset, snapshot, changes since)."""
-    if page_token is None:
-        return 0, calendar.seq, since
-    page = decode_token(page_token)
-    if page is None or page.get("c") != calendar.id or not isinstance(page.get("o"), int):
-        raise bad_request("Invalid value for: pageToken")
-    if since is None and isinstance(page.get("z"), int):
-        since = page["z"]  # the page continues an incremental listing, as Google's do
-    return page["o"], int(page.get("s", calendar.seq)), since
 
 
 def find_event(calendar: CalendarData, event_id: str) -> dict[str, Any]:
@@ -1042,13 +1235,20 @@ async def events_insert(request: Request, calendarId: str) -> dict[str, Any]:
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     body = await json_body(request)
+    send_updates = send_updates_of(request)
     event_id = event_id_for(body, calendar)
-    fields = new_fields(body, query_int(request, "conferenceDataVersion", 0), None)
+    fields = new_fields(
+        body,
+        query_int(request, "conferenceDataVersion", 0),
+        None,
+        state.conference_outcomes.get(email, "success"),
+    )
     resource = write_event(
         emulator, calendar, event_id, fields, creator=email, organizer=calendar.id
     )
     notify_change(state, emulator, calendar.id)
     invite_attendees(emulator, state, calendar, event_id)
+    notify_guests(emulator, state, calendar, None, resource, send_updates)
     return resource
 
 
@@ -1061,26 +1261,36 @@ async def modify(
     calendar = calendar_for(state, email, calendar_id)
     stored = stored_event(calendar, event_id)
     body = await json_body(request)
+    send_updates = send_updates_of(request)
+    before = stored.resource
     changes = new_fields(
         body,
         query_int(request, "conferenceDataVersion", 0),
         stored.fields.get("conferenceData"),
+        state.conference_outcomes.get(email, "success"),
     )
     if patch:
         fields = {**stored.fields, **changes}
     else:
         keep = ("conferenceData",) if "conferenceData" not in changes else ()
         fields = {**{k: stored.fields[k] for k in keep if k in stored.fields}, **changes}
+    organizer = stored.resource["organizer"]["email"]
+    if organizer != calendar.id:
+        check_attendee_write(calendar.id, stored.fields, fields)
     resource = write_event(
         emulator,
         calendar,
         event_id,
         fields,
         creator=stored.resource["creator"]["email"],
-        organizer=stored.resource["organizer"]["email"],
+        organizer=organizer,
     )
     notify_change(state, emulator, calendar.id)
+    if organizer != calendar.id:
+        forward_reply(emulator, state, calendar, event_id)
+        return calendar.events[event_id].resource
     invite_attendees(emulator, state, calendar, event_id)
+    notify_guests(emulator, state, calendar, before, resource, send_updates)
     return resource
 
 
@@ -1099,14 +1309,23 @@ async def events_delete(request: Request, calendarId: str, eventId: str) -> Resp
     emulator, email = await begin(request, "calendar.events.delete")
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
-    cancel(emulator, state, calendar, eventId)
+    cancel(emulator, state, calendar, eventId, send_updates=send_updates_of(request))
     return Response(status_code=204)
 
 
-def cancel(emulator: Emulator, state: CalendarState, calendar: CalendarData, event_id: str) -> None:
+def cancel(
+    emulator: Emulator,
+    state: CalendarState,
+    calendar: CalendarData,
+    event_id: str,
+    *,
+    send_updates: str = "none",
+) -> None:
     """Delete an event: the organizer's cancels every copy, an attendee's only their own."""
     stored = stored_event(calendar, event_id)
+    before = stored.resource
     cancel_event(emulator, calendar, stored)
+    notify_guests(emulator, state, calendar, before, stored.resource, send_updates)
     notify_change(state, emulator, calendar.id)
     removed_by_attendee(state, calendar, stored)
     invite_attendees(emulator, state, calendar, event_id)
@@ -1304,6 +1523,22 @@ async def seed_deliveries(request: Request) -> dict[str, Any]:
     return {"deliveries": list(state_of(emulator_of(request)).deliveries)}
 
 
+@router.get("/_emulator/calendar/notifications")
+async def seed_notifications(request: Request) -> dict[str, Any]:
+    """The guest e-mails sent so far (``sendUpdates``), optionally for one ``recipient`` or
+    ``event_id``."""
+    params = request.query_params
+    recipient, event_id = params.get("recipient"), params.get("event_id")
+    return {
+        "notifications": [
+            sent
+            for sent in state_of(emulator_of(request)).notifications
+            if (recipient is None or sent["recipient"] == recipient.lower())
+            and (event_id is None or sent["event_id"] == event_id)
+        ]
+    }
+
+
 @router.get("/_emulator/calendar/channels")
 async def seed_channels(request: Request) -> dict[str, Any]:
     """Every push channel opened so far, with its expiry (on the emulator's clock)."""
@@ -1371,6 +1606,57 @@ async def seed_delete(request: Request, email: str, eventId: str) -> Response:
     emulator, state, calendar = seed_calendar(request, email)
     cancel(emulator, state, calendar, eventId)
     return Response(status_code=204)
+
+
+@router.post("/_emulator/calendar/{email}/conferences")
+async def seed_conference_outcome(request: Request, email: str) -> dict[str, Any]:
+    """How the user's next Meet create requests are answered: ``success`` at once (the
+    default), ``pending`` (until settled below) or ``failure`` (Meet turned off)."""
+    state = state_of(emulator_of(request))
+    body = await json_body(request)
+    outcome = body.get("outcome")
+    if outcome not in CONFERENCE_OUTCOMES:
+        raise bad_request("outcome must be success, pending or failure.", "required")
+    ensure_user(state, email)
+    state.conference_outcomes[email.lower()] = outcome
+    return {"outcome": outcome}
+
+
+@router.post("/_emulator/calendar/{email}/conferences/settle")
+async def seed_settle_conferences(request: Request, email: str) -> dict[str, Any]:
+    """Settle every pending Meet create request of the user's calendars with ``outcome``
+    (``success``: a link; ``failure``), as Google does later: each event changes (new ETag,
+    ``updated``), its copies follow and channels are notified."""
+    emulator = emulator_of(request)
+    state = state_of(emulator)
+    body = await json_body(request)
+    outcome = body.get("outcome")
+    if outcome not in ("success", "failure"):
+        raise bad_request("outcome must be success or failure.", "required")
+    settled: list[str] = []
+    for calendar_id in list(ensure_user(state, email)):
+        calendar = state.calendars[calendar_id]
+        for event_id, stored in list(calendar.events.items()):
+            request_id = pending_request(stored.fields.get("conferenceData"))
+            if request_id is None or stored.resource["organizer"]["email"] != calendar.id:
+                continue
+            conference = (
+                meet_conference(request_id)
+                if outcome == "success"
+                else unsettled_conference(request_id, "failure")
+            )
+            write_event(
+                emulator,
+                calendar,
+                event_id,
+                {**stored.fields, "conferenceData": conference},
+                creator=stored.resource["creator"]["email"],
+                organizer=calendar.id,
+            )
+            notify_change(state, emulator, calendar.id)
+            invite_attendees(emulator, state, calendar, event_id)
+            settled.append(event_id)
+    return {"settled": settled}
 
 
 @router.post("/_emulator/calendar/{email}/invalidate-sync-tokens")

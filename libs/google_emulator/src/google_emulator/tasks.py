@@ -17,6 +17,7 @@ from google_emulator.core import (
     begin,
     rfc3339,
 )
+from google_emulator.paging import paged
 
 DEFAULT_LIST_TITLE = "My Tasks"
 TASK_FIELDS = ("title", "notes", "status", "due", "completed", "deleted")
@@ -251,40 +252,37 @@ def _tree_order(tasklist: TaskListRecord) -> list[TaskRecord]:
     return ordered
 
 
-def _page(items: list[Any], page_token: str | None, size: int) -> tuple[list[Any], str | None]:
-    start = 0
-    if page_token:
-        try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("o:"))
-        except ValueError as exc:
-            raise GoogleError(400, "invalid", "Invalid page token.") from exc
-        if start < 0:
-            raise GoogleError(400, "invalid", "Invalid page token.")
-    end = start + size
-    token = base64.urlsafe_b64encode(f"o:{end}".encode()).decode() if end < len(items) else None
-    return items[start:end], token
-
-
 # Task lists
+
+
+def listing_order(data: UserTasks) -> list[TaskListRecord]:
+    """Google promises no order of a user's lists (the default is not known to come first):
+    the emulator lists them by title."""
+    return sorted(data.lists.values(), key=lambda t: (t.title.casefold(), t.id))
 
 
 @router.get("/users/@me/lists")
 async def tasklists_list(
     request: Request,
     max_results: int = Query(1000, alias="maxResults", ge=1, le=1000),
-    page_token: str | None = Query(None, alias="pageToken"),
 ) -> dict[str, Any]:
     """tasks.tasklists.list"""
     emulator, email = await begin(request, "tasks.tasklists.list")
     data = user_tasks(emulator, email)
-    page, next_token = _page(list(data.lists.values()), page_token, max_results)
+    page = paged(
+        emulator,
+        request,
+        f"tasklists:{email}",
+        max_results,
+        lambda: ([tasklist_json(_base(request), t) for t in listing_order(data)], {}),
+    )
     body: dict[str, Any] = {
         "kind": "tasks#taskLists",
         "etag": _etag("lists", email, sum(t.version for t in data.lists.values())),
-        "items": [tasklist_json(_base(request), t) for t in page],
+        "items": list(page.items),
     }
-    if next_token:
-        body["nextPageToken"] = next_token
+    if page.next_page_token:
+        body["nextPageToken"] = page.next_page_token
     return body
 
 
@@ -363,7 +361,6 @@ async def tasks_list(
     due_max: str | None = Query(None, alias="dueMax"),
     updated_min: str | None = Query(None, alias="updatedMin"),
     max_results: int = Query(20, alias="maxResults", ge=1, le=100),
-    page_token: str | None = Query(None, alias="pageToken"),
     show_completed: bool = Query(True, alias="showCompleted"),
     show_deleted: bool = Query(False, alias="showDeleted"),
     show_hidden: bool = Query(False, alias="showHidden"),
@@ -378,25 +375,29 @@ async def tasks_list(
         if bound is not None:
             _timestamp(bound, name)
     since = _timestamp(updated_min, "updatedMin") if updated_min is not None else None
-    selected = [
-        task
-        for task in _tree_order(record)
-        if (show_deleted or not task.deleted)
-        and (show_hidden or not task.hidden)
-        and (show_completed or task.status != "completed")
-        and (since is None or task.updated >= since)
-        and _within(task.completed, completed_min, completed_max, "completed")
-        and _within(task.due, due_min, due_max, "due")
-    ]
-    page, next_token = _page(selected, page_token, max_results)
+
+    def snapshot() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        selected = [
+            task_json(_base(request), record, task)
+            for task in _tree_order(record)
+            if (show_deleted or not task.deleted)
+            and (show_hidden or not task.hidden)
+            and (show_completed or task.status != "completed")
+            and (since is None or task.updated >= since)
+            and _within(task.completed, completed_min, completed_max, "completed")
+            and _within(task.due, due_min, due_max, "due")
+        ]
+        return selected, {}
+
+    page = paged(emulator, request, f"tasks:{email}:{record.id}", max_results, snapshot)
     body: dict[str, Any] = {
         "kind": "tasks#tasks",
         "etag": _etag("tasks", record.id, sum(t.version for t in record.tasks.values())),
     }
-    if page:
-        body["items"] = [task_json(_base(request), record, task) for task in page]
-    if next_token:
-        body["nextPageToken"] = next_token
+    if page.items:
+        body["items"] = list(page.items)
+    if page.next_page_token:
+        body["nextPageToken"] = page.next_page_token
     return body
 
 
@@ -528,11 +529,19 @@ def seed_task(
     fields = {key: value for key, value in body.items() if key in TASK_FIELDS}
     existing = body.get("id")
     if existing is None:
+        was_completed = False
         task = create_task(emulator, record, fields, body.get("parent"), body.get("previous"))
     else:
         task = _task(record, str(existing))
+        was_completed = task.status == "completed"
         apply_task_fields(emulator, task, fields)
-        if "hidden" in body:
-            task.hidden = bool(body["hidden"])
+    if "hidden" in body:
+        task.hidden = bool(body["hidden"])
+    elif task.status != "completed":
+        task.hidden = False
+    elif not was_completed:
+        # Google's own apps hide what they complete: the API lists it only with showHidden.
+        task.hidden = True
+    if existing is not None:
         _touch(emulator, task)
     return task_json(base, record, task)

@@ -10,14 +10,18 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import AwareDatetime
 
+from calendar_service.google import NotOrganizer
 from calendar_service.repository import EventFilters
 from calendar_service.schemas import (
+    NOTIFY_DESCRIPTION,
     CalendarPublic,
     ChannelPublic,
     EventCreate,
     EventPublic,
     EventUpdate,
     FreeBusyPublic,
+    Notify,
+    RsvpRequest,
     WatchPublic,
     WatchRequest,
 )
@@ -25,6 +29,7 @@ from calendar_service.service import CalendarService
 from calendar_service.sync import CalendarRuntime
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.errors import (
+    Conflict,
     Forbidden,
     InvalidCursor,
     InvalidInput,
@@ -131,7 +136,13 @@ async def get_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep
 @router.patch(
     "/events/{event_id}",
     summary="Change an event (aliases as on create); `conference: true` adds a Meet link",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+    description=(
+        "Only the organizer may change what guests share; on an invitation, anything but "
+        "`links` answers `403 not-organizer` (answer it with `…/rsvp`)."
+    ),
+    responses=problem_responses(
+        Unauthorized, NotOrganizer, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS
+    ),
 )
 async def update_event(
     event_id: UUID, data: EventUpdate, principal: PrincipalDep, service: ServiceDep
@@ -139,15 +150,38 @@ async def update_event(
     return await service.update(principal, event_id, data)
 
 
+@router.post(
+    "/events/{event_id}/rsvp",
+    summary="Answer an invitation: accepted, declined or tentative",
+    description=(
+        "The caller's own answer, on their copy of an event another user organizes; Google "
+        "passes it to the organizer. `409` for an event the caller organizes or is not invited "
+        "to."
+    ),
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, *GOOGLE_PROBLEMS
+    ),
+)
+async def answer_invitation(
+    event_id: UUID, data: RsvpRequest, principal: PrincipalDep, service: ServiceDep
+) -> EventPublic:
+    return await service.rsvp(principal, event_id, data)
+
+
 @router.delete(
     "/events/{event_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Cancel an event",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
-async def cancel_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
-    await service.cancel(principal, event_id)
+async def cancel_event(
+    event_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    notify: Annotated[Notify, Query(description=NOTIFY_DESCRIPTION)] = "all",
+) -> None:
+    await service.cancel(principal, event_id, notify)
 
 
 @router.get(

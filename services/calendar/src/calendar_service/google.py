@@ -9,12 +9,19 @@ from typing import Any
 
 from pydantic import Field
 
+from pipedesk_common.errors import Forbidden
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.push import OpenedChannel, WatchCall
 from pipedesk_common.google.resources import GoogleModel, GoogleResource, Page, as_utc
 from pipedesk_common.mirror.paged import WatermarkExpired
 
 CANCELLED = "cancelled"
+
+
+class NotOrganizer(Forbidden):
+    """Google lets only an event's organizer change what its guests share."""
+
+    slug, title = "not-organizer", "Only the event's organizer may change it"
 
 
 class EventTime(GoogleModel):
@@ -35,6 +42,7 @@ class EventTime(GoogleModel):
 class Person(GoogleModel):
     email: str | None = None
     display_name: str | None = None
+    is_self: bool = Field(False, alias="self")
 
 
 class Attendee(Person):
@@ -63,6 +71,25 @@ class GoogleEvent(GoogleResource):
     @property
     def cancelled(self) -> bool:
         return self.status == CANCELLED
+
+    @property
+    def conference_status(self) -> str | None:
+        """Where the Meet asked for stands: ``pending`` (Google is still creating it),
+        ``success`` (``hangout_link`` is set) or ``failure``; None when none was asked for."""
+        conference = self.raw.get("conferenceData") or {}
+        status = ((conference.get("createRequest") or {}).get("status") or {}).get("statusCode")
+        if isinstance(status, str):
+            return status
+        return "success" if self.hangout_link else None
+
+    @property
+    def organized_by_owner(self) -> bool:
+        """Whether the calendar holding this copy is the organizer's (else: an invitation)."""
+        return self.organizer is None or self.organizer.is_self
+
+    def own_attendance(self) -> Attendee | None:
+        """The calendar owner's entry among the attendees (an invitation's guest)."""
+        return next((a for a in self.attendees if a.is_self), None)
 
     def attendee_emails(self) -> list[str]:
         return sorted({a.email.lower() for a in self.attendees if a.email})
@@ -114,16 +141,20 @@ class CalendarGoogle:
         )
 
     async def insert(
-        self, user: GoogleUser, calendar_id: str, body: dict[str, Any]
+        self, user: GoogleUser, calendar_id: str, body: dict[str, Any], *, send_updates: str
     ) -> tuple[GoogleEvent, bool]:
         """Insert ``body`` (which carries our chosen ``id``); (event, created). Google's 409 for
-        that id means an earlier attempt already created it: that event is answered."""
+        that id means an earlier attempt already created it: that event is answered.
+        ``send_updates`` is Google's ``sendUpdates`` (``all``, ``externalOnly``, ``none``)."""
         try:
             created = await self.api.parsed(
                 user,
                 "events.insert",
                 lambda client: client.events().insert(
-                    calendarId=calendar_id, body=body, conferenceDataVersion=1
+                    calendarId=calendar_id,
+                    body=body,
+                    conferenceDataVersion=1,
+                    sendUpdates=send_updates,
                 ),
                 GoogleEvent,
             )
@@ -142,23 +173,45 @@ class CalendarGoogle:
         )
 
     async def patch(
-        self, user: GoogleUser, calendar_id: str, event_id: str, body: dict[str, Any]
+        self,
+        user: GoogleUser,
+        calendar_id: str,
+        event_id: str,
+        body: dict[str, Any],
+        *,
+        send_updates: str,
     ) -> GoogleEvent:
-        return await self.api.parsed(
-            user,
-            "events.patch",
-            lambda client: client.events().patch(
-                calendarId=calendar_id, eventId=event_id, body=body, conferenceDataVersion=1
-            ),
-            GoogleEvent,
-        )
+        """``NotOrganizer`` when Google refuses a guest's change of shared fields."""
+        try:
+            return await self.api.parsed(
+                user,
+                "events.patch",
+                lambda client: client.events().patch(
+                    calendarId=calendar_id,
+                    eventId=event_id,
+                    body=body,
+                    conferenceDataVersion=1,
+                    sendUpdates=send_updates,
+                ),
+                GoogleEvent,
+            )
+        except Forbidden as error:
+            if any(e.code == "forbiddenForNonOrganizer" for e in error.errors or []):
+                raise NotOrganizer(
+                    "only the organizer may change this event (Google: forbiddenForNonOrganizer)"
+                ) from error
+            raise
 
-    async def cancel(self, user: GoogleUser, calendar_id: str, event_id: str) -> None:
+    async def cancel(
+        self, user: GoogleUser, calendar_id: str, event_id: str, *, send_updates: str
+    ) -> None:
         """Delete (Google marks it cancelled); already deleted counts as done."""
         await self.api.ensure_gone(
             user,
             "events.delete",
-            lambda client: client.events().delete(calendarId=calendar_id, eventId=event_id),
+            lambda client: client.events().delete(
+                calendarId=calendar_id, eventId=event_id, sendUpdates=send_updates
+            ),
         )
 
     async def page(
@@ -172,12 +225,13 @@ class CalendarGoogle:
     ) -> Page[GoogleEvent]:
         """One page of an incremental (``sync_token``) or full listing; ``WatermarkExpired``
         when Google no longer accepts the sync token (``410``)."""
+        # Every page repeats the first page's parameters (the sync token included), as Google's
+        # sync guide does: a page token with other parameters is undefined behaviour.
         parameters: dict[str, Any] = {"calendarId": calendar_id, "maxResults": page_size}
-        # A page token carries the listing it continues; the sync token starts one.
+        if sync_token is not None:
+            parameters["syncToken"] = sync_token
         if page_token is not None:
             parameters["pageToken"] = page_token
-        elif sync_token is not None:
-            parameters["syncToken"] = sync_token
         try:
             return await self.api.page(
                 user,

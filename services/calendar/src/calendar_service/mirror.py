@@ -111,6 +111,7 @@ class EventRules:
             "attendees": attendees,
             "organizer": organizer,
             "hangout_link": resource.hangout_link,
+            "conference_status": resource.conference_status,
             "html_link": resource.html_link,
             "visibility": resource.visibility,
             "links": list(links),
@@ -162,6 +163,7 @@ def _when(value: EventTime | None) -> EventTimePublic | None:
 
 def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) -> EventPublic:
     resource = stored_event(event)
+    attending = resource.own_attendance()
     return EventPublic(
         id=event.id,
         calendar_id=calendar.google_id,
@@ -186,7 +188,10 @@ def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) 
             if attendee.email
         ],
         organizer=resource.organizer.email if resource.organizer else None,
+        is_organizer=resource.organized_by_owner,
+        response_status=attending.response_status if attending else None,
         hangout_link=resource.hangout_link,
+        conference_status=resource.conference_status,
         html_link=resource.html_link,
         visibility=resource.visibility,
         links=public_links(links),

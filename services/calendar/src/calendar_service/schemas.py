@@ -32,6 +32,17 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
 }
 EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Visibility = Literal["default", "public", "private", "confidential"]
+Notify = Literal["all", "external_only", "none"]
+NOTIFY_DESCRIPTION: Final = (
+    "Whom Google e-mails about this change: `all` guests (default), `external_only` (guests "
+    "who do not use Google Calendar), or `none`."
+)
+# Our choice → Google's ``sendUpdates``.
+SEND_UPDATES: Final[dict[str, str]] = {
+    "all": "all",
+    "external_only": "externalOnly",
+    "none": "none",
+}
 
 
 class GoogleTime(BaseModel):
@@ -176,9 +187,12 @@ class _EventWrite(BaseModel):
     )
     links: list[LinkInput] | None = Field(None, max_length=20)
     conference: bool | None = Field(
-        None, description="true adds a Google Meet link (`hangout_link`); false removes it."
+        None,
+        description="true asks Google for a Meet (`hangout_link`; see `conference_status`: "
+        "Google may create it later); false removes it.",
     )
     visibility: Visibility | None = None
+    notify: Notify = Field("all", description=NOTIFY_DESCRIPTION)
 
     @model_validator(mode="before")
     @classmethod
@@ -212,6 +226,15 @@ class EventUpdate(_EventWrite):
     """Fields to change; absent fields stay as they are. ``links`` replaces the links."""
 
 
+class RsvpRequest(BaseModel):
+    """The caller's answer to an invitation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response: Literal["accepted", "declined", "tentative"]
+    comment: str | None = Field(None, max_length=1024, description="A note to the organizer.")
+
+
 class EventTimePublic(BaseModel):
     date_time: AwareDatetime | None = Field(None, description="Set for timed events")
     date: dt.date | None = Field(None, description="Set for all-day events")
@@ -240,7 +263,19 @@ class EventPublic(BaseModel):
     time_zone: str | None
     attendees: list[AttendeePublic]
     organizer: str | None
+    is_organizer: bool = Field(
+        description="Whether the caller organizes it; else it is an invitation, whose shared "
+        "fields only the organizer may change (answer it with `…/rsvp`)"
+    )
+    response_status: str | None = Field(
+        description="The caller's own answer, when they are a guest (`needsAction`, "
+        "`accepted`, `declined`, `tentative`)"
+    )
     hangout_link: str | None
+    conference_status: str | None = Field(
+        description="The Meet asked for: `pending` (Google is still creating it; the link comes "
+        "with a later sync), `success` (`hangout_link`), `failure`; null when none was asked for"
+    )
     html_link: str | None
     visibility: str
     links: list[LinkPublic]

@@ -3,7 +3,7 @@ answer. Every ``/api`` route upserts the caller into the directory first (``Call
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
@@ -18,6 +18,7 @@ from crm_service.repository import (
     DealRepository,
     Filters,
     LeadRepository,
+    RecordRepository,
 )
 from crm_service.schemas import (
     AccessListPublic,
@@ -51,7 +52,7 @@ from crm_service.service import (
     RecordService,
 )
 from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
-from pipedesk_common.auth import Principal
+from pipedesk_common.auth import Principal, ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -64,6 +65,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.internal import callers
 from pipedesk_common.pagination import CursorCodec, Page
 
 MAX_PAGE = 100
@@ -572,3 +574,47 @@ async def deal_access_list(
 ) -> AccessListPublic:
     deal, members = await service.access_of(deal_id)
     return AccessListPublic(type="deal", **access_of(deal, members).model_dump())
+
+
+class RecordNamePublic(BaseModel):
+    """What another service shows of a record it files things under: its name and state."""
+
+    type: Literal["lead", "deal", "contact", "company"]
+    id: str
+    org_id: str
+    name: str
+    deleted: bool
+    version: int
+    lead_id: str | None = None
+
+
+@internal.get(
+    "/records/{record_type}/{record_id}",
+    summary="A record's name and whether it is deleted (service tokens of: drive)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound),
+)
+async def record_name(
+    record_type: Literal["lead", "deal", "contact", "company"],
+    record_id: UUID,
+    caller: Annotated[ServiceCaller, Depends(callers("drive"))],
+    session: SessionDep,
+) -> RecordNamePublic:
+    repositories: dict[str, type[RecordRepository[Any]]] = {
+        "lead": LeadRepository,
+        "deal": DealRepository,
+        "contact": ContactRepository,
+        "company": CompanyRepository,
+    }
+    record: Any = await repositories[record_type](session).get_by_id(record_id)
+    if record is None:
+        raise NotFound(f"no such {record_type}")
+    lead_id = getattr(record, "lead_id", None)
+    return RecordNamePublic(
+        type=record_type,
+        id=str(record.id),
+        org_id=record.org_id,
+        name=getattr(record, "title", None) or getattr(record, "name", ""),
+        deleted=record.deleted_at is not None,
+        version=record.version,
+        lead_id=str(lead_id) if lead_id else None,
+    )

@@ -183,7 +183,13 @@ async def list_tasks(
     due_min: Annotated[date | None, Query(description="Due on or after")] = None,
     due_max: Annotated[date | None, Query(description="Due on or before")] = None,
     assigned_by_me: bool = False,
-    include_hidden: Annotated[bool, Query(description="Include cleared completed tasks")] = False,
+    include_hidden: Annotated[
+        bool,
+        Query(
+            description="Include hidden tasks (cleared, or completed in Google's own apps); "
+            "`status=completed` includes them anyway"
+        ),
+    ] = False,
     include_deleted: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,

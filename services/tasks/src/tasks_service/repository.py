@@ -269,7 +269,9 @@ class TasksRepository:
             query = query.where(col(MirroredTask.due) >= filters.due_min)
         if filters.due_max is not None:
             query = query.where(col(MirroredTask.due) <= filters.due_max)
-        if not filters.include_hidden:
+        # Google hides every task completed in its own apps: asking for completed tasks
+        # includes them.
+        if not filters.include_hidden and filters.status != "completed":
             query = query.where(col(MirroredTask.hidden).is_(False))
         if not filters.include_deleted:
             query = query.where(col(MirroredTask.deleted).is_(False))

@@ -143,7 +143,10 @@ class TaskPublic(BaseModel):
     status: TaskStatus
     due: dt.date | None
     completed_at: AwareDatetime | None
-    hidden: bool = Field(description="Hidden by clearing completed tasks")
+    hidden: bool = Field(
+        description="Google's flag: set by clearing completed tasks, and on a task completed "
+        "in Google's own apps"
+    )
     deleted: bool
     web_link: str | None
     links: list[LinkPublic]

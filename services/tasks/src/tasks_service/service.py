@@ -202,7 +202,9 @@ class TasksService:
         await self._default_list(user)
         async with self.uow.read() as session:
             known = await TasksRepository(session).tasklists_of(principal.org_id, principal.sub)
-        return [public_list(tasklist) for tasklist in await self.poll.sync_lists(user, known)]
+        live = await self.poll.sync_lists(user, known)
+        # The default list first, then as Google lists them.
+        return [public_list(tasklist) for tasklist in sorted(live, key=lambda t: not t.is_default)]
 
     async def get_list(self, principal: Principal, list_id: UUID) -> TaskListPublic:
         async with self.uow.read() as session:

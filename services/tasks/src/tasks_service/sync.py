@@ -24,7 +24,7 @@ from pipedesk_common.mirror.paged import PagedSync
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.uow import UnitOfWork
-from tasks_service.google import GoogleTask, GoogleTaskList, TasksGoogle
+from tasks_service.google import DEFAULT_LIST, GoogleTask, GoogleTaskList, TasksGoogle
 from tasks_service.mirror import (
     ADOPTION_SKEW,
     TaskWriter,
@@ -98,7 +98,7 @@ class TasksPoll:
     async def sync_lists(self, user: GoogleUser, known: list[TaskList]) -> list[TaskList]:
         """Mirror the user's lists as Google lists them; the live ones, to poll."""
         resources = await self.google.tasklists(user)
-        default_id = resources[0].id if resources else None  # Google lists the default first
+        default_id = await self._default_list_id(user, known, {r.id for r in resources})
         live: list[TaskList] = []
         async with self.uow.write() as session:
             owner = (user.org_id, user.user_id, user.email)
@@ -113,6 +113,19 @@ class TasksPoll:
                 if gone.google_id not in listed:
                     await delete_tasklist(session, self.writer, gone, actor_id=None)
         return live
+
+    async def _default_list_id(
+        self, user: GoogleUser, known: list[TaskList], listed: set[str]
+    ) -> str | None:
+        """The user's default list, as Google names it (``@default``): Google promises no order
+        of ``tasklists.list``. Asked once per user; the default cannot be deleted, so the one
+        mirrored stays it while Google lists it."""
+        mirrored = next((t.google_id for t in known if t.is_default), None)
+        if mirrored in listed:
+            return mirrored
+        if not listed:
+            return None
+        return (await self.google.tasklist(user, DEFAULT_LIST)).id
 
     async def _tasks(self, tasklist: TaskList, outcome: PollOutcome) -> None:
         since = tasklist.polled_through

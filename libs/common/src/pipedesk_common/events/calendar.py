@@ -30,6 +30,11 @@ class CalendarEventSnapshot(VersionedData):
     attendees: list[str] = Field(description="Attendees' emails, lower case")
     organizer: str | None
     hangout_link: str | None = Field(description="The Google Meet link, if any")
+    conference_status: str | None = Field(
+        None,
+        description="The Meet asked for: pending (Google is still creating it), success "
+        "(hangout_link is set) or failure; null when none was asked for",
+    )
     html_link: str | None
     visibility: str = Field(description="default, public, private or confidential")
     links: list[Link] = Field(description="The CRM records the event belongs to")
