@@ -105,7 +105,7 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
     try:
         assert printed.wait(timeout=240), "\n".join(output[-40:])
         examples = [line for line in output if line.startswith("curl -sf ")]
-        assert len(examples) == 4, "\n".join(output[-40:])
+        assert len(examples) == 6, "\n".join(output[-40:])
         assert any(f"Gateway: http://127.0.0.1:{base}" in line for line in output)
         for command in examples:
             result = subprocess.run(
@@ -115,6 +115,8 @@ def test_make_run_brings_the_system_up_and_its_examples_work(
             assert result.stdout.startswith("{")
             if "/api/accounts/google" in command:  # the demo connected the user to the emulator
                 assert '"status":"connected"' in result.stdout, result.stdout
+            if "-X POST" in command and "/api/drive/" in command:  # the demo set the Drive root
+                assert '"name":"notes.txt"' in result.stdout, result.stdout
         gateway = f"http://127.0.0.1:{base}"
         assert any(f"Console: {gateway}/app/" in line for line in output)
         users = httpx.get(f"{gateway}/app/session/users", timeout=10)

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pipedesk_common.settings import BaseServiceSettings, Environment
+from pipedesk_common.uploads import DEFAULT_DRIVE_MAX_UPLOAD_BYTES
 
 # A browser origin as the Origin header spells it: scheme, host, optional port; nothing more.
 _ORIGIN = re.compile(
@@ -33,6 +34,13 @@ class GatewaySettings(BaseServiceSettings):
         None,
         description="Serve the console at /app, which signs in through the development identity "
         "provider (default: on, except in production, which refuses it)",
+    )
+    drive_max_upload_bytes: int = Field(
+        DEFAULT_DRIVE_MAX_UPLOAD_BYTES,
+        ge=1024,
+        validation_alias=AliasChoices("DRIVE_MAX_UPLOAD_BYTES", "drive_max_upload_bytes"),
+        description="The largest file Drive's upload routes accept (the same setting as the "
+        "drive service's); every other route keeps MAX_BODY_BYTES",
     )
     connect_timeout: float = Field(2.0, gt=0, le=30)
     read_timeout: float = Field(15.0, gt=0, le=300)

@@ -25,6 +25,7 @@ os.environ["NO_GCE_CHECK"] = "True"
 
 TASKS = "https://www.googleapis.com/auth/tasks"
 TASKS_READONLY = "https://www.googleapis.com/auth/tasks.readonly"
+DRIVE = "https://www.googleapis.com/auth/drive"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
@@ -115,6 +116,18 @@ class Harness:
         service = build_from_document(document, credentials=credentials)
         self.services.append(service)
         return service
+
+    def drive(self, credentials: Any) -> Any:
+        """The real google-api-python-client Drive v3 service, pointed at the emulator."""
+        document = copy.deepcopy(discovery_document("drive.v3"))
+        document["rootUrl"] = self.url + "/"
+        service = build_from_document(document, credentials=credentials)
+        self.services.append(service)
+        return service
+
+    def drive_for(self, email: str = "ann@example.com", scopes: list[str] | None = None) -> Any:
+        """A Drive service for a user with a freshly minted token (default: full Drive)."""
+        return self.drive(self.credentials(self.mint_token(email, scopes or [DRIVE])))
 
     def tasks_for(self, email: str = "ann@example.com", scopes: list[str] | None = None) -> Any:
         """A Tasks service for a user with a freshly minted token (default: read-write)."""

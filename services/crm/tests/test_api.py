@@ -421,6 +421,43 @@ async def test_internal_acl_requires_a_service_token(
     assert_problem(missing, 404)
 
 
+async def test_internal_record_names_are_for_the_drive_service_only(
+    crm: httpx.AsyncClient, users: Users, identity: Any
+) -> None:
+    from dev_identity.keystore import KeyStore
+    from pipedesk_common.auth import ServiceTokenIssuer
+    from pipedesk_common.clock import SystemClock
+
+    rep = users.make(Role.REP, teams=["team-a"])
+    lead = await create_lead(crm, rep)
+    path = f"/internal/records/lead/{lead['id']}"
+    store = KeyStore(identity.key_dir)
+
+    def token_of(service: str) -> dict[str, str]:
+        issuer = ServiceTokenIssuer(service, store.service_key(service), clock=SystemClock())
+        return {"Authorization": f"Bearer {issuer.token_for('crm')}"}
+
+    assert_problem(await crm.get(path, headers=rep.headers), 401)
+    assert_problem(await crm.get(path, headers=token_of("timeline")), 403)
+    response = await crm.get(path, headers=token_of("drive"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "type": "lead",
+        "id": lead["id"],
+        "org_id": rep.principal.org_id,
+        "name": lead["title"],
+        "deleted": False,
+        "version": 1,
+        "lead_id": None,
+    }
+    assert_problem(
+        await crm.get(f"/internal/records/deal/{uuid4()}", headers=token_of("drive")), 404
+    )
+    assert_problem(
+        await crm.get(f"/internal/records/note/{uuid4()}", headers=token_of("drive")), 422
+    )
+
+
 async def test_request_ids_and_latency_by_route_template(
     crm: httpx.AsyncClient, users: Users
 ) -> None:

@@ -44,6 +44,7 @@ from pipedesk_common.input_policy import InputPolicyMiddleware
 from pipedesk_common.keys import load_service_key
 from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import (
+    BodyLimit,
     BodySizeLimitMiddleware,
     ReadinessCheck,
     RequestContextMiddleware,
@@ -156,7 +157,7 @@ def reconnect_backoff(settings: BaseServiceSettings) -> Backoff:
 def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
-        concurrency=settings.consumer_concurrency or settings.database_pool_size,
+        concurrency=settings.consumer_concurrency or settings.process_pool_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -256,6 +257,7 @@ def create_app(
     description: str = "",
     openapi_url: str | None = "/openapi.json",
     idempotency: Table | None = None,
+    body_limits: Sequence[BodyLimit] = (),
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
     session, and — when given — the outbox relay and event consumers running beside it."""
@@ -285,6 +287,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         openapi_url=openapi_url,
+        # RequestContextMiddleware already traces, measures and logs every request: FastAPI's
+        # own telemetry would do it all a second time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     generated = app.openapi
@@ -322,7 +327,9 @@ def create_app(
     if idempotency is not None:
         app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(InputPolicyMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, limits=body_limits
+    )
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app
 

@@ -11,7 +11,8 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -234,20 +235,37 @@ class RequestContextMiddleware:
                 request_id_var.reset(token)
 
 
-class BodySizeLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+@dataclass(frozen=True)
+class BodyLimit:
+    """A route that declares its own body limit (an upload): ``method`` and a ``path`` pattern
+    (matched from the start of the path) accept up to ``max_bytes``."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    method: str
+    path: re.Pattern[str]
+    max_bytes: int
+
+    def applies(self, scope: Scope) -> bool:
+        return scope.get("method") == self.method and bool(self.path.match(scope["path"]))
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` (or a route's own ``limits``) with 413, whether or not
+    Content-Length is declared."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, limits: Sequence[BodyLimit] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = tuple(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        own = next((limit for limit in self.limits if limit.applies(scope)), None)
+        max_bytes = own.max_bytes if own is not None else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            await self._refuse(scope, receive, send, max_bytes)
             return
         received = 0
         too_large = False
@@ -258,7 +276,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -271,21 +289,21 @@ class BodySizeLimitMiddleware:
                 await send(message)
             elif not refused:
                 refused = True
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, max_bytes)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except _BodyTooLarge:
             if not refused:
                 refused = True
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         response = problem_response(
             PayloadTooLarge.status,
             PayloadTooLarge.slug,
             PayloadTooLarge.title,
-            f"at most {self.max_bytes} bytes are accepted",
+            f"at most {max_bytes} bytes are accepted",
             instance=scope.get("path"),
         )
         await response(scope, receive, send)

@@ -96,7 +96,7 @@ async def seed(http: httpx.AsyncClient, url: str, by_user: dict[str, str]) -> st
     return first
 
 
-GOOGLE_PRODUCTS = "calendar,tasks"
+GOOGLE_PRODUCTS = "calendar,tasks,drive"
 
 
 async def connect_google(http: httpx.AsyncClient, url: str, token: str, within: float = 60) -> None:
@@ -132,6 +132,23 @@ async def connect_google(http: httpx.AsyncClient, url: str, token: str, within: 
         raise SystemExit(f"connecting Google failed: {back.status_code}")
 
 
+async def set_drive_root(http: httpx.AsyncClient, url: str, token: str, within: float = 60) -> None:
+    """Make the admin's (emulated) Drive hold the demo org's record folders."""
+    deadline = time.monotonic() + within
+    while True:  # the drive service may still be starting
+        try:
+            answer = await http.put(
+                f"{url}/api/drive/root", json={}, headers={"Authorization": f"Bearer {token}"}
+            )
+            if answer.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the drive service behind {url} did not set the Drive root")
+        await asyncio.sleep(0.5)
+
+
 def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
     rep = by_user["rita"]
     lines = [
@@ -152,6 +169,9 @@ def instructions(url: str, by_user: dict[str, str], lead_id: str) -> str:
         f"curl -sf -X POST {url}/api/leads -H {auth} -H 'content-type: application/json' -d {body}",
         f"curl -sf {url}/api/timeline/lead/{lead_id} -H {auth}",
         f"curl -sf {url}/api/accounts/google -H {auth}",
+        f"curl -sf -X POST '{url}/api/drive/records/lead/{lead_id}/files?name=notes.txt'"
+        f" -H {auth} -H 'content-type: text/plain' --data-binary 'Call notes'",
+        f"curl -sf {url}/api/drive/records/lead/{lead_id}/files -H {auth}",
         "",
         f"Every demo user's Google account is connected (the emulator's) for {GOOGLE_PRODUCTS}.",
         "",
@@ -176,6 +196,7 @@ async def main() -> None:
         lead_id = await seed(http, url, by_user)
         for user in USERS:
             await connect_google(http, url, by_user[user.sub])
+        await set_drive_root(http, url, by_user["ada"])
     print(instructions(url, by_user, lead_id), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

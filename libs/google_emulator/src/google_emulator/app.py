@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from google_emulator import admin, oauth, tasks
+from google_emulator import admin, drive, oauth, tasks
 from google_emulator.core import Emulator, Fault, FidelityViolation, GoogleError, LoggedRequest
 from google_emulator.fidelity import check_response
 
@@ -127,7 +127,8 @@ class FidelityMiddleware:
                 headers = dict(message.get("headers", []))
                 is_json = headers.get(b"content-type", b"").startswith(b"application/json")
             elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
+                if is_json:  # media (a download) is never held whole
+                    chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     self._check(state.get("api_method"), scope["path"], status, is_json, chunks)
             await send(message)
@@ -186,6 +187,8 @@ def create_emulator_app(emulator: Emulator | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware, emulator=state)
     app.include_router(oauth.router)
     app.include_router(tasks.router)
+    app.include_router(drive.router)
+    app.include_router(drive.admin_router)
     app.include_router(admin.router)
     if importlib.util.find_spec("google_emulator.calendar") is not None:
         calendar = importlib.import_module("google_emulator.calendar")

@@ -32,9 +32,10 @@ def _methods(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @cache
 def find_method(api_method: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(discovery document, method) for a method id such as ``tasks.tasks.list``, if bundled."""
+    """(discovery document, method) for a method id such as ``tasks.tasks.list``, if bundled;
+    the newest version's where several define it (Drive v2 and v3 share method ids)."""
     api = api_method.split(".", 1)[0]
-    for path in sorted(DOCUMENTS.glob(f"{api}.*.json")):
+    for path in sorted(DOCUMENTS.glob(f"{api}.*.json"), reverse=True):
         document = discovery_document(path.stem)
         method = _methods(document).get(api_method)
         if method is not None:

@@ -3,7 +3,7 @@ answer. Every ``/api`` route upserts the caller into the directory first (``Call
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
@@ -18,6 +18,7 @@ from crm_service.repository import (
     DealRepository,
     Filters,
     LeadRepository,
+    RecordRepository,
 )
 from crm_service.schemas import (
     AccessListPublic,
@@ -558,13 +559,13 @@ async def list_companies(
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
 # The services keeping replicas of the access lists: the Google mirrors and the timeline.
-ACL_CALLERS = ("calendar", "tasks", "timeline")
+ACL_CALLERS = ("calendar", "drive", "tasks", "timeline")
 AclCallerDep = Annotated[ServiceCaller, Depends(callers(*ACL_CALLERS))]
 
 
 @internal.get(
     "/acl/lead/{lead_id}",
-    summary="A lead's access list, for other services' replicas (callers: calendar, tasks, "
+    summary="A lead's access list, for other services' replicas (callers: calendar, drive, tasks, "
     "timeline)",
     responses={**internal_problems(), **problem_responses(NotFound)},
 )
@@ -577,7 +578,7 @@ async def lead_access_list(
 
 @internal.get(
     "/acl/deal/{deal_id}",
-    summary="A deal's access list, for other services' replicas (callers: calendar, tasks, "
+    summary="A deal's access list, for other services' replicas (callers: calendar, drive, tasks, "
     "timeline)",
     responses={**internal_problems(), **problem_responses(NotFound)},
 )
@@ -586,3 +587,47 @@ async def deal_access_list(
 ) -> AccessListPublic:
     deal, members = await service.access_of(deal_id)
     return AccessListPublic(type="deal", **access_of(deal, members).model_dump())
+
+
+class RecordNamePublic(BaseModel):
+    """What another service shows of a record it files things under: its name and state."""
+
+    type: Literal["lead", "deal", "contact", "company"]
+    id: str
+    org_id: str
+    name: str
+    deleted: bool
+    version: int
+    lead_id: str | None = None
+
+
+@internal.get(
+    "/records/{record_type}/{record_id}",
+    summary="A record's name and whether it is deleted (service tokens of: drive)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound),
+)
+async def record_name(
+    record_type: Literal["lead", "deal", "contact", "company"],
+    record_id: UUID,
+    caller: Annotated[ServiceCaller, Depends(callers("drive"))],
+    session: SessionDep,
+) -> RecordNamePublic:
+    repositories: dict[str, type[RecordRepository[Any]]] = {
+        "lead": LeadRepository,
+        "deal": DealRepository,
+        "contact": ContactRepository,
+        "company": CompanyRepository,
+    }
+    record: Any = await repositories[record_type](session).get_by_id(record_id)
+    if record is None:
+        raise NotFound(f"no such {record_type}")
+    lead_id = getattr(record, "lead_id", None)
+    return RecordNamePublic(
+        type=record_type,
+        id=str(record.id),
+        org_id=record.org_id,
+        name=getattr(record, "title", None) or getattr(record, "name", ""),
+        deleted=record.deleted_at is not None,
+        version=record.version,
+        lead_id=str(lead_id) if lead_id else None,
+    )

@@ -38,7 +38,7 @@ teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
 # The services deciding about another user: the Google mirrors (an assignee, an attendee) and
 # accounts (whom a delegated token may impersonate).
-DIRECTORY_CALLERS = ("accounts", "calendar", "tasks")
+DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "tasks")
 
 
 @users.get(
@@ -150,7 +150,7 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id}",
-    summary="A user of an org (callers: accounts, calendar, tasks)",
+    summary="A user of an org (callers: accounts, calendar, drive, tasks)",
     responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(

@@ -10,6 +10,7 @@ them. A breaking change is a new version (a new model), never an edit.
 from pipedesk_common.events import accounts as accounts
 from pipedesk_common.events import calendar as calendar
 from pipedesk_common.events import crm as crm
+from pipedesk_common.events import drive as drive
 from pipedesk_common.events import tasks as tasks
 from pipedesk_common.events.envelope import (
     Event,

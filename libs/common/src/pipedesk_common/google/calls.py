@@ -30,11 +30,11 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 import httplib2
@@ -61,11 +61,13 @@ from pipedesk_common.google.credentials import (
     GoogleUser,
 )
 from pipedesk_common.google.idempotency import repeatable
+from pipedesk_common.google.media import StreamedMedia
 from pipedesk_common.google.resources import Page, R, SkippedItem
 from pipedesk_common.input_policy import cleaned
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 # Quotas that stay spent for hours: retrying soon only spends more of them.
 QUOTA_REASONS: Final = frozenset({"quotaExceeded", "dailyLimitExceeded"})
@@ -558,6 +560,106 @@ class GoogleApi:
             if error.google_status != 410:
                 raise
 
+    async def upload(
+        self, user: GoogleUser, method: str, start: Callable[[Resource], HttpRequest]
+    ) -> Any:
+        """A resumable upload, one chunk per attempt: ``start(client)`` builds the request
+        carrying resumable media (``pipedesk_common.google.media.StreamedMedia``). A failed
+        chunk is retried under the policy; the client first asks Google how much it holds and
+        goes on from that offset, so nothing is sent twice and nothing is created twice."""
+        transfer = await self._transfer(user)
+        try:
+            request = start(transfer.client)
+            media = request.resumable
+            while True:
+                if isinstance(media, StreamedMedia):  # the client's bytes, before the slot
+                    await media.prefetch(request.resumable_progress)
+                async with self._semaphore(user):
+                    _progress, done = await self._retried(
+                        method,
+                        lambda: transfer.run(
+                            lambda http: request.next_chunk(http=http, num_retries=0)
+                        ),
+                    )
+                if done is not None:
+                    return done
+        finally:
+            transfer.close()
+
+    async def download(
+        self,
+        user: GoogleUser,
+        method: str,
+        request: Callable[[Resource], HttpRequest],
+        first: int,
+        last: int,
+        chunk_bytes: int,
+    ) -> AsyncIterator[bytes]:
+        """Bytes ``first`` to ``last`` of a media download, a ranged request per ``chunk_bytes``
+        (each retried under the policy): never more than one piece in memory."""
+        transfer = await self._transfer(user)
+        try:
+            position = first
+            while position <= last:
+                end = min(last, position + chunk_bytes - 1)
+
+                def ranged(http: AuthorizedHttp, start: int = position, stop: int = end) -> Any:
+                    piece = request(transfer.client)
+                    piece.headers["Range"] = f"bytes={start}-{stop}"
+                    return piece.execute(http=http, num_retries=0)
+
+                async with self._semaphore(user):
+                    data = await self._retried(method, lambda: transfer.run(ranged))
+                if not data:
+                    return
+                position += len(data)
+                yield data
+        finally:
+            transfer.close()
+
+    async def _transfer(self, user: GoogleUser) -> _Transfer:
+        credentials = await self._credentials.credentials(user, self._scopes)
+        return _Transfer(self, user, credentials)
+
+    async def _retried(self, method: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, one piece of a transfer whose repeat changes nothing (a ranged read,
+        a chunk sent from Google's offset), under the retry policy; failures as problems."""
+        policy = self._policy
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_after_delay(policy.max_total_seconds),
+            wait=lambda retry_state: _wait(policy, retry_state),
+            retry=retry_if_exception(is_retryable),
+            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for try_once in retrying:
+                with try_once:
+                    began = time.monotonic()
+                    try:
+                        result = await attempt()
+                    except HttpError as error:
+                        self._observe(method, str(error.resp.status), began)
+                        if not is_retryable(error):
+                            raise to_problem(
+                                error, retry_after=_retry_after(error), api=self.name
+                            ) from error
+                        raise
+                    except TRANSPORT_ERRORS:
+                        self._observe(method, "connection_error", began)
+                        raise
+                    self._observe(method, "200", began)
+                    return result
+        except HttpError as error:
+            raise to_problem(error, retry_after=_retry_after(error), api=self.name) from error
+        except TRANSPORT_ERRORS as error:
+            raise GoogleQuotaExhausted(
+                "Google could not be reached", headers={"Retry-After": "30"}
+            ) from error
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
     def _execute(self, credentials: Credentials, request: Callable[[Resource], HttpRequest]) -> Any:
         client = self._client(credentials)
         try:
@@ -568,3 +670,37 @@ class GoogleApi:
     def _observe(self, method: str, status: str, began: float) -> None:
         GOOGLE_CALLS.labels(self.name, method, status).inc()
         GOOGLE_SECONDS.labels(self.name, method).observe(time.monotonic() - began)
+
+
+class _Transfer:
+    """One client for the pieces of one media transfer, run one at a time in worker threads;
+    a ``401`` gets one credential refresh."""
+
+    def __init__(self, api: GoogleApi, user: GoogleUser, credentials: Credentials) -> None:
+        self.api = api
+        self.user = user
+        self.client = api._client(credentials)
+        self.http = self._http(credentials)
+        self.refreshed = False
+
+    def _http(self, credentials: Credentials) -> AuthorizedHttp:
+        http = OneAttemptHttp(timeout=self.api._timeout)
+        # A resumable upload's "308 Resume Incomplete" is an answer, not a redirect.
+        http.redirect_codes = http.redirect_codes - {308}
+        return AuthorizedHttp(credentials, http=http, refresh_status_codes=())
+
+    async def run(self, piece: Callable[[AuthorizedHttp], T]) -> T:
+        try:
+            return await asyncio.to_thread(piece, self.http)
+        except HttpError as error:
+            if error.resp.status != 401 or self.refreshed:
+                raise
+            self.refreshed = True
+            credentials = await self.api._credentials.refreshed(self.user, self.api._scopes)
+            self.http.close()
+            self.http = self._http(credentials)
+            return await asyncio.to_thread(piece, self.http)
+
+    def close(self) -> None:
+        self.http.close()
+        self.client.close()

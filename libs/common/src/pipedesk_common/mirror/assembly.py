@@ -64,6 +64,7 @@ from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.settings import GoogleServiceSettings, PushServiceSettings
 from pipedesk_common.mirror.tables import MirrorTables
 from pipedesk_common.mirror.work import SyncRun, SyncWork
+from pipedesk_common.observability import BodyLimit
 from pipedesk_common.periodic import JobRunner, PeriodicJob
 from pipedesk_common.uow import UnitOfWork, on_commit
 
@@ -111,6 +112,10 @@ class GoogleProduct(Generic[G, S]):
     # A product Google notifies (its client ``Watching``): which sync a channel's notification
     # asks for (None: the notification is ignored).
     push: ResolveChannel | None = None
+    # Events of other services it follows, beyond access lists and Google connections.
+    subscribe: Callable[[Consumer, Callable[[], MirrorRuntime[G, S]]], None] | None = None
+    # Routes accepting bodies over the 1 MiB default (uploads), from the settings.
+    body_limits: Callable[[S], Sequence[BodyLimit]] | None = None
 
     @property
     def inbound_queue(self) -> str:
@@ -160,6 +165,8 @@ def google_service(
     )
     replica.subscribe(consumer)
     _follow_connections(consumer, product, runtime)
+    if product.subscribe is not None:
+        product.subscribe(consumer, runtime)
 
     @asynccontextmanager
     async def lifespan(context: ServiceContext) -> AsyncIterator[None]:
@@ -190,6 +197,7 @@ def google_service(
         lifespans=[lifespan],
         outbox=tables.outbox,
         consumers=[consumer],
+        body_limits=product.body_limits(settings) if product.body_limits else (),
         idempotency=tables.idempotency_keys,  # the routes that declare IDEMPOTENT
     )
     return app

@@ -1,0 +1,1 @@
+"""PipeDesk drive service."""

@@ -1,0 +1,540 @@
+"""Drive routes: parse, authorize (through the service, before any Google call), answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+from urllib.parse import quote
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from drive_service.google import GOOGLE_APPS
+from drive_service.models import DriveFile, RecordFolder
+from drive_service.schemas import (
+    FileMove,
+    FilePublic,
+    FileRename,
+    FolderPublic,
+    RecordType,
+    RootPublic,
+    RootWrite,
+    SubfolderPublic,
+)
+from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
+from pipedesk_common.app import ContextDep, PrincipalDep, provided
+from pipedesk_common.auth import ServiceCaller
+from pipedesk_common.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    InvalidCursor,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    problem_response,
+    problem_responses,
+)
+from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.internal import callers, internal_problems
+from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
+from pipedesk_common.mirror.runtime import MirrorRuntime
+from pipedesk_common.pagination import Page
+from pipedesk_common.rbac import Action
+
+router = APIRouter(prefix="/api/drive", tags=["drive"])
+internal = APIRouter(prefix="/internal", tags=["internal"])
+
+MAX_PAGE: Final = 100
+RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
+EXPORT_FORMATS: Final = {
+    "pdf": "application/pdf",
+    "txt": "text/plain",
+    "html": "text/html",
+    "md": "text/markdown",
+    "csv": "text/csv",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+UPLOAD_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "description": "The file's bytes; its Content-Type is the file's type",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+class LengthRequired(AppError):
+    status, slug, title = 411, "length-required", "Uploads must declare their Content-Length"
+
+
+class IsGoogleDoc(Conflict):
+    slug, title = "google-doc", "A Google Docs file has no content of its own: export it"
+
+
+RuntimeDep = Annotated[DriveRuntime, Depends(provided(MirrorRuntime))]
+
+
+def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveService:
+    return DriveService(runtime, context)
+
+
+ServiceDep = Annotated[DriveService, Depends(drive_service)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Subfolder = Annotated[
+    str, Query(min_length=1, max_length=200, description="One of DRIVE_SUBFOLDERS")
+]
+FileName = Annotated[
+    str, Query(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$", description="Its name")
+]
+
+
+def folder_public(folder: RecordFolder) -> FolderPublic:
+    assert folder.google_id is not None
+    return FolderPublic(
+        id=folder.id,
+        record_type=folder.record_type,
+        record_id=folder.record_id,
+        google_id=folder.google_id,
+        name=folder.name,
+        web_view_link=folder.web_view_link,
+        trashed=folder.trashed,
+        subfolders=[
+            SubfolderPublic(name=name, google_id=google_id)
+            for name, google_id in folder.subfolders.items()
+        ],
+    )
+
+
+def declared_size(request: Request, max_bytes: int) -> int:
+    """The upload's size from its Content-Length: ``411`` without one, ``413`` above the limit
+    (before anything is read or sent to Google)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        raise LengthRequired("send the file with a Content-Length (no chunked uploads)")
+    if not declared.isdigit():
+        raise InvalidInput("Content-Length: not a number")
+    size = int(declared)
+    if size > max_bytes:
+        raise PayloadTooLarge(f"at most {max_bytes} bytes are accepted")
+    return size
+
+
+def media_type(request: Request) -> str:
+    value = request.headers.get("content-type") or "application/octet-stream"
+    if len(value) > 255 or not re.fullmatch(r"[\w.+-]+/[\w.+-]+(\s*;.*)?", value):
+        raise InvalidInput("Content-Type: not a media type")
+    return value.split(";")[0].strip().lower()
+
+
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` that always downloads, with a filename no header can break."""
+    cleaned = "".join(c for c in name if c.isprintable() and c not in '\\/"').strip() or "download"
+    fallback = cleaned.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+
+
+def download_headers(name: str) -> dict[str, str]:
+    return {
+        "Content-Disposition": attachment(name),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, no-store",
+    }
+
+
+# --- the org's root ----------------------------------------------------------------------------
+
+
+@router.put(
+    "/root",
+    summary="Choose where the org's record folders live (admins): a shared drive, or a folder "
+    "in the caller's My Drive; the caller's Google account holds them",
+    responses=problem_responses(Unauthorized, Forbidden, *GOOGLE_PROBLEMS),
+)
+async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep) -> RootPublic:
+    root = await service.configure_root(principal, data.shared_drive_id, data.name)
+    return RootPublic.model_validate(root)
+
+
+@router.get(
+    "/root",
+    summary="Where the org's record folders live",
+    responses=problem_responses(Unauthorized, DriveNotConfigured),
+)
+async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
+    return RootPublic.model_validate(await service.root(principal.org_id))
+
+
+# --- a record's folder and files ---------------------------------------------------------------
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/folder",
+    summary="The record's folder, made on first use (`<type folder>/<name> · <short id>/` with "
+    "its subfolders)",
+    responses=problem_responses(
+        Unauthorized, NotFound, DriveNotConfigured, FolderBusy, *GOOGLE_PROBLEMS
+    ),
+)
+async def record_folder(
+    record_type: RecordType, record_id: UUID, principal: PrincipalDep, service: ServiceDep
+) -> FolderPublic:
+    record = await service.authorize(principal, record_type, str(record_id), Action.READ)
+    folder, _root = await service.folder(record)
+    return folder_public(folder)
+
+
+async def _listing(
+    record_type: str,
+    record_id: UUID,
+    principal: PrincipalDep,
+    service: DriveService,
+    context: ContextDep,
+    *,
+    trashed: bool,
+    limit: int,
+    cursor: str | None,
+) -> Page[FilePublic]:
+    record = await service.authorize(principal, record_type, str(record_id), Action.READ)
+    folder, _root = await service.folder(record)
+    scope = f"drive-files:{folder.id}:{trashed}"
+    after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
+    rows = await service.files(folder, trashed=trashed, after=after, limit=limit + 1)
+    page = context.cursors.keyset_page(rows, limit, moment=lambda row: row.created_at, scope=scope)
+    return Page(
+        items=[FilePublic.model_validate(row) for row in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/files",
+    summary="The files in the record's folder (from the local mirror), oldest first",
+    responses=problem_responses(
+        Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def list_files(
+    record_type: RecordType,
+    record_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[FilePublic]:
+    return await _listing(
+        record_type,
+        record_id,
+        principal,
+        service,
+        context,
+        trashed=False,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/trash",
+    summary="The record's trashed files (restorable), oldest first",
+    responses=problem_responses(
+        Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def list_trash(
+    record_type: RecordType,
+    record_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[FilePublic]:
+    return await _listing(
+        record_type,
+        record_id,
+        principal,
+        service,
+        context,
+        trashed=True,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.post(
+    "/records/{record_type}/{record_id}/files",
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a file into the record's folder (streamed; the body is the file)",
+    description="Send the file's bytes as the body with its `Content-Type` and `Content-Length` "
+    "(required: `411` without). Larger than `DRIVE_MAX_UPLOAD_BYTES`: `413`, before anything "
+    "reaches Google. Files up to `DRIVE_RESUMABLE_THRESHOLD_BYTES` go to Google in one request, "
+    "larger ones in resumable chunks, never held whole in memory. With `Idempotency-Key`, a "
+    "retried upload answers the file the first one stored (`200`), never a second file; the "
+    "same key with another name or subfolder answers `422`.",
+    openapi_extra=UPLOAD_BODY,
+    responses=problem_responses(
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        LengthRequired,
+        PayloadTooLarge,
+        DriveNotConfigured,
+        IdempotencyKeyReused,
+        *GOOGLE_PROBLEMS,
+    ),
+)
+async def upload_file(
+    record_type: RecordType,
+    record_id: UUID,
+    name: FileName,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyDep,
+    subfolder: Subfolder = "Documents",
+) -> FilePublic:
+    size = declared_size(request, service.settings.max_upload_bytes)
+    mime = media_type(request)
+    record = await service.authorize(principal, record_type, str(record_id), Action.UPDATE)
+    row, created = await service.upload(
+        record,
+        subfolder,
+        Upload(name, mime, size, request.stream(), uploader=principal.sub),
+        caller_key=f"user:{principal.sub}:{idempotency_key}" if idempotency_key else None,
+    )
+    answer_created(response, f"/api/drive/files/{row.id}", created)
+    return FilePublic.model_validate(row)
+
+
+# --- one file ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/files/{file_id}",
+    summary="A file's details",
+    responses=problem_responses(Unauthorized, NotFound),
+)
+async def get_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
+    return FilePublic.model_validate(await service.file(principal, file_id, Action.READ))
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int, bool] | None:
+    """(first, last, partial) of a single ``Range``; None when it cannot be satisfied."""
+    if header is None:
+        return 0, size - 1, False
+    match = RANGE.match(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    start, end = match.groups()
+    if start == "":
+        first, last = max(0, size - int(end)), size - 1
+    else:
+        first = int(start)
+        last = min(int(end), size - 1) if end else size - 1
+    if first >= size or first > last:
+        return None
+    return first, last, True
+
+
+async def _prefetched(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream with its first piece already read: Google's refusal becomes a problem
+    answered before the status line, not a cut-off download."""
+    iterator = body.__aiter__()
+    first = await anext(iterator, b"")
+
+    async def chain() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for piece in iterator:
+            yield piece
+
+    return chain()
+
+
+@router.get(
+    "/files/{file_id}/content",
+    summary="Download a file (streamed; one `Range` honoured), always as an attachment",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "The requested range"},
+        **problem_responses(Unauthorized, NotFound, IsGoogleDoc, *GOOGLE_PROBLEMS),
+    },
+)
+async def download_file(
+    file_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    byte_range: Annotated[str | None, Header(alias="Range")] = None,
+) -> Response:
+    found = await service.file(principal, file_id, Action.READ)
+    if found.mime_type.startswith(GOOGLE_APPS):
+        raise IsGoogleDoc(
+            f"export it (GET /api/drive/files/{found.id}/export?format=pdf) or open "
+            f"{found.web_view_link}"
+        )
+    size = found.size or 0
+    headers = {**download_headers(found.name), "Accept-Ranges": "bytes"}
+    if size == 0:
+        return Response(b"", media_type=found.mime_type, headers=headers)
+    chosen = _byte_range(byte_range, size)
+    if chosen is None:
+        return problem_response(
+            416,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+            f"the file has {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    first, last, partial = chosen
+    headers["Content-Length"] = str(last - first + 1)
+    if partial:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    body = await _prefetched(await service.content(found, first, last))
+    return StreamingResponse(
+        body,
+        status_code=206 if partial else 200,
+        media_type=found.mime_type,
+        headers=headers,
+    )
+
+
+@router.get(
+    "/files/{file_id}/export",
+    summary="A Google Docs, Sheets or Slides file exported (`format`: pdf, txt, html, md, "
+    "csv, docx, xlsx, pptx), as an attachment",
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **problem_responses(Unauthorized, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+    },
+)
+async def export_file(
+    file_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    export_format: Annotated[str, Query(alias="format", pattern=r"^[a-z]{2,4}$")] = "pdf",
+) -> Response:
+    found = await service.file(principal, file_id, Action.READ)
+    mime = EXPORT_FORMATS.get(export_format)
+    if mime is None:
+        raise InvalidInput(f"format: one of {', '.join(EXPORT_FORMATS)}")
+    if not found.mime_type.startswith(GOOGLE_APPS):
+        raise InvalidInput("only Google Docs, Sheets and Slides export; download this file")
+    data = await service.export(found, mime)
+    return Response(
+        data, media_type=mime, headers=download_headers(f"{found.name}.{export_format}")
+    )
+
+
+@router.patch(
+    "/files/{file_id}",
+    summary="Rename a file",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
+)
+async def rename_file(
+    file_id: UUID, data: FileRename, principal: PrincipalDep, service: ServiceDep
+) -> FilePublic:
+    return FilePublic.model_validate(await service.rename(principal, file_id, data.name))
+
+
+@router.post(
+    "/files/{file_id}/move",
+    summary="Move a file into another record's folder (`update` needed on both records)",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def move_file(
+    file_id: UUID, data: FileMove, principal: PrincipalDep, service: ServiceDep
+) -> FilePublic:
+    moved = await service.move(
+        principal, file_id, data.record_type, str(data.record_id), data.subfolder
+    )
+    return FilePublic.model_validate(moved)
+
+
+@router.post(
+    "/files/{file_id}/trash",
+    summary="Move a file to the trash (restorable)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def trash_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
+    return FilePublic.model_validate(await service.set_trashed(principal, file_id, True))
+
+
+@router.post(
+    "/files/{file_id}/restore",
+    summary="Restore a file from the trash",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def restore_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
+    return FilePublic.model_validate(await service.set_trashed(principal, file_id, False))
+
+
+@router.delete(
+    "/files/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a file for good (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
+)
+async def delete_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
+    await service.delete(principal, file_id)
+
+
+# --- for the automation service ----------------------------------------------------------------
+
+INTERNAL_UPLOAD: Final = re.compile(r"^/internal/records/[a-z]+/[^/]+/files$")
+
+
+@internal.post(
+    "/records/{record_type}/{record_id}/files",
+    status_code=status.HTTP_201_CREATED,
+    summary="Save a stream into a record's subfolder, once per `key` (callers: automation)",
+    description="The body is the file, as for uploads. The same `key` again answers the file "
+    "the first request saved (`200`), never a second file.",
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        **internal_problems(),
+        **problem_responses(
+            NotFound, InvalidInput, LengthRequired, PayloadTooLarge, DriveNotConfigured
+        ),
+    },
+)
+async def save_file(
+    record_type: RecordType,
+    record_id: UUID,
+    name: FileName,
+    org_id: Annotated[str, Query(min_length=1, max_length=255, description="The record's org")],
+    key: Annotated[str, Query(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")],
+    request: Request,
+    caller: Annotated[ServiceCaller, Depends(callers("automation"))],
+    service: ServiceDep,
+    response: Response,
+    subfolder: Subfolder = "Email attachments",
+) -> FilePublic:
+    size = declared_size(request, service.settings.max_upload_bytes)
+    mime = media_type(request)
+    record = await service.live_record(org_id, record_type, str(record_id))
+    row, created = await service.upload(
+        record,
+        subfolder,
+        Upload(name, mime, size, request.stream(), uploader=f"svc:{caller.name}"),
+        caller_key=f"svc:{caller.name}:{key}",
+    )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return FilePublic.model_validate(row)
+
+
+__all__ = ["DriveFile", "internal", "router"]

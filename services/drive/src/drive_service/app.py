@@ -1,0 +1,37 @@
+"""The drive service: a Google Drive folder per CRM record and its files, on the Google service
+kit."""
+
+import re
+
+from drive_service import api, consumers, models, sync
+from drive_service.google import DriveGoogle
+from drive_service.settings import DriveSettings
+from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.observability import BodyLimit
+from pipedesk_common.uploads import drive_upload_limits
+
+
+def upload_limits(settings: DriveSettings) -> list[BodyLimit]:
+    """Uploads (the public route and the automation service's) take up to
+    ``DRIVE_MAX_UPLOAD_BYTES``; every other route keeps the 1 MiB default."""
+    internal = BodyLimit("POST", re.compile(api.INTERNAL_UPLOAD.pattern), settings.max_upload_bytes)
+    return [*drive_upload_limits(settings.max_upload_bytes), internal]
+
+
+DRIVE = GoogleProduct(
+    name="drive",
+    api_version="v3",
+    title="PipeDesk drive",
+    description="A Google Drive folder per CRM record under the org's root, its files "
+    "uploaded, listed, downloaded, exported, trashed and restored, following the record.",
+    tables=models.TABLES,
+    routers=[api.router, api.internal],
+    google=DriveGoogle,
+    sync=sync.folder_sync,
+    resync=sync.resync_user,
+    jobs=sync.drive_jobs,
+    example_job="drive.sync-folders",
+    subscribe=consumers.follow_records,
+    body_limits=upload_limits,
+)
+build_app = DRIVE.app

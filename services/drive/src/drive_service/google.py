@@ -1,0 +1,223 @@
+"""The Google Drive calls this service makes, and what Google answers as typed models.
+
+Every call names ``supportsAllDrives`` (an org's root may be a shared drive). Creates carry an id
+from ``files.generateIds``: Google answers ``409`` to a second create with that id, so a create
+retried after an ambiguous failure never makes a second file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Final
+
+from googleapiclient.http import MediaIoBaseUpload
+
+from pipedesk_common.errors import NotFound
+from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
+from pipedesk_common.google.media import StreamedMedia
+from pipedesk_common.google.resources import GoogleResource
+
+FOLDER: Final = "application/vnd.google-apps.folder"
+GOOGLE_APPS: Final = "application/vnd.google-apps."
+FILE_FIELDS: Final = (
+    "id,name,mimeType,parents,size,md5Checksum,trashed,createdTime,modifiedTime,webViewLink,"
+    "appProperties,driveId"
+)
+
+
+class DriveItem(GoogleResource):
+    id: str
+    name: str = ""
+    mime_type: str = ""
+    parents: list[str] = []
+    size: int | None = None
+    md5_checksum: str | None = None
+    trashed: bool = False
+    created_time: datetime | None = None
+    modified_time: datetime | None = None
+    web_view_link: str | None = None
+    app_properties: dict[str, str] = {}
+
+    @property
+    def is_google_doc(self) -> bool:
+        return self.mime_type.startswith(GOOGLE_APPS) and self.mime_type != FOLDER
+
+
+class GeneratedIds(GoogleResource):
+    ids: list[str]
+
+
+def quoted(value: str) -> str:
+    """A string literal of Drive's query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def has_property(key: str, value: str) -> str:
+    return f"appProperties has {{ key={quoted(key)} and value={quoted(value)} }}"
+
+
+class DriveGoogle:
+    def __init__(self, api: GoogleApi) -> None:
+        self.api = api
+
+    async def generate_ids(self, user: GoogleUser, count: int) -> list[str]:
+        answer = await self.api.parsed(
+            user,
+            "files.generateIds",
+            lambda client: client.files().generateIds(count=count, space="drive"),
+            GeneratedIds,
+        )
+        return answer.ids
+
+    async def get(self, user: GoogleUser, file_id: str) -> DriveItem:
+        return await self.api.parsed(
+            user,
+            "files.get",
+            lambda client: client.files().get(
+                fileId=file_id, fields=FILE_FIELDS, supportsAllDrives=True
+            ),
+            DriveItem,
+        )
+
+    async def find(self, user: GoogleUser, query: str, shared_drive: str | None) -> list[DriveItem]:
+        """Every file matching ``query`` (trashed ones too, unless the query says otherwise)."""
+        where: dict[str, Any] = {"includeItemsFromAllDrives": True, "supportsAllDrives": True}
+        if shared_drive is not None:
+            where.update(corpora="drive", driveId=shared_drive)
+        return await self.api.list_all(
+            user,
+            "files.list",
+            lambda client, token: client.files().list(
+                q=query,
+                pageSize=100,
+                pageToken=token,
+                fields=f"nextPageToken,files({FILE_FIELDS})",
+                **where,
+            ),
+            DriveItem,
+            items="files",
+        )
+
+    async def create(self, user: GoogleUser, body: dict[str, Any]) -> DriveItem:
+        """A file or folder without content, with the id in ``body`` (made once)."""
+        return await self._once(
+            user,
+            body["id"],
+            lambda: self.api.parsed(
+                user,
+                "files.create",
+                lambda client: client.files().create(
+                    body=body, fields=FILE_FIELDS, supportsAllDrives=True
+                ),
+                DriveItem,
+                reconcile=lambda: self._stored(user, body["id"]),
+            ),
+        )
+
+    async def _stored(self, user: GoogleUser, file_id: str) -> DriveItem | None:
+        """The file an ambiguous create may have made (it named its id), or None."""
+        try:
+            return await self.get(user, file_id)
+        except NotFound:
+            return None
+
+    async def upload_small(
+        self, user: GoogleUser, body: dict[str, Any], data: bytes, mime_type: str
+    ) -> DriveItem:
+        """One multipart request (small files), with the id in ``body`` (made once)."""
+
+        def request(client: Any) -> Any:
+            media = MediaIoBaseUpload(io.BytesIO(data), mimetype=mime_type, resumable=False)
+            return client.files().create(
+                body=body, media_body=media, fields=FILE_FIELDS, supportsAllDrives=True
+            )
+
+        return await self._once(
+            user,
+            body["id"],
+            lambda: self.api.parsed(
+                user,
+                "files.create",
+                request,
+                DriveItem,
+                reconcile=lambda: self._stored(user, body["id"]),
+            ),
+        )
+
+    async def upload_resumable(
+        self, user: GoogleUser, body: dict[str, Any], media: StreamedMedia
+    ) -> DriveItem:
+        """A resumable upload, a chunk at a time, resumed from Google's offset after a failure."""
+
+        async def upload() -> DriveItem:
+            answer = await self.api.upload(
+                user,
+                "files.create",
+                lambda client: client.files().create(
+                    body=body, media_body=media, fields=FILE_FIELDS, supportsAllDrives=True
+                ),
+            )
+            return DriveItem.model_validate(answer)
+
+        return await self._once(user, body["id"], upload)
+
+    async def _once(self, user: GoogleUser, file_id: str, create: Any) -> DriveItem:
+        try:
+            made: DriveItem = await create()
+        except GoogleCallError as error:
+            if error.google_status != 409:
+                raise
+            return await self.get(user, file_id)  # made by an attempt whose answer was lost
+        return made
+
+    async def update(
+        self,
+        user: GoogleUser,
+        file_id: str,
+        body: dict[str, Any],
+        *,
+        add_parents: str | None = None,
+        remove_parents: str | None = None,
+    ) -> DriveItem:
+        parameters: dict[str, Any] = {"fileId": file_id, "body": body}
+        if add_parents:
+            parameters["addParents"] = add_parents
+        if remove_parents:
+            parameters["removeParents"] = remove_parents
+        return await self.api.parsed(
+            user,
+            "files.update",
+            lambda client: client.files().update(
+                fields=FILE_FIELDS, supportsAllDrives=True, **parameters
+            ),
+            DriveItem,
+        )
+
+    async def delete(self, user: GoogleUser, file_id: str) -> None:
+        await self.api.ensure_gone(
+            user,
+            "files.delete",
+            lambda client: client.files().delete(fileId=file_id, supportsAllDrives=True),
+        )
+
+    def download(
+        self, user: GoogleUser, file_id: str, first: int, last: int, chunk_bytes: int
+    ) -> AsyncIterator[bytes]:
+        return self.api.download(
+            user,
+            "files.get.media",
+            lambda client: client.files().get_media(fileId=file_id, supportsAllDrives=True),
+            first,
+            last,
+            chunk_bytes,
+        )
+
+    async def export(self, user: GoogleUser, file_id: str, mime_type: str) -> bytes:
+        data: bytes = await self.api.call(
+            user,
+            "files.export",
+            lambda client: client.files().export(fileId=file_id, mimeType=mime_type),
+        )
+        return data

@@ -1,0 +1,84 @@
+"""Drive's API shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RecordType = Literal["lead", "deal", "contact", "company"]
+
+
+class RootWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shared_drive_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A shared drive the caller is a member of; without it, a folder in the "
+        "caller's My Drive",
+    )
+    name: str = Field("PipeDesk", min_length=1, max_length=200, description="The root folder")
+
+
+class RootPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    org_id: str
+    user_id: str
+    user_email: str
+    root_google_id: str
+    shared_drive_id: str | None
+    type_folders: dict[str, str]
+
+
+class SubfolderPublic(BaseModel):
+    name: str
+    google_id: str
+
+
+class FolderPublic(BaseModel):
+    id: UUID
+    record_type: str
+    record_id: str
+    google_id: str
+    name: str
+    web_view_link: str | None
+    trashed: bool
+    subfolders: list[SubfolderPublic]
+
+
+class FilePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    folder_id: UUID
+    subfolder: str
+    google_id: str
+    name: str
+    mime_type: str
+    size: int | None
+    md5: str | None
+    web_view_link: str | None
+    trashed: bool
+    trashed_at: datetime | None
+    uploaded_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class FileRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$")
+
+
+class FileMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record_type: RecordType
+    record_id: UUID
+    subfolder: str = Field("Documents", min_length=1, max_length=200)
