@@ -190,14 +190,15 @@ async def test_an_answer_cut_short_is_an_error_not_a_shorter_body() -> None:
 async def test_through_the_gateway_short_answers_have_a_length_and_long_ones_arrive_whole(
     service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A public route (no token needed), served by uvloop like the gateway in production."""
+    """Public routes (no token needed: the calendar webhook, the OAuth callback), served by
+    uvloop like the gateway in production."""
     service = FastAPI()
 
     @service.post("/webhooks/google/calendar")
     async def short(request: Request) -> dict[str, object]:
         return {"got": len(await request.body()), "query": request.url.query}
 
-    @service.get("/webhooks/google/calendar")
+    @service.get("/api/accounts/google/callback")
     async def long() -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(LONG), 65536):
@@ -207,6 +208,7 @@ async def test_through_the_gateway_short_answers_have_a_length_and_long_ones_arr
 
     with serve_in_thread(service) as service_url:
         monkeypatch.setenv("CALENDAR_URL", service_url)
+        monkeypatch.setenv("ACCOUNTS_URL", service_url)
         gateway = build_app(GatewaySettings(**service_env))
         with serve_in_thread(gateway) as gateway_url:
             async with httpx.AsyncClient(timeout=10) as http:
@@ -216,7 +218,7 @@ async def test_through_the_gateway_short_answers_have_a_length_and_long_ones_arr
                         for n in range(20)
                     )
                 )
-                whole = await http.get(f"{gateway_url}/webhooks/google/calendar")
+                whole = await http.get(f"{gateway_url}/api/accounts/google/callback")
     for n, answer in enumerate(answers):
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"got": n, "query": f"n={n}"}
