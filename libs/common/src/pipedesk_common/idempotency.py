@@ -355,7 +355,9 @@ class IdempotencyMiddleware:
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started.update(message)
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and isinstance(
+                scope.get("state", {}).get(STATE_KEY), Claim
+            ):  # only the answer of a request holding a key is kept
                 chunks.append(message.get("body", b""))
             await send(message)
 
