@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -17,7 +17,7 @@ from pipedesk_common.app import ServiceContext, create_app
 from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import AppError, NotFound, problem_response
-from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
+from pipedesk_common.observability import ROUTE_LABEL, BodyLimit, ReadinessCheck
 from pipedesk_common.uploads import drive_upload_limits
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
@@ -164,12 +164,13 @@ class Gateway:
 class ProxyFront:
     """The proxied routes as plain ASGI, ahead of FastAPI's routing and dependencies: token,
     rate limit, forward. Inside the request-context and body-limit middlewares (request id,
-    access log, metrics, 413); event streams, unknown paths and the gateway's own routes go on
-    to the app."""
+    access log, metrics, 413); event streams, uploads (whose bodies are streamed on, never held
+    whole), unknown paths and the gateway's own routes go on to the app."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, uploads: Sequence[BodyLimit]) -> None:
         self.app = app
         self.gateway = gateway
+        self.uploads = tuple(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,7 +178,7 @@ class ProxyFront:
             return
         path: str = scope["path"]
         target = target_of(scope["method"], path) if scope["method"] in METHODS else None
-        if target is None or target.streaming:
+        if target is None or target.streaming or any(u.applies(scope) for u in self.uploads):
             await self.app(scope, receive, send)
             return
         scope[ROUTE_LABEL] = target.label
@@ -281,6 +282,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
             checks[service] = _health_check(gateway.http, gateway.urls[service])
         return checks
 
+    uploads = drive_upload_limits(settings.drive_max_upload_bytes)
     own_routes = [_operations_router(), api_docs_router()]
     if settings.console_enabled:
         own_routes.append(console_router(gateway))
@@ -292,11 +294,11 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         lifespans=[gateway_lifespan],
         readiness=readiness,
         openapi_url=None,
-        body_limits=drive_upload_limits(settings.drive_max_upload_bytes),
+        body_limits=uploads,
     )
     app.state.gateway = gateway
     # Innermost of the middlewares: inside the request context and the body limit.
-    app.user_middleware.append(Middleware(ProxyFront, gateway=gateway))
+    app.user_middleware.append(Middleware(ProxyFront, gateway=gateway, uploads=uploads))
     app.add_middleware(TrustedProxyMiddleware, trusted=networks(settings.trusted_proxies))
     if settings.frontend_origins:
         app.add_middleware(
