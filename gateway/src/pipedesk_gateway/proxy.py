@@ -95,38 +95,13 @@ async def forward(
     try:
         upstream = await client.send(upstream_request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
-        return problem_response(
-            502,
-            "bad-gateway",
-            "Bad gateway",
-            "the service behind this route is unreachable",
-            instance=path,
-        )
+        return _failure(ConnectFailed(), path)
     except httpx.PoolTimeout:
-        return problem_response(
-            503,
-            "service-unavailable",
-            "Service unavailable",
-            "every connection to the service behind this route is in use; retry shortly",
-            instance=path,
-            headers={"Retry-After": "1"},
-        )
+        return _failure(PoolExhausted(), path)
     except httpx.TimeoutException:
-        return problem_response(
-            504,
-            "gateway-timeout",
-            "Gateway timeout",
-            "the service behind this route did not answer in time",
-            instance=path,
-        )
+        return _failure(ReadTimeout(), path)
     except httpx.TransportError:
-        return problem_response(
-            502,
-            "bad-gateway",
-            "Bad gateway",
-            "the connection to the service behind this route failed",
-            instance=path,
-        )
+        return _failure(UpstreamError(), path)
     headers = {
         name: value
         for name, value in upstream.headers.items()

@@ -55,6 +55,19 @@ class IdempotencyKeyReused(AppError):
         "This Idempotency-Key was used for another request",
     )
 
+    @classmethod
+    def for_another_payload(cls) -> IdempotencyKeyReused:
+        return cls(
+            "this Idempotency-Key was sent before with a different payload",
+            errors=[
+                FieldError(
+                    field="header.idempotency-key",
+                    message="already used for a different payload",
+                    code="reused",
+                )
+            ],
+        )
+
 
 def idempotency_table(metadata: MetaData) -> Table:
     return Table(
@@ -134,16 +147,7 @@ class IdempotencyKeys:
         if row is None or row.created_at < self.clock.now() - self.retention:
             return None
         if row.fingerprint != digest:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was sent before with a different payload",
-                errors=[
-                    FieldError(
-                        field="header.idempotency-key",
-                        message="already used for a different payload",
-                        code="reused",
-                    )
-                ],
-            )
+            raise IdempotencyKeyReused.for_another_payload()
         return RememberedAnswer(status=row.status, body=row.body)
 
     async def remember(
@@ -280,16 +284,7 @@ class IdempotentRequests:
                 )
                 return None
         if row.fingerprint != digest:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was sent before with a different payload",
-                errors=[
-                    FieldError(
-                        field="header.idempotency-key",
-                        message="already used for a different payload",
-                        code="reused",
-                    )
-                ],
-            )
+            raise IdempotencyKeyReused.for_another_payload()
         if row.status == IN_PROGRESS:
             raise IdempotencyKeyInProgress(
                 "a request with this Idempotency-Key is still running; retry later",

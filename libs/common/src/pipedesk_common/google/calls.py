@@ -384,7 +384,6 @@ class GoogleApi:
         the content) and answers Google's resource, or None if there is none: only then is the
         call tried again; without ``reconcile`` an ambiguous failure is the caller's.
         """
-        policy = self._policy
         once_only = not self.repeatable(method)
         state = _CallState(await self._credentials.credentials(user, self._scopes))
 
@@ -393,15 +392,7 @@ class GoogleApi:
                 return is_retryable(error)
             return not_acted(error) or (reconcile is not None and outcome_unknown(error))
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts)
-            | stop_after_delay(policy.max_total_seconds),
-            wait=lambda retry_state: _wait(policy, retry_state),
-            retry=retry_if_exception(worth_retrying),
-            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(method, worth_retrying)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -617,6 +608,22 @@ class GoogleApi:
         finally:
             transfer.close()
 
+    def _retrying(
+        self, method: str, worth_retrying: Callable[[BaseException], bool]
+    ) -> AsyncRetrying:
+        """The retry policy's attempts of one call of ``method``, retrying what ``worth_retrying``
+        accepts, each retry counted."""
+        policy = self._policy
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_after_delay(policy.max_total_seconds),
+            wait=lambda retry_state: _wait(policy, retry_state),
+            retry=retry_if_exception(worth_retrying),
+            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
+            sleep=self._sleep,
+            reraise=True,
+        )
+
     async def _transfer(self, user: GoogleUser) -> _Transfer:
         credentials = await self._credentials.credentials(user, self._scopes)
         return _Transfer(self, user, credentials)
@@ -624,16 +631,7 @@ class GoogleApi:
     async def _retried(self, method: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, one piece of a transfer whose repeat changes nothing (a ranged read,
         a chunk sent from Google's offset), under the retry policy; failures as problems."""
-        policy = self._policy
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts)
-            | stop_after_delay(policy.max_total_seconds),
-            wait=lambda retry_state: _wait(policy, retry_state),
-            retry=retry_if_exception(is_retryable),
-            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(method, is_retryable)
         try:
             async for try_once in retrying:
                 with try_once:
