@@ -7,9 +7,13 @@ PYTHON := .venv/bin/python
 PROMTOOL := .dev/tools/usr/bin/promtool
 PORT_BASE ?= 8000
 export PORT_BASE
+# Processes per service in make run (and the bench); each service's database pool is divided
+# among them.
+WORKERS ?= 1
+export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys browser run test lint format token bench mutate
+.PHONY: help install preflight migrate keys browser wrk run test lint format token bench mutate
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,7 +49,12 @@ run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
 		$(PYTHON) -m pipedesk_common.preflight -- \
 		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
 
-test: install browser $(PROMTOOL) ## Install everything (Chromium too), then run the whole suite
+# wrk, the load generator of make bench (and of the tiny bench make test runs).
+wrk: ## Install wrk for the benchmarks if it is missing (as root)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "the benchmarks need wrk: apt-get install wrk" >&2; exit 1; }
+
+test: install browser wrk $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without
@@ -70,9 +79,7 @@ format: install ## Format and fix what can be fixed automatically
 
 BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk_bench$(if $(QUICK),_quick)
 bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
-bench: migrate keys ## Benchmarks against their raw baselines, ~9 min (QUICK=1: tiny, ~1 min)
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
-		|| { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+bench: migrate keys wrk ## Benchmarks against their raw baselines, ~9 min (QUICK=1: small, ~1 min)
 	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
 
 mutate: preflight ## Mutation testing of the modules holding the guarantees, niced (ONLY=outbox,rbac: some)

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
 from pipedesk_gateway.app import build_app
-from pipedesk_gateway.routing import is_public, target_of
+from pipedesk_gateway.routing import is_public, is_public_operation, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.attacks import ATTACKS, forged_tokens
 from pipedesk_testkit.identities import ActingUser, Identity, Users
@@ -171,6 +171,7 @@ class Recorded:
     method: str
     path: str
     authorization: str | None
+    forwarded_for: str | None = None
 
 
 @contextmanager
@@ -182,11 +183,62 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
 
     @upstream.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def anything(path: str, request: Request) -> dict[str, bool]:
-        received.append(Recorded(request.method, f"/{path}", request.headers.get("authorization")))
+        received.append(
+            Recorded(
+                request.method,
+                f"/{path}",
+                request.headers.get("authorization"),
+                request.headers.get("x-forwarded-for"),
+            )
+        )
         return {"ok": True}
 
     with serve_in_thread(upstream) as url:
         yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url}, received
+
+
+async def test_a_path_merely_ending_in_stream_needs_a_token_and_its_limits(
+    gateway_client: GatewayClient, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    lead = uuid4()
+    with recording_upstream() as (urls, received):
+        async with gateway_client(urls, RATE_LIMIT_SENSITIVE="1/60") as gateway:
+            for method, path in (
+                ("DELETE", f"/api/leads/{lead}/stream"),
+                ("GET", "/api/accounts/google/stream"),
+                ("POST", f"/api/timeline/lead/{lead}/stream"),
+            ):
+                response = await gateway.request(method, path)
+                assert response.status_code == 401, (method, path)
+            assert received == []
+            # A signed-in DELETE is sensitive whatever its path ends in: one per minute.
+            first = await gateway.delete(f"/api/leads/{lead}/stream", headers=rep.headers)
+            second = await gateway.delete(f"/api/leads/{lead}/stream", headers=rep.headers)
+            assert (first.status_code, second.status_code) == (200, 429)
+            # The timeline's stream itself carries no token (its ticket is the service's).
+            stream = await gateway.get(f"/api/timeline/lead/{lead}/stream?ticket=t")
+            assert stream.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/contacts/qu%C3%94%16w", "/api/leads/%00", "/api/leads/a%0Ab", "/api/x%7F"]
+)
+async def test_control_characters_in_the_path_are_a_400_problem_at_the_gateway(
+    gateway_client: GatewayClient, users: Users, path: str
+) -> None:
+    rep = users.make(Role.REP)
+    with recording_upstream() as (urls, received):
+        async with gateway_client(urls) as gateway:
+            for headers in ({}, rep.headers):
+                response = await gateway.get(path, headers=headers)
+                assert response.status_code == 400, response.text
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.json()["type"] == "urn:pipedesk:problem:invalid-path"
+            assert (
+                await gateway.get("/api/contacts/qu%C3%94w", headers=rep.headers)
+            ).status_code == 200
+    assert [call.path for call in received] == ["/api/contacts/quÔw"]
 
 
 async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
@@ -207,7 +259,7 @@ async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
             assert received == []
             allowed = await gateway.get("/api/leads", headers=rep.headers)
     assert allowed.status_code == 200
-    assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}")]
+    assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}", "127.0.0.1")]
 
 
 async def test_each_user_and_each_org_has_a_bucket_of_their_own(
@@ -278,6 +330,38 @@ async def test_routes_without_a_token_are_limited_per_client_address(
     assert signed_in.status_code == 200
     assert [call.path for call in received] == [callback, callback, "/api/leads"]
     assert received[0].authorization is None
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1,10.0.0.0/8"])
+async def test_forwarded_for_counts_only_from_the_configured_proxies(
+    service_env: dict[str, str], trusted: str
+) -> None:
+    """The gateway as it runs (its own server, a real socket, reached from 127.0.0.1): a made-up
+    X-Forwarded-For gets no bucket of its own unless the peer is a configured proxy."""
+    with recording_upstream() as (urls, received):
+        port = free_port()  # once the upstream listens: never its port
+        env = {**service_env, **urls, "RATE_LIMIT_PUBLIC": "2/60", "GATEWAY_PORT": str(port)}
+        env["GATEWAY_TRUSTED_PROXIES"] = trusted
+        base = f"http://127.0.0.1:{port}"
+        callback = f"{base}/api/accounts/google/callback"
+        with run_process(["-m", "pipedesk_gateway"], env=env, ready_url=f"{base}/healthz"):
+            async with httpx.AsyncClient(timeout=10) as http:
+                statuses = []
+                for n in range(3):
+                    spoofed = {"X-Forwarded-For": f"203.0.113.{n}"}
+                    statuses.append((await http.get(callback, headers=spoofed)).status_code)
+                # Behind a trusted proxy, the client is the rightmost untrusted hop.
+                chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.0, 10.1.2.3"}
+                chained = await http.get(callback, headers=chain)
+    if trusted:
+        assert statuses == [200, 200, 200]
+        assert chained.status_code == 200  # 203.0.113.0's bucket, one of two used
+        assert received[0].forwarded_for == "203.0.113.0, 127.0.0.1"
+        assert received[-1].forwarded_for == "198.51.100.7, 203.0.113.0, 10.1.2.3, 127.0.0.1"
+    else:
+        assert statuses == [200, 200, 429]
+        assert chained.status_code == 429
+        assert {call.forwarded_for for call in received} == {"127.0.0.1"}
 
 
 async def test_a_streamed_response_passes_through_unbuffered(
@@ -368,12 +452,25 @@ async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_tok
         assert "/api/leads" in document["paths"]
         assert "/api/timeline/{record_type}/{record_id}" in document["paths"]
         assert not any(path.startswith("/internal") for path in document["paths"])
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert "Problem" in document["components"]["schemas"]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                assert {"429", "502", "503", "504"} <= set(responses), (method, path)
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        assert response["content"] == problem, (method, path, status)
         checked = 0
         for path, operations in document["paths"].items():
             for method in operations:
-                if method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE"} or is_public(
-                    path
-                ):
+                if method.upper() not in {
+                    "GET",
+                    "POST",
+                    "PUT",
+                    "PATCH",
+                    "DELETE",
+                } or is_public_operation(method, path):
                     continue
                 response = await gateway.request(method.upper(), concrete(path), json={})
                 assert response.status_code == 401, f"{method.upper()} {path}"
@@ -383,16 +480,29 @@ async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_tok
 
 
 async def test_only_the_listed_routes_carry_no_token() -> None:
-    assert is_public("/webhooks/google/calendar")
-    assert is_public("/api/accounts/google/callback")
-    assert is_public("/api/timeline/lead/1/stream")
-    for path in (
-        "/api/leads",
-        "/api/accounts/google",
-        "/webhooks/google/other",
-        "/api/leads/1/streamer",
+    assert is_public("POST", "/webhooks/google/calendar")
+    assert is_public("GET", "/api/accounts/google/callback")
+    assert is_public("GET", "/api/timeline/lead/1/stream")
+    assert is_public("GET", "/api/timeline/deal/1/stream")
+    for method, path in (
+        ("GET", "/api/leads"),
+        ("GET", "/api/accounts/google"),
+        ("POST", "/webhooks/google/other"),
+        ("GET", "/api/leads/1/streamer"),
+        # a path that merely ends in /stream is not the timeline's stream
+        ("GET", "/api/leads/1/stream"),
+        ("DELETE", "/api/leads/1/stream"),
+        ("GET", "/api/accounts/google/stream"),
+        ("GET", "/api/timeline/lead/1/notes/stream"),
+        # the right path with another method
+        ("POST", "/api/timeline/lead/1/stream"),
+        ("DELETE", "/webhooks/google/calendar"),
+        ("POST", "/api/accounts/google/callback"),
     ):
-        assert not is_public(path)
+        assert not is_public(method, path), (method, path)
+        target = target_of(method, path)
+        assert target is None or not target.public
+        assert target is None or not target.streaming
     assert target_of("GET", "/api/leads/../internal/acl") is None
     assert target_of("GET", "/internal/acl/lead/1") is None
 

@@ -1,8 +1,15 @@
-import uvicorn
+from fastapi import FastAPI
 
+from pipedesk_common.serve import serve
 from pipedesk_gateway.app import build_app
 from pipedesk_gateway.settings import GatewaySettings
 
+
+def app() -> FastAPI:
+    """The app of one worker process, from the environment."""
+    return build_app(GatewaySettings())
+
+
 if __name__ == "__main__":
-    settings = GatewaySettings()
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.listen_port, log_config=None)
+    # Forwarded headers are read by the app, from GATEWAY_TRUSTED_PROXIES only (forwarded.py).
+    serve("pipedesk_gateway.__main__:app", GatewaySettings(), proxy_headers=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -10,17 +10,20 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipedesk_common.app import ServiceContext, create_app
 from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
-from pipedesk_common.errors import NotFound, problem_response
-from pipedesk_common.observability import ROUTE_LABEL, ReadinessCheck
+from pipedesk_common.errors import AppError, NotFound, problem_response
+from pipedesk_common.observability import ROUTE_LABEL, BodyLimit, ReadinessCheck
 from pipedesk_common.uploads import drive_upload_limits
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
+from pipedesk_gateway.forwarded import TrustedProxyMiddleware, networks
 from pipedesk_gateway.openapi import MergedOpenApi
-from pipedesk_gateway.proxy import forward
+from pipedesk_gateway.proxy import forward, relay
 from pipedesk_gateway.ratelimit import (
     Bucket,
     Limit,
@@ -31,6 +34,7 @@ from pipedesk_gateway.ratelimit import (
 )
 from pipedesk_gateway.routing import ROUTES, RouteClass, target_of
 from pipedesk_gateway.settings import GatewaySettings
+from pipedesk_gateway.upstream import UpstreamPool
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -72,6 +76,17 @@ class Gateway:
             max_keepalive_connections=settings.max_connections // 2,
         )
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        # Every request but event streams goes through these (see ProxyFront).
+        self.upstreams = {
+            service: UpstreamPool(
+                url,
+                max_connections=settings.max_connections,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                pool_timeout=settings.connect_timeout,
+            )
+            for service, url in self.urls.items()
+        }
         # Event streams get their own pool and no read timeout, so they never starve requests;
         # when every stream connection is taken, a new stream is refused (503), never queued.
         self.streams = httpx.AsyncClient(
@@ -97,6 +112,8 @@ class Gateway:
         self.openapi = MergedOpenApi(self.http, self.urls, title="PipeDesk API")
 
     async def close(self) -> None:
+        for pool in self.upstreams.values():
+            await pool.close()
         await self.http.aclose()
         await self.streams.aclose()
         if self.redis is not None:
@@ -106,7 +123,19 @@ class Gateway:
         self, route_class: RouteClass, request: Request, org_id: str | None, user: str | None
     ) -> Response | None:
         """Take a token from each bucket of the request; the 429 to answer when one is empty."""
-        wait = await self.limiter.take(self.buckets(route_class, request, org_id, user))
+        client = request.client.host if request.client else None
+        return await self.refusal(route_class, client, request.url.path, org_id, user)
+
+    async def refusal(
+        self,
+        route_class: RouteClass,
+        client: str | None,
+        path: str,
+        org_id: str | None,
+        user: str | None,
+    ) -> Response | None:
+        """``rate_limit`` for a request known by its client address and path."""
+        wait = await self.limiter.take(self.buckets(route_class, client, org_id, user))
         if wait <= 0:
             return None
         return problem_response(
@@ -114,23 +143,77 @@ class Gateway:
             "too-many-requests",
             "Too many requests",
             f"the {route_class.value} rate limit is exhausted; retry later",
-            instance=request.url.path,
+            instance=path,
             headers={"Retry-After": retry_after(wait)},
         )
 
     def buckets(
-        self, route_class: RouteClass, request: Request, org_id: str | None, user: str | None
+        self, route_class: RouteClass, client: str | None, org_id: str | None, user: str | None
     ) -> list[Bucket]:
         limit = self.limits[route_class]
         # The stack's prefix keeps a second stack (a test run) sharing the Redis apart.
         name = f"{self.settings.broker_prefix}rl:{route_class.value}"
         if org_id is None or user is None:
-            client = request.client.host if request.client else "unknown"
-            return [Bucket(f"{name}:ip:{client}", limit)]
+            return [Bucket(f"{name}:ip:{client or 'unknown'}", limit)]
         return [
             Bucket(f"{name}:user:{org_id}:{user}", limit),
             Bucket(f"{name}:org:{org_id}", limit.scaled(self.settings.rate_limit_org_multiplier)),
         ]
+
+
+class ProxyFront:
+    """The proxied routes as plain ASGI, ahead of FastAPI's routing and dependencies: token,
+    rate limit, forward. Inside the request-context and body-limit middlewares (request id,
+    access log, metrics, 413); event streams, uploads (whose bodies are streamed on, never held
+    whole), unknown paths and the gateway's own routes go on to the app."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, uploads: Sequence[BodyLimit]) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.uploads = tuple(uploads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        target = target_of(scope["method"], path) if scope["method"] in METHODS else None
+        if target is None or target.streaming or any(u.applies(scope) for u in self.uploads):
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_LABEL] = target.label
+        org_id = user = None
+        if not target.public:
+            context: ServiceContext = scope["app"].state.context
+            authorization = next(
+                (v.decode("latin-1") for n, v in scope["headers"] if n == b"authorization"), None
+            )
+            try:
+                principal = await context.user_tokens.principal(bearer_token(authorization))
+            except AppError as exc:
+                refusal = problem_response(
+                    exc.status,
+                    exc.slug,
+                    exc.title,
+                    exc.detail,
+                    instance=path,
+                    errors=exc.errors,
+                    headers=exc.headers,
+                )
+                await refusal(scope, receive, send)
+                return
+            org_id, user = principal.org_id, principal.sub
+        client = scope.get("client")
+        refused = await self.gateway.refusal(
+            target.route_class, client[0] if client else None, path, org_id, user
+        )
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        service = target.service
+        await relay(
+            scope, receive, send, self.gateway.urls[service], self.gateway.upstreams[service]
+        )
 
 
 def _gateway(request: Request) -> Gateway:
@@ -199,6 +282,7 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
             checks[service] = _health_check(gateway.http, gateway.urls[service])
         return checks
 
+    uploads = drive_upload_limits(settings.drive_max_upload_bytes)
     own_routes = [_operations_router(), api_docs_router()]
     if settings.console_enabled:
         own_routes.append(console_router(gateway))
@@ -210,9 +294,12 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         lifespans=[gateway_lifespan],
         readiness=readiness,
         openapi_url=None,
-        body_limits=drive_upload_limits(settings.drive_max_upload_bytes),
+        body_limits=uploads,
     )
     app.state.gateway = gateway
+    # Innermost of the middlewares: inside the request context and the body limit.
+    app.user_middleware.append(Middleware(ProxyFront, gateway=gateway, uploads=uploads))
+    app.add_middleware(TrustedProxyMiddleware, trusted=networks(settings.trusted_proxies))
     if settings.frontend_origins:
         app.add_middleware(
             CORSMiddleware,

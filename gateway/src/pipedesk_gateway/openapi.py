@@ -5,14 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
-from pipedesk_gateway.routing import ROUTES, is_public, target_of
+from pipedesk_common.errors import PROBLEM_JSON
+from pipedesk_gateway.routing import ROUTES, is_public_operation, target_of
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 30.0
+
+
+# What the gateway itself may answer on any route it forwards (see docs/gateway.md).
+GATEWAY_PROBLEMS: Final = {
+    "400": "Bad request: a path holding control characters",
+    "429": "Too many requests: a rate-limit bucket is empty (see Retry-After)",
+    "502": "Bad gateway: the service behind the route is unreachable",
+    "503": "Service unavailable: no connection to the service was free in time",
+    "504": "Gateway timeout: the service did not answer in time",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 class MergedOpenApi:
@@ -54,10 +72,14 @@ class MergedOpenApi:
                 target = target_of("GET", path.replace("{", "x").replace("}", "x"))
                 if target is None or target.service != service:
                     continue  # internal and operational routes are not the public API
-                if not is_public(path):
-                    for operation in operations.values():
-                        if isinstance(operation, dict):
-                            operation["security"] = [{"BearerToken": []}]
+                for method, operation in operations.items():
+                    if not isinstance(operation, dict):
+                        continue
+                    if not is_public_operation(method, path):
+                        operation["security"] = [{"BearerToken": []}]
+                    responses = operation.setdefault("responses", {})
+                    for status, description in GATEWAY_PROBLEMS.items():
+                        responses.setdefault(status, _problem(description))
                 paths[path] = operations
             for name, schema in document.get("components", {}).get("schemas", {}).items():
                 if name in schemas and schemas[name] != schema:

@@ -31,14 +31,63 @@ ROUTES: Final[tuple[tuple[str, str], ...]] = (
     ("/webhooks/google/gmail", "gmail"),
 )
 
-# Anchored patterns of the paths that carry no bearer token.
-PUBLIC_PATHS: Final[tuple[re.Pattern[str], ...]] = (
-    re.compile(r"^/webhooks/google/(calendar|drive|gmail)$"),  # verified by the service
-    re.compile(r"^/api/accounts/google/callback$"),  # single-use server-side OAuth state
-    re.compile(r"^/api/[a-z]+(/[^/]+)*/stream$"),  # SSE, with a single-use 60 s ticket
+
+@dataclass(frozen=True)
+class PublicRoute:
+    """A route that carries no bearer token: exactly this method and this anchored path."""
+
+    method: str
+    pattern: re.Pattern[str]
+    template: str  # the route as the service's OpenAPI names it
+    streaming: bool = False  # an event stream: forwarded through the streams' own pool
+
+
+# The routes that carry no bearer token, matched by method and whole path.
+PUBLIC_ROUTES: Final[tuple[PublicRoute, ...]] = (
+    # verified by the service (a channel token, the Pub/Sub push's signed token)
+    *(
+        PublicRoute(
+            "POST", re.compile(f"^/webhooks/google/{product}$"), f"/webhooks/google/{product}"
+        )
+        for product in ("calendar", "drive", "gmail")
+    ),
+    # a single-use server-side OAuth state
+    PublicRoute(
+        "GET",
+        re.compile(r"^/api/accounts/google/callback$"),
+        "/api/accounts/google/callback",
+    ),
+    # SSE, with a single-use 60 s ticket
+    PublicRoute(
+        "GET",
+        re.compile(r"^/api/timeline/(lead|deal)/[^/]+/stream$"),
+        "/api/timeline/{record_type}/{record_id}/stream",
+        streaming=True,
+    ),
 )
 
-STREAM_PATH: Final = re.compile(r"/stream$")
+
+def public_route(method: str, path: str) -> PublicRoute | None:
+    """The public route a request is for, or None when it must carry a token."""
+    return next(
+        (
+            route
+            for route in PUBLIC_ROUTES
+            if route.method == method.upper() and route.pattern.match(path)
+        ),
+        None,
+    )
+
+
+def is_public(method: str, path: str) -> bool:
+    return public_route(method, path) is not None
+
+
+def is_public_operation(method: str, template: str) -> bool:
+    """Whether an OpenAPI operation (its path template) is one of the public routes."""
+    return any(
+        route.method == method.upper() and route.template == template for route in PUBLIC_ROUTES
+    )
 
 
 class RouteClass(StrEnum):
@@ -75,8 +124,8 @@ def target_of(method: str, path: str) -> Target | None:
         return None
     for prefix, service in ROUTES:
         if _matches_prefix(path, prefix):
-            public = any(pattern.match(path) for pattern in PUBLIC_PATHS)
-            if public:
+            public = public_route(method, path)
+            if public is not None:
                 route_class = RouteClass.PUBLIC
             elif any(
                 (wanted is None or wanted == method) and pattern.search(path)
@@ -86,9 +135,6 @@ def target_of(method: str, path: str) -> Target | None:
             else:
                 route_class = RouteClass.DEFAULT
             label = prefix if path == prefix else f"{prefix}/{{rest}}"
-            return Target(service, public, route_class, bool(STREAM_PATH.search(path)), label)
+            streaming = public is not None and public.streaming
+            return Target(service, public is not None, route_class, streaming, label)
     return None
-
-
-def is_public(path: str) -> bool:
-    return any(pattern.match(path) for pattern in PUBLIC_PATHS)

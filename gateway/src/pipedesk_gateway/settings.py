@@ -1,4 +1,5 @@
 import re
+from ipaddress import ip_network
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -69,6 +70,30 @@ class GatewaySettings(BaseServiceSettings):
         validation_alias=AliasChoices("RATE_LIMIT_PUBLIC", "rate_limit_public"),
         description="Per client address, for the routes that carry no token",
     )
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="The proxies (addresses or CIDR networks, comma-separated, e.g. "
+        "10.0.0.0/8,fd00::/8) whose X-Forwarded-For and X-Forwarded-Proto the gateway believes; "
+        "empty: none, the client is the address the gateway was reached from",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is neither an IP address nor a CIDR network") from None
+        return proxies
 
     @field_validator("frontend_origins", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from pipedesk_common.coalesce import coalescer_table
 from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.idempotency import idempotency_table
 from pipedesk_common.inbox import InboxTables, inbox_tables
+from pipedesk_common.mirror.health import sync_health_table
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.periodic import job_schedule_table
 
@@ -30,6 +31,7 @@ class CommonSchema:
     idempotency_keys: Table
     outbox: Table
     inbox: InboxTables
+    sync_health: Table
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,7 @@ def common_schema(database_url: str) -> CommonSchema:
         idempotency_keys=idempotency_table(metadata),
         outbox=outbox_table(metadata),
         inbox=inbox_tables(metadata),
+        sync_health=sync_health_table(metadata),
     )
 
     async def create() -> None:

@@ -1,11 +1,13 @@
 """What ``create_app`` gives every service, seen from a minimal app."""
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from pipedesk_common.app import create_app
+from pipedesk_common.app import ServiceCallerDep, create_app
+from pipedesk_common.auth import ServiceCaller
+from pipedesk_common.internal import callers
 from pipedesk_common.settings import BaseServiceSettings
 from pipedesk_testkit.clients import app_client
 
@@ -33,3 +35,27 @@ async def test_an_unexpected_error_is_a_500_problem_that_keeps_the_request_id(
     assert response.headers["x-request-id"] == "req-500"
     assert "secret" not in response.text
     assert response.json()["type"] == "urn:pipedesk:problem:internal-error"
+
+
+async def test_an_internal_route_that_names_no_callers_is_refused_at_build(
+    service_env: dict[str, Any],
+) -> None:
+    open_to_all = APIRouter(prefix="/internal")
+
+    @open_to_all.get("/things")
+    async def things(caller: ServiceCallerDep) -> list[str]:
+        return []
+
+    with pytest.raises(ValueError, match=r"declare their callers: GET /internal/things"):
+        create_app(ProbeSettings(**service_env), title="probe", routers=[open_to_all])
+
+    declared = APIRouter(prefix="/internal")
+
+    @declared.get("/things")
+    async def named_things(
+        caller: Annotated[ServiceCaller, Depends(callers("crm"))],
+    ) -> list[str]:
+        return []
+
+    app = create_app(ProbeSettings(**service_env), title="probe", routers=[declared])
+    assert "/internal/things" in app.openapi()["paths"]

@@ -212,6 +212,11 @@ async def test_an_answer_that_does_not_fit_its_model_is_refused_at_the_edge(
     assert refused.value.errors is not None
     assert refused.value.errors[0].code == "unreadable"
     assert "colour" in (refused.value.detail or "")
+    # A sync reads on past the items it cannot read, and names them.
+    tolerant = await api.page(USER, METHOD, list_lists, Unexpected, skip_unreadable=True)
+    assert tolerant.items == []
+    assert [item.id for item in tolerant.skipped] == [task_list.id for task_list in lists]
+    assert all("colour" in item.reason for item in tolerant.skipped)
 
 
 async def test_what_google_no_longer_has_counts_as_deleted(harness: Harness) -> None:

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
+from pipedesk_common.amqp_runner import UPKEEP_SECONDS, ConsumerSettings, QueueRunner
 from pipedesk_common.app import stop_task
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.db import create_sessionmaker
@@ -133,6 +133,7 @@ class Pipeline:
             clock=self.clock,
             settings=consumer_settings,
         )
+        self.runner = runner
         ready = asyncio.Event()
         tasks = [asyncio.create_task(runner.run(ready)), asyncio.create_task(relay.run())]
         try:
@@ -286,3 +287,42 @@ async def _ready_in_queue(amqp_url: str, queue: str, expected: int) -> bool:
         return declared.declaration_result.message_count == expected
     finally:
         await connection.close()
+
+
+async def test_a_consumer_whose_channel_closes_consumes_again_on_a_new_one(
+    pipeline: Pipeline,
+) -> None:
+    """The broker closes a channel on a channel error and keeps the connection: the consumer
+    must not sit on the dead channel while its queue fills up."""
+    async with pipeline.running():
+        before = ["before-0"]
+        await pipeline.write(*before)
+        await eventually(lambda: pipeline.all_applied(before))
+        dead = pipeline.runner.channel
+        assert dead is not None
+        await dead.close()
+        after = [f"after-{index}" for index in range(3)]
+        await pipeline.write(*after)
+        await eventually(lambda: pipeline.all_applied(before + after))
+        assert pipeline.runner.channel is not dead
+    assert dict(pipeline.applied) == dict.fromkeys(before + after, 1)
+
+
+async def test_a_dead_letter_queue_gone_does_not_close_the_consuming_channel(
+    pipeline: Pipeline,
+) -> None:
+    """On a short-lived stack the dead-letter queue, which nobody consumes, expires; the queue
+    depth checks that ask for it must not cost the consumer its channel."""
+    async with pipeline.running():
+        consuming = pipeline.runner.channel
+        connection = await aio_pika.connect(pipeline.amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.queue_delete(Topology.dead_letter_queue(pipeline.queue))
+        finally:
+            await connection.close()
+        await asyncio.sleep(UPKEEP_SECONDS * 2)  # two depth checks ask for it
+        ids = ["after-0", "after-1"]
+        await pipeline.write(*ids)
+        await eventually(lambda: pipeline.all_applied(ids))
+        assert pipeline.runner.channel is consuming

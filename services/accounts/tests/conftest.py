@@ -4,6 +4,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -19,6 +20,7 @@ from accounts_service.vault import Vault
 from pipedesk_common.auth import ServiceTokenIssuer
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.db import connect_raw
+from pipedesk_common.google.scopes import products_needing
 from pipedesk_common.keys import dev_service_key_path
 from pipedesk_testkit.clients import app_client
 from pipedesk_testkit.google import CALLBACK_PATH, FRONTEND_URL, GoogleStack
@@ -34,7 +36,7 @@ class Accounts:
     client: httpx.AsyncClient
     clock: ManualClock
     google: GoogleStack
-    service_key: ECKey
+    key_dir: Path
     database_url: str
     callback_path: str = CALLBACK_PATH
 
@@ -69,11 +71,18 @@ class Accounts:
         bodies = [json.loads(row["body"]) for row in found]
         return [body for body in bodies if body["data"]["user_id"] == user_id]
 
+    def service_key(self, service: str) -> ECKey:
+        return ECKey.import_key(dev_service_key_path(self.key_dir, service).read_bytes())
+
+    def internal_as(self, service: str) -> dict[str, str]:
+        """Headers of a call from ``service``, its token minted on the app's clock."""
+        issuer = ServiceTokenIssuer(service, self.service_key(service), clock=self.clock)
+        return {"Authorization": f"Bearer {issuer.token_for('accounts')}"}
+
     @property
     def internal(self) -> dict[str, str]:
-        """Headers of a call from the calendar service, its token minted on the app's clock."""
-        issuer = ServiceTokenIssuer("calendar", self.service_key, clock=self.clock)
-        return {"Authorization": f"Bearer {issuer.token_for('accounts')}"}
+        """Headers of a call from the tasks service."""
+        return self.internal_as("tasks")
 
     async def consent(self, user: ActingUser, products: str = "tasks") -> str:
         """Start connecting and let the emulator consent; the callback URL Google sends back."""
@@ -90,14 +99,22 @@ class Accounts:
         back = urlparse(await self.consent(user, products))
         return await self.client.get(back.path + "?" + back.query)
 
-    async def token(self, user: ActingUser, scopes: list[str], **extra: Any) -> httpx.Response:
+    async def token(
+        self, user: ActingUser, scopes: list[str], *, caller: str | None = None, **extra: Any
+    ) -> httpx.Response:
+        """Ask for ``user``'s token as ``caller`` (by default, the service of those scopes)."""
+        if caller is None:
+            products = products_needing(scopes)
+            caller = products[0] if len(products) == 1 else "tasks"
         body = {
             "org_id": user.principal.org_id,
             "user_id": user.sub,
             "scopes": scopes,
             **extra,
         }
-        return await self.client.post("/internal/google/token", json=body, headers=self.internal)
+        return await self.client.post(
+            "/internal/google/token", json=body, headers=self.internal_as(caller)
+        )
 
 
 # What the emulator's secrets look like: access tokens, refresh tokens, authorization codes.
@@ -168,7 +185,6 @@ async def accounts(
     clock = ManualClock(datetime.now(UTC))
     app = build_app(accounts_settings, clock=clock)
     async with app_client(app, "http://accounts.test") as client:
-        key = ECKey.import_key(dev_service_key_path(identity.key_dir, "calendar").read_bytes())
-        yield Accounts(client, clock, google, key, database_url)
+        yield Accounts(client, clock, google, identity.key_dir, database_url)
     fidelity = await google.admin("GET", "/fidelity")
     assert fidelity.json() == [], "the emulator answered outside Google's schemas"

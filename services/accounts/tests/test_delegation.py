@@ -3,15 +3,19 @@ org's users come from the JWT-bearer grant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
+from crm_service.app import build_app as build_crm
+from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Role
 from pipedesk_common.google import scopes_for
-from pipedesk_testkit.identities import Users
+from pipedesk_testkit.identities import ActingUser, Users
+from pipedesk_testkit.servers import serve_in_thread
 
 if TYPE_CHECKING:
     from conftest import Accounts
@@ -20,6 +24,21 @@ pytestmark = pytest.mark.asyncio
 
 TASKS = list(scopes_for(["tasks"]))
 CALENDAR = list(scopes_for(["calendar"]))
+
+
+@pytest.fixture
+def directory(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The CRM whose directory the accounts service asks whom a delegated token may be for."""
+    with serve_in_thread(build_crm(CrmSettings(**service_env))) as crm_url:
+        monkeypatch.setenv("CRM_URL", crm_url)
+        yield crm_url
+
+
+async def known(crm_url: str, *people: ActingUser) -> None:
+    """Each of ``people`` has used PipeDesk: the directory of their org knows them."""
+    async with httpx.AsyncClient(base_url=crm_url) as crm:
+        for person in people:
+            assert (await crm.get("/api/users", headers=person.headers)).status_code == 200
 
 
 async def service_account(
@@ -55,9 +74,10 @@ async def service_account(
 
 
 async def test_tokens_for_an_orgs_users_come_from_the_jwt_bearer_grant(
-    accounts: Accounts, users: Users
+    accounts: Accounts, users: Users, directory: str
 ) -> None:
     admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    await known(directory, admin, rep)
     domain = rep.principal.email.split("@")[1]
     key_file = await service_account(accounts, domain)
     configured = await accounts.client.put(
@@ -118,9 +138,10 @@ async def test_tokens_for_an_orgs_users_come_from_the_jwt_bearer_grant(
 
 
 async def test_google_refusing_the_delegation_is_a_clear_problem(
-    accounts: Accounts, users: Users
+    accounts: Accounts, users: Users, directory: str
 ) -> None:
     admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    await known(directory, admin, rep)
     domain = rep.principal.email.split("@")[1]
     key_file = await service_account(accounts, domain, authorised_domain="another.example.net")
     configured = await accounts.client.put(
@@ -137,11 +158,12 @@ async def test_google_refusing_the_delegation_is_a_clear_problem(
 
 
 async def test_a_scope_the_workspace_admin_did_not_authorise_is_refused_by_google(
-    accounts: Accounts, users: Users
+    accounts: Accounts, users: Users, directory: str
 ) -> None:
     """Google's admin console lists, per client id, the scopes it may be delegated: Tasks was
     authorised, Calendar was not."""
     admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    await known(directory, admin, rep)
     domain = rep.principal.email.split("@")[1]
     key_file = await service_account(accounts, domain, scopes=TASKS)
     configured = await accounts.client.put(
@@ -187,3 +209,34 @@ async def test_a_key_that_is_not_a_private_key_is_refused_naming_the_field(
     assert bad_domain.json()["errors"][0]["field"] == "body.domain"
     missing = await accounts.client.get("/api/accounts/google/delegation", headers=admin.headers)
     assert missing.status_code == 404
+
+
+async def test_a_delegated_token_is_only_for_a_user_of_the_org_by_their_own_email(
+    accounts: Accounts, users: Users, directory: str
+) -> None:
+    admin, rep = users.make(Role.ADMIN), users.make(Role.REP)
+    domain = rep.principal.email.split("@")[1]
+    key_file = await service_account(accounts, domain)
+    configured = await accounts.client.put(
+        "/api/accounts/google/delegation",
+        json={"domain": domain, "service_account_key": key_file},
+        headers=admin.headers,
+    )
+    assert configured.status_code == 200, configured.text
+    await known(directory, admin, rep)
+    before = len(await accounts.google.requests(api="oauth2.token"))
+
+    # The rep's id with the admin's email: the admin is not impersonated.
+    as_admin = await accounts.token(rep, TASKS, email=admin.principal.email)
+    # Someone the org's directory does not know, with an email in the delegated domain.
+    unknown = users.make(Role.REP)
+    stranger = await accounts.token(unknown, TASKS, email=unknown.principal.email)
+    for refused in (as_admin, stranger):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"] == "urn:pipedesk:problem:forbidden"
+        assert "access_token" not in refused.text
+    assert len(await accounts.google.requests(api="oauth2.token")) == before
+
+    own = await accounts.token(rep, TASKS, email=rep.principal.email)
+    assert own.status_code == 200, own.text
+    assert own.json()["via"] == "delegation"

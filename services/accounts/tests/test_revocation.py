@@ -36,7 +36,9 @@ async def test_a_revoked_refresh_token_marks_the_connection_and_stops_google_cal
     provider = AccountsCredentials(
         "http://accounts.test",
         http=accounts.client,
-        service_tokens=ServiceTokenIssuer("calendar", accounts.service_key, clock=accounts.clock),
+        service_tokens=ServiceTokenIssuer(
+            "tasks", accounts.service_key("tasks"), clock=accounts.clock
+        ),
         clock=accounts.clock,
     )
     tasks = GoogleApi(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from pipedesk_common.auth import Role
 from pipedesk_common.google import scopes_for
@@ -30,6 +32,57 @@ async def test_an_end_user_token_is_refused_on_internal_routes(
     assert refused.headers["content-type"] == "application/problem+json"
     anonymous = await accounts.client.post("/internal/google/token", json=body)
     assert anonymous.status_code == 401
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("stranger", ["gateway", "crm", "timeline", "automation", "accounts"])
+async def test_only_the_product_services_get_a_google_token(
+    accounts: Accounts, users: Users, stranger: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rep = users.make(Role.REP)
+    await accounts.connect(rep)
+    route = "/internal/google/token"
+    before = _sample(
+        "pipedesk_internal_calls_refused_total", caller=stranger, route=route, reason="caller"
+    )
+    with caplog.at_level(logging.WARNING, logger="pipedesk_common.internal"):
+        refused = await accounts.token(rep, TASKS, caller=stranger)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"] == f"the {stranger} service may not call this route"
+    assert "access_token" not in refused.text
+    assert (
+        _sample(
+            "pipedesk_internal_calls_refused_total", caller=stranger, route=route, reason="caller"
+        )
+        == before + 1
+    )
+    refusals = [r for r in caplog.records if r.name == "pipedesk_common.internal"]
+    assert [(r.message, getattr(r, "caller", None)) for r in refusals] == [
+        ("internal call refused", stranger)
+    ]
+
+
+async def test_a_product_service_gets_only_its_own_products_scopes(
+    accounts: Accounts, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await accounts.connect(rep, "tasks,calendar")
+    calendar_scopes = list(scopes_for(["calendar"]))
+    for caller, scopes in (("calendar", TASKS), ("tasks", calendar_scopes)):
+        refused = await accounts.token(rep, scopes, caller=caller)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["detail"].startswith(f"the {caller} service may ask only for")
+    mixed = await accounts.token(rep, [*calendar_scopes, *TASKS], caller="calendar")
+    assert mixed.status_code == 403
+    issued = _sample("pipedesk_google_tokens_issued_total", caller="calendar", via="oauth")
+    own = await accounts.token(rep, calendar_scopes, caller="calendar")
+    assert own.status_code == 200, own.text
+    assert _sample("pipedesk_google_tokens_issued_total", caller="calendar", via="oauth") == (
+        issued + 1
+    )
 
 
 async def test_a_service_token_is_refused_on_end_user_routes(

@@ -103,6 +103,32 @@ async def test_two_names_of_one_field_are_refused_before_any_google_call(
     assert await stack.calls(rep, "calendar.events.insert") == []
 
 
+async def test_control_characters_are_refused_before_any_google_call(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        refused = await calendar.client.post(
+            "/api/calendar/events", json={"summary": "a\u0000b", **HOUR}, headers=rep.headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == ["body.summary"]
+        listed = await calendar.client.get(
+            "/api/calendar/events", params={"q": "\u0000"}, headers=rep.headers
+        )
+        assert listed.status_code == 422
+        assert [error["field"] for error in listed.json()["errors"]] == ["query.q"]
+        kept = await calendar.client.post(
+            "/api/calendar/events",
+            json={"summary": "Plan", "description": "one\ntwo\tthree", **HOUR},
+            headers=rep.headers,
+        )
+        assert kept.status_code == 201, kept.text
+        assert kept.json()["description"] == "one\ntwo\tthree"
+    assert len(await stack.calls(rep, "calendar.events.insert")) == 1
+
+
 async def test_the_openapi_schema_documents_the_aliases(stack: Any) -> None:
     async with stack.start() as calendar:
         schema = (await calendar.client.get("/openapi.json")).json()
@@ -260,7 +286,7 @@ async def test_a_rep_cannot_link_an_event_to_a_lead_they_cannot_see(
     assert refused.headers["content-type"] == "application/problem+json"
     assert unknown.status_code == 404
     assert linked.status_code == 201
-    assert linked.json()["links"] == [{"type": "lead", "id": own}]
+    assert linked.json()["links"] == [{"type": "lead", "id": own, "hidden": False}]
     assert len(await stack.calls(rep, "calendar.events.insert")) == 1
 
 

@@ -564,3 +564,36 @@ async def test_reconnecting_google_resumes_push_with_a_full_sync(stack: Any, use
             lambda: stack.health(rep), until=lambda h: h.get("state") == "idle"
         )
         assert health["last_error"] is None
+
+
+async def mirrored_summary(stack: Any, google_id: str) -> str | None:
+    summary: str | None = await stack.scalar(
+        "SELECT resource->>'summary' FROM calendar.events WHERE google_id = :google_id",
+        google_id=google_id,
+    )
+    return summary
+
+
+async def test_control_characters_from_google_are_dropped_and_the_sync_goes_on(
+    stack: Any, users: Users
+) -> None:
+    """An event written straight into Google with a NUL in its summary is mirrored without it;
+    later changes keep arriving."""
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as calendar:
+        channel = await watch(stack, calendar, rep)
+        dirty = await stack.seed(
+            "POST", rep, json={"summary": "Call\u0000 with\u0007 Bob\n\tagenda", **GOOGLE_HOUR}
+        )
+        await notify(calendar, channel, "exists")
+        assert await eventually(lambda: mirrored_summary(stack, dirty["id"])) == (
+            "Call with Bob\n\tagenda"
+        )
+        later = await stack.seed("POST", rep, json={"summary": "Later", **GOOGLE_HOUR})
+        await notify(calendar, channel, "exists")
+        assert await eventually(lambda: mirrored_summary(stack, later["id"])) == "Later"
+        health = await eventually(
+            lambda: stack.health(rep), until=lambda health: health.get("state") == "idle"
+        )
+        assert health["last_error"] is None

@@ -406,6 +406,12 @@ async def test_internal_acl_requires_a_service_token(
         "deleted": False,
         "version": 1,
     }
+    for stranger in ("gateway", "accounts", "automation"):
+        issuer = ServiceTokenIssuer(stranger, store.service_key(stranger), clock=SystemClock())
+        refused = await crm.get(
+            path, headers={"Authorization": f"Bearer {issuer.token_for('crm')}"}
+        )
+        assert_problem(refused, 403)
     wrong_audience = timeline.token_for("tasks")
     assert_problem(await crm.get(path, headers={"Authorization": f"Bearer {wrong_audience}"}), 401)
     missing = await crm.get(
@@ -484,3 +490,21 @@ async def test_readiness_fails_when_the_database_is_unreachable(crm_app: Any) ->
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unavailable")
     assert response.json()["checks"]["broker"] == "ok"
+
+
+async def test_control_characters_are_refused_naming_the_field_and_nothing_is_stored(
+    crm: httpx.AsyncClient, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["team-a"])
+    for body, field in (
+        ({"title": "Acme\u0000"}, "body.title"),
+        ({"title": "Acme", "tags": ["ok", "x\u001b[31m"]}, "body.tags.1"),
+    ):
+        refused = await crm.post("/api/leads", json=body, headers=rep.headers)
+        assert_problem(refused, 422, field)
+    assert_problem(
+        await crm.get("/api/leads", params={"q": "a\u0000"}, headers=rep.headers), 422, "query.q"
+    )
+    assert (await crm.get("/api/leads", headers=rep.headers)).json()["items"] == []
+    kept = await create_lead(crm, rep, title="Acme", next_step="call\n\tthen write")
+    assert kept["next_step"] == "call\n\tthen write"

@@ -1,6 +1,7 @@
 """The org directory: callers upserted from their tokens, teams and pre-provisioned users."""
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -154,7 +155,7 @@ async def test_the_users_list_pages_with_a_cursor(crm: httpx.AsyncClient, users:
     assert seen == sorted([admin.sub, "u1", "u2", "u3"])
 
 
-async def test_internal_user_lookup_takes_service_tokens_only(
+async def test_internal_user_lookup_answers_only_the_google_mirrors(
     crm: httpx.AsyncClient, api: Any, users: Users, identity: Identity
 ) -> None:
     from dev_identity.keystore import KeyStore
@@ -166,12 +167,63 @@ async def test_internal_user_lookup_takes_service_tokens_only(
     path = f"/internal/users/{rep.sub}"
     params = {"org_id": rep.principal.org_id}
     api.assert_problem(await crm.get(path, params=params, headers=rep.headers), 401)
-    issuer = ServiceTokenIssuer(
-        "automation", KeyStore(identity.key_dir).service_key("automation"), clock=SystemClock()
-    )
-    service = {"Authorization": f"Bearer {issuer.token_for('crm')}"}
+    store = KeyStore(identity.key_dir)
+
+    def as_service(name: str) -> dict[str, str]:
+        issuer = ServiceTokenIssuer(name, store.service_key(name), clock=SystemClock())
+        return {"Authorization": f"Bearer {issuer.token_for('crm')}"}
+
+    for stranger in ("gateway", "automation", "timeline"):
+        refused = await crm.get(path, params=params, headers=as_service(stranger))
+        api.assert_problem(refused, 403)
+        assert refused.json()["detail"] == f"the {stranger} service may not call this route"
+    service = as_service("calendar")
+    assert (await crm.get(path, params=params, headers=as_service("tasks"))).status_code == 200
     found = await crm.get(path, params=params, headers=service)
     assert found.status_code == 200, found.text
     assert (found.json()["email"], found.json()["role"]) == (rep.principal.email, "rep")
     api.assert_problem(await crm.get(path, params={"org_id": "another-org"}, headers=service), 404)
     api.assert_problem(await crm.get(path, headers=service), 422, "query.org_id")
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "auth0|5f7c8ec7a1b2",
+        "ana.lima@example.com",
+        "google-oauth2|1234 5678",
+        "Łukasz-ß",
+        "用户:42",
+    ],
+)
+async def test_ids_stay_opaque_and_their_location_is_percent_encoded(
+    crm: httpx.AsyncClient, api: Any, users: Users, user_id: str
+) -> None:
+    admin = users.make(Role.ADMIN)
+    made = await crm.post(
+        "/api/users",
+        json={"id": user_id, "email": "someone@example.com", "role": "rep"},
+        headers=admin.headers,
+    )
+    assert made.status_code == 201, made.text
+    location = made.headers["location"]
+    assert location == "/api/users/" + quote(user_id, safe="")
+    assert location.isascii()
+    found = await crm.get(location, headers=admin.headers)
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == user_id
+
+
+@pytest.mark.parametrize(
+    "user_id", ["bob\n", "bob\nSet-Cookie: x=1", "a\tb", " bob", "bob ", "x" * 256, ""]
+)
+async def test_an_id_no_url_or_header_can_carry_is_refused_and_nothing_is_stored(
+    crm: httpx.AsyncClient, api: Any, users: Users, user_id: str
+) -> None:
+    admin = users.make(Role.ADMIN)
+    body = {"id": user_id, "email": "someone@example.com", "role": "rep"}
+    api.assert_problem(
+        await crm.post("/api/users", json=body, headers=admin.headers), 422, "body.id"
+    )
+    listed = await crm.get("/api/users", headers=admin.headers)
+    assert [user["id"] for user in listed.json()["items"]] == [admin.sub]

@@ -206,3 +206,44 @@ async def test_an_assignee_is_found_in_the_crm_directory_which_gives_their_email
         )
         assert refused.status_code == 422
         assert fields(refused) == ["body.assignee_id"]
+
+
+async def test_a_link_the_assignee_cannot_read_is_hidden_and_kept_when_they_replace_links(
+    stack: Any, users: Users
+) -> None:
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    rep = users.make(Role.REP, teams=["t2"])
+    for user in (manager, rep):
+        await stack.connect(user)
+    secret_lead = await stack.lead(manager, "Manager's account")
+    own_lead = await stack.lead(rep, "Rep's account")
+    async with stack.start() as service:
+        client = service.client
+        task = await stack.create(
+            service,
+            manager,
+            title="Prepare the quote",
+            assignee_id=rep.sub,
+            links=[{"type": "lead", "id": secret_lead}],
+        )
+        path = f"/api/tasks/{task['id']}"
+        seen = await client.get(path, headers=rep.headers)
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["links"] == [{"type": "lead", "id": None, "hidden": True}]
+        assert secret_lead not in seen.text
+        listed = await client.get("/api/tasks", headers=rep.headers)
+        assert secret_lead not in listed.text
+
+        replaced = await client.patch(
+            path, json={"links": [{"type": "lead", "id": own_lead}]}, headers=rep.headers
+        )
+        assert replaced.status_code == 200, replaced.text
+        assert sorted(replaced.json()["links"], key=lambda link: link["hidden"]) == [
+            {"type": "lead", "id": own_lead, "hidden": False},
+            {"type": "lead", "id": None, "hidden": True},
+        ]
+        cleared = await client.patch(path, json={"links": []}, headers=rep.headers)
+        assert cleared.json()["links"] == [{"type": "lead", "id": None, "hidden": True}]
+
+        as_manager = (await client.get(path, headers=manager.headers)).json()
+        assert as_manager["links"] == [{"type": "lead", "id": secret_lead, "hidden": False}]

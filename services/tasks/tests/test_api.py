@@ -149,3 +149,19 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
         remaining = await client.get("/api/tasks", headers=rep.headers)
         assert remaining.json()["items"] == []
     assert await stack.fidelity_violations() == []
+
+
+async def test_a_task_list_created_twice_with_one_key_is_created_once_in_google(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    await stack.connect(rep)
+    async with stack.start() as service:
+        headers = {**rep.headers, "Idempotency-Key": "list-1"}
+        first = await service.client.post("/api/tasks/lists", json={"title": "Q3"}, headers=headers)
+        again = await service.client.post("/api/tasks/lists", json={"title": "Q3"}, headers=headers)
+        other = await service.client.post("/api/tasks/lists", json={"title": "Q4"}, headers=headers)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 422)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(await stack.calls(rep, "tasks.tasklists.insert")) == 1

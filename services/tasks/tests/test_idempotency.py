@@ -71,7 +71,7 @@ async def test_a_create_that_crashed_after_google_answered_is_reconciled_not_rep
         retried = await restarted.client.post("/api/tasks", json=body, headers=headers)
         assert retried.status_code == 200, retried.text
         task = retried.json()
-        assert task["links"] == [{"type": "lead", "id": lead_id}]
+        assert task["links"] == [{"type": "lead", "id": lead_id, "hidden": False}]
         assert task["notes"] == "v3"
         await stack.poll(restarted, rep)
         listed = await restarted.client.get("/api/tasks", headers=rep.headers)

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import Users
 from pipedesk_testkit.plugin import OpenService
+from timeline_service.cache import PageCache
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,3 +107,16 @@ async def test_a_contact_timeline_changes_when_its_items_become_visible_through_
         )
         assert after.status_code == 200
         assert [item["source"]["google_id"] for item in after.json()["items"]] == ["m-someone"]
+
+
+async def test_the_memory_page_cache_keeps_the_recently_used_pages_within_its_bound() -> None:
+    cache = PageCache(None, memory_bytes=1000)
+    for name in "ABCD":
+        await cache.put(name, name.encode() * 200)
+    assert await cache.get("A") == b"A" * 200  # now the most recently used
+    await cache.put("big", b"x" * 300)  # over a quarter of the bound: not kept
+    assert await cache.get("big") is None
+    await cache.put("E", b"E" * 250)  # 1,050 bytes: the least recently used goes
+    assert await cache.get("B") is None
+    for name in "ACDE":
+        assert await cache.get(name) is not None

@@ -22,6 +22,7 @@ from pipedesk_common.db import connect_raw
 from pipedesk_testkit.database import RUN_PREFIX, drop_database
 from pipedesk_testkit.identities import Users
 from pipedesk_testkit.plugin import OpenService
+from timeline_service.models import TEXT_SEARCH_INDEX
 
 BEFORE_HOLDERS = "0002"
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -207,3 +208,43 @@ async def test_items_of_the_earlier_schema_become_items_held_by_one_copy_without
     await asyncio.to_thread(downgrade, url, BEFORE_HOLDERS)
     restored = await fetch(url, "SELECT * FROM timeline.items ORDER BY source_key")
     assert [dict(row) for row in restored] == [dict(row) for row in before]
+
+
+@pytest.mark.asyncio
+async def test_the_search_index_is_built_where_pg_trgm_is_and_metrics_say_so(
+    timeline_app: OpenService, database_url: str
+) -> None:
+    connection = await connect_raw(database_url)
+    try:
+        definition = await connection.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'timeline' AND indexname = $1",
+            TEXT_SEARCH_INDEX,
+        )
+    finally:
+        await connection.close()
+    assert definition is not None  # the development and test servers offer pg_trgm
+    assert "gin (title gin_trgm_ops, summary gin_trgm_ops)" in definition
+    async with timeline_app() as timeline:
+        metrics = (await timeline.get("/metrics")).text
+    assert "\npipedesk_timeline_search_index 1.0" in metrics
+
+
+@pytest.mark.asyncio
+async def test_without_pg_trgm_the_schema_has_no_search_index_and_alembic_check_is_clean(
+    empty_database: str,
+) -> None:
+    """A server where the extension is gone (dropped here, as where it was never offered): the
+    index goes with it, the search scans, and the models still match the schema."""
+    await asyncio.to_thread(upgrade, empty_database, "head")
+    connection = await connect_raw(empty_database)
+    try:
+        await connection.execute("DROP EXTENSION pg_trgm CASCADE")
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = $1", TEXT_SEARCH_INDEX
+        )
+    finally:
+        await connection.close()
+    await asyncio.to_thread(migrations.check, empty_database, "timeline")
+    await asyncio.to_thread(downgrade, empty_database, "0003")
+    await asyncio.to_thread(upgrade, empty_database, "head")  # and back, rebuilding the index
+    await asyncio.to_thread(migrations.check, empty_database, "timeline")

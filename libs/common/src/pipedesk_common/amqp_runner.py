@@ -19,7 +19,11 @@ from functools import partial
 from typing import Any, Final
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+)
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -110,6 +114,7 @@ class QueueRunner:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._refused: StackMismatch | None = None
+        self.channel: AbstractChannel | None = None  # the one consuming now
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Consume until stopped or cancelled; ``ready`` is set once the queue is declared and
@@ -157,6 +162,7 @@ class QueueRunner:
                 self._stopping.set()
                 return
             channel = await connection.channel(publisher_confirms=True)
+            self.channel = channel
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await self.topology.declare_consumer_queue(
                 channel,
@@ -170,9 +176,11 @@ class QueueRunner:
             connected()
             if ready is not None:
                 ready.set()
-            upkeep = asyncio.create_task(self._upkeep(queue))
+            upkeep = asyncio.create_task(self._upkeep(connection))
             try:
-                await first_of(closed(connection), self._stopping.wait())
+                # A channel the broker closed (a channel error) delivers nothing more while
+                # its connection stays up: either one closing is a lost link.
+                await first_of(closed(connection), closed(channel), self._stopping.wait())
                 if self._stopping.is_set():
                     await self.drain()
             finally:
@@ -181,8 +189,12 @@ class QueueRunner:
             if not connection.is_closed:
                 await connection.close()
 
-    async def _upkeep(self, queue: AbstractQueue) -> None:
+    async def _upkeep(self, connection: AbstractConnection) -> None:
         beats = 0
+        # The depth checks declare passively on a channel of their own: a queue that is gone
+        # (a dead-letter queue expired on a short-lived stack) makes the broker close the
+        # channel it was asked on, which must never be the consuming one.
+        probe: AbstractChannel | None = None
         while True:
             await asyncio.sleep(UPKEEP_SECONDS)
             beats += 1
@@ -194,8 +206,12 @@ class QueueRunner:
                 except Exception:  # pruning is housekeeping; the next round tries again
                     log.warning("inbox pruning failed", exc_info=True)
             try:
-                declared = await queue.declare()
-                dead = await queue.channel.declare_queue(
+                if probe is None or probe.is_closed:
+                    probe = await connection.channel()
+                declared = await (
+                    await probe.declare_queue(self.queue_name, passive=True)
+                ).declare()
+                dead = await probe.declare_queue(
                     Topology.dead_letter_queue(self.queue_name), passive=True
                 )
                 dead_letters = await dead.declare()

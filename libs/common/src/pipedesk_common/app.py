@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import aio_pika
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import BaseRoute
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
 from pipedesk_common.auth import (
@@ -28,8 +31,16 @@ from pipedesk_common.auth import (
 )
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
+from pipedesk_common.contract import document_problems
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
+from pipedesk_common.idempotency import (
+    IdempotencyMiddleware,
+    IdempotentRequests,
+    ReplayedAnswer,
+    replayed_response,
+)
+from pipedesk_common.input_policy import InputPolicyMiddleware
 from pipedesk_common.keys import load_service_key
 from pipedesk_common.messaging import Topology
 from pipedesk_common.observability import (
@@ -146,7 +157,7 @@ def reconnect_backoff(settings: BaseServiceSettings) -> Backoff:
 def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
-        concurrency=settings.consumer_concurrency or settings.database_pool_size,
+        concurrency=settings.consumer_concurrency or settings.process_pool_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -245,6 +256,7 @@ def create_app(
     readiness: Callable[[ServiceContext], Mapping[str, ReadinessCheck]] | None = None,
     description: str = "",
     openapi_url: str | None = "/openapi.json",
+    idempotency: Table | None = None,
     body_limits: Sequence[BodyLimit] = (),
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
@@ -256,6 +268,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings, effective_clock)
+        if idempotency is not None:  # Idempotency-Key on the routes that declare it
+            context.provide(IdempotentRequests(idempotency, effective_clock, context.sessionmaker))
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
         try:
@@ -273,8 +287,26 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         openapi_url=openapi_url,
+        # RequestContextMiddleware already traces, measures and logs every request: FastAPI's
+        # own telemetry would do it all a second time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    generated = app.openapi
+
+    def documented_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generated())
+        return app.openapi_schema
+
+    app.openapi = documented_openapi  # type: ignore[method-assign]
+    if idempotency is not None:
+
+        async def replay(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, ReplayedAnswer)
+            return replayed_response(exc.answer)
+
+        app.add_exception_handler(ReplayedAnswer, replay)
 
     def readiness_checks() -> Mapping[str, ReadinessCheck]:
         context: ServiceContext = app.state.context
@@ -286,13 +318,49 @@ def create_app(
         }
 
     app.include_router(health_router(readiness_checks))
+    undeclared = internal_routes_without_callers(routers)
+    if undeclared:
+        raise ValueError(f"internal routes must declare their callers: {', '.join(undeclared)}")
     for router in routers:
         app.include_router(router)
+    # Innermost first: the size limit applies before the input policy reads a body.
+    if idempotency is not None:
+        app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(InputPolicyMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, limits=body_limits
     )
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app
+
+
+# The attribute ``pipedesk_common.internal.callers`` sets on its dependency: the services allowed.
+CALLERS_ATTRIBUTE = "allowed_services"
+
+
+def internal_routes_without_callers(routers: Sequence[APIRouter]) -> list[str]:
+    """The ``/internal/…`` routes of ``routers`` that name no calling services."""
+
+    def declares(dependant: Dependant) -> bool:
+        return any(
+            hasattr(dependency.call, CALLERS_ATTRIBUTE) or declares(dependency)
+            for dependency in dependant.dependencies
+        )
+
+    def undeclared(routes: Sequence[BaseRoute], prefix: str) -> Iterator[str]:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # a router included in a router
+            if isinstance(included, APIRouter):
+                context = getattr(route, "include_context", None)
+                yield from undeclared(included.routes, prefix + getattr(context, "prefix", ""))
+            elif (
+                isinstance(route, APIRoute)
+                and (prefix + route.path).startswith("/internal/")
+                and not declares(route.dependant)
+            ):
+                yield f"{' '.join(sorted(route.methods or ()))} {prefix + route.path}"
+
+    return [found for router in routers for found in undeclared(router.routes, "")]
 
 
 @asynccontextmanager

@@ -39,6 +39,7 @@ SERVICE_TOKEN_TYPE: Final = "svc+jwt"  # noqa: S105 - a media type, not a secret
 SERVICE_TOKEN_LIFETIME: Final = 60
 SERVICE_SUBJECT_PREFIX: Final = "svc:"
 USER_TOKEN_TYPES: Final = frozenset({"JWT", "at+jwt"})
+VERIFIED_TOKENS: Final = 10_000  # signature checks remembered per process
 
 
 class Role(StrEnum):
@@ -256,27 +257,48 @@ class TokenVerifier:
         self._audience = audience
         self._clock = clock
         self._leeway = leeway
+        # Tokens whose signature has been checked: a signature check (RSA) is most of the cost
+        # of a request's authentication, and a client sends the same token for many requests.
+        self._verified: dict[str, tuple[Mapping[str, Any], str, SigningKey, Principal]] = {}
 
     async def principal(self, token: str) -> Principal:
-        claims, _kid = await _verified_claims(token, self._keys, accepted_types=USER_TOKEN_TYPES)
+        seen = self._verified.get(token)
+        if seen is not None:
+            claims, kid, key, principal = seen
+            # The same key under the same id still signs (a refreshed key set makes new key
+            # objects, so a replaced key misses here); the time-bound claims are checked anew.
+            if await self._keys.key_for(kid) is key:
+                self._check_claims(claims)
+                return principal
+            del self._verified[token]
+        claims, kid = await _verified_claims(token, self._keys, accepted_types=USER_TOKEN_TYPES)
+        self._check_claims(claims)
+        try:
+            parsed = _UserClaims.model_validate(claims)
+        except ValidationError as exc:
+            missing = ", ".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+            raise Unauthorized(f"token claims invalid: {missing}") from None
+        principal = Principal(
+            sub=parsed.sub,
+            email=parsed.email.lower(),
+            org_id=parsed.org_id,
+            role=parsed.role,
+            team_ids=frozenset(parsed.team_ids),
+        )
+        signing = await self._keys.key_for(kid)
+        if signing is not None:
+            if len(self._verified) >= VERIFIED_TOKENS:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = (claims, kid, signing, principal)
+        return principal
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
         _validate_registered_claims(
             claims,
             issuer=self._issuer,
             audience=self._audience,
             now=epoch_seconds(self._clock),
             leeway=self._leeway,
-        )
-        try:
-            parsed = _UserClaims.model_validate(claims)
-        except ValidationError as exc:
-            missing = ", ".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
-            raise Unauthorized(f"token claims invalid: {missing}") from None
-        return Principal(
-            sub=parsed.sub,
-            email=parsed.email.lower(),
-            org_id=parsed.org_id,
-            role=parsed.role,
-            team_ids=frozenset(parsed.team_ids),
         )
 
 

@@ -51,10 +51,12 @@ def schema_registry(schema: str) -> registry:
 
 def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngine:
     options: dict[str, Any] = {
-        "pool_size": settings.database_pool_size,
-        "max_overflow": settings.database_max_overflow,
+        "pool_size": settings.process_pool_size,
+        "max_overflow": settings.process_max_overflow,
         "pool_pre_ping": True,
         "pool_timeout": 10,
+        # Statements are logged and raised without their parameters: those are user data.
+        "hide_parameters": True,
         "connect_args": {
             "server_settings": {"application_name": f"pipedesk-{settings.service_name}"},
             "timeout": 5,

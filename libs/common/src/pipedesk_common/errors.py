@@ -219,9 +219,11 @@ def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]
     """``responses=`` for a route, so OpenAPI shows the problems it may answer."""
     documented: dict[int | str, dict[str, Any]] = {}
     for error in errors:
+        before = documented.get(error.status)
+        titles = f"{before['description']}; or: {error.title}" if before else error.title
         documented[error.status] = {
             "model": Problem,
-            "description": error.title,
+            "description": titles,
             "content": {PROBLEM_JSON: {}},
         }
     return documented

@@ -31,9 +31,13 @@ from sqlalchemy import (
     Table,
     delete,
     select,
+    tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import AppError, FieldError, InvalidInput
@@ -50,6 +54,19 @@ class IdempotencyKeyReused(AppError):
         "idempotency-key-reused",
         "This Idempotency-Key was used for another request",
     )
+
+    @classmethod
+    def for_another_payload(cls) -> IdempotencyKeyReused:
+        return cls(
+            "this Idempotency-Key was sent before with a different payload",
+            errors=[
+                FieldError(
+                    field="header.idempotency-key",
+                    message="already used for a different payload",
+                    code="reused",
+                )
+            ],
+        )
 
 
 def idempotency_table(metadata: MetaData) -> Table:
@@ -130,16 +147,7 @@ class IdempotencyKeys:
         if row is None or row.created_at < self.clock.now() - self.retention:
             return None
         if row.fingerprint != digest:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was sent before with a different payload",
-                errors=[
-                    FieldError(
-                        field="header.idempotency-key",
-                        message="already used for a different payload",
-                        code="reused",
-                    )
-                ],
-            )
+            raise IdempotencyKeyReused.for_another_payload()
         return RememberedAnswer(status=row.status, body=row.body)
 
     async def remember(
@@ -176,3 +184,208 @@ class IdempotencyKeys:
         cutoff = self.clock.now() - self.retention
         result = await session.execute(delete(self.table).where(self.table.c.created_at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- Idempotency-Key on any creating POST (IdempotentRequests) ---------------------------------
+
+STATE_KEY: Final = "pipedesk_idempotency_claim"
+IN_PROGRESS: Final = 0  # the status of a claimed key whose request has not answered yet
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+_KEPT_HEADERS: Final = ("location", "etag")
+PRUNED_PER_ANSWER: Final = 100
+
+
+class IdempotencyKeyInProgress(AppError):
+    status, slug, title = 409, "idempotency-key-in-progress", "A request with this key is running"
+
+
+class ReplayedAnswer(Exception):
+    """Raised by the ``idempotent`` dependency: answer this remembered answer, run nothing."""
+
+    def __init__(self, answer: RememberedAnswer) -> None:
+        super().__init__("replayed")
+        self.answer = answer
+
+
+def replayed_response(answer: RememberedAnswer) -> Response:
+    headers = {str(k): str(v) for k, v in dict(answer.body.get("headers") or {}).items()}
+    headers[REPLAYED_HEADER] = "true"
+    return JSONResponse(
+        answer.body.get("content"),
+        status_code=answer.status,
+        headers=headers,
+        media_type=str(answer.body.get("media_type") or "application/json"),
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key this request holds while it runs (``scope``: org, caller and route, digested)."""
+
+    requests: IdempotentRequests
+    scope: str
+    key: str
+
+
+class IdempotentRequests:
+    """Keys of the creating POSTs of one service, in its ``idempotency_keys`` table.
+
+    ``claim`` takes the key before the route runs, in a transaction of its own: a key answered
+    before gives that answer again (same payload) or ``422`` (another payload); a key another
+    request holds right now gives ``409``. A success (``2xx``) is remembered when the route has
+    answered; any other answer lets go of the key, so a corrected request can use it again."""
+
+    def __init__(
+        self,
+        table: Table,
+        clock: Clock,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        retention: timedelta = timedelta(hours=24),
+        lease: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.table = table
+        self.clock = clock
+        self.sessionmaker = sessionmaker
+        self.retention = retention
+        self.lease = lease
+
+    async def claim(self, scope: str, key: str, digest: str) -> RememberedAnswer | None:
+        table, now = self.table, self.clock.now()
+        async with self.sessionmaker.begin() as session:
+            taken = await session.execute(
+                insert(table)
+                .values(
+                    scope=scope,
+                    key=key,
+                    fingerprint=digest,
+                    status=IN_PROGRESS,
+                    body={},
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["scope", "key"])
+                .returning(table.c.key)
+            )
+            if taken.first() is not None:
+                return None
+            row = (
+                await session.execute(
+                    select(table)
+                    .where(table.c.scope == scope, table.c.key == key)
+                    .with_for_update()
+                )
+            ).one()
+            stale = row.status == IN_PROGRESS and row.created_at < now - self.lease
+            if row.created_at < now - self.retention or stale:
+                await session.execute(
+                    update(table)
+                    .where(table.c.scope == scope, table.c.key == key)
+                    .values(fingerprint=digest, status=IN_PROGRESS, body={}, created_at=now)
+                )
+                return None
+        if row.fingerprint != digest:
+            raise IdempotencyKeyReused.for_another_payload()
+        if row.status == IN_PROGRESS:
+            raise IdempotencyKeyInProgress(
+                "a request with this Idempotency-Key is still running; retry later",
+                headers={"Retry-After": "1"},
+            )
+        return RememberedAnswer(status=row.status, body=row.body)
+
+    async def complete(self, scope: str, key: str, status: int, body: dict[str, Any]) -> None:
+        table = self.table
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                update(table)
+                .where(table.c.scope == scope, table.c.key == key)
+                .values(status=status, body=body)
+            )
+            # Forgotten keys go a few at a time, by the created_at index.
+            expired = (
+                select(table.c.scope, table.c.key)
+                .where(table.c.created_at < self.clock.now() - self.retention)
+                .limit(PRUNED_PER_ANSWER)
+            )
+            await session.execute(
+                delete(table).where(tuple_(table.c.scope, table.c.key).in_(expired))
+            )
+
+    async def release(self, scope: str, key: str) -> None:
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                delete(self.table).where(
+                    self.table.c.scope == scope,
+                    self.table.c.key == key,
+                    self.table.c.status == IN_PROGRESS,
+                )
+            )
+
+
+def request_scope(org_id: str, caller: str, method: str, path: str) -> str:
+    """What a key is scoped to: the org, the caller and the route, digested (a fixed length)."""
+    return hashlib.sha256("\x1f".join((org_id, caller, method, path)).encode()).hexdigest()
+
+
+def body_fingerprint(body: bytes) -> str:
+    """A JSON body's meaning (member order and spacing aside), else its bytes."""
+    try:
+        return fingerprint(json.loads(body) if body else None)
+    except ValueError:
+        return hashlib.sha256(body).hexdigest()
+
+
+class IdempotencyMiddleware:
+    """Remembers the answer of a request that claimed a key (or lets go of the key)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body" and isinstance(
+                scope.get("state", {}).get(STATE_KEY), Claim
+            ):  # only the answer of a request holding a key is kept
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            claim = scope.get("state", {}).get(STATE_KEY)
+            if isinstance(claim, Claim):
+                await claim.requests.release(claim.scope, claim.key)
+            raise
+        claim = scope.get("state", {}).get(STATE_KEY)
+        if not isinstance(claim, Claim):
+            return
+        status = int(started.get("status", 500))
+        if not 200 <= status < 300:  # nothing was done: the key is free for a corrected retry
+            await claim.requests.release(claim.scope, claim.key)
+            return
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in started.get("headers", [])
+        }
+        try:
+            content = json.loads(b"".join(chunks) or b"null")
+        except ValueError:
+            await claim.requests.release(claim.scope, claim.key)
+            return
+        await claim.requests.complete(
+            claim.scope,
+            claim.key,
+            status,
+            {
+                "content": content,
+                "media_type": headers.get("content-type", "application/json").split(";")[0],
+                "headers": {name: headers[name] for name in _KEPT_HEADERS if name in headers},
+            },
+        )

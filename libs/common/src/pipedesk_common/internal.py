@@ -1,20 +1,24 @@
 """``/internal/…`` routes: service tokens only, and only from the services a route names.
 
 Every internal route declares its callers with ``callers("accounts")``: a caller with a valid
-service token of another service is refused (``403``), so each service reaches only what it
-needs. ``jobs_router`` serves ``POST /internal/jobs/{name}`` (run one of the service's periodic
-jobs now) on that rule.
+service token of another service is refused (``403``, logged and counted in
+``pipedesk_internal_calls_refused_total``), so each service reaches only what it needs.
+``create_app`` refuses to build an app with an internal route that declares no callers.
+``jobs_router`` serves ``POST /internal/jobs/{name}`` (run one of the service's periodic jobs
+now) on that rule.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from pipedesk_common.app import ServiceCallerDep, provided
+from pipedesk_common.app import CALLERS_ATTRIBUTE, ServiceCallerDep, provided
 from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.errors import Forbidden, NotFound, Unauthorized, problem_responses
 from pipedesk_common.periodic import JobRunner
@@ -22,17 +26,41 @@ from pipedesk_common.periodic import JobRunner
 # Who runs jobs on demand: the automation service (its scheduler and the operators' console).
 JOB_CALLERS = ("automation",)
 
+log = logging.getLogger(__name__)
 
-def callers(*services: str) -> Callable[[ServiceCaller], ServiceCaller]:
+INTERNAL_CALLS_REFUSED = Counter(
+    "pipedesk_internal_calls_refused_total",
+    "Calls to internal routes refused: a service not allowed, or asking for more than its share",
+    ["caller", "route", "reason"],
+)
+
+
+def refuse_internal_call(request: Request, caller: ServiceCaller, reason: str, detail: str) -> None:
+    """Log and count a refused internal call, then refuse it (``403`` naming ``detail``)."""
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    INTERNAL_CALLS_REFUSED.labels(caller.name, route, reason).inc()
+    log.warning(
+        "internal call refused",
+        extra={"caller": caller.name, "route": route, "reason": reason},
+    )
+    raise Forbidden(detail)
+
+
+def callers(*services: str) -> Callable[[Request, ServiceCaller], ServiceCaller]:
     """The dependency of a route only ``services`` may call."""
+    if not services:
+        raise ValueError("an internal route names at least one calling service")
     allowed = frozenset(services)
 
-    def allowed_caller(caller: ServiceCallerDep) -> ServiceCaller:
+    def allowed_caller(request: Request, caller: ServiceCallerDep) -> ServiceCaller:
         if caller.name not in allowed:
-            raise Forbidden(f"the {caller.name} service may not call this route")
+            refuse_internal_call(
+                request, caller, "caller", f"the {caller.name} service may not call this route"
+            )
         return caller
 
     allowed_caller.__doc__ = f"Service tokens of: {', '.join(sorted(allowed))}."
+    setattr(allowed_caller, CALLERS_ATTRIBUTE, allowed)
     return allowed_caller
 
 

@@ -71,8 +71,8 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
-async def closed(connection: AbstractConnection) -> None:
-    """Wait until the connection closes, for whatever reason."""
+async def closed(connection: AbstractConnection | AbstractChannel) -> None:
+    """Wait until the connection (or the channel) closes, for whatever reason."""
     done = asyncio.get_running_loop().create_future()
 
     def on_close(*_args: Any) -> None:

@@ -75,6 +75,25 @@ def _include_name_in(schema: str) -> Any:
     return include_name
 
 
+def installed_extensions(connection: Connection) -> set[str]:
+    return set(connection.execute(text("SELECT extname FROM pg_extension")).scalars())
+
+
+def _include_object_with(installed: set[str]) -> Any:
+    """Leave out of the comparison what the models declare for an extension the database does
+    not have (``info={"requires_extension": …}``): its migration built it only where it could."""
+
+    def include_object(
+        item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        declared = compare_to if reflected else item
+        info = getattr(declared, "info", None) if declared is not None else None
+        needs = info.get("requires_extension") if info else None
+        return needs is None or needs in installed
+
+    return include_object
+
+
 def _run(connection: Connection, metadata: MetaData, schema: str) -> None:
     context.configure(
         connection=connection,
@@ -82,6 +101,7 @@ def _run(connection: Connection, metadata: MetaData, schema: str) -> None:
         version_table_schema=schema,
         include_schemas=True,
         include_name=_include_name_in(schema),
+        include_object=_include_object_with(installed_extensions(connection)),
         compare_type=True,
         compare_server_default=True,
     )

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,45 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, with the message of every database error withheld: PostgreSQL and
+        the driver quote parameter values (user data) in theirs."""
+        error = ei[1]
+        if not isinstance(error, BaseException):
+            return super().formatException(ei)
+        return withheld_traceback(error)
+
+
+def _is_database_error(error: BaseException) -> bool:
+    module = type(error).__module__
+    return module.startswith(("sqlalchemy", "asyncpg", "psycopg"))
+
+
+def withheld_traceback(error: BaseException) -> str:
+    """``error``'s traceback as Python prints it, each database error's message withheld
+    (a SQLAlchemy error keeps its statement, whose parameters are placeholders)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    lines: list[str] = []
+    for index, exc in enumerate(reversed(chain)):
+        if index:
+            lines.append("\nThe above exception led to the following exception:\n\n")
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(traceback.format_tb(exc.__traceback__))
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if _is_database_error(exc):
+            statement = getattr(exc, "statement", None)
+            shown = f" [SQL: {statement}]" if statement else ""
+            lines.append(f"{name}: (message withheld: it may quote values){shown}\n")
+        else:
+            lines.extend(traceback.format_exception_only(exc))
+    return "".join(lines).rstrip("\n")
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

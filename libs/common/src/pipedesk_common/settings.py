@@ -117,8 +117,16 @@ class BaseServiceSettings(BaseSettings):
         DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
     )
+    # The service's database budget, shared by its WORKERS processes (see process_pool_size).
     database_pool_size: int = Field(5, ge=1, le=50)
     database_max_overflow: int = Field(5, ge=0, le=50)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        validation_alias=AliasChoices("WORKERS", "workers"),
+        description="Processes serving the service (python -m <service>)",
+    )
     amqp_url: str = Field(
         DEFAULT_AMQP_URL,
         validation_alias=AliasChoices("AMQP_URL", "amqp_url"),
@@ -333,6 +341,15 @@ class BaseServiceSettings(BaseSettings):
     @classmethod
     def env_prefix(cls) -> str:
         return str(cls.model_config.get("env_prefix", ""))
+
+    @property
+    def process_pool_size(self) -> int:
+        """One process's pooled connections: the budget divided among the WORKERS processes."""
+        return max(1, self.database_pool_size // self.workers)
+
+    @property
+    def process_max_overflow(self) -> int:
+        return self.database_max_overflow // self.workers
 
     @property
     def listen_port(self) -> int:

@@ -91,11 +91,12 @@ async def _ensure_template(server_url: str, template: str) -> None:
         await connection.close()
 
 
-async def create_run_database(server_url: str) -> str:
-    """A fresh, fully migrated database for this run; returns its URL."""
+async def create_run_database(server_url: str, purpose: str = "") -> str:
+    """A fresh, fully migrated database for this run; returns its URL. ``purpose`` (a lowercase
+    word) is part of its name."""
     template = TEMPLATE_PREFIX + migrations_fingerprint()
     await _ensure_template(server_url, template)
-    name = f"{RUN_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    name = f"{RUN_PREFIX}{purpose}{'_' if purpose else ''}{int(time.time())}_{secrets.token_hex(4)}"
     connection = await _admin(server_url)
     try:
         await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')

@@ -1,8 +1,14 @@
-import uvicorn
+from fastapi import FastAPI
 
 from accounts_service.app import build_app
 from accounts_service.settings import AccountsSettings
+from pipedesk_common.serve import serve
+
+
+def app() -> FastAPI:
+    """The app of one worker process, from the environment."""
+    return build_app(AccountsSettings())
+
 
 if __name__ == "__main__":
-    settings = AccountsSettings()
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.listen_port, log_config=None)
+    serve("accounts_service.__main__:app", AccountsSettings())

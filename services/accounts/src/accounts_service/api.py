@@ -3,11 +3,13 @@ token route other services call."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from prometheus_client import Counter
 
 from accounts_service.google import GoogleOAuth
 from accounts_service.models import ConnectionStatus
@@ -20,11 +22,12 @@ from accounts_service.schemas import (
     TokenAnswer,
     TokenRequest,
 )
-from accounts_service.service import AccountsService, InvalidState
+from accounts_service.service import AccountsService, InvalidState, NotAMember
 from accounts_service.settings import AccountsSettings
-from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
-from pipedesk_common.auth import Principal, Role
+from pipedesk_common.app import ContextDep, PrincipalDep
+from pipedesk_common.auth import Principal, Role, ServiceCaller
 from pipedesk_common.db import SessionDep
+from pipedesk_common.directory import OrgDirectory
 from pipedesk_common.errors import (
     AppError,
     Forbidden,
@@ -40,7 +43,17 @@ from pipedesk_common.google.credentials import (
     GoogleDelegationRefused,
     GoogleNotConnected,
 )
+from pipedesk_common.google.scopes import PRODUCT_SCOPES
+from pipedesk_common.internal import callers, internal_problems, refuse_internal_call
 from pipedesk_common.pagination import Page
+
+log = logging.getLogger(__name__)
+
+TOKENS_ISSUED = Counter(
+    "pipedesk_google_tokens_issued_total",
+    "Google access tokens handed to a product service, by service and grant",
+    ["caller", "via"],
+)
 
 router = APIRouter(prefix="/api/accounts/google", tags=["google accounts"])
 internal = APIRouter(prefix="/internal/google", tags=["internal"])
@@ -56,6 +69,9 @@ def accounts_service(session: SessionDep, context: ContextDep, request: Request)
         vault=request.app.state.vault,
         oauth=GoogleOAuth(settings, context.http, context.clock),
         delegated=request.app.state.delegated_tokens,
+        directory=OrgDirectory(
+            settings.url_of("crm"), http=lambda: context.http, issuer=context.issuer
+        ),
     )
 
 
@@ -212,19 +228,39 @@ async def delete_delegation(admin: AdminDep, service: ServiceDep) -> Response:
 @internal.post(
     "/token",
     response_model=TokenAnswer,
-    responses=problem_responses(
-        GoogleNotConnected,
-        GoogleDelegationRefused,
-        GoogleCallError,
-        ServiceUnavailable,
-    ),
-    summary="A current access token for a user and scopes (service tokens only)",
+    responses={
+        **internal_problems(),
+        **problem_responses(
+            GoogleNotConnected,
+            GoogleDelegationRefused,
+            GoogleCallError,
+            ServiceUnavailable,
+        ),
+    },
+    summary="A current access token for a user and the scopes of the calling service's own "
+    "Google product (callers: the product services, e.g. calendar → Calendar scopes)",
 )
 async def token(
-    body: TokenRequest, caller: ServiceCallerDep, service: ServiceDep, response: Response
+    body: TokenRequest,
+    caller: Annotated[ServiceCaller, Depends(callers(*PRODUCT_SCOPES))],
+    service: ServiceDep,
+    request: Request,
+    response: Response,
 ) -> TokenAnswer | JSONResponse:
     response.headers["Cache-Control"] = "no-store"
-    answer = await service.access_token(body)
+    foreign = sorted(set(body.scopes) - set(PRODUCT_SCOPES[caller.name]))
+    if foreign:
+        refuse_internal_call(
+            request,
+            caller,
+            "scopes",
+            f"the {caller.name} service may ask only for its own product's scopes, "
+            f"not {', '.join(foreign)}",
+        )
+    try:
+        answer = await service.access_token(body)
+    except NotAMember as refused:
+        refuse_internal_call(request, caller, "user", refused.detail or refused.title)
     if isinstance(answer, AppError):  # recorded (the grant is revoked), then answered
         return problem_response(
             answer.status,
@@ -235,6 +271,17 @@ async def token(
             errors=answer.errors,
             headers={"Cache-Control": "no-store"},
         )
+    TOKENS_ISSUED.labels(caller.name, answer.via.value).inc()
+    log.info(
+        "google token issued",
+        extra={
+            "caller": caller.name,
+            "org_id": body.org_id,
+            "user_id": body.user_id,
+            "via": answer.via.value,
+            "refreshed": body.force_refresh,
+        },
+    )
     return answer
 
 

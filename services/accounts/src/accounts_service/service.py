@@ -43,7 +43,8 @@ from accounts_service.settings import AccountsSettings
 from accounts_service.vault import Vault
 from pipedesk_common.auth import Principal
 from pipedesk_common.clock import Clock
-from pipedesk_common.errors import AppError, FieldError, InvalidInput, NotFound
+from pipedesk_common.directory import OrgDirectory
+from pipedesk_common.errors import AppError, FieldError, Forbidden, InvalidInput, NotFound
 from pipedesk_common.events.accounts import (
     GoogleConnected,
     GoogleConnectionData,
@@ -138,6 +139,10 @@ def _with_query(url: str, params: dict[str, str]) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
+class NotAMember(Forbidden):
+    slug, title = "not-a-member", "The user is not a member of this org"
+
+
 class AccountsService:
     def __init__(
         self,
@@ -148,6 +153,7 @@ class AccountsService:
         vault: Vault,
         oauth: GoogleOAuth,
         delegated: DelegatedTokens,
+        directory: OrgDirectory,
     ) -> None:
         self.repository = repository
         self.settings = settings
@@ -155,6 +161,7 @@ class AccountsService:
         self.vault = vault
         self.oauth = oauth
         self.delegated = delegated
+        self.directory = directory
 
     # -- the connect flow -------------------------------------------------------------------
 
@@ -355,6 +362,7 @@ class AccountsService:
     async def access_token(self, request: TokenRequest) -> TokenAnswer | AppError:
         delegation = await self.repository.delegation(request.org_id)
         if delegation is not None and _in_domain(request.email, delegation.domain):
+            await self._member_of_org(request)
             return await self._delegated_token(delegation, request)
         connection = await self.repository.connection(
             request.org_id, request.user_id, for_update=True
@@ -438,6 +446,15 @@ class AccountsService:
             "Google revoked this user's access; they must connect Google again",
             errors=[_connect_hint(granted_products(connection.scopes), "revoked")],
         )
+
+    async def _member_of_org(self, request: TokenRequest) -> None:
+        """Delegation impersonates an email: only that of an active user of the org asked for."""
+        assert request.email is not None
+        user = await self.directory.user(request.org_id, request.user_id)
+        if user is None or (user.email or "").lower() != request.email.lower():
+            raise NotAMember(
+                "delegated tokens are issued only for an active user of the org, by their email"
+            )
 
     async def _delegated_token(
         self, delegation: GoogleDelegation, request: TokenRequest

@@ -1,8 +1,14 @@
-import uvicorn
+from fastapi import FastAPI
 
 from calendar_service.app import build_app
 from calendar_service.settings import CalendarSettings
+from pipedesk_common.serve import serve
+
+
+def app() -> FastAPI:
+    """The app of one worker process, from the environment."""
+    return build_app(CalendarSettings())
+
 
 if __name__ == "__main__":
-    settings = CalendarSettings()
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.listen_port, log_config=None)
+    serve("calendar_service.__main__:app", CalendarSettings())

@@ -257,6 +257,7 @@ class CalendarGoogle:
                 "events.list",
                 lambda client: client.events().list(**parameters),
                 GoogleEvent,
+                skip_unreadable=True,
             )
         except GoogleCallError as error:
             if error.google_status == 410:

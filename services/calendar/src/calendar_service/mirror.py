@@ -220,7 +220,14 @@ def _when(value: EventTime | None) -> EventTimePublic | None:
     )
 
 
-def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) -> EventPublic:
+def public(
+    calendar: UserCalendar,
+    event: MirroredEvent,
+    links: Sequence[Link],
+    hidden: Sequence[Link] = (),
+) -> EventPublic:
+    """The event as its reader sees it: links to records they may not read (``hidden``) without
+    their ids."""
     resource = stored_event(event)
     attending = resource.own_attendance()
     return EventPublic(
@@ -256,7 +263,7 @@ def public(calendar: UserCalendar, event: MirroredEvent, links: Sequence[Link]) 
         recurrence=resource.recurrence,
         recurring_event_id=resource.recurring_event_id,
         original_start=_when(resource.original_start_time),
-        links=public_links(links),
+        links=public_links(links, hidden),
         version=event.version,
         created_at=event.created_at,
         updated_at=event.updated_at,

@@ -40,9 +40,10 @@ from calendar_service.schemas import (
 from calendar_service.sync import CalendarRuntime, sync_key
 from pipedesk_common.auth import Principal
 from pipedesk_common.errors import Conflict, NotFound, invalid
+from pipedesk_common.events.timeline import Link
 from pipedesk_common.google.push import Channel
 from pipedesk_common.idempotency import fingerprint, remote_id
-from pipedesk_common.mirror.links import check_links
+from pipedesk_common.mirror.links import check_links, hidden_links, replaced_links
 from pipedesk_common.mirror.runtime import google_user, require_role
 from pipedesk_common.rbac import Action
 
@@ -154,7 +155,9 @@ class CalendarService:
             if event is None:
                 raise NotFound("the event was cancelled before it could be recorded")
             current = (await EVENT_LINKS.of(session, [event.id]))[event.id]
-            answer = public(calendar, event, current)
+            answer = public(
+                calendar, event, current, await self._hidden(session, principal, current)
+            )
             if idempotency_key is not None:
                 await self.runtime.idempotency.remember(
                     session,
@@ -185,11 +188,16 @@ class CalendarService:
             body["attendees"] = normalize_attendees(data.attendees or [])
         return body
 
+    async def _hidden(
+        self, session: AsyncSession, principal: Principal, links: Sequence[Link]
+    ) -> list[Link]:
+        return await hidden_links(self.runtime.replica, session, principal, links)
+
     async def get(self, principal: Principal, event_id: UUID) -> EventPublic:
         async with self.uow.read() as session:
             event, calendar = await self._own_event(session, principal, event_id)
             links = (await EVENT_LINKS.of(session, [event.id]))[event.id]
-        return public(calendar, event, links)
+            return public(calendar, event, links, await self._hidden(session, principal, links))
 
     async def list_events(
         self,
@@ -224,7 +232,15 @@ class CalendarService:
                 principal.org_id, principal.sub, filters, after=after, limit=limit
             )
             links = await EVENT_LINKS.of(session, [event.id for event in events])
-        return [public(calendars[event.calendar_id], event, links[event.id]) for event in events]
+            return [
+                public(
+                    calendars[event.calendar_id],
+                    event,
+                    links[event.id],
+                    await self._hidden(session, principal, links[event.id]),
+                )
+                for event in events
+            ]
 
     async def _occurrence(
         self, principal: Principal, calendar: UserCalendar, series: MirroredEvent, occurrence: str
@@ -256,8 +272,13 @@ class CalendarService:
             if event.status == CANCELLED:
                 raise NotFound("this event is cancelled")
             links = (
-                await check_links(
-                    self.runtime.replica, session, principal, data.links, noun="meetings"
+                await replaced_links(
+                    self.runtime.replica,
+                    session,
+                    principal,
+                    (await EVENT_LINKS.of(session, [event.id]))[event.id],
+                    data.links,
+                    noun="meetings",
                 )
                 if data.links is not None
                 else None
@@ -325,7 +346,9 @@ class CalendarService:
             )
             assert applied is not None
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
-            return public(calendar, applied, current)
+            return public(
+                calendar, applied, current, await self._hidden(session, principal, current)
+            )
 
     async def rsvp(self, principal: Principal, event_id: UUID, data: RsvpRequest) -> EventPublic:
         """The caller's answer to an invitation, as Google takes it: their own entry among the
@@ -359,7 +382,9 @@ class CalendarService:
             applied = await self.writer.apply(session, calendar, answered, actor_id=principal.sub)
             assert applied is not None
             current = (await EVENT_LINKS.of(session, [applied.id]))[applied.id]
-            return public(calendar, applied, current)
+            return public(
+                calendar, applied, current, await self._hidden(session, principal, current)
+            )
 
     async def cancel(
         self,

@@ -1,8 +1,14 @@
-import uvicorn
+from fastapi import FastAPI
 
 from crm_service.app import build_app
 from crm_service.settings import CrmSettings
+from pipedesk_common.serve import serve
+
+
+def app() -> FastAPI:
+    """The app of one worker process, from the environment."""
+    return build_app(CrmSettings())
+
 
 if __name__ == "__main__":
-    settings = CrmSettings()
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.listen_port, log_config=None)
+    serve("crm_service.__main__:app", CrmSettings())

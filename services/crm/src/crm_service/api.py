@@ -51,7 +51,7 @@ from crm_service.service import (
     OwnedRecordService,
     RecordService,
 )
-from pipedesk_common.app import ContextDep, PrincipalDep, ServiceCallerDep
+from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.auth import Principal, ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
@@ -65,7 +65,8 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
-from pipedesk_common.internal import callers
+from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
+from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import CursorCodec, Page
 
 MAX_PAGE = 100
@@ -189,7 +190,8 @@ def record_router(kind: Kind) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         summary=f"Create a {kind.name}",
         response_model=Public,
-        responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+        responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *IDEMPOTENCY_PROBLEMS),
+        dependencies=[IDEMPOTENT],
     )
     async def create(
         data: Create,  # type: ignore[valid-type]
@@ -260,7 +262,10 @@ def record_router(kind: Kind) -> APIRouter:
         f"{path}/notes",
         status_code=status.HTTP_201_CREATED,
         summary=f"Add a note to a {kind.name}",
-        responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+        responses=problem_responses(
+            Unauthorized, Forbidden, NotFound, InvalidInput, *IDEMPOTENCY_PROBLEMS
+        ),
+        dependencies=[IDEMPOTENT],
     )
     async def add_note(
         record_id: RecordId, data: NoteCreate, principal: CallerDep, service: ServiceDep
@@ -435,7 +440,10 @@ async def list_leads(
     "/{lead_id}/convert",
     status_code=status.HTTP_201_CREATED,
     summary="Convert a lead into a deal linked to it",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
+    dependencies=[IDEMPOTENT],
 )
 async def convert_lead(
     lead_id: UUID,
@@ -550,15 +558,19 @@ async def list_companies(
 
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
+# The services keeping replicas of the access lists: the Google mirrors and the timeline.
+ACL_CALLERS = ("calendar", "drive", "tasks", "timeline")
+AclCallerDep = Annotated[ServiceCaller, Depends(callers(*ACL_CALLERS))]
 
 
 @internal.get(
     "/acl/lead/{lead_id}",
-    summary="A lead's access list, for other services' replicas (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound),
+    summary="A lead's access list, for other services' replicas (callers: calendar, drive, tasks, "
+    "timeline)",
+    responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def lead_access_list(
-    lead_id: UUID, caller: ServiceCallerDep, service: LeadServiceDep
+    lead_id: UUID, caller: AclCallerDep, service: LeadServiceDep
 ) -> AccessListPublic:
     lead, members = await service.access_of(lead_id)
     return AccessListPublic(type="lead", **access_of(lead, members).model_dump())
@@ -566,11 +578,12 @@ async def lead_access_list(
 
 @internal.get(
     "/acl/deal/{deal_id}",
-    summary="A deal's access list, for other services' replicas (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound),
+    summary="A deal's access list, for other services' replicas (callers: calendar, drive, tasks, "
+    "timeline)",
+    responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def deal_access_list(
-    deal_id: UUID, caller: ServiceCallerDep, service: DealServiceDep
+    deal_id: UUID, caller: AclCallerDep, service: DealServiceDep
 ) -> AccessListPublic:
     deal, members = await service.access_of(deal_id)
     return AccessListPublic(type="deal", **access_of(deal, members).model_dump())

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from crm_service.api import companies, contacts, deals, internal, leads
 from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
-from crm_service.models import outbox
+from crm_service.models import idempotency_keys, outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
 from pipedesk_common.clock import Clock
@@ -22,4 +22,5 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
         routers=[leads, deals, contacts, companies, users, teams, audit, internal, internal_users],
         clock=clock,
         outbox=outbox,
+        idempotency=idempotency_keys,
     )

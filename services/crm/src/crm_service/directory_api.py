@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from crm_service.api import CallerDep, Cursor, Limit
 from crm_service.directory import Directory
 from crm_service.schemas import TeamCreate, TeamPublic, TeamUpdate, UserProvision, UserPublic
-from pipedesk_common.app import ContextDep, ServiceCallerDep
+from pipedesk_common.app import ContextDep
+from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -18,6 +19,9 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
+from pipedesk_common.ids import id_path
+from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
 
@@ -32,6 +36,9 @@ TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
+# The services deciding about another user: the Google mirrors (an assignee, an attendee) and
+# accounts (whom a delegated token may impersonate).
+DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "tasks")
 
 
 @users.get(
@@ -73,13 +80,16 @@ async def get_user(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Pre-provision a user before their first login (admins)",
-    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+    responses=problem_responses(
+        Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
+    dependencies=[IDEMPOTENT],
 )
 async def provision_user(
     data: UserProvision, principal: CallerDep, directory: DirectoryDep, response: Response
 ) -> UserPublic:
     user = await directory.provision(principal, data)
-    response.headers["Location"] = f"/api/users/{user.id}"
+    response.headers["Location"] = id_path("/api/users", user.id)
     return UserPublic.model_validate(user)
 
 
@@ -103,13 +113,16 @@ async def list_teams(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a team (admins)",
-    responses=problem_responses(Unauthorized, Forbidden, Conflict, InvalidInput),
+    responses=problem_responses(
+        Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
+    ),
+    dependencies=[IDEMPOTENT],
 )
 async def create_team(
     data: TeamCreate, principal: CallerDep, directory: DirectoryDep, response: Response
 ) -> TeamPublic:
     team = await directory.create_team(principal, data)
-    response.headers["Location"] = f"/api/teams/{team.id}"
+    response.headers["Location"] = id_path("/api/teams", team.id)
     return TeamPublic.model_validate(team)
 
 
@@ -137,12 +150,12 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id}",
-    summary="A user of an org, for other services (service tokens only)",
-    responses=problem_responses(Unauthorized, NotFound, InvalidInput),
+    summary="A user of an org (callers: accounts, calendar, drive, tasks)",
+    responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(
     user_id: UserIdPath,
-    caller: ServiceCallerDep,
+    caller: Annotated[ServiceCaller, Depends(callers(*DIRECTORY_CALLERS))],
     directory: DirectoryDep,
     org_id: Annotated[str, Query(min_length=1, max_length=255, description="The user's org")],
 ) -> UserPublic:

@@ -24,6 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from pipedesk_common.auth import Role
 from pipedesk_common.db import schema_registry
+from pipedesk_common.idempotency import idempotency_table
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.rbac import MemberRole
 
@@ -269,3 +270,4 @@ class AuditEntry(CrmModel, table=True):
 
 
 outbox = outbox_table(CrmModel.metadata)
+idempotency_keys = idempotency_table(CrmModel.metadata)

@@ -19,13 +19,15 @@ from pydantic import (
 
 from crm_service.models import DealStage, LeadPriority, LeadStatus
 from pipedesk_common.auth import Role
+from pipedesk_common.ids import OpaqueId
 from pipedesk_common.rbac import MemberRole
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-TeamId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# Ids the identity provider chooses: opaque (``auth0|…``, an email…), see pipedesk_common.ids.
+TeamId = OpaqueId
+UserId = OpaqueId
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]

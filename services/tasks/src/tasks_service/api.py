@@ -19,6 +19,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.idempotency import IdempotencyKeyReused
+from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
@@ -71,7 +72,10 @@ async def list_tasklists(principal: PrincipalDep, service: ServiceDep) -> list[T
     "/lists",
     status_code=status.HTTP_201_CREATED,
     summary="Create a task list (`title`|`name`)",
-    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *GOOGLE_PROBLEMS),
+    responses=problem_responses(
+        Unauthorized, Forbidden, InvalidInput, *GOOGLE_PROBLEMS, *IDEMPOTENCY_PROBLEMS
+    ),
+    dependencies=[IDEMPOTENT],
 )
 async def create_tasklist(
     data: TaskListWrite, principal: PrincipalDep, service: ServiceDep, response: Response

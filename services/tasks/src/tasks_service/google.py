@@ -182,5 +182,9 @@ class TasksGoogle:
         if page_token is not None:
             parameters["pageToken"] = page_token
         return await self.api.page(
-            user, "tasks.list", lambda client: client.tasks().list(**parameters), GoogleTask
+            user,
+            "tasks.list",
+            lambda client: client.tasks().list(**parameters),
+            GoogleTask,
+            skip_unreadable=True,
         )

@@ -221,7 +221,14 @@ async def mark_deleted(
     await apply_task(session, writer, tasklist, GoogleTask.model_validate(gone), actor_id=actor_id)
 
 
-def public(task: MirroredTask, links: Sequence[Link], parent_id: UUID | None) -> TaskPublic:
+def public(
+    task: MirroredTask,
+    links: Sequence[Link],
+    parent_id: UUID | None,
+    hidden: Sequence[Link] = (),
+) -> TaskPublic:
+    """The task as its reader sees it: links to records they may not read (``hidden``) without
+    their ids."""
     assert task.google_id is not None
     return TaskPublic(
         id=task.id,
@@ -239,7 +246,7 @@ def public(task: MirroredTask, links: Sequence[Link], parent_id: UUID | None) ->
         hidden=task.hidden,
         deleted=task.deleted,
         web_link=GoogleTask.model_validate(task.resource).web_view_link,
-        links=public_links(links),
+        links=public_links(links, hidden),
         version=task.version,
         created_at=task.created_at,
         updated_at=task.updated_at,

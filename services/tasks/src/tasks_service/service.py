@@ -36,7 +36,7 @@ from pipedesk_common.errors import (
 from pipedesk_common.google import GoogleNotConnected, GoogleReconnectRequired, GoogleUser
 from pipedesk_common.idempotency import fingerprint
 from pipedesk_common.ids import new_id
-from pipedesk_common.mirror.links import check_links
+from pipedesk_common.mirror.links import check_links, hidden_links, replaced_links
 from pipedesk_common.mirror.runtime import google_user, require_role
 from pipedesk_common.rbac import Action
 from tasks_service.google import DEFAULT_LIST, GoogleTask, GoogleTaskList
@@ -166,7 +166,7 @@ class TasksService:
             )
 
     async def _publics(
-        self, session: AsyncSession, tasks: Sequence[MirroredTask]
+        self, session: AsyncSession, principal: Principal, tasks: Sequence[MirroredTask]
     ) -> list[TaskPublic]:
         repository = TasksRepository(session)
         links = await TASK_LINKS.of(session, [task.id for task in tasks])
@@ -180,6 +180,7 @@ class TasksService:
                 await repository.ids_by_google_id(list_id, google_ids)
             ).items():
                 parents[(list_id, google_id)] = task_id
+        replica = self.runtime.replica
         return [
             public(
                 task,
@@ -187,12 +188,15 @@ class TasksService:
                 parents.get((task.tasklist_id, task.parent_google_id))
                 if task.parent_google_id
                 else None,
+                await hidden_links(replica, session, principal, links[task.id]),
             )
             for task in tasks
         ]
 
-    async def _public(self, session: AsyncSession, task: MirroredTask) -> TaskPublic:
-        return (await self._publics(session, [task]))[0]
+    async def _public(
+        self, session: AsyncSession, principal: Principal, task: MirroredTask
+    ) -> TaskPublic:
+        return (await self._publics(session, principal, [task]))[0]
 
     # --- task lists --------------------------------------------------------------------------
 
@@ -438,7 +442,7 @@ class TasksService:
             task = await record_created(
                 session, self.writer, tasklist, resource, task_id, actor_id=principal.sub
             )
-            answer = await self._public(session, task)
+            answer = await self._public(session, principal, task)
         await self._poll_soon(tasklist.org_id, tasklist.user_id)
         return answer
 
@@ -447,7 +451,7 @@ class TasksService:
         async with self.uow.read() as session:
             task = await TasksRepository(session).any_task(task_id)
             if task is not None and task.google_id is not None:
-                return await self._public(session, task)
+                return await self._public(session, principal, task)
         if task is None:
             raise NotFound("the task this Idempotency-Key created no longer exists")
         now = self.clock.now()
@@ -476,7 +480,7 @@ class TasksService:
     async def get(self, principal: Principal, task_id: UUID) -> TaskPublic:
         async with self.uow.read() as session:
             task, _tasklist = await self._readable(session, principal, task_id)
-            return await self._public(session, task)
+            return await self._public(session, principal, task)
 
     async def list_tasks(
         self,
@@ -507,7 +511,7 @@ class TasksService:
                 after=after,
                 limit=limit,
             )
-            return await self._publics(session, tasks)
+            return await self._publics(session, principal, tasks)
 
     # --- changing ----------------------------------------------------------------------------
 
@@ -515,7 +519,14 @@ class TasksService:
         async with self.uow.write() as session:
             task, tasklist = await self._changeable(session, principal, task_id, Action.UPDATE)
             links = (
-                await check_links(self.runtime.replica, session, principal, data.links, noun=NOUN)
+                await replaced_links(
+                    self.runtime.replica,
+                    session,
+                    principal,
+                    (await TASK_LINKS.of(session, [task.id]))[task.id],
+                    data.links,
+                    noun=NOUN,
+                )
                 if data.links is not None
                 else None
             )
@@ -544,7 +555,7 @@ class TasksService:
                 session, self.writer, tasklist, resource, actor_id=principal.sub, links=links
             )
             assert applied is not None
-            answer = await self._public(session, applied)
+            answer = await self._public(session, principal, applied)
         await self._poll_soon(tasklist.org_id, tasklist.user_id)
         return answer
 
@@ -567,7 +578,7 @@ class TasksService:
             locked = await TasksRepository(session).tasklist_by_id(tasklist.id)
             if locked is not None:
                 locked.polled_through = None
-            answer = await self._public(session, applied)
+            answer = await self._public(session, principal, applied)
         await self._poll_soon(tasklist.org_id, tasklist.user_id)
         return answer
 

@@ -1,14 +1,19 @@
-import uvicorn
+from fastapi import FastAPI
 
+from pipedesk_common.serve import serve
 from timeline_service.app import build_app
 from timeline_service.settings import TimelineSettings
 
+
+def app() -> FastAPI:
+    """The app of one worker process, from the environment."""
+    return build_app(TimelineSettings())
+
+
 if __name__ == "__main__":
-    settings = TimelineSettings()
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.listen_port,
-        log_config=None,
-        timeout_graceful_shutdown=10,  # open event streams must not hold a shutdown for ever
+    serve(
+        "timeline_service.__main__:app",
+        TimelineSettings(),
+        # open event streams must not hold a shutdown for ever
+        timeout_graceful_shutdown=10,
     )

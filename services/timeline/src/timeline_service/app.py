@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from pipedesk_common.access import AccessReplica
 from pipedesk_common.app import ServiceContext, create_app, reconnect_backoff, stop_task
@@ -14,12 +16,25 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from timeline_service.api import router
 from timeline_service.cache import PageCache
-from timeline_service.models import access_replica, inbox
+from timeline_service.models import TEXT_SEARCH_INDEX, access_replica, inbox
 from timeline_service.projection import bump_access_version, subscribe_projection
 from timeline_service.settings import TimelineSettings
 from timeline_service.streams import ChangeListener
 
 ITEMS_QUEUE = "timeline.items"
+SEARCH_INDEX = Gauge(
+    "pipedesk_timeline_search_index",
+    "1 when the timeline search (q) has its trigram index (pg_trgm), 0 when it scans",
+)
+
+
+async def search_index_in_use(context: ServiceContext) -> bool:
+    async with context.engine.connect() as connection:
+        found = await connection.scalar(
+            text("SELECT 1 FROM pg_indexes WHERE schemaname = 'timeline' AND indexname = :name"),
+            {"name": TEXT_SEARCH_INDEX},
+        )
+    return found is not None
 
 
 def build_app(settings: TimelineSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -45,7 +60,8 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
     )
 
     @asynccontextmanager
-    async def live(_context: ServiceContext) -> AsyncIterator[None]:
+    async def live(service: ServiceContext) -> AsyncIterator[None]:
+        SEARCH_INDEX.set(1 if await search_index_in_use(service) else 0)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         app.state.page_cache = PageCache(redis, prefix=f"{settings.broker_prefix}timeline:page:")
         task = asyncio.create_task(listener.run(), name="timeline-change-listener")

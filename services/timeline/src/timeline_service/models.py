@@ -21,6 +21,8 @@ from pipedesk_common.access import access_replica_table
 from pipedesk_common.db import schema_registry
 from pipedesk_common.inbox import inbox_tables
 
+TEXT_SEARCH_INDEX = "ix_holders_text_trgm"
+
 
 class TimelineModel(SQLModel, registry=schema_registry("timeline")):
     """Base of every timeline table: schema ``timeline``, migrated on its own."""
@@ -54,6 +56,16 @@ class ItemHolder(TimelineModel, table=True):
     __table_args__ = (
         Index("ix_holders_item", "item_id"),
         Index("ix_holders_participants", "participants", postgresql_using="gin"),
+        # Timeline search (``q``): trigrams of what an ILIKE '%text%' looks in. Built only where
+        # the pg_trgm extension is available; the scan serves the search elsewhere.
+        Index(
+            TEXT_SEARCH_INDEX,
+            "title",
+            "summary",
+            postgresql_using="gin",
+            postgresql_ops={"title": "gin_trgm_ops", "summary": "gin_trgm_ops"},
+            info={"requires_extension": "pg_trgm"},
+        ),
     )
 
     org_id: str = Field(primary_key=True, sa_type=String(255))

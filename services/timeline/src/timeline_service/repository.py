@@ -355,15 +355,20 @@ async def holds_series(
 async def versions(
     session: AsyncSession, org_id: str, record_type: str, record_id: str
 ) -> tuple[int, int]:
-    """The record's version and the org's access-list version."""
-    record_version = await session.scalar(
-        select(col(RecordVersion.version)).where(
+    """The record's version and the org's access-list version, in one round trip."""
+    record_version = (
+        select(col(RecordVersion.version))
+        .where(
             col(RecordVersion.org_id) == org_id,
             col(RecordVersion.record_type) == record_type,
             col(RecordVersion.record_id) == record_id,
         )
+        .scalar_subquery()
     )
-    access_version = await session.scalar(
-        select(col(AccessVersion.version)).where(col(AccessVersion.org_id) == org_id)
+    access_version = (
+        select(col(AccessVersion.version))
+        .where(col(AccessVersion.org_id) == org_id)
+        .scalar_subquery()
     )
-    return int(record_version or 0), int(access_version or 0)
+    row = (await session.execute(select(record_version, access_version))).one()
+    return int(row[0] or 0), int(row[1] or 0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import random
 import time
 from collections import OrderedDict
@@ -61,7 +62,10 @@ from pipedesk_common.google.credentials import (
 )
 from pipedesk_common.google.idempotency import repeatable
 from pipedesk_common.google.media import StreamedMedia
-from pipedesk_common.google.resources import Page, R
+from pipedesk_common.google.resources import Page, R, SkippedItem
+from pipedesk_common.input_policy import cleaned
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RATE_LIMIT_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
@@ -290,9 +294,10 @@ def _unreadable(method: str, why: str) -> GoogleCallError:
 
 
 def _read(model: type[R], answer: Any, method: str) -> R:
-    """Google's answer as a typed resource, checked at the edge."""
+    """Google's answer as a typed resource, checked at the edge; its text without the control
+    characters no text of ours holds (``input_policy.cleaned``)."""
     try:
-        return model.model_validate(answer)
+        return model.model_validate(cleaned(answer))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the answer"
@@ -379,7 +384,6 @@ class GoogleApi:
         the content) and answers Google's resource, or None if there is none: only then is the
         call tried again; without ``reconcile`` an ambiguous failure is the caller's.
         """
-        policy = self._policy
         once_only = not self.repeatable(method)
         state = _CallState(await self._credentials.credentials(user, self._scopes))
 
@@ -388,15 +392,7 @@ class GoogleApi:
                 return is_retryable(error)
             return not_acted(error) or (reconcile is not None and outcome_unknown(error))
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts)
-            | stop_after_delay(policy.max_total_seconds),
-            wait=lambda retry_state: _wait(policy, retry_state),
-            retry=retry_if_exception(worth_retrying),
-            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(method, worth_retrying)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -489,15 +485,35 @@ class GoogleApi:
         model: type[R],
         *,
         items: str = "items",
+        skip_unreadable: bool = False,
     ) -> Page[R]:
-        """One page of a listing: its items read as ``model``, and where the listing goes on."""
+        """One page of a listing: its items read as ``model``, and where the listing goes on.
+        With ``skip_unreadable`` (a sync, which one item must not stop) an item that does not
+        fit ``model`` is left out and named in ``Page.skipped``; otherwise the page is
+        refused."""
         answer = await self.call(user, method, request)
         if not isinstance(answer, dict) or not isinstance(answer.get(items, []), list):
             raise _unreadable(method, "not a listing")
+        read: list[R] = []
+        skipped: list[SkippedItem] = []
+        for item in answer.get(items, []):
+            try:
+                read.append(_read(model, item, method))
+            except GoogleCallError as error:
+                if not skip_unreadable:
+                    raise
+                found = item.get("id") if isinstance(item, dict) else None
+                skipped.append(SkippedItem(id=str(found), reason=error.detail or error.title))
+                log.warning(
+                    "an unreadable item of %s is skipped",
+                    method,
+                    extra={"google_id": str(found), "reason": error.detail},
+                )
         return Page(
-            items=[_read(model, item, method) for item in answer.get(items, [])],
+            items=read,
             next_page_token=answer.get("nextPageToken"),
             next_sync_token=answer.get("nextSyncToken"),
+            skipped=tuple(skipped),
         )
 
     async def list_all(
@@ -592,6 +608,22 @@ class GoogleApi:
         finally:
             transfer.close()
 
+    def _retrying(
+        self, method: str, worth_retrying: Callable[[BaseException], bool]
+    ) -> AsyncRetrying:
+        """The retry policy's attempts of one call of ``method``, retrying what ``worth_retrying``
+        accepts, each retry counted."""
+        policy = self._policy
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_after_delay(policy.max_total_seconds),
+            wait=lambda retry_state: _wait(policy, retry_state),
+            retry=retry_if_exception(worth_retrying),
+            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
+            sleep=self._sleep,
+            reraise=True,
+        )
+
     async def _transfer(self, user: GoogleUser) -> _Transfer:
         credentials = await self._credentials.credentials(user, self._scopes)
         return _Transfer(self, user, credentials)
@@ -599,16 +631,7 @@ class GoogleApi:
     async def _retried(self, method: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, one piece of a transfer whose repeat changes nothing (a ranged read,
         a chunk sent from Google's offset), under the retry policy; failures as problems."""
-        policy = self._policy
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts)
-            | stop_after_delay(policy.max_total_seconds),
-            wait=lambda retry_state: _wait(policy, retry_state),
-            retry=retry_if_exception(is_retryable),
-            before_sleep=lambda _state: GOOGLE_RETRIES.labels(self.name, method).inc(),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(method, is_retryable)
         try:
             async for try_once in retrying:
                 with try_once:

@@ -42,12 +42,21 @@ R = TypeVar("R", bound=GoogleResource)
 
 
 @dataclass(frozen=True)
+class SkippedItem:
+    """An item of a listing that could not be read or stored: its Google id and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Page(Generic[R]):
     """One page of a Google listing, and where the listing goes on."""
 
     items: list[R]
     next_page_token: str | None = None
     next_sync_token: str | None = None
+    skipped: tuple[SkippedItem, ...] = ()  # items Google answered that could not be read
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -198,6 +198,7 @@ def google_service(
         outbox=tables.outbox,
         consumers=[consumer],
         body_limits=product.body_limits(settings) if product.body_limits else (),
+        idempotency=tables.idempotency_keys,  # the routes that declare IDEMPOTENT
     )
     return app
 

@@ -17,7 +17,7 @@ what Google's ``Retry-After`` asked), and the periodic sync leaves the user alon
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -47,11 +47,13 @@ from pipedesk_common.events import new_event
 from pipedesk_common.events.sync import SyncProblem, SyncState, SyncStateChanged
 from pipedesk_common.google.calls import GoogleQuotaExhausted
 from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconnectRequired
+from pipedesk_common.google.resources import SkippedItem
 from pipedesk_common.ids import new_id
 from pipedesk_common.outbox import add_event
 from pipedesk_common.uow import UnitOfWork
 
 FAILING_AFTER: Final = 3
+SKIPPED_NAMED: Final = 5
 RETRY_BASE: Final = timedelta(minutes=1)
 RETRY_CAP: Final = timedelta(hours=1)
 ACCESS_GONE: Final = (GoogleNotConnected, GoogleReconnectRequired)
@@ -103,6 +105,21 @@ def problem_of(error: BaseException) -> SyncProblem:
     )
 
 
+def skipped_problem(skipped: Sequence[SkippedItem]) -> SyncProblem:
+    """What a run that skipped items records: how many, and the Google ids of the first few."""
+    ids = ", ".join(item.id for item in skipped[:SKIPPED_NAMED])
+    more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+    told = (
+        "item from Google could not be stored and was"
+        if len(skipped) == 1
+        else ("items from Google could not be stored and were")
+    )
+    return SyncProblem(
+        type=PROBLEM_TYPE_BASE + "sync-items-skipped",
+        message=f"{len(skipped)} {told} skipped: {ids}{more}",
+    )
+
+
 def judged(error: BaseException, failures: int) -> SyncState:
     """The state a failure leaves the sync in, after ``failures`` failures in a row."""
     if isinstance(error, ACCESS_GONE):
@@ -147,13 +164,17 @@ class SyncHealth:
         async with self.uow.write() as session:
             await self._change(session, org_id, user_id, lambda _row: {"state": SyncState.SYNCING})
 
-    async def succeeded(self, org_id: str, user_id: str) -> None:
+    async def succeeded(
+        self, org_id: str, user_id: str, *, skipped: Sequence[SkippedItem] = ()
+    ) -> None:
+        """Record a run that went to its end; items it ``skipped`` are its last error."""
         now = self.clock.now()
+        problem = skipped_problem(skipped) if skipped else None
         succeeded = {
             "state": SyncState.IDLE,
             "last_success_at": now,
-            "last_error_type": None,
-            "last_error_message": None,
+            "last_error_type": problem.type if problem else None,
+            "last_error_message": problem.message if problem else None,
             "consecutive_failures": 0,
             "next_attempt_at": None,
         }

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -50,7 +50,8 @@ class LinkInput(BaseModel):
 
 class LinkPublic(BaseModel):
     type: str
-    id: str
+    id: str | None = Field(description="The record's id; null when the link is hidden")
+    hidden: bool = Field(False, description="A record the caller may not read: its id is not shown")
 
 
 def record_filter(
@@ -68,8 +69,26 @@ def record_filter(
 RecordFilterDep = Annotated[Link | None, Depends(record_filter)]
 
 
-def public_links(links: Iterable[Link]) -> list[LinkPublic]:
-    return [LinkPublic(type=link.type.value, id=link.id) for link in links]
+def public_links(links: Iterable[Link], hidden: Iterable[Link] = ()) -> list[LinkPublic]:
+    """The links as the caller sees them: those in ``hidden`` without their id."""
+    concealed = set(hidden)
+    return [
+        LinkPublic(type=link.type.value, id=None, hidden=True)
+        if link in concealed
+        else LinkPublic(type=link.type.value, id=link.id)
+        for link in links
+    ]
+
+
+async def hidden_links(
+    replica: AccessReplica, session: AsyncSession, principal: Principal, links: Iterable[Link]
+) -> list[Link]:
+    """The links to records ``principal`` may not read (shown hidden, kept on replace)."""
+    return [
+        link
+        for link in links
+        if not await replica.can(session, principal, Action.READ, link.type, link.id)
+    ]
 
 
 def ordered(links: Iterable[Link]) -> list[Link]:
@@ -178,3 +197,19 @@ async def check_links(
         if not await replica.can(session, principal, Action.UPDATE, link.type, record_id):
             raise Forbidden(f"links.{index}: you may not add {noun} to this {link.type}")
     return ordered(Link(type=RecordType(link.type), id=str(link.id)) for link in links)
+
+
+async def replaced_links(
+    replica: AccessReplica,
+    session: AsyncSession,
+    principal: Principal,
+    current: Sequence[Link],
+    wanted: Sequence[LinkInput],
+    *,
+    noun: str,
+) -> list[Link]:
+    """What a replace of the links by ``principal`` leaves: the ``wanted`` links (checked), and
+    every current link to a record they may not read, which they can neither see nor remove."""
+    kept = await hidden_links(replica, session, principal, current)
+    checked = await check_links(replica, session, principal, wanted, noun=noun)
+    return ordered([*checked, *kept])

@@ -11,14 +11,18 @@ is read whole instead: a full resync.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipedesk_common.google.resources import GoogleResource, Page
+from pipedesk_common.google.resources import GoogleResource, Page, SkippedItem
 from pipedesk_common.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,62 @@ SYNC_LISTINGS = Counter(
     "Listings read by Google services' syncs, by product, kind (incremental, full) and outcome",
     ["product", "kind", "outcome"],
 )
+
+
+SYNC_ITEMS_SKIPPED = Counter(
+    "pipedesk_sync_items_skipped_total",
+    "Items from Google a sync could not read or store, skipped so the sync goes on, by product",
+    ["product"],
+)
+
+# What one item can do wrong, as opposed to the database or Google being away: a time past what
+# Python holds, a shape the mapping refuses, or a value the database refuses (below).
+ITEM_ERRORS: Final = (ValidationError, ValueError, ArithmeticError, LookupError)
+# PostgreSQL's classes of errors about a value: data exceptions (too long, out of range, an
+# untranslatable character) and program limits exceeded (an index row too large).
+ITEM_SQLSTATE_CLASSES: Final = ("22", "54")
+
+
+def is_item_error(error: BaseException) -> bool:
+    """Whether ``error`` is about the item being stored rather than the database being away."""
+    if isinstance(error, ITEM_ERRORS):
+        return True
+    if isinstance(error, StatementError):
+        cause = error.orig
+        sqlstate = str(getattr(cause, "sqlstate", None) or "")
+        return (
+            sqlstate.startswith(ITEM_SQLSTATE_CLASSES)
+            or isinstance(cause.__cause__ if cause is not None else None, ValueError)
+            or isinstance(cause, ValueError)
+        )
+    return False
+
+
+_skipped: ContextVar[list[SkippedItem] | None] = ContextVar("skipped_items", default=None)
+
+
+@contextmanager
+def skipped_items() -> Iterator[list[SkippedItem]]:
+    """The items the syncs run inside this block skipped (the run's sync health records them)."""
+    collected: list[SkippedItem] = []
+    token = _skipped.set(collected)
+    try:
+        yield collected
+    finally:
+        _skipped.reset(token)
+
+
+def skip(product: str, item: SkippedItem) -> None:
+    """Log, count and collect one skipped item (its id and why, never its content)."""
+    SYNC_ITEMS_SKIPPED.labels(product).inc()
+    log.warning(
+        "a %s item from Google is skipped",
+        product,
+        extra={"google_id": item.id, "reason": item.reason},
+    )
+    collected = _skipped.get()
+    if collected is not None:
+        collected.append(item)
 
 
 class WatermarkExpired(Exception):
@@ -59,16 +119,26 @@ class PagedSync(Generic[T]):
         finish: Callable[[AsyncSession, Page[T]], Awaitable[None]],
     ) -> Listed:
         """Every page from ``fetch(page_token)``: each item applied, then ``finish`` with the
-        last page (which carries the next watermark)."""
+        last page (which carries the next watermark). An item that cannot be read or stored is
+        skipped (``skip``), its own changes undone, and the sync goes on."""
         listed = Listed(full=full)
         token: str | None = None
         while True:
             page = await fetch(token)
             listed.pages += 1
             listed.items += len(page.items)
+            for unreadable in page.skipped:
+                skip(self.product, unreadable)
             async with self.uow.write() as session:
                 for item in page.items:
-                    await apply(session, item)
+                    try:
+                        async with session.begin_nested():
+                            await apply(session, item)
+                    except Exception as error:
+                        if not is_item_error(error):
+                            raise
+                        google_id = str(item.raw.get("id") or getattr(item, "id", "?"))
+                        skip(self.product, SkippedItem(id=google_id, reason=_reason(error)))
             if page.next_page_token:
                 token = page.next_page_token
                 continue
@@ -91,3 +161,12 @@ class PagedSync(Generic[T]):
                 log.info("a %s watermark expired; reading the listing whole", self.product)
                 SYNC_LISTINGS.labels(self.product, "incremental", "expired").inc()
         return await full()
+
+
+def _reason(error: BaseException) -> str:
+    """Why an item was skipped, without the item's content (database errors name values)."""
+    if isinstance(error, StatementError):
+        return "the database refused a value of the item"
+    if isinstance(error, ValidationError):
+        return "the item does not have the shape the service reads"
+    return f"the item could not be stored ({type(error).__name__})"

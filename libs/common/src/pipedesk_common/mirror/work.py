@@ -21,6 +21,7 @@ from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.events.sync import SyncState
 from pipedesk_common.mirror.health import SyncHealth
 from pipedesk_common.mirror.keys import SyncKey
+from pipedesk_common.mirror.paged import skipped_items
 from pipedesk_common.uow import UnitOfWork, on_commit
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,11 @@ class SyncWork:
         key = SyncKey.parse(raw)
         await self.health.started(*key.user)
         try:
-            await self._run(key)
+            with skipped_items() as skipped:
+                await self._run(key)
         except Exception as error:
             if await self.health.failed(*key.user, error) is SyncState.NEEDS_RECONNECT:
                 log.info("%s: the user's Google access is gone; not synced", raw)
                 return
             raise
-        await self.health.succeeded(*key.user)
+        await self.health.succeeded(*key.user, skipped=skipped)

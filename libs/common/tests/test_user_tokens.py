@@ -1,0 +1,83 @@
+"""End-user access tokens: a token whose signature was checked once is remembered, but what it
+remembers never outlives what it stands for — the token's own time limits, and the key it was
+signed with."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from pipedesk_common.auth import JwksCache, TokenVerifier
+from pipedesk_common.clock import ManualClock, epoch_seconds
+from pipedesk_common.errors import Unauthorized
+
+pytestmark = pytest.mark.asyncio
+
+ISSUER, AUDIENCE = "https://identity.test", "pipedesk"
+
+
+def publish(path: Path, key: RSAKey, kid: str) -> None:
+    path.write_text(json.dumps({"keys": [{**key.as_dict(private=False), "kid": kid}]}))
+
+
+def mint(key: RSAKey, kid: str, clock: ManualClock, lifetime: int = 300, **claims: object) -> str:
+    now = epoch_seconds(clock)
+    payload = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u1",
+        "email": "U1@acme.test",
+        "org_id": "acme",
+        "role": "rep",
+        "team_ids": ["t1"],
+        "iat": now,
+        "exp": now + lifetime,
+        **claims,
+    }
+    return jwt.encode({"alg": "RS256", "kid": kid}, payload, key)
+
+
+async def test_a_remembered_token_still_expires_and_a_forged_twin_is_refused(
+    tmp_path: Path,
+) -> None:
+    key = RSAKey.generate_key(2048, private=True)
+    publish(tmp_path / "jwks.json", key, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock, leeway=0)
+        token = mint(key, "k1", clock, lifetime=60)
+        first = await verifier.principal(token)
+        assert (first.sub, first.org_id, first.email) == ("u1", "acme", "u1@acme.test")
+        assert await verifier.principal(token) == first
+        head, payload, signature = token.split(".")
+        forged = f"{head}.{payload}.{signature[:-6]}AAAAAA"
+        with pytest.raises(Unauthorized, match="signature"):
+            await verifier.principal(forged)
+        clock.advance(timedelta(seconds=61))
+        with pytest.raises(Unauthorized, match="expired"):
+            await verifier.principal(token)
+
+
+async def test_a_remembered_token_goes_with_its_key(tmp_path: Path) -> None:
+    """The identity provider replaces the key behind an id: once the key set is refetched, a
+    token signed by the old key is refused though it was accepted before."""
+    old, new = (RSAKey.generate_key(2048, private=True) for _ in range(2))
+    publish(tmp_path / "jwks.json", old, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock, ttl=60)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        token = mint(old, "k1", clock, lifetime=3600)
+        assert (await verifier.principal(token)).sub == "u1"
+        publish(tmp_path / "jwks.json", new, "k1")
+        clock.advance(timedelta(seconds=120))  # past the key set's ttl: refetched
+        with pytest.raises(Unauthorized, match="signature"):
+            await verifier.principal(token)
+        assert (await verifier.principal(mint(new, "k1", clock))).sub == "u1"

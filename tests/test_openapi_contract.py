@@ -1,0 +1,58 @@
+"""Every service's OpenAPI document says what its operations can answer: every problem as
+``application/problem+json`` with the ``Problem`` schema, the ``401`` of every operation that
+takes a token, the ``400``/``413``/``422`` the shared edge answers."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from accounts_service.app import build_app as build_accounts
+from calendar_service.app import build_app as build_calendar
+from calendar_service.settings import CalendarSettings
+from crm_service.app import build_app as build_crm
+from tasks_service.app import build_app as build_tasks
+from tasks_service.settings import TasksSettings
+from timeline_service.app import build_app as build_timeline
+
+BUILDERS: dict[str, Callable[[], FastAPI]] = {
+    "accounts": build_accounts,
+    "calendar": lambda: build_calendar(CalendarSettings()),
+    "crm": build_crm,
+    "tasks": lambda: build_tasks(TasksSettings()),
+    "timeline": build_timeline,
+}
+METHODS = {"get", "put", "post", "delete", "patch"}
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+@pytest.mark.parametrize("service", sorted(BUILDERS))
+def test_every_problem_an_operation_answers_is_documented_as_a_problem(service: str) -> None:
+    document = BUILDERS[service]().openapi()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "Problem" in document["components"]["schemas"]
+    checked = 0
+    for method, path, operation in operations(document):
+        where = f"{service}: {method} {path}"
+        responses = operation["responses"]
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert response.get("content") == PROBLEM, (where, status)
+        if operation.get("security"):
+            assert "401" in responses, where
+        if "requestBody" in operation:
+            assert {"400", "413", "422"} <= set(responses), where
+        if any(parameter["in"] == "path" for parameter in operation.get("parameters", [])):
+            assert "400" in responses, where
+        checked += 1
+    assert checked >= 5
