@@ -264,3 +264,24 @@ async def test_items_and_the_addresses_that_match_them_arriving_together_always_
         await feed.send(*items[:15], feed.contact(contact, addresses), *items[15:])
     links = await link_rows(database_url, feed.org_id)
     assert links == sorted((f"calendar:m-race-{n}", "contact", contact) for n in range(30))
+
+
+async def test_an_item_that_is_no_series_keeps_no_rule_so_its_page_never_counts_as_one(
+    timeline_app: OpenService, users: Users, feed, database_url: str
+) -> None:
+    owner = users.make(Role.REP, teams=["t1"])
+    lead_id = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(feed.access("lead", lead_id, owner))
+        await feed.send(feed.item("evt-plain", version=1, links=[("lead", lead_id)]))
+        assert len((await feed.page(timeline, owner, "lead", lead_id))["items"]) == 1
+    connection = await connect_raw(database_url)
+    try:
+        rules = await connection.fetch(
+            "SELECT recurrence IS NULL AS no_rule FROM timeline.holders WHERE org_id = $1",
+            feed.org_id,
+        )
+    finally:
+        await connection.close()
+    # SQL NULL, not JSON null: a live series is found by "recurrence IS NOT NULL".
+    assert [row["no_rule"] for row in rules] == [True]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -56,6 +57,14 @@ class ItemHolder(TimelineModel, table=True):
     __table_args__ = (
         Index("ix_holders_item", "item_id"),
         Index("ix_holders_participants", "participants", postgresql_using="gin"),
+        # The few copies that are live series: whether a record's page holds one is read from
+        # these, never by walking every item of the record.
+        Index(
+            "ix_holders_series",
+            "org_id",
+            "item_id",
+            postgresql_where=text("recurrence IS NOT NULL AND held"),
+        ),
         # Timeline search (``q``): trigrams of what an ILIKE '%text%' looks in. Built only where
         # the pg_trgm extension is available; the scan serves the search elsewhere.
         Index(
@@ -91,7 +100,9 @@ class ItemHolder(TimelineModel, table=True):
     google_id: str | None = Field(default=None, sa_type=String(1024))
     url: str | None = Field(default=None, sa_type=Text)
     # A series' rule (the projection's ``recurrence``): the item is the whole series.
-    recurrence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    recurrence: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True)
+    )
     links: list[list[str]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 

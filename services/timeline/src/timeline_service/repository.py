@@ -340,12 +340,14 @@ async def holds_series(
     found = await session.scalar(
         select(
             exists().where(
+                # The live series' copies first (ix_holders_series: few), then their links.
+                holders.c.org_id == org_id,
+                holders.c.recurrence.is_not(None),
+                holders.c.held,
+                links.c.item_id == holders.c.item_id,
                 links.c.org_id == org_id,
                 links.c.record_type == record_type,
                 links.c.record_id == record_id,
-                holders.c.item_id == links.c.item_id,
-                holders.c.recurrence.is_not(None),
-                holders.c.held.is_(True),
             )
         )
     )

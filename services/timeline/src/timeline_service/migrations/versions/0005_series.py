@@ -26,7 +26,15 @@ def upgrade() -> None:
         sa.Column('recurrence', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         schema='timeline',
     )
+    op.create_index(
+        'ix_holders_series',
+        'holders',
+        ['org_id', 'item_id'],
+        schema='timeline',
+        postgresql_where=sa.text('recurrence IS NOT NULL AND held'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index('ix_holders_series', table_name='holders', schema='timeline')
     op.drop_column('holders', 'recurrence', schema='timeline')
