@@ -13,7 +13,7 @@ WORKERS ?= 1
 export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys browser wrk run test lint format token bench mutate
+.PHONY: help install preflight migrate keys browser wrk contract-tools run test lint format token bench mutate
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,7 +54,20 @@ wrk: ## Install wrk for the benchmarks if it is missing (as root)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "the benchmarks need wrk: apt-get install wrk" >&2; exit 1; }
 
-test: install browser wrk $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
+# Node.js (Debian's) and the npm packages of the contract checks (AsyncAPI's parser,
+# openapi-typescript, tsc), pinned by tools/contracts/package-lock.json and installed with npm ci
+# (from npm's cache when it holds them) into tools/contracts/node_modules, out of git.
+CONTRACT_TOOLS := tools/contracts
+
+contract-tools: ## Install Node.js if it is missing (as root) and the contract checks' npm packages
+	@command -v node >/dev/null && command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& echo "installing Node.js for the contract checks (apt-get)" && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } \
+		|| { echo "the contract checks need Node.js: apt-get install nodejs npm" >&2; exit 1; }
+	@[ $(CONTRACT_TOOLS)/node_modules/.package-lock.json -nt $(CONTRACT_TOOLS)/package-lock.json ] \
+		|| npm ci --prefix $(CONTRACT_TOOLS) --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error
+
+test: install browser wrk contract-tools $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without

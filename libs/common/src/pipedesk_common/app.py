@@ -300,6 +300,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = documented_openapi  # type: ignore[method-assign]
+    app.state.consumers = tuple(consumers)  # the queues it consumes, for the event catalog
     if idempotency is not None:
 
         async def replay(request: Request, exc: Exception) -> Response:

@@ -98,6 +98,11 @@ class Consumer:
         return sorted({types[name].routing_key for name in self._routes})
 
     @property
+    def event_types(self) -> list[str]:
+        """The event types with a handler here."""
+        return sorted(self._routes)
+
+    @property
     def unregistered_model(self) -> type[EventData] | None:
         """The model events without a contract are read through, if any."""
         return self._unregistered.model if self._unregistered is not None else None
