@@ -26,7 +26,7 @@ def run_node(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     node = shutil.which("node")
     if node is None or not (TOOLS / "node_modules").is_dir():
         pytest.fail("the contract checks need Node.js and their npm packages: make contract-tools")
-    return subprocess.run(  # noqa: S603 - our own script, our own arguments
+    return subprocess.run(
         [node, str(TOOLS / script), *args],
         capture_output=True,
         text=True,

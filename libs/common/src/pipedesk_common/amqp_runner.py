@@ -25,6 +25,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +41,7 @@ from pipedesk_common.messaging import (
     closed,
     connect,
 )
+from pipedesk_common.observability import REQUEST_ID_ATTRIBUTE, request_id_var
 from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
 
 log = logging.getLogger(__name__)
@@ -256,12 +258,37 @@ class QueueRunner:
             EVENTS_UNKNOWN.labels(queue).inc()
             await message.ack()
             return
-        parent = propagate.extract({"traceparent": event.traceparent} if event.traceparent else {})
+        # The relay's span, from the message's headers; else the change's, from the event.
+        headers = message.headers or {}
+        carrier = {
+            name: str(headers[name]) for name in ("traceparent", "tracestate") if name in headers
+        }
+        if "traceparent" not in carrier and event.traceparent:
+            carrier = {"traceparent": event.traceparent}
+        parent = propagate.extract(carrier)
+        request = request_id_var.set(event.request_id)
+        try:
+            await self._apply(channel, message, event, parent)
+        finally:
+            request_id_var.reset(request)
+
+    async def _apply(
+        self,
+        channel: AbstractChannel,
+        message: AbstractIncomingMessage,
+        event: Event[Any],
+        parent: Context,
+    ) -> None:
+        queue = self.consumer.queue
         with tracer.start_as_current_span(
             f"consume {event.type.routing_key}",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.destination": queue, "messaging.message.id": str(event.id)},
+            attributes={
+                "messaging.destination": queue,
+                "messaging.message.id": str(event.id),
+                **({REQUEST_ID_ATTRIBUTE: event.request_id} if event.request_id else {}),
+            },
         ):
             try:
                 outcome = await self.consumer.apply(self.sessionmaker, event)

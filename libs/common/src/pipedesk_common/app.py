@@ -48,6 +48,7 @@ from pipedesk_common.observability import (
     BodySizeLimitMiddleware,
     ReadinessCheck,
     RequestContextMiddleware,
+    TracedTransport,
     configure_logging,
     configure_tracing,
     health_router,
@@ -106,7 +107,12 @@ async def broker_ping(url: str) -> None:
 
 def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext:
     engine = create_engine(settings)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0), follow_redirects=False)
+    # Calls to other services (and key sets) carry the trace context and the request id.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(5.0, connect=2.0),
+        follow_redirects=False,
+        transport=TracedTransport(),
+    )
     user_keys = JwksCache(settings.jwks_url, http=http, clock=clock)
     service_keys = JwksCache(settings.service_keys_url, http=http, clock=clock)
     signing_key = load_service_key(settings)
