@@ -201,10 +201,18 @@ async def cancel_event(
 @router.get(
     "/calendars",
     summary="The caller's calendars (their Google calendar list)",
-    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor, *GOOGLE_PROBLEMS),
 )
-async def list_calendars(principal: PrincipalDep, service: ServiceDep) -> list[CalendarPublic]:
-    return [
+async def list_calendars(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[CalendarPublic]:
+    """Read from Google on every call (and mirrored): the primary calendar first, then the
+    others by name, a page at a time."""
+    calendars = [
         CalendarPublic(
             id=calendar.google_id,
             summary=calendar.summary,
@@ -213,6 +221,17 @@ async def list_calendars(principal: PrincipalDep, service: ServiceDep) -> list[C
         )
         for calendar in await service.calendars(principal)
     ]
+    return context.cursors.listed_page(
+        calendars,
+        limit,
+        cursor,
+        key=lambda calendar: [
+            "0" if calendar.primary else "1",
+            calendar.summary or "",
+            calendar.id,
+        ],
+        scope=f"calendars:{principal.org_id}:{principal.sub}",
+    )
 
 
 @router.get(

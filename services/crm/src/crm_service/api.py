@@ -350,13 +350,29 @@ def add_owned_routes(
     @router.get(
         f"{path}/members",
         summary=f"The members of a {kind.name}",
-        responses=problem_responses(Unauthorized, NotFound),
+        description=f"Anyone who may read the {kind.name} sees its collaborators and followers "
+        "(the owner is not a member), ordered by user id, a page at a time.",
+        responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
     )
     async def list_members(
-        record_id: RecordId, principal: CallerDep, service: ServiceDep
-    ) -> list[MemberPublic]:
-        members = await service.members(principal, record_id)
-        return [MemberPublic.model_validate(member) for member in members]
+        record_id: RecordId,
+        principal: CallerDep,
+        service: ServiceDep,
+        context: ContextDep,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Page[MemberPublic]:
+        members = [
+            MemberPublic.model_validate(member)
+            for member in await service.members(principal, record_id)
+        ]
+        return context.cursors.listed_page(
+            members,
+            limit,
+            cursor,
+            key=lambda member: [member.user_id],
+            scope=f"members:{kind.name}:{record_id}",
+        )
 
     @router.put(
         f"{path}/members/{{user_id}}",

@@ -96,17 +96,25 @@ async def provision_user(
 @teams.get(
     "",
     summary="The teams of the caller's org, by name",
-    responses=problem_responses(Unauthorized, InvalidInput),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_teams(
     principal: CallerDep,
     directory: DirectoryDep,
+    context: ContextDep,
     archived: Annotated[bool, Query(description="List archived teams instead")] = False,
-) -> list[TeamPublic]:
-    return [
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[TeamPublic]:
+    """Active teams, or archived ones with `archived=true`, ordered by name (then id), a page
+    at a time: pass `next_cursor` back as `cursor` until it is null."""
+    teams = [
         TeamPublic.model_validate(team)
         for team in await directory.teams(principal, archived=archived)
     ]
+    return context.cursors.listed_page(
+        teams, limit, cursor, key=lambda team: [team.name, team.id], scope=f"teams:{archived}"
+    )
 
 
 @teams.post(

@@ -62,10 +62,29 @@ ServiceDep = Annotated[TasksService, Depends(tasks_service)]
 @router.get(
     "/lists",
     summary="The caller's task lists (as Google has them now)",
-    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor, *GOOGLE_PROBLEMS),
 )
-async def list_tasklists(principal: PrincipalDep, service: ServiceDep) -> list[TaskListPublic]:
-    return await service.lists(principal)
+async def list_tasklists(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[TaskListPublic]:
+    """Read from Google on every call (and mirrored): the default list first, then the others
+    by title, a page at a time."""
+    lists = await service.lists(principal)
+    return context.cursors.listed_page(
+        lists,
+        limit,
+        cursor,
+        key=lambda tasklist: [
+            "0" if tasklist.is_default else "1",
+            tasklist.title,
+            tasklist.google_id,
+        ],
+        scope=f"tasklists:{principal.org_id}:{principal.sub}",
+    )
 
 
 @router.post(
