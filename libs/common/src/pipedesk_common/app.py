@@ -53,6 +53,7 @@ from pipedesk_common.observability import (
     configure_tracing,
     health_router,
 )
+from pipedesk_common.openapi_examples import add_examples
 from pipedesk_common.outbox import OutboxRelay, RelaySettings
 from pipedesk_common.pagination import CursorCodec
 from pipedesk_common.reconnect import Backoff
@@ -302,7 +303,7 @@ def create_app(
 
     def documented_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(generated())
+            app.openapi_schema = add_examples(document_problems(generated()))
         return app.openapi_schema
 
     app.openapi = documented_openapi  # type: ignore[method-assign]

@@ -47,6 +47,12 @@ FiltersDep = Annotated[AuditFilters, Depends(audit_filters)]
 @router.get(
     "",
     summary="Audit entries the caller may read, newest first (admins and managers)",
+    description=(
+        "Every recorded change across the org's records (admins) or their teams' "
+        "(managers): who changed which field, from what to what, by which request. "
+        "Filters by record, actor, action and time; a page at a time: pass "
+        "`next_cursor` back as `cursor`."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, InvalidInput, InvalidCursor),
 )
 async def list_audit(
@@ -71,6 +77,10 @@ async def list_audit(
 @router.get(
     "/export",
     summary="The same entries as CSV, streamed (admins and managers)",
+    description=(
+        "The entries the same filters select, as CSV with a header row, streamed as "
+        "they are read (no page size)."
+    ),
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "CSV, one entry per line"},

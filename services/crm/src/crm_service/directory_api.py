@@ -44,6 +44,11 @@ DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "tasks")
 @users.get(
     "",
     summary="The users of the caller's org, by id",
+    description=(
+        "Every user of the org: those who signed in (upserted from their token) and "
+        "those pre-provisioned. Filters by team and text in name or email; a page at "
+        "a time: pass `next_cursor` back as `cursor`."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_users(
@@ -68,6 +73,7 @@ async def list_users(
 @users.get(
     "/{user_id}",
     summary="A user of the caller's org",
+    description="One user by their id (the token's `sub`); a user of another org is `404`.",
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_user(
@@ -80,6 +86,10 @@ async def get_user(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Pre-provision a user before their first login (admins)",
+    description=(
+        "Creates a user with an email, role and teams before they first sign in; "
+        "their first token then updates them."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
     ),
@@ -121,6 +131,9 @@ async def list_teams(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a team (admins)",
+    description=(
+        "A team of the caller's org, with an id of the caller's choosing or a generated one."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
     ),
@@ -137,6 +150,7 @@ async def create_team(
 @teams.patch(
     "/{team_id}",
     summary="Rename a team (admins)",
+    description="Changes a team's name; its id, members and records stay.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
 )
 async def rename_team(
@@ -148,6 +162,10 @@ async def rename_team(
 @teams.post(
     "/{team_id}/archive",
     summary="Archive a team (admins)",
+    description=(
+        "An archived team leaves the active list (`GET /api/teams?archived=true` "
+        "lists it); archiving it twice is `409`."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def archive_team(

@@ -156,6 +156,11 @@ def download_headers(name: str) -> dict[str, str]:
     "/root",
     summary="Choose where the org's record folders live (admins): a shared drive, or a folder "
     "in the caller's My Drive; the caller's Google account holds them",
+    description=(
+        "Names a shared drive (by id) or a folder of the caller's My Drive; the "
+        "caller's connected Google account holds the folders from then on. Records' "
+        "folders already made stay where they are."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, *GOOGLE_PROBLEMS),
 )
 async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep) -> RootPublic:
@@ -166,6 +171,10 @@ async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep
 @router.get(
     "/root",
     summary="Where the org's record folders live",
+    description=(
+        "The org's root (a shared drive or a folder) and the Google account that "
+        "holds it; `404` until an admin has chosen one."
+    ),
     responses=problem_responses(Unauthorized, DriveNotConfigured),
 )
 async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
@@ -179,6 +188,10 @@ async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     "/records/{record_type}/{record_id}/folder",
     summary="The record's folder, made on first use (`<type folder>/<name> · <short id>/` with "
     "its subfolders)",
+    description=(
+        "The folder of a record the caller may read, created in Google under the "
+        "org's root the first time it is asked for, with the configured subfolders."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, DriveNotConfigured, FolderBusy, *GOOGLE_PROBLEMS
     ),
@@ -217,6 +230,11 @@ async def _listing(
 @router.get(
     "/records/{record_type}/{record_id}/files",
     summary="The files in the record's folder (from the local mirror), oldest first",
+    description=(
+        "Read from the mirror (kept in step with Google by push notifications and "
+        "sync), a page at a time: pass `next_cursor` back as `cursor` until it is "
+        "null."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -245,6 +263,10 @@ async def list_files(
 @router.get(
     "/records/{record_type}/{record_id}/trash",
     summary="The record's trashed files (restorable), oldest first",
+    description=(
+        "Files moved to the trash, which `POST /api/drive/files/{file_id}/restore` "
+        "brings back; a page at a time."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -323,6 +345,10 @@ async def upload_file(
 @router.get(
     "/files/{file_id}",
     summary="A file's details",
+    description=(
+        "A file of a record's folder the caller may read: its name, type, size, "
+        "folder and Google link."
+    ),
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -365,10 +391,25 @@ async def _prefetched(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 @router.get(
     "/files/{file_id}/content",
     summary="Download a file (streamed; one `Range` honoured), always as an attachment",
+    description=(
+        "Streams the file's bytes from Google as they come, with "
+        "`Content-Disposition: attachment`; a single `Range` answers `206` with that "
+        "part. Google Docs files are exported instead (`409` here)."
+    ),
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
-        206: {"description": "The requested range"},
+        200: {
+            "description": "The file's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        206: {
+            "description": "The requested range",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
         **problem_responses(Unauthorized, NotFound, IsGoogleDoc, *GOOGLE_PROBLEMS),
     },
 )
@@ -414,8 +455,18 @@ async def download_file(
     "/files/{file_id}/export",
     summary="A Google Docs, Sheets or Slides file exported (`format`: pdf, txt, html, md, "
     "csv, docx, xlsx, pptx), as an attachment",
+    description=(
+        "Google converts the file to `format` (default pdf); the result is streamed "
+        "as an attachment."
+    ),
+    response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {
+            "description": "The exported file's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
         **problem_responses(Unauthorized, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
     },
 )
@@ -440,6 +491,9 @@ async def export_file(
 @router.patch(
     "/files/{file_id}",
     summary="Rename a file",
+    description=(
+        "Renames the file in Google and in the mirror; needs `update` on its record. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def rename_file(
@@ -451,6 +505,11 @@ async def rename_file(
 @router.post(
     "/files/{file_id}/move",
     summary="Move a file into another record's folder (`update` needed on both records)",
+    description=(
+        "Moves the file in Google into the target record's folder (the caller needs "
+        "`update` on both records); its sharing follows the new record's access. "
+        "Audited."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -467,6 +526,9 @@ async def move_file(
 @router.post(
     "/files/{file_id}/trash",
     summary="Move a file to the trash (restorable)",
+    description=(
+        "Trashes the file in Google; it stays restorable until Google empties the trash. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def trash_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -476,6 +538,9 @@ async def trash_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep
 @router.post(
     "/files/{file_id}/restore",
     summary="Restore a file from the trash",
+    description=(
+        "Takes the file out of the trash in Google, back into its record's folder. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def restore_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -487,6 +552,7 @@ async def restore_file(file_id: UUID, principal: PrincipalDep, service: ServiceD
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a file for good (admins)",
+    description="Deletes the file in Google, past the trash; it cannot be restored. Audited.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def delete_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:

@@ -91,6 +91,10 @@ async def list_tasklists(
     "/lists",
     status_code=status.HTTP_201_CREATED,
     summary="Create a task list (`title`|`name`)",
+    description=(
+        "Creates the list in the caller's Google Tasks and mirrors it; with "
+        "`Idempotency-Key`, a retry answers the first list."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, InvalidInput, *GOOGLE_PROBLEMS, *IDEMPOTENCY_PROBLEMS
     ),
@@ -107,6 +111,7 @@ async def create_tasklist(
 @router.get(
     "/lists/{list_id}",
     summary="One of the caller's task lists",
+    description="A list from the mirror; another user's list is `404`.",
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_tasklist(
@@ -118,6 +123,7 @@ async def get_tasklist(
 @router.patch(
     "/lists/{list_id}",
     summary="Rename a task list (`title`|`name`)",
+    description="Renames the list in Google and in the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def rename_tasklist(
@@ -131,6 +137,10 @@ async def rename_tasklist(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task list and its tasks (not the default list)",
+    description=(
+        "Deletes the list in Google; its tasks go with it. The default list cannot be "
+        "deleted (`409`)."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def delete_tasklist(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
@@ -142,6 +152,10 @@ async def delete_tasklist(list_id: UUID, principal: PrincipalDep, service: Servi
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Clear completed tasks: Google hides them (they stay, `hidden: true`)",
+    description=(
+        "Asks Google to clear the list's completed tasks; they stay, hidden, and "
+        "leave the default listing."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def clear_completed(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
@@ -240,6 +254,10 @@ async def list_tasks(
 @router.get(
     "/{task_id}",
     summary="Get a task (its assignee, who assigned it, or a reader of a linked record)",
+    description=(
+        "A task from the mirror, to its assignee, to whoever assigned it, or to a "
+        "reader of a CRM record it is linked to."
+    ),
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -261,6 +279,10 @@ async def update_task(
 @router.post(
     "/{task_id}/complete",
     summary="Complete a task",
+    description=(
+        "Marks the task completed in Google (and its completion time); completing it "
+        "again changes nothing."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def complete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -270,6 +292,7 @@ async def complete_task(task_id: UUID, principal: PrincipalDep, service: Service
 @router.post(
     "/{task_id}/reopen",
     summary="Reopen a completed task",
+    description="Marks a completed task as needing action again, in Google and the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -279,6 +302,10 @@ async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDe
 @router.post(
     "/{task_id}/move",
     summary="Move a task within its list: under `parent_id` (a subtask), after `previous_id`",
+    description=(
+        "Reorders the task in Google: under `parent_id` to make it a subtask (none: "
+        "top level), after `previous_id` (none: first)."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def move_task(
@@ -292,6 +319,9 @@ async def move_task(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task and its subtasks",
+    description=(
+        "Deletes the task in Google; its subtasks go with it. The mirror keeps it as deleted."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def delete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
