@@ -21,7 +21,7 @@ _FORMATS: Final[dict[str, Any]] = {
     "uri": "https://app.pipedesk.example/",
     "binary": "<bytes>",
 }
-# Typical values for fields whose name says what they hold.
+# Typical values for fields (or a list's items) whose name says what they hold.
 _NAMED: Final[dict[str, Any]] = {
     "title": "Acme renewal",
     "name": "Acme",
@@ -37,7 +37,7 @@ _NAMED: Final[dict[str, Any]] = {
     "currency": "EUR",
     "next_cursor": None,
     "estimated_value": "12000.00",
-    "tags": ["renewal"],
+    "tags": "renewal",
 }
 _MAX_DEPTH: Final = 8
 
@@ -91,7 +91,7 @@ def _given(schema: dict[str, Any], name: str) -> Any:
             return schema[key]
     if schema.get("examples"):
         return schema["examples"][0]
-    if name in _NAMED:
+    if name in _NAMED and "items" not in schema and "properties" not in schema:
         return _NAMED[name]
     if schema.get("enum"):
         return schema["enum"][0]
