@@ -386,7 +386,7 @@ def add_owned_routes(
         f"{path}/members",
         summary=f"The members of a {kind.name}",
         description=f"Anyone who may read the {kind.name} sees its collaborators and followers "
-        "(the owner is not a member), ordered by user id, a page at a time.",
+        "(the owner is not a member), oldest first, a page at a time.",
         responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
     )
     async def list_members(
@@ -405,7 +405,7 @@ def add_owned_routes(
             members,
             limit,
             cursor,
-            key=lambda member: [member.user_id],
+            key=lambda member: [member.added_at.isoformat(), member.user_id],
             scope=f"members:{kind.name}:{record_id}",
         )
 
