@@ -173,7 +173,7 @@ async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep
     summary="Where the org's record folders live",
     description=(
         "The org's root (a shared drive or a folder) and the Google account that "
-        "holds it; `404` until an admin has chosen one."
+        "holds it; `409` until an admin has chosen one."
     ),
     responses=problem_responses(Unauthorized, DriveNotConfigured),
 )

@@ -138,8 +138,8 @@ async def rename_tasklist(
     response_class=Response,
     summary="Delete a task list and its tasks (not the default list)",
     description=(
-        "Deletes the list in Google; its tasks go with it. The default list cannot be "
-        "deleted (`409`)."
+        "Deletes the list in Google and marks its tasks deleted. The default list "
+        "cannot be deleted (`422` naming `path.list_id`)."
     ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
@@ -280,8 +280,8 @@ async def update_task(
     "/{task_id}/complete",
     summary="Complete a task",
     description=(
-        "Marks the task completed in Google (and its completion time); completing it "
-        "again changes nothing."
+        "Marks the task completed in Google, which records when; the mirror and the "
+        "timeline follow."
     ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
