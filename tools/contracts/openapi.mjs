@@ -22,7 +22,7 @@ const options = {
   module: ts.ModuleKind.ES2022,
   moduleResolution: ts.ModuleResolutionKind.Bundler,
   lib: ["lib.es2022.d.ts", "lib.dom.d.ts"],
-  skipLibCheck: false,
+  skipLibCheck: true, // the standard library's declarations are not ours to check
   types: [],
 };
 let failed = false;
