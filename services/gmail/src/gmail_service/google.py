@@ -115,6 +115,7 @@ class QuotaBudget:
         self.tokens = float(burst)
         self.stamp = clock.now()
         self.spent = 0
+        self.waited = 0.0  # seconds, on the clock
 
     async def spend(self, units: int) -> None:
         now = self.clock.now()
@@ -124,7 +125,9 @@ class QuotaBudget:
         self.tokens -= units
         self.spent += units
         if self.tokens < 0:
-            await self.clock.sleep(-self.tokens / self.rate)
+            wait = -self.tokens / self.rate
+            self.waited += wait
+            await self.clock.sleep(wait)
             self.tokens = 0.0
             self.stamp = self.clock.now()
 

@@ -7,10 +7,12 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from gmail_service.models import Mailbox, MirroredMessage, OrgMailSettings
+from pipedesk_common.ids import new_id
 
 
 class GmailRepository:
@@ -26,6 +28,26 @@ class GmailRepository:
         if for_update:
             query = query.with_for_update().execution_options(populate_existing=True)
         found: Mailbox | None = (await self.session.scalars(query)).one_or_none()
+        return found
+
+    async def ensure_mailbox(self, org_id: str, user_id: str, now: datetime) -> Mailbox:
+        """The user's mailbox row, locked; made (not connected) if missing, race-free."""
+        table = Mailbox.__table__  # type: ignore[attr-defined]
+        await self.session.execute(
+            insert(table)
+            .values(
+                id=new_id(),
+                org_id=org_id,
+                user_id=user_id,
+                blocklist=[],
+                connected=False,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["org_id", "user_id"])
+        )
+        found = await self.mailbox(org_id, user_id, for_update=True)
+        assert found is not None
         return found
 
     async def mailboxes_of_address(self, address: str) -> Sequence[Mailbox]:

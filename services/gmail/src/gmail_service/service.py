@@ -36,7 +36,6 @@ from pipedesk_common.errors import NotFound
 from pipedesk_common.events import new_event
 from pipedesk_common.events.gmail import GmailMessageUpdated
 from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconnectRequired
-from pipedesk_common.ids import new_id
 from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.runtime import google_user
@@ -58,15 +57,11 @@ async def connect_mailbox(
 ) -> tuple[Mailbox, bool]:
     """The user's mailbox, connected (made if new), its sync requested; and whether it was
     connected just now."""
-    repository = GmailRepository(session)
-    mailbox = await repository.mailbox(org_id, user_id, for_update=True)
     now = runtime.clock.now()
-    if mailbox is None:
-        mailbox = Mailbox(
-            id=new_id(), org_id=org_id, user_id=user_id, created_at=now, updated_at=now
-        )
-        session.add(mailbox)
-    elif mailbox.connected:
+    mailbox = await GmailRepository(session).ensure_mailbox(org_id, user_id, now)
+    if mailbox.connected:
+        if email and mailbox.user_email is None:
+            mailbox.user_email = email.lower()
         return mailbox, False
     mailbox.user_email = email.lower() if email else mailbox.user_email
     mailbox.connected = True
@@ -243,13 +238,8 @@ async def resync_user(
     runtime: GmailRuntime, session: AsyncSession, org_id: str, user_id: str
 ) -> list[SyncKey]:
     """A full resync of the user's mailbox (after a reconnect, or asked by an operator)."""
-    mailbox = await GmailRepository(session).mailbox(org_id, user_id, for_update=True)
     now = runtime.clock.now()
-    if mailbox is None:
-        mailbox = Mailbox(
-            id=new_id(), org_id=org_id, user_id=user_id, created_at=now, updated_at=now
-        )
-        session.add(mailbox)
+    mailbox = await GmailRepository(session).ensure_mailbox(org_id, user_id, now)
     mailbox.history_id = None
     mailbox.connected = True
     mailbox.updated_at = now

@@ -15,6 +15,7 @@ be read, and named in the sync health; it never stops the sync.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from datetime import timedelta
 from typing import Final
@@ -27,10 +28,13 @@ from gmail_service.models import Mailbox, MirroredMessage
 from gmail_service.repository import GmailRepository
 from gmail_service.settings import GmailSettings
 from pipedesk_common.google.resources import Page, SkippedItem
+from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.paged import Listed, PagedSync, skip
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.work import SyncRun
+
+log = logging.getLogger(__name__)
 
 GmailRuntime = MirrorRuntime[GmailGoogle, GmailSettings]
 PRODUCT: Final = "gmail"
@@ -71,7 +75,7 @@ class MailboxSync:
         row = await self.writer.apply(session, scope, item, actor_id=None)
         if row is not None and row.problems and item.content() is not None:
             reason = "stored with what could be read: " + "; ".join(row.problems[:5])
-            skip(PRODUCT, SkippedItem(id=item.id, reason=reason[:500]))
+            skip(PRODUCT, SkippedItem(id=item.id, reason=reason[:500], partial=True))
 
     async def _window(self, mailbox: Mailbox) -> Listed:
         """A full sync of the window (see the module docstring)."""
@@ -223,6 +227,10 @@ def gmail_sync(runtime: GmailRuntime) -> SyncRun:
         async with runtime.uow.read() as session:
             mailbox = await GmailRepository(session).mailbox(key.org_id, key.user_id)
         if mailbox is not None and mailbox.connected and mailbox.watch_renewed_at is None:
-            await ensure_watch(runtime, mailbox)
+            try:
+                await ensure_watch(runtime, mailbox)
+            except Exception:  # the mail is synced; the renewal job tries the watch again
+                raise_if_cancelling()
+                log.warning("could not watch a mailbox", exc_info=True)
 
     return run
