@@ -1,5 +1,9 @@
 """Gmail routes: the caller's mailbox (connect, read, share, disconnect), the org's mail settings
-(admins), and Pub/Sub push. Every route checks the caller before any Google call or write."""
+(admins), and Pub/Sub push. Every route checks the caller before any Google call or write.
+
+A mailbox is its owner's alone: every role may connect, share and disconnect its own (no route
+names another user's mailbox); the org's settings are read by admins and managers and set by
+admins."""
 
 from __future__ import annotations
 
@@ -24,8 +28,7 @@ from pipedesk_common.app import PrincipalDep, provided
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.errors import Forbidden, InvalidInput, Unauthorized, problem_responses
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS
-from pipedesk_common.mirror.runtime import MirrorRuntime, require_role
-from pipedesk_common.rbac import Action
+from pipedesk_common.mirror.runtime import MirrorRuntime
 
 router = APIRouter(prefix="/api/gmail", tags=["gmail"])
 webhooks = APIRouter(tags=["webhooks"])
@@ -55,19 +58,14 @@ def _settings_public(settings: OrgMailSettings) -> OrgSettingsPublic:
     return OrgSettingsPublic.model_validate(settings, from_attributes=True)
 
 
-def _may_own_a_mailbox(principal: Principal) -> None:
-    require_role(principal, Action.UPDATE, "connect a mailbox")
-
-
 @router.post(
     "/mailbox",
     summary="Connect your mailbox: its mail of the last GMAIL_WINDOW_DAYS is synced",
-    responses=problem_responses(Forbidden, *GOOGLE_PROBLEMS),
+    responses=problem_responses(*GOOGLE_PROBLEMS),
 )
 async def connect_mailbox(
     principal: PrincipalDep, runtime: RuntimeDep, response: Response
 ) -> MailboxPublic:
-    _may_own_a_mailbox(principal)
     mailbox, connected = await service.connect_own_mailbox(runtime, principal)
     response.status_code = status.HTTP_201_CREATED if connected else status.HTTP_200_OK
     return _mailbox_public(mailbox, await _org_default(runtime, principal.org_id))
@@ -86,12 +84,11 @@ async def get_mailbox(principal: PrincipalDep, runtime: RuntimeDep) -> MailboxPu
 @router.patch(
     "/mailbox",
     summary="Set your mailbox's sharing level or blocklist (its mail is announced again)",
-    responses=problem_responses(Forbidden, service.MailboxNotConnected, InvalidInput),
+    responses=problem_responses(service.MailboxNotConnected, InvalidInput),
 )
 async def update_mailbox(
     body: MailboxUpdate, principal: PrincipalDep, runtime: RuntimeDep
 ) -> MailboxPublic:
-    _may_own_a_mailbox(principal)
     mailbox = await service.update_mailbox(
         runtime, principal, sharing=body.sharing, blocklist=body.blocklist
     )
@@ -102,10 +99,9 @@ async def update_mailbox(
     "/mailbox",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Disconnect your mailbox: its watch stopped, its mail under the org's rule",
-    responses=problem_responses(Forbidden, service.MailboxNotConnected, *GOOGLE_PROBLEMS),
+    responses=problem_responses(service.MailboxNotConnected, *GOOGLE_PROBLEMS),
 )
 async def disconnect_mailbox(principal: PrincipalDep, runtime: RuntimeDep) -> Response:
-    _may_own_a_mailbox(principal)
     await service.disconnect_mailbox(runtime, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
