@@ -63,7 +63,7 @@ async def test_initial_window_newest_first_then_history_with_labels_and_deletes(
         assert await stack.calls(rep, "gmail.users.history.list")
         deleted = await stack.announced("gmail.message.deleted", rep)
         assert [d["google_id"] for d in deleted] == [second[address]["id"]]
-        assert deleted[0]["timeline"]["status"] == "deleted"
+        assert deleted[0]["timeline"]["status"] == "removed"
         updated = await stack.announced("gmail.message.updated", rep)
         assert updated[-1]["label_ids"] == mirror[first[address]["id"]]["label_ids"]
 

@@ -33,6 +33,7 @@ from pipedesk_common.events.gmail import (
 )
 from pipedesk_common.events.timeline import (
     ItemKind,
+    REMOVED_STATUS,
     Link,
     TimelineProjection,
     TimelineSource,
@@ -174,7 +175,10 @@ class MessageRules:
         actor_id: str | None,
     ) -> dict[str, Any]:
         rules = scope.rules
-        summary = message.text_body or message.snippet
+        # A message gone from the mailbox leaves its copy without content: once every mailbox
+        # dropped it, it leaves every timeline, and nothing of it stays there.
+        gone = message.deleted
+        summary = None if gone else message.text_body or message.snippet
         matched = offered_to_matching(message, rules)
         return {
             "id": str(message.id),
@@ -194,9 +198,9 @@ class MessageRules:
             "timeline": TimelineProjection(
                 kind=ItemKind.EMAIL,
                 occurred_at=message.internal_date,
-                title=(message.subject or "(no subject)")[:500],
+                title="(removed)" if gone else (message.subject or "(no subject)")[:500],
                 summary=summary[:MAX_SUMMARY] if summary else None,
-                participants=message.participants if matched else [],
+                participants=message.participants if matched and not gone else [],
                 links=list(links),
                 source=TimelineSource(
                     service="gmail",
@@ -205,7 +209,7 @@ class MessageRules:
                     url=f"https://mail.google.com/mail/#all/{message.google_id}",
                 ),
                 identity=message.identity,
-                status="deleted" if message.deleted else None,
+                status=REMOVED_STATUS if gone else None,
                 actor_id=actor_id,
                 visibility=Visibility(sharing=rules.sharing, owner_id=message.user_id),
                 version=message.version,
