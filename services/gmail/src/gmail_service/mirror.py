@@ -32,8 +32,8 @@ from pipedesk_common.events.gmail import (
     GmailMessageUpdated,
 )
 from pipedesk_common.events.timeline import (
-    ItemKind,
     REMOVED_STATUS,
+    ItemKind,
     Link,
     TimelineProjection,
     TimelineSource,
