@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import email
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,11 +197,12 @@ def test_metadata_scope_is_as_narrow_as_google(emu: Any) -> None:
     gmail = emu.gmail_for(ANN, [METADATA])
     messages = gmail.users().messages()
     assert messages.get(userId="me", id=copy["id"], format="metadata").execute()["id"]
-    for refused in (
+    refusals: list[Callable[[], Any]] = [
         lambda: messages.list(userId="me", q="from:bob@example.com").execute(),
         lambda: messages.get(userId="me", id=copy["id"], format="full").execute(),
         lambda: messages.attachments().get(userId="me", messageId=copy["id"], id="x").execute(),
-    ):
+    ]
+    for refused in refusals:
         with pytest.raises(HttpError) as caught:
             refused()
         assert caught.value.resp.status == 403

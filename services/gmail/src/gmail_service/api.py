@@ -45,7 +45,7 @@ def _mailbox_public(mailbox: Mailbox, default: str) -> MailboxPublic:
     return MailboxPublic(
         connected=mailbox.connected,
         email=mailbox.user_email,
-        sharing=mailbox.sharing or default,  # type: ignore[arg-type]
+        sharing=mailbox.sharing or default,
         sharing_is_org_default=mailbox.sharing is None,
         blocklist=mailbox.blocklist,
         synced_at=mailbox.synced_at,

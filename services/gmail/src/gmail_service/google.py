@@ -26,7 +26,7 @@ UNITS: Final = {
 }
 
 
-class MessageRef(GoogleModel):
+class MessageRef(GoogleResource):
     id: str
     thread_id: str = ""
     label_ids: list[str] | None = None  # in history: the labels after the change

@@ -15,11 +15,13 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import urllib3
 from google.auth import exceptions as auth_exceptions
+from google.auth.transport import Request as AuthRequest
 from google.auth.transport import Response as AuthResponse
 from google.auth.transport.urllib3 import Request as Urllib3Request
 from google.oauth2 import id_token
@@ -55,14 +57,16 @@ class _CachedResponse(AuthResponse):
         return self._data
 
 
-class CertsRequest:
+class CertsRequest(AuthRequest):
     """google-auth's transport for the certificate fetch, keeping a good answer a while."""
 
     def __init__(self) -> None:
-        self._request = Urllib3Request(urllib3.PoolManager(timeout=10.0))
+        self._request = Urllib3Request(urllib3.PoolManager(timeout=10.0))  # type: ignore[no-untyped-call]
         self._kept: dict[str, tuple[float, _CachedResponse]] = {}
 
-    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> AuthResponse:
+    def __call__(  # type: ignore[override]
+        self, url: str, method: str = "GET", **kwargs: Any
+    ) -> AuthResponse:
         kept = self._kept.get(url)
         if kept is not None and kept[0] > time.monotonic():
             return kept[1]
@@ -84,7 +88,7 @@ class PushVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("a Pub/Sub push carries a bearer ID token")
         try:
-            claims: dict[str, Any] = await asyncio.to_thread(
+            claims: Mapping[str, Any] = await asyncio.to_thread(
                 id_token.verify_token,
                 token.strip(),
                 self.request,
@@ -101,7 +105,7 @@ class PushVerifier:
             or claims.get("email_verified") is not True
         ):
             raise Unauthorized("the push token is not the push subscription's account")
-        return claims
+        return dict(claims)
 
 
 def notification(envelope: Any) -> Notification:
