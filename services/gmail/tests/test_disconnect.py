@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import Users
+from pipedesk_testkit.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 CUSTOMER = "buyer@customer.example"
@@ -64,3 +66,26 @@ async def test_disconnect_stops_the_watch_and_applies_the_orgs_rule(
         assert removed["timeline"]["status"] == "removed"
         assert removed["timeline"]["title"] == "(removed)"
         assert removed["timeline"]["summary"] is None
+
+
+async def test_disconnecting_google_ends_the_mailboxs_sync_under_the_orgs_rule(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with stack.start(pubsub_topic=None) as service:
+        await stack.deliver(CUSTOMER, [rep.principal.email], subject="Terms")
+        await stack.mailbox(service, rep)
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url, timeout=10) as accounts:
+            gone = await accounts.delete("/api/accounts/google", headers=rep.headers)
+            assert gone.status_code == 204
+
+        async def mailbox_status() -> int:
+            answer = await service.client.get("/api/gmail/mailbox", headers=rep.headers)
+            return answer.status_code
+
+        # The accounts service's announcement reaches the service's consumer.
+        await eventually(mailbox_status, until=lambda status: status == 404)
+        last = (await stack.announced("gmail.message.updated", rep))[-1]
+        assert last["sharing"] == "metadata"  # the org's default rule: kept, at metadata level
+        pending = await stack.rows("SELECT key FROM gmail.work_requests WHERE pending")
+        assert pending == []
