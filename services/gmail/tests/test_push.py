@@ -105,6 +105,16 @@ async def test_forged_expired_and_misdirected_tokens_are_refused_and_queue_nothi
             headers={"Authorization": f"Bearer {await signed()}"},
         )
         assert accepted.status_code == 204
+        for _burst in range(4):  # a burst of notifications: still one sync asked for
+            again = await service.client.post(
+                settings.webhook_path,
+                json=envelope(address),
+                headers={"Authorization": f"Bearer {await signed()}"},
+            )
+            assert again.status_code == 204
+        queued = await stack.rows("SELECT key FROM gmail.work_requests WHERE pending")
+        assert len(queued) <= 1  # one key per mailbox (none once a run has taken it)
+        assert all(row["key"].endswith(rep.principal.sub) for row in queued)
         bad_body = await service.client.post(
             settings.webhook_path,
             json={"message": {"data": "%%%"}},
