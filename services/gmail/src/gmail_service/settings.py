@@ -62,12 +62,13 @@ class GmailSettings(GoogleServiceSettings):
     def _push_is_complete(self) -> "GmailSettings":
         if self.pubsub_topic is not None and self.push_service_account is None:
             raise ValueError("GMAIL_PUSH_SERVICE_ACCOUNT is required with GMAIL_PUBSUB_TOPIC")
-        if (
-            self.environment is Environment.PRODUCTION
-            and self.pubsub_topic is not None
-            and self.push_certs_url != GOOGLE_CERTS_URL
-        ):
+        if self.environment is not Environment.PRODUCTION or self.pubsub_topic is None:
+            return self
+        if self.push_certs_url != GOOGLE_CERTS_URL:
             raise ValueError("GMAIL_PUSH_CERTS_URL must be Google's in production")
+        if self.webhook_url is None or not self.webhook_url.startswith("https://"):
+            # Pub/Sub pushes only to https endpoints.
+            raise ValueError("GMAIL_WEBHOOK_URL must be the public https:// push endpoint")
         return self
 
     @property
