@@ -43,11 +43,11 @@ browser: ## Install Debian's Chromium for the browser tests if it is missing (as
 
 # The preflight provides the servers (starting those that do not answer in Docker) for as long as
 # the migrations and the system run.
-run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
+run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them); a process that dies is restarted
 	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
 		FRONTEND_ORIGINS="$${FRONTEND_ORIGINS:-http://localhost:3000}" \
 		$(PYTHON) -m pipedesk_common.preflight -- \
-		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
+		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m dev_identity.supervise Procfile'
 
 # wrk, the load generator of make bench (and of the tiny bench make test runs).
 wrk: ## Install wrk for the benchmarks if it is missing (as root)
