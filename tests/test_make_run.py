@@ -241,7 +241,7 @@ def test_a_killed_service_comes_back_and_creates_retried_meanwhile_land_once(
         listed: list[str] = []
         cursor: str | None = None
         while True:
-            params = {"limit": "200", **({"cursor": cursor} if cursor else {})}
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
             page = http.get("/api/leads", params=params, headers=auth)
             assert page.status_code == 200, page.text
             listed += [lead["title"] for lead in page.json()["items"]]
