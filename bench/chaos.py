@@ -3,10 +3,10 @@
 ``python -m bench.chaos`` (``make chaos``) starts its own servers (``bench.servers``), migrates a
 database on them, starts the Procfile's processes against them (``bench.stack``, as the benchmarks
 do, without the gateway: the driver calls the services as the gateway would), connects its users'
-Google accounts (the emulator's) and drives events through CRM, Calendar, Tasks and Drive: lead
-creates, meetings and tasks linked to a lead, files uploaded to a lead's folder — each ends as one
-timeline item. Every request is retried, with its own ``Idempotency-Key``, until it succeeds, as a
-client of the API does.
+Google accounts (the emulator's) and drives events through CRM, Calendar and Tasks: lead creates,
+and meetings and tasks linked to a lead — each ends as one timeline item. (Drive's files reach no
+timeline yet; they join the mix when they do.) Every request is retried, with its own
+``Idempotency-Key``, until it succeeds, as a client of the API does.
 
 The events go in slices; while each slice runs, one fault is injected and repaired as an operator
 (or supervisord, or Kubernetes) would: the broker stopped and started again, or SIGKILLed and
@@ -17,8 +17,9 @@ batch (its transaction open, publishes under way) and started again. After each 
 creates a lead and prints how long after the fault it appeared on the lead's timeline: the time the
 system took to work end to end again (printed, never asserted).
 
-Then it checks, and exits 1 unless all hold: exactly as many timeline items as events, each once
-(no source key twice), per kind as driven; nothing in any dead-letter queue (``rabbitmqctl``'s own
+Then it checks, and exits 1 unless all hold: exactly as many timeline items as events, each from
+one source, per kind as driven, no title twice (no lead, meeting or task created twice by a
+retry); nothing in any dead-letter queue (``rabbitmqctl``'s own
 list of the node's queues); every service's outbox drained.
 
 ``--short`` is the version ``make test`` runs: 500 events, one broker SIGKILL, one PostgreSQL
@@ -49,15 +50,17 @@ import asyncpg
 import httpx
 
 from bench.servers import PrivateServers
-from bench.stack import REPO, Stack, free_port_base, minter
-from dev_identity.keystore import TokenMinter
+from bench.stack import REPO, Stack, free_port_base
+from dev_identity.keystore import KeyStore, TokenMinter
 from pipedesk_common import migrations
 from pipedesk_common.auth import Role
-from pipedesk_common.settings import DEV_KEY_DIR
 from pipedesk_testkit.google import CALLBACK_PATH, GoogleStack
 from pipedesk_testkit.identities import ActingUser, Users
 
-PROCESSES = ("identity", "emulator", "crm", "timeline", "accounts", "calendar", "tasks", "drive")
+# Drive's files reach no timeline yet, so the drive service (and the gateway: the driver calls
+# the services as it would) are left out.
+PROCESSES = ("identity", "emulator", "crm", "timeline", "accounts", "calendar", "tasks")
+STARTUP_SECONDS = 300.0
 GOOGLE_PRODUCTS = ("calendar", "tasks")
 REPS = 4
 WORKERS = 12
@@ -96,14 +99,14 @@ FULL_FAULTS = (
     Fault("postgres-restart"),
     Fault("consumer-kill", "timeline"),
     Fault("broker-kill"),
-    Fault("consumer-kill", "drive"),
     Fault("consumer-kill", "tasks"),
+    Fault("consumer-kill", "timeline"),
 )
 SHORT_FAULTS = (
     Fault("consumer-kill", "timeline"),
     Fault("broker-kill"),
     Fault("postgres-restart"),
-    Fault("consumer-kill", "drive"),
+    Fault("consumer-kill", "calendar"),
 )
 
 
@@ -144,7 +147,7 @@ def stack_env(servers: PrivateServers, database_url: str, port_base: int) -> dic
         "GOOGLE_ROOT_URL": f"http://127.0.0.1:{port_base + 90}/",
         "ACCOUNTS_GOOGLE_REDIRECT_URI": accounts + CALLBACK_PATH,
         "ACCOUNTS_FRONTEND_URL": f"http://127.0.0.1:{port_base}/app/",
-        "DEV_KEY_DIR": os.environ.get("DEV_KEY_DIR", str(REPO / DEV_KEY_DIR)),
+        "DEV_KEY_DIR": str(servers.root / "keys"),
         "LOG_LEVEL": "WARNING",
         "WORKERS": "1",
         "NO_GCE_CHECK": "True",
@@ -345,7 +348,7 @@ async def inject(fault: Fault, servers: PrivateServers, stack: Stack) -> str:
         detail = "its relay held a claimed batch" if caught else "no batch caught in flight"
     await asyncio.to_thread(stack.kill, fault.target, signal.SIGKILL)
     stack.launch(fault.target)
-    await asyncio.to_thread(stack.wait_ready, fault.target, 180)
+    await asyncio.to_thread(stack.wait_ready, fault.target, STARTUP_SECONDS)
     return detail
 
 
@@ -520,6 +523,12 @@ def plan(events: int, faults: tuple[Fault, ...]) -> list[list[tuple[int, str]]]:
     return [*slices, ops[len(faults) * size :]]
 
 
+def print_logs(stack: Stack, tail: int = 2000) -> None:
+    """The end of every process's log, before the run's directory goes."""
+    for log in sorted(stack.log_dir.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-tail:]}", file=sys.stderr)
+
+
 async def connect_users(stack: Stack, reps: list[ActingUser]) -> None:
     google = GoogleStack(
         stack.url("emulator"), stack.url("accounts"), Path(stack.env["DEV_KEY_DIR"])
@@ -528,7 +537,7 @@ async def connect_users(stack: Stack, reps: list[ActingUser]) -> None:
         await google.connect(user, GOOGLE_PRODUCTS)
 
 
-async def run(events: int, faults: tuple[Fault, ...], token_minter: TokenMinter) -> Outcome:
+async def run(events: int, faults: tuple[Fault, ...]) -> Outcome:
     started = time.monotonic()
     with PrivateServers() as servers:
         print(
@@ -538,6 +547,9 @@ async def run(events: int, faults: tuple[Fault, ...], token_minter: TokenMinter)
             flush=True,
         )
         database_url = await create_database(servers)
+        keys = KeyStore(servers.root / "keys")  # the run's own signing keys, gone with it
+        keys.ensure()
+        token_minter = TokenMinter(keys.identity_key(), lifetime_seconds=6 * 3600)
         port_base = free_port_base(40000)
         stack = Stack(
             port_base,
@@ -545,10 +557,12 @@ async def run(events: int, faults: tuple[Fault, ...], token_minter: TokenMinter)
             "chaos.",
             servers.amqp_url,
             stack_env(servers, database_url, port_base),
+            log_dir=servers.root / "logs",
             names=PROCESSES,
         )
+        stack.log_dir.mkdir()
         try:
-            await asyncio.to_thread(stack.start, 180)
+            await asyncio.to_thread(stack.start, STARTUP_SECONDS)
             users = Users(token_minter, org_id=f"chaos-{uuid.uuid4().hex[:8]}")
             reps = [users.make(Role.REP, teams=["chaos"]) for _ in range(REPS)]
             await connect_users(stack, reps)
@@ -578,6 +592,9 @@ async def run(events: int, faults: tuple[Fault, ...], token_minter: TokenMinter)
                 ],
             )
             await settle_and_check(outcome, servers, users.org_id)
+        except BaseException:
+            print_logs(stack)
+            raise
         finally:
             stack.stop()
     outcome.seconds = time.monotonic() - started
@@ -626,7 +643,7 @@ def main() -> int:
     arguments = parser.parse_args()
     faults = SHORT_FAULTS if arguments.short else FULL_FAULTS
     events = arguments.events or (500 if arguments.short else 10_000)
-    outcome = asyncio.run(run(events, faults, minter()))
+    outcome = asyncio.run(run(events, faults))
     report = summary(outcome)
     print(report, flush=True)
     document = json.dumps(outcome.__dict__, indent=2, default=str)
