@@ -243,7 +243,8 @@ class Workload:
         return random.choice(self.leads[rep.sub])
 
     async def run_op(self, index: int, kind: str) -> None:
-        rep = self.reps[index % len(self.reps)]
+        # A rep's block of the mix starts with a lead: its meeting and task link to one of theirs.
+        rep = self.reps[index // len(MIX) % len(self.reps)]
         name = f"chaos {kind} {index}"
         if kind == "lead":
             await self.create_lead(rep, name)
