@@ -24,7 +24,7 @@ list of the node's queues); every service's outbox drained.
 
 ``--short`` is the version ``make test`` runs: 500 events, one broker SIGKILL, one PostgreSQL
 restart, two consumer kills. ``--json PATH`` writes the outcome; ``--save`` writes it with a
-Markdown summary to ``bench/results/<date>-chaos.{json,md}``.
+Markdown summary to ``bench/results/<date>-chaos.{json,md}`` (``-chaos-short`` for the short one).
 """
 
 from __future__ import annotations
@@ -400,6 +400,7 @@ class Outcome:
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    machine: str = ""
 
     def expected_by_kind(self) -> dict[str, int]:
         expected: Counter[str] = Counter()
@@ -599,6 +600,7 @@ async def run(events: int, faults: tuple[Fault, ...]) -> Outcome:
         finally:
             stack.stop()
     outcome.seconds = time.monotonic() - started
+    outcome.machine = f"{os.cpu_count()} cores, load average {os.getloadavg()[1]:.1f} at the end"
     return outcome
 
 
@@ -607,11 +609,11 @@ async def run(events: int, faults: tuple[Fault, ...]) -> Outcome:
 
 def summary(outcome: Outcome) -> str:
     lines = [
-        f"# Chaos run, {datetime.now(UTC):%Y-%m-%d}",
+        f"# Chaos run ({outcome.events:,} events), {datetime.now(UTC):%Y-%m-%d}",
         "",
         f"{outcome.events:,} events ({', '.join(f'{n:,} {k}s' for k, n in outcome.driven.items())})"
         f" in {outcome.seconds / 60:.1f} min on a private RabbitMQ node and PostgreSQL cluster;"
-        f" {outcome.retries:,} requests retried during the faults.",
+        f" {outcome.retries:,} requests retried during the faults. Machine: {outcome.machine}.",
         "",
         "| fault | after events | back after | a new lead on its timeline after |",
         "|---|---:|---:|---:|",
@@ -651,7 +653,7 @@ def main() -> int:
     if arguments.json is not None:
         arguments.json.write_text(document)
     if arguments.save:
-        stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-chaos"
+        stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-chaos{'-short' if arguments.short else ''}"
         stem.with_suffix(".json").write_text(document + "\n")
         stem.with_suffix(".md").write_text(report)
     return 1 if outcome.problems else 0
