@@ -66,8 +66,8 @@ def configuration(processes: dict[str, str], directory: Path, state: Path) -> st
         [
             "[supervisord]",
             "nodaemon=true",
-            "logfile=/dev/stdout",
-            "logfile_maxbytes=0",
+            # In the foreground supervisord writes its lines to its standard output too.
+            f"logfile={state / 'supervisord.log'}",
             "loglevel=info",
             f"pidfile={state / 'supervisord.pid'}",
             f"childlogdir={state}",
