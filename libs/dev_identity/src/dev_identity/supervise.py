@@ -71,6 +71,8 @@ def configuration(processes: dict[str, str], directory: Path, state: Path) -> st
             "loglevel=info",
             f"pidfile={state / 'supervisord.pid'}",
             f"childlogdir={state}",
+            # As root (a container, CI) it stays root, knowingly: it says so instead of warning.
+            *(["user=root"] if os.geteuid() == 0 else []),
             "",
         ]
     )
