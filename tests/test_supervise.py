@@ -1,7 +1,7 @@
 """``make run``'s supervisord configuration, made from the Procfile: every process of the Procfile
-is a program that is started again when it exits (the demo, which runs once, aside) and is stopped
-with its whole process group, its output on supervisord's. The processes coming back for real are
-in test_make_run.py."""
+is a program that is started again when it exits (the demo, which runs once, when it fails) and
+is stopped with its whole process group, its output on supervisord's. The processes coming back
+for real are in test_make_run.py."""
 
 import configparser
 from pathlib import Path
@@ -23,7 +23,8 @@ def test_every_procfile_process_is_a_program_restarted_when_it_exits(tmp_path: P
     assert set(programs) == set(processes) >= {"crm", "timeline", "gateway", "demo"}
     for name, program in programs.items():
         assert program["command"] == processes[name]
-        assert program["autorestart"] == ("false" if name == "demo" else "true")
+        assert program["autorestart"] == ("unexpected" if name == "demo" else "true")
+        assert program["exitcodes"] == "0"
         assert program["stopasgroup"] == program["killasgroup"] == "true"
         assert program["stdout_logfile"] == "/dev/stdout"
     assert parsed["supervisord"]["nodaemon"] == "true"

@@ -21,7 +21,8 @@ from pathlib import Path
 # A process that exits on its own is started again; one that keeps failing within its first
 # second is tried this many times, then left stopped (FATAL), so a broken build does not spin.
 START_RETRIES = 10
-# What may end without being restarted: the demo seeds the org, prints and waits.
+# What may end without being started again, when it ends well (exit status 0): the demo seeds the
+# org, prints and waits. One that fails (the gateway did not answer in time) is started again.
 RUN_ONCE = frozenset({"demo"})
 STOP_WAIT_SECONDS = 15
 
@@ -37,7 +38,7 @@ def procfile_processes(path: Path) -> dict[str, str]:
 
 
 def program_section(name: str, command: str, directory: Path) -> str:
-    restart = "false" if name in RUN_ONCE else "true"
+    restart = "unexpected" if name in RUN_ONCE else "true"
     return "\n".join(
         [
             f"[program:{name}]",
@@ -47,6 +48,7 @@ def program_section(name: str, command: str, directory: Path) -> str:
             ),
             f"directory={directory}",
             f"autorestart={restart}",
+            "exitcodes=0",
             f"startsecs={0 if name in RUN_ONCE else 1}",
             f"startretries={START_RETRIES}",
             "stopsignal=TERM",
@@ -92,10 +94,10 @@ def main(argv: list[str]) -> None:
     supervisord = shutil.which("supervisord", path=str(Path(sys.executable).parent))
     if supervisord is None:
         raise SystemExit("supervisord is missing: make install")
-    restarted = ", ".join(name for name in processes if name not in RUN_ONCE)
+    restarted = ", ".join(f"{name} if it fails" if name in RUN_ONCE else name for name in processes)
     print(
-        f"supervisord runs the Procfile's processes ({config}): one that exits is started again "
-        f"({restarted}); Ctrl-C stops them all.",
+        f"supervisord runs the Procfile's processes ({config}): one that exits is started again"
+        f" ({restarted}); Ctrl-C stops them all.",
         flush=True,
     )
     os.execv(supervisord, [supervisord, "-n", "-c", str(config)])  # noqa: S606 - ours
