@@ -128,7 +128,7 @@ def running_system(
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
     try:
-        assert printed.wait(timeout=240), "\n".join(output[-40:])
+        assert printed.wait(timeout=420), "\n".join(output[-40:])
         yield RunningSystem(base, output)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to make's process group
