@@ -5,8 +5,8 @@ database on them, starts the Procfile's processes against them (``bench.stack``,
 do, without the gateway: the driver calls the services as the gateway would), connects its users'
 Google accounts (the emulator's) and drives events through CRM, Calendar and Tasks: lead creates,
 and meetings and tasks linked to a lead — each ends as one timeline item. (Drive's files reach no
-timeline yet; they join the mix when they do.) Every request is retried, with its own
-``Idempotency-Key``, until it succeeds, as a client of the API does.
+timeline yet; Gmail's messages do, but are not in the mix yet.) Every request is retried, with
+its own ``Idempotency-Key``, until it succeeds, as a client of the API does.
 
 The events go in slices; while each slice runs, one fault is injected and repaired as an operator
 (or supervisord, or Kubernetes) would: the broker stopped and started again, or SIGKILLed and
@@ -57,8 +57,8 @@ from pipedesk_common.auth import Role
 from pipedesk_testkit.google import CALLBACK_PATH, GoogleStack
 from pipedesk_testkit.identities import ActingUser, Users
 
-# Drive's files reach no timeline yet, so the drive service (and the gateway: the driver calls
-# the services as it would) are left out.
+# Drive's files reach no timeline yet and no Gmail message is sent, so the drive and gmail
+# services (and the gateway: the driver calls the services as it would) are left out.
 PROCESSES = ("identity", "emulator", "crm", "timeline", "accounts", "calendar", "tasks")
 STARTUP_SECONDS = 300.0
 GOOGLE_PRODUCTS = ("calendar", "tasks")
