@@ -13,7 +13,7 @@ WORKERS ?= 1
 export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys browser wrk contract-tools run test lint format token bench mutate
+.PHONY: help install preflight migrate keys browser wrk contract-tools chaos-servers run test lint format token bench mutate chaos
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,11 +43,11 @@ browser: ## Install Debian's Chromium for the browser tests if it is missing (as
 
 # The preflight provides the servers (starting those that do not answer in Docker) for as long as
 # the migrations and the system run.
-run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
+run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them); a process that dies is restarted
 	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
 		FRONTEND_ORIGINS="$${FRONTEND_ORIGINS:-http://localhost:3000}" \
 		$(PYTHON) -m pipedesk_common.preflight -- \
-		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
+		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m dev_identity.supervise Procfile'
 
 # wrk, the load generator of make bench (and of the tiny bench make test runs).
 wrk: ## Install wrk for the benchmarks if it is missing (as root)
@@ -67,7 +67,16 @@ contract-tools: ## Install Node.js if it is missing (as root) and the contract c
 	@[ $(CONTRACT_TOOLS)/node_modules/.package-lock.json -nt $(CONTRACT_TOOLS)/package-lock.json ] \
 		|| npm ci --prefix $(CONTRACT_TOOLS) --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error
 
-test: install browser wrk contract-tools $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
+# The servers the chaos suite runs privately (its own node and cluster, never the shared ones):
+# Debian's RabbitMQ and PostgreSQL binaries, installed with apt-get when missing and running as
+# root; the packages' own services are not needed.
+chaos-servers: ## Install RabbitMQ's and PostgreSQL's binaries for the chaos suite if missing (as root)
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq postgresql rabbitmq-server >/dev/null; } \
+		|| { echo "the chaos suite needs apt-get install postgresql rabbitmq-server" >&2; exit 1; }
+
+test: install browser wrk contract-tools chaos-servers $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without
@@ -94,6 +103,9 @@ BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk_benc
 bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
 bench: migrate keys wrk ## Benchmarks against their raw baselines, ~9 min (QUICK=1: small, ~1 min)
 	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
+
+chaos: install chaos-servers ## Crash a private broker and database while 10,000 events flow; checks and recovery times (~15 min)
+	@$(PYTHON) -m bench.chaos --save $(if $(EVENTS),--events $(EVENTS))
 
 mutate: preflight ## Mutation testing of the modules holding the guarantees, niced (ONLY=outbox,rbac: some)
 	@nice -n 19 $(PYTHON) -m bench.mutate $(if $(ONLY),--only $(ONLY))
