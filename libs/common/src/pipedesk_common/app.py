@@ -158,6 +158,7 @@ def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
         concurrency=settings.consumer_concurrency or settings.process_pool_size,
+        batch_size=settings.consumer_batch_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
