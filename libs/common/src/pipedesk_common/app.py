@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -165,6 +165,7 @@ def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
         concurrency=settings.consumer_concurrency or settings.process_pool_size,
+        batch_size=settings.consumer_batch_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -387,18 +388,18 @@ def running_context(app: FastAPI) -> ServiceContext:
     return context
 
 
-def context_of(request: Request) -> ServiceContext:
+async def context_of(request: Request) -> ServiceContext:
     return running_context(request.app)
 
 
 ContextDep = Annotated[ServiceContext, Depends(context_of)]
 
 
-def provided(kind: type[T]) -> Callable[[ServiceContext], T]:
+def provided(kind: type[T]) -> Callable[[ServiceContext], Awaitable[T]]:
     """A dependency answering the part of type ``kind`` the running service provides:
     ``RuntimeDep = Annotated[Runtime, Depends(provided(Runtime))]``."""
 
-    def dependency(context: ContextDep) -> T:
+    async def dependency(context: ContextDep) -> T:
         return context.part(kind)
 
     return dependency

@@ -242,43 +242,66 @@ def _route_template(scope: Scope) -> str:
     return str(getattr(route, "path", None) or "unmatched")
 
 
+_REQUEST_ID_KEY: Final = REQUEST_ID_HEADER.encode()
+# The headers the propagator reads (W3C trace context and baggage): only a request carrying one
+# of them has a parent to extract.
+_TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
 class RequestContextMiddleware:
-    """Request id in and out, latency by route template, and one access log line per request."""
+    """Request id in and out, latency by route template, and one access log line per request.
+
+    Pure ASGI on the hot path: the headers are scanned once for the few it reads, and each
+    route's metric series are looked up once, not labelled again per request."""
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
         self.log = logging.getLogger("pipedesk.access")
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (self.service, method, route, str(status))
+            series = (HTTP_REQUEST_SECONDS.labels(*labels), HTTP_REQUESTS.labels(*labels))
+            self._series[key] = series
+        series[0].observe(elapsed)
+        series[1].inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {
-            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
-        }
-        incoming = headers.get(REQUEST_ID_HEADER, "")
+        incoming = ""
+        carrier: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID_KEY:
+                incoming = value.decode("latin-1")
+            elif name in _TRACE_HEADERS:
+                carrier = carrier or {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
-
         status_sent = False
+        id_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
                 status_sent = True
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message = {**message, "headers": headers}
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        parent = propagate.extract(headers)
+        method = scope["method"]
+        parent = propagate.extract(carrier) if carrier is not None else None
         with tracer.start_as_current_span(
-            f"HTTP {scope['method']}", context=parent, kind=trace.SpanKind.SERVER
+            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
         ) as span:
             try:
                 await self.app(scope, receive, send_with_id)
@@ -293,16 +316,13 @@ class RequestContextMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                labels = (self.service, scope["method"], route, str(status))
-                HTTP_REQUEST_SECONDS.labels(*labels).observe(elapsed)
-                HTTP_REQUESTS.labels(*labels).inc()
+                span.update_name(f"{method} {route}")
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+                self._observe(method, route, status, elapsed)
                 self.log.info(
                     "request",
                     extra={
-                        "method": scope["method"],
+                        "method": method,
                         "route": route,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),

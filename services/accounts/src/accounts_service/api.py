@@ -59,7 +59,9 @@ router = APIRouter(prefix="/api/accounts/google", tags=["google accounts"])
 internal = APIRouter(prefix="/internal/google", tags=["internal"])
 
 
-def accounts_service(session: SessionDep, context: ContextDep, request: Request) -> AccountsService:
+async def accounts_service(
+    session: SessionDep, context: ContextDep, request: Request
+) -> AccountsService:
     settings = context.settings
     assert isinstance(settings, AccountsSettings)
     return AccountsService(
@@ -78,7 +80,7 @@ def accounts_service(session: SessionDep, context: ContextDep, request: Request)
 ServiceDep = Annotated[AccountsService, Depends(accounts_service)]
 
 
-def org_admin(principal: PrincipalDep) -> Principal:
+async def org_admin(principal: PrincipalDep) -> Principal:
     """Org admins manage their org's connections and delegation; nobody else does."""
     if principal.role is not Role.ADMIN:
         raise Forbidden("only an org admin may do this")

@@ -60,7 +60,7 @@ def start_key(event: EventPublic) -> datetime:
 RuntimeDep = Annotated[CalendarRuntime, Depends(provided(MirrorRuntime))]
 
 
-def calendar_service(runtime: RuntimeDep) -> CalendarService:
+async def calendar_service(runtime: RuntimeDep) -> CalendarService:
     return CalendarService(runtime)
 
 

@@ -166,7 +166,7 @@ COMPANY = Kind(
 
 
 def service_of(kind: Kind) -> Callable[..., Any]:
-    def build(session: SessionDep, context: ContextDep) -> Any:
+    async def build(session: SessionDep, context: ContextDep) -> Any:
         return kind.service(kind.repository(session), context.clock)
 
     return build

@@ -30,7 +30,7 @@ Action = Literal[
 ]  # fmt: skip
 
 
-def audit_filters(
+async def audit_filters(
     entity_type: EntityType | None = None,
     entity_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     actor_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,

@@ -25,7 +25,7 @@ from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
 
-def directory(session: SessionDep, context: ContextDep) -> Directory:
+async def directory(session: SessionDep, context: ContextDep) -> Directory:
     return Directory(session, context.clock)
 
 

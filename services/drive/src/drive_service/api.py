@@ -80,7 +80,7 @@ class IsGoogleDoc(Conflict):
 RuntimeDep = Annotated[DriveRuntime, Depends(provided(MirrorRuntime))]
 
 
-def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveService:
+async def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveService:
     return DriveService(runtime, context)
 
 

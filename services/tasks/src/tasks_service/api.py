@@ -49,7 +49,7 @@ ALIAS_NOTE = (
 RuntimeDep = Annotated[TasksRuntime, Depends(provided(MirrorRuntime))]
 
 
-def tasks_service(runtime: RuntimeDep) -> TasksService:
+async def tasks_service(runtime: RuntimeDep) -> TasksService:
     return TasksService(runtime)
 
 

@@ -38,8 +38,8 @@ from timeline_service.repository import (
     ShownItem,
     Viewer,
     changed_items,
-    holds_series,
     org_record_exists,
+    page_state,
     record_items,
     versions,
     visible_links,
@@ -154,12 +154,12 @@ async def record_timeline(
     }
     scope = "timeline:" + repr(sorted(described.items()))
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
-    record_version, access_version = await versions(
+    record_version, access_version, series = await page_state(
         session, principal.org_id, query.record_type, query.record_id
     )
     validated: dict[str, Any] = {**described, "limit": limit, "cursor": cursor}
     as_of = as_of_minute(context.clock.now())
-    if await holds_series(session, principal.org_id, query.record_type, query.record_id):
+    if series:
         # A series' next occurrence moves on with time: the page is as of this minute.
         validated["as_of"] = as_of.isoformat()
     tag = entity_tag(record_version, access_version, principal, validated)

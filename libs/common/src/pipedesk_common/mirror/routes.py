@@ -57,7 +57,7 @@ ResolveChannel = Callable[[AsyncSession, Channel], Awaitable[SyncKey | None]]
 Resync = Callable[[AnyRuntime, AsyncSession, str, str], Awaitable[list[SyncKey]]]
 
 
-def _idempotency_key(
+async def _idempotency_key(
     value: Annotated[
         str | None,
         Header(
