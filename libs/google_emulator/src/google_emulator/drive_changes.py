@@ -578,6 +578,15 @@ async def sharing_notifications(request: Request) -> list[dict[str, Any]]:
     return list(drive_state(emulator_of(request)).notifications)
 
 
+@admin_router.get("/files/{file_id}/permissions")
+async def file_permissions(request: Request, file_id: str) -> list[dict[str, Any]]:
+    """A file's own grants (and its owner's), whoever asks."""
+    file = drive_state(emulator_of(request)).files.get(file_id)
+    if file is None:
+        raise GoogleError(404, "notFound", f"File not found: {file_id}.")
+    return [permission_json(p, file) for p in _all_permissions(file)]
+
+
 @admin_router.get("/channels")
 async def drive_channels(request: Request) -> list[dict[str, Any]]:
     """Every Drive push channel opened so far, with its expiry (on the emulator's clock)."""

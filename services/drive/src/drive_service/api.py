@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from drive_service.google import GOOGLE_APPS
@@ -21,9 +21,20 @@ from drive_service.schemas import (
     RecordType,
     RootPublic,
     RootWrite,
+    ShareCreate,
+    ShareDomains,
+    SharePublic,
     SubfolderPublic,
 )
 from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
+from drive_service.sharing import (
+    OutsideAllowList,
+    WantedShare,
+    add_share,
+    list_shares,
+    remove_share,
+    set_share_domains,
+)
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.errors import (
@@ -172,6 +183,17 @@ async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     return RootPublic.model_validate(await service.root(principal.org_id))
 
 
+@router.put(
+    "/share-domains",
+    summary="The e-mail domains explicit shares may go to (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, DriveNotConfigured),
+)
+async def put_share_domains(
+    data: ShareDomains, principal: PrincipalDep, service: ServiceDep
+) -> RootPublic:
+    return RootPublic.model_validate(await set_share_domains(service, principal, data.domains))
+
+
 # --- a record's folder and files ---------------------------------------------------------------
 
 
@@ -315,6 +337,89 @@ async def upload_file(
     )
     answer_created(response, f"/api/drive/files/{row.id}", created)
     return FilePublic.model_validate(row)
+
+
+# --- a record's shares -------------------------------------------------------------------------
+
+
+def share_public(share: WantedShare) -> SharePublic:
+    kind, who = share.grantee
+    return SharePublic(
+        type="domain" if kind == "domain" else "user",
+        email=who if kind != "domain" else None,
+        domain=who if kind == "domain" else None,
+        role=share.role,
+        derived=share.derived,
+        explicit=share.explicit,
+        notify=share.notify,
+    )
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/shares",
+    summary="Who the record's folder is shared with in Google: derived from CRM access "
+    "(owner and collaborators write, followers read; contacts and companies org-wide) or "
+    "explicit",
+    responses=problem_responses(Unauthorized, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def get_shares(
+    record_type: RecordType, record_id: UUID, principal: PrincipalDep, service: ServiceDep
+) -> list[SharePublic]:
+    _folder, shares = await list_shares(service, principal, record_type, str(record_id))
+    return [share_public(share) for share in shares]
+
+
+@router.post(
+    "/records/{record_type}/{record_id}/shares",
+    status_code=status.HTTP_201_CREATED,
+    summary="Share the record's folder with someone outside CRM access (the record's writers "
+    "and admins), to an address of the org's allowed domains",
+    responses=problem_responses(
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        OutsideAllowList,
+        DriveNotConfigured,
+        *GOOGLE_PROBLEMS,
+    ),
+)
+async def post_share(
+    record_type: RecordType,
+    record_id: UUID,
+    data: ShareCreate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> SharePublic:
+    share = await add_share(
+        service,
+        principal,
+        record_type,
+        str(record_id),
+        email=data.email,
+        role=data.role,
+        notify=data.notify,
+    )
+    return share_public(share)
+
+
+@router.delete(
+    "/records/{record_type}/{record_id}/shares/{email}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Take back an explicit share (the record's writers and admins)",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def delete_share(
+    record_type: RecordType,
+    record_id: UUID,
+    email: Annotated[str, Path(min_length=3, max_length=320)],
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> None:
+    await remove_share(service, principal, record_type, str(record_id), email)
 
 
 # --- one file ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ DRIVE = GoogleProduct(
     jobs=sync.drive_jobs,
     example_job="drive.sync-folders",
     subscribe=consumers.follow_records,
+    access_stored=consumers.follow_access,
     body_limits=upload_limits,
 )
 build_app = DRIVE.app

@@ -49,6 +49,23 @@ class GeneratedIds(GoogleResource):
     ids: list[str]
 
 
+PERMISSION_FIELDS: Final = "id,type,role,emailAddress,domain"
+
+
+class DrivePermission(GoogleResource):
+    id: str
+    type: str
+    role: str
+    email_address: str | None = None
+    domain: str | None = None
+
+    @property
+    def grantee(self) -> tuple[str, str]:
+        """(type, who): the email of a user or group, the domain, or ``anyone``."""
+        who = self.email_address or self.domain or "anyone"
+        return self.type, who.lower()
+
+
 def quoted(value: str) -> str:
     """A string literal of Drive's query language."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -221,3 +238,78 @@ class DriveGoogle:
             lambda client: client.files().export(fileId=file_id, mimeType=mime_type),
         )
         return data
+
+    async def permissions(self, user: GoogleUser, file_id: str) -> list[DrivePermission]:
+        return await self.api.list_all(
+            user,
+            "permissions.list",
+            lambda client, token: client.permissions().list(
+                fileId=file_id,
+                pageSize=100,
+                pageToken=token,
+                fields=f"nextPageToken,permissions({PERMISSION_FIELDS})",
+                supportsAllDrives=True,
+            ),
+            DrivePermission,
+            items="permissions",
+        )
+
+    async def share(
+        self,
+        user: GoogleUser,
+        file_id: str,
+        grantee: tuple[str, str],
+        role: str,
+        *,
+        notify: bool,
+    ) -> DrivePermission:
+        """Grant ``role`` to a grantee (``("user", email)`` or ``("domain", name)``). A grantee
+        holds one permission per file: after an ambiguous failure it is looked up, never made
+        twice (nor mailed twice)."""
+        kind, who = grantee
+        body: dict[str, Any] = {"type": kind, "role": role}
+        body["domain" if kind == "domain" else "emailAddress"] = who
+
+        async def stored() -> DrivePermission | None:
+            for found in await self.permissions(user, file_id):
+                if found.grantee == grantee and found.role == role:
+                    return found
+            return None
+
+        parameters: dict[str, Any] = {"fileId": file_id, "body": body}
+        if kind in ("user", "group"):
+            parameters["sendNotificationEmail"] = notify
+        return await self.api.parsed(
+            user,
+            "permissions.create",
+            lambda client: client.permissions().create(
+                fields=PERMISSION_FIELDS, supportsAllDrives=True, **parameters
+            ),
+            DrivePermission,
+            reconcile=stored,
+        )
+
+    async def change_role(
+        self, user: GoogleUser, file_id: str, permission_id: str, role: str
+    ) -> DrivePermission:
+        return await self.api.parsed(
+            user,
+            "permissions.update",
+            lambda client: client.permissions().update(
+                fileId=file_id,
+                permissionId=permission_id,
+                body={"role": role},
+                fields=PERMISSION_FIELDS,
+                supportsAllDrives=True,
+            ),
+            DrivePermission,
+        )
+
+    async def unshare(self, user: GoogleUser, file_id: str, permission_id: str) -> None:
+        await self.api.ensure_gone(
+            user,
+            "permissions.delete",
+            lambda client: client.permissions().delete(
+                fileId=file_id, permissionId=permission_id, supportsAllDrives=True
+            ),
+        )

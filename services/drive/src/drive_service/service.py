@@ -4,6 +4,7 @@ work (no transaction is held across a Google call)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from pipedesk_common.google.media import StreamedMedia
 from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.ids import new_id
 from pipedesk_common.internal_calls import read_internal
+from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.rbac import ROLE_ACTIONS, Action, can
 
 DriveRuntime = MirrorRuntime[DriveGoogle, DriveSettings]
+log = logging.getLogger(__name__)
 
 OWNED: Final = frozenset({"lead", "deal"})
 TYPE_FOLDERS: Final = {
@@ -255,7 +258,21 @@ class DriveService:
             made.trashed = item.trashed
             made.creating_until = None
             made.updated_at = self.clock.now()
-            return made, root
+        await self._share_new_folder(root, made)
+        return made, root
+
+    async def _share_new_folder(self, root: DriveRoot, folder: RecordFolder) -> None:
+        """A new folder is shared as CRM access says before anyone is answered; should Google
+        fail now, the folder's sync shares it later."""
+        from drive_service.sharing import sync_sharing
+
+        try:
+            await sync_sharing(self.runtime, root, folder)
+        except Exception:
+            raise_if_cancelling()
+            log.warning("could not share folder %s yet", folder.id, exc_info=True)
+            async with self.uow.write() as session:
+                await self.runtime.work.request(session, folder_key(root, folder.id))
 
     async def _claim(self, record: RecordName) -> tuple[RecordFolder, bool]:
         """The record's folder row, and whether this request now holds its creation."""

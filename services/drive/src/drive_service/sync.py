@@ -1,7 +1,9 @@
 """Keeping each record folder in line with its CRM record, in Google: its name, its place
-(``Leads`` or ``Deals``…), its ``appProperties`` and whether it is in the trash.
+(``Leads`` or ``Deals``…), its ``appProperties``, whether it is in the trash, and who it is
+shared with (``sharing``).
 
-CRM's events change what a folder should be (``consumers``) and ask for a sync of that folder;
+CRM's events (a record's changes, its access list) change what a folder should be
+(``consumers``) and ask for a sync of that folder;
 the sync reads the folder at Google and changes only what differs, so running it again, or
 after a crash, is harmless. The periodic job syncs every folder, in case Google was changed by
 hand or a sync failed.
@@ -27,6 +29,7 @@ from drive_service.service import (
     folder_name,
     record_key,
 )
+from drive_service.sharing import sync_sharing
 from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.work import SyncRun
@@ -77,6 +80,7 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
                 row.trashed = item.trashed
                 row.web_view_link = item.web_view_link
                 row.updated_at = runtime.clock.now()
+        await sync_sharing(runtime, root, folder)
         await _mirror_files(runtime, root, folder)
 
     return run
