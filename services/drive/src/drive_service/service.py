@@ -14,6 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from drive_service.audit import record_action
 from drive_service.google import FOLDER, DriveGoogle, DriveItem, has_property, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
 from drive_service.repository import DriveRepository
@@ -412,6 +413,21 @@ class DriveService:
             assert row is not None
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            await record_action(
+                session,
+                self.clock,
+                org_id=record.org_id,
+                record=(record.record_type, record.record_id),
+                actor_id=upload.uploader,
+                action="file_uploaded",
+                file_id=row.google_id,
+                file_name=row.name,
+                changes={
+                    "name": (None, row.name),
+                    "subfolder": (None, subfolder),
+                    "size": (None, row.size),
+                },
+            )
             return row, True
 
     async def _keyed(self, org_id: str, caller_key: str) -> DriveFile | None:
@@ -491,14 +507,19 @@ class DriveService:
         found = await self.file(principal, file_id, Action.UPDATE)
         user = await self.drive_user_of(found.org_id)
         item = await self.google.update(user, found.google_id, {"name": name})
-        return await self._apply(found.id, item)
+        return await self._apply(
+            found.id, item, principal, "file_renamed", {"name": (found.name, item.name)}
+        )
 
     async def set_trashed(self, principal: Principal, file_id: UUID, trashed: bool) -> DriveFile:
         # Trashing a file changes the record's documents, not the record: editors may.
         found = await self.file(principal, file_id, Action.UPDATE)
         user = await self.drive_user_of(found.org_id)
         item = await self.google.update(user, found.google_id, {"trashed": trashed})
-        return await self._apply(found.id, item)
+        action = "file_trashed" if trashed else "file_restored"
+        return await self._apply(
+            found.id, item, principal, action, {"trashed": (found.trashed, item.trashed)}
+        )
 
     async def move(
         self,
@@ -533,6 +554,29 @@ class DriveService:
             row.folder_id, row.subfolder = folder.id, subfolder
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            changes: dict[str, tuple[Any, Any]] = {
+                "record": (
+                    f"{current.record_type}:{current.record_id}",
+                    f"{target.record_type}:{target.record_id}",
+                ),
+                "subfolder": (found.subfolder, subfolder),
+            }
+            records = {
+                (current.record_type, current.record_id),
+                (target.record_type, target.record_id),
+            }
+            for moved in sorted(records):
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=row.org_id,
+                    record=moved,
+                    actor_id=principal.sub,
+                    action="file_moved",
+                    file_id=row.google_id,
+                    file_name=row.name,
+                    changes=changes,
+                )
             return row
 
     async def delete(self, principal: Principal, file_id: UUID) -> None:
@@ -542,15 +586,51 @@ class DriveService:
         user = await self.drive_user_of(found.org_id)
         await self.google.delete(user, found.google_id)
         async with self.uow.write() as session:
-            await DriveRepository(session).delete_file(found.id)
+            repository = DriveRepository(session)
+            folder = await repository.folder(found.folder_id)
+            await repository.delete_file(found.id)
+            if folder is not None:
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=found.org_id,
+                    record=(folder.record_type, folder.record_id),
+                    actor_id=principal.sub,
+                    action="file_deleted",
+                    file_id=found.google_id,
+                    file_name=found.name,
+                    changes={"name": (found.name, None), "size": (found.size, None)},
+                )
 
-    async def _apply(self, row_id: UUID, item: DriveItem) -> DriveFile:
+    async def _apply(
+        self,
+        row_id: UUID,
+        item: DriveItem,
+        principal: Principal,
+        action: str,
+        changes: dict[str, tuple[Any, Any]],
+    ) -> DriveFile:
+        """Google's answer into the mirror, and the action into the audit, in one transaction."""
         async with self.uow.write() as session:
-            row = await DriveRepository(session).file(row_id, lock=True)
+            repository = DriveRepository(session)
+            row = await repository.file(row_id, lock=True)
             if row is None:
                 raise NotFound("no such file")
+            folder = await repository.folder(row.folder_id)
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            if folder is not None:
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=row.org_id,
+                    record=(folder.record_type, folder.record_id),
+                    actor_id=principal.sub,
+                    action=action,
+                    file_id=row.google_id,
+                    file_name=row.name,
+                    changes=changes,
+                )
             return row
 
     async def content(self, found: DriveFile, first: int, last: int) -> AsyncIterator[bytes]:
