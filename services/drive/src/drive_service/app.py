@@ -3,7 +3,7 @@ kit."""
 
 import re
 
-from drive_service import api, consumers, models, sync
+from drive_service import api, changes, consumers, models, sync
 from drive_service.google import DriveGoogle
 from drive_service.settings import DriveSettings
 from pipedesk_common.mirror.assembly import GoogleProduct
@@ -33,6 +33,7 @@ DRIVE = GoogleProduct(
     example_job="drive.sync-folders",
     subscribe=consumers.follow_records,
     access_stored=consumers.follow_access,
+    push=changes.key_of_channel,
     body_limits=upload_limits,
 )
 build_app = DRIVE.app

@@ -17,14 +17,20 @@ from googleapiclient.http import MediaIoBaseUpload
 from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.media import StreamedMedia
+from pipedesk_common.google.push import OpenedChannel, WatchCall
 from pipedesk_common.google.resources import GoogleResource
 
 FOLDER: Final = "application/vnd.google-apps.folder"
 GOOGLE_APPS: Final = "application/vnd.google-apps."
 FILE_FIELDS: Final = (
     "id,name,mimeType,parents,size,md5Checksum,trashed,createdTime,modifiedTime,webViewLink,"
-    "appProperties,driveId"
+    "appProperties,driveId,version,permissionIds,lastModifyingUser(emailAddress,displayName)"
 )
+
+
+class DriveUser(GoogleResource):
+    email_address: str | None = None
+    display_name: str | None = None
 
 
 class DriveItem(GoogleResource):
@@ -39,6 +45,9 @@ class DriveItem(GoogleResource):
     modified_time: datetime | None = None
     web_view_link: str | None = None
     app_properties: dict[str, str] = {}
+    version: int | None = None
+    permission_ids: list[str] = []
+    last_modifying_user: DriveUser | None = None
 
     @property
     def is_google_doc(self) -> bool:
@@ -47,6 +56,27 @@ class DriveItem(GoogleResource):
 
 class GeneratedIds(GoogleResource):
     ids: list[str]
+
+
+class DriveChange(GoogleResource):
+    file_id: str | None = None
+    removed: bool = False
+    file: DriveItem | None = None
+
+
+class ChangePage(GoogleResource):
+    changes: list[DriveChange] = []
+    next_page_token: str | None = None
+    new_start_page_token: str | None = None
+
+
+class StartPageToken(GoogleResource):
+    start_page_token: str
+
+
+class WatchAnswer(GoogleResource):
+    resource_id: str
+    expiration: str | int | None = None
 
 
 PERMISSION_FIELDS: Final = "id,type,role,emailAddress,domain"
@@ -311,5 +341,78 @@ class DriveGoogle:
             "permissions.delete",
             lambda client: client.permissions().delete(
                 fileId=file_id, permissionId=permission_id, supportsAllDrives=True
+            ),
+        )
+
+    # --- the change log ----------------------------------------------------------------------
+
+    @staticmethod
+    def _corpus(shared_drive: str | None) -> dict[str, Any]:
+        where: dict[str, Any] = {"supportsAllDrives": True}
+        if shared_drive is not None:
+            where.update(driveId=shared_drive, includeItemsFromAllDrives=True)
+        return where
+
+    async def start_page_token(self, user: GoogleUser, shared_drive: str | None) -> str:
+        answer = await self.api.parsed(
+            user,
+            "changes.getStartPageToken",
+            lambda client: client.changes().getStartPageToken(**self._corpus(shared_drive)),
+            StartPageToken,
+        )
+        return answer.start_page_token
+
+    async def changes(
+        self, user: GoogleUser, page_token: str, shared_drive: str | None
+    ) -> ChangePage:
+        return await self.api.parsed(
+            user,
+            "changes.list",
+            lambda client: client.changes().list(
+                pageToken=page_token,
+                pageSize=100,
+                includeRemoved=True,
+                fields=f"nextPageToken,newStartPageToken,changes(fileId,removed,file({FILE_FIELDS}))",
+                **self._corpus(shared_drive),
+            ),
+            ChangePage,
+        )
+
+    def watcher(self, address: str) -> WatchCall:
+        """``changes.watch`` from the current start token; the watched resource is
+        ``changes`` (My Drive) or ``changes:<shared drive id>``."""
+
+        async def watch(
+            user: GoogleUser, resource: str, channel_id: str, token: str, ttl_seconds: int
+        ) -> OpenedChannel:
+            shared_drive = resource.partition(":")[2] or None
+            page_token = await self.start_page_token(user, shared_drive)
+            expiration = int((self.api.clock.now().timestamp() + ttl_seconds) * 1000)
+            body = {
+                "id": channel_id,
+                "type": "web_hook",
+                "address": address,
+                "token": token,
+                "expiration": str(expiration),
+            }
+            answer = await self.api.parsed(
+                user,
+                "changes.watch",
+                lambda client: client.changes().watch(
+                    pageToken=page_token, body=body, **self._corpus(shared_drive)
+                ),
+                WatchAnswer,
+            )
+            return OpenedChannel(resource_id=answer.resource_id, expiration=answer.expiration)
+
+        return watch
+
+    async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
+        """Stop a channel; one Google no longer knows (expired, stopped) counts as stopped."""
+        await self.api.ensure_gone(
+            user,
+            "channels.stop",
+            lambda client: client.channels().stop(
+                body={"id": channel_id, "resourceId": resource_id}
             ),
         )

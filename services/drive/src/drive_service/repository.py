@@ -30,6 +30,9 @@ class DriveRepository:
     async def root(self, org_id: str) -> DriveRoot | None:
         return await self.session.get(DriveRoot, org_id)
 
+    async def roots(self) -> list[DriveRoot]:
+        return list((await self.session.scalars(select(DriveRoot))).all())
+
     async def save_root(self, values: dict[str, Any]) -> None:
         statement = insert(DriveRoot).values(**values)
         await self.session.execute(

@@ -209,7 +209,11 @@ class DriveService:
         }
         async with self.uow.write() as session:
             await DriveRepository(session).save_root(values)
-        return await self.root(org)
+        root = await self.root(org)
+        from drive_service.changes import watch_changes
+
+        await watch_changes(self.runtime, root)
+        return root
 
     async def _new_folder(
         self, user: GoogleUser, name: str, parent: str, properties: dict[str, str]
@@ -588,6 +592,10 @@ class DriveService:
         async with self.uow.write() as session:
             repository = DriveRepository(session)
             folder = await repository.folder(found.folder_id)
+            if folder is not None:
+                from drive_service.changes import announce_deleted
+
+                await announce_deleted(session, self.runtime, found, folder)
             await repository.delete_file(found.id)
             if folder is not None:
                 await record_action(

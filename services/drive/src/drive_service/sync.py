@@ -17,6 +17,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from drive_service.changes import CHANGES, changes_key, read_changes, watch_changes
 from drive_service.google import FOLDER, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
@@ -40,6 +41,12 @@ FOLDER_PREFIX = "folder/"
 
 def folder_sync(runtime: DriveRuntime) -> SyncRun:
     async def run(key: SyncKey) -> None:
+        if key.resource == CHANGES:
+            async with runtime.uow.read() as session:
+                org_root = await DriveRepository(session).root(key.org_id)
+            if org_root is not None and org_root.user_id == key.user_id:
+                await read_changes(runtime, org_root)
+            return
         if key.resource is None or not key.resource.startswith(FOLDER_PREFIX):
             return
         folder_id = UUID(key.resource.removeprefix(FOLDER_PREFIX))
@@ -139,6 +146,27 @@ async def resync_user(
     return [key for key in await folder_keys(session, org_id) if key.user_id == user_id]
 
 
+async def change_keys(session: AsyncSession) -> list[SyncKey]:
+    """The reading of every org's change log."""
+    return [changes_key(root) for root in await DriveRepository(session).roots()]
+
+
+async def watch_all(runtime: DriveRuntime) -> int:
+    """Every org's changes channel open (after a root moved, a lapsed renewal…)."""
+    async with runtime.uow.read() as session:
+        roots = await DriveRepository(session).roots()
+    for root in roots:
+        await watch_changes(runtime, root)
+    return len(roots)
+
+
 def drive_jobs(runtime: DriveRuntime) -> list[PeriodicJob]:
-    interval = timedelta(seconds=runtime.settings.resync_interval_seconds)
-    return [PeriodicJob("drive.sync-folders", interval, lambda: runtime.work.sync_all(folder_keys))]
+    settings = runtime.settings
+    interval = timedelta(seconds=settings.resync_interval_seconds)
+    changes = timedelta(seconds=settings.changes_interval_seconds)
+    return [
+        PeriodicJob("drive.sync-folders", interval, lambda: runtime.work.sync_all(folder_keys)),
+        # Push is not guaranteed: the change log is read now and then without a notification.
+        PeriodicJob("drive.read-changes", changes, lambda: runtime.work.sync_all(change_keys)),
+        PeriodicJob("drive.watch-changes", interval, lambda: watch_all(runtime)),
+    ]

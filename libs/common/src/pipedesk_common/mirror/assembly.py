@@ -225,6 +225,7 @@ def _runtime(
         scopes=PRODUCT_SCOPES[product.name],
         root_url=settings.google_root_url,
         policy=retry_policy,
+        clock=clock,
     )
     google = product.google(api)
     health = SyncHealth(
