@@ -24,12 +24,13 @@ from drive_service.google import FOLDER, DriveItem
 from drive_service.models import TABLES, DriveFile, DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
 from drive_service.service import DriveRuntime, apply_item, drive_user
-from pipedesk_common.events import EventData, new_event
+from pipedesk_common.events import new_event
 from pipedesk_common.events.drive import (
     DriveFileCreated,
     DriveFileDeleted,
     DriveFileRestored,
     DriveFileShared,
+    DriveFileSnapshot,
     DriveFileTrashed,
     DriveFileUpdated,
 )
@@ -175,16 +176,7 @@ async def _apply_change(
     if announced and version <= int(announced.get("version", 0)):
         row.resource = {**row.resource, ANNOUNCED: announced}
         return
-    if not announced:
-        model: type[EventData] = DriveFileCreated
-    elif item.trashed and not announced.get("trashed"):
-        model = DriveFileTrashed
-    elif not item.trashed and announced.get("trashed"):
-        model = DriveFileRestored
-    elif sorted(item.permission_ids) != announced.get("permissions", []):
-        model = DriveFileShared
-    else:
-        model = DriveFileUpdated
+    model = _event_of(item, announced)
     row.resource = {
         **row.resource,
         ANNOUNCED: {
@@ -195,6 +187,17 @@ async def _apply_change(
     }
     await session.flush()
     await _announce(session, runtime, row, folder, model, item)
+
+
+def _event_of(item: DriveItem, announced: dict[str, Any]) -> type[DriveFileSnapshot]:
+    """Which file event a change is, against what the last one said."""
+    if not announced:
+        return DriveFileCreated
+    if item.trashed != bool(announced.get("trashed")):
+        return DriveFileTrashed if item.trashed else DriveFileRestored
+    if sorted(item.permission_ids) != announced.get("permissions", []):
+        return DriveFileShared
+    return DriveFileUpdated
 
 
 def _summary(row: DriveFile, modified_by: str | None) -> str:
@@ -211,7 +214,7 @@ async def _announce(
     runtime: DriveRuntime,
     row: DriveFile,
     folder: RecordFolder,
-    model: type[EventData],
+    model: type[DriveFileSnapshot],
     item: DriveItem | None,
 ) -> None:
     """Publish a file event with its timeline projection, in the session's transaction."""
