@@ -21,11 +21,14 @@ from drive_service.schemas import (
     RecordType,
     RootPublic,
     RootWrite,
+    SearchHitPublic,
+    SearchResults,
     ShareCreate,
     ShareDomains,
     SharePublic,
     SubfolderPublic,
 )
+from drive_service.search import search_files
 from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
 from drive_service.sharing import (
     OutsideAllowList,
@@ -192,6 +195,42 @@ async def put_share_domains(
     data: ShareDomains, principal: PrincipalDep, service: ServiceDep
 ) -> RootPublic:
     return RootPublic.model_validate(await set_share_domains(service, principal, data.domains))
+
+
+@router.get(
+    "/search",
+    summary="Files of the record folders the caller may see, by name or full text",
+    description="`q` is matched by Drive (`name contains` or, with `full_text=true`, `fullText "
+    "contains`) as one escaped string, so quotes and backslashes are searched for, never read "
+    "as query syntax. Only files in a record's folder whose record the caller may read in CRM "
+    "are answered: the first `limit`, by name.",
+    responses=problem_responses(Unauthorized, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def search(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="The words to find")],
+    principal: PrincipalDep,
+    service: ServiceDep,
+    full_text: bool = False,
+    limit: Limit = 50,
+) -> SearchResults:
+    hits = await search_files(service, principal, q, full_text=full_text, limit=limit)
+    return SearchResults(
+        items=[
+            SearchHitPublic(
+                google_id=hit.item.id,
+                file_id=UUID(hit.file_id) if hit.file_id else None,
+                name=hit.item.name,
+                mime_type=hit.item.mime_type,
+                size=hit.item.size,
+                web_view_link=hit.item.web_view_link,
+                modified_time=hit.item.modified_time,
+                record_type=hit.folder.record_type,
+                record_id=hit.folder.record_id,
+                subfolder=hit.subfolder,
+            )
+            for hit in hits
+        ]
+    )
 
 
 # --- a record's folder and files ---------------------------------------------------------------

@@ -116,3 +116,20 @@ class ShareDomains(BaseModel):
     domains: list[
         Annotated[str, Field(min_length=3, max_length=253, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")]
     ] = Field(max_length=100, description="The e-mail domains explicit shares may go to")
+
+
+class SearchHitPublic(BaseModel):
+    google_id: str
+    file_id: UUID | None = Field(description="The file in /api/drive/files, once mirrored")
+    name: str
+    mime_type: str
+    size: int | None
+    web_view_link: str | None
+    modified_time: datetime | None
+    record_type: str
+    record_id: str
+    subfolder: str
+
+
+class SearchResults(BaseModel):
+    items: list[SearchHitPublic] = Field(description="The first `limit` matches, by name")
