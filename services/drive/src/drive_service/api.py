@@ -13,12 +13,16 @@ from fastapi.responses import StreamingResponse
 
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
+from drive_service.repair import repair_for
 from drive_service.schemas import (
     FileMove,
     FilePublic,
     FileRename,
     FolderPublic,
     RecordType,
+    RepairActionPublic,
+    RepairReport,
+    RepairRequest,
     RootPublic,
     RootWrite,
     SearchHitPublic,
@@ -230,6 +234,34 @@ async def search(
             )
             for hit in hits
         ]
+    )
+
+
+@router.post(
+    "/repair",
+    summary="Find (`dry_run`, the default) or fix record folders changed by hand in Drive "
+    "(admins): one record's, or the whole org's",
+    description="Finds folders deleted or trashed in Drive, moved out of the hierarchy, renamed, "
+    "duplicated for one record (contents merged into one), and sharing drifted from CRM "
+    "access. Applying carries the actions out (each audited on its record) and answers them.",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def repair_folders(
+    data: RepairRequest, principal: PrincipalDep, service: ServiceDep
+) -> RepairReport:
+    if (data.record_type is None) != (data.record_id is None):
+        raise InvalidInput("record_type and record_id: both, or neither")
+    record = (
+        (data.record_type, str(data.record_id))
+        if data.record_type is not None and data.record_id is not None
+        else None
+    )
+    actions = await repair_for(service, principal, record, dry_run=data.dry_run)
+    return RepairReport(
+        dry_run=data.dry_run,
+        actions=[RepairActionPublic.model_validate(action) for action in actions],
     )
 
 

@@ -16,6 +16,7 @@ file someone added in Drive itself. A file deleted through PipeDesk announces it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,6 +116,25 @@ async def read_changes(runtime: DriveRuntime, root: DriveRoot) -> int:
             return read
 
 
+def new_file_values(
+    folder: RecordFolder, subfolder: str, item: DriveItem, now: datetime
+) -> dict[str, Any]:
+    """The mirror row of a file found in a record's subfolder."""
+    return {
+        "id": new_id(),
+        "org_id": folder.org_id,
+        "folder_id": folder.id,
+        "subfolder": subfolder,
+        "google_id": item.id,
+        "name": item.name,
+        "mime_type": item.mime_type,
+        "uploaded_by": item.app_properties.get("pipedesk_uploaded_by", "google"),
+        "resource": {},
+        "created_at": item.created_time or now,
+        "updated_at": now,
+    }
+
+
 Places = dict[str, tuple[RecordFolder, str]]  # a subfolder's Google id → (its folder, its name)
 
 
@@ -153,19 +173,7 @@ async def _apply_change(
     folder, subfolder = place
     now = runtime.clock.now()
     if row is None:
-        row = DriveFile(
-            id=new_id(),
-            org_id=root.org_id,
-            folder_id=folder.id,
-            subfolder=subfolder,
-            google_id=item.id,
-            name=item.name,
-            mime_type=item.mime_type,
-            uploaded_by=item.app_properties.get("pipedesk_uploaded_by", "google"),
-            created_at=item.created_time or now,
-            updated_at=now,
-        )
-        session.add(row)
+        row = await repository.found_file(new_file_values(folder, subfolder, item, now))
     elif row.size is None:
         return  # an upload through PipeDesk under way: its own answer fills the row
     announced: dict[str, Any] = dict(row.resource.get(ANNOUNCED) or {})

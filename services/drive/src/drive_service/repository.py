@@ -279,3 +279,18 @@ class DriveRepository:
                 set_={"page_token": page_token, "updated_at": now},
             )
         )
+
+    async def found_file(self, values: dict[str, Any]) -> DriveFile:
+        """The mirror's row of a file found in Google, inserted unless another sync (or an
+        upload) holds one for it already; locked."""
+        await self.session.execute(
+            insert(DriveFile).values(**values).on_conflict_do_nothing(index_elements=["google_id"])
+        )
+        found: DriveFile | None = await self.session.scalar(
+            select(DriveFile)
+            .where(col(DriveFile.google_id) == values["google_id"])
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert found is not None
+        return found

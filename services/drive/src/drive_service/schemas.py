@@ -133,3 +133,29 @@ class SearchHitPublic(BaseModel):
 
 class SearchResults(BaseModel):
     items: list[SearchHitPublic] = Field(description="The first `limit` matches, by name")
+
+
+class RepairRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record_type: RecordType | None = Field(None, description="With record_id: one record only")
+    record_id: UUID | None = None
+    dry_run: bool = Field(True, description="List what would be done, change nothing")
+
+
+class RepairActionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    record_type: str
+    record_id: str
+    folder_google_id: str
+    kind: str = Field(
+        description="recreate, untrash, trash, move, rename, merge, share_added, "
+        "share_changed or share_removed"
+    )
+    detail: str
+
+
+class RepairReport(BaseModel):
+    dry_run: bool
+    actions: list[RepairActionPublic]

@@ -17,9 +17,15 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from drive_service.changes import CHANGES, changes_key, read_changes, watch_changes
+from drive_service.changes import (
+    CHANGES,
+    changes_key,
+    new_file_values,
+    read_changes,
+    watch_changes,
+)
 from drive_service.google import FOLDER, quoted
-from drive_service.models import DriveFile, DriveRoot, RecordFolder
+from drive_service.models import DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
 from drive_service.service import (
     ORG_KEY,
@@ -31,7 +37,6 @@ from drive_service.service import (
     record_key,
 )
 from drive_service.sharing import sync_sharing
-from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.periodic import PeriodicJob
@@ -112,20 +117,10 @@ async def _mirror_files(runtime: DriveRuntime, root: DriveRoot, folder: RecordFo
                 continue
             row = rows.pop(item.id, None)
             if row is None:
-                row = DriveFile(
-                    id=new_id(),
-                    org_id=folder.org_id,
-                    folder_id=folder.id,
-                    subfolder=subfolder,
-                    google_id=item.id,
-                    name=item.name,
-                    mime_type=item.mime_type,
-                    uploaded_by=item.app_properties.get("pipedesk_uploaded_by", "google"),
-                    created_at=item.created_time or now,
-                    updated_at=now,
+                row = await DriveRepository(session).found_file(
+                    new_file_values(folder, subfolder, item, now)
                 )
-                session.add(row)
-            row.subfolder = subfolder
+            row.folder_id, row.subfolder = folder.id, subfolder
             apply_item(row, item)
             row.updated_at = now
         for gone in rows.values():
