@@ -162,7 +162,12 @@ async def test_explicit_shares_stay_in_the_allow_list_and_only_writers_make_them
         in_google = await grants(stack, folder["google_id"])
         assert in_google["carla@client.org"] == "commenter"
         sent = (await stack.google.admin("GET", "/drive/notifications")).json()
-        assert [n["email_sent"] for n in sent if n["recipient"] == "carla@client.org"] == [True]
+        to_client = [
+            n["email_sent"]
+            for n in sent
+            if n["recipient"] == "carla@client.org" and n["file_id"] == folder["google_id"]
+        ]
+        assert to_client == [True]
 
         taken = await service.client.delete(f"{shares}/carla@client.org", headers=owner.headers)
         assert taken.status_code == 204

@@ -357,7 +357,9 @@ class DriveGoogle:
         answer = await self.api.parsed(
             user,
             "changes.getStartPageToken",
-            lambda client: client.changes().getStartPageToken(**self._corpus(shared_drive)),
+            lambda client: client.changes().getStartPageToken(
+                supportsAllDrives=True, **({"driveId": shared_drive} if shared_drive else {})
+            ),
             StartPageToken,
         )
         return answer.start_page_token

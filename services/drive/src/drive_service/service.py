@@ -212,7 +212,11 @@ class DriveService:
         root = await self.root(org)
         from drive_service.changes import watch_changes
 
-        await watch_changes(self.runtime, root)
+        try:
+            await watch_changes(self.runtime, root)
+        except Exception:  # the root is set; drive.watch-changes opens the channel later
+            raise_if_cancelling()
+            log.warning("could not watch the Drive changes of org %s yet", org, exc_info=True)
         return root
 
     async def _new_folder(
