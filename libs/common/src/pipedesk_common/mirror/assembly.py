@@ -120,6 +120,10 @@ class GoogleProduct(Generic[G, S]):
     # What to do, in the consumer's transaction, when the access replica learns a record or a
     # newer access list (e.g. ask for a sync of what follows who may see the record).
     access_stored: Callable[[Callable[[], MirrorRuntime[G, S]]], AccessStored] | None = None
+    # What else ends with the user's access (in the consumer's transaction), e.g. a watch.
+    access_ended: (
+        Callable[[MirrorRuntime[G, S], AsyncSession, str, str], Awaitable[None]] | None
+    ) = None
 
     @property
     def inbound_queue(self) -> str:
@@ -333,6 +337,8 @@ def _follow_connections(
                 session, running.tables.channels, running.clock, event.org_id, data.user_id
             )
         await running.health.access_ended(session, event.org_id, data.user_id, problem)
+        if product.access_ended is not None:
+            await product.access_ended(running, session, event.org_id, data.user_id)
 
     @consumer.on(GoogleDisconnected)
     async def on_disconnected(session: AsyncSession, event: Event[GoogleDisconnected]) -> None:
