@@ -26,7 +26,9 @@ EntityType = Literal["lead", "deal", "contact", "company", "user", "team"]
 Action = Literal[
     "created", "updated", "deleted", "restored", "owner_changed", "archived",
     "member_added", "member_updated", "member_removed", "note_added", "note_edited",
-    "note_deleted",
+    "note_deleted", "file_uploaded", "file_renamed", "file_moved", "file_trashed",
+    "file_restored", "file_deleted", "share_added", "share_changed", "share_removed",
+    "folder_repaired",
 ]  # fmt: skip
 
 

@@ -8,22 +8,40 @@ from typing import Annotated, Any, Final
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
+from drive_service.repair import repair_for
 from drive_service.schemas import (
     FileMove,
     FilePublic,
     FileRename,
     FolderPublic,
     RecordType,
+    RepairActionPublic,
+    RepairReport,
+    RepairRequest,
     RootPublic,
     RootWrite,
+    SearchHitPublic,
+    SearchResults,
+    ShareCreate,
+    ShareDomains,
+    SharePublic,
     SubfolderPublic,
 )
+from drive_service.search import search_files
 from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
+from drive_service.sharing import (
+    OutsideAllowList,
+    WantedShare,
+    add_share,
+    list_shares,
+    remove_share,
+    set_share_domains,
+)
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.errors import (
@@ -179,6 +197,81 @@ async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep
 )
 async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     return RootPublic.model_validate(await service.root(principal.org_id))
+
+
+@router.put(
+    "/share-domains",
+    summary="The e-mail domains explicit shares may go to (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, DriveNotConfigured),
+)
+async def put_share_domains(
+    data: ShareDomains, principal: PrincipalDep, service: ServiceDep
+) -> RootPublic:
+    return RootPublic.model_validate(await set_share_domains(service, principal, data.domains))
+
+
+@router.get(
+    "/search",
+    summary="Files of the record folders the caller may see, by name or full text",
+    description="`q` is matched by Drive (`name contains` or, with `full_text=true`, `fullText "
+    "contains`) as one escaped string, so quotes and backslashes are searched for, never read "
+    "as query syntax. Only files in a record's folder whose record the caller may read in CRM "
+    "are answered: the first `limit`, by name.",
+    responses=problem_responses(Unauthorized, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def search(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="The words to find")],
+    principal: PrincipalDep,
+    service: ServiceDep,
+    full_text: bool = False,
+    limit: Limit = 50,
+) -> SearchResults:
+    hits = await search_files(service, principal, q, full_text=full_text, limit=limit)
+    return SearchResults(
+        items=[
+            SearchHitPublic(
+                google_id=hit.item.id,
+                file_id=UUID(hit.file_id) if hit.file_id else None,
+                name=hit.item.name,
+                mime_type=hit.item.mime_type,
+                size=hit.item.size,
+                web_view_link=hit.item.web_view_link,
+                modified_time=hit.item.modified_time,
+                record_type=hit.folder.record_type,
+                record_id=hit.folder.record_id,
+                subfolder=hit.subfolder,
+            )
+            for hit in hits
+        ]
+    )
+
+
+@router.post(
+    "/repair",
+    summary="Find (`dry_run`, the default) or fix record folders changed by hand in Drive "
+    "(admins): one record's, or the whole org's",
+    description="Finds folders deleted or trashed in Drive, moved out of the hierarchy, renamed, "
+    "duplicated for one record (contents merged into one), and sharing drifted from CRM "
+    "access. Applying carries the actions out (each audited on its record) and answers them.",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def repair_folders(
+    data: RepairRequest, principal: PrincipalDep, service: ServiceDep
+) -> RepairReport:
+    if (data.record_type is None) != (data.record_id is None):
+        raise InvalidInput("record_type and record_id: both, or neither")
+    record = (
+        (data.record_type, str(data.record_id))
+        if data.record_type is not None and data.record_id is not None
+        else None
+    )
+    actions = await repair_for(service, principal, record, dry_run=data.dry_run)
+    return RepairReport(
+        dry_run=data.dry_run,
+        actions=[RepairActionPublic.model_validate(action) for action in actions],
+    )
 
 
 # --- a record's folder and files ---------------------------------------------------------------
@@ -337,6 +430,89 @@ async def upload_file(
     )
     answer_created(response, f"/api/drive/files/{row.id}", created)
     return FilePublic.model_validate(row)
+
+
+# --- a record's shares -------------------------------------------------------------------------
+
+
+def share_public(share: WantedShare) -> SharePublic:
+    kind, who = share.grantee
+    return SharePublic(
+        type="domain" if kind == "domain" else "user",
+        email=who if kind != "domain" else None,
+        domain=who if kind == "domain" else None,
+        role=share.role,
+        derived=share.derived,
+        explicit=share.explicit,
+        notify=share.notify,
+    )
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/shares",
+    summary="Who the record's folder is shared with in Google: derived from CRM access "
+    "(owner and collaborators write, followers read; contacts and companies org-wide) or "
+    "explicit",
+    responses=problem_responses(Unauthorized, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def get_shares(
+    record_type: RecordType, record_id: UUID, principal: PrincipalDep, service: ServiceDep
+) -> list[SharePublic]:
+    _folder, shares = await list_shares(service, principal, record_type, str(record_id))
+    return [share_public(share) for share in shares]
+
+
+@router.post(
+    "/records/{record_type}/{record_id}/shares",
+    status_code=status.HTTP_201_CREATED,
+    summary="Share the record's folder with someone outside CRM access (the record's writers "
+    "and admins), to an address of the org's allowed domains",
+    responses=problem_responses(
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        OutsideAllowList,
+        DriveNotConfigured,
+        *GOOGLE_PROBLEMS,
+    ),
+)
+async def post_share(
+    record_type: RecordType,
+    record_id: UUID,
+    data: ShareCreate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> SharePublic:
+    share = await add_share(
+        service,
+        principal,
+        record_type,
+        str(record_id),
+        email=data.email,
+        role=data.role,
+        notify=data.notify,
+    )
+    return share_public(share)
+
+
+@router.delete(
+    "/records/{record_type}/{record_id}/shares/{email}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Take back an explicit share (the record's writers and admins)",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def delete_share(
+    record_type: RecordType,
+    record_id: UUID,
+    email: Annotated[str, Path(min_length=3, max_length=320)],
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> None:
+    await remove_share(service, principal, record_type, str(record_id), email)
 
 
 # --- one file ----------------------------------------------------------------------------------
