@@ -152,7 +152,14 @@ async def test_explicit_shares_stay_in_the_allow_list_and_only_writers_make_them
         assert made.status_code == 201, made.text
         assert made.json()["email"] == "carla@client.org"
         listed = (await service.client.get(shares, headers=watcher.headers)).json()
-        flags = {s["email"]: (s["role"], s["derived"], s["explicit"]) for s in listed}
+        assert listed["next_cursor"] is None
+        flags = {s["email"]: (s["role"], s["derived"], s["explicit"]) for s in listed["items"]}
+        first = await service.client.get(shares, params={"limit": 2}, headers=watcher.headers)
+        rest = await service.client.get(
+            shares, params={"cursor": first.json()["next_cursor"]}, headers=watcher.headers
+        )
+        paged = [s["email"] for s in first.json()["items"] + rest.json()["items"]]
+        assert sorted(paged) == sorted(flags)  # each share once, none lost between pages
         assert flags == {
             "carla@client.org": ("commenter", False, True),
             owner.principal.email: ("writer", True, False),

@@ -202,6 +202,10 @@ async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
 @router.put(
     "/share-domains",
     summary="The e-mail domains explicit shares may go to (admins)",
+    description=(
+        "Replaces the org's allow-list: an explicit share to an address outside these domains "
+        "is refused with `422`. An empty list allows no explicit share outside CRM access."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, InvalidInput, DriveNotConfigured),
 )
 async def put_share_domains(
@@ -453,13 +457,32 @@ def share_public(share: WantedShare) -> SharePublic:
     summary="Who the record's folder is shared with in Google: derived from CRM access "
     "(owner and collaborators write, followers read; contacts and companies org-wide) or "
     "explicit",
-    responses=problem_responses(Unauthorized, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS),
+    description=(
+        "Read from Google for a record the caller may read: each share says whether CRM access "
+        "derives it, whether it was shared explicitly, or both, a page at a time (pass "
+        "`next_cursor` back as `cursor` until it is null)."
+    ),
+    responses=problem_responses(
+        Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
 )
 async def get_shares(
-    record_type: RecordType, record_id: UUID, principal: PrincipalDep, service: ServiceDep
-) -> list[SharePublic]:
+    record_type: RecordType,
+    record_id: UUID,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[SharePublic]:
     _folder, shares = await list_shares(service, principal, record_type, str(record_id))
-    return [share_public(share) for share in shares]
+    return context.cursors.listed_page(
+        [share_public(share) for share in shares],
+        limit,
+        cursor,
+        key=lambda share: [share.type, share.email or share.domain or ""],
+        scope=f"shares:{principal.org_id}:{record_type}:{record_id}",
+    )
 
 
 @router.post(
@@ -467,6 +490,11 @@ async def get_shares(
     status_code=status.HTTP_201_CREATED,
     summary="Share the record's folder with someone outside CRM access (the record's writers "
     "and admins), to an address of the org's allowed domains",
+    description=(
+        "Grants `reader`, `commenter` or `writer` to one address of the org's allowed domains "
+        "(`422` otherwise); Google e-mails them only when `notify` is true. Sharing again "
+        "with the same address changes its role."
+    ),
     responses=problem_responses(
         Unauthorized,
         Forbidden,
@@ -501,6 +529,10 @@ async def post_share(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Take back an explicit share (the record's writers and admins)",
+    description=(
+        "Removes the explicit share of that address; a share CRM access derives stays as "
+        "long as the access does."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
