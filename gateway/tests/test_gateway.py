@@ -504,6 +504,23 @@ async def test_options_and_405_name_the_methods_each_route_of_the_merged_openapi
         assert checked >= 10
 
 
+async def test_an_id_holding_a_slash_round_trips_percent_encoded_through_the_gateway(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    async with gateway_client(upstreams) as gateway:
+        made = await gateway.post(
+            "/api/users",
+            json={"id": "idp/team a/ana", "email": "ana@example.com", "role": "rep"},
+            headers=admin.headers,
+        )
+        assert made.status_code == 201, made.text
+        assert made.headers["location"] == "/api/users/idp%2Fteam%20a%2Fana"
+        found = await gateway.get(made.headers["location"], headers=admin.headers)
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == "idp/team a/ana"
+
+
 async def test_only_the_listed_routes_carry_no_token() -> None:
     assert is_public("POST", "/webhooks/google/calendar")
     assert is_public("GET", "/api/accounts/google/callback")

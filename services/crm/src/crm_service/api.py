@@ -359,7 +359,7 @@ def add_owned_routes(
         return [MemberPublic.model_validate(member) for member in members]
 
     @router.put(
-        f"{path}/members/{{user_id}}",
+        f"{path}/members/{{user_id:path}}",  # an opaque id may hold "/"
         summary=f"Add a member to a {kind.name}, or change their role",
         responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
     )
@@ -374,7 +374,7 @@ def add_owned_routes(
         return MemberPublic.model_validate(member)
 
     @router.delete(
-        f"{path}/members/{{user_id}}",
+        f"{path}/members/{{user_id:path}}",  # an opaque id may hold "/"
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Remove a member from a {kind.name} (members may remove themselves)",
