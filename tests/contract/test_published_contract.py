@@ -105,7 +105,7 @@ def test_every_operation_answers_as_its_published_contract_says(
         command,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
         cwd=tmp_path,  # its .hypothesis and .schemathesis folders stay out of the repository
         env={

@@ -156,7 +156,7 @@ def download_headers(name: str) -> dict[str, str]:
     "/root",
     summary="Choose where the org's record folders live (admins): a shared drive, or a folder "
     "in the caller's My Drive; the caller's Google account holds them",
-    responses=problem_responses(Unauthorized, Forbidden, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     root = await service.configure_root(principal, data.shared_drive_id, data.name)
