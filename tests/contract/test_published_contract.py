@@ -4,7 +4,8 @@ seed, 50 examples per operation) with a token of each role, each role in an org 
 
 The failures it still finds are listed, one per operation, check and status, in
 ``schemathesis-baseline.json``: a failure not listed there fails this test, and an entry is
-removed once its failure is fixed (``--baseline-prune``). See docs/development.md."""
+removed once its failure is fixed (``--baseline-prune``). ``make contract`` runs it (see
+conftest.py and docs/development.md)."""
 
 from __future__ import annotations
 
