@@ -26,6 +26,7 @@ os.environ["NO_GCE_CHECK"] = "True"
 TASKS = "https://www.googleapis.com/auth/tasks"
 TASKS_READONLY = "https://www.googleapis.com/auth/tasks.readonly"
 DRIVE = "https://www.googleapis.com/auth/drive"
+GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
@@ -124,6 +125,18 @@ class Harness:
         service = build_from_document(document, credentials=credentials)
         self.services.append(service)
         return service
+
+    def gmail(self, credentials: Any) -> Any:
+        """The real google-api-python-client Gmail v1 service, pointed at the emulator."""
+        document = copy.deepcopy(discovery_document("gmail.v1"))
+        document["rootUrl"] = self.url + "/"
+        service = build_from_document(document, credentials=credentials)
+        self.services.append(service)
+        return service
+
+    def gmail_for(self, email: str = "ann@example.com", scopes: list[str] | None = None) -> Any:
+        """A Gmail service for a user with a freshly minted token (default: read-only)."""
+        return self.gmail(self.credentials(self.mint_token(email, scopes or [GMAIL_READONLY])))
 
     def drive_for(self, email: str = "ann@example.com", scopes: list[str] | None = None) -> Any:
         """A Drive service for a user with a freshly minted token (default: full Drive)."""

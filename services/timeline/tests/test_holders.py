@@ -230,6 +230,23 @@ async def test_a_meeting_stays_until_its_last_holder_cancels_it_then_shows_cance
     }
 
 
+async def test_a_message_leaves_the_timeline_once_every_mailbox_removed_it(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    rep, manager = users.make(Role.REP, teams=["t1"]), users.make(Role.MANAGER, teams=["t1"])
+    lead = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(feed.access("lead", lead, rep))
+        await feed.send(mail_copy(feed, rep, lead), mail_copy(feed, manager, lead))
+        await feed.send(mail_copy(feed, rep, lead, version=2, status="removed", title="(removed)"))
+        [item] = (await feed.page(timeline, manager, "lead", lead))["items"]
+        assert (item["title"], item["status"]) == ("Q3 terms", None)  # the manager's copy
+        await feed.send(mail_copy(feed, manager, lead, version=2, status="removed"))
+        assert (await feed.page(timeline, manager, "lead", lead))["items"] == []
+        await feed.send(mail_copy(feed, manager, lead))  # an older version changes nothing
+        assert (await feed.page(timeline, rep, "lead", lead))["items"] == []
+
+
 async def test_redelivered_and_out_of_order_copies_give_one_item_and_the_right_holders(
     timeline_app: OpenService, users: Users, feed, database_url: str
 ) -> None:

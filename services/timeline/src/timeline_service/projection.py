@@ -53,7 +53,12 @@ from pipedesk_common.events.crm import (
     LeadSnapshot,
     LeadUpdated,
 )
-from pipedesk_common.events.timeline import GONE_STATUSES, TimelineCarrier, TimelineProjection
+from pipedesk_common.events.timeline import (
+    GONE_STATUSES,
+    REMOVED_STATUS,
+    TimelineCarrier,
+    TimelineProjection,
+)
 from pipedesk_common.ids import new_id
 from timeline_service.models import (
     AccessVersion,
@@ -264,6 +269,7 @@ class CopyState(NamedTuple):
     occurred_at: datetime
     participants: list[str]
     links: list[list[str]]
+    status: str | None
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> "CopyState":
@@ -368,6 +374,11 @@ async def _refresh_item(
         existing = {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows}
     if not copies:
         await session.execute(delete(TimelineItem).where(col(TimelineItem.id) == item_id))
+        return set(existing)
+    if all(copy.status == REMOVED_STATUS for copy in copies):
+        # Every holder dropped its copy (a message deleted from every mailbox): it leaves.
+        if existing:
+            await session.execute(delete(TimelineLink).where(col(TimelineLink.item_id) == item_id))
         return set(existing)
     live = [copy for copy in copies if copy.held] or copies
     occurred_at = max(live, key=lambda copy: (copy.changed_at, copy.source_key)).occurred_at

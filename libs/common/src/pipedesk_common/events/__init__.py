@@ -11,6 +11,7 @@ from pipedesk_common.events import accounts as accounts
 from pipedesk_common.events import calendar as calendar
 from pipedesk_common.events import crm as crm
 from pipedesk_common.events import drive as drive
+from pipedesk_common.events import gmail as gmail
 from pipedesk_common.events import tasks as tasks
 from pipedesk_common.events.envelope import (
     Event,

@@ -37,7 +37,10 @@ class ItemKind(StrEnum):
 
 IDENTITY_MAX_LENGTH = 300
 # A copy in one of these statuses is gone from its holder's mailbox or calendar.
-GONE_STATUSES = frozenset({"cancelled", "deleted"})
+GONE_STATUSES = frozenset({"cancelled", "deleted", "removed"})
+# A copy its holder dropped altogether (a message deleted from a mailbox): an item every copy of
+# which is removed leaves every timeline, where a cancelled or deleted one stays, showing it.
+REMOVED_STATUS = "removed"
 
 
 def identity_of(value: str) -> str:
@@ -127,7 +130,8 @@ class TimelineProjection(BaseModel):
         None,
         max_length=50,
         description="The source's status; `cancelled` or `deleted` means this copy is gone from "
-        "its holder (the item stays, showing it, once no holder has a live copy)",
+        "its holder (the item stays, showing it, once no holder has a live copy); `removed` "
+        "that the holder dropped it (the item leaves every timeline once every copy is removed)",
     )
     actor_id: str | None = Field(None, max_length=255)
     visibility: Visibility = Visibility()

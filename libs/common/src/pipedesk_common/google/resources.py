@@ -43,10 +43,12 @@ R = TypeVar("R", bound=GoogleResource)
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """An item of a listing that could not be read or stored: its Google id and why."""
+    """An item of a listing that could not be read or stored: its Google id and why
+    (``partial``: it was stored with only what could be read of it)."""
 
     id: str
     reason: str
+    partial: bool = False
 
 
 @dataclass(frozen=True)

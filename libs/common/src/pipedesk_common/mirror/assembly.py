@@ -116,6 +116,10 @@ class GoogleProduct(Generic[G, S]):
     subscribe: Callable[[Consumer, Callable[[], MirrorRuntime[G, S]]], None] | None = None
     # Routes accepting bodies over the 1 MiB default (uploads), from the settings.
     body_limits: Callable[[S], Sequence[BodyLimit]] | None = None
+    # What else ends with the user's access (in the consumer's transaction), e.g. a watch.
+    access_ended: (
+        Callable[[MirrorRuntime[G, S], AsyncSession, str, str], Awaitable[None]] | None
+    ) = None
 
     @property
     def inbound_queue(self) -> str:
@@ -327,6 +331,8 @@ def _follow_connections(
                 session, running.tables.channels, running.clock, event.org_id, data.user_id
             )
         await running.health.access_ended(session, event.org_id, data.user_id, problem)
+        if product.access_ended is not None:
+            await product.access_ended(running, session, event.org_id, data.user_id)
 
     @consumer.on(GoogleDisconnected)
     async def on_disconnected(session: AsyncSession, event: Event[GoogleDisconnected]) -> None:

@@ -109,6 +109,12 @@ def skipped_problem(skipped: Sequence[SkippedItem]) -> SyncProblem:
     """What a run that skipped items records: how many, and the Google ids of the first few."""
     ids = ", ".join(item.id for item in skipped[:SKIPPED_NAMED])
     more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+    if all(item.partial for item in skipped):
+        told = "item from Google was" if len(skipped) == 1 else "items from Google were"
+        return SyncProblem(
+            type=PROBLEM_TYPE_BASE + "sync-items-read-in-part",
+            message=f"{len(skipped)} {told} stored with only what could be read: {ids}{more}",
+        )
     told = (
         "item from Google could not be stored and was"
         if len(skipped) == 1

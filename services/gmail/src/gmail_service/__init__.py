@@ -1,0 +1,1 @@
+"""PipeDesk gmail: every connected mailbox synced by history and push, matched onto timelines."""
