@@ -3,7 +3,7 @@ tests drive and what the contract suite checks the published OpenAPI document ag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -77,16 +77,19 @@ def serve_stack(
     identity: Identity,
     *,
     gateway_settings: Mapping[str, Any] | None = None,
+    services: Sequence[str] = SERVICES,
 ) -> Iterator[Stack]:
     """Gateway, CRM, timeline, accounts, calendar, tasks and drive, each a uvicorn server, wired as
     ``make run`` wires them: the gateway's console signs in through the run's identity provider,
     Google's consent returns through the gateway's callback, and the callback to the console.
-    ``gateway_settings`` adds to the gateway's settings (its rate limits, say). Its consumers
+    ``gateway_settings`` adds to the gateway's settings (its rate limits, say); ``services``
+    chooses among ``SERVICES`` (the CRM always runs). Its consumers
     share the run's queues, so a stack must not outlive the tests that use it (another suite's
     timeline would lose events to it)."""
     from google_emulator.app import create_emulator_app
 
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "frontend")}
+    services = ("crm", *(name for name in services if name != "crm"))
+    ports = {name: free_port() for name in (*services, "gateway", "frontend")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     with ExitStack() as servers:
         emulator = servers.enter_context(serve_in_thread(create_emulator_app()))
@@ -95,10 +98,12 @@ def serve_stack(
         # Where the others are is read from the environment while the apps are built and start
         # (as each process of make run reads it), and only then: other tests never see it.
         with pytest.MonkeyPatch.context() as env:
-            for name in SERVICES:
+            for name in services:
                 env.setenv(f"{name.upper()}_URL", urls[name])
             env.setenv("IDENTITY_URL", identity.url)
             for name, build in _builders(urls, common, gateway).items():
+                if name not in (*services, "gateway"):
+                    continue
                 servers.enter_context(serve_in_thread(build(), port=ports[name]))
                 # FastAPI builds an app's routes on its first request. Here the apps share one
                 # process, so each builds them now, one after another, as separate processes
@@ -106,5 +111,5 @@ def serve_stack(
                 # pydantic now and then warned about a body field's alias (an error here, so a
                 # 500 in the middle of a test).
                 httpx.get(f"{urls[name]}/no-such-route", timeout=10)
-        services = {name: urls[name] for name in SERVICES}
-        yield Stack(urls["gateway"], emulator, identity, urls["frontend"], services)
+        running = {name: urls[name] for name in services}
+        yield Stack(urls["gateway"], emulator, identity, urls["frontend"], running)
