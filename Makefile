@@ -13,7 +13,7 @@ WORKERS ?= 1
 export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys browser wrk run test contract lint format token bench mutate
+.PHONY: help install preflight migrate keys browser wrk contract-tools chaos-servers run test contract lint format token bench mutate chaos
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,18 +43,40 @@ browser: ## Install Debian's Chromium for the browser tests if it is missing (as
 
 # The preflight provides the servers (starting those that do not answer in Docker) for as long as
 # the migrations and the system run.
-run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them)
+run: keys ## Start the whole system on the Wiring ports (PORT_BASE shifts them); a process that dies is restarted
 	@GOOGLE_ROOT_URL="$${GOOGLE_ROOT_URL:-http://127.0.0.1:$$(($(PORT_BASE) + 90))/}" \
 		FRONTEND_ORIGINS="$${FRONTEND_ORIGINS:-http://localhost:3000}" \
 		$(PYTHON) -m pipedesk_common.preflight -- \
-		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m honcho -f Procfile start'
+		sh -c '$(PYTHON) -m pipedesk_common.migrations && exec $(PYTHON) -m dev_identity.supervise Procfile'
 
 # wrk, the load generator of make bench (and of the tiny bench make test runs).
 wrk: ## Install wrk for the benchmarks if it is missing (as root)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "the benchmarks need wrk: apt-get install wrk" >&2; exit 1; }
 
-test: install browser wrk $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
+# Node.js (Debian's) and the npm packages of the contract checks (AsyncAPI's parser,
+# openapi-typescript, tsc), pinned by tools/contracts/package-lock.json and installed with npm ci
+# (from npm's cache when it holds them) into tools/contracts/node_modules, out of git.
+CONTRACT_TOOLS := tools/contracts
+
+contract-tools: ## Install Node.js if it is missing (as root) and the contract checks' npm packages
+	@command -v node >/dev/null && command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& echo "installing Node.js for the contract checks (apt-get)" && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } \
+		|| { echo "the contract checks need Node.js: apt-get install nodejs npm" >&2; exit 1; }
+	@[ $(CONTRACT_TOOLS)/node_modules/.package-lock.json -nt $(CONTRACT_TOOLS)/package-lock.json ] \
+		|| npm ci --prefix $(CONTRACT_TOOLS) --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# The servers the chaos suite runs privately (its own node and cluster, never the shared ones):
+# Debian's RabbitMQ and PostgreSQL binaries, installed with apt-get when missing and running as
+# root; the packages' own services are not needed.
+chaos-servers: ## Install RabbitMQ's and PostgreSQL's binaries for the chaos suite if missing (as root)
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq postgresql rabbitmq-server >/dev/null; } \
+		|| { echo "the chaos suite needs apt-get install postgresql rabbitmq-server" >&2; exit 1; }
+
+test: install browser wrk contract-tools chaos-servers $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 contract: install ## Check the gateway's merged OpenAPI document against the running system (schemathesis, minutes)
@@ -84,6 +106,9 @@ BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/pipedesk_benc
 bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
 bench: migrate keys wrk ## Benchmarks against their raw baselines, ~9 min (QUICK=1: small, ~1 min)
 	@$(PYTHON) -m bench $(if $(QUICK),--quick) $(if $(BENCH_PORT_BASE),--port-base $(BENCH_PORT_BASE))
+
+chaos: install chaos-servers ## Crash a private broker and database while 10,000 events flow; checks and recovery times (~15 min)
+	@$(PYTHON) -m bench.chaos --save $(if $(EVENTS),--events $(EVENTS))
 
 mutate: preflight ## Mutation testing of the modules holding the guarantees, niced (ONLY=outbox,rbac: some)
 	@nice -n 19 $(PYTHON) -m bench.mutate $(if $(ONLY),--only $(ONLY))

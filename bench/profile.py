@@ -81,7 +81,9 @@ async def profiled(
     print(f"  {name}: {summary}; " + ", ".join(f"{tag}-{name}-{p}.svg" for p in pids), flush=True)
 
 
-async def run(tag: str, seconds: int, rate: int, connections: int, out: Path) -> None:
+async def run(
+    tag: str, seconds: int, rate: int, connections: int, out: Path, only: set[str]
+) -> None:
     database_url = os.environ.get("DATABASE_URL", "")
     if "bench" not in database_url:
         raise SystemExit("DATABASE_URL must name the bench's own database (make bench sets it)")
@@ -123,6 +125,8 @@ async def run(tag: str, seconds: int, rate: int, connections: int, out: Path) ->
             ("pipeline", ("crm", "timeline"), pipeline),
         ]
         for name, processes, load in scenarios:
+            if only and name not in only:
+                continue
             await profiled(
                 name,
                 {process: pids[process] for process in processes},
@@ -145,9 +149,13 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--out", type=Path, default=PROFILES)
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenarios: gateway,timeline,pipeline (all)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    uvloop.run(run(args.tag, args.seconds, args.rate, args.connections, args.out))
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    uvloop.run(run(args.tag, args.seconds, args.rate, args.connections, args.out, only))
     return 0
 
 

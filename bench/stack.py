@@ -23,10 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 PROCESSES = ("identity", "crm", "timeline", "gateway")
 READY_PATHS = {
     "identity": "/.well-known/jwks.json",
+    "emulator": "/_emulator/clock",
     "crm": "/readyz",
     "timeline": "/readyz",
+    "accounts": "/readyz",
+    "calendar": "/readyz",
+    "tasks": "/readyz",
+    "drive": "/readyz",
     "gateway": "/readyz",
 }
+# Procfile names whose port has another name in the Wiring table.
+PORT_NAMES = {"emulator": "google_emulator"}
 
 
 def procfile_commands(path: Path = REPO / "Procfile") -> dict[str, list[str]]:
@@ -59,36 +66,53 @@ class Stack:
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pipedesk-bench-")))
+    names: tuple[str, ...] = PROCESSES
 
     def url(self, process: str) -> str:
-        return f"http://127.0.0.1:{port_for(process, self.port_base)}"
+        return f"http://127.0.0.1:{port_for(PORT_NAMES.get(process, process), self.port_base)}"
 
     @property
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.processes.items()}
 
     def start(self, timeout: float = 60.0) -> None:
-        commands = procfile_commands()
-        for name in PROCESSES:
-            log = (self.log_dir / f"{name}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
-                commands[name], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-            log.close()
+        for name in self.names:
+            self.launch(name)
         deadline = time.monotonic() + timeout
-        for name in PROCESSES:
-            url = self.url(name) + READY_PATHS[name]
-            while True:
-                if self.processes[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
-                try:
-                    if httpx.get(url, timeout=2.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} not ready at {url}; see {self.log_dir}")
-                time.sleep(0.1)
+        for name in self.names:
+            self.wait_ready(name, deadline - time.monotonic())
+
+    def launch(self, name: str) -> None:
+        """Start one of the Procfile's processes (again), its output appended to its log."""
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                procfile_commands()[name],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, name: str, timeout: float = 60.0, path: str | None = None) -> None:
+        url = self.url(name) + (path or READY_PATHS[name])
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready at {url}; see {self.log_dir}")
+            time.sleep(0.1)
+
+    def kill(self, name: str, signum: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``signum`` to one process and wait until it has exited."""
+        process = self.processes[name]
+        process.send_signal(signum)
+        process.wait(timeout=30)
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -28,7 +28,7 @@ NEVER_AT_RUNTIME = {
     "ruff",
     "mypy",
     "import-linter",
-    "honcho",
+    "supervisor",
     "matplotlib",
     "numpy",
     "pillow",

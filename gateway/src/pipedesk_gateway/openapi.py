@@ -60,6 +60,10 @@ class MergedOpenApi:
             return None
         return document
 
+    def merge(self, documents: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+        """The public API of the services' ``documents`` (None: that service is unavailable)."""
+        return self._merge(documents)
+
     def _merge(self, documents: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         paths: dict[str, Any] = {}
         schemas: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pipedesk_common.clock import SystemClock
@@ -44,6 +44,7 @@ class Recording:
         self.consumer = Consumer(queue or f"tests.{uuid4().hex[:8]}", inbox)
         self.calls: Counter[str] = Counter()
         self.failing: set[str] = set()
+        self.transactions: dict[str, int] = {}  # the transaction each key's effect was in
 
         @self.consumer.on(LeadAccessChanged, DealAccessChanged)
         async def access(session: AsyncSession, event: Event[Any]) -> None:
@@ -56,6 +57,7 @@ class Recording:
     async def handle(self, session: AsyncSession, event: Event[Any], key: str) -> None:
         assert session.in_transaction()  # the effect joins the inbox row's transaction
         self.calls[key] += 1
+        self.transactions[key] = int(await session.scalar(text("SELECT txid_current()")) or 0)
         if key in self.failing:
             raise RuntimeError("handler failure")
 
@@ -203,3 +205,69 @@ async def test_a_type_without_a_contract_reaches_the_fallback_and_nothing_else_d
     # …and a registered type without a handler stays unhandled, fallback or not
     assert await recording.consumer.apply(sessions, connected(GoogleDisconnected)) == "unhandled"
     assert titles == ["Hello"]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_applies_each_event_once_in_one_transaction(
+    sessions: async_sessionmaker[AsyncSession], inbox: InboxTables
+) -> None:
+    recording = Recording(inbox)
+    first, unversioned = access_changed("lead-b", 2), connected()
+    async with recording.consumer.transaction(sessions) as batch:
+        outcomes = [
+            await batch.apply(first),
+            await batch.apply(unversioned),
+            await batch.apply(first),  # the same event twice in one batch
+            await batch.apply(unversioned),
+            await batch.apply(access_changed("lead-b", 1)),  # older than one the batch applied
+            await batch.apply(connected(GoogleDisconnected)),  # no handler
+        ]
+    assert outcomes == ["applied", "applied", "duplicate", "duplicate", "stale", "unhandled"]
+    assert recording.calls == {"lead-b": 1, unversioned.data.connection_id: 1}
+    assert len(set(recording.transactions.values())) == 1
+    assert await inbox_rows(sessions, inbox, recording.consumer.queue) == 3
+    # committed: a redelivery after the batch is a duplicate too
+    assert await recording.consumer.apply(sessions, first) == "duplicate"
+
+
+@pytest.mark.asyncio
+async def test_a_failing_handler_in_a_batch_undoes_its_own_event_only(
+    sessions: async_sessionmaker[AsyncSession], inbox: InboxTables
+) -> None:
+    recording = Recording(inbox)
+    recording.failing.add("lead-poison")
+    before, poison, after = (
+        access_changed("lead-1", 1),
+        access_changed("lead-poison", 1),
+        access_changed("lead-2", 1),
+    )
+    async with recording.consumer.transaction(sessions) as batch:
+        assert await batch.apply(before) == "applied"
+        with pytest.raises(RuntimeError, match="handler failure"):
+            await batch.apply(poison)
+        assert await batch.apply(after) == "applied"
+    assert recording.calls == {"lead-1": 1, "lead-poison": 1, "lead-2": 1}
+    assert recording.transactions["lead-1"] == recording.transactions["lead-2"]
+    # the poison's inbox row went with its effect; the others' committed
+    assert await inbox_rows(sessions, inbox, recording.consumer.queue) == 2
+    recording.failing.clear()
+    assert await recording.consumer.apply(sessions, poison) == "applied"
+    assert await recording.consumer.apply(sessions, before) == "duplicate"
+
+
+@pytest.mark.asyncio
+async def test_a_batch_whose_transaction_fails_commits_nothing(
+    sessions: async_sessionmaker[AsyncSession], inbox: InboxTables
+) -> None:
+    recording = Recording(inbox)
+    event = access_changed("lead-lost", 1)
+
+    async def apply_then_fail() -> None:
+        async with recording.consumer.transaction(sessions) as batch:
+            assert await batch.apply(event) == "applied"
+            raise RuntimeError("the transaction fails")
+
+    with pytest.raises(RuntimeError, match="the transaction fails"):
+        await apply_then_fail()
+    assert await inbox_rows(sessions, inbox, recording.consumer.queue) == 0
+    assert await recording.consumer.apply(sessions, event) == "applied"

@@ -108,3 +108,31 @@ def test_a_keyset_page_continues_after_its_last_item_only_when_more_follow() -> 
     last = codec.keyset_page(rows[2:], 2, moment=lambda row: row.at, scope="s")
     assert (last.items, last.next_cursor) == (rows[2:], None)
     assert codec.keyset_page([], 2, moment=lambda row: row.at, scope="s").items == []
+
+
+def test_a_listed_page_walks_a_whole_list_in_key_order_once() -> None:
+    names = ["delta", "alpha", "charlie", "bravo", "echo"]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = codec.listed_page(names, 2, cursor, key=lambda name: [name], scope="names")
+        seen += page.items
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(names)
+    assert pages == 3
+    whole = codec.listed_page(names, 5, None, key=lambda name: [name], scope="names")
+    assert whole.next_cursor is None
+
+
+def test_a_listed_page_refuses_a_cursor_of_another_list_or_shape() -> None:
+    page = codec.listed_page(["a", "b"], 1, None, key=lambda name: [name], scope="names")
+    assert page.next_cursor is not None
+    with pytest.raises(InvalidCursor):
+        codec.listed_page(["a", "b"], 1, page.next_cursor, key=lambda n: [n], scope="others")
+    numeric = codec.encode([1], scope="names")
+    with pytest.raises(InvalidCursor):
+        codec.listed_page(["a", "b"], 1, numeric, key=lambda name: [name], scope="names")

@@ -500,7 +500,7 @@ async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(
     async with stack.start() as calendar:
         listed = await calendar.client.get("/api/calendar/calendars", headers=rep.headers)
         assert listed.status_code == 200
-        assert {(c["id"], c["primary"]) for c in listed.json()} == {
+        assert {(c["id"], c["primary"]) for c in listed.json()["items"]} == {
             (rep.principal.email, True),
             (team["id"], False),
         }

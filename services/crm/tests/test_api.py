@@ -481,11 +481,14 @@ async def test_readiness_reports_database_and_broker(crm: httpx.AsyncClient) -> 
     assert (await crm.get("/healthz")).json() == {"status": "ok"}
 
 
-async def test_readiness_fails_when_the_database_is_unreachable(crm_app: Any) -> None:
+async def test_readiness_fails_when_the_database_is_unreachable(
+    crm_app: Any, own_broker_prefix: str
+) -> None:
     from pipedesk_testkit.servers import free_port
 
     unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
-    async with crm_app(DATABASE_URL=unreachable) as client:
+    # A stack of its own on the broker: the run's CRM queues belong to the run's database.
+    async with crm_app(DATABASE_URL=unreachable, BROKER_PREFIX=own_broker_prefix) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unavailable")

@@ -89,15 +89,15 @@ async def test_admins_manage_teams_and_preprovision_users(
     assert renamed.json()["name"] == "Europe"
     assert (await crm.post("/api/teams/emea/archive", headers=admin.headers)).json()["archived_at"]
     api.assert_problem(await crm.post("/api/teams/emea/archive", headers=admin.headers), 409)
-    active = (await crm.get("/api/teams", headers=manager.headers)).json()
+    active = (await crm.get("/api/teams", headers=manager.headers)).json()["items"]
     assert [team["name"] for team in active] == ["Generated"]
     archived = (
         await crm.get("/api/teams", params={"archived": "true"}, headers=manager.headers)
-    ).json()
+    ).json()["items"]
     assert [team["name"] for team in archived] == ["Europe"]
     assert isinstance((await _directory_events(database_url, "emea"))[-1], TeamArchived)
     other_admin = users.other_org().make(Role.ADMIN)
-    assert (await crm.get("/api/teams", headers=other_admin.headers)).json() == []
+    assert (await crm.get("/api/teams", headers=other_admin.headers)).json()["items"] == []
     api.assert_problem(
         await crm.patch("/api/teams/emea", json={"name": "x"}, headers=other_admin.headers), 404
     )
@@ -153,6 +153,28 @@ async def test_the_users_list_pages_with_a_cursor(crm: httpx.AsyncClient, users:
         if cursor is None:
             break
     assert seen == sorted([admin.sub, "u1", "u2", "u3"])
+
+
+async def test_the_teams_list_pages_by_name_with_a_cursor(
+    crm: httpx.AsyncClient, api: Any, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    for team_id, name in (("t-c", "Charlie"), ("t-a", "Alpha"), ("t-b", "Bravo")):
+        body = {"id": team_id, "name": name}
+        assert (await crm.post("/api/teams", json=body, headers=admin.headers)).status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await crm.get("/api/teams", params=params, headers=admin.headers)).json()
+        seen += [team["name"] for team in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["Alpha", "Bravo", "Charlie"]
+    first = (await crm.get("/api/teams", params={"limit": 1}, headers=admin.headers)).json()
+    archived = {"archived": "true", "cursor": first["next_cursor"]}
+    api.assert_problem(await crm.get("/api/teams", params=archived, headers=admin.headers), 400)
 
 
 async def test_internal_user_lookup_answers_only_the_google_mirrors(

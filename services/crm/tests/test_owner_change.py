@@ -121,7 +121,9 @@ async def test_owner_change_writes_owner_membership_audit_and_events_together(
         keep_previous_owner_as_member=True,
     )
     assert handed.status_code == 200, handed.text
-    members = (await crm.get(f"/api/leads/{lead['id']}/members", headers=heir.headers)).json()
+    members = (await crm.get(f"/api/leads/{lead['id']}/members", headers=heir.headers)).json()[
+        "items"
+    ]
     assert [(m["user_id"], m["role"]) for m in members] == [(rep.sub, "collaborator")]
     assert (
         await crm.patch(
@@ -212,7 +214,7 @@ async def test_a_failure_after_the_audit_insert_leaves_record_audit_and_events_u
             members = (
                 await crm.get(f"/api/leads/{lead['id']}/members", headers=rep.headers)
             ).json()
-            assert members == []
+            assert members == {"items": [], "next_cursor": None}
     assert await api.audit(database_url, lead["id"]) == before_rows
     assert await _count_outbox(database_url) == before_events + 0
     assert not [

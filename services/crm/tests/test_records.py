@@ -125,7 +125,9 @@ async def test_converting_a_lead_makes_a_linked_deal_once(
     assert converted.headers["location"] == f"/api/deals/{deal['id']}"
     lead_now = (await crm.get(f"/api/leads/{lead['id']}", headers=rep.headers)).json()
     assert lead_now["status"] == "converted"
-    members = (await crm.get(f"/api/deals/{deal['id']}/members", headers=rep.headers)).json()
+    members = (await crm.get(f"/api/deals/{deal['id']}/members", headers=rep.headers)).json()[
+        "items"
+    ]
     assert [(m["user_id"], m["role"]) for m in members] == [(follower.sub, "follower")]
     assert (await crm.get(f"/api/deals/{deal['id']}", headers=follower.headers)).is_success
     api.assert_problem(await crm.post(f"/api/leads/{lead['id']}/convert", headers=rep.headers), 409)
@@ -189,7 +191,7 @@ async def test_members_give_access_and_the_directory_guards_who_can_be_added(
         404,
     )
     viewer = users.make(Role.VIEWER, teams=["t1"])
-    assert (await crm.get(f"{path}/members", headers=viewer.headers)).json() == []
+    assert (await crm.get(f"{path}/members", headers=viewer.headers)).json()["items"] == []
     api.assert_problem(
         await crm.put(
             f"{path}/members/{helper.sub}", json={"role": "follower"}, headers=viewer.headers

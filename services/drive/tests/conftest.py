@@ -9,7 +9,7 @@ import pytest
 
 from drive_service.app import build_app
 from drive_service.models import TABLES
-from drive_service.settings import DriveSettings
+from drive_service.settings import WEBHOOK_PATH, DriveSettings
 from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.service import RunningService, ServiceUnderTest, World
@@ -79,4 +79,5 @@ def stack(world: World) -> DriveStack:
         settings_class=DriveSettings,
         product="drive",
         outbox=TABLES.outbox,
+        at_url=lambda url: {"webhook_url": url + WEBHOOK_PATH},
     )

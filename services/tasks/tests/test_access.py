@@ -123,7 +123,8 @@ async def test_bad_input_is_refused_naming_the_field(stack: Any, users: Users) -
             answer = await client.post("/api/tasks", json=body, headers=rep.headers)
             assert answer.status_code == status, (body, answer.text)
             assert fields(answer) == named, body
-        others_list = (await client.get("/api/tasks/lists", headers=other.headers)).json()[0]
+        lists = (await client.get("/api/tasks/lists", headers=other.headers)).json()
+        others_list = lists["items"][0]
         answer = await client.post(
             "/api/tasks", json={"title": "a", "list_id": others_list["id"]}, headers=rep.headers
         )

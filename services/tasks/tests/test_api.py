@@ -19,7 +19,7 @@ async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
     await stack.connect(rep)
     async with stack.start() as service:
         client = service.client
-        lists = (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+        lists = (await client.get("/api/tasks/lists", headers=rep.headers)).json()["items"]
         assert [(entry["title"], entry["is_default"]) for entry in lists] == [("My Tasks", True)]
         created = await client.post("/api/tasks/lists", json={"name": "Deals"}, headers=rep.headers)
         assert created.status_code == 201, created.text
@@ -33,7 +33,7 @@ async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
         assert fetched.json()["title"] == "Big deals"
         titles = [
             entry["title"]
-            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()["items"]
         ]
         assert titles == ["My Tasks", "Big deals"]
         task = await stack.create(service, rep, title="In the list", list_id=list_id)
@@ -43,7 +43,7 @@ async def test_task_lists_round_trip(stack: Any, users: Users) -> None:
         assert gone.status_code == 404
         titles = [
             entry["title"]
-            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()
+            for entry in (await client.get("/api/tasks/lists", headers=rep.headers)).json()["items"]
         ]
         assert titles == ["My Tasks"]
         deleted_task = await client.get(f"/api/tasks/{task['id']}", headers=rep.headers)

@@ -65,7 +65,7 @@ async def test_a_task_list_whose_answer_was_lost_is_created_once(
         assert answer.status_code == 201, answer.text
         created = answer.json()
         lists = await service.client.get("/api/tasks/lists", headers=rep.headers)
-        renewals = [item for item in lists.json() if item["title"] == "Renewals"]
+        renewals = [item for item in lists.json()["items"] if item["title"] == "Renewals"]
     in_google = await stack.google_call(rep, "GET", "/tasks/v1/users/@me/lists")
     titled = [item for item in in_google.json()["items"] if item["title"] == "Renewals"]
     assert [item["id"] for item in titled] == [created["google_id"]]

@@ -187,14 +187,14 @@ async def test_the_default_list_is_googles_default_whatever_order_lists_come_in(
     async with stack.start() as service:
         lists = await service.client.get("/api/tasks/lists", headers=rep.headers)
         assert lists.status_code == 200
-        assert {t["title"]: t["is_default"] for t in lists.json()} == {
+        assert {t["title"]: t["is_default"] for t in lists.json()["items"]} == {
             "My Tasks": True,
             "Acme deals": False,
         }
         task = await stack.create(service, rep, title="Call back")
         await stack.poll(service, rep)
         lists = await service.client.get("/api/tasks/lists", headers=rep.headers)
-        [default] = [t for t in lists.json() if t["is_default"]]
+        [default] = [t for t in lists.json()["items"] if t["is_default"]]
         assert default["title"] == "My Tasks"
     assert task["google_id"] in {t["id"] for t in await stack.google_tasks(rep)}
     asked = await stack.calls(rep, "tasks.tasklists.get")

@@ -4,6 +4,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from uuid import uuid4
 import aio_pika
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.amqp_runner import ConsumerSettings, QueueRunner
@@ -58,11 +60,19 @@ class Harness:
         self.calls: Counter[str] = Counter()
         self.applied: list[tuple[str, int]] = []
         self.failures_left: dict[str, int] = {}
+        self.transactions: dict[str, int] = {}  # the transaction each key's effect was in
+        self.gate = asyncio.Event()  # the "gate" lead's handler waits for it
+        self.at_gate = asyncio.Event()
+        self.gate.set()
 
         @self.consumer.on(LeadAccessChanged)
         async def handle(session: AsyncSession, event: Event[Any]) -> None:
             key = event.data.id
             self.calls[key] += 1
+            if key == "gate":
+                self.at_gate.set()
+                await self.gate.wait()
+            self.transactions[key] = int(await session.scalar(text("SELECT txid_current()")) or 0)
             if self.failures_left.get(key, 0) != 0:
                 self.failures_left[key] -= 1
                 raise RuntimeError("handler failure")
@@ -107,8 +117,11 @@ class Harness:
 
 @asynccontextmanager
 async def consuming(
-    harness: Harness, database_url: str, amqp_url: str | None = None
-) -> AsyncIterator[None]:
+    harness: Harness,
+    database_url: str,
+    amqp_url: str | None = None,
+    settings: ConsumerSettings = FAST,
+) -> AsyncIterator[QueueRunner]:
     engine = create_async_engine(database_url, pool_size=5)
     ready = asyncio.Event()
     runner = QueueRunner(
@@ -117,12 +130,12 @@ async def consuming(
         topology=harness.topology,
         amqp_url=amqp_url or harness.env["AMQP_URL"],
         clock=SystemClock(),
-        settings=FAST,
+        settings=settings,
     )
     task = asyncio.create_task(runner.run(ready))
     try:
         await asyncio.wait_for(ready.wait(), timeout=15)
-        yield
+        yield runner
     finally:
         runner.stop()
         await asyncio.wait({task}, timeout=10)
@@ -221,6 +234,44 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow_and_can_be_re
         assert await replay_dead_letters(service_env["AMQP_URL"], harness.queue) == 1
         await eventually(lambda: asyncio.sleep(0, ("lead-poison", 1) in harness.applied))
     assert await list_dead_letters(service_env["AMQP_URL"], harness.queue) == []
+
+
+async def test_events_waiting_for_a_slot_are_applied_in_one_transaction_and_a_poison_alone_fails(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env)
+    harness.failures_left["lead-poison"] = -1  # fails for ever
+    first, poison, last = (
+        access_changed("lead-first", 2),
+        access_changed("lead-poison", 1),
+        access_changed("lead-last", 1),
+    )
+    batch = [first, poison, first, access_changed("lead-first", 1), last]
+    async with consuming(harness, database_url, settings=replace(FAST, concurrency=1)) as runner:
+        # The one slot is held by the gate's handler while the batch's messages arrive.
+        harness.gate.clear()
+        await harness.publish(access_changed("gate", 1))
+        await eventually(lambda: asyncio.sleep(0, harness.at_gate.is_set()))
+        await harness.publish(*batch)
+        await eventually(lambda: asyncio.sleep(0, runner.waiting == len(batch)))
+        harness.gate.set()
+        letters = await eventually(
+            lambda: list_dead_letters(service_env["AMQP_URL"], harness.queue),
+            until=lambda found: len(found) == 1,
+        )
+        outcomes = await eventually(
+            lambda: asyncio.sleep(0, harness.outcomes(first)),
+            until=lambda found: sum(found.values()) == 5,  # the gate, the batch but the poison
+        )
+    # The poison was tried as often as alone, and dead-lettered alone.
+    assert letters[0].event_id == str(poison.id)
+    assert harness.calls["lead-poison"] == FAST.max_attempts
+    # The others committed together, once each: a duplicate and an older version in the batch
+    # had no effect.
+    assert outcomes == {"applied": 3, "duplicate": 1, "stale": 1}
+    assert harness.applied == [("gate", 1), ("lead-first", 2), ("lead-last", 1)]
+    assert harness.transactions["lead-first"] == harness.transactions["lead-last"]
+    assert harness.transactions["gate"] != harness.transactions["lead-first"]
 
 
 async def test_a_malformed_message_goes_straight_to_the_dead_letter_queue(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -29,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pipedesk_common.clock import Clock
-from pipedesk_common.consumer import Consumer
+from pipedesk_common.consumer import Consumer, Outcome
 from pipedesk_common.events import Event, MalformedEvent, UnknownEventType, decode_event
 from pipedesk_common.messaging import (
     ATTEMPT_HEADER,
@@ -40,6 +42,7 @@ from pipedesk_common.messaging import (
     closed,
     connect,
 )
+from pipedesk_common.observability import REQUEST_ID_ATTRIBUTE, request_id_var
 from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
 
 log = logging.getLogger(__name__)
@@ -71,9 +74,18 @@ DEAD_LETTERS = Gauge(
 
 
 @dataclass(frozen=True)
+class _Delivery:
+    """A message taken off the queue and the event it carries."""
+
+    message: AbstractIncomingMessage
+    event: Event[Any]
+
+
+@dataclass(frozen=True)
 class ConsumerSettings:
     prefetch: int = 100
     concurrency: int = 5
+    batch_size: int = 100  # events applied in one transaction, at most
     max_attempts: int = 5
     delivery_limit: int = 10
     retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)
@@ -112,6 +124,7 @@ class QueueRunner:
         self.queue_name = topology.queue(consumer.queue)
         self._accepting = False
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._waiting: deque[_Delivery] = deque()  # decoded, waiting for a slot
         self._stopping = asyncio.Event()
         self._refused: StackMismatch | None = None
         self.channel: AbstractChannel | None = None  # the one consuming now
@@ -135,6 +148,11 @@ class QueueRunner:
             raise
         if self._refused is not None:
             raise self._refused
+
+    @property
+    def waiting(self) -> int:
+        """Messages taken off the queue and waiting for a slot (the next batch)."""
+        return len(self._waiting)
 
     def stop(self) -> None:
         """Stop taking messages; ``run`` returns once the ones in hand are acked."""
@@ -231,12 +249,25 @@ class QueueRunner:
         assert task is not None
         self._in_flight.add(task)
         try:
+            delivery = await self._decode(message)
+            if delivery is None:
+                return
+            self._waiting.append(delivery)
             async with self._handling:
-                await self._process(channel, message)
+                # Whoever gets a slot takes every message waiting by then, up to a batch: one
+                # at a time when the consumer keeps up, in batches when it falls behind. This
+                # message may already be in another's batch; that task is in flight until then.
+                batch = [
+                    self._waiting.popleft()
+                    for _ in range(min(len(self._waiting), self.settings.batch_size))
+                ]
+                if batch:
+                    await self._process(channel, batch)
         finally:
             self._in_flight.discard(task)
 
-    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+    async def _decode(self, message: AbstractIncomingMessage) -> _Delivery | None:
+        """The message's event, or None once a message that has none to apply is settled."""
         queue = self.consumer.queue
         try:
             event = decode_event(
@@ -246,39 +277,102 @@ class QueueRunner:
             EVENTS_UNKNOWN.labels(queue).inc()
             log.info("ignoring an event type without a handler", extra={"type": str(exc)})
             await message.ack()
-            return
+            return None
         except MalformedEvent as exc:
             log.error("dead-lettering a malformed event", extra={"queue": queue, "error": str(exc)})
             EVENTS_DEAD_LETTERED.labels(queue).inc()
             await message.reject(requeue=False)
-            return
+            return None
         if not self.consumer.handles(event):
             EVENTS_UNKNOWN.labels(queue).inc()
             await message.ack()
+            return None
+        return _Delivery(message, event)
+
+    @contextmanager
+    def _span(self, delivery: _Delivery) -> Iterator[trace.Span]:
+        """The consumer's span for one event, following the relay's span (from the message's
+        headers; else the change's, from the event), with the event's request id in context."""
+        message, event = delivery.message, delivery.event
+        headers = message.headers or {}
+        carrier = {
+            name: str(headers[name]) for name in ("traceparent", "tracestate") if name in headers
+        }
+        if "traceparent" not in carrier and event.traceparent:
+            carrier = {"traceparent": event.traceparent}
+        request = request_id_var.set(event.request_id)
+        try:
+            with tracer.start_as_current_span(
+                f"consume {event.type.routing_key}",
+                context=propagate.extract(carrier),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.destination": self.consumer.queue,
+                    "messaging.message.id": str(event.id),
+                    **({REQUEST_ID_ATTRIBUTE: event.request_id} if event.request_id else {}),
+                },
+            ) as span:
+                yield span
+        finally:
+            request_id_var.reset(request)
+
+    async def _process(self, channel: AbstractChannel, batch: list[_Delivery]) -> None:
+        """Apply ``batch`` in one transaction and ack each message once it committed; a message
+        whose handler failed is retried or dead-lettered alone. If the transaction itself fails,
+        its messages are applied again one by one, each in a transaction of its own."""
+        if len(batch) == 1:
+            await self._process_one(channel, batch[0])
             return
-        parent = propagate.extract({"traceparent": event.traceparent} if event.traceparent else {})
-        with tracer.start_as_current_span(
-            f"consume {event.type.routing_key}",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.destination": queue, "messaging.message.id": str(event.id)},
-        ):
+        results: dict[int, Outcome | Exception] = {}
+        try:
+            async with self.consumer.transaction(self.sessionmaker) as applying:
+                for index, delivery in enumerate(batch):
+                    with self._span(delivery):
+                        try:
+                            results[index] = await applying.apply(delivery.event)
+                        except Exception as exc:
+                            results[index] = exc
+        except Exception:
+            log.warning(
+                "batch transaction failed: applying its events one by one",
+                extra={"queue": self.consumer.queue, "events": len(batch)},
+                exc_info=True,
+            )
+            for index, delivery in enumerate(batch):
+                failed = results.get(index)
+                if isinstance(failed, Exception):  # its handler failed: that was its attempt
+                    await self._retry_or_dead_letter(channel, delivery, failed)
+                else:
+                    await self._process_one(channel, delivery)
+            return
+        for index, delivery in enumerate(batch):
+            result = results[index]
+            if isinstance(result, Exception):
+                await self._retry_or_dead_letter(channel, delivery, result)
+            else:
+                await self._acknowledge(delivery, result)
+
+    async def _process_one(self, channel: AbstractChannel, delivery: _Delivery) -> None:
+        with self._span(delivery):
             try:
-                outcome = await self.consumer.apply(self.sessionmaker, event)
+                outcome = await self.consumer.apply(self.sessionmaker, delivery.event)
             except Exception as exc:
-                await self._retry_or_dead_letter(channel, message, event, exc)
+                await self._retry_or_dead_letter(channel, delivery, exc)
                 return
-        await message.ack()
-        EVENTS_HANDLED.labels(queue, event.type.routing_key, outcome).inc()
-        CONSUMER_LAG.labels(queue).observe(max((self.clock.now() - event.time).total_seconds(), 0))
+        await self._acknowledge(delivery, outcome)
+
+    async def _acknowledge(self, delivery: _Delivery, outcome: Outcome) -> None:
+        event = delivery.event
+        await delivery.message.ack()
+        EVENTS_HANDLED.labels(self.consumer.queue, event.type.routing_key, outcome).inc()
+        CONSUMER_LAG.labels(self.consumer.queue).observe(
+            max((self.clock.now() - event.time).total_seconds(), 0)
+        )
 
     async def _retry_or_dead_letter(
-        self,
-        channel: AbstractChannel,
-        message: AbstractIncomingMessage,
-        event: Event[Any],
-        error: Exception,
+        self, channel: AbstractChannel, delivery: _Delivery, error: Exception
     ) -> None:
+        message, event = delivery.message, delivery.event
         queue = self.consumer.queue
         attempt = attempts_of(message.headers) + 1
         log.warning(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -48,10 +48,12 @@ from pipedesk_common.observability import (
     BodySizeLimitMiddleware,
     ReadinessCheck,
     RequestContextMiddleware,
+    TracedTransport,
     configure_logging,
     configure_tracing,
     health_router,
 )
+from pipedesk_common.openapi_examples import add_examples
 from pipedesk_common.outbox import OutboxRelay, RelaySettings
 from pipedesk_common.pagination import CursorCodec
 from pipedesk_common.reconnect import Backoff
@@ -106,7 +108,12 @@ async def broker_ping(url: str) -> None:
 
 def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext:
     engine = create_engine(settings)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0), follow_redirects=False)
+    # Calls to other services (and key sets) carry the trace context and the request id.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(5.0, connect=2.0),
+        follow_redirects=False,
+        transport=TracedTransport(),
+    )
     user_keys = JwksCache(settings.jwks_url, http=http, clock=clock)
     service_keys = JwksCache(settings.service_keys_url, http=http, clock=clock)
     signing_key = load_service_key(settings)
@@ -158,6 +165,7 @@ def consumer_settings(settings: BaseServiceSettings) -> ConsumerSettings:
     return ConsumerSettings(
         prefetch=settings.consumer_prefetch,
         concurrency=settings.consumer_concurrency or settings.process_pool_size,
+        batch_size=settings.consumer_batch_size,
         max_attempts=settings.consumer_max_attempts,
         delivery_limit=settings.consumer_delivery_limit,
         retry_delays_ms=tuple(settings.consumer_retry_delays_ms),
@@ -296,10 +304,11 @@ def create_app(
 
     def documented_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(generated())
+            app.openapi_schema = add_examples(document_problems(generated()))
         return app.openapi_schema
 
     app.openapi = documented_openapi  # type: ignore[method-assign]
+    app.state.consumers = tuple(consumers)  # the queues it consumes, for the event catalog
     if idempotency is not None:
 
         async def replay(request: Request, exc: Exception) -> Response:
@@ -379,18 +388,18 @@ def running_context(app: FastAPI) -> ServiceContext:
     return context
 
 
-def context_of(request: Request) -> ServiceContext:
+async def context_of(request: Request) -> ServiceContext:
     return running_context(request.app)
 
 
 ContextDep = Annotated[ServiceContext, Depends(context_of)]
 
 
-def provided(kind: type[T]) -> Callable[[ServiceContext], T]:
+def provided(kind: type[T]) -> Callable[[ServiceContext], Awaitable[T]]:
     """A dependency answering the part of type ``kind`` the running service provides:
     ``RuntimeDep = Annotated[Runtime, Depends(provided(Runtime))]``."""
 
-    def dependency(context: ContextDep) -> T:
+    async def dependency(context: ContextDep) -> T:
         return context.part(kind)
 
     return dependency

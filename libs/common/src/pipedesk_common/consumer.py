@@ -4,13 +4,16 @@ A ``Consumer`` names a queue (``<service>.<purpose>``, e.g. ``timeline.items``) 
 handlers, each registered for its contract model with ``consumer.on(Model)``; a handler receives
 an ``Event[Model]``, already narrowed to that model. ``apply`` runs the handler in ONE database
 transaction with the inbox row (``pipedesk_common.inbox``): a duplicate delivery or an older
-version of an entity than the one applied has no effect. Taking events off the broker, acking,
-retries and dead-lettering are the ``QueueRunner``'s (``pipedesk_common.amqp_runner``).
+version of an entity than the one applied has no effect. ``transaction`` applies several events in
+one transaction, each in a savepoint of its own: a handler that fails undoes its own event only.
+Taking events off the broker, acking, retries and dead-lettering are the ``QueueRunner``'s
+(``pipedesk_common.amqp_runner``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, Literal, TypeGuard, TypeVar
@@ -98,6 +101,11 @@ class Consumer:
         return sorted({types[name].routing_key for name in self._routes})
 
     @property
+    def event_types(self) -> list[str]:
+        """The event types with a handler here."""
+        return sorted(self._routes)
+
+    @property
     def unregistered_model(self) -> type[EventData] | None:
         """The model events without a contract are read through, if any."""
         return self._unregistered.model if self._unregistered is not None else None
@@ -120,10 +128,24 @@ class Consumer:
         if route is None:
             return "unhandled"
         async with sessionmaker() as session, session.begin():
-            admission = await inbox.admit(session, self.tables, self.queue, event)
-            if admission != "new":
-                return admission
-            await route.deliver(session, event)
+            return await self._admit_and_deliver(session, route, event)
+
+    @asynccontextmanager
+    async def transaction(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[Batch]:
+        """One transaction applying several events, each once (``Batch.apply``); it commits when
+        the block ends, and nothing of it does if the block or the commit raises."""
+        async with sessionmaker() as session, session.begin():
+            yield Batch(self, session)
+
+    async def _admit_and_deliver(
+        self, session: AsyncSession, route: _Route[Any], event: Event[EventData]
+    ) -> Outcome:
+        admission = await inbox.admit(session, self.tables, self.queue, event)
+        if admission != "new":
+            return admission
+        await route.deliver(session, event)
         return "applied"
 
     async def prune_inbox(
@@ -131,3 +153,27 @@ class Consumer:
     ) -> int:
         """Forget this queue's processed event ids older than ``retention``."""
         return await inbox.prune(sessionmaker, self.tables, self.queue, retention)
+
+
+class Batch:
+    """Events applied in one transaction (``Consumer.transaction``), each as ``Consumer.apply``
+    would: its inbox row and its handler's effect together, in a savepoint of its own. An event
+    earlier in the batch counts as applied for a later one: the same event twice is a duplicate
+    the second time, an older version after a newer one is stale."""
+
+    def __init__(self, consumer: Consumer, session: AsyncSession) -> None:
+        self.consumer = consumer
+        self.session = session
+
+    async def apply(self, event: Event[EventData]) -> Outcome:
+        """Apply ``event`` within the batch. A failing handler raises with its event's inbox row
+        and effect rolled back, and nothing else: the batch goes on and commits without it."""
+        route = self.consumer._route_for(event)
+        if route is None:
+            return "unhandled"
+        try:
+            async with self.session.begin_nested():
+                return await self.consumer._admit_and_deliver(self.session, route, event)
+        finally:
+            # Each event's handler starts from the database, as in a session of its own.
+            self.session.expunge_all()

@@ -11,7 +11,7 @@ now) on that rule.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -46,13 +46,13 @@ def refuse_internal_call(request: Request, caller: ServiceCaller, reason: str, d
     raise Forbidden(detail)
 
 
-def callers(*services: str) -> Callable[[Request, ServiceCaller], ServiceCaller]:
+def callers(*services: str) -> Callable[[Request, ServiceCaller], Awaitable[ServiceCaller]]:
     """The dependency of a route only ``services`` may call."""
     if not services:
         raise ValueError("an internal route names at least one calling service")
     allowed = frozenset(services)
 
-    def allowed_caller(request: Request, caller: ServiceCallerDep) -> ServiceCaller:
+    async def allowed_caller(request: Request, caller: ServiceCallerDep) -> ServiceCaller:
         if caller.name not in allowed:
             refuse_internal_call(
                 request, caller, "caller", f"the {caller.name} service may not call this route"

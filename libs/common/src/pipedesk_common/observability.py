@@ -1,4 +1,5 @@
-"""Request ids, JSON logs, Prometheus metrics and the health endpoints every service serves."""
+"""Request ids, JSON logs, traces, Prometheus metrics and the health endpoints every service
+serves."""
 
 from __future__ import annotations
 
@@ -16,18 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipedesk_common.errors import PayloadTooLarge, problem_response
 
 REQUEST_ID_HEADER: Final = "x-request-id"
+REQUEST_ID_ATTRIBUTE: Final = "pipedesk.request_id"  # on the spans of work done for a request
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -51,21 +54,94 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 _tracer_provider: TracerProvider | None = None
 
 
+def span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters the environment asks for. ``OTEL_TRACES_EXPORTER``: a comma-separated list
+    of ``otlp`` (OTLP over HTTP, protobuf, to ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, as the exporter reads them), ``console`` and
+    ``none``; unset, ``otlp`` when an OTLP endpoint is set and nothing otherwise."""
+    names = [
+        name.strip().lower()
+        for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")
+        if name.strip()
+    ]
+    if not names and (
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        names = ["otlp"]
+    exporters: list[SpanExporter] = []
+    for name in names:
+        if name == "otlp":
+            # Imported only when asked for: a process that exports nothing never loads it.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        elif name == "console":
+            exporters.append(ConsoleSpanExporter())
+        elif name != "none":
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
+            )
+    return exporters
+
+
 def configure_tracing(service: str) -> TracerProvider:
-    """The process's tracer provider, made once. ``OTEL_TRACES_EXPORTER=console`` prints spans;
-    otherwise spans are made and propagated (HTTP → outbox → RabbitMQ → consumer) for whatever
-    span processor an operator or a test adds."""
+    """The process's tracer provider, made once, exporting its spans as ``span_exporters``
+    says. Spans are made and propagated (HTTP → service → outbox → relay → RabbitMQ →
+    consumer) whether or not they are exported, for whatever processor an operator adds."""
     global _tracer_provider  # noqa: PLW0603 - one provider per process, as OpenTelemetry requires
     if _tracer_provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME", f"pipedesk-{service}")
         _tracer_provider = TracerProvider(resource=Resource.create({"service.name": name}))
-        if os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "console":
-            _tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        for exporter in span_exporters(os.environ):
+            _tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(_tracer_provider)
     return _tracer_provider
 
 
+def trace_headers() -> dict[str, str]:
+    """The current trace context (``traceparent``, ``tracestate``) and request id, as the
+    headers of a call to another service."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    request_id = request_id_var.get()
+    if request_id:
+        carrier[REQUEST_ID_HEADER] = request_id
+    return carrier
+
+
 tracer = trace.get_tracer("pipedesk.http")
+
+
+class TracedTransport(httpx.AsyncBaseTransport):
+    """The transport of a service's calls to other services: each is a client span, and carries
+    the trace context and the request id of the work it is done for."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        with tracer.start_as_current_span(
+            f"{request.method} {url.host}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": request.method,
+                "server.address": url.host,
+                "server.port": url.port or (443 if url.scheme == "https" else 80),
+                "url.path": url.path,
+            },
+        ) as span:
+            carried = trace_headers()
+            if REQUEST_ID_HEADER in carried:
+                span.set_attribute(REQUEST_ID_ATTRIBUTE, carried[REQUEST_ID_HEADER])
+            request.headers.update(carried)
+            response = await self._inner.handle_async_request(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -166,43 +242,66 @@ def _route_template(scope: Scope) -> str:
     return str(getattr(route, "path", None) or "unmatched")
 
 
+_REQUEST_ID_KEY: Final = REQUEST_ID_HEADER.encode()
+# The headers the propagator reads (W3C trace context and baggage): only a request carrying one
+# of them has a parent to extract.
+_TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
 class RequestContextMiddleware:
-    """Request id in and out, latency by route template, and one access log line per request."""
+    """Request id in and out, latency by route template, and one access log line per request.
+
+    Pure ASGI on the hot path: the headers are scanned once for the few it reads, and each
+    route's metric series are looked up once, not labelled again per request."""
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
         self.log = logging.getLogger("pipedesk.access")
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (self.service, method, route, str(status))
+            series = (HTTP_REQUEST_SECONDS.labels(*labels), HTTP_REQUESTS.labels(*labels))
+            self._series[key] = series
+        series[0].observe(elapsed)
+        series[1].inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {
-            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
-        }
-        incoming = headers.get(REQUEST_ID_HEADER, "")
+        incoming = ""
+        carrier: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID_KEY:
+                incoming = value.decode("latin-1")
+            elif name in _TRACE_HEADERS:
+                carrier = carrier or {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
-
         status_sent = False
+        id_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
                 status_sent = True
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message = {**message, "headers": headers}
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        parent = propagate.extract(headers)
+        method = scope["method"]
+        parent = propagate.extract(carrier) if carrier is not None else None
         with tracer.start_as_current_span(
-            f"HTTP {scope['method']}", context=parent, kind=trace.SpanKind.SERVER
+            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
         ) as span:
             try:
                 await self.app(scope, receive, send_with_id)
@@ -217,16 +316,13 @@ class RequestContextMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                labels = (self.service, scope["method"], route, str(status))
-                HTTP_REQUEST_SECONDS.labels(*labels).observe(elapsed)
-                HTTP_REQUESTS.labels(*labels).inc()
+                span.update_name(f"{method} {route}")
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+                self._observe(method, route, status, elapsed)
                 self.log.info(
                     "request",
                     extra={
-                        "method": scope["method"],
+                        "method": method,
                         "route": route,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),

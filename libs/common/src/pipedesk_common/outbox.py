@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     BigInteger,
@@ -43,9 +44,11 @@ from pipedesk_common.db import DATABASE_ERRORS, connect_raw
 from pipedesk_common.events import Event, encode_event
 from pipedesk_common.events.envelope import CONTENT_TYPE
 from pipedesk_common.messaging import BROKER_ERRORS, Topology, connect
+from pipedesk_common.observability import request_id_var
 from pipedesk_common.reconnect import Backoff, Connected, first_of, reconnecting
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("pipedesk.relay")
 
 PENDING: Final = 0
 SENT: Final = 1
@@ -87,6 +90,17 @@ def notify_channel(table: Table) -> str:
     return f"{table.schema}_outbox"
 
 
+def traceparent_of(body: bytes) -> str | None:
+    """The ``traceparent`` extension of an encoded event, if it carries one."""
+    if b'"traceparent"' not in body:
+        return None
+    try:
+        value = json.loads(body).get("traceparent")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -96,7 +110,8 @@ def current_traceparent() -> str | None:
 async def add_event(session: AsyncSession, table: Table, event: Event[Any]) -> None:
     """Write ``event`` in the session's transaction: it is published if and only if it commits.
 
-    The event carries the current trace context, so its consumers' spans join the request's trace.
+    The event carries the current trace context and request id, so its consumers' spans join
+    the request's trace and their logs name the request.
     """
     await session.run_sync(
         lambda sync_session: add_events(sync_session.connection(), table, [event])
@@ -109,9 +124,14 @@ def add_events(connection: Connection, table: Table, events: Sequence[Event[Any]
     if not events:
         return
     traceparent = current_traceparent()
+    request_id = request_id_var.get()
     rows = []
     for given in events:
-        event = given if given.traceparent is not None else replace(given, traceparent=traceparent)
+        event = given
+        if event.traceparent is None and traceparent is not None:
+            event = replace(event, traceparent=traceparent)
+        if event.request_id is None and request_id is not None:
+            event = replace(event, request_id=request_id)
         rows.append(
             {"event_id": event.id, "routing_key": event.routing_key, "body": encode_event(event)}
         )
@@ -253,10 +273,30 @@ class OutboxRelay:
         return len(confirmed)
 
     async def _publish(self, exchange: AbstractExchange, routing_key: str, body: bytes) -> None:
+        traceparent = traceparent_of(body)
+        if traceparent is None:  # not made for a traced request: no span of its own either
+            await self._send(exchange, routing_key, body, {})
+            return
+        # The relay's span continues the trace of the change; the message carries it in its
+        # headers, so the consumer's span follows the relay's.
+        with tracer.start_as_current_span(
+            f"publish {routing_key}",
+            context=propagate.extract({"traceparent": traceparent}),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "rabbitmq", "messaging.destination": routing_key},
+        ):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            await self._send(exchange, routing_key, body, headers)
+
+    async def _send(
+        self, exchange: AbstractExchange, routing_key: str, body: bytes, headers: dict[str, str]
+    ) -> None:
         message = aio_pika.Message(
             body,
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(headers) or None,
         )
         # With publisher confirms, this returns once the broker has the message (or raises).
         await exchange.publish(

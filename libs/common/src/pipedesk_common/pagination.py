@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
@@ -108,6 +108,29 @@ class CursorCodec:
         last = items[-1] if more else None
         next_cursor = self.encode_keyset(moment(last), last.id, scope=scope) if last else None
         return Page(items=items, next_cursor=next_cursor)
+
+    def listed_page(
+        self,
+        items: Iterable[T],
+        limit: int,
+        cursor: str | None,
+        *,
+        key: Callable[[T], Sequence[str]],
+        scope: str,
+    ) -> Page[T]:
+        """A page of a short list read whole (a record's members, a user's Google calendars),
+        in the order of ``key`` (unique per item): the first ``limit`` after ``cursor``'s key,
+        and a cursor after the last of them when more follow."""
+        ordered = sorted(items, key=lambda item: list(key(item)))
+        if cursor:
+            after = self.decode(cursor, scope=scope)
+            if not all(isinstance(part, str) for part in after):
+                raise self.invalid()
+            ordered = [item for item in ordered if list(key(item)) > after]
+        chosen = ordered[:limit]
+        more = len(ordered) > limit
+        next_cursor = self.encode(list(key(chosen[-1])), scope=scope) if more else None
+        return Page[T](items=chosen, next_cursor=next_cursor)
 
     @staticmethod
     def invalid() -> InvalidCursor:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from google_emulator import admin, drive, gmail, oauth, pubsub, tasks
+from google_emulator import admin, drive, drive_changes, gmail, oauth, pubsub, tasks
 from google_emulator.core import Emulator, Fault, FidelityViolation, GoogleError, LoggedRequest
 from google_emulator.fidelity import check_response
 
@@ -189,6 +189,8 @@ def create_emulator_app(emulator: Emulator | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(drive.router)
     app.include_router(drive.admin_router)
+    app.include_router(drive_changes.router)
+    app.include_router(drive_changes.admin_router)
     app.include_router(gmail.router)
     app.include_router(gmail.admin_router)
     app.include_router(pubsub.router)

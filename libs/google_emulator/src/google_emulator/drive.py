@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from google_emulator.core import Emulator, GoogleError, begin, emulator_of, rfc3339
 from google_emulator.drive_query import QueryError, parse_query
 from google_emulator.fidelity import discovery_document, find_method
+from google_emulator.push import Deliveries, PushChannel
 
 FOLDER = "application/vnd.google-apps.folder"
 GOOGLE_APPS = "application/vnd.google-apps."
@@ -56,6 +57,10 @@ DEFAULT_FILE_FIELDS = "kind,id,name,mimeType"
 DEFAULT_LIST_FIELDS = "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)"
 DEFAULT_DRIVE_FIELDS = "kind,id,name"
 MEDIA_CHUNK = 256 * 1024
+
+# Called with (state, emulator, change, file, resource state, what changed) after each change:
+# the push channels' hook (``drive_changes`` adds it).
+CHANGE_LISTENERS: list[Any] = []
 
 router = APIRouter()
 admin_router = APIRouter(prefix="/_emulator/drive")
@@ -100,12 +105,40 @@ class DriveFile:
     original_filename: str | None = None
     version: int = 1
     is_root: bool = False
+    permissions: list[Permission] = field(default_factory=list)
+    last_modifier: str | None = None  # the email of who changed it last
 
     def full_text(self) -> str:
         parts = [self.name, self.description or "", self.text or ""]
         if self.content is not None and self.mime_type.startswith("text/") and self.size < 2**20:
             parts.append(self.content.read_text(errors="replace"))
         return " ".join(parts)
+
+
+@dataclass
+class Permission:
+    """One grant on a file or folder (inherited by what is inside a folder)."""
+
+    id: str
+    type: str  # user, group, domain, anyone
+    role: str  # owner, organizer, fileOrganizer, writer, commenter, reader
+    email: str | None = None
+    domain: str | None = None
+    allow_discovery: bool = False
+
+
+@dataclass
+class DriveChange:
+    """One entry of the change log: a file changed, or left (``removed``) for the ``audience``
+    who could see it then."""
+
+    number: int
+    file_id: str
+    time: datetime
+    removed: bool
+    drive_id: str | None
+    audience: frozenset[str]
+    domains: frozenset[str]
 
 
 @dataclass
@@ -150,6 +183,11 @@ class DriveState:
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     cuts: list[UploadCut] = field(default_factory=list)
     generated: dict[str, str] = field(default_factory=dict)  # id → the user it was made for
+    changes: list[DriveChange] = field(default_factory=list)
+    change_seq: int = 0
+    channels: dict[str, PushChannel] = field(default_factory=dict)
+    deliveries: Deliveries = field(default_factory=Deliveries)
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # sharing e-mails
 
     def __post_init__(self) -> None:
         # The content goes when the state does (an emulator reset, the process ending).
@@ -224,11 +262,129 @@ def root_of(state: DriveState, emulator: Emulator, email: str) -> DriveFile:
     return root
 
 
-def _visible(state: DriveState, email: str, file: DriveFile, all_drives: bool) -> bool:
+ROLE_RANK = {"reader": 1, "commenter": 2, "writer": 3, "fileOrganizer": 4, "organizer": 5}
+ROLE_RANK["owner"] = 6
+
+
+def ancestors(state: DriveState, file: DriveFile) -> list[DriveFile]:
+    """The folders above ``file``, nearest first."""
+    found: list[DriveFile] = []
+    current = file
+    while current.parents:
+        parent = state.files.get(current.parents[0])
+        if parent is None or parent in found:
+            break
+        found.append(parent)
+        current = parent
+    return found
+
+
+def role_of(state: DriveState, email: str, file: DriveFile) -> str | None:
+    """The caller's role on ``file``: its owner's, a shared drive member's (organizer), or the
+    best grant on it or on a folder above it (an owner of such a folder writes)."""
     if file.drive_id is not None:
         drive = state.drives.get(file.drive_id)
-        return all_drives and drive is not None and email in drive.members
-    return file.owner == email
+        if drive is not None and email in drive.members:
+            return "organizer"
+    elif file.owner == email:
+        return "owner"
+    best: str | None = None
+    domain = email.rpartition("@")[2]
+    for holder in [file, *ancestors(state, file)]:
+        granted: list[str] = []
+        if holder is not file and holder.drive_id is None and holder.owner == email:
+            granted.append("writer")
+        for permission in holder.permissions:
+            if (
+                (permission.type == "user" and permission.email == email)
+                or (permission.type == "domain" and permission.domain == domain)
+                or permission.type == "anyone"
+            ):
+                granted.append(permission.role)
+        for role in granted:
+            if best is None or ROLE_RANK[role] > ROLE_RANK[best]:
+                best = role
+    return best
+
+
+def _visible(state: DriveState, email: str, file: DriveFile, all_drives: bool) -> bool:
+    if file.drive_id is not None and not all_drives:
+        return False
+    return role_of(state, email, file) is not None
+
+
+def require_role(state: DriveState, email: str, file: DriveFile, least: str) -> None:
+    """Google's ``403 insufficientFilePermissions`` unless the caller holds ``least`` or more."""
+    role = role_of(state, email, file)
+    if file.is_root and file.owner == email:
+        return
+    if role is None or ROLE_RANK[role] < ROLE_RANK[least]:
+        raise GoogleError(
+            403,
+            "insufficientFilePermissions",
+            "The user does not have sufficient permissions for this file.",
+        )
+
+
+def audience(state: DriveState, file: DriveFile) -> tuple[frozenset[str], frozenset[str]]:
+    """(the emails, the domains) that can see ``file`` now."""
+    emails: set[str] = set()
+    domains: set[str] = set()
+    if file.drive_id is not None:
+        drive = state.drives.get(file.drive_id)
+        emails |= drive.members if drive is not None else set()
+    elif file.owner:
+        emails.add(file.owner)
+    for holder in [file, *ancestors(state, file)]:
+        if holder.drive_id is None and holder.owner:
+            emails.add(holder.owner)
+        for permission in holder.permissions:
+            if permission.type == "user" and permission.email:
+                emails.add(permission.email)
+            elif permission.type == "domain" and permission.domain:
+                domains.add(permission.domain)
+    return frozenset(emails), frozenset(domains)
+
+
+def record_change(
+    state: DriveState,
+    emulator: Emulator,
+    file: DriveFile,
+    resource_state: str,
+    changed: Iterable[str] = (),
+    *,
+    removed: bool = False,
+    before: tuple[frozenset[str], frozenset[str]] | None = None,
+) -> None:
+    """Log a change of ``file`` for everyone who could see it (before and after), and tell the
+    listeners (push channels): ``resource_state`` is files.watch's (add, update, trash,
+    untrash, remove), ``changed`` its ``X-Goog-Changed`` parts."""
+    emails, domains = audience(state, file)
+    if before is not None:
+        emails, domains = emails | before[0], domains | before[1]
+    state.change_seq += 1
+    change = DriveChange(
+        number=state.change_seq,
+        file_id=file.id,
+        time=emulator.clock.now(),
+        removed=removed,
+        drive_id=file.drive_id,
+        audience=emails,
+        domains=domains,
+    )
+    state.changes.append(change)
+    for listener in CHANGE_LISTENERS:
+        listener(state, emulator, change, file, resource_state, frozenset(changed))
+
+
+def children_changed(state: DriveState, emulator: Emulator, folder_id: str) -> None:
+    """A file came into or left a folder: the folder's watchers hear of it (the folder itself
+    is not changed, so the change log has no entry)."""
+    folder = state.files.get(folder_id)
+    if folder is None:
+        return
+    for listener in CHANGE_LISTENERS:
+        listener(state, emulator, None, folder, "update", frozenset({"children"}))
 
 
 def _file(
@@ -356,6 +512,21 @@ def file_json(state: DriveState, file: DriveFile, email: str) -> dict[str, Any]:
     }
     if file.trashed_time is not None:
         body["trashedTime"] = rfc3339(file.trashed_time)
+    modifier = file.last_modifier or file.owner
+    if modifier:
+        body["lastModifyingUser"] = {
+            "kind": "drive#user",
+            "emailAddress": modifier,
+            "displayName": modifier,
+            "me": modifier == email,
+        }
+    body["permissionIds"] = [p.id for p in file.permissions]
+    role = role_of(state, email, file) if email else None
+    body["capabilities"] = {
+        "canEdit": role is not None and ROLE_RANK[role] >= ROLE_RANK["writer"],
+        "canShare": role is not None and ROLE_RANK[role] >= ROLE_RANK["writer"],
+        "canComment": role is not None and ROLE_RANK[role] >= ROLE_RANK["commenter"],
+    }
     if file.description is not None:
         body["description"] = file.description
     if file.drive_id is not None:
@@ -487,6 +658,8 @@ def new_file(
             403, "cannotAddParent", "Increasing the number of parents is not allowed."
         )
     parent = _parent_for(state, emulator, email, parents[0] if parents else "root", all_drives)
+    if not parent.is_root:
+        require_role(state, email, parent, "writer")
     name = metadata.get("name", "Untitled")
     if not isinstance(name, str):
         raise GoogleError(400, "invalid", "Invalid value for name.")
@@ -572,7 +745,9 @@ def _descendants(state: DriveState, folder_id: str) -> list[DriveFile]:
     return found
 
 
-def _set_trashed(state: DriveState, file: DriveFile, trashed: bool, now: datetime) -> None:
+def _set_trashed(
+    state: DriveState, emulator: Emulator, file: DriveFile, trashed: bool, now: datetime
+) -> None:
     if file.is_root:
         raise GoogleError(403, "cannotModifyRoot", "The root folder cannot be trashed.")
     if trashed == file.explicitly_trashed and trashed == file.trashed:
@@ -584,6 +759,7 @@ def _set_trashed(state: DriveState, file: DriveFile, trashed: bool, now: datetim
             continue
         child.trashed = trashed
         child.trashed_time = now if trashed else None
+        record_change(state, emulator, child, "trash" if trashed else "untrash")
 
 
 def _finish(
@@ -594,8 +770,14 @@ def _finish(
     email: str,
     api_method: str,
     fields: str | None,
+    resource_state: str = "add",
+    changed: Iterable[str] = (),
 ) -> dict[str, Any]:
     state.files[file.id] = file
+    file.last_modifier = email
+    record_change(state, emulator, file, resource_state, changed)
+    if resource_state == "add" and file.parents:
+        children_changed(state, emulator, file.parents[0])
     return partial(file_json(state, file, email), fields, DEFAULT_FILE_FIELDS, "File")
 
 
@@ -672,6 +854,8 @@ async def _start_upload(
     emulator, email = await _begin(request, api_method)
     state = drive_state(emulator)
     existing = _file(state, emulator, email, file_id, all_drives) if file_id else None
+    if existing is not None:
+        require_role(state, email, existing, "writer")
     content_type = request.headers.get("content-type", "application/octet-stream")
     if upload_type == "resumable":
         metadata = await _json_body(request)
@@ -713,7 +897,8 @@ async def _start_upload(
     file = _upsert(state, emulator, email, existing, metadata, media_type, all_drives)
     _parents_change(state, emulator, email, file, add_parents, remove_parents, all_drives)
     _store_media(state, file, media_type, path, size, md5)
-    return JSONResponse(_finish(request, emulator, state, file, email, api_method, fields))
+    change = ("add", []) if existing is None else ("update", ["content"])
+    return JSONResponse(_finish(request, emulator, state, file, email, api_method, fields, *change))
 
 
 def _upsert(
@@ -868,9 +1053,9 @@ async def _complete(
         session.received,
         session.digest.hexdigest(),
     )
-    state.files[file.id] = file
     fields = session.params["fields"] or None
-    body = partial(file_json(state, file, email), fields, DEFAULT_FILE_FIELDS, "File")
+    change = ("add", []) if existing is None else ("update", ["content"])
+    body = _finish(request, emulator, state, file, email, session.api_method, fields, *change)
     session.finished = body
     return JSONResponse(body)
 
@@ -1184,6 +1369,7 @@ async def files_update(
     emulator, email = await _begin(request, method)
     state = drive_state(emulator)
     file = _file(state, emulator, email, file_id, supports_all_drives)
+    require_role(state, email, file, "writer")
     body = await _json_body(request)
     if "parents" in body:
         raise GoogleError(
@@ -1195,18 +1381,35 @@ async def files_update(
     if "mimeType" in body and body["mimeType"] != file.mime_type:
         raise GoogleError(403, "fieldNotWritable", "The mimeType of a file cannot be changed.")
     _apply_metadata(file, body)
+    before = audience(state, file)
+    old_parents = list(file.parents)
     _parents_change(state, emulator, email, file, add_parents, remove_parents, supports_all_drives)
     now = emulator.clock.now()
+    resource_state, changed = "update", ["properties"] if set(body) - {"trashed"} else []
     if "trashed" in body:
-        _set_trashed(state, file, bool(body["trashed"]), now)
+        was = file.trashed
+        _set_trashed(state, emulator, file, bool(body["trashed"]), now)
+        if file.trashed != was:
+            resource_state = "trash" if file.trashed else "untrash"
+    if file.parents != old_parents:
+        changed.append("parents")
+        for parent_id in sorted({*old_parents, *file.parents}):
+            children_changed(state, emulator, parent_id)
     file.modified = now
     file.version += 1
-    return _finish(request, emulator, state, file, email, method, fields)
+    state.files[file.id] = file
+    file.last_modifier = email
+    record_change(state, emulator, file, resource_state, changed, before=before)
+    return partial(file_json(state, file, email), fields, DEFAULT_FILE_FIELDS, "File")
 
 
-def _forget(state: DriveState, files: Iterable[DriveFile]) -> None:
+def _forget(state: DriveState, emulator: Emulator, files: Iterable[DriveFile]) -> None:
     for doomed in list(files):
+        seen = audience(state, doomed)
         state.files.pop(doomed.id, None)
+        record_change(state, emulator, doomed, "remove", removed=True, before=seen)
+        if doomed.parents:
+            children_changed(state, emulator, doomed.parents[0])
         if doomed.content is not None:
             doomed.content.unlink(missing_ok=True)
 
@@ -1228,7 +1431,7 @@ async def files_empty_trash(
         and (f.drive_id == drive_id if drive_id else f.owner == email and f.drive_id is None)
     ]
     for file in trashed:
-        _forget(state, [file, *_descendants(state, file.id)])
+        _forget(state, emulator, [*_descendants(state, file.id), file])
     return Response(status_code=204)
 
 
@@ -1245,7 +1448,8 @@ async def files_delete(
     file = _file(state, emulator, email, file_id, supports_all_drives)
     if file.is_root:
         raise GoogleError(403, "cannotModifyRoot", "The root folder cannot be deleted.")
-    _forget(state, [file, *_descendants(state, file.id)])
+    require_role(state, email, file, "organizer" if file.drive_id else "owner")
+    _forget(state, emulator, [*_descendants(state, file.id), file])
     return Response(status_code=204)
 
 

@@ -59,7 +59,9 @@ router = APIRouter(prefix="/api/accounts/google", tags=["google accounts"])
 internal = APIRouter(prefix="/internal/google", tags=["internal"])
 
 
-def accounts_service(session: SessionDep, context: ContextDep, request: Request) -> AccountsService:
+async def accounts_service(
+    session: SessionDep, context: ContextDep, request: Request
+) -> AccountsService:
     settings = context.settings
     assert isinstance(settings, AccountsSettings)
     return AccountsService(
@@ -78,7 +80,7 @@ def accounts_service(session: SessionDep, context: ContextDep, request: Request)
 ServiceDep = Annotated[AccountsService, Depends(accounts_service)]
 
 
-def org_admin(principal: PrincipalDep) -> Principal:
+async def org_admin(principal: PrincipalDep) -> Principal:
     """Org admins manage their org's connections and delegation; nobody else does."""
     if principal.role is not Role.ADMIN:
         raise Forbidden("only an org admin may do this")
@@ -97,6 +99,11 @@ def _products(products: str) -> list[str]:
     response_model=ConnectStart,
     responses=problem_responses(InvalidInput),
     summary="Start connecting Google for some products (incremental consent)",
+    description=(
+        "Answers Google's authorization URL (PKCE, offline access) for the scopes of "
+        "the products asked, added to those already granted; the browser goes there, "
+        "and Google sends it back to the callback."
+    ),
 )
 async def connect(
     principal: PrincipalDep,
@@ -113,8 +120,24 @@ async def connect(
     "/callback",
     status_code=302,
     response_class=RedirectResponse,
-    responses=problem_responses(InvalidState),
+    responses={
+        302: {
+            "description": "Back to the frontend, `?google=connected` or `?google=<error>`",
+            "headers": {
+                "Location": {
+                    "description": "The frontend's page, with the outcome in its query",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            },
+        },
+        **problem_responses(InvalidState),
+    },
     summary="Google's redirect back (no bearer token: the single-use state identifies the user)",
+    description=(
+        "Completes the connection: the single-use state names the user, the code is "
+        "exchanged for tokens (the refresh token stored encrypted), and the browser "
+        "is sent back to the frontend with the outcome."
+    ),
 )
 async def callback(
     service: ServiceDep,
@@ -128,6 +151,8 @@ async def callback(
 
 @router.get("", response_model=ConnectionPublic, summary="The caller's Google connection")
 async def my_connection(principal: PrincipalDep, service: ServiceDep) -> ConnectionPublic:
+    """Whether the caller has connected Google, with which account, for which products and
+    scopes, and whether Google still accepts it."""
     return await service.status(principal.org_id, principal.sub, principal.email)
 
 
@@ -136,6 +161,10 @@ async def my_connection(principal: PrincipalDep, service: ServiceDep) -> Connect
     status_code=204,
     responses=problem_responses(NotFound, ServiceUnavailable),
     summary="Revoke the caller's Google access at Google and forget it",
+    description=(
+        "Revokes the refresh token at Google and deletes the stored tokens; the "
+        "services stop syncing the user's Google data."
+    ),
 )
 async def disconnect(principal: PrincipalDep, service: ServiceDep) -> Response:
     await service.disconnect(principal.org_id, principal.sub, principal.sub)
@@ -150,6 +179,10 @@ MAX_PAGE = 200
     response_model=Page[ConnectionPublic],
     responses=problem_responses(Forbidden, InvalidCursor, InvalidInput),
     summary="The org's Google connections, oldest first (org admins)",
+    description=(
+        "Every user's connection of the org: its Google account, products, scopes and "
+        "state; a page at a time: pass `next_cursor` back as `cursor`."
+    ),
 )
 async def list_connections(
     admin: AdminDep,
@@ -176,6 +209,7 @@ async def list_connections(
     response_model=ConnectionPublic,
     responses=problem_responses(Forbidden, NotFound),
     summary="A user's connection (org admins)",
+    description="One user's connection in the admin's org; another org's user is `404`.",
 )
 async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) -> ConnectionPublic:
     return await service.connection_of(admin.org_id, user_id)
@@ -186,6 +220,7 @@ async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) ->
     status_code=204,
     responses=problem_responses(Forbidden, NotFound, ServiceUnavailable),
     summary="Revoke and forget a user's connection (org admins)",
+    description="As the user's own disconnect: revoked at Google, forgotten here.",
 )
 async def disconnect_user(user_id: str, admin: AdminDep, service: ServiceDep) -> Response:
     await service.disconnect(admin.org_id, user_id, admin.sub)
@@ -197,6 +232,10 @@ async def disconnect_user(user_id: str, admin: AdminDep, service: ServiceDep) ->
     response_model=DelegationPublic,
     responses=problem_responses(Forbidden, NotFound),
     summary="The org's domain-wide delegation (org admins)",
+    description=(
+        "Whether the org's Google Workspace delegates to a service account, which "
+        "one, and its scopes (never the key)."
+    ),
 )
 async def get_delegation(admin: AdminDep, service: ServiceDep) -> DelegationPublic:
     return await service.delegation(admin.org_id)
@@ -207,6 +246,10 @@ async def get_delegation(admin: AdminDep, service: ServiceDep) -> DelegationPubl
     response_model=DelegationPublic,
     responses=problem_responses(Forbidden, InvalidInput),
     summary="Configure domain-wide delegation with a service account key (org admins)",
+    description=(
+        "Stores the service account key encrypted; Google tokens for the org's users "
+        "are then minted by impersonation, without each user's consent."
+    ),
 )
 async def put_delegation(
     config: DelegationIn, admin: AdminDep, service: ServiceDep
@@ -219,6 +262,7 @@ async def put_delegation(
     status_code=204,
     responses=problem_responses(Forbidden, NotFound),
     summary="Stop domain-wide delegation (org admins)",
+    description="Forgets the service account key; users need their own connections again.",
 )
 async def delete_delegation(admin: AdminDep, service: ServiceDep) -> Response:
     await service.remove_delegation(admin.org_id)

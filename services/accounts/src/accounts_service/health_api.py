@@ -32,7 +32,7 @@ MAX_PAGE = 200
 UserId = Annotated[str | None, Query(min_length=1, max_length=255)]
 
 
-def health_board(session: SessionDep, context: ContextDep) -> HealthBoard:
+async def health_board(session: SessionDep, context: ContextDep) -> HealthBoard:
     return HealthBoard(
         AccountsRepository(session),
         http=context.http,

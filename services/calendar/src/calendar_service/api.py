@@ -60,7 +60,7 @@ def start_key(event: EventPublic) -> datetime:
 RuntimeDep = Annotated[CalendarRuntime, Depends(provided(MirrorRuntime))]
 
 
-def calendar_service(runtime: RuntimeDep) -> CalendarService:
+async def calendar_service(runtime: RuntimeDep) -> CalendarService:
     return CalendarService(runtime)
 
 
@@ -105,6 +105,11 @@ async def create_event(
 @router.get(
     "/events",
     summary="List the caller's events by time range, calendar or linked CRM record",
+    description=(
+        "Events from the mirror, by start: the caller's own, or those linked to a CRM "
+        "record the caller may read. A page at a time: pass `next_cursor` back as "
+        "`cursor` until it is null."
+    ),
     responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
 )
 async def list_events(
@@ -136,6 +141,9 @@ async def list_events(
 @router.get(
     "/events/{event_id}",
     summary="Get one of the caller's events",
+    description=(
+        "An event of the caller's calendars (or linked to a record they may read), from the mirror."
+    ),
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_event(event_id: UUID, principal: PrincipalDep, service: ServiceDep) -> EventPublic:
@@ -186,6 +194,10 @@ async def answer_invitation(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Cancel an event",
+    description=(
+        "Cancels the event in Google (attendees are told as `notify` says); the "
+        "mirror keeps it as cancelled."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def cancel_event(
@@ -201,10 +213,18 @@ async def cancel_event(
 @router.get(
     "/calendars",
     summary="The caller's calendars (their Google calendar list)",
-    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor, *GOOGLE_PROBLEMS),
 )
-async def list_calendars(principal: PrincipalDep, service: ServiceDep) -> list[CalendarPublic]:
-    return [
+async def list_calendars(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[CalendarPublic]:
+    """Read from Google on every call (and mirrored): the primary calendar first, then the
+    others by name, a page at a time."""
+    calendars = [
         CalendarPublic(
             id=calendar.google_id,
             summary=calendar.summary,
@@ -213,11 +233,26 @@ async def list_calendars(principal: PrincipalDep, service: ServiceDep) -> list[C
         )
         for calendar in await service.calendars(principal)
     ]
+    return context.cursors.listed_page(
+        calendars,
+        limit,
+        cursor,
+        key=lambda calendar: [
+            "0" if calendar.primary else "1",
+            calendar.summary or "",
+            calendar.id,
+        ],
+        scope=f"calendars:{principal.org_id}:{principal.sub}",
+    )
 
 
 @router.get(
     "/freebusy",
     summary="The caller's busy periods, for scheduling",
+    description=(
+        "Google's free/busy for the caller's calendars between `time_min` and "
+        "`time_max` (at most 62 days apart)."
+    ),
     responses=problem_responses(Unauthorized, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def free_busy(
@@ -257,6 +292,10 @@ async def watch(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Stop every push channel of the caller",
+    description=(
+        "Stops the caller's Google push channels; the mirror is then refreshed only "
+        "by the periodic reconcile."
+    ),
     responses=problem_responses(Unauthorized),
 )
 async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:

@@ -279,8 +279,24 @@ class _EventWrite(BaseModel):
         return start, end
 
 
+def _create_example(schema: dict[str, Any]) -> None:
+    documented_aliases(ALIASES)(schema)
+    schema["examples"] = [
+        {
+            "summary": "Kick-off with Acme",
+            "start": "2030-03-04T10:00:00+01:00",
+            "end": "2030-03-04T11:00:00+01:00",
+            "attendees": ["buyer@acme.example"],
+            "links": [{"type": "lead", "id": "0193a5c2-7e4b-7c1d-9f3e-2b8d4a6c1e05"}],
+            "conference": True,
+        }
+    ]
+
+
 class EventCreate(_EventWrite):
     """A new event. ``start`` and ``end`` are required."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_create_example)
 
     calendar_id: str = Field(
         "primary", min_length=1, max_length=500, description="`primary` or a calendar's id"

@@ -166,7 +166,7 @@ COMPANY = Kind(
 
 
 def service_of(kind: Kind) -> Callable[..., Any]:
-    def build(session: SessionDep, context: ContextDep) -> Any:
+    async def build(session: SessionDep, context: ContextDep) -> Any:
         return kind.service(kind.repository(session), context.clock)
 
     return build
@@ -189,6 +189,12 @@ def record_router(kind: Kind) -> APIRouter:
         "",
         status_code=status.HTTP_201_CREATED,
         summary=f"Create a {kind.name}",
+        description=(
+            "The caller creates it in their org and, for leads and deals, owns it. "
+            "Answers the record with its `ETag` and `Location`; its audit entry and its "
+            "event are written in the same transaction. With `Idempotency-Key`, a retry "
+            "answers the first result."
+        ),
         response_model=Public,
         responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *IDEMPOTENCY_PROBLEMS),
         dependencies=[IDEMPOTENT],
@@ -206,6 +212,10 @@ def record_router(kind: Kind) -> APIRouter:
     @router.get(
         path,
         summary=f"Get a {kind.name}",
+        description=(
+            "The record with its `ETag` (its version), if the caller may read it; one "
+            "they may not read is `404`, as if it did not exist."
+        ),
         response_model=Public,
         responses=problem_responses(Unauthorized, NotFound),
     )
@@ -217,6 +227,11 @@ def record_router(kind: Kind) -> APIRouter:
     @router.patch(
         path,
         summary=f"Change some fields of a {kind.name}",
+        description=(
+            "Only the fields sent change (JSON merge). `If-Match` with the `ETag` "
+            "read makes the change conditional (`412` if someone changed it since). "
+            "Each change is audited field by field."
+        ),
         response_model=Public,
         responses=problem_responses(
             Unauthorized, Forbidden, NotFound, PreconditionFailed, InvalidInput
@@ -242,6 +257,10 @@ def record_router(kind: Kind) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Move a {kind.name} to the trash (restorable)",
+        description=(
+            "A soft delete: the record leaves lists and searches, keeps its history, "
+            "and can be restored with `POST …/restore`."
+        ),
         responses=problem_responses(Unauthorized, Forbidden, NotFound),
     )
     async def delete(record_id: RecordId, principal: CallerDep, service: ServiceDep) -> None:
@@ -250,6 +269,7 @@ def record_router(kind: Kind) -> APIRouter:
     @router.post(
         f"{path}/restore",
         summary=f"Restore a deleted {kind.name}",
+        description="Brings a record back from the trash, as it was when it was deleted.",
         response_model=Public,
         responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
     )
@@ -262,6 +282,9 @@ def record_router(kind: Kind) -> APIRouter:
         f"{path}/notes",
         status_code=status.HTTP_201_CREATED,
         summary=f"Add a note to a {kind.name}",
+        description=(
+            "A note by the caller on a record they may read; it appears on the record's timeline."
+        ),
         responses=problem_responses(
             Unauthorized, Forbidden, NotFound, InvalidInput, *IDEMPOTENCY_PROBLEMS
         ),
@@ -275,6 +298,10 @@ def record_router(kind: Kind) -> APIRouter:
     @router.get(
         f"{path}/notes",
         summary=f"The notes of a {kind.name}, newest first",
+        description=(
+            "Notes of a record the caller may read, a page at a time: pass "
+            "`next_cursor` back as `cursor` until it is null."
+        ),
         responses=problem_responses(Unauthorized, NotFound, InvalidCursor),
     )
     async def list_notes(
@@ -293,6 +320,9 @@ def record_router(kind: Kind) -> APIRouter:
     @router.patch(
         f"{path}/notes/{{note_id}}",
         summary="Edit a note (its author only)",
+        description=(
+            "Replaces a note's text; only its author may, and only on a record they may still read."
+        ),
         responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
     )
     async def edit_note(
@@ -310,6 +340,7 @@ def record_router(kind: Kind) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary="Delete a note (its author only)",
+        description="Removes a note for good; only its author may. The removal is audited.",
         responses=problem_responses(Unauthorized, Forbidden, NotFound),
     )
     async def delete_note(
@@ -335,6 +366,10 @@ def add_owned_routes(
     @router.post(
         f"{path}/change-owner",
         summary=f"Hand a {kind.name} to another user of the org",
+        description=(
+            "The new owner must be an active user of the org; the previous owner may "
+            "stay as a collaborator. Audited, and the record's access list event follows."
+        ),
         response_model=kind.public,
         responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
     )
@@ -350,17 +385,37 @@ def add_owned_routes(
     @router.get(
         f"{path}/members",
         summary=f"The members of a {kind.name}",
-        responses=problem_responses(Unauthorized, NotFound),
+        description=f"Anyone who may read the {kind.name} sees its collaborators and followers "
+        "(the owner is not a member), oldest first, a page at a time.",
+        responses=problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
     )
     async def list_members(
-        record_id: RecordId, principal: CallerDep, service: ServiceDep
-    ) -> list[MemberPublic]:
-        members = await service.members(principal, record_id)
-        return [MemberPublic.model_validate(member) for member in members]
+        record_id: RecordId,
+        principal: CallerDep,
+        service: ServiceDep,
+        context: ContextDep,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Page[MemberPublic]:
+        members = [
+            MemberPublic.model_validate(member)
+            for member in await service.members(principal, record_id)
+        ]
+        return context.cursors.listed_page(
+            members,
+            limit,
+            cursor,
+            key=lambda member: [member.added_at.isoformat(), member.user_id],
+            scope=f"members:{kind.name}:{record_id}",
+        )
 
     @router.put(
         f"{path}/members/{{user_id:path}}",  # an opaque id may hold "/"
         summary=f"Add a member to a {kind.name}, or change their role",
+        description=(
+            "Collaborators read and edit, followers read. The user must be an active "
+            "user of the org; the owner is never a member."
+        ),
         responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
     )
     async def put_member(
@@ -378,6 +433,10 @@ def add_owned_routes(
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Remove a member from a {kind.name} (members may remove themselves)",
+        description=(
+            "Those who manage the record's members may remove anyone; a member may "
+            "remove themselves."
+        ),
         responses=problem_responses(Unauthorized, Forbidden, NotFound),
     )
     async def remove_member(
@@ -400,6 +459,12 @@ CompanyServiceDep = Annotated[CompanyService, Depends(service_of(COMPANY))]
 @leads.get(
     "",
     summary="List the leads the caller may read, newest first",
+    description=(
+        "Filters by status, priority, owner, team, tag and text; admins see the org's "
+        "leads, managers their teams', reps those they own or are members of. A page "
+        "at a time: pass `next_cursor` back as `cursor`; `deleted=true` lists the "
+        "trash."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_leads(
@@ -440,6 +505,10 @@ async def list_leads(
     "/{lead_id}/convert",
     status_code=status.HTTP_201_CREATED,
     summary="Convert a lead into a deal linked to it",
+    description=(
+        "Creates a deal linked to the lead and marks the lead converted; a lead "
+        "converts once (`409` after)."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
     ),
@@ -461,6 +530,11 @@ async def convert_lead(
 @deals.get(
     "",
     summary="List the deals the caller may read, newest first",
+    description=(
+        "Filters by stage, owner, team and text, with the same visibility as leads. A "
+        "page at a time: pass `next_cursor` back as `cursor`; `deleted=true` lists "
+        "the trash."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_deals(
@@ -509,6 +583,10 @@ async def list_deals(
 @contacts.get(
     "",
     summary="List the org's contacts, newest first",
+    description=(
+        "Contacts are readable org-wide. Filters by company and text; a page at a "
+        "time: pass `next_cursor` back as `cursor`; `deleted=true` lists the trash."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_contacts(
@@ -538,6 +616,10 @@ async def list_contacts(
 @companies.get(
     "",
     summary="List the org's companies, newest first",
+    description=(
+        "Companies are readable org-wide. Filters by text; a page at a time: pass "
+        "`next_cursor` back as `cursor`; `deleted=true` lists the trash."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_companies(

@@ -26,11 +26,13 @@ EntityType = Literal["lead", "deal", "contact", "company", "user", "team"]
 Action = Literal[
     "created", "updated", "deleted", "restored", "owner_changed", "archived",
     "member_added", "member_updated", "member_removed", "note_added", "note_edited",
-    "note_deleted",
+    "note_deleted", "file_uploaded", "file_renamed", "file_moved", "file_trashed",
+    "file_restored", "file_deleted", "share_added", "share_changed", "share_removed",
+    "folder_repaired",
 ]  # fmt: skip
 
 
-def audit_filters(
+async def audit_filters(
     entity_type: EntityType | None = None,
     entity_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     actor_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -47,6 +49,12 @@ FiltersDep = Annotated[AuditFilters, Depends(audit_filters)]
 @router.get(
     "",
     summary="Audit entries the caller may read, newest first (admins and managers)",
+    description=(
+        "Every recorded change across the org's records (admins) or their teams' "
+        "(managers): who changed which field, from what to what, by which request. "
+        "Filters by record, actor, action and time; a page at a time: pass "
+        "`next_cursor` back as `cursor`."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, InvalidInput, InvalidCursor),
 )
 async def list_audit(
@@ -71,6 +79,10 @@ async def list_audit(
 @router.get(
     "/export",
     summary="The same entries as CSV, streamed (admins and managers)",
+    description=(
+        "The entries the same filters select, as CSV with a header row, streamed as "
+        "they are read (no page size)."
+    ),
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "CSV, one entry per line"},

@@ -25,7 +25,7 @@ from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
 
-def directory(session: SessionDep, context: ContextDep) -> Directory:
+async def directory(session: SessionDep, context: ContextDep) -> Directory:
     return Directory(session, context.clock)
 
 
@@ -46,6 +46,11 @@ DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "tasks")
 @users.get(
     "",
     summary="The users of the caller's org, by id",
+    description=(
+        "Every user of the org: those who signed in (upserted from their token) and "
+        "those pre-provisioned. Filters by team and text in name or email; a page at "
+        "a time: pass `next_cursor` back as `cursor`."
+    ),
     responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_users(
@@ -70,6 +75,7 @@ async def list_users(
 @users.get(
     "/{user_id:path}",
     summary="A user of the caller's org",
+    description="One user by their id (the token's `sub`); a user of another org is `404`.",
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_user(
@@ -82,6 +88,10 @@ async def get_user(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Pre-provision a user before their first login (admins)",
+    description=(
+        "Creates a user with an email, role and teams before they first sign in; "
+        "their first token then updates them."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
     ),
@@ -98,23 +108,34 @@ async def provision_user(
 @teams.get(
     "",
     summary="The teams of the caller's org, by name",
-    responses=problem_responses(Unauthorized, InvalidInput),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor),
 )
 async def list_teams(
     principal: CallerDep,
     directory: DirectoryDep,
+    context: ContextDep,
     archived: Annotated[bool, Query(description="List archived teams instead")] = False,
-) -> list[TeamPublic]:
-    return [
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[TeamPublic]:
+    """Active teams, or archived ones with `archived=true`, ordered by name (then id), a page
+    at a time: pass `next_cursor` back as `cursor` until it is null."""
+    teams = [
         TeamPublic.model_validate(team)
         for team in await directory.teams(principal, archived=archived)
     ]
+    return context.cursors.listed_page(
+        teams, limit, cursor, key=lambda team: [team.name, team.id], scope=f"teams:{archived}"
+    )
 
 
 @teams.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a team (admins)",
+    description=(
+        "A team of the caller's org, with an id of the caller's choosing or a generated one."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, Conflict, InvalidInput, *IDEMPOTENCY_PROBLEMS
     ),
@@ -131,6 +152,7 @@ async def create_team(
 @teams.patch(
     "/{team_id}",
     summary="Rename a team (admins)",
+    description="Changes a team's name; its id, members and records stay.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
 )
 async def rename_team(
@@ -142,6 +164,10 @@ async def rename_team(
 @teams.post(
     "/{team_id}/archive",
     summary="Archive a team (admins)",
+    description=(
+        "An archived team leaves the active list (`GET /api/teams?archived=true` "
+        "lists it); archiving it twice is `409`."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def archive_team(

@@ -25,6 +25,7 @@ from sqlmodel import Field, SQLModel
 from pipedesk_common.auth import Role
 from pipedesk_common.db import schema_registry
 from pipedesk_common.idempotency import idempotency_table
+from pipedesk_common.inbox import inbox_tables
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.rbac import MemberRole
 
@@ -267,7 +268,18 @@ class AuditEntry(CrmModel, table=True):
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     request_id: str | None = Field(default=None, sa_type=String(128))
     reason: str | None = Field(default=None, sa_type=Text)
+    source: str = Field(
+        default="crm",
+        sa_column_kwargs={"server_default": "crm"},
+        sa_type=String(20),
+        description="crm, or the service whose action it records (drive)",
+    )
+    file_id: str | None = Field(
+        default=None, sa_type=String(200), description="A Drive action's file or folder"
+    )
+    file_name: str | None = Field(default=None, sa_type=Text)
 
 
 outbox = outbox_table(CrmModel.metadata)
+inbox = inbox_tables(CrmModel.metadata)
 idempotency_keys = idempotency_table(CrmModel.metadata)

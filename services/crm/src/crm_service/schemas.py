@@ -372,6 +372,9 @@ class AuditEntryPublic(BaseModel):
     reason: str | None
     request_id: str | None
     occurred_at: datetime
+    source: str = Field(description="crm, or drive for a Drive action taken through PipeDesk")
+    file_id: str | None = Field(description="A Drive action's file or folder (Google's id)")
+    file_name: str | None
 
 
 class AccessListPublic(BaseModel):

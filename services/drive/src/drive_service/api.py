@@ -8,22 +8,40 @@ from typing import Annotated, Any, Final
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
+from drive_service.repair import repair_for
 from drive_service.schemas import (
     FileMove,
     FilePublic,
     FileRename,
     FolderPublic,
     RecordType,
+    RepairActionPublic,
+    RepairReport,
+    RepairRequest,
     RootPublic,
     RootWrite,
+    SearchHitPublic,
+    SearchResults,
+    ShareCreate,
+    ShareDomains,
+    SharePublic,
     SubfolderPublic,
 )
+from drive_service.search import search_files
 from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
+from drive_service.sharing import (
+    OutsideAllowList,
+    WantedShare,
+    add_share,
+    list_shares,
+    remove_share,
+    set_share_domains,
+)
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.auth import ServiceCaller
 from pipedesk_common.errors import (
@@ -80,7 +98,7 @@ class IsGoogleDoc(Conflict):
 RuntimeDep = Annotated[DriveRuntime, Depends(provided(MirrorRuntime))]
 
 
-def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveService:
+async def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveService:
     return DriveService(runtime, context)
 
 
@@ -156,6 +174,11 @@ def download_headers(name: str) -> dict[str, str]:
     "/root",
     summary="Choose where the org's record folders live (admins): a shared drive, or a folder "
     "in the caller's My Drive; the caller's Google account holds them",
+    description=(
+        "Names a shared drive (by id) or a folder of the caller's My Drive; the "
+        "caller's connected Google account holds the folders from then on. Records' "
+        "folders already made stay where they are."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep) -> RootPublic:
@@ -166,10 +189,89 @@ async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep
 @router.get(
     "/root",
     summary="Where the org's record folders live",
+    description=(
+        "The org's root (a shared drive or a folder) and the Google account that "
+        "holds it; `409` until an admin has chosen one."
+    ),
     responses=problem_responses(Unauthorized, DriveNotConfigured),
 )
 async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     return RootPublic.model_validate(await service.root(principal.org_id))
+
+
+@router.put(
+    "/share-domains",
+    summary="The e-mail domains explicit shares may go to (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, DriveNotConfigured),
+)
+async def put_share_domains(
+    data: ShareDomains, principal: PrincipalDep, service: ServiceDep
+) -> RootPublic:
+    return RootPublic.model_validate(await set_share_domains(service, principal, data.domains))
+
+
+@router.get(
+    "/search",
+    summary="Files of the record folders the caller may see, by name or full text",
+    description="`q` is matched by Drive (`name contains` or, with `full_text=true`, `fullText "
+    "contains`) as one escaped string, so quotes and backslashes are searched for, never read "
+    "as query syntax. Only files in a record's folder whose record the caller may read in CRM "
+    "are answered: the first `limit`, by name.",
+    responses=problem_responses(Unauthorized, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def search(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="The words to find")],
+    principal: PrincipalDep,
+    service: ServiceDep,
+    full_text: bool = False,
+    limit: Limit = 50,
+) -> SearchResults:
+    hits = await search_files(service, principal, q, full_text=full_text, limit=limit)
+    return SearchResults(
+        items=[
+            SearchHitPublic(
+                google_id=hit.item.id,
+                file_id=UUID(hit.file_id) if hit.file_id else None,
+                name=hit.item.name,
+                mime_type=hit.item.mime_type,
+                size=hit.item.size,
+                web_view_link=hit.item.web_view_link,
+                modified_time=hit.item.modified_time,
+                record_type=hit.folder.record_type,
+                record_id=hit.folder.record_id,
+                subfolder=hit.subfolder,
+            )
+            for hit in hits
+        ]
+    )
+
+
+@router.post(
+    "/repair",
+    summary="Find (`dry_run`, the default) or fix record folders changed by hand in Drive "
+    "(admins): one record's, or the whole org's",
+    description="Finds folders deleted or trashed in Drive, moved out of the hierarchy, renamed, "
+    "duplicated for one record (contents merged into one), and sharing drifted from CRM "
+    "access. Applying carries the actions out (each audited on its record) and answers them.",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def repair_folders(
+    data: RepairRequest, principal: PrincipalDep, service: ServiceDep
+) -> RepairReport:
+    if (data.record_type is None) != (data.record_id is None):
+        raise InvalidInput("record_type and record_id: both, or neither")
+    record = (
+        (data.record_type, str(data.record_id))
+        if data.record_type is not None and data.record_id is not None
+        else None
+    )
+    actions = await repair_for(service, principal, record, dry_run=data.dry_run)
+    return RepairReport(
+        dry_run=data.dry_run,
+        actions=[RepairActionPublic.model_validate(action) for action in actions],
+    )
 
 
 # --- a record's folder and files ---------------------------------------------------------------
@@ -179,6 +281,10 @@ async def get_root(principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     "/records/{record_type}/{record_id}/folder",
     summary="The record's folder, made on first use (`<type folder>/<name> · <short id>/` with "
     "its subfolders)",
+    description=(
+        "The folder of a record the caller may read, created in Google under the "
+        "org's root the first time it is asked for, with the configured subfolders."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, DriveNotConfigured, FolderBusy, *GOOGLE_PROBLEMS
     ),
@@ -217,6 +323,11 @@ async def _listing(
 @router.get(
     "/records/{record_type}/{record_id}/files",
     summary="The files in the record's folder (from the local mirror), oldest first",
+    description=(
+        "Read from the mirror (kept in step with Google by push notifications and "
+        "sync), a page at a time: pass `next_cursor` back as `cursor` until it is "
+        "null."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -245,6 +356,10 @@ async def list_files(
 @router.get(
     "/records/{record_type}/{record_id}/trash",
     summary="The record's trashed files (restorable), oldest first",
+    description=(
+        "Files moved to the trash, which `POST /api/drive/files/{file_id}/restore` "
+        "brings back; a page at a time."
+    ),
     responses=problem_responses(
         Unauthorized, NotFound, InvalidCursor, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -317,12 +432,99 @@ async def upload_file(
     return FilePublic.model_validate(row)
 
 
+# --- a record's shares -------------------------------------------------------------------------
+
+
+def share_public(share: WantedShare) -> SharePublic:
+    kind, who = share.grantee
+    return SharePublic(
+        type="domain" if kind == "domain" else "user",
+        email=who if kind != "domain" else None,
+        domain=who if kind == "domain" else None,
+        role=share.role,
+        derived=share.derived,
+        explicit=share.explicit,
+        notify=share.notify,
+    )
+
+
+@router.get(
+    "/records/{record_type}/{record_id}/shares",
+    summary="Who the record's folder is shared with in Google: derived from CRM access "
+    "(owner and collaborators write, followers read; contacts and companies org-wide) or "
+    "explicit",
+    responses=problem_responses(Unauthorized, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS),
+)
+async def get_shares(
+    record_type: RecordType, record_id: UUID, principal: PrincipalDep, service: ServiceDep
+) -> list[SharePublic]:
+    _folder, shares = await list_shares(service, principal, record_type, str(record_id))
+    return [share_public(share) for share in shares]
+
+
+@router.post(
+    "/records/{record_type}/{record_id}/shares",
+    status_code=status.HTTP_201_CREATED,
+    summary="Share the record's folder with someone outside CRM access (the record's writers "
+    "and admins), to an address of the org's allowed domains",
+    responses=problem_responses(
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        OutsideAllowList,
+        DriveNotConfigured,
+        *GOOGLE_PROBLEMS,
+    ),
+)
+async def post_share(
+    record_type: RecordType,
+    record_id: UUID,
+    data: ShareCreate,
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> SharePublic:
+    share = await add_share(
+        service,
+        principal,
+        record_type,
+        str(record_id),
+        email=data.email,
+        role=data.role,
+        notify=data.notify,
+    )
+    return share_public(share)
+
+
+@router.delete(
+    "/records/{record_type}/{record_id}/shares/{email}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Take back an explicit share (the record's writers and admins)",
+    responses=problem_responses(
+        Unauthorized, Forbidden, NotFound, DriveNotConfigured, *GOOGLE_PROBLEMS
+    ),
+)
+async def delete_share(
+    record_type: RecordType,
+    record_id: UUID,
+    email: Annotated[str, Path(min_length=3, max_length=320)],
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> None:
+    await remove_share(service, principal, record_type, str(record_id), email)
+
+
 # --- one file ----------------------------------------------------------------------------------
 
 
 @router.get(
     "/files/{file_id}",
     summary="A file's details",
+    description=(
+        "A file of a record's folder the caller may read: its name, type, size, "
+        "folder and Google link."
+    ),
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -365,10 +567,25 @@ async def _prefetched(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 @router.get(
     "/files/{file_id}/content",
     summary="Download a file (streamed; one `Range` honoured), always as an attachment",
+    description=(
+        "Streams the file's bytes from Google as they come, with "
+        "`Content-Disposition: attachment`; a single `Range` answers `206` with that "
+        "part. Google Docs files are exported instead (`409` here)."
+    ),
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
-        206: {"description": "The requested range"},
+        200: {
+            "description": "The file's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        206: {
+            "description": "The requested range",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
         **problem_responses(Unauthorized, NotFound, IsGoogleDoc, *GOOGLE_PROBLEMS),
     },
 )
@@ -414,8 +631,18 @@ async def download_file(
     "/files/{file_id}/export",
     summary="A Google Docs, Sheets or Slides file exported (`format`: pdf, txt, html, md, "
     "csv, docx, xlsx, pptx), as an attachment",
+    description=(
+        "Google converts the file to `format` (default pdf); the result is streamed "
+        "as an attachment."
+    ),
+    response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {
+            "description": "The exported file's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
         **problem_responses(Unauthorized, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
     },
 )
@@ -440,6 +667,9 @@ async def export_file(
 @router.patch(
     "/files/{file_id}",
     summary="Rename a file",
+    description=(
+        "Renames the file in Google and in the mirror; needs `update` on its record. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def rename_file(
@@ -451,6 +681,11 @@ async def rename_file(
 @router.post(
     "/files/{file_id}/move",
     summary="Move a file into another record's folder (`update` needed on both records)",
+    description=(
+        "Moves the file in Google into the target record's folder (the caller needs "
+        "`update` on both records); its sharing follows the new record's access. "
+        "Audited."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, NotFound, InvalidInput, DriveNotConfigured, *GOOGLE_PROBLEMS
     ),
@@ -467,6 +702,9 @@ async def move_file(
 @router.post(
     "/files/{file_id}/trash",
     summary="Move a file to the trash (restorable)",
+    description=(
+        "Trashes the file in Google; it stays restorable until Google empties the trash. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def trash_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -476,6 +714,9 @@ async def trash_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep
 @router.post(
     "/files/{file_id}/restore",
     summary="Restore a file from the trash",
+    description=(
+        "Takes the file out of the trash in Google, back into its record's folder. Audited."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def restore_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> FilePublic:
@@ -487,6 +728,7 @@ async def restore_file(file_id: UUID, principal: PrincipalDep, service: ServiceD
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a file for good (admins)",
+    description="Deletes the file in Google, past the trash; it cannot be restored. Audited.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def delete_file(file_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:

@@ -2,13 +2,23 @@
 kit."""
 
 import re
+from datetime import timedelta
 
-from drive_service import api, consumers, models, sync
+from drive_service import api, changes, consumers, models, repair, sync
 from drive_service.google import DriveGoogle
+from drive_service.service import DriveRuntime
 from drive_service.settings import DriveSettings
 from pipedesk_common.mirror.assembly import GoogleProduct
 from pipedesk_common.observability import BodyLimit
+from pipedesk_common.periodic import PeriodicJob
 from pipedesk_common.uploads import drive_upload_limits
+
+
+def drive_jobs(runtime: DriveRuntime) -> list[PeriodicJob]:
+    """The syncs' jobs, and the periodic dry run of the repair (drift counts as metrics)."""
+    interval = timedelta(seconds=runtime.settings.resync_interval_seconds)
+    drift = PeriodicJob("drive.detect-drift", interval, lambda: repair.measure_drift(runtime))
+    return [*sync.drive_jobs(runtime), drift]
 
 
 def upload_limits(settings: DriveSettings) -> list[BodyLimit]:
@@ -29,9 +39,11 @@ DRIVE = GoogleProduct(
     google=DriveGoogle,
     sync=sync.folder_sync,
     resync=sync.resync_user,
-    jobs=sync.drive_jobs,
+    jobs=drive_jobs,
     example_job="drive.sync-folders",
     subscribe=consumers.follow_records,
+    access_stored=consumers.follow_access,
+    push=changes.key_of_channel,
     body_limits=upload_limits,
 )
 build_app = DRIVE.app

@@ -1,5 +1,6 @@
 """CRM's record events: a folder follows its record (renamed with it, moved to Deals when its
-lead is converted, trashed with it and restored with it)."""
+lead is converted, trashed with it and restored with it), and its sharing follows the record's
+access list (owner, members, team), which the kit's access replica receives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from drive_service.repository import DriveRepository
 from drive_service.service import DriveRuntime, folder_key
+from pipedesk_common.access import AccessStored
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event
 from pipedesk_common.events.crm import (
@@ -75,3 +77,17 @@ def follow_records(consumer: Consumer, runtime: Callable[[], DriveRuntime]) -> N
     @consumer.on(*COMPANY_EVENTS)
     async def on_company(session: AsyncSession, event: Event[Any]) -> None:
         await changed(session, "company", event.data, event.data.name)
+
+
+def follow_access(runtime: Callable[[], DriveRuntime]) -> AccessStored:
+    """A newer access list of a record: its folder's sharing is synced (once the consumer's
+    transaction commits; the sync changes only what differs, so a redelivery changes nothing)."""
+
+    async def stored(session: AsyncSession, org_id: str, record_type: str, record_id: str) -> None:
+        repository = DriveRepository(session)
+        folder = await repository.made_folder_of(org_id, record_type, record_id)
+        root = await repository.root(org_id)
+        if folder is not None and root is not None:
+            await runtime().work.request(session, folder_key(root, folder.id))
+
+    return stored

@@ -17,14 +17,20 @@ from googleapiclient.http import MediaIoBaseUpload
 from pipedesk_common.errors import NotFound
 from pipedesk_common.google import GoogleApi, GoogleCallError, GoogleUser
 from pipedesk_common.google.media import StreamedMedia
+from pipedesk_common.google.push import OpenedChannel, WatchCall
 from pipedesk_common.google.resources import GoogleResource
 
 FOLDER: Final = "application/vnd.google-apps.folder"
 GOOGLE_APPS: Final = "application/vnd.google-apps."
 FILE_FIELDS: Final = (
     "id,name,mimeType,parents,size,md5Checksum,trashed,createdTime,modifiedTime,webViewLink,"
-    "appProperties,driveId"
+    "appProperties,driveId,version,permissionIds,lastModifyingUser(emailAddress,displayName)"
 )
+
+
+class DriveUser(GoogleResource):
+    email_address: str | None = None
+    display_name: str | None = None
 
 
 class DriveItem(GoogleResource):
@@ -39,6 +45,9 @@ class DriveItem(GoogleResource):
     modified_time: datetime | None = None
     web_view_link: str | None = None
     app_properties: dict[str, str] = {}
+    version: int | None = None
+    permission_ids: list[str] = []
+    last_modifying_user: DriveUser | None = None
 
     @property
     def is_google_doc(self) -> bool:
@@ -47,6 +56,44 @@ class DriveItem(GoogleResource):
 
 class GeneratedIds(GoogleResource):
     ids: list[str]
+
+
+class DriveChange(GoogleResource):
+    file_id: str | None = None
+    removed: bool = False
+    file: DriveItem | None = None
+
+
+class ChangePage(GoogleResource):
+    changes: list[DriveChange] = []
+    next_page_token: str | None = None
+    new_start_page_token: str | None = None
+
+
+class StartPageToken(GoogleResource):
+    start_page_token: str
+
+
+class WatchAnswer(GoogleResource):
+    resource_id: str
+    expiration: str | int | None = None
+
+
+PERMISSION_FIELDS: Final = "id,type,role,emailAddress,domain"
+
+
+class DrivePermission(GoogleResource):
+    id: str
+    type: str
+    role: str
+    email_address: str | None = None
+    domain: str | None = None
+
+    @property
+    def grantee(self) -> tuple[str, str]:
+        """(type, who): the email of a user or group, the domain, or ``anyone``."""
+        who = self.email_address or self.domain or "anyone"
+        return self.type, who.lower()
 
 
 def quoted(value: str) -> str:
@@ -221,3 +268,153 @@ class DriveGoogle:
             lambda client: client.files().export(fileId=file_id, mimeType=mime_type),
         )
         return data
+
+    async def permissions(self, user: GoogleUser, file_id: str) -> list[DrivePermission]:
+        return await self.api.list_all(
+            user,
+            "permissions.list",
+            lambda client, token: client.permissions().list(
+                fileId=file_id,
+                pageSize=100,
+                pageToken=token,
+                fields=f"nextPageToken,permissions({PERMISSION_FIELDS})",
+                supportsAllDrives=True,
+            ),
+            DrivePermission,
+            items="permissions",
+        )
+
+    async def share(
+        self,
+        user: GoogleUser,
+        file_id: str,
+        grantee: tuple[str, str],
+        role: str,
+        *,
+        notify: bool,
+    ) -> DrivePermission:
+        """Grant ``role`` to a grantee (``("user", email)`` or ``("domain", name)``). A grantee
+        holds one permission per file: after an ambiguous failure it is looked up, never made
+        twice (nor mailed twice)."""
+        kind, who = grantee
+        body: dict[str, Any] = {"type": kind, "role": role}
+        body["domain" if kind == "domain" else "emailAddress"] = who
+
+        async def stored() -> DrivePermission | None:
+            for found in await self.permissions(user, file_id):
+                if found.grantee == grantee and found.role == role:
+                    return found
+            return None
+
+        parameters: dict[str, Any] = {"fileId": file_id, "body": body}
+        if kind in ("user", "group"):
+            parameters["sendNotificationEmail"] = notify
+        return await self.api.parsed(
+            user,
+            "permissions.create",
+            lambda client: client.permissions().create(
+                fields=PERMISSION_FIELDS, supportsAllDrives=True, **parameters
+            ),
+            DrivePermission,
+            reconcile=stored,
+        )
+
+    async def change_role(
+        self, user: GoogleUser, file_id: str, permission_id: str, role: str
+    ) -> DrivePermission:
+        return await self.api.parsed(
+            user,
+            "permissions.update",
+            lambda client: client.permissions().update(
+                fileId=file_id,
+                permissionId=permission_id,
+                body={"role": role},
+                fields=PERMISSION_FIELDS,
+                supportsAllDrives=True,
+            ),
+            DrivePermission,
+        )
+
+    async def unshare(self, user: GoogleUser, file_id: str, permission_id: str) -> None:
+        await self.api.ensure_gone(
+            user,
+            "permissions.delete",
+            lambda client: client.permissions().delete(
+                fileId=file_id, permissionId=permission_id, supportsAllDrives=True
+            ),
+        )
+
+    # --- the change log ----------------------------------------------------------------------
+
+    @staticmethod
+    def _corpus(shared_drive: str | None) -> dict[str, Any]:
+        where: dict[str, Any] = {"supportsAllDrives": True}
+        if shared_drive is not None:
+            where.update(driveId=shared_drive, includeItemsFromAllDrives=True)
+        return where
+
+    async def start_page_token(self, user: GoogleUser, shared_drive: str | None) -> str:
+        answer = await self.api.parsed(
+            user,
+            "changes.getStartPageToken",
+            lambda client: client.changes().getStartPageToken(
+                supportsAllDrives=True, **({"driveId": shared_drive} if shared_drive else {})
+            ),
+            StartPageToken,
+        )
+        return answer.start_page_token
+
+    async def changes(
+        self, user: GoogleUser, page_token: str, shared_drive: str | None
+    ) -> ChangePage:
+        return await self.api.parsed(
+            user,
+            "changes.list",
+            lambda client: client.changes().list(
+                pageToken=page_token,
+                pageSize=100,
+                includeRemoved=True,
+                fields=f"nextPageToken,newStartPageToken,changes(fileId,removed,file({FILE_FIELDS}))",
+                **self._corpus(shared_drive),
+            ),
+            ChangePage,
+        )
+
+    def watcher(self, address: str) -> WatchCall:
+        """``changes.watch`` from the current start token; the watched resource is
+        ``changes`` (My Drive) or ``changes:<shared drive id>``."""
+
+        async def watch(
+            user: GoogleUser, resource: str, channel_id: str, token: str, ttl_seconds: int
+        ) -> OpenedChannel:
+            shared_drive = resource.partition(":")[2] or None
+            page_token = await self.start_page_token(user, shared_drive)
+            expiration = int((self.api.clock.now().timestamp() + ttl_seconds) * 1000)
+            body = {
+                "id": channel_id,
+                "type": "web_hook",
+                "address": address,
+                "token": token,
+                "expiration": str(expiration),
+            }
+            answer = await self.api.parsed(
+                user,
+                "changes.watch",
+                lambda client: client.changes().watch(
+                    pageToken=page_token, body=body, **self._corpus(shared_drive)
+                ),
+                WatchAnswer,
+            )
+            return OpenedChannel(resource_id=answer.resource_id, expiration=answer.expiration)
+
+        return watch
+
+    async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
+        """Stop a channel; one Google no longer knows (expired, stopped) counts as stopped."""
+        await self.api.ensure_gone(
+            user,
+            "channels.stop",
+            lambda client: client.channels().stop(
+                body={"id": channel_id, "resourceId": resource_id}
+            ),
+        )

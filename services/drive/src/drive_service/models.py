@@ -5,7 +5,17 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -31,6 +41,11 @@ class DriveRoot(DriveModel, table=True):
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False),
         description="Record type → the Google id of its folder (Leads, Deals…)",
+    )
+    share_domains: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        description="The e-mail domains explicit shares may go to (the org's allow-list)",
     )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -112,4 +127,31 @@ class DriveFile(DriveModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-TABLES = MirrorTables.of(DriveModel.metadata)
+class ExplicitShare(DriveModel, table=True):
+    """A share of a record's folder with someone CRM access does not name (a client), made by
+    one of the record's writers or an admin; kept in Google beside the derived shares."""
+
+    __tablename__ = "shares"
+    __table_args__ = (UniqueConstraint("folder_id", "email"),)
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    folder_id: UUID = Field(foreign_key="drive.record_folders.id", ondelete="CASCADE")
+    email: str = Field(sa_type=String(320), description="Lower case")
+    role: str = Field(sa_type=String(20), description="reader, commenter or writer")
+    notify: bool = Field(sa_type=Boolean, description="Whether Google e-mailed them the share")
+    created_by: str = Field(sa_type=String(255))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class ChangeCursor(DriveModel, table=True):
+    """Where an org's reading of Drive's change log stands (the next ``pageToken``)."""
+
+    __tablename__ = "change_cursors"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    page_token: str = Field(sa_type=String(200))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+TABLES = MirrorTables.of(DriveModel.metadata, push=True)

@@ -11,7 +11,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
+from drive_service.models import (
+    ChangeCursor,
+    DriveFile,
+    DriveRoot,
+    ExplicitShare,
+    RecordFolder,
+    RecordName,
+)
 
 
 class DriveRepository:
@@ -22,6 +29,9 @@ class DriveRepository:
 
     async def root(self, org_id: str) -> DriveRoot | None:
         return await self.session.get(DriveRoot, org_id)
+
+    async def roots(self) -> list[DriveRoot]:
+        return list((await self.session.scalars(select(DriveRoot))).all())
 
     async def save_root(self, values: dict[str, Any]) -> None:
         statement = insert(DriveRoot).values(**values)
@@ -208,3 +218,79 @@ class DriveRepository:
 
     async def delete_file(self, file_id: UUID) -> None:
         await self.session.execute(delete(DriveFile).where(col(DriveFile.id) == file_id))
+
+    async def file_by_google_id(self, google_id: str) -> DriveFile | None:
+        found: DriveFile | None = await self.session.scalar(
+            select(DriveFile).where(col(DriveFile.google_id) == google_id)
+        )
+        return found
+
+    async def folder_by_google_id(self, org_id: str, google_id: str) -> RecordFolder | None:
+        found: RecordFolder | None = await self.session.scalar(
+            select(RecordFolder).where(
+                col(RecordFolder.org_id) == org_id, col(RecordFolder.google_id) == google_id
+            )
+        )
+        return found
+
+    # --- explicit shares ---------------------------------------------------------------------
+
+    async def shares(self, folder_id: UUID) -> list[ExplicitShare]:
+        found = await self.session.scalars(
+            select(ExplicitShare)
+            .where(col(ExplicitShare.folder_id) == folder_id)
+            .order_by(col(ExplicitShare.email))
+        )
+        return list(found.all())
+
+    async def share(self, folder_id: UUID, email: str) -> ExplicitShare | None:
+        found: ExplicitShare | None = await self.session.scalar(
+            select(ExplicitShare).where(
+                col(ExplicitShare.folder_id) == folder_id, col(ExplicitShare.email) == email
+            )
+        )
+        return found
+
+    async def save_share(self, values: dict[str, Any]) -> None:
+        """Add the share, or change the role and notification choice of the one there."""
+        statement = insert(ExplicitShare).values(**values)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["folder_id", "email"],
+                set_={"role": statement.excluded.role, "notify": statement.excluded.notify},
+            )
+        )
+
+    async def remove_share(self, share_id: UUID) -> None:
+        await self.session.execute(delete(ExplicitShare).where(col(ExplicitShare.id) == share_id))
+
+    # --- Drive's change log ------------------------------------------------------------------
+
+    async def change_cursor(self, org_id: str, *, lock: bool = False) -> ChangeCursor | None:
+        return await self.session.get(ChangeCursor, org_id, with_for_update=lock)
+
+    async def save_change_cursor(self, org_id: str, page_token: str, now: datetime) -> None:
+        statement = insert(ChangeCursor).values(
+            org_id=org_id, page_token=page_token, updated_at=now
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["org_id"],
+                set_={"page_token": page_token, "updated_at": now},
+            )
+        )
+
+    async def found_file(self, values: dict[str, Any]) -> DriveFile:
+        """The mirror's row of a file found in Google, inserted unless another sync (or an
+        upload) holds one for it already; locked."""
+        await self.session.execute(
+            insert(DriveFile).values(**values).on_conflict_do_nothing(index_elements=["google_id"])
+        )
+        found: DriveFile | None = await self.session.scalar(
+            select(DriveFile)
+            .where(col(DriveFile.google_id) == values["google_id"])
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert found is not None
+        return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,7 @@ class RootPublic(BaseModel):
     root_google_id: str
     shared_drive_id: str | None
     type_folders: dict[str, str]
+    share_domains: list[str]
 
 
 class SubfolderPublic(BaseModel):
@@ -82,3 +83,79 @@ class FileMove(BaseModel):
     record_type: RecordType
     record_id: UUID
     subfolder: str = Field("Documents", min_length=1, max_length=200)
+
+
+class ShareCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$",
+        description="Who to share with: an address of one of the org's allowed domains",
+    )
+    role: Literal["reader", "commenter", "writer"]
+    notify: bool = Field(
+        description="Whether Google e-mails them the share (an explicit choice, no default)"
+    )
+
+
+class SharePublic(BaseModel):
+    type: Literal["user", "domain"]
+    email: str | None = Field(description="A user's address (type user)")
+    domain: str | None = Field(description="The org's domain (type domain: readable org-wide)")
+    role: str
+    derived: bool = Field(description="Given by CRM access (owner, member, org-wide records)")
+    explicit: bool = Field(description="Given by a record writer or admin through the API")
+    notify: bool = Field(description="An explicit share whose grantee Google e-mailed")
+
+
+class ShareDomains(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[
+        Annotated[str, Field(min_length=3, max_length=253, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")]
+    ] = Field(max_length=100, description="The e-mail domains explicit shares may go to")
+
+
+class SearchHitPublic(BaseModel):
+    google_id: str
+    file_id: UUID | None = Field(description="The file in /api/drive/files, once mirrored")
+    name: str
+    mime_type: str
+    size: int | None
+    web_view_link: str | None
+    modified_time: datetime | None
+    record_type: str
+    record_id: str
+    subfolder: str
+
+
+class SearchResults(BaseModel):
+    items: list[SearchHitPublic] = Field(description="The first `limit` matches, by name")
+
+
+class RepairRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record_type: RecordType | None = Field(None, description="With record_id: one record only")
+    record_id: UUID | None = None
+    dry_run: bool = Field(True, description="List what would be done, change nothing")
+
+
+class RepairActionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    record_type: str
+    record_id: str
+    folder_google_id: str
+    kind: str = Field(
+        description="recreate, untrash, trash, move, rename, merge, share_added, "
+        "share_changed or share_removed"
+    )
+    detail: str
+
+
+class RepairReport(BaseModel):
+    dry_run: bool
+    actions: list[RepairActionPublic]

@@ -4,6 +4,7 @@ work (no transaction is held across a Google call)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from drive_service.audit import record_action
 from drive_service.google import FOLDER, DriveGoogle, DriveItem, has_property, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
 from drive_service.repository import DriveRepository
@@ -25,11 +27,13 @@ from pipedesk_common.google.media import StreamedMedia
 from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.ids import new_id
 from pipedesk_common.internal_calls import read_internal
+from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.rbac import ROLE_ACTIONS, Action, can
 
 DriveRuntime = MirrorRuntime[DriveGoogle, DriveSettings]
+log = logging.getLogger(__name__)
 
 OWNED: Final = frozenset({"lead", "deal"})
 TYPE_FOLDERS: Final = {
@@ -205,7 +209,15 @@ class DriveService:
         }
         async with self.uow.write() as session:
             await DriveRepository(session).save_root(values)
-        return await self.root(org)
+        root = await self.root(org)
+        from drive_service.changes import watch_changes
+
+        try:
+            await watch_changes(self.runtime, root)
+        except Exception:  # the root is set; drive.watch-changes opens the channel later
+            raise_if_cancelling()
+            log.warning("could not watch the Drive changes of org %s yet", org, exc_info=True)
+        return root
 
     async def _new_folder(
         self, user: GoogleUser, name: str, parent: str, properties: dict[str, str]
@@ -255,7 +267,21 @@ class DriveService:
             made.trashed = item.trashed
             made.creating_until = None
             made.updated_at = self.clock.now()
-            return made, root
+        await self._share_new_folder(root, made)
+        return made, root
+
+    async def _share_new_folder(self, root: DriveRoot, folder: RecordFolder) -> None:
+        """A new folder is shared as CRM access says before anyone is answered; should Google
+        fail now, the folder's sync shares it later."""
+        from drive_service.sharing import sync_sharing
+
+        try:
+            await sync_sharing(self.runtime, root, folder)
+        except Exception:
+            raise_if_cancelling()
+            log.warning("could not share folder %s yet", folder.id, exc_info=True)
+            async with self.uow.write() as session:
+                await self.runtime.work.request(session, folder_key(root, folder.id))
 
     async def _claim(self, record: RecordName) -> tuple[RecordFolder, bool]:
         """The record's folder row, and whether this request now holds its creation."""
@@ -395,6 +421,21 @@ class DriveService:
             assert row is not None
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            await record_action(
+                session,
+                self.clock,
+                org_id=record.org_id,
+                record=(record.record_type, record.record_id),
+                actor_id=upload.uploader,
+                action="file_uploaded",
+                file_id=row.google_id,
+                file_name=row.name,
+                changes={
+                    "name": (None, row.name),
+                    "subfolder": (None, subfolder),
+                    "size": (None, row.size),
+                },
+            )
             return row, True
 
     async def _keyed(self, org_id: str, caller_key: str) -> DriveFile | None:
@@ -474,14 +515,19 @@ class DriveService:
         found = await self.file(principal, file_id, Action.UPDATE)
         user = await self.drive_user_of(found.org_id)
         item = await self.google.update(user, found.google_id, {"name": name})
-        return await self._apply(found.id, item)
+        return await self._apply(
+            found.id, item, principal, "file_renamed", {"name": (found.name, item.name)}
+        )
 
     async def set_trashed(self, principal: Principal, file_id: UUID, trashed: bool) -> DriveFile:
         # Trashing a file changes the record's documents, not the record: editors may.
         found = await self.file(principal, file_id, Action.UPDATE)
         user = await self.drive_user_of(found.org_id)
         item = await self.google.update(user, found.google_id, {"trashed": trashed})
-        return await self._apply(found.id, item)
+        action = "file_trashed" if trashed else "file_restored"
+        return await self._apply(
+            found.id, item, principal, action, {"trashed": (found.trashed, item.trashed)}
+        )
 
     async def move(
         self,
@@ -516,6 +562,29 @@ class DriveService:
             row.folder_id, row.subfolder = folder.id, subfolder
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            changes: dict[str, tuple[Any, Any]] = {
+                "record": (
+                    f"{current.record_type}:{current.record_id}",
+                    f"{target.record_type}:{target.record_id}",
+                ),
+                "subfolder": (found.subfolder, subfolder),
+            }
+            records = {
+                (current.record_type, current.record_id),
+                (target.record_type, target.record_id),
+            }
+            for moved in sorted(records):
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=row.org_id,
+                    record=moved,
+                    actor_id=principal.sub,
+                    action="file_moved",
+                    file_id=row.google_id,
+                    file_name=row.name,
+                    changes=changes,
+                )
             return row
 
     async def delete(self, principal: Principal, file_id: UUID) -> None:
@@ -525,15 +594,55 @@ class DriveService:
         user = await self.drive_user_of(found.org_id)
         await self.google.delete(user, found.google_id)
         async with self.uow.write() as session:
-            await DriveRepository(session).delete_file(found.id)
+            repository = DriveRepository(session)
+            folder = await repository.folder(found.folder_id)
+            if folder is not None:
+                from drive_service.changes import announce_deleted
 
-    async def _apply(self, row_id: UUID, item: DriveItem) -> DriveFile:
+                await announce_deleted(session, self.runtime, found, folder)
+            await repository.delete_file(found.id)
+            if folder is not None:
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=found.org_id,
+                    record=(folder.record_type, folder.record_id),
+                    actor_id=principal.sub,
+                    action="file_deleted",
+                    file_id=found.google_id,
+                    file_name=found.name,
+                    changes={"name": (found.name, None), "size": (found.size, None)},
+                )
+
+    async def _apply(
+        self,
+        row_id: UUID,
+        item: DriveItem,
+        principal: Principal,
+        action: str,
+        changes: dict[str, tuple[Any, Any]],
+    ) -> DriveFile:
+        """Google's answer into the mirror, and the action into the audit, in one transaction."""
         async with self.uow.write() as session:
-            row = await DriveRepository(session).file(row_id, lock=True)
+            repository = DriveRepository(session)
+            row = await repository.file(row_id, lock=True)
             if row is None:
                 raise NotFound("no such file")
+            folder = await repository.folder(row.folder_id)
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            if folder is not None:
+                await record_action(
+                    session,
+                    self.clock,
+                    org_id=row.org_id,
+                    record=(folder.record_type, folder.record_id),
+                    actor_id=principal.sub,
+                    action=action,
+                    file_id=row.google_id,
+                    file_name=row.name,
+                    changes=changes,
+                )
             return row
 
     async def content(self, found: DriveFile, first: int, last: int) -> AsyncIterator[bytes]:

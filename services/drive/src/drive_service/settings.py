@@ -1,17 +1,23 @@
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pipedesk_common.google.media import CHUNK_UNIT
-from pipedesk_common.mirror.settings import GoogleServiceSettings
+from pipedesk_common.mirror.settings import PushServiceSettings
 from pipedesk_common.uploads import DEFAULT_DRIVE_MAX_UPLOAD_BYTES
 
+# The development value, refused in production.
+DEV_CHANNEL_SECRET: Final = "dev-only-drive-channel-secret-0123456789abcdef0123"  # noqa: S105
+WEBHOOK_PATH: Final = "/webhooks/google/drive"
 
-class DriveSettings(GoogleServiceSettings):
+
+class DriveSettings(PushServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DRIVE_", extra="ignore", populate_by_name=True)
 
     service_name: ClassVar[str] = "drive"
+    webhook_path: ClassVar[str] = WEBHOOK_PATH
+    dev_channel_secret: ClassVar[str] = DEV_CHANNEL_SECRET
 
     max_upload_bytes: int = Field(
         DEFAULT_DRIVE_MAX_UPLOAD_BYTES,
@@ -45,6 +51,12 @@ class DriveSettings(GoogleServiceSettings):
     )
     resync_interval_seconds: int = Field(
         900, ge=60, description="How often folders whose Google state may lag are synced again"
+    )
+    # Drive keeps a changes channel at most a week (a file's, a day): a week is asked for, and
+    # each channel is renewed before the expiration Google answered.
+    channel_ttl_seconds: int = Field(7 * 24 * 3600, ge=300, le=7 * 24 * 3600)
+    changes_interval_seconds: int = Field(
+        300, ge=10, description="How often Drive's change log is read without a notification"
     )
 
     @field_validator("upload_chunk_bytes")

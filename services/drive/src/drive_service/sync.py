@@ -1,7 +1,9 @@
 """Keeping each record folder in line with its CRM record, in Google: its name, its place
-(``Leads`` or ``Deals``…), its ``appProperties`` and whether it is in the trash.
+(``Leads`` or ``Deals``…), its ``appProperties``, whether it is in the trash, and who it is
+shared with (``sharing``).
 
-CRM's events change what a folder should be (``consumers``) and ask for a sync of that folder;
+CRM's events (a record's changes, its access list) change what a folder should be
+(``consumers``) and ask for a sync of that folder;
 the sync reads the folder at Google and changes only what differs, so running it again, or
 after a crash, is harmless. The periodic job syncs every folder, in case Google was changed by
 hand or a sync failed.
@@ -15,8 +17,15 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from drive_service.changes import (
+    CHANGES,
+    changes_key,
+    new_file_values,
+    read_changes,
+    watch_changes,
+)
 from drive_service.google import FOLDER, quoted
-from drive_service.models import DriveFile, DriveRoot, RecordFolder
+from drive_service.models import DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
 from drive_service.service import (
     ORG_KEY,
@@ -27,7 +36,7 @@ from drive_service.service import (
     folder_name,
     record_key,
 )
-from pipedesk_common.ids import new_id
+from drive_service.sharing import sync_sharing
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.work import SyncRun
 from pipedesk_common.periodic import PeriodicJob
@@ -37,6 +46,12 @@ FOLDER_PREFIX = "folder/"
 
 def folder_sync(runtime: DriveRuntime) -> SyncRun:
     async def run(key: SyncKey) -> None:
+        if key.resource == CHANGES:
+            async with runtime.uow.read() as session:
+                org_root = await DriveRepository(session).root(key.org_id)
+            if org_root is not None and org_root.user_id == key.user_id:
+                await read_changes(runtime, org_root)
+            return
         if key.resource is None or not key.resource.startswith(FOLDER_PREFIX):
             return
         folder_id = UUID(key.resource.removeprefix(FOLDER_PREFIX))
@@ -77,6 +92,7 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
                 row.trashed = item.trashed
                 row.web_view_link = item.web_view_link
                 row.updated_at = runtime.clock.now()
+        await sync_sharing(runtime, root, folder)
         await _mirror_files(runtime, root, folder)
 
     return run
@@ -101,20 +117,10 @@ async def _mirror_files(runtime: DriveRuntime, root: DriveRoot, folder: RecordFo
                 continue
             row = rows.pop(item.id, None)
             if row is None:
-                row = DriveFile(
-                    id=new_id(),
-                    org_id=folder.org_id,
-                    folder_id=folder.id,
-                    subfolder=subfolder,
-                    google_id=item.id,
-                    name=item.name,
-                    mime_type=item.mime_type,
-                    uploaded_by=item.app_properties.get("pipedesk_uploaded_by", "google"),
-                    created_at=item.created_time or now,
-                    updated_at=now,
+                row = await DriveRepository(session).found_file(
+                    new_file_values(folder, subfolder, item, now)
                 )
-                session.add(row)
-            row.subfolder = subfolder
+            row.folder_id, row.subfolder = folder.id, subfolder
             apply_item(row, item)
             row.updated_at = now
         for gone in rows.values():
@@ -135,6 +141,27 @@ async def resync_user(
     return [key for key in await folder_keys(session, org_id) if key.user_id == user_id]
 
 
+async def change_keys(session: AsyncSession) -> list[SyncKey]:
+    """The reading of every org's change log."""
+    return [changes_key(root) for root in await DriveRepository(session).roots()]
+
+
+async def watch_all(runtime: DriveRuntime) -> int:
+    """Every org's changes channel open (after a root moved, a lapsed renewal…)."""
+    async with runtime.uow.read() as session:
+        roots = await DriveRepository(session).roots()
+    for root in roots:
+        await watch_changes(runtime, root)
+    return len(roots)
+
+
 def drive_jobs(runtime: DriveRuntime) -> list[PeriodicJob]:
-    interval = timedelta(seconds=runtime.settings.resync_interval_seconds)
-    return [PeriodicJob("drive.sync-folders", interval, lambda: runtime.work.sync_all(folder_keys))]
+    settings = runtime.settings
+    interval = timedelta(seconds=settings.resync_interval_seconds)
+    changes = timedelta(seconds=settings.changes_interval_seconds)
+    return [
+        PeriodicJob("drive.sync-folders", interval, lambda: runtime.work.sync_all(folder_keys)),
+        # Push is not guaranteed: the change log is read now and then without a notification.
+        PeriodicJob("drive.read-changes", changes, lambda: runtime.work.sync_all(change_keys)),
+        PeriodicJob("drive.watch-changes", interval, lambda: watch_all(runtime)),
+    ]

@@ -61,6 +61,10 @@ def _settings_public(settings: OrgMailSettings) -> OrgSettingsPublic:
 @router.post(
     "/mailbox",
     summary="Connect your mailbox: its mail of the last GMAIL_WINDOW_DAYS is synced",
+    description=(
+        "Your Google connection must grant Gmail. The window is synced newest first, "
+        "then history and push keep it in step; `200` when it was already connected."
+    ),
     responses=problem_responses(*GOOGLE_PROBLEMS),
 )
 async def connect_mailbox(
@@ -74,6 +78,10 @@ async def connect_mailbox(
 @router.get(
     "/mailbox",
     summary="Your mailbox: its sharing level, blocklist and sync",
+    description=(
+        "Your own mailbox only: its sharing level (`metadata`, `subject`, `full`), "
+        "blocklist, sync state and watch."
+    ),
     responses=problem_responses(service.MailboxNotConnected),
 )
 async def get_mailbox(principal: PrincipalDep, runtime: RuntimeDep) -> MailboxPublic:
@@ -84,6 +92,11 @@ async def get_mailbox(principal: PrincipalDep, runtime: RuntimeDep) -> MailboxPu
 @router.patch(
     "/mailbox",
     summary="Set your mailbox's sharing level or blocklist (its mail is announced again)",
+    description=(
+        "A new sharing level or blocklist (addresses, `@domains`) applies to the mail "
+        "already synced: each message is announced again, so timelines show it at the "
+        "new level."
+    ),
     responses=problem_responses(service.MailboxNotConnected, InvalidInput),
 )
 async def update_mailbox(
@@ -99,6 +112,10 @@ async def update_mailbox(
     "/mailbox",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Disconnect your mailbox: its watch stopped, its mail under the org's rule",
+    description=(
+        "Stops the Gmail watch (`users.stop`) and the sync; its mail is kept at "
+        "metadata level or removed, as the org's `on_disconnect` says."
+    ),
     responses=problem_responses(service.MailboxNotConnected, *GOOGLE_PROBLEMS),
 )
 async def disconnect_mailbox(principal: PrincipalDep, runtime: RuntimeDep) -> Response:
@@ -114,6 +131,10 @@ def _admin(principal: Principal) -> None:
 @router.get(
     "/settings",
     summary="The org's mail settings (admins and managers)",
+    description=(
+        "The org's own domains, blocklist, default sharing level and what a "
+        "disconnected mailbox's mail becomes."
+    ),
     responses=problem_responses(Forbidden),
 )
 async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> OrgSettingsPublic:
@@ -126,6 +147,10 @@ async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> OrgSetti
     "/settings",
     summary="Set the org's mail settings (admins): its domains, blocklist, default sharing "
     "level and what a disconnected mailbox's mail becomes",
+    description=(
+        "Replaces the org's mail settings; every connected mailbox's mail is announced "
+        "again under them."
+    ),
     responses=problem_responses(Forbidden, InvalidInput),
 )
 async def put_settings(

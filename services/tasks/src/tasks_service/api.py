@@ -49,7 +49,7 @@ ALIAS_NOTE = (
 RuntimeDep = Annotated[TasksRuntime, Depends(provided(MirrorRuntime))]
 
 
-def tasks_service(runtime: RuntimeDep) -> TasksService:
+async def tasks_service(runtime: RuntimeDep) -> TasksService:
     return TasksService(runtime)
 
 
@@ -62,16 +62,39 @@ ServiceDep = Annotated[TasksService, Depends(tasks_service)]
 @router.get(
     "/lists",
     summary="The caller's task lists (as Google has them now)",
-    responses=problem_responses(Unauthorized, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, InvalidInput, InvalidCursor, *GOOGLE_PROBLEMS),
 )
-async def list_tasklists(principal: PrincipalDep, service: ServiceDep) -> list[TaskListPublic]:
-    return await service.lists(principal)
+async def list_tasklists(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    context: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Page[TaskListPublic]:
+    """Read from Google on every call (and mirrored): the default list first, then the others
+    by title, a page at a time."""
+    lists = await service.lists(principal)
+    return context.cursors.listed_page(
+        lists,
+        limit,
+        cursor,
+        key=lambda tasklist: [
+            "0" if tasklist.is_default else "1",
+            tasklist.title,
+            tasklist.google_id,
+        ],
+        scope=f"tasklists:{principal.org_id}:{principal.sub}",
+    )
 
 
 @router.post(
     "/lists",
     status_code=status.HTTP_201_CREATED,
     summary="Create a task list (`title`|`name`)",
+    description=(
+        "Creates the list in the caller's Google Tasks and mirrors it; with "
+        "`Idempotency-Key`, a retry answers the first list."
+    ),
     responses=problem_responses(
         Unauthorized, Forbidden, InvalidInput, *GOOGLE_PROBLEMS, *IDEMPOTENCY_PROBLEMS
     ),
@@ -88,6 +111,7 @@ async def create_tasklist(
 @router.get(
     "/lists/{list_id}",
     summary="One of the caller's task lists",
+    description="A list from the mirror; another user's list is `404`.",
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_tasklist(
@@ -99,6 +123,7 @@ async def get_tasklist(
 @router.patch(
     "/lists/{list_id}",
     summary="Rename a task list (`title`|`name`)",
+    description="Renames the list in Google and in the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def rename_tasklist(
@@ -112,6 +137,10 @@ async def rename_tasklist(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task list and its tasks (not the default list)",
+    description=(
+        "Deletes the list in Google and marks its tasks deleted. The default list "
+        "cannot be deleted (`422` naming `path.list_id`)."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def delete_tasklist(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
@@ -123,6 +152,10 @@ async def delete_tasklist(list_id: UUID, principal: PrincipalDep, service: Servi
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Clear completed tasks: Google hides them (they stay, `hidden: true`)",
+    description=(
+        "Asks Google to clear the list's completed tasks; they stay, hidden, and "
+        "leave the default listing."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def clear_completed(list_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
@@ -221,6 +254,10 @@ async def list_tasks(
 @router.get(
     "/{task_id}",
     summary="Get a task (its assignee, who assigned it, or a reader of a linked record)",
+    description=(
+        "A task from the mirror, to its assignee, to whoever assigned it, or to a "
+        "reader of a CRM record it is linked to."
+    ),
     responses=problem_responses(Unauthorized, NotFound),
 )
 async def get_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -242,6 +279,10 @@ async def update_task(
 @router.post(
     "/{task_id}/complete",
     summary="Complete a task",
+    description=(
+        "Marks the task completed in Google, which records when; the mirror and the "
+        "timeline follow."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def complete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -251,6 +292,7 @@ async def complete_task(task_id: UUID, principal: PrincipalDep, service: Service
 @router.post(
     "/{task_id}/reopen",
     summary="Reopen a completed task",
+    description="Marks a completed task as needing action again, in Google and the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> TaskPublic:
@@ -260,6 +302,10 @@ async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDe
 @router.post(
     "/{task_id}/move",
     summary="Move a task within its list: under `parent_id` (a subtask), after `previous_id`",
+    description=(
+        "Reorders the task in Google: under `parent_id` to make it a subtask (none: "
+        "top level), after `previous_id` (none: first)."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
 )
 async def move_task(
@@ -273,6 +319,9 @@ async def move_task(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task and its subtasks",
+    description=(
+        "Deletes the task in Google; its subtasks go with it. The mirror keeps it as deleted."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def delete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:

@@ -38,8 +38,8 @@ from timeline_service.repository import (
     ShownItem,
     Viewer,
     changed_items,
-    holds_series,
     org_record_exists,
+    page_state,
     record_items,
     versions,
     visible_links,
@@ -102,6 +102,12 @@ async def render_items(
 @router.get(
     "/{record_type}/{record_id}",
     summary="A record's timeline, newest first",
+    description=(
+        "Meetings, emails, files, tasks, notes and audited changes of a record the "
+        "caller may read, merged, each shown as its source's sharing allows. Filters "
+        "by kind, time and text; a page at a time: pass `next_cursor` back as "
+        "`cursor`. `ETag`/`If-None-Match` answer `304` when nothing changed."
+    ),
     response_model=Page[TimelineItemPublic],
     responses={
         **problem_responses(Unauthorized, NotFound, InvalidInput, InvalidCursor),
@@ -148,12 +154,12 @@ async def record_timeline(
     }
     scope = "timeline:" + repr(sorted(described.items()))
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
-    record_version, access_version = await versions(
+    record_version, access_version, series = await page_state(
         session, principal.org_id, query.record_type, query.record_id
     )
     validated: dict[str, Any] = {**described, "limit": limit, "cursor": cursor}
     as_of = as_of_minute(context.clock.now())
-    if await holds_series(session, principal.org_id, query.record_type, query.record_id):
+    if series:
         # A series' next occurrence moves on with time: the page is as of this minute.
         validated["as_of"] = as_of.isoformat()
     tag = entity_tag(record_version, access_version, principal, validated)
@@ -185,6 +191,10 @@ async def record_timeline(
 @router.post(
     "/{record_type}/{record_id}/stream-ticket",
     summary="A single-use ticket, valid 60 s, to open the record's live stream",
+    description=(
+        "An `EventSource` cannot send a bearer token: this ticket, passed as "
+        "`ticket`, opens the record's stream once, within 60 seconds, for the caller."
+    ),
     status_code=201,
     responses=problem_responses(Unauthorized, NotFound, InvalidInput),
 )
@@ -223,6 +233,11 @@ def _resume_point(header: str | None, parameter: int | None) -> int | None:
 @router.get(
     "/{record_type}/{record_id}/stream",
     summary="Server-Sent Events: the record's new and updated items, as they arrive",
+    description=(
+        "Opened with a ticket from `stream-ticket` (no bearer token); each event "
+        "carries an item as the timeline lists it, and `Last-Event-ID` resumes after "
+        "a reconnect. Closes when the caller may no longer read the record."
+    ),
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},

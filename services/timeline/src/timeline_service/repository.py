@@ -330,34 +330,24 @@ async def org_record_exists(
     return bool(found)
 
 
-async def holds_series(
-    session: AsyncSession, org_id: str, record_type: str, record_id: str
-) -> bool:
+def _holds_series(org_id: str, record_type: str, record_id: str) -> Any:
     """Whether the record's timeline holds a live series, whose next occurrence moves on with
     time (so a page's validator must too)."""
     holders = ItemHolder.__table__  # type: ignore[attr-defined]
     links = TimelineLink.__table__  # type: ignore[attr-defined]
-    found = await session.scalar(
-        select(
-            exists().where(
-                # The live series' copies first (ix_holders_series: few), then their links.
-                holders.c.org_id == org_id,
-                holders.c.recurrence.is_not(None),
-                holders.c.held,
-                links.c.item_id == holders.c.item_id,
-                links.c.org_id == org_id,
-                links.c.record_type == record_type,
-                links.c.record_id == record_id,
-            )
-        )
+    return exists().where(
+        # The live series' copies first (ix_holders_series: few), then their links.
+        holders.c.org_id == org_id,
+        holders.c.recurrence.is_not(None),
+        holders.c.held,
+        links.c.item_id == holders.c.item_id,
+        links.c.org_id == org_id,
+        links.c.record_type == record_type,
+        links.c.record_id == record_id,
     )
-    return bool(found)
 
 
-async def versions(
-    session: AsyncSession, org_id: str, record_type: str, record_id: str
-) -> tuple[int, int]:
-    """The record's version and the org's access-list version, in one round trip."""
+def _versions(org_id: str, record_type: str, record_id: str) -> tuple[Any, Any]:
     record_version = (
         select(col(RecordVersion.version))
         .where(
@@ -372,5 +362,28 @@ async def versions(
         .where(col(AccessVersion.org_id) == org_id)
         .scalar_subquery()
     )
-    row = (await session.execute(select(record_version, access_version))).one()
+    return record_version, access_version
+
+
+async def versions(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str
+) -> tuple[int, int]:
+    """The record's version and the org's access-list version, in one round trip."""
+    row = (await session.execute(select(*_versions(org_id, record_type, record_id)))).one()
     return int(row[0] or 0), int(row[1] or 0)
+
+
+async def page_state(
+    session: AsyncSession, org_id: str, record_type: str, record_id: str
+) -> tuple[int, int, bool]:
+    """``versions`` and whether the record's timeline holds a live series, in one round trip:
+    what a page's validator is made of."""
+    row = (
+        await session.execute(
+            select(
+                *_versions(org_id, record_type, record_id),
+                _holds_series(org_id, record_type, record_id),
+            )
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0), bool(row[2])

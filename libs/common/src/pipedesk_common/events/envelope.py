@@ -103,6 +103,7 @@ class Event(Generic[D]):
     actor_id: str | None
     data: D
     traceparent: str | None = None
+    request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -117,6 +118,7 @@ def new_event(
     actor_id: str | None,
     time: datetime,
     traceparent: str | None = None,
+    request_id: str | None = None,
 ) -> Event[D]:
     return Event(
         id=uuid4(),
@@ -126,6 +128,7 @@ def new_event(
         actor_id=actor_id,
         data=data,
         traceparent=traceparent,
+        request_id=request_id,
     )
 
 
@@ -142,6 +145,8 @@ def encode_event(event: Event[Any]) -> bytes:
         attributes["actorid"] = event.actor_id
     if event.traceparent is not None:
         attributes["traceparent"] = event.traceparent
+    if event.request_id is not None:
+        attributes["requestid"] = event.request_id
     data = event.data.model_dump(mode="json")
     return to_structured(CloudEvent(attributes, data), _FORMAT).body
 
@@ -155,6 +160,8 @@ class MalformedEvent(Exception):
 
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "orgid")
+# Extensions read into their own fields: who acted, and the trace and request they belong to.
+_TRACE_ATTRIBUTES = frozenset({"actorid", "traceparent", "requestid"})
 
 
 _TYPE_NAME = re.compile(
@@ -232,5 +239,6 @@ def decode_event(
         actor_id=attributes.get("actorid"),
         data=data,
         traceparent=attributes.get("traceparent"),
-        extra={k: v for k, v in attributes.items() if k not in known | {"actorid", "traceparent"}},
+        request_id=attributes.get("requestid"),
+        extra={k: v for k, v in attributes.items() if k not in known | _TRACE_ATTRIBUTES},
     )

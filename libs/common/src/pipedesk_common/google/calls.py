@@ -54,6 +54,7 @@ from tenacity import (
     stop_after_delay,
 )
 
+from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.errors import AppError, FieldError, Forbidden, NotFound, ServiceUnavailable
 from pipedesk_common.google.credentials import (
     CredentialsProvider,
@@ -326,8 +327,11 @@ class GoogleApi:
         per_user_concurrency: int = 4,
         timeout_seconds: float = 30.0,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         document = json.loads(get_static_doc(name, version))
+        # What a call's absolute times are reckoned on (a push channel's expiration).
+        self.clock: Clock = clock or SystemClock()
         if root_url:
             document["rootUrl"] = root_url.rstrip("/") + "/"
         self.name = name

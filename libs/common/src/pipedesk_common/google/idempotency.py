@@ -27,6 +27,9 @@ REPEATABLE_POSTS: Final[Mapping[str, Mapping[str, str]]] = {
         "freebusy.query": "a read",
         "channels.stop": "a stopped channel is refused 404, which counts as stopped",
     },
+    "drive": {
+        "channels.stop": "a stopped channel is refused 404, which counts as stopped",
+    },
     "tasks": {
         "tasks.move": "moving a task to where it already is changes nothing",
         "tasks.clear": "hiding the completed tasks again hides nothing more",

@@ -2,7 +2,8 @@
 
 The kit assembles the rest, the same for every product:
 
-- the ``<product>.inbound`` consumer: CRM's access lists into the access replica, and the user's
+- the ``<product>.inbound`` consumer: CRM's access lists into the access replica (the product
+  told of each newer one, when it asks to be), and the user's
   Google connection — ``disconnected``/``revoked`` stop their syncs (pending requests dropped,
   push channels suspended, health ``needs_reconnect``); ``connected`` resumes with a full resync
   (channels opened again first);
@@ -28,7 +29,7 @@ from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack, runtime_c
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipedesk_common.access import AccessReplica
+from pipedesk_common.access import AccessReplica, AccessStored
 from pipedesk_common.app import ServiceContext, create_app, running_context
 from pipedesk_common.background import BackgroundWork
 from pipedesk_common.clock import Clock, SystemClock
@@ -116,6 +117,9 @@ class GoogleProduct(Generic[G, S]):
     subscribe: Callable[[Consumer, Callable[[], MirrorRuntime[G, S]]], None] | None = None
     # Routes accepting bodies over the 1 MiB default (uploads), from the settings.
     body_limits: Callable[[S], Sequence[BodyLimit]] | None = None
+    # What to do, in the consumer's transaction, when the access replica learns a record or a
+    # newer access list (e.g. ask for a sync of what follows who may see the record).
+    access_stored: Callable[[Callable[[], MirrorRuntime[G, S]]], AccessStored] | None = None
     # What else ends with the user's access (in the consumer's transaction), e.g. a watch.
     access_ended: (
         Callable[[MirrorRuntime[G, S], AsyncSession, str, str], Awaitable[None]] | None
@@ -166,6 +170,7 @@ def google_service(
         crm_url=settings.crm_base_url,
         http=lambda: context().http,
         issuer=lambda: context().issuer(),
+        on_stored=product.access_stored(runtime) if product.access_stored else None,
     )
     replica.subscribe(consumer)
     _follow_connections(consumer, product, runtime)
@@ -224,6 +229,7 @@ def _runtime(
         scopes=PRODUCT_SCOPES[product.name],
         root_url=settings.google_root_url,
         policy=retry_policy,
+        clock=clock,
     )
     google = product.google(api)
     health = SyncHealth(

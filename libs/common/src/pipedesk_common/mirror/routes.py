@@ -57,7 +57,7 @@ ResolveChannel = Callable[[AsyncSession, Channel], Awaitable[SyncKey | None]]
 Resync = Callable[[AnyRuntime, AsyncSession, str, str], Awaitable[list[SyncKey]]]
 
 
-def _idempotency_key(
+async def _idempotency_key(
     value: Annotated[
         str | None,
         Header(
@@ -90,7 +90,18 @@ def webhook_router(product: str, path: str, resolve: ResolveChannel) -> APIRoute
         status_code=status.HTTP_200_OK,
         response_class=Response,
         summary=f"Google {product.title()} push notifications (verified by the channel token)",
-        responses=problem_responses(Unauthorized),
+        description=(
+            "Google calls it when a watched resource changes. The channel token must "
+            "verify; a notification for a channel no longer live is answered and "
+            "ignored; any other requests a sync of what changed."
+        ),
+        responses={
+            200: {
+                "description": "Taken: a sync of the resource is requested (the body is empty)",
+                "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+            },
+            **problem_responses(Unauthorized),
+        },
     )
     async def notification(request: Request, runtime: RuntimeDep) -> Response:
         settings: PushServiceSettings = runtime.settings

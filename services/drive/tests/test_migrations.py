@@ -1,0 +1,7 @@
+"""The test database was built by ``alembic upgrade head``; the models match it exactly."""
+
+from pipedesk_common import migrations
+
+
+def test_alembic_check_finds_no_drift(database_url: str) -> None:
+    migrations.check(database_url, "drive")
