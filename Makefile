@@ -13,7 +13,7 @@ WORKERS ?= 1
 export WORKERS
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install preflight migrate keys browser wrk contract-tools chaos-servers run test lint format token bench mutate chaos
+.PHONY: help install preflight migrate keys browser wrk contract-tools chaos-servers run test contract lint format token bench mutate chaos
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ chaos-servers: ## Install RabbitMQ's and PostgreSQL's binaries for the chaos sui
 
 test: install browser wrk contract-tools chaos-servers $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+contract: install ## Check the gateway's merged OpenAPI document against the running system (schemathesis, minutes)
+	@PIPEDESK_CONTRACT=1 $(PYTHON) -m pytest tests/contract $(PYTEST_ARGS)
 
 # promtool, for deploy/tests (the alert rules): taken from Debian's prometheus package without
 # installing it (no server is set up or started), into .dev/tools/.

@@ -479,6 +479,48 @@ async def test_every_route_of_the_merged_openapi_refuses_a_request_without_a_tok
         assert (await gateway.get("/docs")).status_code == 200
 
 
+async def test_options_and_405_name_the_methods_each_route_of_the_merged_openapi_serves(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    async with gateway_client(upstreams) as gateway:
+        document = (await gateway.get("/openapi.json")).json()
+        checked = 0
+        for path, operations in document["paths"].items():
+            if not path.startswith(("/api/leads", "/api/timeline")):
+                continue
+            documented = {method.upper() for method in operations} | {"OPTIONS"}
+            allow = ", ".join(sorted(documented))
+            answer = await gateway.options(concrete(path), headers=rep.headers)
+            assert answer.status_code == 204, (path, answer.text)
+            assert answer.headers["allow"] == allow, path
+            unserved = sorted({"PUT", "PATCH", "DELETE", "POST"} - documented)
+            if unserved:
+                refused = await gateway.request(unserved[0], concrete(path), headers=rep.headers)
+                assert refused.status_code == 405, (unserved[0], path)
+                assert refused.headers["allow"] == allow, path
+                assert refused.headers["content-type"] == "application/problem+json"
+            checked += 1
+        assert checked >= 10
+
+
+async def test_an_id_holding_a_slash_round_trips_percent_encoded_through_the_gateway(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    async with gateway_client(upstreams) as gateway:
+        made = await gateway.post(
+            "/api/users",
+            json={"id": "idp/team a/ana", "email": "ana@example.com", "role": "rep"},
+            headers=admin.headers,
+        )
+        assert made.status_code == 201, made.text
+        assert made.headers["location"] == "/api/users/idp%2Fteam%20a%2Fana"
+        found = await gateway.get(made.headers["location"], headers=admin.headers)
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == "idp/team a/ana"
+
+
 async def test_only_the_listed_routes_carry_no_token() -> None:
     assert is_public("POST", "/webhooks/google/calendar")
     assert is_public("GET", "/api/accounts/google/callback")

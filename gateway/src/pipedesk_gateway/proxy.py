@@ -82,7 +82,9 @@ async def forward(
 ) -> Response:
     """Send ``request`` to the service at ``base_url``; 502 if it is down, 504 if it is slow."""
     path = request.url.path
-    url = httpx.URL(base_url + path, query=request.url.query.encode())
+    # The path as the client sent it: a percent-encoded "/" inside an id stays one.
+    raw_path: bytes = request.scope.get("raw_path") or path.encode()
+    url = httpx.URL(base_url + raw_path.decode("ascii"), query=request.url.query.encode())
     has_body = request.method not in {"GET", "HEAD", "OPTIONS", "DELETE"} or bool(
         request.headers.get("content-length") or request.headers.get("transfer-encoding")
     )

@@ -59,3 +59,43 @@ async def test_an_internal_route_that_names_no_callers_is_refused_at_build(
 
     app = create_app(ProbeSettings(**service_env), title="probe", routers=[declared])
     assert "/internal/things" in app.openapi()["paths"]
+
+
+async def test_a_method_a_resource_does_not_serve_is_a_405_naming_every_method_it_does(
+    service_env: dict[str, Any],
+) -> None:
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}")
+    async def read(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.patch("/things/{thing_id}")
+    async def change(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.delete("/things/{thing_id}")
+    async def remove(thing_id: str) -> None:
+        return None
+
+    @router.post("/things")
+    async def create() -> dict[str, str]:
+        return {}
+
+    app = create_app(ProbeSettings(**service_env), title="probe", routers=[router])
+    async with app_client(app) as client:
+        refused = await client.put("/things/t1")
+        options = await client.options("/things/t1")
+        collection = await client.options("/things")
+        missing = await client.options("/nothing-here")
+        served = await client.get("/things/t1")
+    assert refused.status_code == 405
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
+    assert options.status_code == 204
+    assert options.headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
+    assert options.content == b""
+    assert collection.status_code == 204
+    assert collection.headers["allow"] == "OPTIONS, POST"
+    assert missing.status_code == 404
+    assert served.status_code == 200

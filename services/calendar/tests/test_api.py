@@ -514,6 +514,11 @@ async def test_events_on_a_secondary_calendar_and_a_channel_per_calendar(
             rep.principal.email,
             team["id"],
         }
+        unnamed = await calendar.client.post(
+            "/api/calendar/watch", json={"calendar_id": ""}, headers=rep.headers
+        )
+        assert unnamed.status_code == 422, unnamed.text  # never sent to Google as a 502
+        assert [e["field"] for e in unnamed.json()["errors"]] == ["body.calendar_id"]
         again = await calendar.client.post("/api/calendar/watch", headers=rep.headers)
         assert {c["id"] for c in again.json()["channels"]} == {
             c["id"] for c in watched.json()["channels"]

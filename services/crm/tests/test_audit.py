@@ -378,3 +378,18 @@ async def test_export_is_csv_of_the_same_filtered_entries(
         await crm.get("/api/audit", params={"entity_id": lead["id"]}, headers=admin.headers)
     ).json()["items"]
     assert [row["id"] for row in rows] == [item["id"] for item in listed]
+
+
+@pytest.mark.parametrize("moment", ["0.5", "1700000000", "-3", "1e9"])
+async def test_a_number_is_no_moment_to_filter_the_audit_by(
+    crm: httpx.AsyncClient, api: Any, users: Users, moment: str
+) -> None:
+    admin = users.make(Role.ADMIN, teams=["t1"])
+    for path in ("/api/audit", "/api/audit/export"):
+        for name in ("since", "until"):
+            refused = await crm.get(path, params={name: moment}, headers=admin.headers)
+            api.assert_problem(refused, 422, f"query.{name}")
+    accepted = await crm.get(
+        "/api/audit", params={"since": "2026-03-02T10:00:00+01:00"}, headers=admin.headers
+    )
+    assert accepted.status_code == 200, accepted.text

@@ -216,6 +216,8 @@ async def test_internal_user_lookup_answers_only_the_google_mirrors(
         "google-oauth2|1234 5678",
         "Łukasz-ß",
         "用户:42",
+        "team/sales/ana",
+        "a//b/",
     ],
 )
 async def test_ids_stay_opaque_and_their_location_is_percent_encoded(
@@ -234,6 +236,12 @@ async def test_ids_stay_opaque_and_their_location_is_percent_encoded(
     found = await crm.get(location, headers=admin.headers)
     assert found.status_code == 200, found.text
     assert found.json()["id"] == user_id
+    lead = await crm.post("/api/leads", json={"title": "Shared"}, headers=admin.headers)
+    members = f"/api/leads/{lead.json()['id']}/members/{quote(user_id, safe='')}"
+    added = await crm.put(members, json={"role": "follower"}, headers=admin.headers)
+    assert added.status_code == 200, added.text
+    assert added.json()["user_id"] == user_id
+    assert (await crm.delete(members, headers=admin.headers)).status_code == 204
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pipedesk_common.auth import Role
-from pipedesk_common.idempotency import body_fingerprint, request_scope
+from pipedesk_common.idempotency import body_fingerprint, claim_lock_id, request_scope
 from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
@@ -69,32 +69,48 @@ async def test_a_key_held_by_a_running_request_is_a_409_and_duplicates_create_on
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     body = {"title": "Busy"}
+    scope = request_scope(rep.principal.org_id, rep.sub, "POST", "/api/leads")
     engine = create_async_engine(database_url)
     try:
-        async with engine.begin() as connection:  # another request holds the key right now
+        # Another process holds the key: its row, and the lock its open transaction holds. It
+        # has been running for an hour: however long, a live holder keeps its key.
+        holder = await engine.connect()
+        await holder.execute(
+            text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": claim_lock_id(scope, "held")}
+        )
+        async with engine.begin() as connection:
             await connection.execute(
                 text(
                     "INSERT INTO crm.idempotency_keys (scope, key, fingerprint, status, body, "
-                    "created_at) VALUES (:scope, 'held', :digest, 0, '{}', now())"
+                    "created_at) VALUES (:scope, 'held', :digest, 0, '{}', :started)"
                 ),
                 {
-                    "scope": request_scope(rep.principal.org_id, rep.sub, "POST", "/api/leads"),
+                    "scope": scope,
                     "digest": body_fingerprint(b'{"title": "Busy"}'),
+                    "started": datetime.now(UTC) - timedelta(hours=1),
                 },
             )
+        held = await post(crm, rep, "/api/leads", body, "held")
+        assert held.status_code == 409, held.text
+        assert held.json()["type"] == "urn:pipedesk:problem:idempotency-key-in-progress"
+        assert held.headers["retry-after"] == "1"
+        assert await titles(crm, rep) == []
+        # The holder's process dies (its connection goes): the key is free at once, and the
+        # retry runs, since the dead request left no answer.
+        await holder.invalidate()
+        await holder.close()
+        retried = await post(crm, rep, "/api/leads", body, "held")
+        assert retried.status_code == 201, retried.text
+        assert await titles(crm, rep) == ["Busy"]
     finally:
         await engine.dispose()
-    held = await post(crm, rep, "/api/leads", body, "held")
-    assert held.status_code == 409, held.text
-    assert held.json()["type"] == "urn:pipedesk:problem:idempotency-key-in-progress"
-    assert held.headers["retry-after"] == "1"
 
     racing = await asyncio.gather(
         *(post(crm, rep, "/api/leads", {"title": "Race"}, "race") for _ in range(6))
     )
     assert {answer.status_code for answer in racing} <= {201, 409}
     assert len({answer.json()["id"] for answer in racing if answer.status_code == 201}) == 1
-    assert await titles(crm, rep) == ["Race"]
+    assert await titles(crm, rep) == ["Busy", "Race"]
 
 
 async def test_a_refused_request_frees_its_key_and_a_day_old_key_is_forgotten(

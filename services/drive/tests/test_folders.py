@@ -121,6 +121,13 @@ async def test_record_folders_in_a_shared_drive(stack: Any, users: Users) -> Non
                 headers={"Authorization": f"Bearer {token}"},
             )
         shared = made.json()["id"]
+        unknown = await service.client.put(
+            "/api/drive/root", json={"shared_drive_id": "no-such-drive"}, headers=admin.headers
+        )
+        assert unknown.status_code == 404, unknown.text
+        assert unknown.headers["content-type"] == "application/problem+json"
+        documented = (await service.client.get("/openapi.json")).json()
+        assert "404" in documented["paths"]["/api/drive/root"]["put"]["responses"]
         root = await service.client.put(
             "/api/drive/root", json={"shared_drive_id": shared}, headers=admin.headers
         )

@@ -277,7 +277,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings, effective_clock)
         if idempotency is not None:  # Idempotency-Key on the routes that declare it
-            context.provide(IdempotentRequests(idempotency, effective_clock, context.sessionmaker))
+            context.provide(IdempotentRequests(idempotency, effective_clock, context.engine))
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:pipedesk:problem:"
@@ -196,8 +200,14 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_problem(exc, request.url.path)
 
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        headers = exc.headers
+        if exc.status_code == 405:
+            allow = allowed_methods(request)
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {**(headers or {}), "Allow": allow}
         phrase = HTTPStatus(exc.status_code).phrase
         slug = phrase.lower().replace(" ", "-").replace("'", "")
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
@@ -207,12 +217,34 @@ def install_error_handlers(app: FastAPI) -> None:
             phrase,
             detail,
             instance=request.url.path,
-            headers=exc.headers,
+            headers=headers,
         )
 
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of the resource a request names: the methods of every route whose
+    path matches (FastAPI makes a route per method, so the router's 405 names only the first
+    route's), and OPTIONS, which every resource answers."""
+    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allow_index", None
+    )
+    if index is None:
+        index = []
+        for context in iter_route_contexts(request.app.routes):
+            methods = getattr(context.original_route, "methods", None)
+            if context.path is not None and methods:
+                index.append((compile_path(context.path)[0], set(methods)))
+        request.app.state.allow_index = index
+    path = request.scope["path"]
+    allowed = {"OPTIONS"}
+    for pattern, methods in index:
+        if pattern.match(path):
+            allowed |= methods
+    return ", ".join(sorted(allowed))
 
 
 def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:

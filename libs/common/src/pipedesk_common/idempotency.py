@@ -30,16 +30,18 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipedesk_common.clock import Clock
+from pipedesk_common.db import create_sessionmaker
 from pipedesk_common.errors import AppError, FieldError, InvalidInput
 
 HEADER: Final = "Idempotency-Key"
@@ -220,42 +222,80 @@ def replayed_response(answer: RememberedAnswer) -> Response:
 
 @dataclass(frozen=True)
 class Claim:
-    """A key this request holds while it runs (``scope``: org, caller and route, digested)."""
+    """A key this request holds while it runs (``scope``: org, caller and route, digested).
+
+    ``owner`` is the database connection whose open transaction holds the key's advisory lock:
+    the lock lives exactly as long as the request's process does."""
 
     requests: IdempotentRequests
     scope: str
     key: str
+    owner: AsyncConnection
+
+
+def claim_lock_id(scope: str, key: str) -> int:
+    """The advisory lock a running request holds on its key (64 bits of its digest)."""
+    digest = hashlib.sha256(f"{scope}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class IdempotentRequests:
     """Keys of the creating POSTs of one service, in its ``idempotency_keys`` table.
 
-    ``claim`` takes the key before the route runs, in a transaction of its own: a key answered
-    before gives that answer again (same payload) or ``422`` (another payload); a key another
-    request holds right now gives ``409``. A success (``2xx``) is remembered when the route has
-    answered; any other answer lets go of the key, so a corrected request can use it again."""
+    ``claim`` takes the key before the route runs: a key answered before gives that answer again
+    (same payload) or ``422`` (another payload); a key another request holds right now gives
+    ``409``. A success (``2xx``) is remembered when the route has answered; any other answer lets
+    go of the key, so a corrected request can use it again.
+
+    Who holds a key is not guessed from the time: the request holds a transaction-level advisory
+    lock on it, in a transaction kept open on a connection of its own until it answers. A request
+    however slow keeps its key; one whose process died loses it at once (the database ends the
+    dead connection's transaction), and a retry then runs the request again, since a request that
+    died mid-way left no answer to give."""
 
     def __init__(
         self,
         table: Table,
         clock: Clock,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         *,
         retention: timedelta = timedelta(hours=24),
-        lease: timedelta = timedelta(minutes=2),
     ) -> None:
         self.table = table
         self.clock = clock
-        self.sessionmaker = sessionmaker
+        self.engine = engine
+        self.sessionmaker = create_sessionmaker(engine)
         self.retention = retention
-        self.lease = lease
 
-    async def claim(self, scope: str, key: str, digest: str) -> RememberedAnswer | None:
+    async def claim(self, scope: str, key: str, digest: str) -> RememberedAnswer | Claim:
+        owner = await self.engine.connect()
+        try:
+            lock = select(func.pg_try_advisory_xact_lock(claim_lock_id(scope, key)))
+            held_by_us = bool((await owner.execute(lock)).scalar_one())
+            answer = await self._take(scope, key, digest, held_by_us)
+        except BaseException:
+            await self._let_go(owner)
+            raise
+        if answer is None:
+            return Claim(self, scope, key, owner)
+        await self._let_go(owner)
+        return answer
+
+    async def _take(
+        self, scope: str, key: str, digest: str, held_by_us: bool
+    ) -> RememberedAnswer | None:
+        """None when this request now holds the key, else the answer given to it before."""
         table, now = self.table, self.clock.now()
         async with self.sessionmaker.begin() as session:
-            taken = await session.execute(
-                insert(table)
-                .values(
+            row = (
+                await session.execute(
+                    select(table).where(table.c.scope == scope, table.c.key == key)
+                )
+            ).one_or_none()
+            expired = row is not None and row.created_at < now - self.retention
+            if held_by_us and (row is None or expired or row.status == IN_PROGRESS):
+                # No answer to give: a new key, a forgotten one, or one whose holder died.
+                statement = insert(table).values(
                     scope=scope,
                     key=key,
                     fingerprint=digest,
@@ -263,62 +303,65 @@ class IdempotentRequests:
                     body={},
                     created_at=now,
                 )
-                .on_conflict_do_nothing(index_elements=["scope", "key"])
-                .returning(table.c.key)
-            )
-            if taken.first() is not None:
-                return None
-            row = (
                 await session.execute(
-                    select(table)
-                    .where(table.c.scope == scope, table.c.key == key)
-                    .with_for_update()
-                )
-            ).one()
-            stale = row.status == IN_PROGRESS and row.created_at < now - self.lease
-            if row.created_at < now - self.retention or stale:
-                await session.execute(
-                    update(table)
-                    .where(table.c.scope == scope, table.c.key == key)
-                    .values(fingerprint=digest, status=IN_PROGRESS, body={}, created_at=now)
+                    statement.on_conflict_do_update(
+                        index_elements=["scope", "key"],
+                        set_={
+                            name: statement.excluded[name]
+                            for name in ("fingerprint", "status", "body", "created_at")
+                        },
+                    )
                 )
                 return None
-        if row.fingerprint != digest:
+        if row is not None and not expired and row.fingerprint != digest:
             raise IdempotencyKeyReused.for_another_payload()
-        if row.status == IN_PROGRESS:
+        if row is None or expired or row.status == IN_PROGRESS:
             raise IdempotencyKeyInProgress(
                 "a request with this Idempotency-Key is still running; retry later",
                 headers={"Retry-After": "1"},
             )
         return RememberedAnswer(status=row.status, body=row.body)
 
-    async def complete(self, scope: str, key: str, status: int, body: dict[str, Any]) -> None:
-        table = self.table
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(table)
-                .where(table.c.scope == scope, table.c.key == key)
-                .values(status=status, body=body)
-            )
-            # Forgotten keys go a few at a time, by the created_at index.
-            expired = (
-                select(table.c.scope, table.c.key)
-                .where(table.c.created_at < self.clock.now() - self.retention)
-                .limit(PRUNED_PER_ANSWER)
-            )
-            await session.execute(
-                delete(table).where(tuple_(table.c.scope, table.c.key).in_(expired))
-            )
+    @staticmethod
+    async def _let_go(owner: AsyncConnection) -> None:
+        try:
+            await owner.rollback()  # ends the transaction, and with it the lock
+        finally:
+            await owner.close()
 
-    async def release(self, scope: str, key: str) -> None:
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                delete(self.table).where(
-                    self.table.c.scope == scope,
-                    self.table.c.key == key,
-                    self.table.c.status == IN_PROGRESS,
+    async def complete(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
+        table = self.table
+        try:
+            async with self.sessionmaker.begin() as session:
+                await session.execute(
+                    update(table)
+                    .where(table.c.scope == claim.scope, table.c.key == claim.key)
+                    .values(status=status, body=body)
                 )
-            )
+                # Forgotten keys go a few at a time, by the created_at index.
+                expired = (
+                    select(table.c.scope, table.c.key)
+                    .where(table.c.created_at < self.clock.now() - self.retention)
+                    .limit(PRUNED_PER_ANSWER)
+                )
+                await session.execute(
+                    delete(table).where(tuple_(table.c.scope, table.c.key).in_(expired))
+                )
+        finally:
+            await self._let_go(claim.owner)
+
+    async def release(self, claim: Claim) -> None:
+        try:
+            async with self.sessionmaker.begin() as session:
+                await session.execute(
+                    delete(self.table).where(
+                        self.table.c.scope == claim.scope,
+                        self.table.c.key == claim.key,
+                        self.table.c.status == IN_PROGRESS,
+                    )
+                )
+        finally:
+            await self._let_go(claim.owner)
 
 
 def request_scope(org_id: str, caller: str, method: str, path: str) -> str:
@@ -361,14 +404,14 @@ class IdempotencyMiddleware:
         except BaseException:
             claim = scope.get("state", {}).get(STATE_KEY)
             if isinstance(claim, Claim):
-                await claim.requests.release(claim.scope, claim.key)
+                await claim.requests.release(claim)
             raise
         claim = scope.get("state", {}).get(STATE_KEY)
         if not isinstance(claim, Claim):
             return
         status = int(started.get("status", 500))
         if not 200 <= status < 300:  # nothing was done: the key is free for a corrected retry
-            await claim.requests.release(claim.scope, claim.key)
+            await claim.requests.release(claim)
             return
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
@@ -377,11 +420,10 @@ class IdempotencyMiddleware:
         try:
             content = json.loads(b"".join(chunks) or b"null")
         except ValueError:
-            await claim.requests.release(claim.scope, claim.key)
+            await claim.requests.release(claim)
             return
         await claim.requests.complete(
-            claim.scope,
-            claim.key,
+            claim,
             status,
             {
                 "content": content,

@@ -16,10 +16,10 @@ from fastapi import Depends, Header, Request
 from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.idempotency import (
     STATE_KEY,
-    Claim,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     IdempotentRequests,
+    RememberedAnswer,
     ReplayedAnswer,
     body_fingerprint,
     parse_key,
@@ -45,10 +45,10 @@ async def idempotent(
         return
     requests = context.part(IdempotentRequests)
     scope = request_scope(principal.org_id, principal.sub, request.method, request.url.path)
-    answer = await requests.claim(scope, key, body_fingerprint(await request.body()))
-    if answer is not None:
-        raise ReplayedAnswer(answer)
-    setattr(request.state, STATE_KEY, Claim(requests, scope, key))
+    claim = await requests.claim(scope, key, body_fingerprint(await request.body()))
+    if isinstance(claim, RememberedAnswer):
+        raise ReplayedAnswer(claim)
+    setattr(request.state, STATE_KEY, claim)
 
 
 IDEMPOTENT: Final = Depends(idempotent)

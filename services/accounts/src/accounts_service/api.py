@@ -205,7 +205,7 @@ async def list_connections(
 
 
 @router.get(
-    "/users/{user_id}",
+    "/users/{user_id:path}",  # an opaque id may hold "/"
     response_model=ConnectionPublic,
     responses=problem_responses(Forbidden, NotFound),
     summary="A user's connection (org admins)",
@@ -216,7 +216,7 @@ async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) ->
 
 
 @router.delete(
-    "/users/{user_id}",
+    "/users/{user_id:path}",  # an opaque id may hold "/"
     status_code=204,
     responses=problem_responses(Forbidden, NotFound, ServiceUnavailable),
     summary="Revoke and forget a user's connection (org admins)",

@@ -395,7 +395,10 @@ class WatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     calendar_id: str | None = Field(
-        None, max_length=500, description="One calendar; absent: every calendar of the user"
+        None,
+        min_length=1,
+        max_length=500,
+        description="One calendar; absent: every calendar of the user",
     )
 
 

@@ -410,7 +410,7 @@ def add_owned_routes(
         )
 
     @router.put(
-        f"{path}/members/{{user_id}}",
+        f"{path}/members/{{user_id:path}}",  # an opaque id may hold "/"
         summary=f"Add a member to a {kind.name}, or change their role",
         description=(
             "Collaborators read and edit, followers read. The user must be an active "
@@ -429,7 +429,7 @@ def add_owned_routes(
         return MemberPublic.model_validate(member)
 
     @router.delete(
-        f"{path}/members/{{user_id}}",
+        f"{path}/members/{{user_id:path}}",  # an opaque id may hold "/"
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Remove a member from a {kind.name} (members may remove themselves)",

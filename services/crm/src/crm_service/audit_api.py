@@ -4,7 +4,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from crm_service.api import CallerDep, Cursor, Limit
 from crm_service.audit_log import AuditFilters, audit_page, audit_query, export_csv
@@ -18,6 +17,7 @@ from pipedesk_common.errors import (
     Unauthorized,
     problem_responses,
 )
+from pipedesk_common.moments import Rfc3339
 from pipedesk_common.pagination import Page
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -37,8 +37,8 @@ async def audit_filters(
     entity_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     actor_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     action: Action | None = None,
-    since: Annotated[AwareDatetime | None, Query(description="From this time (inclusive)")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Before this time")] = None,
+    since: Annotated[Rfc3339 | None, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[Rfc3339 | None, Query(description="Before this time")] = None,
 ) -> AuditFilters:
     return AuditFilters(entity_type, entity_id, actor_id, action, since, until)
 

@@ -30,6 +30,8 @@ async def directory(session: SessionDep, context: ContextDep) -> Directory:
 
 
 DirectoryDep = Annotated[Directory, Depends(directory)]
+# An id is opaque and may hold "/": the route takes the rest of the path, which arrives
+# percent-encoded (``%2F``) and is decoded before routing.
 UserIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 
@@ -71,7 +73,7 @@ async def list_users(
 
 
 @users.get(
-    "/{user_id}",
+    "/{user_id:path}",
     summary="A user of the caller's org",
     description="One user by their id (the token's `sub`); a user of another org is `404`.",
     responses=problem_responses(Unauthorized, NotFound),
@@ -175,7 +177,7 @@ async def archive_team(
 
 
 @internal_users.get(
-    "/{user_id}",
+    "/{user_id:path}",
     summary="A user of an org (callers: accounts, calendar, drive, tasks)",
     responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )

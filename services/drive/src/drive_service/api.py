@@ -179,7 +179,7 @@ def download_headers(name: str) -> dict[str, str]:
         "caller's connected Google account holds the folders from then on. Records' "
         "folders already made stay where they are."
     ),
-    responses=problem_responses(Unauthorized, Forbidden, *GOOGLE_PROBLEMS),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
 )
 async def set_root(data: RootWrite, principal: PrincipalDep, service: ServiceDep) -> RootPublic:
     root = await service.configure_root(principal, data.shared_drive_id, data.name)

@@ -1,0 +1,115 @@
+"""The whole system on real sockets behind one gateway, with the Google emulator: what the browser
+tests drive and what the contract suite checks the published OpenAPI document against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from pipedesk_testkit.identities import Identity
+from pipedesk_testkit.servers import free_port, serve_in_thread
+
+SERVICES = ("crm", "timeline", "accounts", "calendar", "tasks", "drive")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The system's URLs: the gateway in front, every service and the Google emulator behind."""
+
+    gateway_url: str
+    emulator_url: str
+    identity: Identity
+    frontend_origin: str
+    service_urls: Mapping[str, str]
+
+
+def _builders(
+    urls: dict[str, str], common: dict[str, Any], gateway: dict[str, Any]
+) -> dict[str, Callable[[], Any]]:
+    from accounts_service.app import build_app as build_accounts
+    from accounts_service.settings import CALLBACK_PATH, AccountsSettings
+    from calendar_service.app import build_app as build_calendar
+    from calendar_service.settings import CalendarSettings
+    from crm_service.app import build_app as build_crm
+    from crm_service.settings import CrmSettings
+    from drive_service.app import build_app as build_drive
+    from drive_service.settings import DriveSettings
+    from pipedesk_gateway.app import build_app as build_gateway
+    from pipedesk_gateway.settings import GatewaySettings
+    from tasks_service.app import build_app as build_tasks
+    from tasks_service.settings import TasksSettings
+    from timeline_service.app import build_app as build_timeline
+    from timeline_service.settings import TimelineSettings
+
+    gateway_url = urls["gateway"]
+    linked: dict[str, Any] = {**common, "crm_url": urls["crm"]}
+    return {
+        "crm": lambda: build_crm(CrmSettings(**common)),
+        "timeline": lambda: build_timeline(TimelineSettings(**linked)),
+        "accounts": lambda: build_accounts(
+            AccountsSettings(
+                **common,
+                google_redirect_uri=gateway_url + CALLBACK_PATH,
+                frontend_url=gateway_url + "/app/",
+            )
+        ),
+        "calendar": lambda: build_calendar(
+            CalendarSettings(**linked, webhook_url=gateway_url + "/webhooks/google/calendar")
+        ),
+        "tasks": lambda: build_tasks(TasksSettings(**linked)),
+        "drive": lambda: build_drive(
+            DriveSettings(**linked, webhook_url=gateway_url + "/webhooks/google/drive")
+        ),
+        "gateway": lambda: build_gateway(
+            GatewaySettings(**gateway, FRONTEND_ORIGINS=urls["frontend"])
+        ),
+    }
+
+
+@contextmanager
+def serve_stack(
+    service_env: Mapping[str, str],
+    identity: Identity,
+    *,
+    gateway_settings: Mapping[str, Any] | None = None,
+    services: Sequence[str] = SERVICES,
+) -> Iterator[Stack]:
+    """Gateway, CRM, timeline, accounts, calendar, tasks and drive, each a uvicorn server, wired as
+    ``make run`` wires them: the gateway's console signs in through the run's identity provider,
+    Google's consent returns through the gateway's callback, and the callback to the console.
+    ``gateway_settings`` adds to the gateway's settings (its rate limits, say); ``services``
+    chooses among ``SERVICES`` (the CRM always runs). Its consumers
+    share the run's queues, so a stack must not outlive the tests that use it (another suite's
+    timeline would lose events to it)."""
+    from google_emulator.app import create_emulator_app
+
+    services = ("crm", *(name for name in services if name != "crm"))
+    ports = {name: free_port() for name in (*services, "gateway", "frontend")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    with ExitStack() as servers:
+        emulator = servers.enter_context(serve_in_thread(create_emulator_app()))
+        common: dict[str, Any] = {**service_env, "GOOGLE_ROOT_URL": emulator + "/"}
+        gateway = {**service_env, **(gateway_settings or {})}
+        # Where the others are is read from the environment while the apps are built and start
+        # (as each process of make run reads it), and only then: other tests never see it.
+        with pytest.MonkeyPatch.context() as env:
+            for name in services:
+                env.setenv(f"{name.upper()}_URL", urls[name])
+            env.setenv("IDENTITY_URL", identity.url)
+            for name, build in _builders(urls, common, gateway).items():
+                if name not in (*services, "gateway"):
+                    continue
+                servers.enter_context(serve_in_thread(build(), port=ports[name]))
+                # FastAPI builds an app's routes on its first request. Here the apps share one
+                # process, so each builds them now, one after another, as separate processes
+                # would: when the calendar and tasks apps built theirs concurrently in threads,
+                # pydantic now and then warned about a body field's alias (an error here, so a
+                # 500 in the middle of a test).
+                httpx.get(f"{urls[name]}/no-such-route", timeout=10)
+        running = {name: urls[name] for name in services}
+        yield Stack(urls["gateway"], emulator, identity, urls["frontend"], running)

@@ -1,0 +1,118 @@
+"""The gateway's merged OpenAPI document is what the running system answers: schemathesis sends
+every public operation generated requests (every check, stateful links where declared, a fixed
+seed, 50 examples per operation) with a token of each role, each role in an org of its own.
+
+The failures it still finds are listed, one per operation, check and status, in
+``schemathesis-baseline.json``: a failure not listed there fails this test, and an entry is
+removed once its failure is fixed (``--baseline-prune``). ``make contract`` runs it (see
+conftest.py and docs/development.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipedesk_testkit.google import GoogleStack
+from pipedesk_testkit.identities import ActingUser, Identity, Users
+from pipedesk_testkit.stack import Stack, serve_stack
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent
+SEED = 20261207
+MAX_EXAMPLES = 50
+ROLES = ("admin", "manager", "rep", "viewer")
+PRODUCTS = ("calendar", "tasks", "drive")
+
+
+@pytest.fixture(scope="module")
+def stack(service_env: dict[str, str], identity: Identity) -> Iterator[Stack]:
+    # The generated requests come far faster than a person's: the buckets must not hide answers.
+    limits = {"RATE_LIMIT_DEFAULT": "1000000/60", "RATE_LIMIT_SENSITIVE": "1000000/60"}
+    with serve_stack(service_env, identity, gateway_settings=limits) as system:
+        yield system
+
+
+def role_users(stack: Stack, identity: Identity) -> dict[str, ActingUser]:
+    """A user per role, each in an org of its own whose Drive root is set, each connected to
+    Google for Calendar, Tasks and Drive."""
+    acting: dict[str, ActingUser] = {}
+    admins: list[ActingUser] = []
+    for role in ROLES:
+        org = Users(identity.minter)
+        acting[role] = org.make(role, teams=("team-a",))
+        admins.append(acting[role] if role == "admin" else org.make("admin"))
+    google = GoogleStack(stack.emulator_url, stack.gateway_url, identity.key_dir)
+
+    async def prepare() -> None:
+        for user in [*acting.values(), *admins]:
+            await google.connect(user, PRODUCTS)
+        async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as http:
+            for admin in admins:
+                root = await http.put("/api/drive/root", json={}, headers=admin.headers)
+                assert root.status_code == 200, root.text
+
+    asyncio.run(prepare())
+    return acting
+
+
+def test_every_operation_answers_as_its_published_contract_says(
+    stack: Stack, identity: Identity, tmp_path: Path
+) -> None:
+    acting = role_users(stack, identity)
+    auth = tmp_path / "auth.json"
+    auth.write_text(
+        json.dumps(
+            {
+                "auth": [
+                    {
+                        "name": role,
+                        "fixedHeaders": [
+                            {"name": "Authorization", "value": f"Bearer {user.token}"}
+                        ],
+                    }
+                    for role, user in acting.items()
+                ]
+            }
+        )
+    )
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--no-color",
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{stack.gateway_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--baseline",
+        str(HERE / "schemathesis-baseline.json"),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        cwd=tmp_path,  # its .hypothesis and .schemathesis folders stay out of the repository
+        env={
+            **os.environ,
+            "PIPEDESK_CONTRACT_AUTH": str(auth),
+            "SCHEMATHESIS_TELEMETRY": "false",
+        },
+    )
+    assert result.returncode == 0, result.stdout[-25000:] + result.stderr[-3000:]
