@@ -34,6 +34,8 @@ PHASE_LINES = (
     r"timeline max: raw query, page 1 [\d,]+/s, service, page 1 [\d,]+/s, gateway, page 1",
     r"gateway round 1: direct: p50 [\d.]+ ms",
     r"gateway round 1: through gateway: p50 [\d.]+ ms",
+    r"gmail round 1: raw loop: [\d,]+ messages/s",
+    r"gmail round 1: service: [\d,]+ messages/s",
     r"Database connections in use \(peak per service, all its processes\): .*crm \d+",
 )
 TARGETS = (
@@ -45,6 +47,7 @@ TARGETS = (
     "gateway adds ≤ 1 ms p50",
     "gateway adds ≤ 5 ms p99",
     "gateway CPU ≤ 0.5 ms per request",
+    "gmail sync ≥ 0.5 x raw loop",
     "every service < 150 MB RSS",
 )
 
@@ -83,7 +86,7 @@ def test_every_phase_runs_and_every_target_gets_a_verdict(
     record = json.loads(record_file.read_text())
     verdicts = {target["name"]: target["result"] for target in record["targets"]}
     assert all(any(target in name for name in verdicts) for target in TARGETS), verdicts
-    assert len(verdicts) == 11, verdicts  # both pages for the service and the gateway
+    assert len(verdicts) == 12, verdicts  # both pages for the service and the gateway
     for name, result in verdicts.items():
         assert re.fullmatch(r"(PASS|FAIL) \(TINY: indicative\)", result), verdicts
         assert re.search(rf"(PASS|FAIL) \(TINY: indicative\) +{re.escape(name)}", output)
