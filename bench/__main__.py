@@ -73,7 +73,7 @@ class Plan:
     deadline_seconds: float
     idle_seconds: float = 3.0
     name: str = "full"
-    gmail_messages: int = 200  # new messages per Gmail sync round
+    gmail_messages: int = 100  # new messages per Gmail sync round
 
     @classmethod
     def full(cls) -> Plan:

@@ -143,18 +143,25 @@ class GmailSync:
         self.raw_history = str(profile["historyId"])
 
     async def deliver(self, address: str, count: int) -> None:
-        for _ in range(count):
-            self.sequence += 1
-            answer = await self.admin.post(
-                "/gmail/deliver",
-                json={
-                    "sender": SENDER,
-                    "to": [address],
-                    "subject": f"Proposal {self.sequence}",
-                    "text": f"Hello, here is proposal {self.sequence}.\n" * 20,
-                },
-            )
-            answer.raise_for_status()
+        """``count`` new messages from a customer in ``address``'s mailbox, 8 at a time."""
+        window = asyncio.Semaphore(8)
+
+        async def one(sequence: int) -> None:
+            async with window:
+                answer = await self.admin.post(
+                    "/gmail/deliver",
+                    json={
+                        "sender": SENDER,
+                        "to": [address],
+                        "subject": f"Proposal {sequence}",
+                        "text": f"Hello, here is proposal {sequence}.\n" * 20,
+                    },
+                )
+                answer.raise_for_status()
+
+        first = self.sequence + 1
+        self.sequence += count
+        await asyncio.gather(*(one(sequence) for sequence in range(first, first + count)))
 
     async def service_round(self) -> SyncRound:
         await self.deliver(self.service_address, self.messages)
