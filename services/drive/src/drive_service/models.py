@@ -91,6 +91,11 @@ class RecordFolder(DriveModel, table=True):
     web_view_link: str | None = Field(default=None, sa_type=Text)
     trashed: bool = False
     creating_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sharing_cause: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSONB, nullable=True),
+        description="The CRM change (audit_id, actor_id) the next sharing sync follows",
+    )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 

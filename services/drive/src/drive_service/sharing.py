@@ -142,10 +142,16 @@ def sharing_actions(
 
 
 async def sync_sharing(
-    runtime: DriveRuntime, root: DriveRoot, folder: RecordFolder, *, apply: bool = True
+    runtime: DriveRuntime,
+    root: DriveRoot,
+    folder: RecordFolder,
+    *,
+    apply: bool = True,
+    audit: bool = False,
 ) -> list[ShareAction]:
     """Bring the folder's Google permissions in line with ``wanted_shares``; the differences
-    found (and, with ``apply``, changed)."""
+    found (and, with ``apply``, changed). With ``audit`` (the folder's sync, which follows CRM
+    access), each change is audited under the CRM change that caused it."""
     if folder.google_id is None:
         return []
     user = drive_user(root)
@@ -167,7 +173,34 @@ async def sync_sharing(
         else:
             assert action.permission_id is not None
             await google.change_role(user, folder.google_id, action.permission_id, action.after)
+    if audit:
+        await _audit_derived(runtime, folder, actions)
     return actions
+
+
+async def _audit_derived(
+    runtime: DriveRuntime, folder: RecordFolder, actions: list[ShareAction]
+) -> None:
+    """Audit what a sync changed under the CRM change the folder's access came with (taken
+    once), or as the drive service's own when nothing in CRM asked for it (drift)."""
+    async with runtime.uow.write() as session:
+        row = await DriveRepository(session).folder(folder.id, lock=True)
+        cause = (row.sharing_cause if row is not None else None) or {}
+        if row is not None and row.sharing_cause is not None:
+            row.sharing_cause = None
+        for action in actions:
+            await record_action(
+                session,
+                runtime.clock,
+                org_id=folder.org_id,
+                record=(folder.record_type, folder.record_id),
+                actor_id=cause.get("actor_id") or "svc:drive",
+                action=action.kind,
+                file_id=folder.google_id,
+                file_name=folder.name,
+                changes={f"share:{action.grantee[1]}": (action.before, action.after)},
+                audit_id=cause.get("audit_id"),
+            )
 
 
 # --- explicit shares through the API -----------------------------------------------------------
