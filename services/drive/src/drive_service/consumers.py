@@ -101,3 +101,19 @@ def follow_access(runtime: Callable[[], DriveRuntime]) -> AccessStored:
 
     return stored
 
+
+async def follow_google_account(
+    runtime: DriveRuntime, session: AsyncSession, org_id: str, user_id: str, email: str | None
+) -> None:
+    """A user connected a Google account (or disconnected it): the folders whose access names
+    them are synced, so their derived shares move to that account (or back to the directory
+    e-mail)."""
+    repository = DriveRepository(session)
+    changed = await repository.save_google_email(
+        org_id, user_id, email.lower() if email else None, runtime.clock.now()
+    )
+    root = await repository.root(org_id)
+    if not changed or root is None:
+        return
+    for folder in await repository.folders_naming(runtime.tables.access_replica, org_id, user_id):
+        await runtime.work.request(session, folder_key(root, folder.id))

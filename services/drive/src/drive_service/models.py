@@ -159,4 +159,16 @@ class ChangeCursor(DriveModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+class GoogleAccount(DriveModel, table=True):
+    """The Google account a user connected (any product), as the accounts service announced it:
+    derived shares go to it rather than to the user's directory e-mail."""
+
+    __tablename__ = "google_accounts"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    user_id: str = Field(primary_key=True, sa_type=String(255))
+    email: str = Field(sa_type=String(320), description="Lower case")
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
 TABLES = MirrorTables.of(DriveModel.metadata, push=True)

@@ -2,7 +2,9 @@
 
 Derived shares: a lead's or deal's owner and collaborators write, its followers read; a contact's
 or company's folder is readable by the whole org (its Workspace domain, the Drive account's).
-They go to each user's e-mail in the org directory, without a notification e-mail. Explicit
+They go to the Google account each user connected (the accounts service's
+``accounts.google.connected``), else to their e-mail in the org directory, without a
+notification e-mail. Explicit
 shares (a client) are made by the record's writers and admins, to an address of the org's
 allow-listed domains, as reader, commenter or writer, the notification e-mail their choice.
 
@@ -84,7 +86,15 @@ async def wanted_shares(
             if folder.record_type in OWNED
             else None
         )
-        explicit = await DriveRepository(session).shares(folder.id)
+        repository = DriveRepository(session)
+        explicit = await repository.shares(folder.id)
+        google_emails = (
+            await repository.google_emails(
+                root.org_id, [*([access.owner_id] if access.owner_id else []), *access.members]
+            )
+            if access is not None
+            else {}
+        )
     wanted: dict[Grantee, WantedShare] = {}
 
     def want(grantee: Grantee, role: str, *, derived: bool, notify: bool = False) -> None:
@@ -109,12 +119,24 @@ async def wanted_shares(
             if RANK[role] > RANK.get(roles.get(user_id, ""), 0):
                 roles[user_id] = role
         for user_id, role in sorted(roles.items()):
-            user = await runtime.directory.user(root.org_id, user_id)
-            if user is not None and user.email and user.email.lower() != holder:
-                want(("user", user.email.lower()), role, derived=True)
+            email = await _share_email(runtime, root.org_id, user_id, google_emails)
+            if email is not None and email != holder:
+                want(("user", email), role, derived=True)
     for share in explicit:
         want(("user", share.email), share.role, derived=False, notify=share.notify)
     return wanted
+
+
+async def _share_email(
+    runtime: DriveRuntime, org_id: str, user_id: str, google_emails: dict[str, str]
+) -> str | None:
+    """Where a user's derived share goes: the Google account they connected, else their
+    directory e-mail (None for a user no longer active in the org)."""
+    user = await runtime.directory.user(org_id, user_id)
+    if user is None:
+        return None
+    email = google_emails.get(user_id) or user.email
+    return email.lower() if email else None
 
 
 def sharing_actions(
