@@ -28,9 +28,13 @@ async def add_in_drive(
     token = await drive.google_token(user, [DRIVE])
     meta = f'{{"name": "{name}", "parents": ["{parent}"]}}'
     body = (
-        f"--b\r\nContent-Type: application/json\r\n\r\n{meta}\r\n"
-        "--b\r\nContent-Type: text/plain\r\n\r\n"
-    ).encode() + data + b"\r\n--b--"
+        (
+            f"--b\r\nContent-Type: application/json\r\n\r\n{meta}\r\n"
+            "--b\r\nContent-Type: text/plain\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n--b--"
+    )
     async with httpx.AsyncClient(base_url=drive.google.emulator_url, timeout=10) as google:
         answer = await google.post(
             "/upload/drive/v3/files",
@@ -105,7 +109,5 @@ async def test_a_file_added_in_drive_by_someone_else_is_on_the_leads_timeline(
         assert colleague.principal.email in item["participants"]
         assert colleague.principal.email in item["summary"]
         for outsider in (other_team, stranger):
-            refused = await timeline.get(
-                f"/api/timeline/lead/{lead_id}", headers=outsider.headers
-            )
+            refused = await timeline.get(f"/api/timeline/lead/{lead_id}", headers=outsider.headers)
             assert refused.status_code == 404

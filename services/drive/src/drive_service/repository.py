@@ -301,11 +301,11 @@ class DriveRepository:
     async def google_emails(self, org_id: str, user_ids: list[str]) -> dict[str, str]:
         """The connected Google e-mail of each of ``user_ids`` that has one."""
         rows = await self.session.execute(
-            select(GoogleAccount.user_id, GoogleAccount.email).where(
+            select(col(GoogleAccount.user_id), col(GoogleAccount.email)).where(
                 col(GoogleAccount.org_id) == org_id, col(GoogleAccount.user_id).in_(user_ids)
             )
         )
-        return {user_id: email for user_id, email in rows.all()}
+        return {str(user_id): str(email) for user_id, email in rows.all()}
 
     async def save_google_email(
         self, org_id: str, user_id: str, email: str | None, now: datetime

@@ -16,7 +16,7 @@ more. Other managers, admins and viewers reach files through ``/api/drive``, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from drive_service.audit import record_action
 from drive_service.google import DrivePermission
@@ -177,6 +177,7 @@ async def sync_sharing(
     if folder.google_id is None:
         return []
     user = drive_user(root)
+    cause = await _pending_cause(runtime, folder) if audit and apply else None
     wanted = await wanted_shares(runtime, root, folder)
     current = await runtime.google.permissions(user, folder.google_id)
     actions = sharing_actions(current, wanted, root.user_email.lower())
@@ -196,20 +197,31 @@ async def sync_sharing(
             assert action.permission_id is not None
             await google.change_role(user, folder.google_id, action.permission_id, action.after)
     if audit:
-        await _audit_derived(runtime, folder, actions)
+        await _audit_derived(runtime, folder, actions, cause)
     return actions
 
 
+async def _pending_cause(runtime: DriveRuntime, folder: RecordFolder) -> dict[str, Any] | None:
+    """The CRM change the folder's access list last came with, read before the list is."""
+    async with runtime.uow.read() as session:
+        row = await DriveRepository(session).folder(folder.id)
+        return row.sharing_cause if row is not None else None
+
+
 async def _audit_derived(
-    runtime: DriveRuntime, folder: RecordFolder, actions: list[ShareAction]
+    runtime: DriveRuntime,
+    folder: RecordFolder,
+    actions: list[ShareAction],
+    cause: dict[str, Any] | None,
 ) -> None:
-    """Audit what a sync changed under the CRM change the folder's access came with (taken
-    once), or as the drive service's own when nothing in CRM asked for it (drift)."""
+    """Audit what a sync changed under the CRM change the folder's access came with (then
+    taken, unless a newer one came meanwhile: its own sync audits it), or as the drive
+    service's own when nothing in CRM asked for it (drift)."""
     async with runtime.uow.write() as session:
         row = await DriveRepository(session).folder(folder.id, lock=True)
-        cause = (row.sharing_cause if row is not None else None) or {}
-        if row is not None and row.sharing_cause is not None:
+        if cause is not None and row is not None and row.sharing_cause == cause:
             row.sharing_cause = None
+        cause = cause or {}
         for action in actions:
             await record_action(
                 session,

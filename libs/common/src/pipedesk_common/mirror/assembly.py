@@ -123,8 +123,7 @@ class GoogleProduct(Generic[G, S]):
     # The Google account a user connected, for any product (in the consumer's transaction):
     # ``(runtime, session, org_id, user_id, email)``, email None once they disconnected.
     google_account: (
-        Callable[[MirrorRuntime[G, S], AsyncSession, str, str, str | None], Awaitable[None]]
-        | None
+        Callable[[MirrorRuntime[G, S], AsyncSession, str, str, str | None], Awaitable[None]] | None
     ) = None
     # What else ends with the user's access (in the consumer's transaction), e.g. a watch.
     access_ended: (
