@@ -207,7 +207,8 @@ async def test_derived_shares_go_to_the_connected_google_account(stack: Any, use
         connected = {owner.principal.email: "writer", account: "writer"}
         await eventually(lambda: grants(stack, google_id), until=lambda g: g == connected)
         sent = (await stack.google.admin("GET", "/drive/notifications")).json()
-        assert not any(n["email_sent"] for n in sent)
+        to_account = [n for n in sent if n["file_id"] == google_id and n["recipient"] == account]
+        assert [n["email_sent"] for n in to_account] == [False]
 
         # Disconnected: back to the directory e-mail.
         async with httpx.AsyncClient(base_url=stack.google.accounts_url, timeout=10) as accounts:
