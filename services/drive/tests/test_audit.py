@@ -102,3 +102,67 @@ async def test_drive_actions_appear_in_the_records_audit_once_each(
             "/api/audit", params={"entity_id": lead_id}, headers=stranger.headers
         )
         assert theirs.json()["items"] == []
+
+
+async def test_shares_that_follow_an_owner_change_are_audited_under_its_entry(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start() as service:
+        admin = await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP, teams=["t1"])
+        successor = users.make(Role.REP, teams=["t1"])
+        for user in (owner, successor):
+            (await stack.crm.get("/api/users", headers=user.headers)).raise_for_status()
+        lead_id = await stack.lead(owner, "Acme")
+        folder = (await stack.folder(service, owner, "lead", lead_id)).json()
+
+        changed = await stack.crm.post(
+            f"/api/leads/{lead_id}/change-owner",
+            json={"new_owner_id": successor.sub},
+            headers=admin.headers,
+        )
+        assert changed.status_code == 200, changed.text
+        shares = await eventually(
+            lambda: drive_entries(stack, admin, lead_id),
+            until=lambda found: len(found) >= 2,
+        )
+        answer = await stack.crm.get(
+            "/api/audit",
+            params={"entity_type": "lead", "entity_id": lead_id, "action": "owner_changed"},
+            headers=admin.headers,
+        )
+        [owner_changed] = answer.json()["items"]
+        assert owner_changed["source"] == "crm"
+        assert owner_changed["caused_by"] is None
+        assert sorted((e["action"], e["changes"]) for e in shares) == [
+            ("share_added", {f"share:{successor.principal.email}": [None, "writer"]}),
+            ("share_removed", {f"share:{owner.principal.email}": ["writer", None]}),
+        ]
+        for entry in shares:
+            assert entry["caused_by"] == owner_changed["id"]
+            assert entry["actor_id"] == admin.sub
+            assert entry["file_id"] == folder["google_id"]
+
+        # A member added: its share carries the member entry's id.
+        watcher = users.make(Role.REP, teams=["t1"])
+        (await stack.crm.get("/api/users", headers=watcher.headers)).raise_for_status()
+        put = await stack.crm.put(
+            f"/api/leads/{lead_id}/members/{watcher.sub}",
+            json={"role": "follower"},
+            headers=successor.headers,
+        )
+        assert put.status_code == 200, put.text
+        entries = await eventually(
+            lambda: drive_entries(stack, admin, lead_id),
+            until=lambda found: len(found) >= 3,
+        )
+        [followed] = [e for e in entries if f"share:{watcher.principal.email}" in e["changes"]]
+        added = await stack.crm.get(
+            "/api/audit",
+            params={"entity_type": "lead", "entity_id": lead_id, "action": "member_added"},
+            headers=admin.headers,
+        )
+        [member_added] = added.json()["items"]
+        assert followed["caused_by"] == member_added["id"]
+        assert followed["actor_id"] == successor.sub
+        assert followed["changes"] == {f"share:{watcher.principal.email}": [None, "reader"]}

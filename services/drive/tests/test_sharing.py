@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from pipedesk_common.auth import Role
@@ -179,3 +180,38 @@ async def test_explicit_shares_stay_in_the_allow_list_and_only_writers_make_them
         taken = await service.client.delete(f"{shares}/carla@client.org", headers=owner.headers)
         assert taken.status_code == 204
         assert "carla@client.org" not in await grants(stack, folder["google_id"])
+
+
+async def test_derived_shares_go_to_the_connected_google_account(stack: Any, users: Users) -> None:
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP, teams=["t1"])
+        colleague = users.make(Role.REP, teams=["t1"])
+        await known(stack, owner, colleague)
+        lead_id = await stack.lead(owner)
+        folder = (await stack.folder(service, owner, "lead", lead_id)).json()
+        google_id = folder["google_id"]
+        put = await stack.crm.put(
+            f"/api/leads/{lead_id}/members/{colleague.sub}",
+            json={"role": "collaborator"},
+            headers=owner.headers,
+        )
+        assert put.status_code == 200, put.text
+        directory = {owner.principal.email: "writer", colleague.principal.email: "writer"}
+        await eventually(lambda: grants(stack, google_id), until=lambda g: g == directory)
+
+        # The colleague connects another Google account: the share moves to it.
+        account = f"{colleague.sub}.google@gmail.example"
+        status = await stack.google.connect(colleague, ["gmail"], google_email=account)
+        assert status["google_email"] == account
+        connected = {owner.principal.email: "writer", account: "writer"}
+        await eventually(lambda: grants(stack, google_id), until=lambda g: g == connected)
+        sent = (await stack.google.admin("GET", "/drive/notifications")).json()
+        to_account = [n for n in sent if n["file_id"] == google_id and n["recipient"] == account]
+        assert [n["email_sent"] for n in to_account] == [False]
+
+        # Disconnected: back to the directory e-mail.
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url, timeout=10) as accounts:
+            gone = await accounts.delete("/api/accounts/google", headers=colleague.headers)
+        assert gone.status_code == 204, gone.text
+        await eventually(lambda: grants(stack, google_id), until=lambda g: g == directory)

@@ -8,7 +8,8 @@ works), and every decision goes through the one ``can``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import (
@@ -56,12 +57,32 @@ def access_replica_table(metadata: MetaData) -> Table:
     )
 
 
-AccessStored = Callable[[AsyncSession, str, str, str], Awaitable[None]]
+@dataclass(frozen=True)
+class AccessCause:
+    """The CRM change that produced an access list: its audit entry and who made it."""
+
+    audit_id: str | None
+    actor_id: str | None
+
+
+class AccessStored(Protocol):
+    """Called as ``on_stored(session, org_id, record_type, record_id, cause)``; ``cause`` is
+    None when the list was fetched from CRM rather than received with its change."""
+
+    def __call__(
+        self,
+        session: AsyncSession,
+        org_id: str,
+        record_type: str,
+        record_id: str,
+        cause: AccessCause | None = None,
+    ) -> Awaitable[None]: ...
 
 
 class AccessReplica:
-    """``on_stored(session, org_id, record_type, record_id)``, when given, runs in the same
-    transaction each time the replica learns a record or a newer version of its access list."""
+    """``on_stored(session, org_id, record_type, record_id, cause)``, when given, runs in the
+    same transaction each time the replica learns a record or a newer version of its access
+    list (``cause``: the CRM change that produced it, when it came as an event)."""
 
     def __init__(
         self,
@@ -86,12 +107,18 @@ class AccessReplica:
                 session: AsyncSession, event: Event[AccessChanged], record_type: str = record_type
             ) -> None:
                 data = event.data
-                await self._store(session, record_type, data.id, data.model_dump())
+                cause = AccessCause(data.audit_id, event.actor_id)
+                await self._store(session, record_type, data.id, data.model_dump(), cause)
 
             consumer.on(model)(on_access_changed)
 
     async def _store(
-        self, session: AsyncSession, record_type: str, record_id: str, values: dict[str, Any]
+        self,
+        session: AsyncSession,
+        record_type: str,
+        record_id: str,
+        values: dict[str, Any],
+        cause: AccessCause | None = None,
     ) -> None:
         row = {
             "record_type": record_type,
@@ -119,7 +146,7 @@ class AccessReplica:
             ).returning(self.table.c.version)
         )
         if stored is not None and self._on_stored is not None:
-            await self._on_stored(session, row["org_id"], record_type, record_id)
+            await self._on_stored(session, row["org_id"], record_type, record_id, cause)
 
     async def access_list(
         self, session: AsyncSession, record_type: str, record_id: str

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanag
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 from joserfc.jwk import ECKey
@@ -46,11 +46,16 @@ class GoogleStack:
         return self.emulator_url + "/"
 
     async def connect(
-        self, user: ActingUser, products: Sequence[str] = ("calendar",)
+        self,
+        user: ActingUser,
+        products: Sequence[str] = ("calendar",),
+        *,
+        google_email: str | None = None,
     ) -> dict[str, Any]:
         """Connect ``user`` to Google for ``products`` through the real flow: the accounts
-        service's authorization URL, the emulator's consent (for the user's email), the
-        callback. Returns the connection status the accounts service then answers."""
+        service's authorization URL, the emulator's consent (for the user's email, or the
+        Google account ``google_email`` they pick instead), the callback. Returns the
+        connection status the accounts service then answers."""
         async with httpx.AsyncClient(timeout=10) as http:
             start = await http.get(
                 f"{self.accounts_url}/api/accounts/google/connect",
@@ -58,7 +63,12 @@ class GoogleStack:
                 headers=user.headers,
             )
             start.raise_for_status()
-            consent = await http.get(start.json()["authorization_url"])
+            authorization = start.json()["authorization_url"]
+            if google_email is not None:
+                url = urlparse(authorization)
+                query = {**parse_qs(url.query), "login_hint": [google_email]}
+                authorization = url._replace(query=urlencode(query, doseq=True)).geturl()
+            consent = await http.get(authorization)
             if consent.status_code != 302:
                 raise ConnectFailed(f"the emulator answered {consent.status_code}")
             back = await http.get(consent.headers["location"])

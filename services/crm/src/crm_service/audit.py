@@ -500,6 +500,7 @@ def _record_audit(session: Session, _flush: UOWTransaction) -> None:
     rows: list[dict[str, Any]] = []
     events: list[EventData] = []
     access_changed: dict[str, Lead | Deal] = {}
+    access_cause: dict[str, str] = {}  # record id → the audit entry that changed its access
     for entry in entries:
         if entry.org_id != actor.org_id:
             raise PermissionError("a change may only touch the actor's own org")
@@ -530,9 +531,11 @@ def _record_audit(session: Session, _flush: UOWTransaction) -> None:
         if isinstance(entry.row, RecordMember):
             parent = _parent(session, entry.record_type, entry.record_id)
             access_changed[entry.record_id] = parent
+            access_cause.setdefault(entry.record_id, entry_id)
         elif isinstance(entry.row, Lead | Deal):
             if entry.action != "updated" or ACCESS_FIELDS & entry.changes.keys():
                 access_changed[entry.record_id] = entry.row
+                access_cause[entry.record_id] = entry_id  # the record's own entry first
             if entry.action == "owner_changed":
                 record = entry.row
                 owner_model = LeadOwnerChanged if isinstance(record, Lead) else DealOwnerChanged
@@ -552,9 +555,10 @@ def _record_audit(session: Session, _flush: UOWTransaction) -> None:
                 )
     connection = session.connection()
     connection.execute(AuditEntry.__table__.insert(), rows)  # type: ignore[attr-defined]
-    for record in access_changed.values():
+    for record_id, record in access_changed.items():
         record_type = "lead" if isinstance(record, Lead) else "deal"
-        events.append(access_of(record, _members(session, record_type, record.id)))
+        access = access_of(record, _members(session, record_type, record.id))
+        events.append(access.model_copy(update={"audit_id": access_cause.get(record_id)}))
     add_events(
         connection,
         outbox,

@@ -23,11 +23,11 @@ from pipedesk_common.errors import Forbidden
 
 EXPORT_COLUMNS = (
     "id", "occurred_at", "entity_type", "entity_id", "action", "actor_id", "reason",
-    "request_id", "source", "file_id", "file_name", "changes",
+    "request_id", "source", "file_id", "file_name", "caused_by", "changes",
 )  # fmt: skip
 EXPORT_SOURCE_COLUMNS = (
     "id", "occurred_at", "record_type", "record_id", "action", "actor_id", "reason",
-    "request_id", "source", "file_id", "file_name", "changes",
+    "request_id", "source", "file_id", "file_name", "caused_by", "changes",
 )  # fmt: skip
 EXPORT_BATCH = 1000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -40,6 +40,7 @@ def drive_audit_consumer() -> Consumer:
                 source="drive",
                 file_id=data.file_id,
                 file_name=data.file_name,
+                caused_by=UUID(data.audit_id) if data.audit_id else None,
             )
             .on_conflict_do_nothing(index_elements=["id"])
         )

@@ -278,6 +278,11 @@ class AuditEntry(CrmModel, table=True):
         default=None, sa_type=String(200), description="A Drive action's file or folder"
     )
     file_name: str | None = Field(default=None, sa_type=Text)
+    caused_by: UUID | None = Field(
+        default=None,
+        description="The CRM entry whose change caused this one (a share that followed an "
+        "owner change)",
+    )
 
 
 outbox = outbox_table(CrmModel.metadata)

@@ -375,6 +375,10 @@ class AuditEntryPublic(BaseModel):
     source: str = Field(description="crm, or drive for a Drive action taken through PipeDesk")
     file_id: str | None = Field(description="A Drive action's file or folder (Google's id)")
     file_name: str | None
+    caused_by: UUID | None = Field(
+        description="The CRM entry (its `id`) whose change caused this one: a Drive share "
+        "changed because an owner, member or team changed"
+    )
 
 
 class AccessListPublic(BaseModel):

@@ -43,6 +43,7 @@ DRIVE = GoogleProduct(
     example_job="drive.sync-folders",
     subscribe=consumers.follow_records,
     access_stored=consumers.follow_access,
+    google_account=consumers.follow_google_account,
     push=changes.key_of_channel,
     body_limits=upload_limits,
 )

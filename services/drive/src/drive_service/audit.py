@@ -27,9 +27,10 @@ async def record_action(
     file_id: str | None,
     file_name: str | None,
     changes: dict[str, tuple[Any, Any]],
+    audit_id: str | None = None,
 ) -> None:
     """Publish one audited Drive action (``record``: its type and id) with the session's
-    transaction."""
+    transaction; ``audit_id``: the CRM change that caused it, if one did."""
     now = clock.now()
     data = DriveAuditRecorded(
         id=str(new_id()),
@@ -41,6 +42,7 @@ async def record_action(
         file_name=file_name,
         changes=changes,
         occurred_at=now,
+        audit_id=audit_id,
     )
     await add_event(
         session, TABLES.outbox, new_event(data, org_id=org_id, actor_id=actor_id, time=now)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from drive_service.repository import DriveRepository
 from drive_service.service import DriveRuntime, folder_key
-from pipedesk_common.access import AccessStored
+from pipedesk_common.access import AccessCause, AccessStored
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event
 from pipedesk_common.events.crm import (
@@ -81,13 +81,39 @@ def follow_records(consumer: Consumer, runtime: Callable[[], DriveRuntime]) -> N
 
 def follow_access(runtime: Callable[[], DriveRuntime]) -> AccessStored:
     """A newer access list of a record: its folder's sharing is synced (once the consumer's
-    transaction commits; the sync changes only what differs, so a redelivery changes nothing)."""
+    transaction commits; the sync changes only what differs, so a redelivery changes nothing)
+    and audited under the CRM change that caused it."""
 
-    async def stored(session: AsyncSession, org_id: str, record_type: str, record_id: str) -> None:
+    async def stored(
+        session: AsyncSession,
+        org_id: str,
+        record_type: str,
+        record_id: str,
+        cause: AccessCause | None = None,
+    ) -> None:
         repository = DriveRepository(session)
         folder = await repository.made_folder_of(org_id, record_type, record_id)
         root = await repository.root(org_id)
         if folder is not None and root is not None:
+            if cause is not None and cause.audit_id is not None:
+                folder.sharing_cause = {"audit_id": cause.audit_id, "actor_id": cause.actor_id}
             await runtime().work.request(session, folder_key(root, folder.id))
 
     return stored
+
+
+async def follow_google_account(
+    runtime: DriveRuntime, session: AsyncSession, org_id: str, user_id: str, email: str | None
+) -> None:
+    """A user connected a Google account (or disconnected it): the folders whose access names
+    them are synced, so their derived shares move to that account (or back to the directory
+    e-mail)."""
+    repository = DriveRepository(session)
+    changed = await repository.save_google_email(
+        org_id, user_id, email.lower() if email else None, runtime.clock.now()
+    )
+    root = await repository.root(org_id)
+    if not changed or root is None:
+        return
+    for folder in await repository.folders_naming(runtime.tables.access_replica, org_id, user_id):
+        await runtime.work.request(session, folder_key(root, folder.id))

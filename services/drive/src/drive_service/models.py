@@ -91,6 +91,11 @@ class RecordFolder(DriveModel, table=True):
     web_view_link: str | None = Field(default=None, sa_type=Text)
     trashed: bool = False
     creating_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sharing_cause: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSONB, nullable=True),
+        description="The CRM change (audit_id, actor_id) the next sharing sync follows",
+    )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
@@ -151,6 +156,18 @@ class ChangeCursor(DriveModel, table=True):
 
     org_id: str = Field(primary_key=True, sa_type=String(255))
     page_token: str = Field(sa_type=String(200))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class GoogleAccount(DriveModel, table=True):
+    """The Google account a user connected (any product), as the accounts service announced it:
+    derived shares go to it rather than to the user's directory e-mail."""
+
+    __tablename__ = "google_accounts"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    user_id: str = Field(primary_key=True, sa_type=String(255))
+    email: str = Field(sa_type=String(320), description="Lower case")
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 

@@ -16,6 +16,7 @@ from drive_service.models import (
     DriveFile,
     DriveRoot,
     ExplicitShare,
+    GoogleAccount,
     RecordFolder,
     RecordName,
 )
@@ -294,3 +295,54 @@ class DriveRepository:
         )
         assert found is not None
         return found
+
+    # --- users' Google accounts --------------------------------------------------------------
+
+    async def google_emails(self, org_id: str, user_ids: list[str]) -> dict[str, str]:
+        """The connected Google e-mail of each of ``user_ids`` that has one."""
+        rows = await self.session.execute(
+            select(col(GoogleAccount.user_id), col(GoogleAccount.email)).where(
+                col(GoogleAccount.org_id) == org_id, col(GoogleAccount.user_id).in_(user_ids)
+            )
+        )
+        return {str(user_id): str(email) for user_id, email in rows.all()}
+
+    async def save_google_email(
+        self, org_id: str, user_id: str, email: str | None, now: datetime
+    ) -> bool:
+        """Keep (or, with None, forget) the user's Google e-mail; whether it changed."""
+        found = await self.session.get(GoogleAccount, (org_id, user_id), with_for_update=True)
+        if email is None:
+            if found is None:
+                return False
+            await self.session.delete(found)
+            return True
+        if found is not None:
+            if found.email == email:
+                return False
+            found.email, found.updated_at = email, now
+            return True
+        await self.session.execute(
+            insert(GoogleAccount)
+            .values(org_id=org_id, user_id=user_id, email=email, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=["org_id", "user_id"], set_={"email": email, "updated_at": now}
+            )
+        )
+        return True
+
+    async def folders_naming(self, replica: Any, org_id: str, user_id: str) -> list[RecordFolder]:
+        """The org's made folders of the leads and deals whose access list (``replica``: its
+        table) names the user as owner or member."""
+        named = select(replica.c.record_type, replica.c.record_id).where(
+            replica.c.org_id == org_id,
+            or_(replica.c.owner_id == user_id, replica.c.members.has_key(user_id)),
+        )
+        found = await self.session.scalars(
+            select(RecordFolder).where(
+                col(RecordFolder.org_id) == org_id,
+                col(RecordFolder.google_id).is_not(None),
+                tuple_(col(RecordFolder.record_type), col(RecordFolder.record_id)).in_(named),
+            )
+        )
+        return list(found.all())

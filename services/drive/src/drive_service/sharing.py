@@ -2,7 +2,9 @@
 
 Derived shares: a lead's or deal's owner and collaborators write, its followers read; a contact's
 or company's folder is readable by the whole org (its Workspace domain, the Drive account's).
-They go to each user's e-mail in the org directory, without a notification e-mail. Explicit
+They go to the Google account each user connected (the accounts service's
+``accounts.google.connected``), else to their e-mail in the org directory, without a
+notification e-mail. Explicit
 shares (a client) are made by the record's writers and admins, to an address of the org's
 allow-listed domains, as reader, commenter or writer, the notification e-mail their choice.
 
@@ -14,7 +16,7 @@ more. Other managers, admins and viewers reach files through ``/api/drive``, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from drive_service.audit import record_action
 from drive_service.google import DrivePermission
@@ -84,7 +86,15 @@ async def wanted_shares(
             if folder.record_type in OWNED
             else None
         )
-        explicit = await DriveRepository(session).shares(folder.id)
+        repository = DriveRepository(session)
+        explicit = await repository.shares(folder.id)
+        google_emails = (
+            await repository.google_emails(
+                root.org_id, [*([access.owner_id] if access.owner_id else []), *access.members]
+            )
+            if access is not None
+            else {}
+        )
     wanted: dict[Grantee, WantedShare] = {}
 
     def want(grantee: Grantee, role: str, *, derived: bool, notify: bool = False) -> None:
@@ -109,12 +119,24 @@ async def wanted_shares(
             if RANK[role] > RANK.get(roles.get(user_id, ""), 0):
                 roles[user_id] = role
         for user_id, role in sorted(roles.items()):
-            user = await runtime.directory.user(root.org_id, user_id)
-            if user is not None and user.email and user.email.lower() != holder:
-                want(("user", user.email.lower()), role, derived=True)
+            email = await _share_email(runtime, root.org_id, user_id, google_emails)
+            if email is not None and email != holder:
+                want(("user", email), role, derived=True)
     for share in explicit:
         want(("user", share.email), share.role, derived=False, notify=share.notify)
     return wanted
+
+
+async def _share_email(
+    runtime: DriveRuntime, org_id: str, user_id: str, google_emails: dict[str, str]
+) -> str | None:
+    """Where a user's derived share goes: the Google account they connected, else their
+    directory e-mail (None for a user no longer active in the org)."""
+    user = await runtime.directory.user(org_id, user_id)
+    if user is None:
+        return None
+    email = google_emails.get(user_id) or user.email
+    return email.lower() if email else None
 
 
 def sharing_actions(
@@ -142,13 +164,20 @@ def sharing_actions(
 
 
 async def sync_sharing(
-    runtime: DriveRuntime, root: DriveRoot, folder: RecordFolder, *, apply: bool = True
+    runtime: DriveRuntime,
+    root: DriveRoot,
+    folder: RecordFolder,
+    *,
+    apply: bool = True,
+    audit: bool = False,
 ) -> list[ShareAction]:
     """Bring the folder's Google permissions in line with ``wanted_shares``; the differences
-    found (and, with ``apply``, changed)."""
+    found (and, with ``apply``, changed). With ``audit`` (the folder's sync, which follows CRM
+    access), each change is audited under the CRM change that caused it."""
     if folder.google_id is None:
         return []
     user = drive_user(root)
+    cause = await _pending_cause(runtime, folder) if audit and apply else None
     wanted = await wanted_shares(runtime, root, folder)
     current = await runtime.google.permissions(user, folder.google_id)
     actions = sharing_actions(current, wanted, root.user_email.lower())
@@ -167,7 +196,45 @@ async def sync_sharing(
         else:
             assert action.permission_id is not None
             await google.change_role(user, folder.google_id, action.permission_id, action.after)
+    if audit:
+        await _audit_derived(runtime, folder, actions, cause)
     return actions
+
+
+async def _pending_cause(runtime: DriveRuntime, folder: RecordFolder) -> dict[str, Any] | None:
+    """The CRM change the folder's access list last came with, read before the list is."""
+    async with runtime.uow.read() as session:
+        row = await DriveRepository(session).folder(folder.id)
+        return row.sharing_cause if row is not None else None
+
+
+async def _audit_derived(
+    runtime: DriveRuntime,
+    folder: RecordFolder,
+    actions: list[ShareAction],
+    cause: dict[str, Any] | None,
+) -> None:
+    """Audit what a sync changed under the CRM change the folder's access came with (then
+    taken, unless a newer one came meanwhile: its own sync audits it), or as the drive
+    service's own when nothing in CRM asked for it (drift)."""
+    async with runtime.uow.write() as session:
+        row = await DriveRepository(session).folder(folder.id, lock=True)
+        if cause is not None and row is not None and row.sharing_cause == cause:
+            row.sharing_cause = None
+        cause = cause or {}
+        for action in actions:
+            await record_action(
+                session,
+                runtime.clock,
+                org_id=folder.org_id,
+                record=(folder.record_type, folder.record_id),
+                actor_id=cause.get("actor_id") or "svc:drive",
+                action=action.kind,
+                file_id=folder.google_id,
+                file_name=folder.name,
+                changes={f"share:{action.grantee[1]}": (action.before, action.after)},
+                audit_id=cause.get("audit_id"),
+            )
 
 
 # --- explicit shares through the API -----------------------------------------------------------

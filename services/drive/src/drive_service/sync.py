@@ -92,7 +92,7 @@ def folder_sync(runtime: DriveRuntime) -> SyncRun:
                 row.trashed = item.trashed
                 row.web_view_link = item.web_view_link
                 row.updated_at = runtime.clock.now()
-        await sync_sharing(runtime, root, folder)
+        await sync_sharing(runtime, root, folder, audit=True)
         await _mirror_files(runtime, root, folder)
 
     return run

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from pipedesk_common.access import AccessCause
 from pipedesk_common.clock import Clock
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event, registered_types
@@ -125,10 +126,14 @@ async def touch(
 
 
 async def bump_access_version(
-    session: AsyncSession, org_id: str, record_type: str, record_id: str
+    session: AsyncSession,
+    org_id: str,
+    record_type: str,
+    record_id: str,
+    cause: AccessCause | None = None,
 ) -> None:
     """The replica learned an access list: new ETags for the org, and the record's open streams
-    check again whether their viewers may still read it."""
+    check again whether their viewers may still read it (whatever ``cause`` changed it)."""
     table = AccessVersion.__table__  # type: ignore[attr-defined]
     statement = insert(table).values(org_id=org_id, version=1)
     await session.execute(

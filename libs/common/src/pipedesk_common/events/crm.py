@@ -69,6 +69,11 @@ class AccessChanged(VersionedData):
     team_id: str | None
     members: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
+    audit_id: str | None = Field(
+        None,
+        description="The audit entry of the CRM change that changed access (an owner change, "
+        "a member added or removed, a move to another team): effects elsewhere carry it",
+    )
 
 
 @contract("crm", "lead", "access_changed")

@@ -44,6 +44,11 @@ class DriveAuditRecorded(EventData):
         default_factory=dict, description="field → [before, after]"
     )
     occurred_at: AwareDatetime
+    audit_id: str | None = Field(
+        None,
+        description="For a share changed because CRM access changed: the CRM audit entry of "
+        "that change (its `audit_id`), so both read as one change",
+    )
 
 
 class DriveFileSnapshot(VersionedData):

@@ -120,6 +120,11 @@ class GoogleProduct(Generic[G, S]):
     # What to do, in the consumer's transaction, when the access replica learns a record or a
     # newer access list (e.g. ask for a sync of what follows who may see the record).
     access_stored: Callable[[Callable[[], MirrorRuntime[G, S]]], AccessStored] | None = None
+    # The Google account a user connected, for any product (in the consumer's transaction):
+    # ``(runtime, session, org_id, user_id, email)``, email None once they disconnected.
+    google_account: (
+        Callable[[MirrorRuntime[G, S], AsyncSession, str, str, str | None], Awaitable[None]] | None
+    ) = None
     # What else ends with the user's access (in the consumer's transaction), e.g. a watch.
     access_ended: (
         Callable[[MirrorRuntime[G, S], AsyncSession, str, str], Awaitable[None]] | None
@@ -340,8 +345,14 @@ def _follow_connections(
         if product.access_ended is not None:
             await product.access_ended(running, session, event.org_id, data.user_id)
 
+    async def account(session: AsyncSession, event: Event[Any], email: str | None) -> None:
+        if product.google_account is not None:
+            data = event.data
+            await product.google_account(runtime(), session, event.org_id, data.user_id, email)
+
     @consumer.on(GoogleDisconnected)
     async def on_disconnected(session: AsyncSession, event: Event[GoogleDisconnected]) -> None:
+        await account(session, event, None)
         problem = SyncProblem(
             type=PROBLEM_TYPE_BASE + GoogleNotConnected.slug,
             message="the user disconnected Google",
@@ -359,6 +370,8 @@ def _follow_connections(
     @consumer.on(GoogleConnected)
     async def on_connected(session: AsyncSession, event: Event[GoogleConnected]) -> None:
         data = event.data
+        if data.google_email:
+            await account(session, event, data.google_email)
         if product.name not in data.products:
             return
         running = runtime()
