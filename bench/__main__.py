@@ -81,16 +81,12 @@ class Plan:
 
     @classmethod
     def small(cls) -> Plan:
-        return cls(
-            True, True, 1, 1.0, 1.5, 1.0, 1, 2_000, 50, 50, 4, 4, 0.2, 240, 3.0, "QUICK", 50
-        )
+        return cls(True, True, 1, 1.0, 1.5, 1.0, 1, 2_000, 50, 50, 4, 4, 0.2, 240, 3.0, "QUICK", 50)
 
     @classmethod
     def tiny(cls) -> Plan:
         """Every phase once, for a fraction of a second: that the bench still runs end to end."""
-        return cls(
-            True, False, 1, 0.5, 1.0, 0.5, 1, 300, 20, 20, 2, 2, 0.2, 90, 0.5, "TINY", 10
-        )
+        return cls(True, False, 1, 0.5, 1.0, 0.5, 1, 300, 20, 20, 2, 2, 0.2, 90, 0.5, "TINY", 10)
 
     @property
     def first_round(self) -> int:
@@ -406,6 +402,7 @@ async def bench_timeline(
 
 
 async def bench_gmail(plan: Plan, runs: Runs, stack: Stack) -> dict[str, Any]:
+    print("Gmail sync", flush=True)
     stack.launch("emulator")
     stack.wait_ready("emulator")
     settings = {
@@ -613,13 +610,19 @@ async def run(plan: Plan, port_base: int | None) -> dict[str, Any]:
         timeline = await bench_timeline(plan, runs, stack, dataset, pools, headers)
         print("Gateway", flush=True)
         gateway = await bench_gateway(plan, runs, stack, dataset.lead_id, pools, headers)
-        print("Gmail sync", flush=True)
-        gmail = await bench_gmail(plan, runs, stack)
         record = assemble(
-            plan, runs, settings, machine, started_at, began, dataset, pipeline, timeline, gateway
+            plan,
+            runs,
+            settings,
+            machine,
+            started_at,
+            began,
+            dataset,
+            pipeline,
+            timeline,
+            gateway,
+            await bench_gmail(plan, runs, stack),
         )
-        record["gmail"] = gmail
-        record["tables"].insert(3, gmail_table(gmail))
         record["rss_peak_mb"], record["database_connections"] = dict(rss.peak), connections.report()
         record["targets"] = targets(plan, record, rss.peak)
     finally:
@@ -659,6 +662,7 @@ def assemble(
     pipeline: dict[str, Any],
     timeline: dict[str, Any],
     gateway: dict[str, Any],
+    gmail: dict[str, Any],
 ) -> dict[str, Any]:
     resources = {variant: runs.cpu_table(variant) for variant in runs.usage}
     deep = f"page {dataset.deep_page:,}"
@@ -737,6 +741,7 @@ def assemble(
                 ],
             ],
         },
+        gmail_table(gmail),
         {
             "title": "CPU and memory per phase",
             "columns": ["phase", "process", "CPU %", "CPU s", "peak RSS MB"],
@@ -797,6 +802,7 @@ def assemble(
         "pipeline": pipeline,
         "timeline": timeline,
         "gateway": gateway,
+        "gmail": gmail,
         "resources": resources,
         "tables": tables,
         "series": series,

@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 from google.oauth2.credentials import Credentials
-from sqlalchemy import text
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
+from sqlalchemy import text
 
 from gmail_service.app import build_app
 from gmail_service.repository import GmailRepository
@@ -74,7 +74,7 @@ class EmulatorTokens:
 
     async def credentials(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
         assert user.email is not None
-        return Credentials(await self.token(user.email, scopes))
+        return Credentials(token=await self.token(user.email, scopes))  # type: ignore[no-untyped-call]
 
     async def refreshed(self, user: GoogleUser, scopes: Sequence[str]) -> Credentials:
         self.tokens.pop(user.email, None)
@@ -138,7 +138,8 @@ class GmailSync:
         token = await self.tokens.token(self.raw_address, PRODUCT_SCOPES["gmail"])
         document = json.loads(get_static_doc("gmail", "v1"))
         document["rootUrl"] = self.emulator_url + "/"
-        self.client = build_from_document(document, credentials=Credentials(token))
+        credentials = Credentials(token=token)  # type: ignore[no-untyped-call]
+        self.client = build_from_document(document, credentials=credentials)
         profile = self.client.users().getProfile(userId="me").execute()
         self.raw_history = str(profile["historyId"])
 
