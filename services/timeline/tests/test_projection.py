@@ -3,28 +3,22 @@
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import SystemClock
-from pipedesk_common.db import connect_raw, create_sessionmaker
+from pipedesk_common.db import connect_raw
 from pipedesk_common.dlq import list_dead_letters
-from pipedesk_common.events import Event, decode_event, new_event
+from pipedesk_common.events import new_event
 from pipedesk_common.events.crm import UserCreated
-from pipedesk_common.events.timeline import TimelineCarrier
 from pipedesk_common.messaging import Topology
 from pipedesk_testkit.identities import Users
 from pipedesk_testkit.plugin import OpenService
 from pipedesk_testkit.waiting import eventually
 from timeline_service.app import ITEMS_QUEUE
-from timeline_service.projection import on_contact, project
 
 pytestmark = pytest.mark.asyncio
 
@@ -291,41 +285,3 @@ async def test_an_item_that_is_no_series_keeps_no_rule_so_its_page_never_counts_
         await connection.close()
     # SQL NULL, not JSON null: a live series is found by "recurrence IS NOT NULL".
     assert [row["no_rule"] for row in rules] == [True]
-
-
-async def test_a_projection_waits_only_for_writers_of_its_own_copy_item_or_addresses(
-    timeline_app: OpenService, feed, database_url: str
-) -> None:
-    engine = create_async_engine(database_url)
-    sessions = create_sessionmaker(engine)
-    clock = SystemClock()
-
-    def carried(raw: Any) -> Event[Any]:  # a RawEvent of the feed
-        return decode_event(raw.body, unregistered=TimelineCarrier)
-
-    async def lock_timeout(session: AsyncSession, limit: str) -> None:
-        await session.execute(text(f"SET LOCAL lock_timeout = '{limit}'"))
-
-    try:
-        async with timeline_app(), sessions() as holding, holding.begin():
-            # Its locks are held until this transaction ends.
-            await project(
-                holding, carried(feed.item("m-held", participants=["a@acme.test"])), clock
-            )
-            async with sessions() as other, other.begin():
-                await lock_timeout(other, "10s")  # would fail the test rather than hang it
-                # Items of the same org are written meanwhile, even those sharing its address…
-                for key, address in (("m-other", "b@acme.test"), ("m-same", "a@acme.test")):
-                    await project(other, carried(feed.item(key, participants=[address])), clock)
-            async with sessions() as contact, contact.begin():
-                await lock_timeout(contact, "100ms")
-                # …but an address that takes part in it does not gain a contact meanwhile.
-                with pytest.raises(DBAPIError, match="lock timeout"):
-                    await on_contact(contact, feed.contact(str(uuid4()), ["a@acme.test"]))
-            async with sessions() as newer, newer.begin():
-                await lock_timeout(newer, "100ms")
-                # Nor is another version of its copy written meanwhile.
-                with pytest.raises(DBAPIError, match="lock timeout"):
-                    await project(newer, carried(feed.item("m-held", version=2)), clock)
-    finally:
-        await engine.dispose()

@@ -158,51 +158,13 @@ async def notify(
 # -- matching ----------------------------------------------------------------------------------
 
 
-async def lock_matching(
-    session: AsyncSession,
-    org_id: str,
-    *,
-    exclusive: Iterable[str] = (),
-    shared: Iterable[str] = (),
-) -> None:
-    """Take the transaction's matching locks on ``keys`` of the org, in one sorted sweep.
-
-    An item and the contact address that matches it, written at the same moment, would each miss
-    the other; so would two writers deriving the same item from its copies. The locks are narrow:
-
-    - ``copy:<source key>`` and ``identity:<identity>`` (exclusive), then ``item:<id>``
-      (exclusive) for the existing items a projection changes: one writer per copy and per item;
-    - ``contact:<id>``: exclusive while a contact's addresses change, shared while a lead or deal
-      takes the contact (it reads those addresses);
-    - ``email:<address>``: shared by projections (they read which contacts an address matches),
-      exclusive while an address gains a contact, a lead or a deal (who writes the match).
-
-    Each writer takes them in that order of kinds, sorted within a kind, so writers of single
-    events never wait for each other in a cycle; items with no address in common never wait at
-    all. A batch of events in one transaction may still meet another batch in a cycle: the
-    database then fails one event, which is retried alone.
-    """
-    modes = dict.fromkeys(shared, False) | dict.fromkeys(exclusive, True)
-    if not modes:
-        return
-    keys = sorted(modes)
+async def lock_matching(session: AsyncSession, org_id: str) -> None:
+    """Serialize, per org, the writes that match items to contacts: an item and the contact
+    address that matches it, handled at the same moment, would otherwise each miss the other."""
     await session.execute(
-        text(
-            "SELECT CASE WHEN lock.exclusive"
-            " THEN pg_advisory_xact_lock(hashtextextended(lock.key, 0))"
-            " ELSE pg_advisory_xact_lock_shared(hashtextextended(lock.key, 0)) END"
-            " FROM unnest(CAST(:keys AS text[]), CAST(:modes AS boolean[]))"
-            " AS lock(key, exclusive)"
-        ),
-        {
-            "keys": [f"timeline.matching:{org_id}:{key}" for key in keys],
-            "modes": [modes[key] for key in keys],
-        },
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"timeline.matching:{org_id}"},
     )
-
-
-def _keys(kind: str, values: Iterable[object]) -> list[str]:
-    return [f"{kind}:{value}" for value in values]
 
 
 def _live_contacts_of(org_id: str, emails: Sequence[str]) -> Any:
@@ -272,12 +234,7 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     (and the item it leaves, if its identity moved it) up to date: its records change once."""
     projection: TimelineProjection = event.data.timeline
     org_id = event.org_id
-    identities = [projection.identity] if projection.identity is not None else []
-    await lock_matching(
-        session,
-        org_id,
-        exclusive=_keys("copy", [projection.source.key]) + _keys("identity", identities),
-    )
+    await lock_matching(session, org_id)
     holders = ItemHolder.__table__  # type: ignore[attr-defined]
     held = (
         await session.execute(
@@ -291,9 +248,6 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     previous_item = held.item_id if held is not None else None
     now = clock.now()
     item_id, created = await _item_for(session, org_id, projection, previous_item)
-    changed = {item_id} | ({previous_item} if previous_item is not None else set())
-    # Copies of other identities may be on the same items: one writer per item too.
-    await lock_matching(session, org_id, exclusive=_keys("item", sorted(changed - {created})))
     copy = _copy_values(event, projection)
     statement = insert(holders).values(org_id=org_id, item_id=item_id, updated_at=now, **copy)
     await session.execute(
@@ -302,16 +256,12 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
             set_={"item_id": item_id, "updated_at": now, **copy},
         )
     )
-    # A new item is this copy alone, with no links yet: nothing to read back.
-    derived = [
-        await _item_state(session, item, CopyState.of(copy) if item == created else None)
-        for item in sorted(changed)
-    ]
-    emails = sorted({email for state in derived for c in state.copies for email in c.participants})
-    await lock_matching(session, org_id, shared=_keys("email", emails))
+    changed = {item_id} | ({previous_item} if previous_item is not None else set())
     records: set[Record] = set()
-    for state in derived:
-        records |= await _refresh_item(session, org_id, state)
+    for changed_item in sorted(changed):
+        # A new item is this copy alone, with no links yet: nothing to read back.
+        alone = CopyState.of(copy) if changed_item == created else None
+        records |= await _refresh_item(session, org_id, changed_item, alone)
     await touch(session, org_id, records, sorted(changed))
 
 
@@ -404,42 +354,29 @@ async def _item_for(
     return item_id, item_id
 
 
-class ItemState(NamedTuple):
-    """An item's copies and the links it has, as read before it is derived again."""
-
-    item_id: UUID
-    new: bool  # written by this transaction
-    copies: list[CopyState]
-    existing: dict[Record, bool]  # its links, and whether each is explicit
-
-
-async def _item_state(session: AsyncSession, item_id: UUID, alone: CopyState | None) -> ItemState:
-    """``item_id``'s copies and links (``alone``: a new item's one copy, and no links yet)."""
+async def _refresh_item(
+    session: AsyncSession, org_id: str, item_id: UUID, alone: CopyState | None
+) -> set[Record]:
+    """Derive the item from its copies (``alone``: a new item's one copy): its time is its newest
+    live copy's (the newest copy's once none is live), its explicit links and participants are
+    all its copies'. An item no copy belongs to any more leaves every timeline. Returns the
+    records whose timelines changed."""
+    existing: dict[Record, bool] = {}
     if alone is not None:
-        return ItemState(item_id, True, [alone], {})
-    holders = ItemHolder.__table__  # type: ignore[attr-defined]
-    columns = [holders.c[name] for name in CopyState._fields]
-    rows = await session.execute(select(*columns).where(holders.c.item_id == item_id))
-    existing_rows = await session.execute(
-        select(
-            col(TimelineLink.record_type),
-            col(TimelineLink.record_id),
-            col(TimelineLink.explicit),
-        ).where(col(TimelineLink.item_id) == item_id)
-    )
-    return ItemState(
-        item_id,
-        False,
-        [CopyState(*row) for row in rows],
-        {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows},
-    )
-
-
-async def _refresh_item(session: AsyncSession, org_id: str, state: ItemState) -> set[Record]:
-    """Derive the item from its copies: its time is its newest live copy's (the newest copy's
-    once none is live), its explicit links and participants are all its copies'. An item no copy
-    belongs to any more leaves every timeline. Returns the records whose timelines changed."""
-    item_id, new, copies, existing = state
+        copies = [alone]
+    else:
+        holders = ItemHolder.__table__  # type: ignore[attr-defined]
+        columns = [holders.c[name] for name in CopyState._fields]
+        rows = await session.execute(select(*columns).where(holders.c.item_id == item_id))
+        copies = [CopyState(*row) for row in rows]
+        existing_rows = await session.execute(
+            select(
+                col(TimelineLink.record_type),
+                col(TimelineLink.record_id),
+                col(TimelineLink.explicit),
+            ).where(col(TimelineLink.item_id) == item_id)
+        )
+        existing = {(kind, ident): was_explicit for kind, ident, was_explicit in existing_rows}
     if not copies:
         await session.execute(delete(TimelineItem).where(col(TimelineItem.id) == item_id))
         return set(existing)
@@ -450,7 +387,7 @@ async def _refresh_item(session: AsyncSession, org_id: str, state: ItemState) ->
         return set(existing)
     live = [copy for copy in copies if copy.held] or copies
     occurred_at = max(live, key=lambda copy: (copy.changed_at, copy.source_key)).occurred_at
-    if not new:
+    if alone is None:
         await session.execute(
             update(TimelineItem)
             .where(col(TimelineItem.id) == item_id, col(TimelineItem.occurred_at) != occurred_at)
@@ -596,20 +533,15 @@ async def _emails_of_contacts(
 async def on_contact(session: AsyncSession, event: Event[Any]) -> None:
     contact: ContactSnapshot = event.data
     org_id = event.org_id
+    await lock_matching(session, org_id)
     deleted = contact.deleted_at is not None
-    emails = sorted({email.strip().lower() for email in contact.emails if email.strip()})
-    # The addresses it gains are matched now: no item taking part with them is written meanwhile.
-    await lock_matching(
-        session,
-        org_id,
-        exclusive=_keys("contact", [contact.id]) + ([] if deleted else _keys("email", emails)),
-    )
     await _upsert_record(session, org_id, ("contact", contact.id), deleted=deleted, is_open=True)
     await session.execute(
         delete(ContactEmail).where(
             col(ContactEmail.org_id) == org_id, col(ContactEmail.contact_id) == contact.id
         )
     )
+    emails = sorted({email.strip().lower() for email in contact.emails if email.strip()})
     if deleted or not emails:
         return
     table = ContactEmail.__table__  # type: ignore[attr-defined]
@@ -648,9 +580,7 @@ async def _on_record_with_contacts(
     deleted: bool,
     is_open: bool,
 ) -> None:
-    contacts = sorted(set(contact_ids))
-    # The contacts' addresses are read below: none of them changes meanwhile.
-    await lock_matching(session, org_id, shared=_keys("contact", contacts))
+    await lock_matching(session, org_id)
     await _upsert_record(session, org_id, record, deleted=deleted, is_open=is_open)
     await session.execute(
         delete(RecordContact).where(
@@ -659,6 +589,7 @@ async def _on_record_with_contacts(
             col(RecordContact.record_id) == record[1],
         )
     )
+    contacts = sorted(set(contact_ids))
     if contacts:
         table = RecordContact.__table__  # type: ignore[attr-defined]
         await session.execute(
@@ -676,9 +607,6 @@ async def _on_record_with_contacts(
         )
     if is_open and not deleted:
         emails = await _emails_of_contacts(session, org_id, contacts)
-        # The record now matches these addresses: no item taking part with them is written
-        # meanwhile.
-        await lock_matching(session, org_id, exclusive=_keys("email", emails))
         await attach_matching_items(session, org_id, emails, [record])
 
 
