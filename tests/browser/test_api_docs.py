@@ -35,7 +35,9 @@ async def test_swagger_ui_and_redoc_render_with_the_network_cut_off(
     page.on("pageerror", lambda error: problems.append(str(error)))
 
     await page.goto(f"{stack.gateway_url}/docs")
-    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("PipeDesk API")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "PipeDesk API", timeout=20_000
+    )
     operation = page.locator(
         ".opblock-summary-path", has_text="/api/timeline/{record_type}/{record_id}"
     )
