@@ -247,7 +247,9 @@ async def test_events_waiting_for_a_slot_are_applied_in_one_transaction_and_a_po
         access_changed("lead-last", 1),
     )
     batch = [first, poison, first, access_changed("lead-first", 1), last]
-    async with consuming(harness, database_url, settings=replace(FAST, concurrency=1)) as runner:
+    async with consuming(
+        harness, database_url, settings=replace(FAST, concurrency=1, batch_size=100)
+    ) as runner:
         # The one slot is held by the gate's handler while the batch's messages arrive.
         harness.gate.clear()
         await harness.publish(access_changed("gate", 1))

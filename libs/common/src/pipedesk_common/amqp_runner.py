@@ -85,7 +85,7 @@ class _Delivery:
 class ConsumerSettings:
     prefetch: int = 100
     concurrency: int = 5
-    batch_size: int = 100  # events applied in one transaction, at most
+    batch_size: int = 1  # events applied in one transaction, at most
     max_attempts: int = 5
     delivery_limit: int = 10
     retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)

@@ -241,7 +241,7 @@ class BaseServiceSettings(BaseSettings):
         " database pool size, so requests and the relay keep the overflow connections)",
     )
     consumer_batch_size: int = Field(
-        100,
+        1,
         ge=1,
         le=5000,
         validation_alias=AliasChoices("CONSUMER_BATCH_SIZE", "consumer_batch_size"),
