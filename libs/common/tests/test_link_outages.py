@@ -326,3 +326,69 @@ async def test_a_dead_letter_queue_gone_does_not_close_the_consuming_channel(
         await pipeline.write(*ids)
         await eventually(lambda: pipeline.all_applied(ids))
         assert pipeline.runner.channel is consuming
+
+
+async def test_events_waiting_for_a_slot_when_the_channel_closes_are_all_handled_on_the_next(
+    pipeline: Pipeline, inbox: InboxTables
+) -> None:
+    """Messages that waited for a handling slot on a channel that closed are delivered again on
+    the next one, and each of those is handled and acknowledged: none is left in a consumer's
+    hands, which would hold back the events after it."""
+    consumer = Consumer(f"waiting.{uuid.uuid4().hex[:8]}", inbox)
+    gate = asyncio.Event()
+    held = asyncio.Event()
+    applied: Counter[str] = Counter()
+
+    @consumer.on(LeadAccessChanged)
+    async def hold_the_first(_session: AsyncSession, event: Event[LeadAccessChanged]) -> None:
+        if event.data.id == "waiting-0":
+            held.set()
+            await gate.wait()
+        applied[event.data.id] += 1
+
+    before = [f"waiting-{index}" for index in range(6)]
+    after = [f"after-{index}" for index in range(3)]
+    await pipeline.write(*before)
+    relay = OutboxRelay(
+        service="links",
+        engine=pipeline.engine,
+        table=pipeline.outbox,
+        topology=pipeline.topology,
+        amqp_url=pipeline.amqp_url,
+        clock=pipeline.clock,
+        settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
+    )
+    runner = QueueRunner(
+        consumer,
+        sessionmaker=create_sessionmaker(pipeline.engine),
+        topology=pipeline.topology,
+        amqp_url=pipeline.amqp_url,
+        clock=pipeline.clock,
+        settings=ConsumerSettings(prefetch=6, concurrency=1, backoff=BACKOFF),
+    )
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(runner.run(ready))]
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        tasks.append(asyncio.create_task(relay.run()))
+        await held.wait()
+        await eventually(lambda: asyncio.sleep(0, runner.waiting == len(before) - 1))
+        closing = runner.channel
+        assert closing is not None
+        await closing.close()
+        gate.set()
+        await pipeline.write(*after)
+
+        async def every_one_handled() -> bool:
+            await asyncio.sleep(0)
+            return all(applied[record_id] >= 1 for record_id in before + after)
+
+        await eventually(every_one_handled)
+        await eventually(lambda: _ready_in_queue(pipeline.amqp_url, runner.queue_name, 0))
+        await eventually(lambda: asyncio.sleep(0, runner.waiting == 0))
+    finally:
+        runner.stop()
+        relay.stop()
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            await stop_task(task)

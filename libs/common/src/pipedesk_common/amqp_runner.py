@@ -73,10 +73,11 @@ DEAD_LETTERS = Gauge(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Delivery:
-    """A message taken off the queue and the event it carries."""
+    """A message taken off the queue, the channel it came on, and the event it carries."""
 
+    channel: AbstractChannel
     message: AbstractIncomingMessage
     event: Event[Any]
 
@@ -249,24 +250,43 @@ class QueueRunner:
         assert task is not None
         self._in_flight.add(task)
         try:
-            delivery = await self._decode(message)
+            delivery = await self._decode(channel, message)
             if delivery is None:
                 return
             self._waiting.append(delivery)
-            async with self._handling:
-                # Whoever gets a slot takes every message waiting by then, up to a batch: one
-                # at a time when the consumer keeps up, in batches when it falls behind. This
-                # message may already be in another's batch; that task is in flight until then.
-                batch = [
-                    self._waiting.popleft()
-                    for _ in range(min(len(self._waiting), self.settings.batch_size))
-                ]
-                if batch:
-                    await self._process(channel, batch)
+            try:
+                async with self._handling:
+                    batch = self._take_batch(channel)
+                    if batch:
+                        await self._process(channel, batch)
+            finally:
+                # A task stopped before its message was taken (cancelled with its channel, or
+                # failed) leaves nothing behind for another to take: the broker redelivers it.
+                if delivery in self._waiting:
+                    self._waiting.remove(delivery)
         finally:
             self._in_flight.discard(task)
 
-    async def _decode(self, message: AbstractIncomingMessage) -> _Delivery | None:
+    def _take_batch(self, channel: AbstractChannel) -> list[_Delivery]:
+        """Every message waiting by now, up to a batch: one at a time when the consumer keeps
+        up, in batches when it falls behind (a message may be in another task's batch; that
+        task is in flight until then). Messages of a channel that closed are dropped, never
+        applied: they cannot be acknowledged, and the broker delivers them again."""
+        batch: list[_Delivery] = []
+        kept: deque[_Delivery] = deque()
+        for delivery in self._waiting:
+            if delivery.channel.is_closed:
+                continue
+            if delivery.channel is channel and len(batch) < self.settings.batch_size:
+                batch.append(delivery)
+            else:  # another channel's (the one after a reconnect): its own tasks take it
+                kept.append(delivery)
+        self._waiting = kept
+        return batch
+
+    async def _decode(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage
+    ) -> _Delivery | None:
         """The message's event, or None once a message that has none to apply is settled."""
         queue = self.consumer.queue
         try:
@@ -287,7 +307,7 @@ class QueueRunner:
             EVENTS_UNKNOWN.labels(queue).inc()
             await message.ack()
             return None
-        return _Delivery(message, event)
+        return _Delivery(channel, message, event)
 
     @contextmanager
     def _span(self, delivery: _Delivery) -> Iterator[trace.Span]:
