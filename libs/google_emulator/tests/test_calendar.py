@@ -67,7 +67,7 @@ class Served:
     def notifications_in_flight(self) -> int:
         """Notifications queued or being delivered. Which channels a change notifies is decided
         while the change is answered, so once this is 0 every notification it caused arrived."""
-        return len(calendar.state_of(self.emulator).tasks)
+        return len(calendar.state_of(self.emulator).deliveries.tasks)
 
     def deliveries(self) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/_emulator/calendar/deliveries")

@@ -17,11 +17,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Index,
     MetaData,
@@ -35,7 +36,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB, Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,6 +84,31 @@ def idempotency_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         PrimaryKeyConstraint("scope", "key"),
         Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+
+def upsert(
+    table: Table,
+    scope: str,
+    key: str,
+    digest: str,
+    status: int,
+    body: dict[str, Any],
+    now: datetime,
+    *,
+    replace_if: ColumnElement[bool] | None = None,
+) -> Insert:
+    """Store a key's row, replacing the one already stored (only where ``replace_if`` holds)."""
+    statement = insert(table).values(
+        scope=scope, key=key, fingerprint=digest, status=status, body=body, created_at=now
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["scope", "key"],
+        set_={
+            name: statement.excluded[name]
+            for name in ("fingerprint", "status", "body", "created_at")
+        },
+        where=replace_if,
     )
 
 
@@ -163,22 +189,17 @@ class IdempotencyKeys:
         body: dict[str, Any],
     ) -> None:
         """Keep the answer (in the caller's transaction); a concurrent twin's answer wins."""
-        statement = insert(self.table).values(
-            scope=scope,
-            key=key,
-            fingerprint=digest,
-            status=status,
-            body=body,
-            created_at=self.clock.now(),
-        )
+        now = self.clock.now()
         await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["scope", "key"],
-                set_={
-                    name: statement.excluded[name]
-                    for name in ("fingerprint", "status", "body", "created_at")
-                },
-                where=self.table.c.created_at < self.clock.now() - self.retention,
+            upsert(
+                self.table,
+                scope,
+                key,
+                digest,
+                status,
+                body,
+                now,
+                replace_if=self.table.c.created_at < now - self.retention,
             )
         )
 
@@ -295,23 +316,7 @@ class IdempotentRequests:
             expired = row is not None and row.created_at < now - self.retention
             if held_by_us and (row is None or expired or row.status == IN_PROGRESS):
                 # No answer to give: a new key, a forgotten one, or one whose holder died.
-                statement = insert(table).values(
-                    scope=scope,
-                    key=key,
-                    fingerprint=digest,
-                    status=IN_PROGRESS,
-                    body={},
-                    created_at=now,
-                )
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["scope", "key"],
-                        set_={
-                            name: statement.excluded[name]
-                            for name in ("fingerprint", "status", "body", "created_at")
-                        },
-                    )
-                )
+                await session.execute(upsert(table, scope, key, digest, IN_PROGRESS, {}, now))
                 return None
         if row is not None and not expired and row.fingerprint != digest:
             raise IdempotencyKeyReused.for_another_payload()

@@ -9,7 +9,6 @@ epoch, which ``invalidate-sync-tokens`` bumps so that every earlier token answer
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -18,13 +17,11 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from email.utils import format_datetime
 from itertools import islice
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 from dateutil.rrule import rruleset, rrulestr
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request, Response
@@ -38,6 +35,7 @@ from google_emulator.core import (
 )
 from google_emulator.oauth import oauth_state
 from google_emulator.paging import paged
+from google_emulator.push import Deliveries, PushChannel, open_channel, stop_channel
 
 router = APIRouter()
 
@@ -121,30 +119,14 @@ class CalendarData:
 
 
 @dataclass
-class Channel:
-    id: str
-    resource_id: str
-    resource_uri: str
-    calendar_id: str
-    owner: str
-    address: str
-    token: str | None
-    expiration: datetime
-    number: int = 0
-    stopped: bool = False
-    last_task: asyncio.Task[None] | None = None
-
-
-@dataclass
 class CalendarState:
     calendars: dict[str, CalendarData] = field(default_factory=dict)
     user_calendars: dict[str, list[str]] = field(default_factory=dict)
-    channels: dict[str, Channel] = field(default_factory=dict)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    channels: dict[str, PushChannel] = field(default_factory=dict)
+    deliveries: Deliveries = field(default_factory=Deliveries)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     # How new Meet create requests of a user are answered (default: success at once).
     conference_outcomes: dict[str, str] = field(default_factory=dict)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def state_of(emulator: Emulator) -> CalendarState:
@@ -1000,57 +982,8 @@ def notify_guests(
 def notify_change(state: CalendarState, emulator: Emulator, calendar_id: str) -> None:
     now = emulator.clock.now()
     for channel in state.channels.values():
-        if channel.calendar_id == calendar_id and not channel.stopped and channel.expiration > now:
-            send(state, channel, "exists")
-
-
-def send(state: CalendarState, channel: Channel, resource_state: str) -> None:
-    """Queue one notification behind the channel's earlier ones (so they arrive in order)."""
-    channel.number += 1
-    task = asyncio.create_task(
-        deliver(state, channel, resource_state, channel.number, channel.last_task)
-    )
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
-    channel.last_task = task
-
-
-async def deliver(
-    state: CalendarState,
-    channel: Channel,
-    resource_state: str,
-    number: int,
-    previous: asyncio.Task[None] | None,
-) -> None:
-    if previous is not None:
-        await asyncio.wait([previous])
-    headers = {
-        "X-Goog-Channel-ID": channel.id,
-        "X-Goog-Resource-ID": channel.resource_id,
-        "X-Goog-Resource-URI": channel.resource_uri,
-        "X-Goog-Resource-State": resource_state,
-        "X-Goog-Message-Number": str(number),
-        "X-Goog-Channel-Expiration": format_datetime(
-            channel.expiration.astimezone(UTC), usegmt=True
-        ),
-    }
-    if channel.token is not None:
-        headers["X-Goog-Channel-Token"] = channel.token
-    record: dict[str, Any] = {
-        "channel_id": channel.id,
-        "resource_id": channel.resource_id,
-        "address": channel.address,
-        "state": resource_state,
-        "number": number,
-        "status_code": None,
-    }
-    try:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.post(channel.address, content=b"", headers=headers)
-        record["status_code"] = response.status_code
-    except httpx.HTTPError as exc:  # Google ignores failed deliveries too
-        record["error"] = type(exc).__name__
-    state.deliveries.append(record)
+        if channel.watched.get("calendar_id") == calendar_id and channel.live(now):
+            state.deliveries.send(channel, "exists")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1550,72 +1483,35 @@ async def events_watch(request: Request, calendarId: str) -> dict[str, Any]:
     state = state_of(emulator)
     calendar = calendar_for(state, email, calendarId)
     body = await json_body(request)
-    channel_id, address = body.get("id"), body.get("address")
-    if not isinstance(channel_id, str) or not channel_id:
-        raise bad_request("Missing channel id.", "required")
-    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-        raise bad_request("Invalid or missing channel address.", "required")
-    if body.get("type") not in ("web_hook", "webhook"):
-        raise bad_request("Invalid channel type: only web_hook is supported.")
-    if channel_id in state.channels:
-        raise bad_request(f"Channel id {channel_id} not unique", "channelIdNotUnique")
-    token = body.get("token")
-    if token is not None and not isinstance(token, str):
-        raise bad_request("Invalid value for: token")
     now = emulator.clock.now()
-    expiration = now + DEFAULT_CHANNEL_TTL
+    default_ttl = DEFAULT_CHANNEL_TTL
     params = body.get("params") or {}
     if isinstance(params, dict) and params.get("ttl") is not None:
         try:
-            expiration = now + timedelta(seconds=int(params["ttl"]))
+            default_ttl = timedelta(seconds=int(params["ttl"]))
         except (TypeError, ValueError) as exc:
             raise bad_request("Invalid value for: params.ttl") from exc
-    if body.get("expiration") is not None:
-        try:
-            expiration = datetime.fromtimestamp(int(body["expiration"]) / 1000, UTC)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise bad_request("Invalid value for: expiration") from exc
-    if expiration <= now:
-        raise bad_request("Channel expiration must be in the future.")
     base = str(request.base_url).rstrip("/")
-    channel = Channel(
-        id=channel_id,
-        resource_id=secrets.token_urlsafe(20),
-        resource_uri=f"{base}/calendar/v3/calendars/{quote(calendar.id, safe='')}/events?alt=json",
-        calendar_id=calendar.id,
+    channel = open_channel(
+        body,
+        existing=state.channels,
         owner=email,
-        address=address,
-        token=token,
-        expiration=expiration,
+        resource_uri=f"{base}/calendar/v3/calendars/{quote(calendar.id, safe='')}/events?alt=json",
+        now=now,
+        default_ttl=default_ttl,
+        max_ttl=None,
     )
-    state.channels[channel_id] = channel
-    send(state, channel, "sync")
-    answer: dict[str, Any] = {
-        "kind": "api#channel",
-        "id": channel.id,
-        "resourceId": channel.resource_id,
-        "resourceUri": channel.resource_uri,
-        "expiration": str(int(expiration.timestamp() * 1000)),
-    }
-    if token is not None:
-        answer["token"] = token
-    return answer
+    channel.watched["calendar_id"] = calendar.id
+    state.channels[channel.id] = channel
+    state.deliveries.send(channel, "sync")
+    return channel.answer()
 
 
 @router.post("/calendar/v3/channels/stop", status_code=204)
 async def channels_stop(request: Request) -> Response:
     emulator, email = await begin(request, "calendar.channels.stop")
     state = state_of(emulator)
-    body = await json_body(request)
-    channel = state.channels.get(str(body.get("id", "")))
-    if (
-        channel is None
-        or channel.stopped
-        or channel.owner != email
-        or channel.resource_id != body.get("resourceId")
-    ):
-        raise GoogleError(404, "notFound", f"Channel '{body.get('id')}' not found for project")
-    channel.stopped = True
+    stop_channel(await json_body(request), state.channels, email)
     return Response(status_code=204)
 
 
@@ -1632,7 +1528,7 @@ def seed_calendar(request: Request, email: str) -> tuple[Emulator, CalendarState
 
 @router.get("/_emulator/calendar/deliveries")
 async def seed_deliveries(request: Request) -> dict[str, Any]:
-    return {"deliveries": list(state_of(emulator_of(request)).deliveries)}
+    return {"deliveries": list(state_of(emulator_of(request)).deliveries.records)}
 
 
 @router.get("/_emulator/calendar/notifications")
@@ -1661,7 +1557,7 @@ async def seed_channels(request: Request) -> dict[str, Any]:
             {
                 "id": channel.id,
                 "resource_id": channel.resource_id,
-                "calendar_id": channel.calendar_id,
+                "calendar_id": channel.watched["calendar_id"],
                 "owner": channel.owner,
                 "address": channel.address,
                 "expiration": rfc3339(channel.expiration),

@@ -23,6 +23,7 @@ import email.policy
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -534,9 +535,14 @@ async def get_profile(request: Request, userId: str) -> dict[str, Any]:
     }
 
 
-@router.get("/messages")
-async def list_messages(request: Request, userId: str) -> dict[str, Any]:
-    emulator, mailbox = await _begin(request, "gmail.users.messages.list", userId)
+def _listing(
+    request: Request,
+    emulator: Emulator,
+    mailbox: Mailbox,
+    kind: str,
+    rows: Callable[[list[StoredMessage]], list[dict[str, str]]],
+) -> dict[str, Any]:
+    """``messages.list`` and ``threads.list``: the search's ``rows``, paged by a snapshot."""
     query = _query(request, emulator)
     labels = request.query_params.getlist("labelIds")
     spam_trash = _flag(request, "includeSpamTrash")
@@ -544,16 +550,27 @@ async def list_messages(request: Request, userId: str) -> dict[str, Any]:
     now = emulator.clock.now()
 
     def snapshot() -> tuple[list[dict[str, str]], dict[str, Any]]:
-        found = search(mailbox, query, labels, spam_trash, now)
-        return [{"id": m.id, "threadId": m.thread_id} for m in found], {}
+        return rows(search(mailbox, query, labels, spam_trash, now)), {}
 
-    page = paged(emulator, request, f"gmail:{mailbox.email}:messages", size, snapshot)
+    page = paged(emulator, request, f"gmail:{mailbox.email}:{kind}", size, snapshot)
     body: dict[str, Any] = {"resultSizeEstimate": len(page.items)}
     if page.items:
-        body["messages"] = list(page.items)
+        body[kind] = list(page.items)
     if page.next_page_token:
         body["nextPageToken"] = page.next_page_token
     return body
+
+
+@router.get("/messages")
+async def list_messages(request: Request, userId: str) -> dict[str, Any]:
+    emulator, mailbox = await _begin(request, "gmail.users.messages.list", userId)
+    return _listing(
+        request,
+        emulator,
+        mailbox,
+        "messages",
+        lambda found: [{"id": m.id, "threadId": m.thread_id} for m in found],
+    )
 
 
 @router.get("/messages/{id}")
@@ -594,22 +611,7 @@ def _threads(mailbox: Mailbox, messages: list[StoredMessage]) -> list[dict[str, 
 @router.get("/threads")
 async def list_threads(request: Request, userId: str) -> dict[str, Any]:
     emulator, mailbox = await _begin(request, "gmail.users.threads.list", userId)
-    query = _query(request, emulator)
-    labels = request.query_params.getlist("labelIds")
-    spam_trash = _flag(request, "includeSpamTrash")
-    size = _page_size(request, 100, 500)
-    now = emulator.clock.now()
-
-    def snapshot() -> tuple[list[dict[str, str]], dict[str, Any]]:
-        return _threads(mailbox, search(mailbox, query, labels, spam_trash, now)), {}
-
-    page = paged(emulator, request, f"gmail:{mailbox.email}:threads", size, snapshot)
-    body: dict[str, Any] = {"resultSizeEstimate": len(page.items)}
-    if page.items:
-        body["threads"] = list(page.items)
-    if page.next_page_token:
-        body["nextPageToken"] = page.next_page_token
-    return body
+    return _listing(request, emulator, mailbox, "threads", lambda found: _threads(mailbox, found))
 
 
 @router.get("/threads/{id}")

@@ -119,10 +119,11 @@ def open_channel(
     resource_uri: str,
     now: datetime,
     default_ttl: timedelta,
-    max_ttl: timedelta,
+    max_ttl: timedelta | None,
 ) -> PushChannel:
     """A channel from a ``watch`` request body (``id``, ``type``, ``address``, ``token``,
-    ``expiration`` in ms): an expiration past the API's longest is cut to it, as Google does."""
+    ``expiration`` in ms): an expiration past the API's longest (``max_ttl``, if it has one) is cut
+    to it, as Google does."""
     channel_id, address = body.get("id"), body.get("address")
     if not isinstance(channel_id, str) or not channel_id:
         raise _bad("Missing channel id.", "required")
@@ -143,7 +144,8 @@ def open_channel(
             raise _bad("Invalid value for: expiration") from exc
     if expiration <= now:
         raise _bad("Channel expiration must be in the future.")
-    expiration = min(expiration, now + max_ttl)
+    if max_ttl is not None:
+        expiration = min(expiration, now + max_ttl)
     return PushChannel(
         id=channel_id,
         resource_id=secrets.token_urlsafe(20),

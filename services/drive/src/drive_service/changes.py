@@ -42,6 +42,7 @@ from pipedesk_common.events.timeline import (
     TimelineProjection,
     TimelineSource,
 )
+from pipedesk_common.google import GoogleUser
 from pipedesk_common.google.push import Channel
 from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.keys import SyncKey
@@ -75,31 +76,33 @@ async def watch_changes(runtime: DriveRuntime, root: DriveRoot) -> None:
     """The org's changes channel, opened unless a lasting one is open, and the change log's
     start token, taken unless one is stored."""
     user = drive_user(root)
+    await _stored_page_token(runtime, root, user)
+    await runtime.push().ensure(user, watched_resource(root))
+
+
+async def _stored_page_token(
+    runtime: DriveRuntime, root: DriveRoot, user: GoogleUser
+) -> str | None:
+    """The change log's stored page token; None when there was none, and Google's start token
+    is stored now (nothing before it is to be read)."""
     async with runtime.uow.read() as session:
         cursor = await DriveRepository(session).change_cursor(root.org_id)
-    if cursor is None:
-        token = await runtime.google.start_page_token(user, root.shared_drive_id)
-        async with runtime.uow.write() as session:
-            await DriveRepository(session).save_change_cursor(
-                root.org_id, token, runtime.clock.now()
-            )
-    await runtime.push().ensure(user, watched_resource(root))
+    if cursor is not None:
+        return cursor.page_token
+    token = await runtime.google.start_page_token(user, root.shared_drive_id)
+    async with runtime.uow.write() as session:
+        await DriveRepository(session).save_change_cursor(root.org_id, token, runtime.clock.now())
+    return None
 
 
 async def read_changes(runtime: DriveRuntime, root: DriveRoot) -> int:
     """Read the change log from the stored token until Google's new start token; how many
     changes were read."""
     user = drive_user(root)
-    async with runtime.uow.read() as session:
-        cursor = await DriveRepository(session).change_cursor(root.org_id)
-    if cursor is None:
-        token = await runtime.google.start_page_token(user, root.shared_drive_id)
-        async with runtime.uow.write() as session:
-            await DriveRepository(session).save_change_cursor(
-                root.org_id, token, runtime.clock.now()
-            )
+    stored = await _stored_page_token(runtime, root, user)
+    if stored is None:
         return 0
-    token = cursor.page_token
+    token = stored
     read = 0
     while True:
         page = await runtime.google.changes(user, token, root.shared_drive_id)

@@ -411,10 +411,4 @@ class DriveGoogle:
 
     async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
         """Stop a channel; one Google no longer knows (expired, stopped) counts as stopped."""
-        await self.api.ensure_gone(
-            user,
-            "channels.stop",
-            lambda client: client.channels().stop(
-                body={"id": channel_id, "resourceId": resource_id}
-            ),
-        )
+        await self.api.stop_channel(user, channel_id, resource_id)

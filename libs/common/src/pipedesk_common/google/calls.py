@@ -555,6 +555,16 @@ class GoogleApi:
             if error.google_status != 410:
                 raise
 
+    async def stop_channel(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
+        """``channels.stop``: one Google no longer knows (expired, stopped) counts as stopped."""
+        await self.ensure_gone(
+            user,
+            "channels.stop",
+            lambda client: client.channels().stop(
+                body={"id": channel_id, "resourceId": resource_id}
+            ),
+        )
+
     async def upload(
         self, user: GoogleUser, method: str, start: Callable[[Resource], HttpRequest]
     ) -> Any:
