@@ -7,7 +7,6 @@ recovery times it prints are never asserted (``make chaos`` and bench/results/ r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +16,7 @@ import pytest
 from bench.chaos import SHORT_FAULTS
 from bench.stack import REPO
 
-pytestmark = [
-    pytest.mark.slow,
-    # Out of make test until its last lost item is found: `make chaos` or PIPEDESK_CHAOS=1 runs it.
-    pytest.mark.skipif(os.environ.get("PIPEDESK_CHAOS") != "1", reason="PIPEDESK_CHAOS=1 runs it"),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_no_event_is_lost_or_doubled_across_a_broker_kill_a_database_crash_and_consumer_kills(
