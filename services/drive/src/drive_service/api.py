@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
 from drive_service.repair import repair_for
+from drive_service.runtime import DriveRuntime
 from drive_service.schemas import (
     FileMove,
     FilePublic,
@@ -33,7 +34,7 @@ from drive_service.schemas import (
     SubfolderPublic,
 )
 from drive_service.search import search_files
-from drive_service.service import DriveNotConfigured, DriveRuntime, DriveService, FolderBusy, Upload
+from drive_service.service import DriveNotConfigured, DriveService, FolderBusy, Upload
 from drive_service.sharing import (
     OutsideAllowList,
     WantedShare,

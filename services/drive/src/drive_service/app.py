@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from drive_service import api, changes, consumers, models, repair, sync
 from drive_service.google import DriveGoogle
-from drive_service.service import DriveRuntime
+from drive_service.runtime import DriveRuntime
 from drive_service.settings import DriveSettings
 from pipedesk_common.mirror.assembly import GoogleProduct
 from pipedesk_common.observability import BodyLimit

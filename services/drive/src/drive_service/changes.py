@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from drive_service.google import FOLDER, DriveItem
 from drive_service.models import TABLES, DriveFile, DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
-from drive_service.service import DriveRuntime, apply_item, drive_user
+from drive_service.runtime import DriveRuntime, apply_item, drive_user
 from pipedesk_common.events import new_event
 from pipedesk_common.events.drive import (
     DriveFileCreated,

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drive_service.repository import DriveRepository
-from drive_service.service import DriveRuntime, folder_key
+from drive_service.runtime import DriveRuntime
+from drive_service.service import folder_key
 from pipedesk_common.access import AccessCause, AccessStored
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.events import Event

@@ -19,12 +19,11 @@ from drive_service.audit import record_action
 from drive_service.google import FOLDER, DriveItem, has_property, quoted
 from drive_service.models import DriveRoot, RecordFolder, RecordName
 from drive_service.repository import DriveRepository
+from drive_service.runtime import DriveRuntime, drive_user
 from drive_service.service import (
     ORG_KEY,
     SUBFOLDER_KEY,
-    DriveRuntime,
     DriveService,
-    drive_user,
     folder_key,
     folder_name,
     record_key,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from drive_service.google import FOLDER, DriveItem, quoted
 from drive_service.models import RecordFolder
 from drive_service.repository import DriveRepository
-from drive_service.service import DriveService, drive_user
+from drive_service.runtime import drive_user
+from drive_service.service import DriveService
 from pipedesk_common.auth import Principal
 from pipedesk_common.errors import NotFound
 from pipedesk_common.rbac import Action

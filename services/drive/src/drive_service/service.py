@@ -15,10 +15,12 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drive_service.audit import record_action
-from drive_service.google import FOLDER, DriveGoogle, DriveItem, has_property, quoted
+from drive_service.changes import announce_deleted, watch_changes
+from drive_service.google import FOLDER, DriveItem, has_property, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
 from drive_service.repository import DriveRepository
-from drive_service.settings import DriveSettings
+from drive_service.runtime import OWNED, DriveRuntime, apply_item, drive_user
+from drive_service.sharing import sync_sharing
 from pipedesk_common.app import ServiceContext
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -29,13 +31,10 @@ from pipedesk_common.ids import new_id
 from pipedesk_common.internal_calls import read_internal
 from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
-from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.rbac import ROLE_ACTIONS, Action, can
 
-DriveRuntime = MirrorRuntime[DriveGoogle, DriveSettings]
 log = logging.getLogger(__name__)
 
-OWNED: Final = frozenset({"lead", "deal"})
 TYPE_FOLDERS: Final = {
     "lead": "Leads",
     "deal": "Deals",
@@ -210,8 +209,6 @@ class DriveService:
         async with self.uow.write() as session:
             await DriveRepository(session).save_root(values)
         root = await self.root(org)
-        from drive_service.changes import watch_changes
-
         try:
             await watch_changes(self.runtime, root)
         except Exception:  # the root is set; drive.watch-changes opens the channel later
@@ -273,8 +270,6 @@ class DriveService:
     async def _share_new_folder(self, root: DriveRoot, folder: RecordFolder) -> None:
         """A new folder is shared as CRM access says before anyone is answered; should Google
         fail now, the folder's sync shares it later."""
-        from drive_service.sharing import sync_sharing
-
         try:
             await sync_sharing(self.runtime, root, folder)
         except Exception:
@@ -597,8 +592,6 @@ class DriveService:
             repository = DriveRepository(session)
             folder = await repository.folder(found.folder_id)
             if folder is not None:
-                from drive_service.changes import announce_deleted
-
                 await announce_deleted(session, self.runtime, found, folder)
             await repository.delete_file(found.id)
             if folder is not None:
@@ -656,23 +649,3 @@ class DriveService:
         user = await self.drive_user_of(found.org_id)
         data: bytes = await self.google.export(user, found.google_id, mime_type)
         return data
-
-
-def drive_user(root: DriveRoot) -> GoogleUser:
-    """The Google account an org's record folders are reached through."""
-    return GoogleUser(org_id=root.org_id, user_id=root.user_id, email=root.user_email)
-
-
-def apply_item(row: DriveFile, item: DriveItem) -> None:
-    """Google's answer about a file into its mirror row."""
-    row.name = item.name
-    row.mime_type = item.mime_type
-    row.size = item.size if item.size is not None else 0
-    row.md5 = item.md5_checksum
-    row.web_view_link = item.web_view_link
-    if item.trashed and not row.trashed:
-        row.trashed_at = item.modified_time
-    row.trashed = item.trashed
-    if not item.trashed:
-        row.trashed_at = None
-    row.resource = item.raw

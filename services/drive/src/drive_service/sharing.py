@@ -16,17 +16,20 @@ more. Other managers, admins and viewers reach files through ``/api/drive``, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from drive_service.audit import record_action
 from drive_service.google import DrivePermission
 from drive_service.models import DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
-from drive_service.service import OWNED, DriveRuntime, DriveService, drive_user
+from drive_service.runtime import OWNED, DriveRuntime, drive_user
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.errors import Forbidden, InvalidInput, NotFound
 from pipedesk_common.ids import new_id
 from pipedesk_common.rbac import Action, MemberRole
+
+if TYPE_CHECKING:
+    from drive_service.service import DriveService
 
 EXPLICIT_ROLES: Final = ("reader", "commenter", "writer")
 RANK: Final = {"reader": 1, "commenter": 2, "writer": 3}

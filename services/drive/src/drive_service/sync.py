@@ -27,15 +27,8 @@ from drive_service.changes import (
 from drive_service.google import FOLDER, quoted
 from drive_service.models import DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
-from drive_service.service import (
-    ORG_KEY,
-    DriveRuntime,
-    apply_item,
-    drive_user,
-    folder_key,
-    folder_name,
-    record_key,
-)
+from drive_service.runtime import DriveRuntime, apply_item, drive_user
+from drive_service.service import ORG_KEY, folder_key, folder_name, record_key
 from drive_service.sharing import sync_sharing
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.work import SyncRun
