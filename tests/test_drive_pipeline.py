@@ -17,7 +17,8 @@ from pipedesk_testkit.plugin import OpenService
 from pipedesk_testkit.service import ServiceUnderTest, World
 from pipedesk_testkit.waiting import eventually
 
-pytestmark = pytest.mark.asyncio
+# Each starts the timeline and waits for its events: none of earlier tests' may be ahead of them.
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
 DRIVE = "https://www.googleapis.com/auth/drive"
 
 

@@ -23,7 +23,8 @@ from pipedesk_testkit.plugin import OpenService
 from pipedesk_testkit.servers import free_port, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 
-pytestmark = pytest.mark.asyncio
+# Each starts the timeline and waits for its events: none of earlier tests' may be ahead of them.
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
 TOPIC = "projects/pipedesk-test/topics/gmail-pipeline"
 PUSH_ACCOUNT = "gmail-push@pipedesk-test.iam.gserviceaccount.com"
 BUYER = "buyer@customer.example"

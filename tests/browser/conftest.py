@@ -94,9 +94,7 @@ async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture(scope="module")
 def stack(service_env: dict[str, str], identity: Identity) -> Iterator[Stack]:
-    """The whole system on real sockets (``pipedesk_testkit.stack``). Per module: its consumers
-    share the run's queues, so it must not outlive the browser tests (another suite's timeline
-    would lose events to it)."""
+    """The whole system on real sockets (``pipedesk_testkit.stack``), once for the module."""
     services = ("crm", "timeline", "accounts", "calendar", "tasks")
     with serve_stack(service_env, identity, services=services) as system:
         yield system

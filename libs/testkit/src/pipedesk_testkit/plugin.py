@@ -9,7 +9,8 @@ provider over HTTP, with its signing keys), ``service_env`` (the environment a s
 reads), ``users`` (principals and tokens per role, each test in an org of its own), ``google``
 (the Google emulator and the accounts service, with helpers to connect test users), ``crm_url``
 (a CRM on a socket, per module) and ``world`` (everything a Google-facing service under test runs
-beside: see ``pipedesk_testkit.service``).
+beside: see ``pipedesk_testkit.service``); ``quiet_broker`` empties the run's queues before a test
+that waits for a chain of events.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from dev_identity.keystore import KeyStore, TokenMinter
 from dev_identity.server import create_identity_app
 from pipedesk_common.clock import Clock
 from pipedesk_common.containers import DockerContainers
-from pipedesk_common.messaging import Topology, connect
 from pipedesk_common.preflight import REDIS, TEST_SERVERS, provide
 from pipedesk_common.settings import (
     DEFAULT_AMQP_URL,
@@ -49,6 +49,7 @@ from pipedesk_testkit.database import (
 )
 from pipedesk_testkit.google import GoogleStack, run_google_stack
 from pipedesk_testkit.identities import Identity, Users
+from pipedesk_testkit.namespace import broker_namespace, delete_namespace, purge_queues
 from pipedesk_testkit.servers import serve_in_thread
 from pipedesk_testkit.service import World
 
@@ -129,37 +130,25 @@ def broker_prefix(queue_ledger: Path) -> Iterator[str]:
     expire 15 minutes after their last use."""
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     yield prefix
-
-    async def delete_topology() -> None:
-        connection = await connect(
-            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown"
-        )
-        try:
-            topology = Topology(prefix, queue_ledger=queue_ledger)
-            channel = await connection.channel()
-            await topology.delete_ledger_queues(channel)
-            await topology.delete_exchanges(channel)
-        finally:
-            await connection.close()
-
-    asyncio.run(delete_topology())
+    asyncio.run(delete_namespace(prefix, queue_ledger))
 
 
 @pytest_asyncio.fixture
 async def own_broker_prefix(broker_prefix: str, queue_ledger: Path) -> AsyncIterator[str]:
-    """A broker namespace of the test's own, inside the run's: services started with it
-    (``BROKER_PREFIX=…``) meet none of the events earlier tests left queued in the run's
-    queues, so a test that waits for its events never works through a backlog first."""
-    prefix = f"{broker_prefix}t{uuid.uuid4().hex[:8]}."
-    yield prefix
-    connection = await connect(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown")
-    try:
-        topology = Topology(prefix, queue_ledger=queue_ledger)
-        channel = await connection.channel()
-        await topology.delete_ledger_queues(channel)
-        await topology.delete_exchanges(channel)
-    finally:
-        await connection.close()
+    """A broker namespace of the test's own, inside the run's (``pipedesk_testkit.namespace``):
+    services started with it (``BROKER_PREFIX=…``) meet none of the events earlier tests left
+    queued in the run's queues, so a test that waits for its events never works through a backlog
+    first."""
+    async with broker_namespace(broker_prefix, queue_ledger) as prefix:
+        yield prefix
+
+
+@pytest_asyncio.fixture
+async def quiet_broker(broker_prefix: str, queue_ledger: Path) -> None:
+    """The run's queues emptied before the test: services it starts in the run's namespace (beside
+    the session's accounts service) meet no backlog of the events earlier tests published, so a
+    test that waits for a chain of events never works through thousands of others first."""
+    await purge_queues(broker_prefix, queue_ledger)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pipedesk_testkit.identities import Identity
+from pipedesk_testkit.namespace import own_namespace
 from pipedesk_testkit.servers import free_port, serve_in_thread
 
 SERVICES = ("crm", "timeline", "accounts", "calendar", "tasks", "drive")
@@ -83,15 +84,16 @@ def serve_stack(
     ``make run`` wires them: the gateway's console signs in through the run's identity provider,
     Google's consent returns through the gateway's callback, and the callback to the console.
     ``gateway_settings`` adds to the gateway's settings (its rate limits, say); ``services``
-    chooses among ``SERVICES`` (the CRM always runs). Its consumers
-    share the run's queues, so a stack must not outlive the tests that use it (another suite's
-    timeline would lose events to it)."""
+    chooses among ``SERVICES`` (the CRM always runs). Its consumers have a broker namespace of
+    their own (``pipedesk_testkit.namespace``), deleted when the stack stops: they meet no backlog
+    of earlier tests' events and take none of another suite's."""
     from google_emulator.app import create_emulator_app
 
     services = ("crm", *(name for name in services if name != "crm"))
     ports = {name: free_port() for name in (*services, "gateway", "frontend")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     with ExitStack() as servers:
+        service_env = servers.enter_context(own_namespace(service_env))
         emulator = servers.enter_context(serve_in_thread(create_emulator_app()))
         common: dict[str, Any] = {**service_env, "GOOGLE_ROOT_URL": emulator + "/"}
         gateway = {**service_env, **(gateway_settings or {})}
