@@ -76,8 +76,23 @@ chaos-servers: ## Install RabbitMQ's and PostgreSQL's binaries for the chaos sui
 			apt-get install -y -qq postgresql rabbitmq-server >/dev/null; } \
 		|| { echo "the chaos suite needs apt-get install postgresql rabbitmq-server" >&2; exit 1; }
 
+# The whole suite runs in two streams: the tests that start servers and processes of their own and
+# spend their time waiting on them (the chaos run on its private servers, make run in a clean copy)
+# beside the rest, their output after it. With PYTEST_ARGS, one pytest run of what they select.
+BESIDE := bench/tests/test_chaos.py tests/test_make_run.py
+
 test: install browser wrk contract-tools chaos-servers $(PROMTOOL) ## Install everything (Chromium, wrk too), then run the whole suite
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@mkdir -p test-artifacts; \
+	$(PYTHON) -m pytest $(BESIDE) > test-artifacts/beside.log 2>&1 & beside=$$!; \
+	trap 'kill $$beside 2>/dev/null' INT TERM; \
+	$(PYTHON) -m pytest $(addprefix --ignore=,$(BESIDE)); suite=$$?; \
+	wait $$beside; other=$$?; \
+	echo "--- beside the suite: $(BESIDE)"; cat test-artifacts/beside.log; \
+	exit $$(( suite != 0 ? suite : other ))
+else
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+endif
 
 contract: install ## Check the gateway's merged OpenAPI document against the running system (schemathesis, minutes)
 	@PIPEDESK_CONTRACT=1 $(PYTHON) -m pytest tests/contract $(PYTEST_ARGS)
