@@ -129,20 +129,19 @@ def broker_prefix(queue_ledger: Path) -> Iterator[str]:
     expire 15 minutes after their last use."""
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     yield prefix
+    asyncio.run(delete_broker_namespace(prefix, queue_ledger))
 
-    async def delete_topology() -> None:
-        connection = await connect(
-            os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown"
-        )
-        try:
-            topology = Topology(prefix, queue_ledger=queue_ledger)
-            channel = await connection.channel()
-            await topology.delete_ledger_queues(channel)
-            await topology.delete_exchanges(channel)
-        finally:
-            await connection.close()
 
-    asyncio.run(delete_topology())
+async def delete_broker_namespace(prefix: str, queue_ledger: Path) -> None:
+    """Delete the queues of ``prefix`` the ledger lists, and its exchanges."""
+    connection = await connect(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown")
+    try:
+        topology = Topology(prefix, queue_ledger=queue_ledger)
+        channel = await connection.channel()
+        await topology.delete_ledger_queues(channel)
+        await topology.delete_exchanges(channel)
+    finally:
+        await connection.close()
 
 
 @pytest_asyncio.fixture
@@ -152,14 +151,15 @@ async def own_broker_prefix(broker_prefix: str, queue_ledger: Path) -> AsyncIter
     queues, so a test that waits for its events never works through a backlog first."""
     prefix = f"{broker_prefix}t{uuid.uuid4().hex[:8]}."
     yield prefix
-    connection = await connect(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), name="test-teardown")
-    try:
-        topology = Topology(prefix, queue_ledger=queue_ledger)
-        channel = await connection.channel()
-        await topology.delete_ledger_queues(channel)
-        await topology.delete_exchanges(channel)
-    finally:
-        await connection.close()
+    await delete_broker_namespace(prefix, queue_ledger)
+
+
+@pytest.fixture(scope="module")
+def module_broker_prefix(broker_prefix: str, queue_ledger: Path) -> Iterator[str]:
+    """``own_broker_prefix`` shared by a module's tests, for services a module fixture starts."""
+    prefix = f"{broker_prefix}m{uuid.uuid4().hex[:8]}."
+    yield prefix
+    asyncio.run(delete_broker_namespace(prefix, queue_ledger))
 
 
 @pytest.fixture(scope="session")
