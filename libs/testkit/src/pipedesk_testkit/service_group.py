@@ -21,6 +21,7 @@ import traceback
 from types import FrameType
 
 STOP_SECONDS = 8.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def start(package: str) -> int:
@@ -28,8 +29,12 @@ def start(package: str) -> int:
     pid = os.fork()
     if pid:
         return pid
-    for signum in (signal.SIGTERM, signal.SIGINT):  # uvicorn installs its own when it starts
+    for signum in STOP_SIGNALS:  # uvicorn installs its own when it starts
         signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    # As under ``python -m``, the package's __main__ runs as __main__ and is not yet imported
+    # under its own name (uvicorn imports it again for the app factory it names).
+    del sys.modules[f"{package}.__main__"]
     code = 1
     try:
         runpy.run_module(package, run_name="__main__", alter_sys=True)
@@ -57,11 +62,14 @@ def main(packages: list[str]) -> int:
             for pid in running:
                 os.kill(pid, signal.SIGTERM)
 
-    # Before forking, so no signal finds a service this process does not know of yet.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     for package in packages:
+        # Held back across the fork: this process stops a service it has noted, and the service
+        # meets the signal only once it no longer has this process's handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         running[start(package)] = package
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     failed = False
     while running:
         pid, status = os.waitpid(-1, os.WNOHANG)
