@@ -1,6 +1,8 @@
 """Fixtures for suites that run several services together."""
 
 from functools import partial
+from importlib.metadata import entry_points
+from typing import Any
 
 import pytest
 
@@ -19,3 +21,12 @@ def crm_app(open_service: OpenService) -> OpenService:
 @pytest.fixture
 def timeline_app(open_service: OpenService) -> OpenService:
     return partial(open_service, build_timeline, TimelineSettings)
+
+
+@pytest.fixture(scope="session")
+def service_documents() -> dict[str, dict[str, Any]]:
+    """Every installed service's own OpenAPI document (the app of its ``pipedesk.services``
+    entry point), made once for the run: copy one before changing it."""
+    return {
+        entry.name: entry.load()().openapi() for entry in entry_points(group="pipedesk.services")
+    }

@@ -1,12 +1,14 @@
 """Traces leave the processes over OTLP and follow the work across them: one trace from the
 gateway through the CRM and its outbox relay to the timeline's consumer, and one from the
 gateway through the calendar service to the accounts service's token call. The services run as
-real processes exporting to a small OTLP receiver in the test."""
+real processes, started together once for the module, exporting to a small OTLP receiver in the
+test."""
 
 import gzip
+import json
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -132,19 +134,66 @@ def exporting(service_env: dict[str, str], receiver: OtlpReceiver, **extra: str)
     }
 
 
-def start(processes: ExitStack, env: dict[str, str], urls: dict[str, str]) -> None:
-    """Start the processes of ``urls`` together (the gateway among them), then wait for each."""
-    started = {
-        name: processes.enter_context(
-            run_process(
-                ["-m", "pipedesk_gateway" if name == "gateway" else f"{name}_service"], env=env
-            )
-        )
-        for name in urls
-    }
+SERVICES = {
+    "gateway": "pipedesk_gateway",
+    "crm": "crm_service",
+    "timeline": "timeline_service",
+    "calendar": "calendar_service",
+    "accounts": "accounts_service",
+}
 
-    for name, process in started.items():
-        wait_until_serving(f"{urls[name]}/readyz", timeout=240, process=process)
+
+@dataclass(frozen=True)
+class TracedSystem:
+    receiver: OtlpReceiver
+    urls: dict[str, str]
+
+    async def flushed(self, *names: str) -> None:
+        """Wait until the receiver holds every span the processes ``names`` have ended: each
+        exports its spans in the order they end, so once the span of a request made now has
+        arrived, all those ended before it have too."""
+        async with httpx.AsyncClient(timeout=10) as http:
+            markers = {}
+            for name in names:
+                trace_id, _, _, headers = traced_headers({})
+                await http.get(f"{self.urls[name]}/healthz", headers=headers)
+                markers[trace_id] = f"pipedesk-{name}"
+
+        async def arrived() -> bool:
+            return all(
+                any(span.service == service for span in self.receiver.trace(trace_id))
+                for trace_id, service in markers.items()
+            )
+
+        await eventually(arrived)
+
+
+@pytest.fixture(scope="module")
+def system(
+    service_env: dict[str, str], google_stack: GoogleStack, module_broker_prefix: str
+) -> Iterator[TracedSystem]:
+    """The gateway, CRM, timeline, calendar and accounts services, each a process of its own
+    exporting to one receiver, started together once for the module's tests (each follows the
+    trace it opens). Calendar reaches Google's emulator, and the accounts service of this set
+    for its tokens, not the run's."""
+    ports = {name: free_port() for name in SERVICES}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    with otlp_receiver() as receiver:
+        env = exporting(
+            service_env,
+            receiver,
+            BROKER_PREFIX=module_broker_prefix,
+            GOOGLE_ROOT_URL=google_stack.root_url,
+            CALENDAR_JOBS_ENABLED="false",
+            GATEWAY_READY_SERVICES=json.dumps([name for name in SERVICES if name != "gateway"]),
+            **{f"{name.upper()}_URL": url for name, url in urls.items() if name != "gateway"},
+            **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        )
+        command = ["-m", "pipedesk_testkit.service_group", *SERVICES.values()]
+        with run_process(command, env=env) as services:
+            for url in urls.values():
+                wait_until_serving(f"{url}/readyz", timeout=240, process=services)
+            yield TracedSystem(receiver, urls)
 
 
 def chain(spans: list[ReceivedSpan], last: ReceivedSpan) -> list[ReceivedSpan]:
@@ -172,38 +221,25 @@ def traced_headers(token_headers: dict[str, str]) -> tuple[str, str, str, dict[s
 
 
 async def test_one_trace_follows_a_lead_from_the_gateway_to_the_timeline_consumer(
-    service_env: dict[str, str], users: Users, own_broker_prefix: str
+    system: TracedSystem, users: Users
 ) -> None:
-    ports = {name: free_port() for name in ("gateway", "crm", "timeline")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    receiver = system.receiver
     rep = users.make(Role.REP, teams=["t1"])
     trace_id, client_span, request_id, headers = traced_headers(rep.headers)
-    with otlp_receiver() as receiver, ExitStack() as processes:
-        env = exporting(
-            service_env,
-            receiver,
-            BROKER_PREFIX=own_broker_prefix,
-            CRM_URL=urls["crm"],
-            TIMELINE_URL=urls["timeline"],
-            **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        )
-        start(processes, env, urls)
-        async with httpx.AsyncClient(base_url=urls["gateway"], timeout=30) as gateway:
-            created = await gateway.post("/api/leads", json={"title": "Traced"}, headers=headers)
-            assert created.status_code == 201, created.text
-            assert created.headers["x-request-id"] == request_id
+    async with httpx.AsyncClient(base_url=system.urls["gateway"], timeout=30) as gateway:
+        created = await gateway.post("/api/leads", json={"title": "Traced"}, headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.headers["x-request-id"] == request_id
 
-            def consumed() -> list[ReceivedSpan]:
-                return [
-                    span
-                    for span in receiver.trace(trace_id)
-                    if span.kind == CONSUMER and span.service == "pipedesk-timeline"
-                ]
+    async def consumed() -> list[ReceivedSpan]:
+        return [
+            span
+            for span in receiver.trace(trace_id)
+            if span.kind == CONSUMER and span.service == "pipedesk-timeline"
+        ]
 
-            async def consumed_now() -> list[ReceivedSpan]:
-                return consumed()
-
-            consumer = (await eventually(consumed_now))[0]
+    consumer = (await eventually(consumed))[0]
+    await system.flushed("gateway", "crm", "timeline")
     spans = receiver.trace(trace_id)
     path = chain(spans, consumer)
     # The client's span opens it; the gateway's server span, the CRM's, the relay's publish and
@@ -224,44 +260,31 @@ async def test_one_trace_follows_a_lead_from_the_gateway_to_the_timeline_consume
 
 
 async def test_one_trace_follows_a_meeting_through_the_calendar_service_to_its_token_call(
-    service_env: dict[str, str], users: Users, google: GoogleStack, own_broker_prefix: str
+    system: TracedSystem, users: Users, google: GoogleStack
 ) -> None:
+    receiver = system.receiver
     rep = users.make(Role.REP, teams=["t1"])
     await google.connect(rep, ["calendar"])
-    ports = {name: free_port() for name in ("gateway", "calendar", "accounts")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     trace_id, client_span, request_id, headers = traced_headers(rep.headers)
-    with otlp_receiver() as receiver, ExitStack() as processes:
-        env = exporting(
-            service_env,
-            receiver,
-            BROKER_PREFIX=own_broker_prefix,
-            GOOGLE_ROOT_URL=google.root_url,
-            ACCOUNTS_URL=urls["accounts"],
-            CALENDAR_URL=urls["calendar"],
-            CALENDAR_JOBS_ENABLED="false",
-            GATEWAY_READY_SERVICES='["calendar"]',
-            **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        )
-        start(processes, env, urls)
-        async with httpx.AsyncClient(base_url=urls["gateway"], timeout=30) as gateway:
-            meeting = {
-                "summary": "Traced",
-                "start": "2030-03-04T10:00:00Z",
-                "end": "2030-03-04T11:00:00Z",
-            }
-            created = await gateway.post("/api/calendar/events", json=meeting, headers=headers)
-            assert created.status_code == 201, created.text
+    async with httpx.AsyncClient(base_url=system.urls["gateway"], timeout=30) as gateway:
+        meeting = {
+            "summary": "Traced",
+            "start": "2030-03-04T10:00:00Z",
+            "end": "2030-03-04T11:00:00Z",
+        }
+        created = await gateway.post("/api/calendar/events", json=meeting, headers=headers)
+        assert created.status_code == 201, created.text
 
-            async def token_served() -> list[ReceivedSpan]:
-                return servers_of(receiver.trace(trace_id), "pipedesk-accounts")
+    async def token_served() -> list[ReceivedSpan]:
+        return servers_of(receiver.trace(trace_id), "pipedesk-accounts")
 
-            accounts = (await eventually(token_served))[0]
+    accounts = (await eventually(token_served))[0]
 
-            async def calendar_served() -> list[ReceivedSpan]:
-                return servers_of(receiver.trace(trace_id), "pipedesk-calendar")
+    async def calendar_served() -> list[ReceivedSpan]:
+        return servers_of(receiver.trace(trace_id), "pipedesk-calendar")
 
-            await eventually(calendar_served)
+    await eventually(calendar_served)
+    await system.flushed("gateway", "calendar", "accounts")
     spans = receiver.trace(trace_id)
     path = chain(spans, accounts)
     assert path[0].parent_id == client_span

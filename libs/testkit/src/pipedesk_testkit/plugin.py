@@ -49,7 +49,12 @@ from pipedesk_testkit.database import (
 )
 from pipedesk_testkit.google import GoogleStack, run_google_stack
 from pipedesk_testkit.identities import Identity, Users
-from pipedesk_testkit.namespace import broker_namespace, delete_namespace, purge_queues
+from pipedesk_testkit.namespace import (
+    broker_namespace,
+    delete_namespace,
+    purge_queues,
+    sub_prefix,
+)
 from pipedesk_testkit.servers import serve_in_thread
 from pipedesk_testkit.service import World
 
@@ -149,6 +154,14 @@ async def quiet_broker(broker_prefix: str, queue_ledger: Path) -> None:
     the session's accounts service) meet no backlog of the events earlier tests published, so a
     test that waits for a chain of events never works through thousands of others first."""
     await purge_queues(broker_prefix, queue_ledger)
+
+
+@pytest.fixture(scope="module")
+def module_broker_prefix(broker_prefix: str, queue_ledger: Path) -> Iterator[str]:
+    """``own_broker_prefix`` shared by a module's tests, for services a module fixture starts."""
+    prefix = sub_prefix(broker_prefix)
+    yield prefix
+    asyncio.run(delete_namespace(prefix, queue_ledger))
 
 
 @pytest.fixture(scope="session")
