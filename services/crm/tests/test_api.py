@@ -511,3 +511,50 @@ async def test_control_characters_are_refused_naming_the_field_and_nothing_is_st
     assert (await crm.get("/api/leads", headers=rep.headers)).json()["items"] == []
     kept = await create_lead(crm, rep, title="Acme", next_step="call\n\tthen write")
     assert kept["next_step"] == "call\n\tthen write"
+
+
+async def read_and_write(client: httpx.AsyncClient, rep: ActingUser) -> list[httpx.Response]:
+    return [
+        await client.get("/api/leads", headers=rep.headers),
+        await client.post(
+            "/api/leads",
+            json={"title": "Acme"},
+            headers={**rep.headers, "Idempotency-Key": str(uuid4())},
+        ),
+    ]
+
+
+def assert_retry_later(answers: list[httpx.Response]) -> None:
+    for answer in answers:
+        problem = assert_problem(answer, 503)
+        assert problem["type"].endswith(":service-unavailable"), problem
+        assert int(answer.headers["retry-after"]) > 0
+        assert answer.headers["x-request-id"]
+
+
+async def test_a_database_unreachable_from_the_start_is_503_with_retry_after_not_500(
+    crm_app: Any, own_broker_prefix: str, users: Users
+) -> None:
+    from pipedesk_testkit.servers import free_port
+
+    rep = users.make(Role.REP, teams=["team-a"])
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    async with crm_app(DATABASE_URL=unreachable, BROKER_PREFIX=own_broker_prefix) as client:
+        assert_retry_later(await read_and_write(client, rep))
+
+
+async def test_a_database_lost_under_pooled_connections_is_503_until_it_is_back(
+    crm_app: Any, own_broker_prefix: str, service_env: dict[str, str], users: Users
+) -> None:
+    from pipedesk_testkit.proxy import server_of, tcp_proxy, through
+
+    rep = users.make(Role.REP, teams=["team-a"])
+    with tcp_proxy(*server_of(service_env["DATABASE_URL"])) as proxy:
+        proxied = through(proxy, service_env["DATABASE_URL"])
+        async with crm_app(DATABASE_URL=proxied, BROKER_PREFIX=own_broker_prefix) as client:
+            assert (await client.get("/api/leads", headers=rep.headers)).status_code == 200
+            proxy.cut()
+            assert_retry_later(await read_and_write(client, rep))
+            proxy.restore()
+            back = await read_and_write(client, rep)
+    assert [answer.status_code for answer in back] == [200, 201], back[-1].text

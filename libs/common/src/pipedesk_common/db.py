@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
@@ -9,6 +11,7 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import URL, MetaData, make_url, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +31,41 @@ DATABASE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     DBAPIError,
 )
 """What a lost or refused database link raises (through asyncpg or SQLAlchemy)."""
+
+_UNREACHABLE: Final[tuple[type[BaseException], ...]] = (
+    ConnectionError,  # refused, reset, aborted
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or in recovery
+    asyncpg.AdminShutdownError,  # 57P01: shutting down
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.ConnectionDoesNotExistError,  # the server closed it
+    PoolTimeout,  # no pooled connection came free in time
+)
+_UNREACHABLE_ERRNOS: Final = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the database cannot be reached right now, as
+    opposed to a statement or the data being wrong: the answer to the caller is then a 503 to
+    retry, not a 500."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _UNREACHABLE) or (
+            isinstance(current, OSError) and current.errno in _UNREACHABLE_ERRNOS
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

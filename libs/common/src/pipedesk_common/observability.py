@@ -27,11 +27,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipedesk_common.errors import PayloadTooLarge, problem_response
+from pipedesk_common.db import database_unreachable
+from pipedesk_common.errors import PayloadTooLarge, ServiceUnavailable, problem_response
 
 REQUEST_ID_HEADER: Final = "x-request-id"
 REQUEST_ID_ATTRIBUTE: Final = "pipedesk.request_id"  # on the spans of work done for a request
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DATABASE_RETRY_AFTER_SECONDS: Final = 5  # the Retry-After of a 503 while the database is away
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -305,14 +307,12 @@ class RequestContextMiddleware:
         ) as span:
             try:
                 await self.app(scope, receive, send_with_id)
-            except Exception:
+            except Exception as error:
                 # Answer here, inside this middleware, so even a 500 carries the request id.
-                self.log.exception("unhandled error", extra={"path": scope.get("path")})
                 if status_sent:
+                    self.log.exception("unhandled error", extra={"path": scope.get("path")})
                     raise
-                await problem_response(
-                    500, "internal-error", "Internal error", instance=scope.get("path")
-                )(scope, receive, send_with_id)
+                await self._error_answer(error, scope)(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)
@@ -329,6 +329,26 @@ class RequestContextMiddleware:
                     },
                 )
                 request_id_var.reset(token)
+
+    def _error_answer(self, error: Exception, scope: Scope) -> Response:
+        """A database that cannot be reached is a 503 the caller retries after a few seconds
+        (logged without a stack: readiness and the reconnect logs say the rest); anything else
+        is a 500, logged with its stack."""
+        path = scope.get("path")
+        if database_unreachable(error):
+            self.log.warning(
+                "the database is unreachable", extra={"path": path, "error": repr(error)}
+            )
+            return problem_response(
+                ServiceUnavailable.status,
+                ServiceUnavailable.slug,
+                ServiceUnavailable.title,
+                "the database cannot be reached; try again shortly",
+                instance=path,
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+            )
+        self.log.error("unhandled error", extra={"path": path}, exc_info=error)
+        return problem_response(500, "internal-error", "Internal error", instance=path)
 
 
 @dataclass(frozen=True)
