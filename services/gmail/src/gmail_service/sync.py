@@ -8,6 +8,10 @@ Every later sync reads ``history.list`` from the stored ``historyId``: messages 
 label changes and deletions applied. Gmail's ``404`` on a ``historyId`` it no longer holds means
 a full resync of the window, leaving the mirror equal to the mailbox.
 
+The messages of a page (``MESSAGES_PER_WRITE`` at most) are read at once and written in one
+transaction, the rows held looked up, the new ones inserted and announced in one statement each,
+while the next ones are read (the kit's ``PagedSync.read_pages``).
+
 Every call spends the mailbox's quota units (``GmailGoogle.pace``), so one large mailbox never
 runs past Gmail's per-user limit. A message that cannot be read whole is stored with what could
 be read, and named in the sync health; it never stops the sync.
