@@ -12,12 +12,20 @@ timed), then times reading them:
   message parsed, matched, written to the mirror and announced in the outbox, and the mailbox's
   ``historyId`` stored. The service paces a mailbox's calls to Gmail's 250 quota units a second;
   the bench lifts that pacing (a wait for Google's quota, not work), and says so in its settings.
+
+``python -m bench.gmail [--messages N] [--rounds N]`` runs this phase alone (the emulator on a
+free ``PORT_BASE``, the database ``DATABASE_URL`` names), for looking at the sync on its own;
+``make bench`` runs it last, after the other phases.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
+import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,11 +34,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import uvloop
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from sqlalchemy import text
 
+from bench.stack import make_stack
 from gmail_service.app import build_app
 from gmail_service.repository import GmailRepository
 from gmail_service.settings import GmailSettings
@@ -39,6 +49,7 @@ from pipedesk_common.app import ServiceContext, running_context
 from pipedesk_common.google.credentials import CredentialsProvider, GoogleUser
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_common.mirror.runtime import MirrorRuntime
+from pipedesk_common.settings import DEFAULT_AMQP_URL
 
 SENDER = "buyer@customer.example"
 UNPACED = 1e9  # quota units a second: no pacing wait within a bench round
@@ -220,3 +231,51 @@ class GmailSync:
                 break
         self.raw_history = newest
         return read
+
+
+async def alone(messages: int, rounds: int) -> None:
+    """This phase on its own: a warm-up round, then ``rounds`` of each variant, alternated."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    if "bench" not in database_url:
+        raise SystemExit("DATABASE_URL must name the bench's own database (make bench sets it)")
+    stack = make_stack(database_url, os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), None)
+    stack.names = ()
+    stack.launch("emulator")
+    try:
+        stack.wait_ready("emulator")
+        settings = {
+            "port_base": stack.port_base,
+            "database_url": database_url,
+            "amqp_url": stack.amqp_url,
+            "broker_prefix": stack.broker_prefix,
+            "broker_queue_expires_ms": int(stack.env["BROKER_QUEUE_EXPIRES_MS"]),
+        }
+        ratios: list[float] = []
+        async with GmailSync(stack.url("emulator"), settings, messages).running() as gmail:
+            for number in range(rounds + 1):
+                raw, service = await gmail.raw_round(), await gmail.service_round()
+                label = f"round {number}" if number else "warm-up"
+                print(
+                    f"{label}: raw loop {raw.per_second:,.0f} messages/s, service "
+                    f"{service.per_second:,.0f} messages/s ({service.seconds / messages * 1000:.1f}"
+                    f" ms a message): {service.per_second / raw.per_second:.2f} x",
+                    flush=True,
+                )
+                if number:
+                    ratios.append(service.per_second / raw.per_second)
+        print(f"median ratio to the raw loop: {statistics.median(ratios):.2f} x")
+    finally:
+        stack.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gmail", description=__doc__)
+    parser.add_argument("--messages", type=int, default=100, help="new messages a round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds after the warm-up")
+    args = parser.parse_args()
+    uvloop.run(alone(args.messages, args.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pipedesk_common.clock import ManualClock
 from pipedesk_common.events.calendar import CalendarSyncStateChanged
 from pipedesk_common.events.sync import SyncState
-from pipedesk_common.google.resources import GoogleResource, Page
+from pipedesk_common.google.resources import GoogleResource, Page, SkippedItem
 from pipedesk_common.mirror.health import SyncHealth
-from pipedesk_common.mirror.paged import PagedSync, skipped_items
+from pipedesk_common.mirror.paged import PagedSync, skip, skipped_items
 from pipedesk_common.uow import UnitOfWork
 
 pytestmark = pytest.mark.asyncio
@@ -107,3 +107,80 @@ async def test_an_item_the_database_refuses_is_skipped_and_the_sync_goes_on(
     async with uow.read() as session:
         row = (await session.execute(select(table).where(table.c.org_id == org_id))).one()
     assert row.last_error_type is None
+
+
+async def test_a_page_is_written_at_once_and_item_by_item_only_when_an_item_is_refused(
+    sessions: async_sessionmaker[AsyncSession], labels: str
+) -> None:
+    uow = UnitOfWork(sessions)
+    written_at_once: list[list[str]] = []
+    written_alone: list[str] = []
+
+    async def pages() -> AsyncIterator[Page[Item]]:
+        yield Page([Item(id="a", label="first"), Item(id="b", label="far too long a label")])
+        yield Page([Item(id="c", label="third"), Item(id="d", label="fourth")])
+
+    async def insert(session: AsyncSession, item: Item) -> None:
+        await session.execute(
+            text(f"INSERT INTO {labels} (id, label) VALUES (:id, :label)"),
+            {"id": item.id, "label": item.label},
+        )
+
+    async def apply(session: AsyncSession, item: Item) -> None:
+        written_alone.append(item.id)
+        await insert(session, item)
+
+    async def apply_all(session: AsyncSession, items: list[Item]) -> None:
+        written_at_once.append([item.id for item in items])
+        for item in items:
+            # Reported once the page is written, not for an attempt that is undone.
+            skip("probe", SkippedItem(id=item.id, reason="read in part", partial=True))
+            await insert(session, item)
+
+    async def finish(session: AsyncSession, last: Page[Item]) -> None:
+        pass
+
+    with skipped_items() as skipped:
+        listed = await PagedSync[Item]("probe", uow).read_pages(
+            full=True, pages=pages(), apply=apply, finish=finish, apply_all=apply_all
+        )
+    assert (listed.pages, listed.items) == (2, 4)
+    assert written_at_once == [["a", "b"], ["c", "d"]]
+    assert written_alone == ["a", "b"]
+    async with uow.read() as session:
+        stored = (await session.execute(text(f"SELECT id FROM {labels} ORDER BY id"))).scalars()
+        assert list(stored) == ["a", "c", "d"]
+    assert [(item.id, item.partial) for item in skipped] == [
+        ("b", False),
+        ("c", True),
+        ("d", True),
+    ]
+
+
+async def test_a_listing_that_fails_keeps_the_pages_written_and_no_watermark(
+    sessions: async_sessionmaker[AsyncSession], labels: str
+) -> None:
+    uow = UnitOfWork(sessions)
+    finished: list[Page[Item]] = []
+
+    async def pages() -> AsyncIterator[Page[Item]]:
+        yield Page([Item(id="a", label="first")])
+        raise ConnectionError("Google went away")
+
+    async def apply(session: AsyncSession, item: Item) -> None:
+        await session.execute(
+            text(f"INSERT INTO {labels} (id, label) VALUES (:id, :label)"),
+            {"id": item.id, "label": item.label},
+        )
+
+    async def finish(session: AsyncSession, last: Page[Item]) -> None:
+        finished.append(last)
+
+    with pytest.raises(ConnectionError):
+        await PagedSync[Item]("probe", uow).read_pages(
+            full=False, pages=pages(), apply=apply, finish=finish
+        )
+    assert finished == []
+    async with uow.read() as session:
+        stored = (await session.execute(text(f"SELECT id FROM {labels}"))).scalars()
+        assert list(stored) == ["a"]

@@ -113,8 +113,13 @@ async def add_event(session: AsyncSession, table: Table, event: Event[Any]) -> N
     The event carries the current trace context and request id, so its consumers' spans join
     the request's trace and their logs name the request.
     """
+    await add_events_to(session, table, [event])
+
+
+async def add_events_to(session: AsyncSession, table: Table, events: Sequence[Event[Any]]) -> None:
+    """``add_event`` of several events, in one statement."""
     await session.run_sync(
-        lambda sync_session: add_events(sync_session.connection(), table, [event])
+        lambda sync_session: add_events(sync_session.connection(), table, events)
     )
 
 

@@ -3,9 +3,11 @@ in Gmail's quota units (Gmail API usage limits: per user, 250 units a second).""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -106,7 +108,8 @@ class Watched(GoogleResource):
 
 class QuotaBudget:
     """One mailbox's quota units, refilled at ``rate`` a second on the clock up to ``burst``: a
-    call spends its units first, and waits (on the clock) for what it overspends."""
+    call spends its units first, and waits (on the clock) for what it overspends. Calls made at
+    once spend one after the other, each after the wait of the one before."""
 
     def __init__(self, clock: Clock, rate: float, burst: int) -> None:
         self.clock = clock
@@ -116,8 +119,13 @@ class QuotaBudget:
         self.stamp = clock.now()
         self.spent = 0
         self.waited = 0.0  # seconds, on the clock
+        self._turn = asyncio.Lock()
 
     async def spend(self, units: int) -> None:
+        async with self._turn:
+            await self._spend(units)
+
+    async def _spend(self, units: int) -> None:
         now = self.clock.now()
         elapsed = max(0.0, (now - self.stamp).total_seconds())
         self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
@@ -197,6 +205,19 @@ class GmailGoogle:
         except NotFound:
             return None
         return GmailMessage.read(answer)
+
+    async def messages(self, user: GoogleUser, message_ids: Sequence[str]) -> list[GmailMessage]:
+        """The messages of these ids still in the mailbox, in order: read at once, as many at a
+        time as the kit lets a user's calls run; the first failure stops the others."""
+        reads = [asyncio.create_task(self.message(user, message_id)) for message_id in message_ids]
+        try:
+            found = await asyncio.gather(*reads)
+        except BaseException:
+            for read in reads:
+                read.cancel()
+            await asyncio.wait(reads)
+            raise
+        return [message for message in found if message is not None]
 
     async def history(
         self, user: GoogleUser, start: str, page_token: str | None, size: int

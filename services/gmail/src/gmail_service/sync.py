@@ -8,6 +8,10 @@ Every later sync reads ``history.list`` from the stored ``historyId``: messages 
 label changes and deletions applied. Gmail's ``404`` on a ``historyId`` it no longer holds means
 a full resync of the window, leaving the mirror equal to the mailbox.
 
+The messages of a page (``MESSAGES_PER_WRITE`` at most) are read at once and written in one
+transaction, the rows held looked up, the new ones inserted and announced in one statement each,
+while the next ones are read (the kit's ``PagedSync.read_pages``).
+
 Every call spends the mailbox's quota units (``GmailGoogle.pace``), so one large mailbox never
 runs past Gmail's per-user limit. A message that cannot be read whole is stored with what could
 be read, and named in the sync health; it never stops the sync.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Final
 
@@ -27,6 +32,7 @@ from gmail_service.mirror import MailboxScope, MailRules, MessageWriter, message
 from gmail_service.models import Mailbox, MirroredMessage
 from gmail_service.repository import GmailRepository
 from gmail_service.settings import GmailSettings
+from pipedesk_common.google import GoogleUser
 from pipedesk_common.google.resources import Page, SkippedItem
 from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.keys import SyncKey
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 GmailRuntime = MirrorRuntime[GmailGoogle, GmailSettings]
 PRODUCT: Final = "gmail"
+# Messages written in one transaction: the next ones are read from Gmail meanwhile.
+MESSAGES_PER_WRITE: Final = 25
 
 
 def mailbox_key(org_id: str, user_id: str) -> SyncKey:
@@ -72,10 +80,35 @@ class MailboxSync:
 
     async def _apply(self, session: AsyncSession, mailbox: Mailbox, item: GmailMessage) -> None:
         scope = await scope_of(session, mailbox)
-        row = await self.writer.apply(session, scope, item, actor_id=None)
-        if row is not None and row.problems and item.content() is not None:
-            reason = "stored with what could be read: " + "; ".join(row.problems[:5])
-            skip(PRODUCT, SkippedItem(id=item.id, reason=reason[:500], partial=True))
+        _report_partial(item, await self.writer.apply(session, scope, item, actor_id=None))
+
+    async def _apply_all(
+        self, session: AsyncSession, mailbox: Mailbox, items: list[GmailMessage]
+    ) -> None:
+        scope = await scope_of(session, mailbox)
+        rows = await self.writer.apply_many(session, scope, items, actor_id=None)
+        for item, row in zip(items, rows, strict=True):
+            _report_partial(item, row)
+
+    async def _written(
+        self,
+        mailbox: Mailbox,
+        *,
+        full: bool,
+        pages: AsyncIterator[Page[GmailMessage]],
+        finish: Callable[[AsyncSession, Page[GmailMessage]], Awaitable[None]],
+    ) -> Listed:
+        """The listing ``pages`` written into the mirror: a page's messages at once."""
+
+        async def apply(session: AsyncSession, item: GmailMessage) -> None:
+            await self._apply(session, mailbox, item)
+
+        async def apply_all(session: AsyncSession, items: list[GmailMessage]) -> None:
+            await self._apply_all(session, mailbox, items)
+
+        return await self.listing.read_pages(
+            full=full, pages=pages, apply=apply, finish=finish, apply_all=apply_all
+        )
 
     async def _window(self, mailbox: Mailbox) -> Listed:
         """A full sync of the window (see the module docstring)."""
@@ -86,18 +119,19 @@ class MailboxSync:
         query = f"after:{int(window_start.timestamp())}"
         seen: set[str] = set()
 
-        async def fetch(page_token: str | None) -> Page[GmailMessage]:
-            ids = await self.google.message_ids(user, query, page_token, self.settings.page_size)
-            read: list[GmailMessage] = []
-            for ref in ids.items:
-                seen.add(ref.id)
-                found = await self.google.message(user, ref.id)
-                if found is not None:
-                    read.append(found)
-            return Page(items=read, next_page_token=ids.next_page_token, skipped=ids.skipped)
-
-        async def apply(session: AsyncSession, item: GmailMessage) -> None:
-            await self._apply(session, mailbox, item)
+        async def pages() -> AsyncIterator[Page[GmailMessage]]:
+            token: str | None = None
+            while True:
+                ids = await self.google.message_ids(user, query, token, self.settings.page_size)
+                listed = [ref.id for ref in ids.items]
+                seen.update(listed)
+                for first in range(0, max(1, len(listed)), MESSAGES_PER_WRITE):
+                    part = listed[first : first + MESSAGES_PER_WRITE]
+                    read = await self.google.messages(user, part)
+                    yield Page(items=read, skipped=ids.skipped if first == 0 else ())
+                token = ids.next_page_token
+                if not token:
+                    return
 
         async def finish(session: AsyncSession, _last: Page[GmailMessage]) -> None:
             repository = GmailRepository(session)
@@ -112,30 +146,26 @@ class MailboxSync:
                 locked.window_start = window_start
                 locked.synced_at = locked.updated_at = self.clock.now()
 
-        return await self.listing.read(full=True, fetch=fetch, apply=apply, finish=finish)
+        return await self._written(mailbox, full=True, pages=pages(), finish=finish)
 
     async def _history(self, mailbox: Mailbox, start: str) -> Listed:
         """The changes since ``start`` (see the module docstring)."""
         user = mailbox.owner
         newest = start
 
-        async def fetch(page_token: str | None) -> Page[GmailMessage]:
+        async def pages() -> AsyncIterator[Page[GmailMessage]]:
             nonlocal newest
-            records, newest = await self.google.history(
-                user, start, page_token, self.settings.page_size
-            )
-            changes: list[GmailMessage] = []
-            for message_id, change in _changes(records.items).items():
-                if change is None:
-                    found = await self.google.message(user, message_id)
-                    if found is not None:
-                        changes.append(found)
-                else:
-                    changes.append(change)
-            return Page(items=changes, next_page_token=records.next_page_token)
-
-        async def apply(session: AsyncSession, item: GmailMessage) -> None:
-            await self._apply(session, mailbox, item)
+            token: str | None = None
+            while True:
+                records, newest = await self.google.history(
+                    user, start, token, self.settings.page_size
+                )
+                changes = list(_changes(records.items).items())
+                for first in range(0, len(changes), MESSAGES_PER_WRITE):
+                    yield await self._read(user, changes[first : first + MESSAGES_PER_WRITE])
+                token = records.next_page_token
+                if not token:
+                    return
 
         async def finish(session: AsyncSession, _last: Page[GmailMessage]) -> None:
             locked = await GmailRepository(session).mailbox(
@@ -145,7 +175,26 @@ class MailboxSync:
                 locked.history_id = newest
                 locked.synced_at = locked.updated_at = self.clock.now()
 
-        return await self.listing.read(full=False, fetch=fetch, apply=apply, finish=finish)
+        return await self._written(mailbox, full=False, pages=pages(), finish=finish)
+
+    async def _read(
+        self, user: GoogleUser, changes: list[tuple[str, GmailMessage | None]]
+    ) -> Page[GmailMessage]:
+        """Changes from history as a page to write: each message added read (unless gone
+        since), the others as history told them."""
+        added = [message_id for message_id, change in changes if change is None]
+        read = {message.id: message for message in await self.google.messages(user, added)}
+        items = [
+            read.get(message_id) if change is None else change for message_id, change in changes
+        ]
+        return Page(items=[item for item in items if item is not None])
+
+
+def _report_partial(item: GmailMessage, row: MirroredMessage | None) -> None:
+    """A message stored with what could be read of it is named in the sync health."""
+    if row is not None and row.problems and item.content() is not None:
+        reason = "stored with what could be read: " + "; ".join(row.problems[:5])
+        skip(PRODUCT, SkippedItem(id=item.id, reason=reason[:500], partial=True))
 
 
 def gone_message(stored: MirroredMessage) -> GmailMessage:

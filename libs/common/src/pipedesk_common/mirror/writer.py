@@ -16,7 +16,7 @@ through ``MirrorWriter.apply``, so a change is announced once however many paths
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
@@ -26,11 +26,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.clock import Clock
-from pipedesk_common.events import VersionedData, new_event
+from pipedesk_common.events import Event, VersionedData, new_event
 from pipedesk_common.events.timeline import Link
 from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.links import RecordLinks, ordered
-from pipedesk_common.outbox import add_event
+from pipedesk_common.outbox import add_events_to
 
 
 class MirroredRow(Protocol):
@@ -128,6 +128,12 @@ class MirrorWriter(Generic[R, P, G]):
         self.outbox = outbox
         self.clock = clock
         self.rules = rules
+        # Built once: a row's values are the statement's parameters, not part of it.
+        self._insert_row = (
+            insert(model)
+            .on_conflict_do_nothing(index_elements=[parent_key, "google_id"])
+            .returning(model)
+        )
 
     async def find(self, session: AsyncSession, parent: P, google_id: str) -> R | None:
         """The mirrored row of a Google id, locked for the change."""
@@ -142,6 +148,23 @@ class MirrorWriter(Generic[R, P, G]):
         )
         found: R | None = (await session.scalars(query)).one_or_none()
         return found
+
+    async def _find_many(
+        self, session: AsyncSession, parent: P, google_ids: Collection[str]
+    ) -> dict[str, R]:
+        """``find`` of many Google ids at once: the rows the mirror holds, by Google id."""
+        query = (
+            select(self.model)
+            .where(
+                self.table.c[self.parent_key] == parent.id,
+                self.table.c.google_id.in_(sorted(google_ids)),
+            )
+            .order_by(self.table.c.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        rows: Sequence[R] = (await session.scalars(query)).all()
+        return {str(row.google_id): row for row in rows}
 
     async def apply(
         self,
@@ -174,21 +197,68 @@ class MirrorWriter(Generic[R, P, G]):
                 return stored
         return await self._update(session, parent, stored, resource, actor_id, links)
 
+    async def apply_many(
+        self, session: AsyncSession, parent: P, resources: Sequence[G], *, actor_id: str | None
+    ) -> list[R | None]:
+        """``apply`` of each of ``resources`` (a sync's page, each id once): the rows held looked
+        up in one query, the resources new to the mirror inserted in one statement and announced
+        in one write to the outbox. Each row's own events keep their order; those of different
+        rows may be in another order than ``resources``."""
+        ids = [resource.id for resource in resources]
+        if len(set(ids)) != len(ids):
+            raise ValueError("apply_many takes each Google id once")
+        stored = await self._find_many(session, parent, ids) if ids else {}
+        new: dict[str, dict[str, Any]] = {}
+        for resource in resources:
+            if resource.id not in stored and not self.rules.gone(resource):
+                values = self.rules.values(parent, resource, None)
+                if values is not None:
+                    new[resource.id] = self._new_row(values)
+        inserted = await self._insert_rows(session, list(new.values()))
+        await self._announce_all(
+            session, [(parent, row, None, (), actor_id) for row in inserted.values()]
+        )
+        rows: list[R | None] = []
+        for resource in resources:
+            row = inserted.get(resource.id)
+            if row is None:
+                # Held, gone, not mirrorable, or inserted first by a concurrent writer.
+                row = await self.apply(
+                    session,
+                    parent,
+                    resource,
+                    actor_id=actor_id,
+                    stored=stored.get(resource.id),
+                    looked_up=resource.id not in new,
+                )
+            rows.append(row)
+        return rows
+
+    def _new_row(self, values: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        return {"id": new_id(), "version": 1, "created_at": now, "updated_at": now, **values}
+
+    async def _insert_rows(
+        self, session: AsyncSession, rows: Sequence[dict[str, Any]]
+    ) -> dict[str, R]:
+        """The rows inserted, by Google id (one a concurrent writer inserted first is not)."""
+        if not rows:
+            return {}
+        answer = await session.scalars(
+            self._insert_row, list(rows), execution_options={"populate_existing": True}
+        )
+        return {str(row.google_id): row for row in answer.all()}
+
     async def _insert(
         self, session: AsyncSession, parent: P, google_id: str, values: dict[str, Any]
     ) -> tuple[R, bool]:
         """The new row (and True), or the row a concurrent writer inserted first (and False)."""
-        now = self.clock.now()
-        row = {"id": new_id(), "version": 1, "created_at": now, "updated_at": now, **values}
-        inserted = await session.scalar(
-            insert(self.table)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=[self.parent_key, "google_id"])
-            .returning(self.table.c.id)
-        )
+        inserted = (await self._insert_rows(session, [self._new_row(values)])).get(google_id)
+        if inserted is not None:
+            return inserted, True
         found = await self.find(session, parent, google_id)
         assert found is not None
-        return found, inserted is not None
+        return found, False
 
     async def _update(
         self,
@@ -230,12 +300,22 @@ class MirrorWriter(Generic[R, P, G]):
         links: Sequence[Link],
         actor_id: str | None,
     ) -> None:
-        kind = self.rules.kind(before, row)
-        if kind is None:
-            return
-        data = kind(**self.rules.snapshot(parent, row, links, actor_id))
-        await add_event(
-            session,
-            self.outbox,
-            new_event(data, org_id=row.org_id, actor_id=actor_id, time=row.updated_at),
-        )
+        await self._announce_all(session, [(parent, row, before, links, actor_id)])
+
+    async def _announce_all(
+        self,
+        session: AsyncSession,
+        changes: Sequence[tuple[P, R, Before | None, Sequence[Link], str | None]],
+    ) -> None:
+        """The events of ``changes`` (each a row's parent, the row, its columns before, its
+        links, the actor), in one write to the outbox."""
+        events: list[Event[Any]] = []
+        for parent, row, before, links, actor_id in changes:
+            kind = self.rules.kind(before, row)
+            if kind is not None:
+                data = kind(**self.rules.snapshot(parent, row, links, actor_id))
+                events.append(
+                    new_event(data, org_id=row.org_id, actor_id=actor_id, time=row.updated_at)
+                )
+        if events:
+            await add_events_to(session, self.outbox, events)
