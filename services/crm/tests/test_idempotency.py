@@ -113,6 +113,43 @@ async def test_a_key_held_by_a_running_request_is_a_409_and_duplicates_create_on
     assert await titles(crm, rep) == ["Busy", "Race"]
 
 
+async def test_a_create_whose_answer_could_not_be_remembered_is_not_kept_and_retries_once(
+    crm: httpx.AsyncClient, users: Users, database_url: str
+) -> None:
+    """The window a crash could hit: the change made, its answer not yet remembered. Here the
+    database refuses to remember this key's answer (a trigger), as a crash there would: the
+    lead must not be kept without its answer, the client must not be told it was created, and
+    the retry creates it once."""
+    rep = users.make(Role.REP, teams=["t1"])
+    engine = create_async_engine(database_url)
+    refuse = (
+        "CREATE FUNCTION crm.refuse_answer() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the answer is lost'; END $$",
+        "CREATE TRIGGER refuse_answer BEFORE UPDATE ON crm.idempotency_keys FOR EACH ROW "
+        "WHEN (NEW.key = 'lost-answer' AND NEW.status <> 0) EXECUTE FUNCTION crm.refuse_answer()",
+    )
+    try:
+        async with engine.begin() as connection:
+            for statement in refuse:
+                await connection.execute(text(statement))
+        try:
+            failed = await post(crm, rep, "/api/leads", {"title": "Once"}, "lost-answer")
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(text("DROP TRIGGER refuse_answer ON crm.idempotency_keys"))
+                await connection.execute(text("DROP FUNCTION crm.refuse_answer()"))
+    finally:
+        await engine.dispose()
+    assert failed.status_code >= 500, failed.text
+    assert await titles(crm, rep) == []
+    retried = await post(crm, rep, "/api/leads", {"title": "Once"}, "lost-answer")
+    assert retried.status_code == 201, retried.text
+    again = await post(crm, rep, "/api/leads", {"title": "Once"}, "lost-answer")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == retried.json()["id"]
+    assert await titles(crm, rep) == ["Once"]
+
+
 async def test_a_refused_request_frees_its_key_and_a_day_old_key_is_forgotten(
     crm: httpx.AsyncClient, users: Users, database_url: str
 ) -> None:

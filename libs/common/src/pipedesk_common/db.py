@@ -13,6 +13,7 @@ from sqlalchemy import URL, MetaData, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -129,9 +130,21 @@ async def ping(engine: AsyncEngine) -> None:
         await connection.execute(text("SELECT 1"))
 
 
+REQUEST_CONNECTION: Final = "pipedesk_request_connection"
+"""The request state's key for a connection whose open transaction the request's unit of work
+joins (an ``Idempotency-Key``'s claim: the change and its remembered answer commit together)."""
+
+
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed when the route returns, rolled back if it raises."""
+    """The request's unit of work: committed when the route returns, rolled back if it raises.
+    Inside a transaction the request already holds (``REQUEST_CONNECTION``), its commit is a
+    savepoint's: the holder commits the whole."""
+    held: AsyncConnection | None = getattr(request.state, REQUEST_CONNECTION, None)
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    if held is not None:
+        sessionmaker = async_sessionmaker(
+            held, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+        )
     async with sessionmaker() as session:
         try:
             yield session

@@ -269,10 +269,12 @@ class IdempotentRequests:
     go of the key, so a corrected request can use it again.
 
     Who holds a key is not guessed from the time: the request holds a transaction-level advisory
-    lock on it, in a transaction kept open on a connection of its own until it answers. A request
+    lock on it, in a transaction kept open on a connection of its own until it answers. The
+    route's unit of work (``SessionDep``) joins that transaction, and the answer is remembered in
+    it: the change and its answer commit together, and the answer is sent only after. A request
     however slow keeps its key; one whose process died loses it at once (the database ends the
-    dead connection's transaction), and a retry then runs the request again, since a request that
-    died mid-way left no answer to give."""
+    dead connection's transaction, its change with it), and a retry then runs the request again,
+    since a request that died mid-way left neither a change nor an answer."""
 
     def __init__(
         self,
@@ -334,26 +336,29 @@ class IdempotentRequests:
         finally:
             await owner.close()
 
-    async def complete(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
-        table = self.table
+    async def complete(self, claim: Claim, status: int, body: dict[str, Any] | None) -> None:
+        """Remember the answer (None: an answer that cannot be replayed; the key is forgotten)
+        in the claim's transaction, which holds the route's change too
+        (``db.REQUEST_CONNECTION``), and commit the two at once."""
+        table, owner = self.table, claim.owner
+        this_key = (table.c.scope == claim.scope) & (table.c.key == claim.key)
         try:
-            async with self.sessionmaker.begin() as session:
-                await session.execute(
-                    update(table)
-                    .where(table.c.scope == claim.scope, table.c.key == claim.key)
-                    .values(status=status, body=body)
-                )
-                # Forgotten keys go a few at a time, by the created_at index.
-                expired = (
-                    select(table.c.scope, table.c.key)
-                    .where(table.c.created_at < self.clock.now() - self.retention)
-                    .limit(PRUNED_PER_ANSWER)
-                )
-                await session.execute(
-                    delete(table).where(tuple_(table.c.scope, table.c.key).in_(expired))
-                )
+            if body is None:
+                await owner.execute(delete(table).where(this_key))
+            else:
+                await owner.execute(update(table).where(this_key).values(status=status, body=body))
+            # Forgotten keys go a few at a time, by the created_at index.
+            expired = (
+                select(table.c.scope, table.c.key)
+                .where(table.c.created_at < self.clock.now() - self.retention)
+                .limit(PRUNED_PER_ANSWER)
+            )
+            await owner.execute(
+                delete(table).where(tuple_(table.c.scope, table.c.key).in_(expired))
+            )
+            await owner.commit()
         finally:
-            await self._let_go(claim.owner)
+            await self._let_go(owner)
 
     async def release(self, claim: Claim) -> None:
         try:
@@ -394,15 +399,19 @@ class IdempotencyMiddleware:
             return
         started: dict[str, Any] = {}
         chunks: list[bytes] = []
+        held_back: list[Message] = []
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started.update(message)
-            elif message["type"] == "http.response.body" and isinstance(
-                scope.get("state", {}).get(STATE_KEY), Claim
-            ):  # only the answer of a request holding a key is kept
+            if not isinstance(scope.get("state", {}).get(STATE_KEY), Claim):
+                await send(message)
+                return
+            # The answer of a request holding a key is kept, and sent only once it and the
+            # change it reports have committed: never a success the database did not keep.
+            if message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            held_back.append(message)
 
         try:
             await self.app(scope, receive, capture)
@@ -417,6 +426,7 @@ class IdempotencyMiddleware:
         status = int(started.get("status", 500))
         if not 200 <= status < 300:  # nothing was done: the key is free for a corrected retry
             await claim.requests.release(claim)
+            await _send_all(send, held_back)
             return
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
@@ -424,15 +434,21 @@ class IdempotencyMiddleware:
         }
         try:
             content = json.loads(b"".join(chunks) or b"null")
-        except ValueError:
-            await claim.requests.release(claim)
-            return
-        await claim.requests.complete(
-            claim,
-            status,
-            {
-                "content": content,
-                "media_type": headers.get("content-type", "application/json").split(";")[0],
-                "headers": {name: headers[name] for name in _KEPT_HEADERS if name in headers},
-            },
-        )
+        except ValueError:  # an answer that cannot be replayed: the change is kept, the key freed
+            await claim.requests.complete(claim, status, None)
+        else:
+            await claim.requests.complete(
+                claim,
+                status,
+                {
+                    "content": content,
+                    "media_type": headers.get("content-type", "application/json").split(";")[0],
+                    "headers": {name: headers[name] for name in _KEPT_HEADERS if name in headers},
+                },
+            )
+        await _send_all(send, held_back)
+
+
+async def _send_all(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)

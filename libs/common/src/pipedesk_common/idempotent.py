@@ -14,6 +14,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Header, Request
 
 from pipedesk_common.app import ContextDep, PrincipalDep
+from pipedesk_common.db import REQUEST_CONNECTION
 from pipedesk_common.idempotency import (
     STATE_KEY,
     IdempotencyKeyInProgress,
@@ -49,6 +50,9 @@ async def idempotent(
     if isinstance(claim, RememberedAnswer):
         raise ReplayedAnswer(claim)
     setattr(request.state, STATE_KEY, claim)
+    # The route's unit of work joins the claim's transaction: its change and its remembered
+    # answer commit together, so no retry can find the one without the other.
+    setattr(request.state, REQUEST_CONNECTION, claim.owner)
 
 
 IDEMPOTENT: Final = Depends(idempotent)
