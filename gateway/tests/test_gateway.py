@@ -194,7 +194,7 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
         return {"ok": True}
 
     with serve_in_thread(upstream) as url:
-        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url}, received
+        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url, "DRIVE_URL": url}, received
 
 
 async def test_a_path_merely_ending_in_stream_needs_a_token_and_its_limits(
@@ -330,6 +330,42 @@ async def test_routes_without_a_token_are_limited_per_client_address(
     assert signed_in.status_code == 200
     assert [call.path for call in received] == [callback, callback, "/api/leads"]
     assert received[0].authorization is None
+
+
+async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_all_the_same(
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
+) -> None:
+    """What ProxyFront hands on to the app: an event stream is limited per client address, an
+    upload per user and per org, and an unknown path is counted under one bounded label."""
+    rep = users.make(Role.REP)
+    upload = f"/api/drive/records/lead/{uuid4()}/files"
+    stream = f"/api/timeline/lead/{uuid4()}/stream"
+    with recording_upstream() as (urls, received):
+        async with gateway_client(
+            urls, REDIS_URL=redis_url, RATE_LIMIT_PUBLIC="1/60", RATE_LIMIT_DEFAULT="1/60"
+        ) as gateway:
+            uploads = [await gateway.post(upload, headers=rep.headers) for _ in range(2)]
+            streams = [await gateway.get(stream, params={"ticket": "t"}) for _ in range(2)]
+            for unknown in ("/api/nowhere-1", "/api/nowhere-2"):
+                assert (await gateway.get(unknown, headers=rep.headers)).status_code == 404
+            metrics = (await gateway.get("/metrics")).text
+    assert [response.status_code for response in uploads] == [200, 429]
+    assert [response.status_code for response in streams] == [200, 429]
+    assert [refused.json()["instance"] for refused in (uploads[1], streams[1])] == [upload, stream]
+    assert [call.path for call in received] == [upload, stream]
+    prefix, org = f"{service_env['BROKER_PREFIX']}rl", rep.principal.org_id
+    redis = Redis.from_url(redis_url)
+    try:
+        for bucket in (
+            f"{prefix}:default:user:{org}:{rep.sub}",
+            f"{prefix}:default:org:{org}",
+            f"{prefix}:public:ip:127.0.0.1",
+        ):
+            assert await redis.exists(bucket) == 1, bucket
+    finally:
+        await redis.aclose()
+    assert 'route="unrouted"' in metrics
+    assert "nowhere" not in metrics
 
 
 @pytest.mark.parametrize("trusted", ["", "127.0.0.1,10.0.0.0/8"])

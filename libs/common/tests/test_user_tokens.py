@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,3 +82,23 @@ async def test_a_remembered_token_goes_with_its_key(tmp_path: Path) -> None:
         with pytest.raises(Unauthorized, match="signature"):
             await verifier.principal(token)
         assert (await verifier.principal(mint(new, "k1", clock))).sub == "u1"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"), [("exp", "soon"), ("exp", True), ("nbf", "now"), ("iat", True)]
+)
+async def test_a_time_claim_that_is_not_a_number_is_refused(
+    tmp_path: Path, claim: str, value: object
+) -> None:
+    key = RSAKey.generate_key(2048, private=True)
+    publish(tmp_path / "jwks.json", key, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        assert (await verifier.principal(mint(key, "k1", clock))).sub == "u1"
+        wrong: dict[str, Any] = {claim: value}
+        with pytest.raises(
+            Unauthorized, match=f"token rejected: Claim '{claim}' must be a NumericDate value"
+        ):
+            await verifier.principal(mint(key, "k1", clock, **wrong))
