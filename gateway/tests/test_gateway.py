@@ -340,9 +340,15 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
     rep = users.make(Role.REP)
     upload = f"/api/drive/records/lead/{uuid4()}/files"
     stream = f"/api/timeline/lead/{uuid4()}/stream"
+    # A namespace of its own: the client address's bucket is not another test's.
+    namespace = f"{service_env['BROKER_PREFIX']}{uuid4().hex[:8]}."
     with recording_upstream() as (urls, received):
         async with gateway_client(
-            urls, REDIS_URL=redis_url, RATE_LIMIT_PUBLIC="1/60", RATE_LIMIT_DEFAULT="1/60"
+            urls,
+            REDIS_URL=redis_url,
+            BROKER_PREFIX=namespace,
+            RATE_LIMIT_PUBLIC="1/60",
+            RATE_LIMIT_DEFAULT="1/60",
         ) as gateway:
             uploads = [await gateway.post(upload, headers=rep.headers) for _ in range(2)]
             streams = [await gateway.get(stream, params={"ticket": "t"}) for _ in range(2)]
@@ -353,7 +359,7 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
     assert [response.status_code for response in streams] == [200, 429]
     assert [refused.json()["instance"] for refused in (uploads[1], streams[1])] == [upload, stream]
     assert [call.path for call in received] == [upload, stream]
-    prefix, org = f"{service_env['BROKER_PREFIX']}rl", rep.principal.org_id
+    prefix, org = f"{namespace}rl", rep.principal.org_id
     redis = Redis.from_url(redis_url)
     try:
         for bucket in (
