@@ -253,7 +253,7 @@ def _test_files(target: Target) -> list[str]:
 
 def prepare(target: Target, resume: bool = False) -> Path:
     """The target's work directory: its package, the test directories, and the configuration.
-    With ``resume``, an earlier run's results stay, and mutmut runs only what it has not run."""
+    With ``resume``, an earlier run's results stay (``run_target`` chooses what to run again)."""
     workdir = WORK / target.name
     if workdir.exists() and not resume:
         shutil.rmtree(workdir)
@@ -352,22 +352,46 @@ def mutant_patterns(target: Target) -> list[str]:
     return patterns
 
 
-def run_target(target: Target, jobs: int, resume: bool = False, collect: bool = False) -> Outcome:
-    """Run mutmut on the target (``collect``: only read what an interrupted run left)."""
+def _statuses(workdir: Path, patterns: Sequence[str]) -> dict[str, str]:
+    """The status of each mutant of the target mutmut knows of in ``workdir``."""
+    statuses = {}
+    for line in _mutmut(workdir, "results", "--all", "true").splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            statuses[name] = status
+    return statuses
+
+
+def run_target(
+    target: Target,
+    jobs: int,
+    resume: bool = False,
+    collect: bool = False,
+    undetected: bool = False,
+) -> Outcome:
+    """Run mutmut on the target (``collect``: only read what an interrupted run left;
+    ``resume``: run only the mutants not run yet; ``undetected``: run again those no test
+    detected, once tests are added)."""
     outcome = Outcome(target)
     started = time.monotonic()
-    workdir = WORK / target.name if collect else prepare(target, resume)
+    workdir = WORK / target.name if collect else prepare(target, resume or undetected)
     print(f"== {target.name}: {target.package}/{target.module}", flush=True)
     try:
         patterns = mutant_patterns(target)
         if not collect:
-            _mutmut(workdir, "run", "--max-children", str(jobs), *patterns)
-        for line in _mutmut(workdir, "results", "--all", "true").splitlines():
-            name, _, status = line.strip().rpartition(": ")
-            if not name:
-                continue
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-                outcome.mutants.append(Mutant(name=name, status=status))
+            # mutmut runs every mutant it is named, run before or not: name only those wanted.
+            earlier = _statuses(workdir, patterns) if resume or undetected else {}
+            names = [
+                name
+                for name, status in earlier.items()
+                if status == NOT_RUN or (undetected and status not in DETECTED)
+            ]
+            if names or not earlier:
+                _mutmut(workdir, "run", "--max-children", str(jobs), *(names or patterns))
+        outcome.mutants = [
+            Mutant(name=name, status=status)
+            for name, status in _statuses(workdir, patterns).items()
+        ]
         for mutant in outcome.undetected():
             _describe(workdir, mutant)
     except RuntimeError as exc:
@@ -510,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--resume", action="store_true", help="keep the results of an interrupted run"
     )
     parser.add_argument(
+        "--undetected",
+        action="store_true",
+        help="keep the last run's results and run again only what no test detected",
+    )
+    parser.add_argument(
         "--collect",
         action="store_true",
         help="run nothing: report what the last runs left (unrun mutants as 'not checked')",
@@ -524,7 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = tuple(target for target in TARGETS if target.name in names)
     explained = explained_survivors()
     for target in chosen:
-        outcome = run_target(target, options.jobs, options.resume, options.collect)
+        outcome = run_target(
+            target, options.jobs, options.resume, options.collect, options.undetected
+        )
         record(outcome, explained.get(target.name, {}))
     passed = summarise()
     print(f"report: {RESULTS / 'mutation.md'}")

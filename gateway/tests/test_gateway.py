@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
@@ -350,10 +351,20 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
             RATE_LIMIT_PUBLIC="1/60",
             RATE_LIMIT_DEFAULT="1/60",
         ) as gateway:
+            uploaded = {"service": "gateway", "method": "POST", "route": "/api/drive/{rest}"}
+            uploaded_before = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**uploaded, "status": "200"}
+            )
             uploads = [await gateway.post(upload, headers=rep.headers) for _ in range(2)]
+            uploaded_after = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**uploaded, "status": "200"}
+            )
             streams = [await gateway.get(stream, params={"ticket": "t"}) for _ in range(2)]
+            unrouted = {"service": "gateway", "method": "GET", "route": "unrouted", "status": "404"}
+            before = REGISTRY.get_sample_value("pipedesk_http_requests_total", unrouted) or 0
             for unknown in ("/api/nowhere-1", "/api/nowhere-2"):
                 assert (await gateway.get(unknown, headers=rep.headers)).status_code == 404
+            after = REGISTRY.get_sample_value("pipedesk_http_requests_total", unrouted)
             metrics = (await gateway.get("/metrics")).text
     assert [response.status_code for response in uploads] == [200, 429]
     assert [response.status_code for response in streams] == [200, 429]
@@ -370,7 +381,8 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
             assert await redis.exists(bucket) == 1, bucket
     finally:
         await redis.aclose()
-    assert 'route="unrouted"' in metrics
+    assert after == before + 2
+    assert uploaded_after == (uploaded_before or 0) + 1
     assert "nowhere" not in metrics
 
 

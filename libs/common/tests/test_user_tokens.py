@@ -102,3 +102,14 @@ async def test_a_time_claim_that_is_not_a_number_is_refused(
             Unauthorized, match=f"token rejected: Claim '{claim}' must be a NumericDate value"
         ):
             await verifier.principal(mint(key, "k1", clock, **wrong))
+
+
+async def test_a_key_set_without_keys_refuses_every_token(tmp_path: Path) -> None:
+    (tmp_path / "jwks.json").write_text("{}")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        token = mint(RSAKey.generate_key(2048, private=True), "k1", clock)
+        with pytest.raises(Unauthorized, match="^unknown signing key$"):
+            await verifier.principal(token)
