@@ -4,7 +4,7 @@ LISTEN/NOTIFY so a change handled by one timeline process reaches a stream serve
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -13,6 +13,7 @@ import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import ManualClock, SystemClock
+from pipedesk_common.db import connect_raw
 from pipedesk_gateway.app import build_app as build_gateway
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.identities import Users
@@ -52,6 +53,21 @@ async def next_item(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
             event = await anext(events)
             if event["event"] == "item":
                 return event
+
+
+async def tickets_expiring(database_url: str, now: datetime) -> tuple[int, int]:
+    """How many stored tickets expired before ``now``, and how many expire after it."""
+    connection = await connect_raw(database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT count(*) FILTER (WHERE expires_at < $1) AS expired,"
+            " count(*) FILTER (WHERE expires_at > $1) AS live FROM timeline.stream_tickets",
+            now,
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return row["expired"], row["live"]
 
 
 async def ticket_for(client: httpx.AsyncClient, user: Any, lead: str) -> str:
@@ -185,6 +201,12 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
             # …and one who lost it between the ticket and the stream is refused.
             refused = await timeline.get(path, params={"ticket": late_ticket})
             assert refused.status_code == 404
+            # Issuing a ticket clears away the expired ones, and only those.
+            clock.advance(timedelta(seconds=1))
+            expired, live = await tickets_expiring(feed.database_url, clock.now())
+            assert expired > 0
+            await ticket_for(timeline, stranger, lead)
+            assert await tickets_expiring(feed.database_url, clock.now()) == (0, live + 1)
 
 
 async def test_a_streams_changes_come_oldest_change_first_between_two_versions(
