@@ -111,5 +111,5 @@ async def test_a_key_set_without_keys_refuses_every_token(tmp_path: Path) -> Non
         keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
         verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
         token = mint(RSAKey.generate_key(2048, private=True), "k1", clock)
-        with pytest.raises(Unauthorized, match="^unknown signing key$"):
+        with pytest.raises(Unauthorized, match=r"^unknown signing key$"):
             await verifier.principal(token)
