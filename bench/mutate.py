@@ -133,6 +133,7 @@ TARGETS: tuple[Target, ...] = (
                 "each_user_and_each_org_has_a_bucket_of_their_own",
                 "routes_without_a_token_are_limited_per_client_address",
                 "streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_all_the_same",
+                "a_wait_shorter_than_a_second_is_still_a_429",
                 "a_streamed_response_passes_through_unbuffered",
                 "streams_beyond_the_pool_are_refused_with_503_not_queued",
                 "body_limit_cors_and_health",

@@ -13,14 +13,15 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
-from pipedesk_gateway.app import build_app
-from pipedesk_gateway.routing import is_public, is_public_operation, target_of
+from pipedesk_gateway.app import Gateway, build_app
+from pipedesk_gateway.ratelimit import MemoryRateLimiter
+from pipedesk_gateway.routing import RouteClass, is_public, is_public_operation, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.attacks import ATTACKS, forged_tokens
 from pipedesk_testkit.identities import ActingUser, Identity, Users
@@ -384,6 +385,26 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
     assert after == before + 2
     assert uploaded_after == (uploaded_before or 0) + 1
     assert "nowhere" not in metrics
+
+
+async def test_a_wait_shorter_than_a_second_is_still_a_429(service_env: dict[str, str]) -> None:
+    """Two requests a second: the third at once waits half a second, and is refused for it."""
+    now = [1000.0]
+    gateway = Gateway(GatewaySettings(**{**service_env, "RATE_LIMIT_DEFAULT": "2/1"}))
+    gateway.limiter = MemoryRateLimiter(now=lambda: now[0])
+
+    async def refusal() -> Response | None:
+        return await gateway.refusal(RouteClass.DEFAULT, "10.0.0.1", "/api/leads", "org", "u1")
+
+    try:
+        assert [await refusal(), await refusal()] == [None, None]
+        refused = await refusal()
+        assert refused is not None
+        assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
+        now[0] += 0.5
+        assert await refusal() is None
+    finally:
+        await gateway.close()
 
 
 @pytest.mark.parametrize("trusted", ["", "127.0.0.1,10.0.0.0/8"])
