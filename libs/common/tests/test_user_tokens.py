@@ -4,6 +4,7 @@ signed with."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -178,3 +179,21 @@ async def test_keys_never_fetched_make_the_verifier_unavailable(tmp_path: Path) 
             ServiceUnavailable, match=r"^the identity provider's keys cannot be fetched$"
         ):
             await keys.key_for("k1")
+
+
+async def test_a_hung_identity_provider_does_not_hang_a_request() -> None:
+    """The key fetch has a deadline of its own, whatever the HTTP client's."""
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(timeout=None) as http:  # noqa: S113 - the fetch's own deadline is the test
+            keys = JwksCache(f"http://127.0.0.1:{port}/jwks.json", http=http, clock=ManualClock())
+            async with asyncio.timeout(30):
+                with pytest.raises(ServiceUnavailable):
+                    await keys.key_for("k1")
+    finally:
+        server.close()
