@@ -185,7 +185,10 @@ async def test_a_hung_identity_provider_does_not_hang_a_request() -> None:
     """The key fetch has a deadline of its own, whatever the HTTP client's."""
 
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # until the client gives up
+        try:
+            await reader.read()  # until the client gives up
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -197,3 +200,4 @@ async def test_a_hung_identity_provider_does_not_hang_a_request() -> None:
                     await keys.key_for("k1")
     finally:
         server.close()
+        await server.wait_closed()
