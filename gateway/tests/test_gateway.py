@@ -13,13 +13,15 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from pipedesk_common.auth import Role
-from pipedesk_gateway.app import build_app
-from pipedesk_gateway.routing import is_public, is_public_operation, target_of
+from pipedesk_gateway.app import Gateway, build_app
+from pipedesk_gateway.ratelimit import MemoryRateLimiter
+from pipedesk_gateway.routing import RouteClass, is_public, is_public_operation, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.attacks import ATTACKS, forged_tokens
 from pipedesk_testkit.identities import ActingUser, Identity, Users
@@ -194,7 +196,7 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
         return {"ok": True}
 
     with serve_in_thread(upstream) as url:
-        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url}, received
+        yield {"CRM_URL": url, "TIMELINE_URL": url, "ACCOUNTS_URL": url, "DRIVE_URL": url}, received
 
 
 async def test_a_path_merely_ending_in_stream_needs_a_token_and_its_limits(
@@ -330,6 +332,79 @@ async def test_routes_without_a_token_are_limited_per_client_address(
     assert signed_in.status_code == 200
     assert [call.path for call in received] == [callback, callback, "/api/leads"]
     assert received[0].authorization is None
+
+
+async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_all_the_same(
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
+) -> None:
+    """What ProxyFront hands on to the app: an event stream is limited per client address, an
+    upload per user and per org, and an unknown path is counted under one bounded label."""
+    rep = users.make(Role.REP)
+    upload = f"/api/drive/records/lead/{uuid4()}/files"
+    stream = f"/api/timeline/lead/{uuid4()}/stream"
+    # A namespace of its own: the client address's bucket is not another test's.
+    namespace = f"{service_env['BROKER_PREFIX']}{uuid4().hex[:8]}."
+    with recording_upstream() as (urls, received):
+        async with gateway_client(
+            urls,
+            REDIS_URL=redis_url,
+            BROKER_PREFIX=namespace,
+            RATE_LIMIT_PUBLIC="1/60",
+            RATE_LIMIT_DEFAULT="1/60",
+        ) as gateway:
+            uploaded = {"service": "gateway", "method": "POST", "route": "/api/drive/{rest}"}
+            uploaded_before = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**uploaded, "status": "200"}
+            )
+            uploads = [await gateway.post(upload, headers=rep.headers) for _ in range(2)]
+            uploaded_after = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**uploaded, "status": "200"}
+            )
+            streams = [await gateway.get(stream, params={"ticket": "t"}) for _ in range(2)]
+            unrouted = {"service": "gateway", "method": "GET", "route": "unrouted", "status": "404"}
+            before = REGISTRY.get_sample_value("pipedesk_http_requests_total", unrouted) or 0
+            for unknown in ("/api/nowhere-1", "/api/nowhere-2"):
+                assert (await gateway.get(unknown, headers=rep.headers)).status_code == 404
+            after = REGISTRY.get_sample_value("pipedesk_http_requests_total", unrouted)
+            metrics = (await gateway.get("/metrics")).text
+    assert [response.status_code for response in uploads] == [200, 429]
+    assert [response.status_code for response in streams] == [200, 429]
+    assert [refused.json()["instance"] for refused in (uploads[1], streams[1])] == [upload, stream]
+    assert [call.path for call in received] == [upload, stream]
+    prefix, org = f"{namespace}rl", rep.principal.org_id
+    redis = Redis.from_url(redis_url)
+    try:
+        for bucket in (
+            f"{prefix}:default:user:{org}:{rep.sub}",
+            f"{prefix}:default:org:{org}",
+            f"{prefix}:public:ip:127.0.0.1",
+        ):
+            assert await redis.exists(bucket) == 1, bucket
+    finally:
+        await redis.aclose()
+    assert after == before + 2
+    assert uploaded_after == (uploaded_before or 0) + 1
+    assert "nowhere" not in metrics
+
+
+async def test_a_wait_shorter_than_a_second_is_still_a_429(service_env: dict[str, str]) -> None:
+    """Two requests a second: the third at once waits half a second, and is refused for it."""
+    now = [1000.0]
+    gateway = Gateway(GatewaySettings(**{**service_env, "RATE_LIMIT_DEFAULT": "2/1"}))
+    gateway.limiter = MemoryRateLimiter(now=lambda: now[0])
+
+    async def refusal() -> Response | None:
+        return await gateway.refusal(RouteClass.DEFAULT, "10.0.0.1", "/api/leads", "org", "u1")
+
+    try:
+        assert [await refusal(), await refusal()] == [None, None]
+        refused = await refusal()
+        assert refused is not None
+        assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
+        now[0] += 0.5
+        assert await refusal() is None
+    finally:
+        await gateway.close()
 
 
 @pytest.mark.parametrize("trusted", ["", "127.0.0.1,10.0.0.0/8"])

@@ -20,7 +20,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pipedesk_common.clock import SystemClock
-from pipedesk_common.db import create_sessionmaker
+from pipedesk_common.db import connect_raw, create_sessionmaker
 from pipedesk_common.events import Event, decode_event, new_event
 from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
 from pipedesk_common.messaging import Topology
@@ -196,6 +196,34 @@ async def test_without_a_confirm_a_row_is_not_marked_sent(
             until=lambda backlog: backlog == 0,
         )
         assert relayed.gauge("pipedesk_outbox_oldest_age_seconds") == 0
+
+
+async def test_a_relay_whose_listening_connection_is_lost_listens_again(
+    relayed: Relayed, service_env: dict[str, str], database_url: str
+) -> None:
+    """With polls an hour apart, only a notification wakes the relay: after its LISTEN
+    connection is killed, it reconnects through its clock and the next commit goes out."""
+    settings = replace(FAST, poll_interval=3600)
+    first, second = access_changed(LeadAccessChanged), access_changed(LeadAccessChanged)
+    async with relay_running(relayed.relay(service_env["AMQP_URL"], settings)):
+        await relayed.add(first)
+        await eventually(lambda: relayed.status_of(first.id), until=lambda status: status == SENT)
+        before = relayed.reconnects("outbox listener")
+        killed = await connect_raw(database_url)
+        try:
+            terminated = await killed.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+        finally:
+            await killed.close()
+        assert terminated == 1
+        await eventually(
+            lambda: asyncio.sleep(0, relayed.reconnects("outbox listener")),
+            until=lambda count: count > before,
+        )
+        await relayed.add(second)
+        await eventually(lambda: relayed.status_of(second.id), until=lambda status: status == SENT)
 
 
 async def test_sent_rows_are_pruned_on_the_relays_schedule(

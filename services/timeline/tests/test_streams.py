@@ -4,7 +4,7 @@ LISTEN/NOTIFY so a change handled by one timeline process reaches a stream serve
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -13,11 +13,14 @@ import pytest
 
 from pipedesk_common.auth import Role
 from pipedesk_common.clock import ManualClock, SystemClock
+from pipedesk_common.db import connect_raw
 from pipedesk_gateway.app import build_app as build_gateway
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_testkit.identities import Users
+from pipedesk_testkit.plugin import OpenService
 from pipedesk_testkit.servers import free_port, run_process, serve_in_thread
 from timeline_service.app import build_app
+from timeline_service.repository import Query, Viewer, changed_items
 from timeline_service.settings import TimelineSettings
 
 pytestmark = pytest.mark.asyncio
@@ -50,6 +53,21 @@ async def next_item(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
             event = await anext(events)
             if event["event"] == "item":
                 return event
+
+
+async def tickets_expiring(database_url: str, now: datetime) -> tuple[int, int]:
+    """How many stored tickets expired before ``now``, and how many expire after it."""
+    connection = await connect_raw(database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT count(*) FILTER (WHERE expires_at < $1) AS expired,"
+            " count(*) FILTER (WHERE expires_at > $1) AS live FROM timeline.stream_tickets",
+            now,
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return row["expired"], row["live"]
 
 
 async def ticket_for(client: httpx.AsyncClient, user: Any, lead: str) -> str:
@@ -183,3 +201,44 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
             # …and one who lost it between the ticket and the stream is refused.
             refused = await timeline.get(path, params={"ticket": late_ticket})
             assert refused.status_code == 404
+            # Issuing a ticket clears away the expired ones, and only those.
+            clock.advance(timedelta(seconds=1))
+            expired, live = await tickets_expiring(feed.database_url, clock.now())
+            assert expired > 0
+            await ticket_for(timeline, stranger, lead)
+            assert await tickets_expiring(feed.database_url, clock.now()) == (0, live + 1)
+
+
+async def test_a_streams_changes_come_oldest_change_first_between_two_versions(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    """What a stream reads (``changed_items``): the items changed after the version it last
+    sent, in the order they changed (an item changed again comes after the others), at most
+    ``limit`` of them, and none past ``up_to``."""
+    owner = users.make(Role.REP, teams=["t1"])
+    lead = str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(feed.access("lead", lead, owner))
+        for event in (
+            feed.item("first", title="First", links=[("lead", lead)]),
+            feed.item("second", title="Second", links=[("lead", lead)]),
+            feed.item("first", version=2, title="First, moved", links=[("lead", lead)]),
+        ):
+            await feed.send(event)
+        context = timeline._transport.app.state.context  # type: ignore[attr-defined]
+        query, viewer = Query(record_type="lead", record_id=lead), Viewer(owner.principal)
+        async with context.sessionmaker() as session:
+
+            async def changes(after: int, **bounds: Any) -> list[tuple[str, int]]:
+                batch = await changed_items(session, query, viewer, after_version=after, **bounds)
+                return [(item.title, version) for item, version in batch]
+
+            everything = await changes(0, limit=None)
+            assert [title for title, _ in everything] == ["Second", "First, moved"]
+            second, moved = (version for _, version in everything)
+            assert second < moved
+            assert await changes(second, limit=None) == [("First, moved", moved)]
+            assert await changes(0, limit=1) == [("Second", second)]
+            assert await changes(0, limit=None, up_to=moved - 1) == [("Second", second)]
+            assert await changes(second - 1, limit=None, up_to=moved) == everything
+            assert await changes(moved, limit=None) == []

@@ -37,7 +37,7 @@ class InboxTables:
     versions: Table
 
 
-def inbox_tables(metadata: MetaData) -> InboxTables:
+def inbox_tables(metadata: MetaData) -> InboxTables:  # pragma: no mutate block
     """The inbox and entity-version tables of a consuming service, in its schema."""
     inbox = Table(
         "inbox",
