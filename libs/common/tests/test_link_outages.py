@@ -107,7 +107,10 @@ class Pipeline:
         consumer_amqp: str | None = None,
         consumer_database: str | None = None,
         consumer_settings: ConsumerSettings = RUNNER,
-    ) -> AsyncIterator[None]:
+        consumer: Consumer | None = None,
+    ) -> AsyncIterator[QueueRunner]:
+        """The relay and a runner of ``consumer`` (the pipeline's own by default); the relay
+        starts once the runner's queue is declared, so events written before reach it."""
         relay_engine = create_async_engine(
             relay_database or self.database_url, connect_args={"timeout": 2}
         )
@@ -126,7 +129,7 @@ class Pipeline:
             settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
         )
         runner = QueueRunner(
-            self.consumer,
+            consumer or self.consumer,
             sessionmaker=create_sessionmaker(consumer_engine),
             topology=self.topology,
             amqp_url=consumer_amqp or self.amqp_url,
@@ -135,10 +138,11 @@ class Pipeline:
         )
         self.runner = runner
         ready = asyncio.Event()
-        tasks = [asyncio.create_task(runner.run(ready)), asyncio.create_task(relay.run())]
+        tasks = [asyncio.create_task(runner.run(ready))]
         try:
             await asyncio.wait_for(ready.wait(), timeout=15)
-            yield
+            tasks.append(asyncio.create_task(relay.run()))
+            yield runner
         finally:
             runner.stop()
             relay.stop()
@@ -243,39 +247,13 @@ async def test_a_backlog_is_handled_a_few_events_at_a_time_not_a_prefetch_at_a_t
 
     ids = [f"backlog-{index}" for index in range(12)]
     await pipeline.write(*ids)
-    relay = OutboxRelay(
-        service="links",
-        engine=pipeline.engine,
-        table=pipeline.outbox,
-        topology=pipeline.topology,
-        amqp_url=pipeline.amqp_url,
-        clock=pipeline.clock,
-        settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
-    )
-    runner = QueueRunner(
-        consumer,
-        sessionmaker=create_sessionmaker(pipeline.engine),
-        topology=pipeline.topology,
-        amqp_url=pipeline.amqp_url,
-        clock=pipeline.clock,
-        settings=ConsumerSettings(prefetch=100, concurrency=2, backoff=BACKOFF),
-    )
-    ready = asyncio.Event()
-    tasks = [asyncio.create_task(runner.run(ready))]
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
-        tasks.append(asyncio.create_task(relay.run()))
+    settings = ConsumerSettings(prefetch=100, concurrency=2, backoff=BACKOFF)
+    async with pipeline.running(consumer=consumer, consumer_settings=settings) as runner:
         # Every event is in the consumer's hands (none waits in the queue) and two are held.
         await eventually(lambda: asyncio.sleep(0, active == 2))
         await eventually(lambda: _ready_in_queue(pipeline.amqp_url, runner.queue_name, 0))
         gate.set()
         await eventually(lambda: asyncio.sleep(0, sorted(done) == sorted(ids)))
-    finally:
-        runner.stop()
-        relay.stop()
-        await asyncio.wait(tasks, timeout=10)
-        for task in tasks:
-            await stop_task(task)
     assert peak == 2
 
 
@@ -349,28 +327,8 @@ async def test_events_waiting_for_a_slot_when_the_channel_closes_are_all_handled
     before = [f"waiting-{index}" for index in range(6)]
     after = [f"after-{index}" for index in range(3)]
     await pipeline.write(*before)
-    relay = OutboxRelay(
-        service="links",
-        engine=pipeline.engine,
-        table=pipeline.outbox,
-        topology=pipeline.topology,
-        amqp_url=pipeline.amqp_url,
-        clock=pipeline.clock,
-        settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
-    )
-    runner = QueueRunner(
-        consumer,
-        sessionmaker=create_sessionmaker(pipeline.engine),
-        topology=pipeline.topology,
-        amqp_url=pipeline.amqp_url,
-        clock=pipeline.clock,
-        settings=ConsumerSettings(prefetch=6, concurrency=1, backoff=BACKOFF),
-    )
-    ready = asyncio.Event()
-    tasks = [asyncio.create_task(runner.run(ready))]
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
-        tasks.append(asyncio.create_task(relay.run()))
+    settings = ConsumerSettings(prefetch=6, concurrency=1, backoff=BACKOFF)
+    async with pipeline.running(consumer=consumer, consumer_settings=settings) as runner:
         await held.wait()
         await eventually(lambda: asyncio.sleep(0, runner.waiting == len(before) - 1))
         closing = runner.channel
@@ -386,9 +344,3 @@ async def test_events_waiting_for_a_slot_when_the_channel_closes_are_all_handled
         await eventually(every_one_handled)
         await eventually(lambda: _ready_in_queue(pipeline.amqp_url, runner.queue_name, 0))
         await eventually(lambda: asyncio.sleep(0, runner.waiting == 0))
-    finally:
-        runner.stop()
-        relay.stop()
-        await asyncio.wait(tasks, timeout=10)
-        for task in tasks:
-            await stop_task(task)
