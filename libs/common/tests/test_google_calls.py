@@ -6,7 +6,9 @@ import socketserver
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from google.oauth2.credentials import Credentials
@@ -22,7 +24,12 @@ from pipedesk_common.google import (
     RetryPolicy,
     scopes_for,
 )
-from pipedesk_common.google.calls import GOOGLE_CALLS, GoogleCallError, GoogleQuotaExhausted
+from pipedesk_common.google.calls import (
+    GOOGLE_CALLS,
+    GoogleCallError,
+    GoogleQuotaExhausted,
+    until_quota_day_ends,
+)
 from pipedesk_common.google.resources import GoogleResource
 from pipedesk_testkit.servers import serve_in_thread
 from pipedesk_testkit.waiting import eventually
@@ -349,10 +356,7 @@ async def test_a_call_that_may_run_twice_is_retried_after_an_ambiguous_failure(
     assert await harness.settled_calls(METHOD, 2) == 2
 
 
-@pytest.mark.parametrize("reason", ["quotaExceeded", "dailyLimitExceeded"])
-async def test_a_spent_quota_is_not_retried_and_answers_503_with_a_retry_after(
-    harness: Harness, reason: str
-) -> None:
+async def _spent_quota(harness: Harness, reason: str) -> GoogleQuotaExhausted:
     harness.emulator.inject(METHOD, Fault(403, reason=reason))
     with pytest.raises(GoogleQuotaExhausted) as raised:
         await harness.api(EmulatorCredentials(harness.emulator)).call(
@@ -361,8 +365,45 @@ async def test_a_spent_quota_is_not_retried_and_answers_503_with_a_retry_after(
     assert harness.calls() == 1
     assert raised.value.status == 503
     assert raised.value.rate_limited
-    # Left alone for an hour at least; a daily limit until Google's day starts again.
-    assert 3600 <= int(raised.value.headers["Retry-After"]) <= 25 * 3600
+    return raised.value
+
+
+async def test_a_spent_quota_is_not_retried_and_is_left_alone_for_an_hour(
+    harness: Harness,
+) -> None:
+    spent = await _spent_quota(harness, "quotaExceeded")
+    assert int(spent.headers["Retry-After"]) == 3600
+
+
+async def test_a_spent_daily_limit_is_left_alone_until_googles_day_starts_again(
+    harness: Harness,
+) -> None:
+    spent = await _spent_quota(harness, "dailyLimitExceeded")
+    seconds = int(spent.headers["Retry-After"])
+    assert 1 <= seconds <= 25 * 3600
+    # Google's day starts at midnight Pacific time, whatever the hour here.
+    resumes = (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone(
+        ZoneInfo("America/Los_Angeles")
+    )
+    since_midnight = resumes - resumes.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert min(since_midnight, timedelta(days=1) - since_midnight) <= timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("now", "left"),
+    [
+        # 00:30 PDT on the day clocks go back: 24 h 30 min of real time until midnight PST.
+        (datetime(2026, 11, 1, 7, 30, tzinfo=UTC), timedelta(hours=24, minutes=30)),
+        # 00:30 PST on the day clocks go forward: 22 h 30 min until midnight PDT.
+        (datetime(2026, 3, 8, 8, 30, tzinfo=UTC), timedelta(hours=22, minutes=30)),
+        # 23:59:30 PST: half a minute.
+        (datetime(2026, 12, 8, 7, 59, 30, tzinfo=UTC), timedelta(seconds=30)),
+    ],
+)
+async def test_googles_quota_day_ends_at_midnight_pacific_across_clock_changes(
+    now: datetime, left: timedelta
+) -> None:
+    assert until_quota_day_ends(now) == left
 
 
 async def test_a_grant_without_the_products_scope_asks_to_reconnect_for_it(

@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -197,13 +197,20 @@ def is_retryable(error: BaseException) -> bool:
     return not_acted(error) or outcome_unknown(error)
 
 
+def until_quota_day_ends(now: datetime) -> timedelta:
+    """How long from ``now`` until Google's quota day (midnight Pacific time) starts again."""
+    local = now.astimezone(QUOTA_DAY)
+    reset = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), QUOTA_DAY)
+    # In UTC: between two times of one zone Python counts wall-clock hours, which a
+    # daylight-saving change makes one too many or too few.
+    return reset.astimezone(UTC) - now.astimezone(UTC)
+
+
 def _quota_retry_after(reason: str, retry_after: float | None) -> float:
     if retry_after:
         return retry_after
     if reason == "dailyLimitExceeded":
-        now = datetime.now(QUOTA_DAY)
-        reset = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), QUOTA_DAY)
-        return (reset - now).total_seconds()
+        return until_quota_day_ends(datetime.now(UTC)).total_seconds()
     return QUOTA_PAUSE.total_seconds()
 
 
