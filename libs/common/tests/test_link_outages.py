@@ -126,7 +126,9 @@ class Pipeline:
             topology=self.topology,
             amqp_url=relay_amqp or self.amqp_url,
             clock=self.clock,
-            settings=RelaySettings(poll_interval=0.2, backoff=BACKOFF, heartbeat=2),
+            settings=RelaySettings(
+                poll_interval=0.2, backoff=BACKOFF, heartbeat=2, publish_timeout=2
+            ),
         )
         runner = QueueRunner(
             consumer or self.consumer,
@@ -189,6 +191,28 @@ async def test_the_relay_and_a_consumer_cut_off_from_the_broker_reconnect_and_lo
             assert proxy.connections_made >= links_before + 2
     assert dict(pipeline.applied) == dict.fromkeys(ids, 1)
     assert all(0 < wait <= BACKOFF.cap for wait in pipeline.clock.slept)
+
+
+async def test_the_relay_on_a_hung_broker_link_gives_it_up_and_loses_no_event(
+    pipeline: Pipeline,
+) -> None:
+    with tcp_proxy(*server_of(pipeline.amqp_url)) as proxy:
+        async with pipeline.running(relay_amqp=through(proxy, pipeline.amqp_url)):
+            before = [f"before-{index}" for index in range(3)]
+            await pipeline.write(*before)
+            await eventually(lambda: pipeline.all_applied(before))
+            links_before = proxy.connections_made
+            proxy.stall()  # the peer stops answering; no reset ever comes
+            during = [f"during-{index}" for index in range(5)]
+            await pipeline.write(*during)
+            # The relay notices (its publish unconfirmed, its heartbeats unanswered), lets the
+            # link go without waiting for the broker to agree, and waits to try again.
+            await eventually(lambda: asyncio.sleep(0, len(pipeline.clock.slept) >= 1))
+            proxy.cut()  # the hung connections are finally dropped; new ones come through
+            proxy.restore()
+            await eventually(lambda: pipeline.all_applied(before + during))
+            assert proxy.connections_made > links_before
+    assert dict(pipeline.applied) == dict.fromkeys(before + during, 1)
 
 
 async def test_the_relay_cut_off_from_the_database_reconnects_and_loses_no_event(
