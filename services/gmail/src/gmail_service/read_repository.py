@@ -47,7 +47,7 @@ class MailReadRepository:
             )
             .order_by(col(MirroredMessage.id))
         )
-        return [(message, mailbox) for message, mailbox in rows.tuples()]
+        return [(row[0], row[1]) for row in rows]
 
     async def thread_identities(self, org_id: str, thread_id: str) -> list[str]:
         """The messages of a Gmail thread (Gmail's thread id, as any mailbox of the org knows
