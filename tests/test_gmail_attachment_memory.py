@@ -3,6 +3,7 @@ pieces of it at a time and the gmail service less than three times the file: Gma
 (the file base64url-encoded in JSON) is decoded a piece at a time as it is streamed on. Each
 process is measured on its own (the emulator, in the test's process, is not counted)."""
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -49,13 +50,13 @@ def with_attachment(to: str, data: bytes) -> bytes:
 
 async def measured(process: subprocess.Popen[bytes], report: Path, sent: signal.Signals) -> str:
     """Signal the traced process and wait for its answer in ``report``."""
-    report.unlink(missing_ok=True)
+    await asyncio.to_thread(report.unlink, missing_ok=True)
     process.send_signal(sent)
-    await eventually(lambda: _read(report), until=lambda text: bool(text))
-    return report.read_text()
+    found: str = await eventually(lambda: asyncio.to_thread(_read, report), until=bool)
+    return found
 
 
-async def _read(path: Path) -> str:
+def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
@@ -155,7 +156,7 @@ async def test_a_20_mb_attachment_streams_through_the_gateway_in_bounded_memory(
                     gateway_peak = int(await measured(gateway, gateway_report, signal.SIGUSR2))
     assert size == SIZE
     assert received.hexdigest() == expected
-    print(  # noqa: T201 - the numbers are the test's report
+    print(
         f"gateway peak {gateway_peak / MiB:.1f} MiB, gmail peak {gmail_peak / MiB:.1f} MiB",
         file=sys.stderr,
     )
