@@ -19,9 +19,8 @@ BASE_TIME = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)  # the feed's items' default 
 
 def service_headers(identity: Identity, caller: str) -> dict[str, str]:
     key = ECKey.import_key(dev_service_key_path(identity.key_dir, caller).read_bytes())
-    return {
-        "Authorization": f"Bearer {ServiceTokenIssuer(caller, key, clock=SystemClock()).token_for('timeline')}"
-    }
+    token = ServiceTokenIssuer(caller, key, clock=SystemClock()).token_for("timeline")
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_the_gmail_service_learns_which_records_its_mail_is_on(
