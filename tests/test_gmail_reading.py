@@ -42,7 +42,10 @@ class Pipeline:
 
 @asynccontextmanager
 async def pipeline(
-    google: GoogleStack, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    google: GoogleStack,
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    **gmail_settings: Any,
 ) -> AsyncIterator[Pipeline]:
     port = free_port()
     gmail_url = f"http://127.0.0.1:{port}"
@@ -64,6 +67,7 @@ async def pipeline(
                 pubsub_topic=TOPIC,
                 push_service_account=PUSH_ACCOUNT,
                 push_certs_url=google.emulator_url + "/oauth2/v1/certs",
+                **gmail_settings,
             )
             with serve_in_thread(build_gmail(settings), port=port):
                 async with (
@@ -283,3 +287,110 @@ async def test_mail_reads_at_the_viewers_level_and_links_by_hand_are_audited(
         entries = [e for e in audit.json()["items"] if e["action"].startswith("mail_")]
         assert sorted(e["action"] for e in entries) == ["mail_linked", "mail_unlinked"]
         assert {e["actor_id"] for e in entries} == {rep.principal.sub}
+
+
+async def test_one_message_in_two_mailboxes_reads_once_at_the_most_it_may_be_seen(
+    google: GoogleStack,
+    users: Users,
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    manager = users.make(Role.MANAGER, teams=["t1"])  # holds a copy, shares it in full
+    reader = users.make(Role.MANAGER, teams=["t1"])  # holds none
+    viewer = users.make(Role.VIEWER, teams=["t1"])  # reads the team's leads, changes none
+    limit = len(PAGE) - 1
+    async with pipeline(google, service_env, monkeypatch, max_attachment_bytes=limit) as running:
+        crm, gmail = running.crm, running.gmail
+        for user in (rep, manager, reader, viewer):
+            (await crm.get("/api/users", headers=user.headers)).raise_for_status()
+        contact = await crm.post(
+            "/api/contacts", json={"name": "Buyer", "emails": [BUYER]}, headers=rep.headers
+        )
+        lead = (
+            await crm.post(
+                "/api/leads",
+                json={"title": "Acme", "contact_ids": [contact.json()["id"]]},
+                headers=rep.headers,
+            )
+        ).json()
+        for user in (rep, manager, viewer):
+            await connected(running, google, user)
+        await gmail.patch("/api/gmail/mailbox", json={"sharing": "full"}, headers=manager.headers)
+        raw = with_html_attachment(BUYER, rep.principal.email, "Terms")
+        for user in (rep, manager):
+            await seed(google, user.principal.email, raw)
+
+        listed = await eventually(
+            lambda: gmail.get(
+                f"/api/gmail/records/lead/{lead['id']}/messages", headers=reader.headers
+            ),
+            until=lambda answer: (
+                answer.status_code == 200
+                and [m["level"] for m in answer.json()["items"]] == ["full"]
+            ),
+        )
+        [shown] = listed.json()["items"]  # one message, however many mailboxes hold it
+        assert shown["owner_id"] == manager.principal.sub  # the copy shared in full
+        assert shown["text_body"].strip() == "The page is attached."
+        copies = await eventually(
+            lambda: gmail.get(
+                f"/api/gmail/records/lead/{lead['id']}/messages", headers=rep.headers
+            ),
+            until=lambda answer: answer.status_code == 200 and len(answer.json()["items"]) == 1,
+        )
+        own = copies.json()["items"][0]
+        assert own["owner_id"] == rep.principal.sub and own["own"]
+        assert own["label_ids"] == ["INBOX"]
+        # Any copy's id reads the same message, as the reader may see it.
+        by_rep_copy = await gmail.get(f"/api/gmail/messages/{own['id']}", headers=reader.headers)
+        assert by_rep_copy.json()["id"] == shown["id"]
+        assert by_rep_copy.json()["label_ids"] is None  # another's labels are theirs
+
+        # Over GMAIL_MAX_ATTACHMENT_BYTES: 413, and Gmail is never asked for it.
+        path = f"/api/gmail/messages/{shown['id']}/attachments/{shown['attachments'][0]['id']}"
+        too_large = await gmail.get(path, headers=reader.headers)
+        assert too_large.status_code == 413, too_large.text
+        assert too_large.headers["content-type"] == "application/problem+json"
+        assert await google.requests(api="gmail.users.messages.attachments.get") == []
+        missing = await gmail.get(
+            f"/api/gmail/messages/{shown['id']}/attachments/9", headers=reader.headers
+        )
+        assert missing.status_code == 404
+
+        # A viewer may read the lead's mail but not add to the lead: their own mail neither.
+        note = await google.admin(
+            "POST",
+            "/gmail/deliver",
+            json={"sender": viewer.principal.email, "to": [BUYER], "subject": "Hi", "text": "."},
+        )
+        thread_id = note.json()[viewer.principal.email]["threadId"]
+        await eventually(
+            lambda: gmail.get(f"/api/gmail/threads/{thread_id}", headers=viewer.headers),
+            until=lambda answer: answer.status_code == 200,
+        )
+        refused = await gmail.post(
+            f"/api/gmail/threads/{thread_id}/links",
+            json={"type": "lead", "id": lead["id"]},
+            headers=viewer.headers,
+        )
+        assert refused.status_code == 403, refused.text
+
+        # Bad input: 4xx problems naming what is wrong.
+        for bad_path, status in (
+            ("/api/gmail/messages/not-a-uuid", 422),
+            ("/api/gmail/threads/bad%20id", 422),
+            (f"/api/gmail/records/task/{lead['id']}/messages", 422),
+            (f"/api/gmail/records/lead/{lead['id']}/messages?cursor=forged.x", 400),
+            (f"/api/gmail/messages/{shown['id']}/attachments/x;y", 422),
+        ):
+            answer = await gmail.get(bad_path, headers=reader.headers)
+            assert answer.status_code == status, (bad_path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        wrong = await gmail.post(
+            f"/api/gmail/threads/{thread_id}/links",
+            json={"type": "contact", "id": lead["id"]},
+            headers=viewer.headers,
+        )
+        assert wrong.status_code == 422
+        assert "type" in wrong.text
