@@ -31,6 +31,7 @@ GET_UNITS: Final = 5  # messages.get and messages.attachments.get, in Gmail's qu
 # Decoded a piece at a time: 4 encoded characters are 3 bytes.
 PIECE_CHARACTERS: Final = 4 * 64 * 1024
 DATA_FIELD: Final = re.compile(rb'"data"\s*:\s*"')
+URL_SAFE: Final = bytes.maketrans(b"-_", b"+/")
 
 
 class AttachmentNotFound(NotFound):
@@ -92,7 +93,8 @@ def decoded_pieces(encoded: memoryview) -> Iterator[bytes]:
             chunk = chunk.rstrip(b"=")
             chunk += b"=" * (-len(chunk) % 4)
         try:
-            yield base64.urlsafe_b64decode(chunk)
+            # Strict: a character outside the alphabet is an error, never skipped.
+            yield base64.b64decode(chunk.translate(URL_SAFE), validate=True)
         except (binascii.Error, ValueError) as error:
             raise GoogleCallError("Gmail's attachment answer is not base64url") from error
 
