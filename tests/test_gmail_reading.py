@@ -353,7 +353,10 @@ async def test_one_message_in_two_mailboxes_reads_once_at_the_most_it_may_be_see
         too_large = await gmail.get(path, headers=reader.headers)
         assert too_large.status_code == 413, too_large.text
         assert too_large.headers["content-type"] == "application/problem+json"
-        assert await google.requests(api="gmail.users.messages.attachments.get") == []
+        asked = await google.requests(
+            user=manager.principal.email, api="gmail.users.messages.attachments.get"
+        )
+        assert asked == []
         missing = await gmail.get(
             f"/api/gmail/messages/{shown['id']}/attachments/9", headers=reader.headers
         )
