@@ -166,6 +166,11 @@ async def link_message(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Unlink your thread from a record (audited): it leaves the record's timeline unless "
     "matched there",
+    description=(
+        "Your copies of the thread's messages lose the link. `404` for a record you cannot "
+        "read, mail you cannot read, or a link that is not there; `403` for a record you may "
+        "not change or mail that is not in your mailbox."
+    ),
     responses=problem_responses(*LINK_PROBLEMS, LinkNotFound),
 )
 async def unlink_thread(
@@ -185,6 +190,9 @@ async def unlink_thread(
     "/messages/{message_id}/links/{record_type}/{record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Unlink your message from a record (audited)",
+    description=(
+        "Your copy of the message (`message_id`: any copy's id) loses the link; as for threads."
+    ),
     responses=problem_responses(*LINK_PROBLEMS, LinkNotFound),
 )
 async def unlink_message(
@@ -210,7 +218,10 @@ async def unlink_message(
         "`GMAIL_MAX_ATTACHMENT_BYTES`."
     ),
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        200: {
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The file, as an attachment",
+        },
         **problem_responses(MessageNotFound, AttachmentNotFound, AttachmentTooLarge),
         **problem_responses(*GOOGLE_PROBLEMS),
     },
