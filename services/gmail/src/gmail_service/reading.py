@@ -42,6 +42,8 @@ from pipedesk_common.rbac import Action
 # readable org-wide: mail on them alone is no teammate's to read, as on their timelines).
 ACL_RECORDS: Final = frozenset({RecordType.LEAD, RecordType.DEAL})
 MAX_IDENTITIES: Final = 100
+# Kept well under what HTTP servers take in a request line (h11: 16 KiB with the headers).
+MAX_QUERY_CHARACTERS: Final = 6000
 
 
 class Level(IntEnum):
@@ -94,6 +96,21 @@ def copy_level(
     return LEVEL_NAMES.get(mailbox.sharing or default, Level.METADATA)
 
 
+def _url_sized(identities: Sequence[str]) -> list[list[str]]:
+    """The identities in groups that fit one request's query string (at most
+    ``MAX_IDENTITIES``, about ``MAX_QUERY_CHARACTERS`` once percent-encoded)."""
+    groups: list[list[str]] = []
+    size = 0
+    for identity in identities:
+        length = 3 * len(identity) + len("identity=&")  # each character encoded, at worst
+        if not groups or len(groups[-1]) >= MAX_IDENTITIES or size + length > MAX_QUERY_CHARACTERS:
+            groups.append([])
+            size = 0
+        groups[-1].append(identity)
+        size += length
+    return groups
+
+
 class TimelineRecords:
     """What the timeline service says of the records items are on."""
 
@@ -116,8 +133,7 @@ class TimelineRecords:
 
     async def records_of(self, org_id: str, identities: Sequence[str]) -> dict[str, list[Link]]:
         found: dict[str, list[Link]] = {identity: [] for identity in identities}
-        for start in range(0, len(identities), MAX_IDENTITIES):
-            chunk = list(identities[start : start + MAX_IDENTITIES])
+        for chunk in _url_sized(identities):
             answer = await self._read(f"/internal/orgs/{org_id}/items/records", {"identity": chunk})
             for item in answer.get("items", []):
                 found[item["identity"]] = [Link.model_validate(r) for r in item["records"]]
