@@ -6,6 +6,7 @@ from crm_service.api import companies, contacts, deals, internal, leads
 from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
 from crm_service.drive_audit import drive_audit_consumer
+from crm_service.gmail_audit import gmail_audit_consumer
 from crm_service.models import idempotency_keys, outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
@@ -18,12 +19,12 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
         title="PipeDesk CRM",
         description=(
             "Leads, deals, contacts, companies, notes, the org directory and the audit log (with "
-            "the Drive actions the drive service reports), "
+            "the Drive actions and mail links the drive and gmail services report), "
             "with org isolation and role-based access."
         ),
         routers=[leads, deals, contacts, companies, users, teams, audit, internal, internal_users],
         clock=clock,
         outbox=outbox,
-        consumers=[drive_audit_consumer()],
+        consumers=[drive_audit_consumer(), gmail_audit_consumer()],
         idempotency=idempotency_keys,
     )

@@ -272,10 +272,12 @@ class AuditEntry(CrmModel, table=True):
         default="crm",
         sa_column_kwargs={"server_default": "crm"},
         sa_type=String(20),
-        description="crm, or the service whose action it records (drive)",
+        description="crm, or the service whose action it records (drive, gmail)",
     )
     file_id: str | None = Field(
-        default=None, sa_type=String(200), description="A Drive action's file or folder"
+        default=None,
+        sa_type=String(200),
+        description="A Drive action's file or folder; a mail link's Gmail thread",
     )
     file_name: str | None = Field(default=None, sa_type=Text)
     caused_by: UUID | None = Field(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
-from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -45,6 +44,7 @@ from drive_service.sharing import (
 )
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
 from pipedesk_common.auth import ServiceCaller
+from pipedesk_common.downloads import download_headers
 from pipedesk_common.errors import (
     AppError,
     Conflict,
@@ -150,22 +150,6 @@ def media_type(request: Request) -> str:
     if len(value) > 255 or not re.fullmatch(r"[\w.+-]+/[\w.+-]+(\s*;.*)?", value):
         raise InvalidInput("Content-Type: not a media type")
     return value.split(";")[0].strip().lower()
-
-
-def attachment(name: str) -> str:
-    """A ``Content-Disposition`` that always downloads, with a filename no header can break."""
-    cleaned = "".join(c for c in name if c.isprintable() and c not in '\\/"').strip() or "download"
-    fallback = cleaned.encode("ascii", "replace").decode().replace("?", "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
-
-
-def download_headers(name: str) -> dict[str, str]:
-    return {
-        "Content-Disposition": attachment(name),
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "private, no-store",
-    }
 
 
 # --- the org's root ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ record timelines at each mailbox's sharing level, on the Google service kit."""
 
 from __future__ import annotations
 
-from gmail_service import api, models, service, sync
+from gmail_service import api, models, read_api, service, sync
 from gmail_service.google import GmailGoogle
 from pipedesk_common.mirror.assembly import GoogleProduct
 
@@ -15,7 +15,7 @@ GMAIL = GoogleProduct(
     "each message one timeline item matched to the records of its participants, shown at "
     "its mailbox's sharing level.",
     tables=models.TABLES,
-    routers=[api.router, api.webhooks],
+    routers=[api.router, read_api.router, api.webhooks],
     google=GmailGoogle,
     sync=sync.gmail_sync,
     resync=service.resync_user,

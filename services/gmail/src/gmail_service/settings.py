@@ -58,6 +58,13 @@ class GmailSettings(GoogleServiceSettings):
         "7 days; Google asks for a renewal every day)",
     )
 
+    max_attachment_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1,
+        description="The largest attachment downloaded through PipeDesk (Gmail's own limit on a "
+        "message is 25 MB); a larger one answers 413",
+    )
+
     @model_validator(mode="after")
     def _push_is_complete(self) -> "GmailSettings":
         if self.pubsub_topic is not None and self.push_service_account is None:

@@ -16,6 +16,7 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
 from timeline_service.api import router
 from timeline_service.cache import PageCache
+from timeline_service.internal_api import internal
 from timeline_service.models import TEXT_SEARCH_INDEX, access_replica, inbox
 from timeline_service.projection import bump_access_version, subscribe_projection
 from timeline_service.settings import TimelineSettings
@@ -76,7 +77,7 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
         settings,
         title="PipeDesk timeline",
         description="One merged, access-controlled, live feed per CRM record.",
-        routers=[router],
+        routers=[router, internal],
         clock=clock,
         consumers=[consumer],
         lifespans=[live],
