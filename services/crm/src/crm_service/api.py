@@ -641,14 +641,14 @@ async def list_companies(
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
 # The services keeping replicas of the access lists: the Google mirrors and the timeline.
-ACL_CALLERS = ("calendar", "drive", "tasks", "timeline")
+ACL_CALLERS = ("calendar", "drive", "gmail", "tasks", "timeline")
 AclCallerDep = Annotated[ServiceCaller, Depends(callers(*ACL_CALLERS))]
 
 
 @internal.get(
     "/acl/lead/{lead_id}",
-    summary="A lead's access list, for other services' replicas (callers: calendar, drive, tasks, "
-    "timeline)",
+    summary="A lead's access list, for other services' replicas (callers: calendar, drive, gmail, "
+    "tasks, timeline)",
     responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def lead_access_list(
@@ -660,8 +660,8 @@ async def lead_access_list(
 
 @internal.get(
     "/acl/deal/{deal_id}",
-    summary="A deal's access list, for other services' replicas (callers: calendar, drive, tasks, "
-    "timeline)",
+    summary="A deal's access list, for other services' replicas (callers: calendar, drive, gmail, "
+    "tasks, timeline)",
     responses={**internal_problems(), **problem_responses(NotFound)},
 )
 async def deal_access_list(
