@@ -24,13 +24,14 @@ from sqlmodel import col, select
 
 from gmail_service import sending
 from gmail_service.compose import Attachment, Outgoing, reply_headers, without
+from gmail_service.drive_files import drive_attachments
 from gmail_service.models import Mailbox, MirroredMessage, OrgMailSettings
 from gmail_service.repository import GmailRepository
 from gmail_service.sending import Sender, SendOrder, Sent
 from gmail_service.service import MailboxNotConnected
 from gmail_service.sync import GmailRuntime
-from pipedesk_common.app import PrincipalDep, provided
-from pipedesk_common.auth import Principal, ServiceCaller
+from pipedesk_common.app import ContextDep, PrincipalDep, ServiceContext, provided
+from pipedesk_common.auth import Principal, ServiceCaller, bearer_token
 from pipedesk_common.errors import (
     FieldError,
     Forbidden,
@@ -92,17 +93,26 @@ class MessageWrite(BaseModel):
     )
 
 
-class MessageSend(MessageWrite):
+class WithDriveFiles(MessageWrite):
+    drive_file_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS,
+        description="Drive files of records you may read, attached (their bytes, not links)",
+    )
+
+
+class MessageSend(WithDriveFiles):
     subject: str = Field("", max_length=998, pattern=r"^[^\r\n]*$")
 
 
-class ReplySend(MessageWrite):
+class ReplySend(WithDriveFiles):
     reply_all: bool = Field(
         False, description="To everyone the message went to (your own address left out)"
     )
 
 
-class InternalSend(MessageSend):
+class InternalSend(MessageWrite):
+    subject: str = Field("", max_length=998, pattern=r"^[^\r\n]*$")
     org_id: str = Field(min_length=1, max_length=255)
     sender_id: str | None = Field(
         None,
@@ -305,6 +315,23 @@ def _no_such_record(index: int, link: LinkInput) -> NotFound:
     )
 
 
+async def _with_drive_files(
+    request: Request,
+    context: ServiceContext,
+    runtime: GmailRuntime,
+    data: WithDriveFiles,
+    uploaded: list[Attachment],
+) -> list[Attachment]:
+    """The uploaded files and the Drive files named, read for the caller."""
+    if not data.drive_file_ids:
+        return uploaded
+    if len(uploaded) + len(data.drive_file_ids) > MAX_ATTACHMENTS:
+        raise invalid("drive_file_ids", f"at most {MAX_ATTACHMENTS} files in all", "too_many")
+    budget = runtime.settings.max_message_bytes - sum(len(a.content) for a in uploaded)
+    token = bearer_token(request.headers.get("authorization"))
+    return [*uploaded, *await drive_attachments(context, token, data.drive_file_ids, budget)]
+
+
 def _recipients_required(to: list[str], cc: list[str], bcc: list[str]) -> None:
     if not (to or cc or bcc):
         raise invalid("to", "at least one recipient (to, cc or bcc)", "missing")
@@ -357,18 +384,20 @@ async def send_message(
     request: Request,
     principal: PrincipalDep,
     runtime: RuntimeDep,
+    context: ContextDep,
     key: KeyDep,
     response: Response,
 ) -> SentPublic:
-    data, attachments = await _read_body(request, MessageSend)
+    data, uploaded = await _read_body(request, MessageSend)
     sender = await _sending_mailbox(runtime, principal, data)
     _recipients_required(data.to, data.cc, data.bcc)
     links = await _readable_links(runtime, principal, data.links)
+    attachments = await _with_drive_files(request, context, runtime, data, uploaded)
     order = SendOrder(
         sender=sender,
         scope=f"user:{principal.sub}",
         key=key,
-        fingerprint=_digest(data, attachments, "send"),
+        fingerprint=_digest(data, uploaded, "send"),
         outgoing=Outgoing(
             sender=sender.email,
             to=data.to,
@@ -443,13 +472,15 @@ async def reply_to_message(
     request: Request,
     principal: PrincipalDep,
     runtime: RuntimeDep,
+    context: ContextDep,
     key: KeyDep,
     response: Response,
 ) -> SentPublic:
-    data, attachments = await _read_body(request, ReplySend)
+    data, uploaded = await _read_body(request, ReplySend)
     sender = await _sending_mailbox(runtime, principal, data)
     original = await _own_copy(runtime, principal, message_id)
     links = await _readable_links(runtime, principal, data.links)
+    attachments = await _with_drive_files(request, context, runtime, data, uploaded)
     headers = await runtime.google.original(sender.google_user, original.google_id)
     if headers is None:
         raise NotFound("the message is no longer in your mailbox")
@@ -462,7 +493,7 @@ async def reply_to_message(
         sender=sender,
         scope=f"user:{principal.sub}",
         key=key,
-        fingerprint=_digest(data, attachments, "reply", str(message_id)),
+        fingerprint=_digest(data, uploaded, "reply", str(message_id)),
         outgoing=Outgoing(
             sender=sender.email,
             to=to,
