@@ -1,7 +1,7 @@
 """Mail PipeDesk sends reaches its records at once: a message sent with a link and a record's Drive
 file attached (its bytes, read through the drive service for the sender) is on the lead's
-timeline before any sync, and stays one item once the mailbox's sync reads its copy; a file of a
-record the sender cannot read, or of another org, is not attached."""
+timeline before any sync, and stays one item once the mailboxes' syncs read the sender's copy and
+a recipient's; a file of a record the sender cannot read, or of another org, is not attached."""
 
 import base64
 import email
@@ -71,6 +71,7 @@ async def test_a_sent_message_with_a_drive_file_is_on_its_lead_at_once_and_stays
     )
     admin = users.make(Role.ADMIN)
     rep = users.make(Role.REP, teams=["t1"])
+    teammate = users.make(Role.REP, teams=["t1"])  # a recipient whose mailbox PipeDesk syncs
     other_team = users.make(Role.REP, teams=["t2"])
     stranger = users.other_org().make(Role.ADMIN)
     content = os.urandom(200_000)
@@ -79,12 +80,12 @@ async def test_a_sent_message_with_a_drive_file_is_on_its_lead_at_once_and_stays
         gmail_stack.start(pubsub_topic=None) as gmail,
         timeline_app(CRM_URL=world.crm_url) as timeline,
     ):
-        for user in (admin, rep, other_team, stranger):
+        for user in (admin, rep, teammate, other_team, stranger):
             (await world.crm.get("/api/users", headers=user.headers)).raise_for_status()
         await world.google.connect(admin, ["drive"])
         rooted = await drive.client.put("/api/drive/root", json={}, headers=admin.headers)
         assert rooted.status_code == 200, rooted.text
-        for user in (rep, other_team, stranger):
+        for user in (rep, teammate, other_team, stranger):
             await world.google.connect(user, ["drive", "gmail"])
             connected = await gmail.client.post("/api/gmail/mailbox", headers=user.headers)
             assert connected.status_code in (200, 201), connected.text
@@ -104,6 +105,7 @@ async def test_a_sent_message_with_a_drive_file_is_on_its_lead_at_once_and_stays
             "/api/gmail/messages",
             json={
                 "to": [BUYER],
+                "cc": [teammate.principal.email],
                 "subject": "Our quote",
                 "text": "Attached.",
                 "drive_file_ids": [file_id],
@@ -129,16 +131,27 @@ async def test_a_sent_message_with_a_drive_file_is_on_its_lead_at_once_and_stays
         assert item["title"] == "Our quote"
         assert item["source"]["google_id"] == sent["google_id"]
 
-        # The mailbox's sync reads the sent copy: its update reaches the timeline, one item still.
+        # The mailboxes' sync reads the sent copy (its update reaches the timeline) and the
+        # teammate's copy (another holder of the same Message-ID): one item still.
         await gmail.run_job("gmail.catch-up")
         updated = await eventually(
             lambda: gmail_stack.published("gmail.message.updated", sent["message_id"]),
             until=bool,
         )
         assert updated
+        copy_id = await eventually(
+            lambda: gmail_stack.scalar(
+                "SELECT id FROM gmail.messages WHERE user_id = :user AND identity = :identity",
+                user=teammate.sub,
+                identity=sent["rfc822_message_id"].strip("<>"),
+            )
+        )
 
         async def applied() -> bool:
-            ids = await world_event_ids(gmail_stack, sent["message_id"])
+            ids = [
+                *await world_event_ids(gmail_stack, sent["message_id"]),
+                *await world_event_ids(gmail_stack, str(copy_id)),
+            ]
             done = await gmail_stack.scalar(
                 "SELECT count(*) FROM timeline.inbox WHERE event_id = ANY(CAST(:ids AS uuid[]))",
                 ids=ids,
@@ -146,8 +159,8 @@ async def test_a_sent_message_with_a_drive_file_is_on_its_lead_at_once_and_stays
             return bool(done == len(ids))
 
         await eventually(applied)
-        items = await emails(timeline, rep, lead)
-        assert [i["source"]["google_id"] for i in items] == [sent["google_id"]]
+        [merged] = await emails(timeline, rep, lead)
+        assert merged["title"] == "Our quote"  # the content is the newest holder's copy
         for outsider in (other_team, stranger):
             hidden = await timeline.get(f"/api/timeline/lead/{lead}", headers=outsider.headers)
             assert hidden.status_code == 404
