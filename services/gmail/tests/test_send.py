@@ -22,7 +22,9 @@ from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
-CUSTOMER = "buyer@customer.example"
+CUSTOMER = "buyer@customer.example"  # outside: its domain never gets an emulated mailbox
+# Mail delivered by the emulator's admin API makes its sender's domain an emulated one.
+COUNSEL = "counsel@counsel.example"
 SEND = "gmail.users.messages.send"
 
 
@@ -87,16 +89,17 @@ async def test_the_idempotency_key_is_required(stack: Any, users: Users) -> None
         assert await sends(stack, rep) == []
 
 
+@pytest.mark.parametrize(
+    "fault", [{"status": 503}, {"status": 0, "drop": True}], ids=["failed", "cut-off"]
+)
 async def test_a_send_whose_answer_was_lost_after_gmail_stored_it_is_one_message(
-    stack: Any, users: Users
+    stack: Any, users: Users, fault: dict[str, Any]
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     async with stack.start(pubsub_topic=None) as service:
         await stack.mailbox(service, rep)
         await stack.google.admin(
-            "POST",
-            "/faults",
-            json={"api_method": SEND, "status": 503, "after_store": True},
+            "POST", "/faults", json={"api_method": SEND, "after_store": True, **fault}
         )
         answer = await service.client.post(
             "/api/gmail/messages", json={"to": [CUSTOMER], "subject": "Lost"}, headers=keyed(rep)
@@ -185,6 +188,32 @@ async def test_a_reply_to_all_stays_in_the_thread_with_the_right_headers(
         assert second["References"].split() == ["<q-1@customer.example>", reply["Message-ID"]]
 
 
+async def test_a_reply_to_another_mailboxs_copy_is_sent_in_your_own_thread(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    delivered = await stack.deliver(
+        COUNSEL,
+        [rep.principal.email, manager.principal.email],
+        subject="Terms",
+        message_id="<terms-1@customer.example>",
+    )
+    async with stack.start(pubsub_topic=None) as service:
+        await stack.mailbox(service, rep)
+        await stack.mailbox(service, manager)
+        reps_copy = await mirrored_id(stack, delivered[rep.principal.email]["id"])
+        answer = await service.client.post(
+            f"/api/gmail/messages/{reps_copy}/reply",
+            json={"text": "Agreed"},
+            headers=keyed(manager),
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["sender"] == manager.principal.email
+        assert answer.json()["thread_id"] == delivered[manager.principal.email]["threadId"]
+        assert await sends(stack, rep) == []
+
+
 async def test_a_reply_subject_is_never_doubled() -> None:
     assert reply_subject("Quote") == "Re: Quote"
     assert reply_subject("RE: Quote") == "RE: Quote"
@@ -271,7 +300,7 @@ async def test_another_orgs_user_and_a_teammate_cannot_reply_to_a_message_not_th
     rep = users.make(Role.REP, teams=["t1"])
     manager = users.make(Role.MANAGER, teams=["t1"])
     stranger = users.other_org().make(Role.ADMIN)
-    delivered = await stack.deliver(CUSTOMER, [rep.principal.email], subject="Private")
+    delivered = await stack.deliver(COUNSEL, [rep.principal.email], subject="Private")
     async with stack.start(pubsub_topic=None) as service:
         await stack.mailbox(service, rep)
         await stack.mailbox(service, manager)

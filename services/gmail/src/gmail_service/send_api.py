@@ -152,8 +152,8 @@ async def idempotency_key(
         str | None,
         Header(
             alias=HEADER,
-            description="Required: a retry with the same key and payload within 24 hours "
-            "answers the first send, never a second message",
+            description="Required: a retry with the same key and payload answers the first "
+            "send, never a second message (a send's key is kept with its record)",
         ),
     ] = None,
 ) -> str:
