@@ -14,6 +14,7 @@ import secrets
 from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -75,6 +76,35 @@ async def test_a_send_retried_with_the_same_key_is_one_message(stack: Any, users
         assert sent[0]["messageId"] == first.json()["rfc822_message_id"]
         assert len(await outbound(stack, rep)) == 1
         assert len(await sends(stack, rep)) == 1
+
+
+async def test_sending_and_replying_need_a_pipedesk_token(stack: Any) -> None:
+    async with stack.start(pubsub_topic=None) as service:
+        for path in ("/api/gmail/messages", f"/api/gmail/messages/{uuid4()}/reply"):
+            answer = await service.client.post(
+                path, json={"to": [CUSTOMER]}, headers={"Idempotency-Key": "k"}
+            )
+            assert answer.status_code == 401, path
+
+
+async def test_bad_input_names_the_field(stack: Any, users: Users) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with stack.start(pubsub_topic=None) as service:
+        await stack.mailbox(service, rep)
+        for body, field in (
+            ({"to": ["not an address"]}, "body.to.0"),
+            ({"to": [CUSTOMER], "subject": "two\nlines"}, "body.subject"),
+            ({"to": [CUSTOMER], "surprise": True}, "body.surprise"),
+            ({"subject": "nobody"}, "body.to"),
+        ):
+            answer = await service.client.post("/api/gmail/messages", json=body, headers=keyed(rep))
+            assert answer.status_code == 422, body
+            assert answer.json()["errors"][0]["field"] == field, answer.text
+        unknown = [("elsewhere", (None, "x", "text/plain"))]
+        answer = await service.client.post("/api/gmail/messages", files=unknown, headers=keyed(rep))
+        assert answer.status_code == 422
+        assert answer.json()["errors"][0]["field"] == "body.elsewhere"
+        assert await sends(stack, rep) == []
 
 
 async def test_the_idempotency_key_is_required(stack: Any, users: Users) -> None:
@@ -415,6 +445,13 @@ async def test_the_automation_service_sends_once_per_key_from_a_named_user_or_th
             await service.internal("POST", "/internal/gmail/messages", json=across)
         ).status_code == 422
         assert await sends(stack, stranger) == []
+        # Nor is another org's record a link of this org's mail.
+        elsewhere = await stack.lead(stranger)
+        linked = {**body, "key": "rule-4", "links": [{"type": "lead", "id": elsewhere}]}
+        refused = await service.internal("POST", "/internal/gmail/messages", json=linked)
+        assert refused.status_code == 404
+        assert refused.json()["errors"][0]["field"] == "body.links.0"
+        assert len(await sends(stack, rep)) == 2
 
 
 async def test_the_internal_send_refuses_user_tokens_and_other_services(

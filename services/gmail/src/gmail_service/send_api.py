@@ -256,7 +256,7 @@ async def _read_body(request: Request, model: type[M]) -> tuple[M, list[Attachme
                 mime = "application/octet-stream"
             attachments.append(Attachment(filename, mime.lower(), content))
         else:
-            raise invalid(str(name), "not a part of a send (message, attachments)", "extra")
+            raise invalid(name or "body", "not a part of a send (message, attachments)", "extra")
     if message is None:
         raise invalid("message", "the form needs a part named message", "missing")
     if len(attachments) > MAX_ATTACHMENTS:
