@@ -16,10 +16,13 @@ from email.message import Message
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import pytest
+from joserfc.jwk import RSAKey
 
 from gmail_service.compose import reply_subject
 from pipedesk_common.auth import Role
+from pipedesk_common.google import scopes_for
 from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
@@ -471,3 +474,56 @@ async def test_the_internal_send_refuses_user_tokens_and_other_services(
             )
             assert refused.status_code == 403
         assert await sends(stack, rep) == []
+
+
+async def test_the_orgs_automation_sender_sends_through_domain_wide_delegation(
+    stack: Any, users: Users, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The accounts service asks the CRM's directory whom a delegated token may be for.
+    monkeypatch.setenv("CRM_URL", stack.crm_url)
+    admin = users.make(Role.ADMIN)
+    robot = users.make(Role.REP, teams=["t1"])  # never connected Google: delegation acts for it
+    key = RSAKey.generate_key(2048, private=True)
+    domain = robot.principal.email.split("@")[1]
+    account = f"pipedesk-{secrets.token_hex(4)}@project.iam.gserviceaccount.com"
+    async with stack.start(pubsub_topic=None) as service:
+        for user in (admin, robot):
+            (await stack.crm.get("/api/users", headers=user.headers)).raise_for_status()
+        registered = await stack.google.admin(
+            "POST",
+            "/service-accounts",
+            json={"email": account, "public_jwk": key.as_dict(private=False)},
+        )
+        client_id = registered.json()["client_id"]
+        await stack.google.admin(
+            "PUT",
+            f"/domains/{domain}/delegation/{client_id}",
+            json={"scopes": list(scopes_for(["gmail"]))},
+        )
+        key_file = {
+            "type": "service_account",
+            "client_email": account,
+            "client_id": client_id,
+            "private_key_id": "k-" + key.thumbprint()[:12],
+            "private_key": key.as_pem(private=True).decode(),
+        }
+        async with httpx.AsyncClient(base_url=stack.google.accounts_url) as accounts:
+            configured = await accounts.put(
+                "/api/accounts/google/delegation",
+                json={"domain": domain, "service_account_key": key_file},
+                headers=admin.headers,
+            )
+        assert configured.status_code == 200, configured.text
+        settings = await service.client.put(
+            "/api/gmail/settings", json={"automation_sender_id": robot.sub}, headers=admin.headers
+        )
+        assert settings.status_code == 200, settings.text
+        body = {"org_id": admin.principal.org_id, "key": "welcome:1", "to": [CUSTOMER]}
+        answer = await service.internal("POST", "/internal/gmail/messages", json=body)
+        assert answer.status_code == 201, answer.text
+        sent = answer.json()
+        assert sent["sender"] == robot.principal.email
+        assert sent["message_id"] is None  # a mailbox PipeDesk does not sync: no mirror row
+        [copy] = await stack.google_mailbox(robot.principal.email)
+        assert copy["messageId"] == sent["rfc822_message_id"]
+        assert copy["labelIds"] == ["SENT"]
