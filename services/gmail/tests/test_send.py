@@ -433,6 +433,15 @@ async def test_the_automation_service_sends_once_per_key_from_a_named_user_or_th
         refused = await service.internal("POST", "/internal/gmail/messages", json=unnamed)
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["field"] == "body.sender_id"
+        stranger = users.other_org().make(Role.ADMIN)
+        await stack.mailbox(service, stranger)
+        unknown = await service.client.put(
+            "/api/gmail/settings",
+            json={"automation_sender_id": stranger.sub},
+            headers=admin.headers,
+        )
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["field"] == "body.automation_sender_id"
         settings = await service.client.put(
             "/api/gmail/settings", json={"automation_sender_id": rep.sub}, headers=admin.headers
         )
@@ -441,8 +450,6 @@ async def test_the_automation_service_sends_once_per_key_from_a_named_user_or_th
         assert by_default.status_code == 201, by_default.text
         assert by_default.json()["sender"] == rep.principal.email
         # A user of another org is no sender of this one.
-        stranger = users.other_org().make(Role.ADMIN)
-        await stack.mailbox(service, stranger)
         across = {**body, "sender_id": stranger.sub, "key": "rule-3"}
         assert (
             await service.internal("POST", "/internal/gmail/messages", json=across)
