@@ -168,29 +168,49 @@ async def idempotency_key(
 
 KeyDep = Annotated[str, Depends(idempotency_key)]
 
-SEND_BODY: Final[dict[str, Any]] = {
-    "requestBody": {
-        "required": True,
-        "description": "The message as JSON, or `multipart/form-data` with the JSON in a part "
-        "named `message` and each file in a part named `attachments`",
-        "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "message": {"type": "string", "description": "The JSON"},
-                        "attachments": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
+
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """A JSON schema with its ``$defs`` references replaced by the definitions themselves."""
+    if isinstance(schema, dict):
+        reference = schema.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            return _inlined(definitions[reference.removeprefix("#/$defs/")], definitions)
+        return {k: _inlined(v, definitions) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema
+
+
+def send_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body of a send route: ``model`` as JSON, or in a form with its files."""
+    schema = model.model_json_schema(by_alias=True)
+    json_schema = _inlined(schema, schema.get("$defs", {}))
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "The message as JSON, or `multipart/form-data` with the JSON in a "
+            "part named `message` and each file in a part named `attachments`",
+            "content": {
+                "application/json": {"schema": json_schema},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "message": {
+                                "type": "string",
+                                "description": f"The message, JSON: {model.__name__}",
+                            },
+                            "attachments": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
                         },
-                    },
-                    "required": ["message"],
-                }
+                        "required": ["message"],
+                    }
+                },
             },
-        },
+        }
     }
-}
 
 
 def _checked(model: type[M], payload: Any) -> M:
@@ -377,7 +397,7 @@ SEND_PROBLEMS: Final = (
         "asked. Linked records need read access (`404` otherwise); the message shows on their "
         "timelines at once."
     ),
-    openapi_extra=SEND_BODY,
+    openapi_extra=send_body(MessageSend),
     responses=problem_responses(*SEND_PROBLEMS),
 )
 async def send_message(
@@ -464,7 +484,7 @@ async def _copy_in(session: Any, mailbox: Mailbox, identity: str) -> MirroredMes
         "own address left out; `to`, `cc` and `bcc` add recipients. A message you hold no "
         "copy of is `404`. Otherwise as sending."
     ),
-    openapi_extra=SEND_BODY,
+    openapi_extra=send_body(ReplySend),
     responses=problem_responses(*SEND_PROBLEMS),
 )
 async def reply_to_message(
