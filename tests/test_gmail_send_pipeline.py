@@ -29,7 +29,8 @@ from pipedesk_testkit.waiting import eventually
 
 # Each starts the timeline and waits for its events: none of earlier tests' may be ahead of them.
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
-BUYER = "buyer@customer.example"
+# Outside: a domain no other test's mail gives an emulated mailbox (the emulator is shared).
+BUYER = f"buyer@customer-{secrets.token_hex(4)}.example"
 
 
 async def emails(timeline: httpx.AsyncClient, user: ActingUser, lead_id: str) -> list[Any]:

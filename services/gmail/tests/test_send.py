@@ -9,6 +9,7 @@ import email
 import email.message
 import email.policy
 import email.utils
+import json
 import os
 import secrets
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from pipedesk_common.google import scopes_for
 from pipedesk_testkit.identities import ActingUser, Users
 
 pytestmark = pytest.mark.asyncio
-CUSTOMER = "buyer@customer.example"  # outside: its domain never gets an emulated mailbox
+# Outside: a domain no other test's mail gives an emulated mailbox (the emulator is shared).
+CUSTOMER = f"buyer@customer-{secrets.token_hex(4)}.example"
 # Mail delivered by the emulator's admin API makes its sender's domain an emulated one.
 COUNSEL = "counsel@counsel.example"
 SEND = "gmail.users.messages.send"
@@ -179,7 +181,7 @@ async def test_a_reply_to_all_stays_in_the_thread_with_the_right_headers(
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     address = rep.principal.email
-    colleague = "colleague@customer.example"
+    colleague = "colleague@" + CUSTOMER.rpartition("@")[2]
     incoming = email.message.EmailMessage()
     incoming["From"] = f"Buyer <{CUSTOMER}>"
     incoming["To"] = address
@@ -286,7 +288,7 @@ async def test_a_message_over_gmails_limit_is_413_before_any_google_call(
         files = {
             "message": (
                 None,
-                '{"to": ["buyer@customer.example"], "subject": "Big"}',
+                json.dumps({"to": [CUSTOMER], "subject": "Big"}),
                 "application/json",
             ),
             "attachments": ("big.bin", b"\0" * (30 * 1024 * 1024), "application/octet-stream"),
@@ -295,7 +297,7 @@ async def test_a_message_over_gmails_limit_is_413_before_any_google_call(
         assert answer.status_code == 413
         assert answer.json()["errors"][0]["code"] == "message_too_large"
         over_body = {
-            "message": (None, '{"to": ["buyer@customer.example"]}', "application/json"),
+            "message": (None, json.dumps({"to": [CUSTOMER]}), "application/json"),
             "attachments": ("huge.bin", b"\0" * (36 * 1024 * 1024), "application/octet-stream"),
         }
         refused = await service.client.post(
@@ -313,7 +315,7 @@ async def test_uploaded_attachments_arrive_byte_identical(stack: Any, users: Use
         files = [
             (
                 "message",
-                (None, '{"to": ["buyer@customer.example"], "text": "See"}', "application/json"),
+                (None, json.dumps({"to": [CUSTOMER], "text": "See"}), "application/json"),
             ),
             ("attachments", ("quote.pdf", content, "application/pdf")),
             ("attachments", ("notes.txt", b"plain notes", "text/plain")),
