@@ -660,3 +660,33 @@ async def test_body_limit_cors_and_health(
         assert 'route="/api/leads/{rest}"' in metrics
         assert "lead-label" not in metrics
         assert "{path:path}" not in metrics
+
+
+async def test_gmail_sends_have_their_own_body_limit_and_the_sensitive_bucket(
+    service_env: dict[str, str], gateway_client: GatewayClient, users: Users, redis_url: str
+) -> None:
+    """Send and reply carry attachments: past the 1 MiB of other routes, up to
+    GMAIL_MAX_SEND_BYTES; and sending mail is a sensitive route."""
+    rep = users.make(Role.REP)
+    namespace = f"{service_env['BROKER_PREFIX']}{uuid4().hex[:8]}."
+    headers = {**rep.headers, "content-type": "application/json"}
+    with recording_upstream() as (urls, received):
+        async with gateway_client(
+            {**urls, "GMAIL_URL": urls["CRM_URL"]},
+            REDIS_URL=redis_url,
+            BROKER_PREFIX=namespace,
+            GMAIL_MAX_SEND_BYTES="3000000",
+            RATE_LIMIT_SENSITIVE="1/60",
+            RATE_LIMIT_DEFAULT="100/60",
+        ) as gateway:
+            sent = await gateway.post(
+                "/api/gmail/messages", content=b"x" * 2_000_000, headers=headers
+            )
+            too_large = await gateway.post(
+                f"/api/gmail/messages/{uuid4()}/reply", content=b"x" * 3_500_000, headers=headers
+            )
+            again = await gateway.post("/api/gmail/messages", content=b"{}", headers=headers)
+            elsewhere = await gateway.patch("/api/gmail/mailbox", content=b"{}", headers=headers)
+    assert [sent.status_code, too_large.status_code, again.status_code] == [200, 413, 429]
+    assert elsewhere.status_code == 200  # the default bucket
+    assert [call.path for call in received] == ["/api/gmail/messages", "/api/gmail/mailbox"]

@@ -18,7 +18,7 @@ from pipedesk_common.auth import bearer_token
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import AppError, NotFound, problem_response
 from pipedesk_common.observability import ROUTE_LABEL, BodyLimit, ReadinessCheck
-from pipedesk_common.uploads import drive_upload_limits
+from pipedesk_common.uploads import drive_upload_limits, gmail_send_limits
 from pipedesk_gateway.api_docs import api_docs_router
 from pipedesk_gateway.console import console_router
 from pipedesk_gateway.forwarded import TrustedProxyMiddleware, networks
@@ -282,7 +282,10 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
             checks[service] = _health_check(gateway.http, gateway.urls[service])
         return checks
 
-    uploads = drive_upload_limits(settings.drive_max_upload_bytes)
+    uploads = [
+        *drive_upload_limits(settings.drive_max_upload_bytes),
+        *gmail_send_limits(settings.gmail_max_send_bytes),
+    ]
     own_routes = [_operations_router(), api_docs_router()]
     if settings.console_enabled:
         own_routes.append(console_router(gateway))

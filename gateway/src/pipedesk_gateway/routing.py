@@ -101,6 +101,7 @@ _SENSITIVE: Final[tuple[tuple[str | None, re.Pattern[str]], ...]] = (
     (None, re.compile(r"/change-owner$")),
     (None, re.compile(r"/(permissions|members)(/[^/]+)?$")),
     ("POST", re.compile(r"^/api/gmail/.*(send|reply|forward)$")),
+    ("POST", re.compile(r"^/api/gmail/messages$")),
     (None, re.compile(r"^/api/audit/export")),
 )
 

@@ -6,7 +6,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pipedesk_common.settings import BaseServiceSettings, Environment
-from pipedesk_common.uploads import DEFAULT_DRIVE_MAX_UPLOAD_BYTES
+from pipedesk_common.uploads import DEFAULT_DRIVE_MAX_UPLOAD_BYTES, DEFAULT_GMAIL_MAX_SEND_BYTES
 
 # A browser origin as the Origin header spells it: scheme, host, optional port; nothing more.
 _ORIGIN = re.compile(
@@ -41,6 +41,13 @@ class GatewaySettings(BaseServiceSettings):
         validation_alias=AliasChoices("DRIVE_MAX_UPLOAD_BYTES", "drive_max_upload_bytes"),
         description="The largest file Drive's upload routes accept (the same setting as the "
         "drive service's); every other route keeps MAX_BODY_BYTES",
+    )
+    gmail_max_send_bytes: int = Field(
+        DEFAULT_GMAIL_MAX_SEND_BYTES,
+        ge=1024,
+        validation_alias=AliasChoices("GMAIL_MAX_SEND_BYTES", "gmail_max_send_bytes"),
+        description="The largest body Gmail's send and reply routes accept (the same setting "
+        "as the gmail service's); every other route keeps MAX_BODY_BYTES",
     )
     connect_timeout: float = Field(2.0, gt=0, le=30)
     read_timeout: float = Field(15.0, gt=0, le=300)

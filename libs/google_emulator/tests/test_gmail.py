@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import email
+import email.message
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaInMemoryUpload
 
 ANN = "ann@example.com"
 BOB = "bob@example.com"
@@ -228,3 +230,137 @@ def test_faults_are_injected_like_other_products(emu: Any) -> None:
         gmail.users().history().list(userId="me", startHistoryId=start).execute()
     assert caught.value.resp.status == 503
     assert gmail.users().history().list(userId="me", startHistoryId=start).execute()
+
+
+SEND = "https://www.googleapis.com/auth/gmail.send"
+GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+
+
+def outgoing(
+    sender: str, to: str, subject: str = "Quote", *, bcc: str | None = None, **headers: str
+) -> email.message.EmailMessage:
+    message = email.message.EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    if bcc is not None:
+        message["Bcc"] = bcc
+    message["Subject"] = subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("The quote is attached.")
+    return message
+
+
+def encoded(message: email.message.EmailMessage) -> str:
+    return base64.urlsafe_b64encode(message.as_bytes()).decode()
+
+
+def test_send_stores_the_sent_copy_delivers_to_mailboxes_and_records_outside_mail(
+    emu: Any,
+) -> None:
+    emu.admin("GET", f"/gmail/{BOB}/messages")  # bob's mailbox exists: example.com is emulated
+    gmail = emu.gmail_for(ANN, [SEND, GMAIL_READONLY])
+    message = outgoing(ANN, f"{BOB}, client@outside.test", bcc="carol@example.com")
+    message["Message-ID"] = "<q1@pipedesk.test>"
+    sent = gmail.users().messages().send(userId="me", body={"raw": encoded(message)}).execute()
+    assert sent["labelIds"] == ["SENT"]
+    [ann_copy] = emu.admin("GET", f"/gmail/{ANN}/messages").json()
+    assert ann_copy["id"] == sent["id"]
+    assert ann_copy["messageId"] == "<q1@pipedesk.test>"
+    [bob_copy] = emu.admin("GET", f"/gmail/{BOB}/messages").json()
+    assert bob_copy["labelIds"] == ["INBOX", "UNREAD"]
+    assert bob_copy["messageId"] == "<q1@pipedesk.test>"
+    [carol_copy] = emu.admin("GET", "/gmail/carol@example.com/messages").json()
+    bobs = gmail_raw(emu.gmail_for(BOB), bob_copy["id"])
+    assert bobs["Bcc"] is None  # a blind copy stays blind
+    [outside] = emu.admin("GET", "/gmail/outbound").json()
+    assert outside["recipient"] == "client@outside.test"
+    assert outside["messageId"] == "<q1@pipedesk.test>"
+    assert carol_copy["messageId"] == "<q1@pipedesk.test>"
+    # Found again by its Message-ID, as a sender reconciling a lost answer looks for it.
+    found = gmail.users().messages().list(userId="me", q="rfc822msgid:q1@pipedesk.test").execute()
+    assert ids(found) == [sent["id"]]
+    history = gmail.users().history().list(userId="me", startHistoryId="1000").execute()
+    assert history["history"][-1]["messagesAdded"][0]["message"]["id"] == sent["id"]
+
+
+def gmail_raw(gmail: Any, message_id: str) -> email.message.Message:
+    got = gmail.users().messages().get(userId="me", id=message_id, format="raw").execute()
+    return email.message_from_bytes(base64.urlsafe_b64decode(got["raw"]))
+
+
+def test_a_reply_keeps_the_thread_by_thread_id_or_by_its_headers(emu: Any) -> None:
+    first = deliver(emu, subject="Quote", message_id="<orig@example.com>")
+    gmail = emu.gmail_for(ANN, [SEND, GMAIL_READONLY])
+    reply = outgoing(
+        ANN, BOB, "Re: Quote", In_Reply_To="<orig@example.com>", References="<orig@example.com>"
+    )
+    thread = first[ANN]["threadId"]
+    body = {"raw": encoded(reply), "threadId": thread}
+    sent = gmail.users().messages().send(userId="me", body=body).execute()
+    assert sent["threadId"] == thread
+    # Bob's copy joins his thread by its headers.
+    bob_thread = emu.admin("GET", f"/gmail/{BOB}/messages").json()
+    assert {m["threadId"] for m in bob_thread} == {first[BOB]["threadId"]}
+    # Another subject does not join the thread (as at Gmail), and an unknown thread is 404.
+    other = outgoing(ANN, BOB, "Lunch", In_Reply_To="<orig@example.com>")
+    apart = (
+        gmail.users().messages().send(userId="me", body={"raw": encoded(other), "threadId": thread})
+    )
+    assert apart.execute()["threadId"] != thread
+    with pytest.raises(HttpError) as unknown:
+        gmail.users().messages().send(
+            userId="me", body={"raw": encoded(reply), "threadId": "feedfeedfeedfeed"}
+        ).execute()
+    assert unknown.value.resp.status == 404
+
+
+def test_send_by_media_upload_simple_and_multipart(emu: Any) -> None:
+    first = deliver(emu, subject="Quote", message_id="<orig2@example.com>")
+    gmail = emu.gmail_for(ANN, [SEND, GMAIL_READONLY])
+    media = MediaInMemoryUpload(outgoing(ANN, BOB).as_bytes(), mimetype="message/rfc822")
+    simple = gmail.users().messages().send(userId="me", media_body=media).execute()
+    assert simple["labelIds"] == ["SENT"]
+    reply = outgoing(ANN, BOB, "RE: Quote", In_Reply_To="<orig2@example.com>")
+    media = MediaInMemoryUpload(reply.as_bytes(), mimetype="message/rfc822")
+    body = {"threadId": first[ANN]["threadId"]}
+    threaded = gmail.users().messages().send(userId="me", body=body, media_body=media).execute()
+    assert threaded["threadId"] == first[ANN]["threadId"]
+    logged = emu.admin("GET", "/requests", params={"api": "gmail.users.messages.send"}).json()
+    assert [entry["query"].get("uploadType") for entry in logged] == ["media", "multipart"]
+
+
+def test_send_refuses_what_gmail_refuses(emu: Any) -> None:
+    gmail = emu.gmail_for(ANN, [SEND])
+    as_bob = outgoing(BOB, "client@outside.test")
+    nobody = email.message.EmailMessage()
+    nobody["From"] = ANN
+    nobody.set_content("to whom?")
+    huge = outgoing(ANN, BOB)
+    huge.add_attachment(b"\0" * (19 * 1024 * 1024), maintype="application", subtype="zip")
+    for message in (as_bob, nobody, huge):
+        media = MediaInMemoryUpload(message.as_bytes(), mimetype="message/rfc822")
+        with pytest.raises(HttpError) as refused:
+            gmail.users().messages().send(userId="me", media_body=media).execute()
+        assert refused.value.resp.status == 400
+    assert emu.admin("GET", f"/gmail/{ANN}/messages").json() == []
+    reader = emu.gmail_for(ANN, [GMAIL_READONLY])
+    with pytest.raises(HttpError) as scope:
+        reader.users().messages().send(userId="me", body={"raw": encoded(as_bob)}).execute()
+    assert scope.value.resp.status == 403
+
+
+def test_a_send_whose_answer_is_lost_after_the_store_is_stored_once(emu: Any) -> None:
+    emu.admin(
+        "POST",
+        "/faults",
+        json={"api_method": "gmail.users.messages.send", "status": 503, "after_store": True},
+    )
+    gmail = emu.gmail_for(ANN, [SEND, GMAIL_READONLY])
+    message = outgoing(ANN, BOB)
+    message["Message-ID"] = "<lost@pipedesk.test>"
+    with pytest.raises(HttpError) as failed:
+        gmail.users().messages().send(userId="me", body={"raw": encoded(message)}).execute()
+    assert failed.value.resp.status == 503
+    found = gmail.users().messages().list(userId="me", q="rfc822msgid:lost@pipedesk.test")
+    assert len(ids(found.execute())) == 1

@@ -246,3 +246,42 @@ async def test_a_file_moves_to_another_record_only_with_access_to_both(
             path, json={"record_type": "lead", "record_id": theirs}, headers=other.headers
         )
         assert by_other.status_code == 404
+
+
+async def test_the_gmail_service_reads_a_file_for_a_user_who_may_read_its_record(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP, teams=["t1"])
+        viewer = users.make(Role.VIEWER, teams=["t1"])
+        other_team = users.make(Role.REP, teams=["t2"])
+        stranger = users.other_org().make(Role.ADMIN)
+        lead_id = await stack.lead(owner)
+        uploaded = await stack.upload(
+            service.client, owner, "lead", lead_id, "quote notes.txt", b"\x00quote\xff"
+        )
+        path = f"/internal/files/{uploaded.json()['id']}/content"
+
+        def headers(user: Any | None, caller: str = "gmail") -> dict[str, str]:
+            token = stack.world.service_token(caller, "drive")
+            found = {"Authorization": f"Bearer {token}"}
+            if user is not None:
+                found["X-Acting-User-Token"] = user.token
+            return found
+
+        for reader in (owner, viewer):
+            answer = await service.client.get(path, headers=headers(reader))
+            assert answer.status_code == 200, answer.text
+            assert answer.content == b"\x00quote\xff"
+            assert answer.headers["x-file-name"] == "quote%20notes.txt"
+            assert answer.headers["content-type"].startswith("text/plain")
+        for outsider in (other_team, stranger):
+            assert (await service.client.get(path, headers=headers(outsider))).status_code == 404
+        assert (await service.client.get(path, headers=headers(None))).status_code == 401
+        refused = await service.client.get(path, headers=headers(owner, "automation"))
+        assert refused.status_code == 403
+        as_user = await service.client.get(
+            path, headers={**owner.headers, "X-Acting-User-Token": owner.token}
+        )
+        assert as_user.status_code == 401

@@ -192,6 +192,7 @@ def create_emulator_app(emulator: Emulator | None = None) -> FastAPI:
     app.include_router(drive_changes.router)
     app.include_router(drive_changes.admin_router)
     app.include_router(gmail.router)
+    app.include_router(gmail.upload_router)
     app.include_router(gmail.admin_router)
     app.include_router(pubsub.router)
     app.include_router(pubsub.admin_router)

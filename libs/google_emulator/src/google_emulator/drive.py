@@ -801,7 +801,7 @@ async def files_create(
     return _finish(request, emulator, state, file, email, method, fields)
 
 
-def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], str, bytes]:
+def multipart_related(content_type: str, raw: bytes) -> tuple[dict[str, Any], str, bytes]:
     """(metadata, media type, media) of a ``multipart/related`` upload body."""
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if match is None or not content_type.startswith("multipart/related"):
@@ -888,7 +888,7 @@ async def _start_upload(
         return Response(status_code=200, headers={"Location": location})
     raw = await request.body()
     if upload_type == "multipart":
-        metadata, media_type, data = _multipart(content_type, raw)
+        metadata, media_type, data = multipart_related(content_type, raw)
     elif upload_type == "media":
         metadata, media_type, data = {}, content_type, raw
     else:

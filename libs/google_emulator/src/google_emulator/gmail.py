@@ -8,7 +8,14 @@ expire`` forgets it all, as Gmail does after about a week) answers ``404`` to ``
 
 Mail reaches mailboxes through the admin API: seeded into one mailbox (raw bytes, or a fixture
 from ``gmail_fixtures/``), or delivered from one address to others, each recipient's copy (and the
-sender's ``SENT`` copy) carrying the same ``Message-ID``. A watch (``users.watch``) publishes
+sender's ``SENT`` copy) carrying the same ``Message-ID``; or through ``users.messages.send`` (a
+JSON body with ``raw``, or the media upload path, ``uploadType=media`` or ``multipart``): the
+sender's copy is labelled ``SENT`` (in the thread ``threadId`` names when the message's headers
+and subject belong to it, else threaded by ``In-Reply-To``/``References``), each recipient's
+copy goes to their ``INBOX`` (``Bcc`` removed), and mail to addresses outside the emulated domains
+is kept in a record the admin API reads (``/_emulator/gmail/outbound``). As at Gmail, a message
+over 25 MB, one without recipients, or one whose ``From`` is not the sender's own address is
+refused. A watch (``users.watch``) publishes
 every change of the mailbox to its Pub/Sub topic (``google_emulator.pubsub``).
 
 The ``gmail.metadata`` scope is as narrow as at Google: no ``q``, no ``full`` or ``raw`` format,
@@ -36,6 +43,7 @@ from pydantic import BaseModel, Field
 
 from google_emulator import pubsub
 from google_emulator.core import Emulator, GoogleError, begin, emulator_of
+from google_emulator.drive import multipart_related
 from google_emulator.fidelity import find_method
 from google_emulator.paging import paged
 
@@ -61,6 +69,8 @@ SYSTEM_LABELS = (
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 WATCH_LIFETIME = timedelta(days=7)
 FORMATS = ("full", "metadata", "minimal", "raw")
+# Gmail refuses to send a message larger than 25 MB (its encoded size, attachments included).
+MAX_SENT_BYTES = 25 * 1024 * 1024
 
 router = APIRouter(prefix="/gmail/v1/users/{userId}")
 admin_router = APIRouter(prefix="/_emulator/gmail")
@@ -113,8 +123,27 @@ class Mailbox:
 
 
 @dataclass
+class OutboundMail:
+    """A sent message's copy to an address outside the emulated domains."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    raw: bytes
+    sent_at: datetime
+
+
+@dataclass
 class GmailState:
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    outbound: list[OutboundMail] = field(default_factory=list)
+
+    def is_local(self, address: str) -> bool:
+        """An emulated mailbox: one that exists, or an address of a domain one exists in."""
+        domain = address.rpartition("@")[2].lower()
+        return address.lower() in self.mailboxes or any(
+            known.rpartition("@")[2] == domain for known in self.mailboxes
+        )
 
     def mailbox(self, address: str) -> Mailbox:
         key = address.lower()
@@ -425,14 +454,38 @@ def _notify(emulator: Emulator, mailbox: Mailbox, labels: list[str]) -> None:
     )
 
 
-def _thread_for(mailbox: Mailbox, parsed: Message) -> str:
-    referenced = set(
+def _referenced(parsed: Message) -> set[str]:
+    return set(
         re.findall(r"<[^>]+>", f"{parsed.get('references', '')} {parsed.get('in-reply-to', '')}")
     )
+
+
+def _thread_for(mailbox: Mailbox, parsed: Message) -> str:
+    referenced = _referenced(parsed)
     for stored in mailbox.messages.values():
         if str(stored.parsed.get("message-id", "")).strip() in referenced:
             return stored.thread_id
     return secrets.token_hex(8)
+
+
+_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
+
+
+def _bare_subject(value: Any) -> str:
+    return _REPLY_PREFIX.sub("", _decoded(value or "")).strip().lower()
+
+
+def _in_thread(mailbox: Mailbox, thread_id: str, parsed: Message) -> bool:
+    """Gmail's rule for a sent message's ``threadId``: its ``References`` or ``In-Reply-To``
+    name a message of the thread, and its subject is the thread's (``Re:`` aside)."""
+    members = [m for m in mailbox.messages.values() if m.thread_id == thread_id]
+    referenced = _referenced(parsed)
+    subject = _bare_subject(parsed.get("subject"))
+    return any(
+        str(m.parsed.get("message-id", "")).strip() in referenced
+        and _bare_subject(m.parsed.get("subject")) == subject
+        for m in members
+    )
 
 
 def add_message(
@@ -441,6 +494,7 @@ def add_message(
     raw: bytes,
     label_ids: list[str],
     internal_date: datetime | None = None,
+    thread_id: str | None = None,
 ) -> StoredMessage:
     parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
     if internal_date is None:
@@ -452,7 +506,7 @@ def add_message(
             internal_date = emulator.clock.now()
     stored = StoredMessage(
         id=secrets.token_hex(8),
-        thread_id=_thread_for(mailbox, parsed),
+        thread_id=thread_id or _thread_for(mailbox, parsed),
         raw=raw,
         internal_date=internal_date.astimezone(UTC),
         label_ids=list(dict.fromkeys(label_ids)),
@@ -589,6 +643,145 @@ async def get_attachment(request: Request, userId: str, messageId: str, id: str)
             data = _payload_bytes(leaf)
             return {"attachmentId": id, "size": len(data), "data": _b64(data)}
     raise GoogleError(400, "invalidArgument", "Invalid attachment token")
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+
+def _recipients(parsed: Message) -> list[str]:
+    values = [str(value) for name in ("to", "cc", "bcc") for value in parsed.get_all(name, [])]
+    found = [address.lower() for _name, address in getaddresses(values) if "@" in address]
+    return list(dict.fromkeys(found))
+
+
+def _without_bcc(raw: bytes) -> bytes:
+    """The message as its recipients get it: its ``Bcc`` header gone, the rest byte for byte."""
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    if not separator:
+        head, separator, body = raw.partition(b"\n\n")
+    newline = b"\r\n" if separator == b"\r\n\r\n" else b"\n"
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(newline):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return newline.join(kept) + separator + body
+
+
+def _completed(raw: bytes, parsed: Message, mailbox: Mailbox, now: datetime) -> bytes:
+    """Gmail adds what a sent message lacks: ``From``, ``Date`` and ``Message-ID``."""
+    added = []
+    if parsed.get("from") is None:
+        added.append(f"From: {mailbox.email}")
+    if parsed.get("date") is None:
+        added.append(f"Date: {format_datetime(now)}")
+    if parsed.get("message-id") is None:
+        added.append(f"Message-ID: {make_msgid(domain='mail.gmail.com')}")
+    if not added:
+        return raw
+    return "\r\n".join(added).encode() + b"\r\n" + raw
+
+
+def send_message(
+    emulator: Emulator, mailbox: Mailbox, raw: bytes, thread_id: str | None
+) -> StoredMessage:
+    """``users.messages.send``: the sender's ``SENT`` copy, each emulated recipient's ``INBOX``
+    copy, and a record of each copy to an outside address."""
+    if len(raw) > MAX_SENT_BYTES:
+        raise GoogleError(400, "invalidArgument", "Message too large: the limit is 25 MB")
+    parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+    senders = [a.lower() for _n, a in getaddresses([str(v) for v in parsed.get_all("from", [])])]
+    if senders and senders != [mailbox.email]:
+        # Gmail sends only from the user's own address (send-as aliases are not modelled).
+        raise GoogleError(400, "invalidArgument", "Invalid From header: not the sender's address")
+    recipients = _recipients(parsed)
+    if not recipients:
+        raise GoogleError(400, "invalidArgument", "Recipient address required")
+    now = emulator.clock.now()
+    raw = _completed(raw, parsed, mailbox, now)
+    parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if thread_id:
+        if not any(m.thread_id == thread_id for m in mailbox.messages.values()):
+            raise _not_found()
+        if not _in_thread(mailbox, thread_id, parsed):
+            thread_id = secrets.token_hex(8)  # Gmail starts a new thread: they do not belong
+    labels = ["SENT", *(["INBOX", "UNREAD"] if mailbox.email in recipients else [])]
+    sent = add_message(emulator, mailbox, raw, labels, now, thread_id)
+    state = gmail_state(emulator)
+    delivered = _without_bcc(raw)
+    message_id = str(parsed.get("message-id", "")).strip()
+    for recipient in recipients:
+        if recipient == mailbox.email:
+            continue
+        if state.is_local(recipient):
+            add_message(emulator, state.mailbox(recipient), delivered, ["INBOX", "UNREAD"], now)
+        else:
+            state.outbound.append(
+                OutboundMail(mailbox.email, recipient, message_id, delivered, now)
+            )
+    return sent
+
+
+def _sent(stored: StoredMessage) -> dict[str, Any]:
+    return {"id": stored.id, "threadId": stored.thread_id, "labelIds": list(stored.label_ids)}
+
+
+@router.post("/messages/send")
+async def send(request: Request, userId: str) -> dict[str, Any]:
+    """gmail.users.messages.send with the message in ``raw`` (base64url)"""
+    emulator, mailbox = await _begin(request, "gmail.users.messages.send", userId)
+    body = await _json(request)
+    encoded = body.get("raw")
+    if not isinstance(encoded, str) or not encoded:
+        raise GoogleError(400, "invalidArgument", "'raw' RFC822 payload message string required")
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        raise GoogleError(400, "invalidArgument", "Invalid value for ByteString") from None
+    thread_id = body.get("threadId")
+    return _sent(send_message(emulator, mailbox, raw, thread_id if thread_id else None))
+
+
+upload_router = APIRouter(prefix="/upload/gmail/v1/users/{userId}")
+
+
+@upload_router.post("/messages/send")
+async def send_upload(request: Request, userId: str) -> dict[str, Any]:
+    """gmail.users.messages.send with the message as media: ``uploadType=media`` (the body is
+    the message) or ``multipart`` (metadata, then the message)"""
+    emulator, mailbox = await _begin(request, "gmail.users.messages.send", userId)
+    upload_type = request.query_params.get("uploadType", "media")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise GoogleError(413, "uploadTooLarge", "Media larger than the method's maximum size")
+    content = await request.body()
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise GoogleError(413, "uploadTooLarge", "Media larger than the method's maximum size")
+    content_type = request.headers.get("content-type", "")
+    if upload_type == "multipart":
+        metadata, media_type, raw = multipart_related(content_type, content)
+    elif upload_type == "media":
+        metadata, media_type, raw = {}, content_type, content
+    else:
+        raise GoogleError(400, "invalidArgument", f"Invalid upload type: {upload_type}")
+    if not media_type.startswith("message/"):
+        raise GoogleError(400, "badContent", f"Media type '{media_type}' is not supported.")
+    thread_id = metadata.get("threadId")
+    return _sent(send_message(emulator, mailbox, raw, thread_id if thread_id else None))
+
+
+def _max_upload() -> int:
+    found = find_method("gmail.users.messages.send")
+    assert found is not None
+    return int(found[1]["mediaUpload"]["maxSize"])
+
+
+MAX_UPLOAD_BYTES = _max_upload()
 
 
 def _threads(mailbox: Mailbox, messages: list[StoredMessage]) -> list[dict[str, str]]:
@@ -865,6 +1058,22 @@ async def deliver(request: Request, spec: DeliverySpec) -> dict[str, Any]:
         address: _summary(add_message(emulator, state.mailbox(address), raw, labels, when))
         for address, labels in copies.items()
     }
+
+
+@admin_router.get("/outbound")
+async def outbound_mail(request: Request) -> list[dict[str, Any]]:
+    """Every copy of a sent message to an address outside the emulated mailboxes, oldest
+    first (its bytes base64url, as recipients got them)."""
+    return [
+        {
+            "sender": mail.sender,
+            "recipient": mail.recipient,
+            "messageId": mail.message_id,
+            "raw": _b64(mail.raw),
+            "sentAt": mail.sent_at.isoformat(),
+        }
+        for mail in gmail_state(emulator_of(request)).outbound
+    ]
 
 
 @admin_router.get("/{address}/messages")

@@ -39,8 +39,8 @@ users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
 # The services deciding about another user: the Google mirrors (an assignee, an attendee) and
-# accounts (whom a delegated token may impersonate).
-DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "tasks")
+# accounts (whom a delegated token may impersonate), gmail (the user an automation sends as).
+DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "gmail", "tasks")
 
 
 @users.get(
@@ -178,7 +178,7 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id:path}",
-    summary="A user of an org (callers: accounts, calendar, drive, tasks)",
+    summary="A user of an org (callers: accounts, calendar, drive, gmail, tasks)",
     responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(

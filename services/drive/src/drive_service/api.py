@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -794,6 +795,57 @@ async def save_file(
     )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return FilePublic.model_validate(row)
+
+
+# --- for the gmail service ---------------------------------------------------------------------
+
+# The end user a service acts for: their own PipeDesk token, checked here as the gateway would.
+ACTING_USER: Final = "X-Acting-User-Token"
+
+
+@internal.get(
+    "/files/{file_id}/content",
+    summary="A file's bytes for a message its reader sends (callers: gmail)",
+    description=(
+        f"The acting user's own PipeDesk token in `{ACTING_USER}` (checked as any user token: "
+        "`401` otherwise): the file must be of a record they may read (`404` otherwise, also "
+        "for another org's file). Streamed from Google; `X-File-Name` (percent-encoded) and "
+        "`Content-Type` name it. Google Docs files have no bytes of their own (`409`)."
+    ),
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **internal_problems(),
+        **problem_responses(NotFound, IsGoogleDoc, *GOOGLE_PROBLEMS),
+    },
+)
+async def file_for_mail(
+    file_id: UUID,
+    caller: Annotated[ServiceCaller, Depends(callers("gmail"))],
+    context: ContextDep,
+    service: ServiceDep,
+    acting_user: Annotated[str | None, Header(alias=ACTING_USER)] = None,
+) -> Response:
+    if not acting_user:
+        raise Unauthorized(f"{ACTING_USER} is required: the user the file is read for")
+    principal = await context.user_tokens.principal(acting_user)
+    found = await service.file(principal, file_id, Action.READ)
+    if found.mime_type.startswith(GOOGLE_APPS):
+        raise IsGoogleDoc("a Google Docs file has no bytes to attach; export it first")
+    size = found.size or 0
+    headers = {
+        "Content-Length": str(size),
+        "X-File-Name": quote(found.name, safe=""),
+    }
+    if size == 0:
+        return Response(b"", media_type=found.mime_type, headers=headers)
+    body = await _prefetched(await service.content(found, 0, size - 1))
+    return StreamingResponse(body, media_type=found.mime_type, headers=headers)
 
 
 __all__ = ["DriveFile", "internal", "router"]

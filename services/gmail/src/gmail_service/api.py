@@ -26,7 +26,13 @@ from gmail_service.settings import GmailSettings
 from gmail_service.sync import GmailRuntime, mailbox_key
 from pipedesk_common.app import PrincipalDep, provided
 from pipedesk_common.auth import Principal, Role
-from pipedesk_common.errors import Forbidden, InvalidInput, Unauthorized, problem_responses
+from pipedesk_common.errors import (
+    Forbidden,
+    InvalidInput,
+    Unauthorized,
+    invalid,
+    problem_responses,
+)
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS
 from pipedesk_common.mirror.runtime import MirrorRuntime
 
@@ -157,6 +163,9 @@ async def put_settings(
     body: OrgSettingsWrite, principal: PrincipalDep, runtime: RuntimeDep
 ) -> OrgSettingsPublic:
     _admin(principal)
+    sender = body.automation_sender_id
+    if sender is not None and await runtime.directory.user(principal.org_id, sender) is None:
+        raise invalid("automation_sender_id", "not a user of your organisation", "unknown_user")
     settings = await service.set_org_settings(runtime, principal.org_id, body.model_dump())
     return _settings_public(settings)
 

@@ -3,9 +3,19 @@ record timelines at each mailbox's sharing level, on the Google service kit."""
 
 from __future__ import annotations
 
-from gmail_service import api, models, read_api, service, sync
+from gmail_service import api, models, read_api, send_api, service, sync
 from gmail_service.google import GmailGoogle
+from gmail_service.settings import GmailSettings
 from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.observability import BodyLimit
+from pipedesk_common.uploads import gmail_send_limits
+
+
+def send_limits(settings: GmailSettings) -> list[BodyLimit]:
+    """Send and reply take up to ``GMAIL_MAX_SEND_BYTES`` (attachments); every other route
+    keeps the 1 MiB default."""
+    return gmail_send_limits(settings.max_send_bytes)
+
 
 GMAIL = GoogleProduct(
     name="gmail",
@@ -15,12 +25,13 @@ GMAIL = GoogleProduct(
     "each message one timeline item matched to the records of its participants, shown at "
     "its mailbox's sharing level.",
     tables=models.TABLES,
-    routers=[api.router, read_api.router, api.webhooks],
+    routers=[api.router, read_api.router, send_api.router, api.webhooks, send_api.internal],
     google=GmailGoogle,
     sync=sync.gmail_sync,
     resync=service.resync_user,
     jobs=service.gmail_jobs,
     example_job="gmail.catch-up",
     access_ended=service.mailbox_ended,
+    body_limits=send_limits,
 )
 build_app = GMAIL.app

@@ -9,7 +9,9 @@ import binascii
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
+
+from googleapiclient.http import MediaInMemoryUpload
 
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import NotFound
@@ -25,7 +27,10 @@ UNITS: Final = {
     "users.history.list": 2,
     "users.watch": 100,
     "users.stop": 50,
+    "users.messages.send": 100,
 }
+# The headers a reply is built from (``messages.get`` in ``metadata`` format).
+REPLY_HEADERS: Final = ("Message-ID", "References", "Subject", "From", "Reply-To", "To", "Cc")
 
 
 class MessageRef(GoogleResource):
@@ -75,6 +80,22 @@ class GmailMessage(GoogleResource):
 class Profile(GoogleResource):
     email_address: str
     history_id: str
+
+
+class OriginalHeaders(GoogleResource):
+    """A message as ``messages.get`` answers it in ``metadata`` format: what a reply needs."""
+
+    id: str
+    thread_id: str = ""
+    payload: dict[str, object] = {}
+
+    def header(self, name: str) -> str:
+        """The first header of that name ("" when it has none)."""
+        headers = self.payload.get("headers")
+        for item in headers if isinstance(headers, list) else []:
+            if isinstance(item, dict) and str(item.get("name", "")).lower() == name.lower():
+                return str(item.get("value", ""))
+        return ""
 
 
 class HistoryMessage(GoogleModel):
@@ -254,4 +275,56 @@ class GmailGoogle:
         await self._spend(user, "users.stop")
         await self.api.ensure_gone(
             user, "users.stop", lambda client: client.users().stop(userId="me")
+        )
+
+    async def original(self, user: GoogleUser, message_id: str) -> OriginalHeaders | None:
+        """The headers of a message of the mailbox a reply answers; None when it is gone."""
+        await self._spend(user, "users.messages.get")
+        try:
+            return await self.api.parsed(
+                user,
+                "users.messages.get",
+                lambda client: (
+                    client.users()
+                    .messages()
+                    .get(
+                        userId="me",
+                        id=message_id,
+                        format="metadata",
+                        metadataHeaders=list(REPLY_HEADERS),
+                    )
+                ),
+                OriginalHeaders,
+            )
+        except NotFound:
+            return None
+
+    async def sent_by_id(self, user: GoogleUser, rfc822_message_id: str) -> MessageRef | None:
+        """The mailbox's message with this ``Message-ID`` (``rfc822msgid:``), if there is one:
+        what a send whose answer was lost did."""
+        page = await self.message_ids(
+            user, f"rfc822msgid:{rfc822_message_id.strip('<>')} in:anywhere", None, 1
+        )
+        return page.items[0] if page.items else None
+
+    async def send(
+        self, user: GoogleUser, raw: bytes, thread_id: str | None, rfc822_message_id: str
+    ) -> MessageRef:
+        """``users.messages.send`` of ``raw`` (an upload, not base64 in JSON), in the thread
+        ``thread_id``. Never sent twice: after an ambiguous failure (a timeout, a lost answer, a
+        5xx) the mailbox is searched for its ``Message-ID`` first, and sent again only if it is
+        not there."""
+
+        async def reconcile() -> dict[str, object] | None:
+            found = await self.sent_by_id(user, rfc822_message_id)
+            return None if found is None else {"id": found.id, "threadId": found.thread_id}
+
+        def request(client: Any) -> Any:
+            media = MediaInMemoryUpload(raw, mimetype="message/rfc822", resumable=False)
+            body = {"threadId": thread_id} if thread_id else None
+            return client.users().messages().send(userId="me", body=body, media_body=media)
+
+        await self._spend(user, "users.messages.send")
+        return await self.api.parsed(
+            user, "users.messages.send", request, MessageRef, reconcile=reconcile
         )

@@ -98,7 +98,41 @@ class OrgMailSettings(GmailModel, table=True):
     blocklist: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     default_sharing: str = Field(default="metadata", sa_type=String(20))
     on_disconnect: str = Field(default="keep_metadata", sa_type=String(20))
+    automation_sender_id: str | None = Field(
+        default=None,
+        sa_type=String(255),
+        description="The user whose address the automation service sends from by default",
+    )
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class SentMessage(GmailModel, table=True):
+    """A message PipeDesk sends, written before Gmail is asked and keyed by its sender's
+    ``Idempotency-Key``: its ``Message-ID`` is generated once, so a retry after an answer that
+    never came looks for it (``rfc822msgid:``) before sending again. ``attempted_at``: when a
+    send was last asked of Gmail (a retry finding it set looks first); ``lease_until``: the
+    request sending it now holds it until then."""
+
+    __tablename__ = "sent_messages"
+    __table_args__ = (UniqueConstraint("org_id", "scope", "key"),)
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    user_id: str = Field(sa_type=String(255), description="Whose mailbox it is sent from")
+    sender_email: str = Field(sa_type=String(320))
+    scope: str = Field(sa_type=String(300), description="Who keyed it: a user or a service")
+    key: str = Field(sa_type=String(255))
+    fingerprint: str = Field(sa_type=String(64))
+    rfc822_message_id: str = Field(sa_type=String(300))
+    google_id: str | None = Field(default=None, sa_type=String(64))
+    thread_id: str | None = Field(default=None, sa_type=String(64))
+    message_id: UUID | None = Field(
+        default=None, description="The mirrored message (``gmail.messages``) once sent"
+    )
+    attempted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 message_links = record_links_table(

@@ -67,6 +67,9 @@ class OrgSettingsPublic(BaseModel):
         description="What a disconnected mailbox's mail becomes: kept on timelines at metadata "
         "level, or removed from every timeline and from PipeDesk"
     )
+    automation_sender_id: str | None = Field(
+        None, description="The user whose mailbox the automation service sends from by default"
+    )
     updated_at: datetime | None
 
 
@@ -77,5 +80,6 @@ class OrgSettingsWrite(BaseModel):
     blocklist: list[BlockEntry] = Field(default_factory=list, max_length=5000)
     default_sharing: Sharing = "metadata"
     on_disconnect: Literal["keep_metadata", "remove"] = "keep_metadata"
+    automation_sender_id: str | None = Field(None, min_length=1, max_length=255)
 
     _check_blocklist = field_validator("blocklist")(_blocklist)

@@ -1,10 +1,11 @@
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pipedesk_common.mirror.settings import GoogleServiceSettings
 from pipedesk_common.settings import Environment
+from pipedesk_common.uploads import DEFAULT_GMAIL_MAX_MESSAGE_BYTES, DEFAULT_GMAIL_MAX_SEND_BYTES
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
@@ -63,6 +64,20 @@ class GmailSettings(GoogleServiceSettings):
         ge=1,
         description="The largest attachment downloaded through PipeDesk (Gmail's own limit on a "
         "message is 25 MB); a larger one answers 413",
+    )
+    max_message_bytes: int = Field(
+        DEFAULT_GMAIL_MAX_MESSAGE_BYTES,
+        ge=1024,
+        le=DEFAULT_GMAIL_MAX_MESSAGE_BYTES,
+        description="The largest message sent, encoded (Gmail sends at most 25 MB): larger is "
+        "413 before Google is asked",
+    )
+    max_send_bytes: int = Field(
+        DEFAULT_GMAIL_MAX_SEND_BYTES,
+        ge=1024,
+        validation_alias=AliasChoices("GMAIL_MAX_SEND_BYTES", "max_send_bytes"),
+        description="The largest request body of the send and reply routes (the same setting "
+        "as the gateway's); every other route keeps MAX_BODY_BYTES",
     )
 
     @model_validator(mode="after")
