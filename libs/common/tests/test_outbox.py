@@ -24,7 +24,14 @@ from pipedesk_common.db import connect_raw, create_sessionmaker
 from pipedesk_common.events import Event, decode_event, new_event
 from pipedesk_common.events.crm import DealAccessChanged, LeadAccessChanged
 from pipedesk_common.messaging import Topology
-from pipedesk_common.outbox import PENDING, SENT, OutboxRelay, RelaySettings, add_event
+from pipedesk_common.outbox import (
+    PENDING,
+    SENT,
+    OutboxRelay,
+    RelaySettings,
+    add_event,
+    notify_channel,
+)
 from pipedesk_common.reconnect import Backoff
 from pipedesk_testkit.waiting import eventually
 
@@ -211,9 +218,13 @@ async def test_a_relay_whose_listening_connection_is_lost_listens_again(
         before = relayed.reconnects("outbox listener")
         killed = await connect_raw(database_url)
         try:
+            # This relay's own: another relay of the database (a service another test started)
+            # listens on its own channel and is left alone.
             terminated = await killed.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %' "
+                "AND position($1 in query) > 0",
+                notify_channel(relayed.table),
             )
         finally:
             await killed.close()
