@@ -122,7 +122,7 @@ class KitLifecycle:
             await running.health.access_ended(session, org_id, user_id, problem)
         ended = {"channels": 0}
         if running.channels is not None:
-            # Strict: a channel Google did not confirm stopped is stopped again on the next call.
+            # Strict: a channel Google was unavailable to stop is stopped again on the next call.
             ended["channels"] = await running.channels.stop_all(org_id, user_id, strict=True)
         if self.lifecycle.user_deactivated is not None:
             ended |= await self.lifecycle.user_deactivated(running, org_id, user_id)
