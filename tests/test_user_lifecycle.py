@@ -181,6 +181,18 @@ async def hand_overs(world: World, audit_id: str) -> list[dict[str, Any]]:
     )
 
 
+async def replica_owners(world: World, schema: str, record_ids: list[str]) -> set[str]:
+    """The owners a service's access replica holds for these records."""
+    found = await rows(
+        world,
+        f"SELECT record_id, owner_id FROM {schema}.access_replica WHERE record_id = ANY(:ids)",
+        ids=record_ids,
+    )
+    if len(found) != len(record_ids):
+        return set()
+    return {row["owner_id"] for row in found}
+
+
 async def refusals(stack: Stack, user: ActingUser, lead_id: str) -> dict[str, int]:
     """What each service answers the user's token, on a route every user may call."""
     accounts_url = stack.world.google.accounts_url
@@ -292,11 +304,17 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
             id=job["audit_id"],
         )  # fmt: skip
         assert deactivation["changes"] == {"active": [True, False]}
-        # The owner change is carried through Drive sharing: the manager now writes the folder.
+        # The owner change is carried through Drive sharing: the manager now writes the folder;
+        # and through the access replicas the calendar's, tasks' and drive's links are checked by.
         await eventually(
             lambda: grants(world, own_folder),
             until=lambda g: g.get(org.manager.principal.email) == "writer",
         )
+        for schema in ("calendar", "tasks", "drive"):
+            await eventually(
+                lambda schema=schema: replica_owners(world, schema, [*leads, deal]),
+                until=lambda owners: owners == {org.manager.sub},
+            )
 
         # Their token is refused everywhere (the timeline learns it from its next read).
         await eventually(lambda: refusals(stack, rep, leads[0]), until=all_refused)
@@ -416,3 +434,39 @@ async def test_deactivation_input_is_checked(
     assert (
         await world.crm.post(f"/api/users/{rep.sub}/reactivate", headers=rep.headers)
     ).status_code == 403
+
+
+async def test_only_the_crm_calls_the_lifecycle_and_only_services_read_the_deactivated(
+    world: World, timeline_app: OpenService, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with running(world, timeline_app, with_tasks=False) as stack:
+        path = f"/internal/lifecycle/users/{rep.sub}/deactivated"
+        body = {"org_id": users.org_id, "actor_id": "admin-1", "job_id": "job-1"}
+        as_drive = await stack.calendar.internal("POST", path, caller="drive", json=body)
+        assert as_drive.status_code == 403, as_drive.text
+        as_user = await stack.calendar.client.post(path, json=body, headers=rep.headers)
+        assert as_user.status_code == 401
+        missing = await stack.calendar.internal(
+            "POST", path, caller="crm", json={"org_id": users.org_id}
+        )
+        assert missing.status_code == 422
+        fields = {error["field"] for error in missing.json()["errors"]}
+        assert fields == {"body.actor_id", "body.job_id"}
+        # Nothing ran: the user is not refused (they have not connected Google: 409).
+        assert (await known_status(stack, rep)) == 409
+
+        listing = "/internal/users/deactivated"
+        assert (await world.crm.get(listing, headers=rep.headers)).status_code == 401
+        own = world.service_token("crm", "crm")
+        mine = await world.crm.get(listing, headers={"Authorization": f"Bearer {own}"})
+        assert mine.status_code == 403
+        token = world.service_token("timeline", "crm")
+        read = await world.crm.get(listing, headers={"Authorization": f"Bearer {token}"})
+        assert read.status_code == 200
+        assert {"org_id": users.org_id, "id": rep.sub} not in read.json()["items"]
+
+
+async def known_status(stack: Stack, user: ActingUser) -> int:
+    answer = await stack.calendar.client.get("/api/calendar/calendars", headers=user.headers)
+    return answer.status_code
