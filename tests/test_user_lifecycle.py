@@ -379,11 +379,14 @@ async def test_a_deactivation_a_service_did_not_answer_is_finished_by_the_next_r
         assert job["records_reassigned"] == 3
         assert await live_calendar_channels(world, rep.principal.email) == []
 
-        # Another reassignment target is refused while this one is unfinished.
+        # Another reassignment target is refused while this one is unfinished, and so is a
+        # reactivation.
         other = await world.crm.post(
             path, json={"reassign_to": org.manager.sub}, headers=org.admin.headers
         )
         assert other.status_code == 409, other.text
+        early = await world.crm.post(f"/api/users/{rep.sub}/reactivate", headers=org.admin.headers)
+        assert early.status_code == 409
 
         async with tasks_under_test(world).start(**FAST_REFUSALS):
             resumed = await world.crm.post(path, json={}, headers=org.admin.headers)
