@@ -303,7 +303,7 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
             world, "SELECT action, changes FROM crm.audit_log WHERE id = CAST(:id AS uuid)",
             id=job["audit_id"],
         )  # fmt: skip
-        assert deactivation["changes"] == {"active": [True, False]}
+        assert deactivation == {"action": "deactivated", "changes": {"active": [True, False]}}
         # The owner change is carried through Drive sharing: the manager now writes the folder;
         # and through the access replicas the calendar's, tasks' and drive's links are checked by.
         await eventually(

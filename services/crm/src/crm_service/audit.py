@@ -239,7 +239,10 @@ def _changed(obj: Any, spec: Audited, changes: Changes) -> Entry:
             "team", obj.id, obj.org_id, "archived" if archived else "updated", changes, obj
         )
     if isinstance(obj, User):
-        return Entry("user", obj.id, obj.org_id, "updated", changes, obj)
+        action = "updated"
+        if "active" in changes:
+            action = "reactivated" if changes["active"][1] else "deactivated"
+        return Entry("user", obj.id, obj.org_id, action, changes, obj)
     action = _state_action(changes)
     return Entry(spec.record_type, str(obj.id), obj.org_id, action, changes, obj)
 

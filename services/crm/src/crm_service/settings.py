@@ -13,10 +13,10 @@ class CrmSettings(BaseServiceSettings):
 
     lifecycle_services: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["calendar", "tasks", "drive", "accounts"],
-        min_length=1,
         validation_alias=AliasChoices("CRM_LIFECYCLE_SERVICES", "lifecycle_services"),
         description="The services whose part of the lifecycle contract a deactivation runs, in "
-        "order (the accounts service always last), each reached at its <NAME>_URL",
+        "order (the accounts service always last), each reached at its <NAME>_URL; empty, a "
+        "deactivation only refuses the user and hands their records over",
     )
     lifecycle_call_timeout_seconds: float = Field(
         120.0,
