@@ -92,6 +92,11 @@ async def deactivate_user(
 @user_lifecycle.get(
     "/{user_id:path}/deactivations/{job_id}",
     summary="A user's deactivation job and each service's part (admins)",
+    description=(
+        "The job as the deactivation answered it (its `Location`), and as it stands now: "
+        "each service's part, the records handed over, `completed` once all is done. A job of "
+        "another org, or of another user, is `404`."
+    ),
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
 )
 async def get_deactivation(
