@@ -122,6 +122,7 @@ class UserLifecycle:
                     col(AuditEntry.org_id) == user.org_id,
                     col(AuditEntry.record_type) == "user",
                     col(AuditEntry.record_id) == user.id,
+                    col(AuditEntry.action) == "deactivated",
                 )
                 .order_by(col(AuditEntry.id).desc())
                 .limit(1)
