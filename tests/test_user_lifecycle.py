@@ -173,8 +173,12 @@ async def folder_of(stack: Stack, user: ActingUser, kind: str, record_id: str) -
     return google_id
 
 
-async def live_calendar_channels(world: World, email: str) -> list[dict[str, Any]]:
-    found = (await world.google.admin("GET", "/calendar/channels")).json()["channels"]
+async def live_channels(world: World, email: str) -> list[dict[str, Any]]:
+    """The user's push channels Google still sends to: Calendar's and Drive's."""
+    found = [
+        *(await world.google.admin("GET", "/calendar/channels")).json()["channels"],
+        *(await world.google.admin("GET", "/drive/channels")).json(),
+    ]
     return [c for c in found if c["owner"] == email and not c["stopped"] and not c["expired"]]
 
 
@@ -274,7 +278,7 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
             await eventually(lambda f=folder: grants(world, f), until=lambda g: rep_email in g)
         watched = await stack.calendar.client.post("/api/calendar/watch", headers=rep.headers)
         assert watched.status_code == 200, watched.text
-        assert await live_calendar_channels(world, rep_email)
+        assert await live_channels(world, rep_email)
         assert none_refused(await refusals(stack, rep, leads[0]))
 
         # Another org's admin does not find them; a manager may not.
@@ -299,7 +303,7 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert parts["accounts"]["ended"] == {"grants": 1}
 
         # Google: no channel of theirs lives, no folder is shared with them, no grant is left.
-        assert await live_calendar_channels(world, rep_email) == []
+        assert await live_channels(world, rep_email) == []
         for folder in (own_folder, shared_folder):
             assert rep_email not in await grants(world, folder)
         async with httpx.AsyncClient(timeout=10) as http:
@@ -394,7 +398,7 @@ async def test_a_deactivation_a_service_did_not_answer_is_finished_by_the_next_r
         assert parts["accounts"]["state"] == "pending"
         assert job["records_done"] is True
         assert job["records_reassigned"] == 3
-        assert await live_calendar_channels(world, rep.principal.email) == []
+        assert await live_channels(world, rep.principal.email) == []
 
         # Another reassignment target is refused while this one is unfinished, and so is a
         # reactivation.
