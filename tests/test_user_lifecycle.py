@@ -353,6 +353,22 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert again.json() == job
         assert len(await hand_overs(world, job["audit_id"])) == 3
         assert await ending_calls(world) == ending
+        # Each service's part, called again, ends nothing more.
+        contract = f"/internal/lifecycle/users/{rep.sub}/deactivated"
+        body = {"org_id": users.org_id, "actor_id": org.admin.sub, "job_id": job["id"]}
+        for service in (stack.calendar, stack.drive):
+            part = await service.internal("POST", contract, caller="crm", json=body)
+            assert part.status_code == 200, part.text
+            assert set(part.json()["ended"].values()) == {0}, part.json()
+        token = world.service_token("crm", "accounts")
+        async with httpx.AsyncClient(timeout=10) as http:
+            part = await http.post(
+                world.google.accounts_url + contract,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert part.json()["ended"] == {"grants": 0}
+        assert await ending_calls(world) == ending
 
         # Reactivation restores sign-in, not the records, nor the Google connection.
         back = await world.crm.post(f"/api/users/{rep.sub}/reactivate", headers=org.admin.headers)
