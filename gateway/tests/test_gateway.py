@@ -183,6 +183,12 @@ def recording_upstream() -> Iterator[tuple[dict[str, str], list[Recorded]]]:
     upstream = FastAPI()
     received: list[Recorded] = []
 
+    @upstream.get("/internal/users/deactivated")
+    async def deactivated() -> dict[str, list[str]]:
+        """The CRM's deactivated users, which the gateway reads on its own: not a request it
+        let through, so not recorded."""
+        return {"items": []}
+
     @upstream.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def anything(path: str, request: Request) -> dict[str, bool]:
         received.append(

@@ -190,6 +190,7 @@ class ProxyFront:
             )
             try:
                 principal = await context.user_tokens.principal(bearer_token(authorization))
+                context.refusals.check(principal)  # a deactivated user: 403 user-deactivated
             except AppError as exc:
                 refusal = problem_response(
                     exc.status,
@@ -233,6 +234,7 @@ async def _dispatch(request: Request) -> Response:
         principal = await context.user_tokens.principal(
             bearer_token(request.headers.get("authorization"))
         )
+        context.refusals.check(principal)
         org_id, user = principal.org_id, principal.sub
     refused = await gateway.rate_limit(target.route_class, request, org_id, user)
     if refused is not None:

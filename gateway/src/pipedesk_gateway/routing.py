@@ -99,6 +99,7 @@ class RouteClass(StrEnum):
 _SENSITIVE: Final[tuple[tuple[str | None, re.Pattern[str]], ...]] = (
     ("DELETE", re.compile(r"^/api/")),
     (None, re.compile(r"/change-owner$")),
+    ("POST", re.compile(r"^/api/users/.+/(deactivate|reactivate)$")),
     (None, re.compile(r"/(permissions|members)(/[^/]+)?$")),
     ("POST", re.compile(r"^/api/gmail/.*(send|reply|forward)$")),
     ("POST", re.compile(r"^/api/gmail/messages$")),

@@ -1,5 +1,6 @@
 """Renewing push channels is counted by outcome, so an alert sees renewals failing well before a
-channel lapses (``pipedesk_push_channel_renewals_total``)."""
+channel lapses (``pipedesk_push_channel_renewals_total``). Stopping a user's channels strictly
+(a deactivation) keeps a channel Google was unavailable to stop, to stop it again."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from pipedesk_common.clock import ManualClock
+from pipedesk_common.google.accounts import AccountsUnavailable
+from pipedesk_common.google.calls import GoogleQuotaExhausted
 from pipedesk_common.google.credentials import GoogleUser
 from pipedesk_common.google.push import OpenedChannel, PushChannels, channels_table
 
@@ -36,6 +39,7 @@ class FlakyGoogle:
     def __init__(self) -> None:
         self.failing = False
         self.stopped: list[str] = []
+        self.stop_error: Exception | None = None
 
     async def watch(
         self, user: GoogleUser, resource: str, channel_id: str, token: str, ttl: int
@@ -45,6 +49,8 @@ class FlakyGoogle:
         return OpenedChannel(resource_id=f"res-{channel_id}", expiration=None)
 
     async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None:
+        if self.stop_error is not None:
+            raise self.stop_error
         self.stopped.append(channel_id)
 
 
@@ -96,3 +102,34 @@ async def test_renewals_are_counted_renewed_failed_and_lapsed(
     assert renewals("renewed") - before["renewed"] == 1
     assert renewals("failed") - before["failed"] == 1
     assert renewals("lapsed") - before["lapsed"] == 1
+
+
+async def test_a_strict_stop_keeps_a_channel_google_was_unavailable_to_stop(
+    channels: tuple[PushChannels, FlakyGoogle],
+) -> None:
+    push, google = channels
+    user = GoogleUser(org_id=f"org-{uuid.uuid4().hex[:8]}", user_id="u1", email="u1@example.com")
+    opened = await push.open(user, "primary")
+
+    google.stop_error = GoogleQuotaExhausted("Google answered 503")
+    with pytest.raises(GoogleQuotaExhausted):
+        await push.stop_all(user.org_id, user.user_id, strict=True)
+    assert [channel.id for channel in await push.active(user.org_id, user.user_id)] == [opened.id]
+
+    google.stop_error = None
+    assert await push.stop_all(user.org_id, user.user_id, strict=True) == 1
+    assert google.stopped == [opened.id]
+    assert await push.active(user.org_id, user.user_id) == []
+    assert await push.stop_all(user.org_id, user.user_id, strict=True) == 0
+
+
+async def test_a_strict_stop_without_credentials_marks_the_channel_stopped(
+    channels: tuple[PushChannels, FlakyGoogle],
+) -> None:
+    push, google = channels
+    user = GoogleUser(org_id=f"org-{uuid.uuid4().hex[:8]}", user_id="u1", email="u1@example.com")
+    await push.open(user, "primary")
+    google.stop_error = AccountsUnavailable("the accounts service answered 403")
+    assert await push.stop_all(user.org_id, user.user_id, strict=True) == 1
+    assert await push.active(user.org_id, user.user_id) == []
+    assert google.stopped == []

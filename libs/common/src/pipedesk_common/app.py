@@ -58,6 +58,7 @@ from pipedesk_common.outbox import OutboxRelay, RelaySettings
 from pipedesk_common.pagination import CursorCodec
 from pipedesk_common.reconnect import Backoff
 from pipedesk_common.settings import BaseServiceSettings
+from pipedesk_common.signin import SignInRefusals, follow_refusals
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class ServiceContext:
     cursors: CursorCodec
     service_token_issuer: ServiceTokenIssuer | None
     topology: Topology
+    refusals: SignInRefusals
     parts: dict[type[Any], object] = field(default_factory=dict)
 
     def issuer(self) -> ServiceTokenIssuer:
@@ -145,6 +147,7 @@ def build_context(settings: BaseServiceSettings, clock: Clock) -> ServiceContext
             settings.broker_queue_ledger,
             stack=settings.stack,
         ),
+        refusals=SignInRefusals(settings.service_name),
     )
 
 
@@ -266,9 +269,12 @@ def create_app(
     openapi_url: str | None = "/openapi.json",
     idempotency: Table | None = None,
     body_limits: Sequence[BodyLimit] = (),
+    follow_refusals_of_crm: bool = True,
 ) -> FastAPI:
     """A service app with auth, errors, health, metrics, tracing, request ids, a database
-    session, and — when given — the outbox relay and event consumers running beside it."""
+    session, and — when given — the outbox relay and event consumers running beside it.
+    With ``follow_refusals_of_crm`` (every service but the CRM, which reads its own directory),
+    the CRM's deactivated users are read every ``AUTH_REFUSALS_REFRESH_SECONDS`` and refused."""
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)
     effective_clock = clock or SystemClock()
@@ -280,12 +286,28 @@ def create_app(
             context.provide(IdempotentRequests(idempotency, effective_clock, context.engine))
         app.state.context = context
         app.state.sessionmaker = context.sessionmaker
+        refusals = (
+            asyncio.create_task(
+                follow_refusals(
+                    context.refusals,
+                    http=lambda: context.http,
+                    issuer=context.issuer,
+                    crm_url=settings.crm_base_url,
+                    every=settings.auth_refusals_refresh_seconds,
+                ),
+                name=f"{settings.service_name}-refusals",
+            )
+            if follow_refusals_of_crm and context.service_token_issuer is not None
+            else None
+        )
         try:
             # The app's own parts first: consumers and the relay start once they exist, and
             # stop before they go.
             async with _nested(context, lifespans), _background(context, outbox, consumers):
                 yield
         finally:
+            if refusals is not None:
+                await stop_task(refusals)
             await context.http.aclose()
             await context.engine.dispose()
 
@@ -421,7 +443,10 @@ async def current_principal(
     context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return await context.user_tokens.principal(_raw_token(credentials))
+    """The token's user, unless the org directory deactivated them (``403 user-deactivated``)."""
+    principal = await context.user_tokens.principal(_raw_token(credentials))
+    context.refusals.check(principal)
+    return principal
 
 
 async def current_service(

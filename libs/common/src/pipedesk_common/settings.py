@@ -148,6 +148,16 @@ class BaseServiceSettings(BaseSettings):
         le=120,
         validation_alias=AliasChoices("AUTH_LEEWAY_SECONDS", "auth_leeway_seconds"),
     )
+    auth_refusals_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        validation_alias=AliasChoices(
+            "AUTH_REFUSALS_REFRESH_SECONDS", "auth_refusals_refresh_seconds"
+        ),
+        description="How often the CRM's list of deactivated users is read again: a deactivated "
+        "user's token is refused at the latest this long after the deactivation",
+    )
     service_jwks_url: str | None = Field(
         None, validation_alias=AliasChoices("SERVICE_JWKS_URL", "service_jwks_url")
     )
@@ -366,6 +376,11 @@ class BaseServiceSettings(BaseSettings):
         """Where another process of the system listens (``<NAME>_URL`` or the Wiring default)."""
         configured = os.environ.get(f"{process.upper()}_URL")
         return configured or f"http://127.0.0.1:{port_for(process, self.port_base)}"
+
+    @property
+    def crm_base_url(self) -> str:
+        """Where the CRM listens (its directory, its access lists)."""
+        return self.url_of("crm")
 
     @property
     def jwks_url(self) -> str:

@@ -45,6 +45,7 @@ from pipedesk_common.google.credentials import (
 )
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_common.internal import callers, internal_problems, refuse_internal_call
+from pipedesk_common.lifecycle import lifecycle_router
 from pipedesk_common.pagination import Page
 
 log = logging.getLogger(__name__)
@@ -329,4 +330,8 @@ async def token(
     return answer
 
 
-__all__ = ["internal", "router"]
+# The accounts part of the user lifecycle (the CRM calls it after the product services' parts,
+# which still need the user's grant to stop their channels at Google).
+lifecycle = lifecycle_router(accounts_service)
+
+__all__ = ["internal", "lifecycle", "router"]

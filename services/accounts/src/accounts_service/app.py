@@ -5,7 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from accounts_service.api import internal, router
+from accounts_service.api import internal, lifecycle, router
 from accounts_service.health import QUEUE, follow_sync_health
 from accounts_service.health_api import health
 from accounts_service.models import inbox, outbox
@@ -29,7 +29,7 @@ def build_app(settings: AccountsSettings | None = None, clock: Clock | None = No
         title="PipeDesk accounts",
         description="Google connections, an encrypted token vault, credentials for every Google "
         "call, and the sync health of every Google product.",
-        routers=[router, health, internal],
+        routers=[router, health, internal, lifecycle],
         clock=clock,
         outbox=outbox,
         consumers=[sync_health],

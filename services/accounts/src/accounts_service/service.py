@@ -67,6 +67,7 @@ from pipedesk_common.google.scopes import (
     scopes_for,
 )
 from pipedesk_common.ids import new_id
+from pipedesk_common.lifecycle import UserDeactivation
 from pipedesk_common.outbox import add_event
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -356,6 +357,18 @@ class AccountsService:
             )
         await self._publish(GoogleDisconnected, connection, actor_id=actor_id)
         await self.repository.delete(connection)
+
+    async def user_deactivated(
+        self, deactivation: UserDeactivation, user_id: str
+    ) -> dict[str, int]:
+        """The accounts part of the lifecycle contract: the user's Google grant revoked at
+        Google and forgotten (as a disconnect by the admin who deactivated them). Idempotent:
+        once forgotten, nothing is left to revoke."""
+        org_id = deactivation.org_id
+        if await self.repository.connection(org_id, user_id) is None:
+            return {"grants": 0}
+        await self.disconnect(org_id, user_id, deactivation.actor_id)
+        return {"grants": 1}
 
     # -- access tokens ----------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from calendar_service import api, jobs, models, sync
 from calendar_service.google import CalendarGoogle
-from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
 
 CALENDAR = GoogleProduct(
     name="calendar",
@@ -18,5 +18,6 @@ CALENDAR = GoogleProduct(
     jobs=jobs.calendar_jobs,
     example_job="calendar.reconcile",
     push=sync.key_of_channel,
+    lifecycle=ProductLifecycle(),
 )
 build_app = CALENDAR.app

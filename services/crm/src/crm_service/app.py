@@ -7,6 +7,7 @@ from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
 from crm_service.drive_audit import drive_audit_consumer
 from crm_service.gmail_audit import gmail_audit_consumer
+from crm_service.lifecycle_api import internal_refusals, user_lifecycle
 from crm_service.models import idempotency_keys, outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
@@ -22,9 +23,23 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
             "the Drive actions and mail links the drive and gmail services report), "
             "with org isolation and role-based access."
         ),
-        routers=[leads, deals, contacts, companies, users, teams, audit, internal, internal_users],
+        # The lifecycle's routes before the directory's: ``/api/users/{id:path}`` takes any path.
+        routers=[
+            leads,
+            deals,
+            contacts,
+            companies,
+            user_lifecycle,
+            users,
+            teams,
+            audit,
+            internal,
+            internal_refusals,
+            internal_users,
+        ],
         clock=clock,
         outbox=outbox,
         consumers=[drive_audit_consumer(), gmail_audit_consumer()],
         idempotency=idempotency_keys,
+        follow_refusals_of_crm=False,  # it reads its own directory on every request
     )

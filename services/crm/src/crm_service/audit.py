@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Delete, Update, event, inspect, select
@@ -83,6 +84,7 @@ Changes = dict[str, tuple[Any, Any]]
 
 ACTOR_KEY = "crm.audit.actor"
 REASONS_KEY = "crm.audit.reasons"
+CAUSE_KEY = "crm.audit.caused_by"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,12 @@ class Actor:
 def act_as(session: AsyncSession | Session, principal: Principal, clock: Clock) -> None:
     """Attribute every change flushed through ``session`` to ``principal``."""
     session.info[ACTOR_KEY] = Actor(principal.org_id, principal.sub, clock)
+
+
+def caused_by(session: AsyncSession | Session, audit_id: UUID | None) -> None:
+    """Record every change flushed through ``session`` from now on as caused by the audit entry
+    ``audit_id`` (a user's deactivation, for the hand-over of their records)."""
+    session.info[CAUSE_KEY] = audit_id
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,10 @@ def _changed(obj: Any, spec: Audited, changes: Changes) -> Entry:
             "team", obj.id, obj.org_id, "archived" if archived else "updated", changes, obj
         )
     if isinstance(obj, User):
-        return Entry("user", obj.id, obj.org_id, "updated", changes, obj)
+        action = "updated"
+        if "active" in changes:
+            action = "reactivated" if changes["active"][1] else "deactivated"
+        return Entry("user", obj.id, obj.org_id, action, changes, obj)
     action = _state_action(changes)
     return Entry(spec.record_type, str(obj.id), obj.org_id, action, changes, obj)
 
@@ -521,6 +532,7 @@ def _record_audit(session: Session, _flush: UOWTransaction) -> None:
                 "occurred_at": occurred_at,
                 "request_id": request_id,
                 "reason": entry.reason,
+                "caused_by": session.info.get(CAUSE_KEY),
             }
         )
         snapshot = _snapshot_event(entry)

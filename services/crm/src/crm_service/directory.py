@@ -22,6 +22,7 @@ from pipedesk_common.auth import Principal, Role
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import Conflict, Forbidden, NotFound
 from pipedesk_common.ids import new_id
+from pipedesk_common.signin import UserDeactivated
 
 
 async def active_user(session: AsyncSession, org_id: str, user_id: str) -> User | None:
@@ -30,9 +31,14 @@ async def active_user(session: AsyncSession, org_id: str, user_id: str) -> User 
 
 
 async def upsert_caller(session: AsyncSession, principal: Principal, clock: Clock) -> User:
-    """Make the directory agree with the caller's token (a write only when something changed)."""
+    """Make the directory agree with the caller's token (a write only when something changed);
+    a deactivated user is refused (``403 user-deactivated``)."""
     act_as(session, principal, clock)
     user = await session.get(User, (principal.org_id, principal.sub))
+    if user is not None and not user.active:
+        raise UserDeactivated(
+            "this user was deactivated in the org directory; an admin may reactivate them"
+        )
     if user is None:
         now = clock.now()
         user = User(

@@ -287,6 +287,38 @@ class AuditEntry(CrmModel, table=True):
     )
 
 
+class UserDeactivationJob(CrmModel, table=True):
+    """A user's deactivation, step by step: their records handed over, then each service's part
+    of the lifecycle contract, so a repeated request finishes what an interrupted one began."""
+
+    __tablename__ = "user_deactivations"
+    __table_args__ = (
+        Index("ix_user_deactivations_user", "org_id", "user_id", "created_at"),
+        CheckConstraint("status IN ('running', 'completed')", name="status"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    user_id: str = Field(sa_type=String(255))
+    requested_by: str = Field(sa_type=String(255))
+    new_owner_id: str = Field(sa_type=String(255), description="Who receives their records")
+    audit_id: UUID = Field(
+        description="The audit entry of the deactivation; every hand-over "
+        "it caused names it in ``caused_by``"
+    )
+    status: str = Field(sa_type=String(20))
+    records_reassigned: int = 0
+    records_done: bool = Field(default=False, sa_type=Boolean)
+    parts: dict[str, Any] = Field(
+        sa_column=Column(JSONB, nullable=False),
+        description="Each service's part, by name: state (pending, done, failed), what it "
+        "ended, its last error",
+    )
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
 outbox = outbox_table(CrmModel.metadata)
 inbox = inbox_tables(CrmModel.metadata)
 idempotency_keys = idempotency_table(CrmModel.metadata)

@@ -333,6 +333,49 @@ class UserPublic(BaseModel):
     version: int
 
 
+class UserDeactivate(_Input):
+    reassign_to: UserId | None = Field(
+        None,
+        description="Who receives the user's leads and deals: an active user of the org who may "
+        "own records; left out, the manager of the user's team (the one active manager sharing "
+        "a team with them)",
+    )
+
+
+class DeactivationPartPublic(BaseModel):
+    state: Literal["pending", "done", "failed"] = Field(
+        description="`pending`: not run yet (the accounts part waits for every other part, "
+        "whose channels need the user's Google grant); `failed`: the last call did not succeed "
+        "and the next request runs it again"
+    )
+    ended: dict[str, int] = Field(
+        default_factory=dict, description="What the service ended, by kind (summed over calls)"
+    )
+    error: str | None = Field(None, description="Why the last call failed")
+    done_at: datetime | None = None
+
+
+class UserDeactivationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: str
+    user_id: str
+    requested_by: str
+    new_owner_id: str
+    audit_id: UUID = Field(
+        description="The audit entry of the deactivation; each hand-over of a record is audited "
+        "with `caused_by` = this id"
+    )
+    status: Literal["running", "completed"]
+    records_reassigned: int
+    records_done: bool = Field(description="Every lead and deal of the user has been handed over")
+    parts: dict[str, DeactivationPartPublic] = Field(description="Each service's part, by name")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
 TeamName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 

@@ -1,6 +1,7 @@
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pipedesk_common.settings import BaseServiceSettings
 
@@ -9,3 +10,36 @@ class CrmSettings(BaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", populate_by_name=True)
 
     service_name: ClassVar[str] = "crm"
+
+    lifecycle_services: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["calendar", "tasks", "drive", "accounts"],
+        validation_alias=AliasChoices("CRM_LIFECYCLE_SERVICES", "lifecycle_services"),
+        description="The services whose part of the lifecycle contract a deactivation runs, in "
+        "order (the accounts service always last), each reached at its <NAME>_URL; empty, a "
+        "deactivation only refuses the user and hands their records over",
+    )
+    lifecycle_call_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices(
+            "CRM_LIFECYCLE_CALL_TIMEOUT_SECONDS", "lifecycle_call_timeout_seconds"
+        ),
+        description="How long one service's part of a deactivation may take before it counts "
+        "as failed (run again by the next request)",
+    )
+
+    @field_validator("lifecycle_services", mode="before")
+    @classmethod
+    def _services_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("lifecycle_services")
+    @classmethod
+    def _service_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.isidentifier() or name == "crm":
+                raise ValueError(f"{name!r} is not the name of another service")
+        return value

@@ -4,11 +4,11 @@ kit."""
 import re
 from datetime import timedelta
 
-from drive_service import api, changes, consumers, models, repair, sync
+from drive_service import api, changes, consumers, lifecycle, models, repair, sync
 from drive_service.google import DriveGoogle
 from drive_service.runtime import DriveRuntime
 from drive_service.settings import DriveSettings
-from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
 from pipedesk_common.observability import BodyLimit
 from pipedesk_common.periodic import PeriodicJob
 from pipedesk_common.uploads import drive_upload_limits
@@ -46,5 +46,6 @@ DRIVE = GoogleProduct(
     google_account=consumers.follow_google_account,
     push=changes.key_of_channel,
     body_limits=upload_limits,
+    lifecycle=ProductLifecycle(user_deactivated=lifecycle.user_deactivated),
 )
 build_app = DRIVE.app

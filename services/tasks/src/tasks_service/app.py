@@ -1,6 +1,6 @@
 """The tasks service: Google Tasks linked to CRM records, on the Google service kit."""
 
-from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
 from tasks_service import api, jobs, models, sync
 from tasks_service.google import TasksGoogle
 
@@ -17,5 +17,6 @@ TASKS = GoogleProduct(
     resync=sync.resync_user,
     jobs=jobs.tasks_jobs,
     example_job="tasks.poll",
+    lifecycle=ProductLifecycle(),
 )
 build_app = TASKS.app

@@ -257,7 +257,7 @@ class UserSnapshot(VersionedData):
     name: str | None
     role: str
     team_ids: list[str]
-    active: bool = True
+    active: bool = Field(True, description="False once an admin deactivated the user")
 
 
 @contract("crm", "user", "created")
@@ -267,7 +267,8 @@ class UserCreated(UserSnapshot):
 
 @contract("crm", "user", "updated")
 class UserUpdated(UserSnapshot):
-    """A user's email, name, role or teams changed."""
+    """A user's email, name, role or teams changed, or an admin deactivated (``active``
+    false: their tokens are refused everywhere) or reactivated them."""
 
 
 class TeamSnapshot(VersionedData):

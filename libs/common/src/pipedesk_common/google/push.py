@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import Unauthorized
+from pipedesk_common.google.calls import GoogleQuotaExhausted, NotSent
 from pipedesk_common.google.credentials import GoogleUser
 
 log = logging.getLogger(__name__)
@@ -289,20 +290,26 @@ class PushChannels:
                 update(table).where(table.c.id == channel_id).values(stopped_at=self.clock.now())
             )
 
-    async def stop(self, channel: Channel) -> None:
+    async def stop(self, channel: Channel, *, strict: bool = False) -> None:
         """Stop a channel at Google and mark it stopped; if Google cannot be asked, it is marked
-        stopped anyway (its notifications are ignored until it expires)."""
+        stopped anyway (its notifications are ignored until it expires) — unless ``strict`` and
+        Google itself was unavailable (a 5xx or rate limit after the retries, no connection):
+        then the error is raised and the channel stays recorded as live, to be stopped again.
+        Without credentials for the user (access revoked, refused) Google cannot be asked at
+        all: the channel is marked stopped and lapses at its expiry."""
         try:
             if channel.resource_id:
                 await self._stop(channel.user, channel.id, channel.resource_id)
-        except Exception:
+        except Exception as exc:
+            if strict and isinstance(exc, GoogleQuotaExhausted | NotSent):
+                raise
             log.warning("could not stop channel %s at Google", channel.id, exc_info=True)
         await self._mark_stopped(channel.id)
 
-    async def stop_all(self, org_id: str, user_id: str) -> int:
+    async def stop_all(self, org_id: str, user_id: str, *, strict: bool = False) -> int:
         active = await self.active(org_id, user_id)
         for channel in active:
-            await self.stop(channel)
+            await self.stop(channel, strict=strict)
         return len(active)
 
     async def resume(self, org_id: str, user_id: str) -> int:

@@ -12,7 +12,10 @@ The kit assembles the rest, the same for every product:
   push channels), provided to routes by type;
 - the periodic jobs — the product's, pruning idempotency keys, renewing push channels — and
   ``POST /internal/jobs/{name}``; the push webhook; ``POST /internal/sync/resync``;
-- the sync health gauges, counted again every ``HEALTH_METRICS_SECONDS``.
+- the sync health gauges, counted again every ``HEALTH_METRICS_SECONDS``;
+- for a product with a ``lifecycle``, its part of the user lifecycle
+  (``pipedesk_common.lifecycle``): a deactivated user's pending syncs dropped, their health
+  ``needs_reconnect``, their push channels stopped at Google, then the product's own part.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.access import AccessReplica, AccessStored
-from pipedesk_common.app import ServiceContext, create_app, running_context
+from pipedesk_common.app import ContextDep, ServiceContext, create_app, running_context
 from pipedesk_common.background import BackgroundWork
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.coalesce import Coalescer
@@ -57,6 +60,7 @@ from pipedesk_common.google.push import PushChannels, WatchCall, suspend_user_ch
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_common.idempotency import IdempotencyKeys
 from pipedesk_common.internal import jobs_router
+from pipedesk_common.lifecycle import UserDeactivation, lifecycle_router
 from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.health import SyncHealth
 from pipedesk_common.mirror.keys import SyncKey
@@ -67,6 +71,7 @@ from pipedesk_common.mirror.tables import MirrorTables
 from pipedesk_common.mirror.work import SyncRun, SyncWork
 from pipedesk_common.observability import BodyLimit
 from pipedesk_common.periodic import JobRunner, PeriodicJob
+from pipedesk_common.signin import UserDeactivated
 from pipedesk_common.uow import UnitOfWork, on_commit
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,45 @@ class Watching(Protocol):
     def watcher(self, address: str) -> WatchCall: ...
 
     async def stop(self, user: GoogleUser, channel_id: str, resource_id: str) -> None: ...
+
+
+# A product's own part of a deactivation, after the kit's: (runtime, org_id, user_id) → what it
+# ended, by kind. Idempotent.
+ProductDeactivation = Callable[["MirrorRuntime[Any, Any]", str, str], Awaitable[dict[str, int]]]
+
+
+@dataclass(frozen=True)
+class ProductLifecycle:
+    """A product takes part in the user lifecycle; the kit's part runs first, then
+    ``user_deactivated`` (None: the kit's part is the whole of it)."""
+
+    user_deactivated: ProductDeactivation | None = None
+
+
+class KitLifecycle:
+    """A Google service's part of the lifecycle contract (``UserLifecycle``)."""
+
+    def __init__(self, runtime: MirrorRuntime[Any, Any], lifecycle: ProductLifecycle) -> None:
+        self.runtime = runtime
+        self.lifecycle = lifecycle
+
+    async def user_deactivated(
+        self, deactivation: UserDeactivation, user_id: str
+    ) -> dict[str, int]:
+        running, org_id = self.runtime, deactivation.org_id
+        problem = SyncProblem(
+            type=PROBLEM_TYPE_BASE + UserDeactivated.slug, message="the user was deactivated"
+        )
+        async with running.uow.write() as session:
+            await running.work.forget_user(session, org_id, user_id)
+            await running.health.access_ended(session, org_id, user_id, problem)
+        ended = {"channels": 0}
+        if running.channels is not None:
+            # Strict: a channel Google was unavailable to stop is stopped again on the next call.
+            ended["channels"] = await running.channels.stop_all(org_id, user_id, strict=True)
+        if self.lifecycle.user_deactivated is not None:
+            ended |= await self.lifecycle.user_deactivated(running, org_id, user_id)
+        return ended
 
 
 class AppOptions(TypedDict, total=False):
@@ -129,6 +173,8 @@ class GoogleProduct(Generic[G, S]):
     access_ended: (
         Callable[[MirrorRuntime[G, S], AsyncSession, str, str], Awaitable[None]] | None
     ) = None
+    # Its part of the user lifecycle (None: it does not take part; the CRM does not call it).
+    lifecycle: ProductLifecycle | None = None
 
     @property
     def inbound_queue(self) -> str:
@@ -199,6 +245,13 @@ def google_service(
             await built.background.close()
 
     routers = [*product.routers, jobs_router(product.example_job), sync_router(product.resync)]
+    if product.lifecycle is not None:
+        lifecycle = product.lifecycle
+
+        async def participant(context: ContextDep) -> KitLifecycle:
+            return KitLifecycle(context.part(MirrorRuntime), lifecycle)
+
+        routers.append(lifecycle_router(participant))
     if product.push is not None:
         assert isinstance(settings, PushServiceSettings)
         routers.append(webhook_router(product.name, settings.webhook_path, product.push))

@@ -1,0 +1,145 @@
+"""Users leaving: deactivation (a resumable job) and reactivation, for admins; and the list of
+deactivated users every other service reads to refuse their tokens."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, Response, status
+from pydantic import BaseModel
+
+from crm_service.api import CallerDep
+from crm_service.directory_api import UserIdPath
+from crm_service.lifecycle import UserLifecycle, deactivated_users, in_order
+from crm_service.models import UserDeactivationJob
+from crm_service.schemas import UserDeactivate, UserDeactivationPublic, UserPublic
+from crm_service.settings import CrmSettings
+from pipedesk_common.app import ContextDep
+from pipedesk_common.auth import ServiceCaller
+from pipedesk_common.db import SessionDep
+from pipedesk_common.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    problem_responses,
+)
+from pipedesk_common.ids import id_path
+from pipedesk_common.internal import callers, internal_problems
+from pipedesk_common.signin import RefusedUser
+
+# Every service refuses deactivated users' tokens, the gateway included.
+REFUSAL_READERS = (
+    "accounts", "automation", "calendar", "drive", "gateway", "gmail", "tasks", "timeline",
+)  # fmt: skip
+
+user_lifecycle = APIRouter(prefix="/api/users", tags=["directory"])
+internal_refusals = APIRouter(prefix="/internal/users", tags=["internal"])
+
+
+async def lifecycle(context: ContextDep) -> UserLifecycle:
+    settings = context.settings
+    assert isinstance(settings, CrmSettings)
+    return UserLifecycle(
+        context.sessionmaker, context.clock, settings, context.http, context.issuer()
+    )
+
+
+LifecycleDep = Annotated[UserLifecycle, Depends(lifecycle)]
+
+
+def _public(job: UserDeactivationJob) -> UserDeactivationPublic:
+    public = UserDeactivationPublic.model_validate(job)
+    public.parts = {name: public.parts[name] for name in in_order(job.parts)}
+    return public
+
+
+@user_lifecycle.post(
+    "/{user_id:path}/deactivate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Deactivate a user: sign-in refused, Google ended, records handed over (admins)",
+    description=(
+        "Marks the user inactive (every service refuses their token from then on: the CRM at "
+        "once, the others within `AUTH_REFUSALS_REFRESH_SECONDS`), has every service of the "
+        "lifecycle stop their channels, watches, syncs and derived Drive shares and the "
+        "accounts service revoke their Google grant, and hands each lead and deal they own to "
+        "`reassign_to` (or their team's manager) as an owner change, audited with `caused_by` "
+        "= the job's `audit_id`. Answers the job: `201` when this request started it, `200` "
+        "when it repeats one (an unfinished job is resumed: what is done is not done again; "
+        "a finished one is answered as it is). `status: running` after the answer means a "
+        "service's part failed: repeat the request to finish it."
+    ),
+    responses={
+        200: {"model": UserDeactivationPublic, "description": "An earlier job, resumed or done"},
+        **problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
+    },
+)
+async def deactivate_user(
+    user_id: UserIdPath,
+    principal: CallerDep,
+    service: LifecycleDep,
+    response: Response,
+    data: Annotated[UserDeactivate | None, Body()] = None,
+) -> UserDeactivationPublic:
+    job, created = await service.deactivate(principal, user_id, data or UserDeactivate())
+    location = id_path("/api/users", user_id) + f"/deactivations/{job.id}"
+    response.headers["Location"] = location
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _public(job)
+
+
+@user_lifecycle.get(
+    "/{user_id:path}/deactivations/{job_id}",
+    summary="A user's deactivation job and each service's part (admins)",
+    description=(
+        "The job as the deactivation answered it (its `Location`), and as it stands now: "
+        "each service's part, the records handed over, `completed` once all is done. A job of "
+        "another org, or of another user, is `404`."
+    ),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+)
+async def get_deactivation(
+    user_id: UserIdPath, job_id: UUID, principal: CallerDep, service: LifecycleDep
+) -> UserDeactivationPublic:
+    return _public(await service.job(principal, user_id, job_id))
+
+
+@user_lifecycle.post(
+    "/{user_id:path}/reactivate",
+    summary="Reactivate a deactivated user: sign-in restored, not their records (admins)",
+    description=(
+        "The user may sign in again (every service stops refusing their token within "
+        "`AUTH_REFUSALS_REFRESH_SECONDS`); the records handed over stay with their new owners "
+        "and the Google connection stays revoked until they connect again. `409` when the "
+        "user is active or their deactivation has not finished."
+    ),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def reactivate_user(
+    user_id: UserIdPath, principal: CallerDep, service: LifecycleDep
+) -> UserPublic:
+    return UserPublic.model_validate(await service.reactivate(principal, user_id))
+
+
+class RefusedUsersPublic(BaseModel):
+    items: list[RefusedUser]
+
+
+@internal_refusals.get(
+    "/deactivated",
+    summary=f"Every deactivated user of every org (callers: {', '.join(REFUSAL_READERS)})",
+    responses=internal_problems(),
+)
+async def list_deactivated(
+    caller: Annotated[ServiceCaller, Depends(callers(*REFUSAL_READERS))], session: SessionDep
+) -> RefusedUsersPublic:
+    return RefusedUsersPublic(
+        items=[
+            RefusedUser(org_id=org_id, id=user_id)
+            for org_id, user_id in await deactivated_users(session)
+        ]
+    )
+
+
+__all__ = ["internal_refusals", "user_lifecycle"]
