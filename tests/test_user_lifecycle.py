@@ -41,6 +41,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
 
 FAST_REFUSALS = {"auth_refusals_refresh_seconds": 0.2}
 DEACTIVATED = "urn:pipedesk:problem:user-deactivated"
+GMAIL_TOPIC = "projects/pipedesk-test/topics/lifecycle"
+PUSH_ACCOUNT = "gmail-push@pipedesk-test.iam.gserviceaccount.com"
 
 
 @dataclass
@@ -79,14 +81,40 @@ def tasks_under_test(world: World) -> ServiceUnderTest:
 
 
 def gmail_under_test(world: World) -> ServiceUnderTest:
-    """Outside the lifecycle contract, it still refuses a deactivated user (its next read)."""
+    """Mailboxes watched through the emulator's Pub/Sub topic ``GMAIL_TOPIC``."""
     return ServiceUnderTest(
         world,
         build_app=build_gmail,
         settings_class=GmailSettings,
         product="gmail",
         outbox=GMAIL_TABLES.outbox,
+        at_url=lambda url: {
+            "webhook_url": url + GmailSettings.webhook_path,
+            "pubsub_topic": GMAIL_TOPIC,
+            "push_service_account": PUSH_ACCOUNT,
+            "push_certs_url": world.google.emulator_url + "/oauth2/v1/certs",
+        },
     )
+
+
+async def watched_mailbox(stack: Stack, user: ActingUser) -> None:
+    """The user's mailbox connected, its watch made at Google."""
+    world = stack.world
+    await world.google.admin(
+        "PUT",
+        "/pubsub/pipedesk-test/topics/lifecycle",
+        json={
+            "push_endpoint": stack.gmail.url + GmailSettings.webhook_path,
+            "service_account": PUSH_ACCOUNT,
+        },
+    )
+    connected = await stack.gmail.client.post("/api/gmail/mailbox", headers=user.headers)
+    assert connected.status_code in (200, 201), connected.text
+    await eventually(lambda: watching(world, user.principal.email))
+
+
+async def watching(world: World, email: str) -> bool:
+    return bool((await world.google.admin("GET", f"/gmail/{email}/watch")).json()["watching"])
 
 
 def drive_under_test(world: World) -> ServiceUnderTest:
@@ -239,11 +267,16 @@ async def refusals(stack: Stack, user: ActingUser, lead_id: str) -> dict[str, in
     return {name: answer.status_code for name, answer in answers.items()}
 
 
-ENDING = ("calendar.channels.stop", "drive.permissions.delete", "oauth2.revoke")
+ENDING = (
+    "calendar.channels.stop",
+    "drive.permissions.delete",
+    "gmail.users.stop",
+    "oauth2.revoke",
+)
 
 
 async def ending_calls(world: World) -> int:
-    """How many calls to Google ended something: a channel, a share, a grant."""
+    """How many calls to Google ended something: a channel, a share, a watch, a grant."""
     return sum([len(await world.google.requests(api=api)) for api in ENDING])
 
 
@@ -261,7 +294,8 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
     async with running(world, timeline_app) as stack:
         org = await org_with_drive(stack, users)
         rep = org.rep
-        await world.google.connect(rep, ["calendar", "tasks", "drive"])
+        await world.google.connect(rep, ["calendar", "tasks", "drive", "gmail"])
+        await watched_mailbox(stack, rep)
         leads = [await create(world, rep, "leads", f"Lead {n}") for n in range(2)]
         deal = await create(world, rep, "deals", "Deal")
         theirs = await create(world, org.colleague, "leads", "Colleague's")
@@ -296,14 +330,16 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert job["new_owner_id"] == org.manager.sub
         assert job["records_reassigned"] == 3
         parts = job["parts"]
-        assert list(parts) == ["calendar", "tasks", "drive", "accounts"]
+        assert list(parts) == ["calendar", "tasks", "drive", "gmail", "accounts"]
         assert all(part["state"] == "done" for part in parts.values()), parts
         assert parts["calendar"]["ended"]["channels"] >= 1
         assert parts["drive"]["ended"]["shares"] == 2
+        assert parts["gmail"]["ended"] == {"channels": 0, "watches": 1}
         assert parts["accounts"]["ended"] == {"grants": 1}
 
         # Google: no channel of theirs lives, no folder is shared with them, no grant is left.
         assert await live_channels(world, rep_email) == []
+        assert not await watching(world, rep_email)
         for folder in (own_folder, shared_folder):
             assert rep_email not in await grants(world, folder)
         async with httpx.AsyncClient(timeout=10) as http:
@@ -356,7 +392,7 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         # Each service's part, called again, ends nothing more.
         contract = f"/internal/lifecycle/users/{rep.sub}/deactivated"
         body = {"org_id": users.org_id, "actor_id": org.admin.sub, "job_id": job["id"]}
-        for service in (stack.calendar, stack.drive):
+        for service in (stack.calendar, stack.drive, stack.gmail):
             part = await service.internal("POST", contract, caller="crm", json=body)
             assert part.status_code == 200, part.text
             assert set(part.json()["ended"].values()) == {0}, part.json()

@@ -12,7 +12,7 @@ class CrmSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "crm"
 
     lifecycle_services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["calendar", "tasks", "drive", "accounts"],
+        default_factory=lambda: ["calendar", "tasks", "drive", "gmail", "accounts"],
         validation_alias=AliasChoices("CRM_LIFECYCLE_SERVICES", "lifecycle_services"),
         description="The services whose part of the lifecycle contract a deactivation runs, in "
         "order (the accounts service always last), each reached at its <NAME>_URL; empty, a "

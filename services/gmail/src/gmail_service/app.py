@@ -6,7 +6,7 @@ from __future__ import annotations
 from gmail_service import api, models, read_api, send_api, service, sync
 from gmail_service.google import GmailGoogle
 from gmail_service.settings import GmailSettings
-from pipedesk_common.mirror.assembly import GoogleProduct
+from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
 from pipedesk_common.observability import BodyLimit
 from pipedesk_common.uploads import gmail_send_limits
 
@@ -32,6 +32,7 @@ GMAIL = GoogleProduct(
     jobs=service.gmail_jobs,
     example_job="gmail.catch-up",
     access_ended=service.mailbox_ended,
+    lifecycle=ProductLifecycle(user_deactivated=service.user_deactivated),
     body_limits=send_limits,
 )
 build_app = GMAIL.app

@@ -172,13 +172,32 @@ async def set_org_settings(
 
 async def disconnect_mailbox(runtime: GmailRuntime, principal: Principal) -> None:
     """The owner disconnects their mailbox (see the module docstring)."""
-    mailbox = await own_mailbox(runtime, principal)
+    await own_mailbox(runtime, principal)
+    await end_mailbox(runtime, principal.org_id, principal.sub)
+
+
+async def user_deactivated(runtime: GmailRuntime, org_id: str, user_id: str) -> dict[str, int]:
+    """Gmail's part of a user's deactivation (after the kit's): their mailbox ended as a
+    disconnect ends it, its watch stopped at Google. Run again, it finds nothing to end."""
+    return {"watches": await end_mailbox(runtime, org_id, user_id)}
+
+
+async def end_mailbox(runtime: GmailRuntime, org_id: str, user_id: str) -> int:
+    """Stop the mailbox's watch at Google, then end it (``mailbox_ended``); the watches
+    stopped. Google unavailable, nothing is ended and the next call tries again."""
+    async with runtime.uow.read() as session:
+        mailbox = await GmailRepository(session).mailbox(org_id, user_id)
+    if mailbox is None or not mailbox.connected:
+        return 0
+    stopped = 0
     if mailbox.watch_renewed_at is not None:
         # Without access the watch lapses at Google within 7 days; nothing reaches us meanwhile.
         with contextlib.suppress(GoogleNotConnected, GoogleReconnectRequired):
             await runtime.google.stop(mailbox.owner)
+            stopped = 1
     async with runtime.uow.write() as session:
-        await mailbox_ended(runtime, session, principal.org_id, principal.sub)
+        await mailbox_ended(runtime, session, org_id, user_id)
+    return stopped
 
 
 async def mailbox_ended(
