@@ -12,6 +12,7 @@ from crm_service.models import outbox
 from pipedesk_common.auth import Role
 from pipedesk_common.events import decode_event
 from pipedesk_common.events.crm import TeamArchived, UserCreated, UserUpdated
+from pipedesk_common.ids import ID_PATTERN
 from pipedesk_testkit.identities import Identity, Users
 
 pytestmark = pytest.mark.asyncio
@@ -257,3 +258,17 @@ async def test_an_id_no_url_or_header_can_carry_is_refused_and_nothing_is_stored
     )
     listed = await crm.get("/api/users", headers=admin.headers)
     assert [user["id"] for user in listed.json()["items"]] == [admin.sub]
+
+
+async def test_a_path_id_with_whitespace_around_it_is_refused_as_its_document_says(
+    crm: httpx.AsyncClient, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    document = (await crm.get("/openapi.json")).json()
+    (parameter,) = document["paths"]["/api/users/{user_id}"]["get"]["parameters"]
+    assert parameter["schema"]["pattern"] == ID_PATTERN
+    response = await crm.get(f"/api/users/{quote(' ' + admin.sub, safe='')}", headers=admin.headers)
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["path.user_id"]
+    found = await crm.get(f"/api/users/{quote(admin.sub, safe='')}", headers=admin.headers)
+    assert found.status_code == 200, found.text

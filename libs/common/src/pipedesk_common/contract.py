@@ -70,3 +70,81 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         if name in schemas and f"#/components/schemas/{name}" not in used:
             del schemas[name]
     return document
+
+
+# The input policy (``input_policy``) in the document: a string a request carries may hold no
+# control character (a query value, a path segment or a header value none at all; a JSON string
+# keeps its newlines and tabs), so every such string without a pattern of its own gets one saying
+# so, or beside its own pattern. Formatted strings (uuid, date-time, email…) and enumerations
+# already hold none.
+LINE_CLASS: Final = "[^\\x00-\\x1f\\x7f-\\x9f]"
+TEXT_CLASS: Final = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+_NESTED: Final = ("items", "additionalProperties", "contains", "propertyNames")
+_LISTS: Final = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def text_pattern(character: str, schema: dict[str, Any]) -> str:
+    """A pattern of ``character``s as long as ``schema`` allows."""
+    low, high = schema.get("minLength", 0), schema.get("maxLength")
+    if low == 0 and high is None:
+        return f"^{character}*$"
+    return f"^{character}{{{low},{'' if high is None else high}}}$"
+
+
+def _constrain(schema: Any, character: str, refs: list[str]) -> None:
+    if not isinstance(schema, dict):
+        return
+    if isinstance(schema.get("$ref"), str):
+        refs.append(schema["$ref"])
+    kind = schema.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if is_string and not {"format", "enum", "const"} & schema.keys():
+        if "pattern" not in schema:
+            schema["pattern"] = text_pattern(character, schema)
+        elif schema["pattern"] != text_pattern(character, schema):
+            # A pattern of the route's own says what else the string must be.
+            schema.setdefault("allOf", []).append({"pattern": f"^{character}*$"})
+    if kind == "object" and schema.get("additionalProperties") not in (None, False):
+        schema.setdefault("propertyNames", {"pattern": f"^{LINE_CLASS}*$"})
+    for name in _NESTED:
+        _constrain(schema.get(name), character, refs)
+    for member in (schema.get("properties") or {}).values():
+        _constrain(member, character, refs)
+    for name in _LISTS:
+        for member in schema.get(name) or ():
+            _constrain(member, character, refs)
+
+
+def _without_null(schema: Any) -> None:
+    """A parameter is absent or a string: FastAPI's ``null`` of an optional one is never sent."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("anyOf"), list):
+        return
+    kept = [member for member in schema["anyOf"] if member != {"type": "null"}]
+    if len(kept) == 1 and isinstance(kept[0], dict):
+        del schema["anyOf"]
+        schema.update({**kept[0], **schema})
+    else:
+        schema["anyOf"] = kept
+
+
+def document_input_policy(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the input policy on every string its requests carry; in place."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    refs: list[str] = []
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in _METHODS or not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                _without_null(parameter.get("schema"))
+                _constrain(parameter.get("schema"), LINE_CLASS, refs)
+            for media in (operation.get("requestBody") or {}).get("content", {}).values():
+                _constrain(media.get("schema"), TEXT_CLASS, refs)
+    seen: set[str] = set()
+    while refs:
+        ref = refs.pop()
+        name = ref.rsplit("/", 1)[-1]
+        if ref.startswith("#/components/schemas/") and name not in seen:
+            seen.add(name)
+            _constrain(schemas.get(name), TEXT_CLASS, refs)
+    return document

@@ -44,6 +44,7 @@ from pipedesk_common.google.credentials import (
     GoogleNotConnected,
 )
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
+from pipedesk_common.ids import OpaqueIdPath
 from pipedesk_common.internal import callers, internal_problems, refuse_internal_call
 from pipedesk_common.pagination import Page
 
@@ -211,7 +212,9 @@ async def list_connections(
     summary="A user's connection (org admins)",
     description="One user's connection in the admin's org; another org's user is `404`.",
 )
-async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) -> ConnectionPublic:
+async def user_connection(
+    user_id: OpaqueIdPath, admin: AdminDep, service: ServiceDep
+) -> ConnectionPublic:
     return await service.connection_of(admin.org_id, user_id)
 
 
@@ -222,7 +225,7 @@ async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) ->
     summary="Revoke and forget a user's connection (org admins)",
     description="As the user's own disconnect: revoked at Google, forgotten here.",
 )
-async def disconnect_user(user_id: str, admin: AdminDep, service: ServiceDep) -> Response:
+async def disconnect_user(user_id: OpaqueIdPath, admin: AdminDep, service: ServiceDep) -> Response:
     await service.disconnect(admin.org_id, user_id, admin.sub)
     return Response(status_code=204)
 

@@ -220,7 +220,8 @@ async def create_stream_ticket(
 def _resume_point(header: str | None, parameter: int | None) -> int | None:
     if header is None or not header.strip():
         return parameter
-    if not header.strip().isdigit() or len(header.strip()) > 18:
+    # ASCII digits only: str.isdigit() also holds for "²", which int() refuses.
+    if not header.strip().isascii() or not header.strip().isdigit() or len(header.strip()) > 18:
         raise InvalidInput(
             "Last-Event-ID must be an event id of this stream",
             errors=[
