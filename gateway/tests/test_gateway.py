@@ -660,3 +660,20 @@ async def test_body_limit_cors_and_health(
         assert 'route="/api/leads/{rest}"' in metrics
         assert "lead-label" not in metrics
         assert "{path:path}" not in metrics
+
+
+async def test_a_header_value_beyond_ascii_reaches_the_service_as_sent(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with gateway_client(upstreams) as gateway:
+        created = await gateway.post("/api/leads", json={"title": "etag"}, headers=rep.headers)
+        assert created.status_code == 201, created.text
+        # Latin-1 bytes in If-Match: the CRM refuses them as no ETag of its (never a 500 here).
+        changed = await gateway.patch(
+            f"/api/leads/{created.json()['id']}",
+            json={"title": "changed"},
+            headers={**rep.headers, "If-Match": b'"1\xb2"'},
+        )
+        assert changed.status_code == 422, changed.text
+        assert [error["field"] for error in changed.json()["errors"]] == ["header.if-match"]
