@@ -92,7 +92,10 @@ async def forward(
         request.method,
         url,
         # As received: a header value is bytes (Latin-1 to Starlette), not always ASCII.
-        headers=[(name, value.encode("latin-1")) for name, value in _request_headers(request)],
+        headers=[
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in _request_headers(request)
+        ],
         content=request.stream() if has_body else None,
     )
     try:
