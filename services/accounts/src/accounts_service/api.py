@@ -4,7 +4,7 @@ token route other services call."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -91,6 +91,11 @@ async def org_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(org_admin)]
 
 
+# A comma-separated list naming at least one product (spaces and empty items tolerated).
+_PRODUCT: Final = f"({'|'.join(PRODUCT_SCOPES)})"
+PRODUCTS_PATTERN: Final = f"^[ ,]*{_PRODUCT} *(, *({_PRODUCT} *)?)*$"
+
+
 def _products(products: str) -> list[str]:
     return [item.strip() for item in products.split(",") if item.strip()]
 
@@ -110,7 +115,12 @@ async def connect(
     principal: PrincipalDep,
     service: ServiceDep,
     products: Annotated[
-        str, Query(max_length=200, description="Comma-separated: calendar, tasks, drive, gmail")
+        str,
+        Query(
+            max_length=200,
+            pattern=PRODUCTS_PATTERN,
+            description="Comma-separated: calendar, tasks, drive, gmail",
+        ),
     ],
 ) -> ConnectStart:
     url = await service.start_connect(principal, _products(products))

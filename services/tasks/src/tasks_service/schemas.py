@@ -72,8 +72,20 @@ class _TaskWrite(BaseModel):
         return parse_due(self.due)
 
 
+def _title_required(schema: dict[str, Any]) -> None:
+    """A new task's title is a non-empty string, under one of its names."""
+    title = schema["properties"]["title"]
+    title.pop("anyOf", None)
+    title.pop("default", None)
+    title.update(type="string", minLength=1, maxLength=1024)
+    schema["required"] = ["title"]
+    documented_aliases(TASK_ALIASES)(schema)
+
+
 class TaskCreate(_TaskWrite):
     """A new task. ``title`` is required."""
+
+    model_config = ConfigDict(json_schema_extra=_title_required)
 
     list_id: UUID | None = Field(
         None, description="One of the caller's task lists; default: their default list"
