@@ -125,6 +125,10 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
             headers=rep.headers,
         )
         assert [task["id"] for task in due.json()["items"]] == [second["id"]]
+        # A number is not a day (pydantic alone would read 0 as 1970-01-01)
+        as_number = await client.get("/api/tasks", params={"due_min": "0"}, headers=rep.headers)
+        assert as_number.status_code == 422, as_number.text
+        assert [e["field"] for e in as_number.json()["errors"]] == ["query.due_min"]
 
         list_id = first["list_id"]
         cleared = await client.post(f"/api/tasks/lists/{list_id}/clear", headers=rep.headers)

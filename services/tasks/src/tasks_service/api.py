@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -23,6 +22,7 @@ from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
+from pipedesk_common.moments import IsoDate
 from pipedesk_common.pagination import Page
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
@@ -217,8 +217,8 @@ async def list_tasks(
     record: RecordFilterDep,
     list_id: Annotated[UUID | None, Query()] = None,
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
-    due_min: Annotated[date | None, Query(description="Due on or after")] = None,
-    due_max: Annotated[date | None, Query(description="Due on or before")] = None,
+    due_min: Annotated[IsoDate | None, Query(description="Due on or after")] = None,
+    due_max: Annotated[IsoDate | None, Query(description="Due on or before")] = None,
     assigned_by_me: bool = False,
     include_hidden: Annotated[
         bool,

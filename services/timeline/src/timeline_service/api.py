@@ -11,7 +11,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +29,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.events.timeline import ItemKind
+from pipedesk_common.moments import Rfc3339
 from pipedesk_common.pagination import Page
 from pipedesk_common.rbac import Action
 from timeline_service.cache import PageCache
@@ -122,8 +122,8 @@ async def record_timeline(
     context: ContextDep,
     request: Request,
     kinds: Annotated[list[ItemKind], Query(description="Only these kinds")] = [],  # noqa: B006
-    since: Annotated[AwareDatetime | None, Query(description="Occurred at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Occurred before")] = None,
+    since: Annotated[Rfc3339 | None, Query(description="Occurred at or after")] = None,
+    until: Annotated[Rfc3339 | None, Query(description="Occurred before")] = None,
     q: Annotated[
         str | None, Query(min_length=1, max_length=200, description="Text in title or summary")
     ] = None,
