@@ -252,7 +252,7 @@ async def list_tasks(
 
 
 @router.get(
-    "/{task_id}",
+    "/{task_id:uuid}",
     summary="Get a task (its assignee, who assigned it, or a reader of a linked record)",
     description=(
         "A task from the mirror, to its assignee, to whoever assigned it, or to a "
@@ -265,7 +265,7 @@ async def get_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) 
 
 
 @router.patch(
-    "/{task_id}",
+    "/{task_id:uuid}",
     summary="Change a task's title, notes, due date, status or links",
     description=f"{ALIAS_NOTE} `links` replaces the links.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
@@ -277,7 +277,7 @@ async def update_task(
 
 
 @router.post(
-    "/{task_id}/complete",
+    "/{task_id:uuid}/complete",
     summary="Complete a task",
     description=(
         "Marks the task completed in Google, which records when; the mirror and the "
@@ -290,7 +290,7 @@ async def complete_task(task_id: UUID, principal: PrincipalDep, service: Service
 
 
 @router.post(
-    "/{task_id}/reopen",
+    "/{task_id:uuid}/reopen",
     summary="Reopen a completed task",
     description="Marks a completed task as needing action again, in Google and the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
@@ -300,7 +300,7 @@ async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDe
 
 
 @router.post(
-    "/{task_id}/move",
+    "/{task_id:uuid}/move",
     summary="Move a task within its list: under `parent_id` (a subtask), after `previous_id`",
     description=(
         "Reorders the task in Google: under `parent_id` to make it a subtask (none: "
@@ -315,7 +315,7 @@ async def move_task(
 
 
 @router.delete(
-    "/{task_id}",
+    "/{task_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task and its subtasks",

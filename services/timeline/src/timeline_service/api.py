@@ -256,7 +256,7 @@ async def record_stream(
         Query(ge=0, le=10**18, description="Resume after this event id (as `Last-Event-ID`)"),
     ] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=40, pattern=r"^ *[0-9]{0,18} *$")
+        str | None, Header(alias="Last-Event-ID", max_length=40, pattern=r"^[0-9]{1,18}$")
     ] = None,
 ) -> StreamingResponse:
     resume = _resume_point(last_event_id_header, last_event_id)
