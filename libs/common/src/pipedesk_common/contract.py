@@ -83,12 +83,10 @@ _NESTED: Final = ("items", "additionalProperties", "contains", "propertyNames")
 _LISTS: Final = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 
-def text_pattern(character: str, schema: dict[str, Any]) -> str:
-    """A pattern of ``character``s as long as ``schema`` allows."""
-    low, high = schema.get("minLength", 0), schema.get("maxLength")
-    if low == 0 and high is None:
-        return f"^{character}*$"
-    return f"^{character}{{{low},{'' if high is None else high}}}$"
+def text_pattern(character: str) -> str:
+    """A pattern of ``character``s. The length stays with ``minLength`` and ``maxLength``, which
+    count characters: a bounded repetition would count UTF-16 units in some readers."""
+    return f"^{character}*$"
 
 
 def _constrain(schema: Any, character: str, refs: list[str]) -> None:
@@ -100,12 +98,12 @@ def _constrain(schema: Any, character: str, refs: list[str]) -> None:
     is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
     if is_string and not {"format", "enum", "const"} & schema.keys():
         if "pattern" not in schema:
-            schema["pattern"] = text_pattern(character, schema)
-        elif schema["pattern"] != text_pattern(character, schema):
+            schema["pattern"] = text_pattern(character)
+        elif schema["pattern"] != text_pattern(character):
             # A pattern of the route's own says what else the string must be.
-            schema.setdefault("allOf", []).append({"pattern": f"^{character}*$"})
+            schema.setdefault("allOf", []).append({"pattern": text_pattern(character)})
     if kind == "object" and schema.get("additionalProperties") not in (None, False):
-        schema.setdefault("propertyNames", {"pattern": f"^{LINE_CLASS}*$"})
+        schema.setdefault("propertyNames", {"pattern": text_pattern(LINE_CLASS)})
     for name in _NESTED:
         _constrain(schema.get(name), character, refs)
     for member in (schema.get("properties") or {}).values():
