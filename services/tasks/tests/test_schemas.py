@@ -69,3 +69,11 @@ def test_openapi_requires_a_new_tasks_title_under_exactly_one_of_its_names(
     assert "title" not in schemas["TaskUpdate"].get("required", [])
     with pytest.raises(InvalidInput):
         TaskCreate.model_validate({"title": "a", "name": "b"})
+
+
+def test_openapi_says_a_due_date_is_a_date_or_a_date_time(service_env: dict[str, str]) -> None:
+    schemas = build_app(TasksSettings(**service_env)).openapi()["components"]["schemas"]
+    for name in ("TaskCreate", "TaskUpdate"):
+        for field in ("due", "due_date"):
+            members = schemas[name]["properties"][field]["anyOf"]
+            assert [member.get("format") for member in members] == ["date", "date-time", None]

@@ -8,6 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import WithJsonSchema
 
 from calendar_service.google import NotOrganizer
 from calendar_service.repository import EventFilters
@@ -65,8 +66,20 @@ async def calendar_service(runtime: RuntimeDep) -> CalendarService:
 
 
 ServiceDep = Annotated[CalendarService, Depends(calendar_service)]
+# What ``parse_occurrence`` takes, as OpenAPI says it: a date, or an RFC 3339 date-time.
+Occurrence = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ]
+        }
+    ),
+]
 OccurrenceQuery = Annotated[
-    str | None,
+    Occurrence | None,
     Query(
         max_length=40,
         description="Only this occurrence of a series, by its original start (an RFC 3339 "
