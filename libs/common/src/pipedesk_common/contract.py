@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
 from pipedesk_common.errors import PROBLEM_JSON, Problem
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -146,3 +150,19 @@ def document_input_policy(document: dict[str, Any]) -> dict[str, Any]:
             seen.add(name)
             _constrain(schemas.get(name), TEXT_CLASS, refs)
     return document
+
+
+class NonBlank:
+    """Marks a string that must hold a character besides whitespace: one read with
+    ``strip_whitespace`` and ``min_length=1``, say. Its schema gets the pattern ``\\S``, so that
+    ``"\\t"`` is not documented as valid when it is refused once stripped."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = NON_BLANK_PATTERN
+        return schema
+
+
+NON_BLANK_PATTERN: Final = "\\S"
