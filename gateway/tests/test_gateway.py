@@ -628,6 +628,11 @@ async def test_only_the_listed_routes_carry_no_token() -> None:
         assert target is None or not target.streaming
     assert target_of("GET", "/api/leads/../internal/acl") is None
     assert target_of("GET", "/internal/acl/lead/1") is None
+    # Sent percent-encoded, a dot segment is one still; an id's own "/" or dots are not
+    assert target_of("GET", "/api/leads/../internal", "/api/leads/%2E%2E/internal") is None
+    assert target_of("GET", "/api/users//x", "/api/users//x") is None
+    assert target_of("GET", "/api/users//x", "/api/users/%2Fx") is not None
+    assert target_of("GET", "/api/users/a..b", "/api/users/a..b") is not None
 
 
 async def test_body_limit_cors_and_health(
@@ -696,3 +701,37 @@ async def test_gmail_sends_have_their_own_body_limit_and_the_sensitive_bucket(
     assert [sent.status_code, too_large.status_code, again.status_code] == [200, 413, 429]
     assert elsewhere.status_code == 200  # the default bucket
     assert [call.path for call in received] == ["/api/gmail/messages", "/api/gmail/mailbox"]
+
+
+async def test_a_header_value_beyond_ascii_reaches_the_service_as_sent(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with gateway_client(upstreams) as gateway:
+        created = await gateway.post("/api/leads", json={"title": "etag"}, headers=rep.headers)
+        assert created.status_code == 201, created.text
+        # Latin-1 bytes in If-Match: the CRM refuses them as no ETag of its (never a 500 here).
+        changed = await gateway.patch(
+            f"/api/leads/{created.json()['id']}",
+            json={"title": "changed"},
+            headers={**rep.headers, "If-Match": b'"1\xb2"'},
+        )
+        assert changed.status_code == 422, changed.text
+        assert [error["field"] for error in changed.json()["errors"]] == ["header.if-match"]
+
+
+async def test_a_user_whose_id_begins_with_a_slash_is_reachable_through_the_gateway(
+    gateway_client: GatewayClient, upstreams: dict[str, str], users: Users
+) -> None:
+    admin = users.make(Role.ADMIN, teams=["t1"])
+    async with gateway_client(upstreams) as gateway:
+        for user_id in ("/slashed", "a..b"):
+            created = await gateway.post(
+                "/api/users",
+                json={"id": user_id, "email": f"u{len(user_id)}@example.com", "role": "rep"},
+                headers=admin.headers,
+            )
+            assert created.status_code == 201, created.text
+            found = await gateway.get(created.headers["location"], headers=admin.headers)
+            assert found.status_code == 200, found.text
+            assert found.json()["id"] == user_id

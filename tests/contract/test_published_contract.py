@@ -3,9 +3,11 @@ every public operation generated requests (every check, stateful links where dec
 seed, 50 examples per operation) with a token of each role, each role in an org of its own.
 
 The failures it still finds are listed, one per operation, check and status, in
-``schemathesis-baseline.json``: a failure not listed there fails this test, and an entry is
-removed once its failure is fixed (``--baseline-prune``). ``make contract`` runs it (see
-conftest.py and docs/development.md)."""
+``schemathesis-baseline.json``: answers that depend on what the system holds (a cursor it issued,
+a record's version, a key used before…), which no schema states. A failure not listed there fails
+this test, and an entry is removed once its failure is fixed (``--baseline-prune``). It runs in
+``make test`` beside the rest of the suite, and alone with ``make contract`` (see
+docs/development.md#the-published-contract)."""
 
 from __future__ import annotations
 

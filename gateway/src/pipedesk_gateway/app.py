@@ -177,7 +177,8 @@ class ProxyFront:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        target = target_of(scope["method"], path) if scope["method"] in METHODS else None
+        raw_path = _raw_path(scope)
+        target = target_of(scope["method"], path, raw_path) if scope["method"] in METHODS else None
         if target is None or target.streaming or any(u.applies(scope) for u in self.uploads):
             await self.app(scope, receive, send)
             return
@@ -222,9 +223,14 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
+def _raw_path(scope: Scope) -> str | None:
+    raw: bytes | None = scope.get("raw_path")
+    return None if raw is None else raw.decode("latin-1")
+
+
 async def _dispatch(request: Request) -> Response:
     gateway = _gateway(request)
-    target = target_of(request.method, request.url.path)
+    target = target_of(request.method, request.url.path, _raw_path(request.scope))
     request.scope[ROUTE_LABEL] = "unrouted" if target is None else target.label
     if target is None:
         raise NotFound("no service answers this path")

@@ -91,7 +91,11 @@ async def forward(
     upstream_request = client.build_request(
         request.method,
         url,
-        headers=_request_headers(request),
+        # As received: a header value is bytes (Latin-1 to Starlette), not always ASCII.
+        headers=[
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in _request_headers(request)
+        ],
         content=request.stream() if has_body else None,
     )
     try:

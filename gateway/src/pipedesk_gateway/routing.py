@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
+from urllib.parse import unquote
 
 ROUTES: Final[tuple[tuple[str, str], ...]] = (
     ("/api/leads", "crm"),
@@ -120,9 +121,18 @@ def _matches_prefix(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def target_of(method: str, path: str) -> Target | None:
-    """The service for a request, or None when no service serves that path."""
-    if ".." in path or "//" in path:
+def traverses(raw_path: str) -> bool:
+    """Whether a path as sent (percent-encoded) has a ``.`` or ``..`` segment or an empty one
+    before its end. An id's own ``/`` (``%2F``) or dots inside a segment (``a..b``) are no
+    such thing: opaque ids may hold them."""
+    segments = raw_path.split("/")[1:]
+    return any(unquote(segment) in {".", ".."} for segment in segments) or "" in segments[:-1]
+
+
+def target_of(method: str, path: str, raw_path: str | None = None) -> Target | None:
+    """The service for a request, or None when no service serves that path. ``raw_path`` is
+    the path as sent, when known: what it holds percent-encoded is not a path separator."""
+    if traverses(path if raw_path is None else raw_path):
         return None
     for prefix, service in ROUTES:
         if _matches_prefix(path, prefix):

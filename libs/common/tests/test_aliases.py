@@ -42,3 +42,21 @@ def test_openapi_lists_every_alias_as_a_property() -> None:
     assert properties["name"]["description"] == "Alias of `title`."
     assert "Also accepted as `title`, `name`" in properties["title"]["description"]
     assert set(properties) == {"title", "name", "notes", "description", "body"}
+
+
+class Required(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=documented_aliases(ALIASES))
+
+    title: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return resolve_aliases(data, ALIASES)
+
+
+def test_a_required_field_is_documented_as_required_under_exactly_one_of_its_names() -> None:
+    schema = Required.model_json_schema()
+    assert "required" not in schema
+    assert schema["allOf"] == [{"oneOf": [{"required": ["title"]}, {"required": ["name"]}]}]
+    assert Required.model_validate({"name": "a"}) == Required(title="a")

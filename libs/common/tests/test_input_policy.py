@@ -3,17 +3,20 @@ reaches the logs."""
 
 import json
 import logging
+import re
 import sys
 from typing import Any, ClassVar
 
 import pytest
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from pipedesk_common.app import create_app
+from pipedesk_common.contract import LINE_CLASS, document_input_policy
 from pipedesk_common.db import create_engine
+from pipedesk_common.ids import OpaqueId
 from pipedesk_common.input_policy import clean_text, cleaned
 from pipedesk_common.observability import JsonLogFormatter
 from pipedesk_common.settings import BaseServiceSettings
@@ -165,3 +168,66 @@ async def test_sql_parameter_values_never_reach_the_logs(
     assert "SELECT CAST" in line
     assert "RuntimeError: the request failed" in line
     assert secret not in line
+
+
+async def test_the_openapi_document_says_which_characters_each_string_may_hold(
+    service_env: dict[str, Any],
+) -> None:
+    document = probe_app(service_env).openapi()
+    note = document["components"]["schemas"]["Note"]["properties"]
+    free_text = re.compile(note["title"]["pattern"])
+    assert free_text.match("two\nlines\twith a tab")
+    assert not free_text.match("a\x00b")
+    assert not free_text.match("a\x85b")
+    assert note["labels"]["propertyNames"]["pattern"] == f"^{LINE_CLASS}*$"
+    attendee = document["components"]["schemas"]["Attendee"]["properties"]["email"]
+    assert attendee["pattern"] == note["title"]["pattern"]
+    (query,) = document["paths"]["/notes"]["get"]["parameters"]
+    single_line = re.compile(query["schema"]["pattern"])
+    assert single_line.match("acme")
+    assert not single_line.match("a\tb")
+    (name,) = document["paths"]["/notes/{name}"]["get"]["parameters"]
+    assert name["schema"]["pattern"] == query["schema"]["pattern"]
+
+
+async def test_an_optional_parameter_is_documented_as_a_string_never_as_null() -> None:
+    document = {
+        "paths": {
+            "/x": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {
+                                "anyOf": [{"type": "string", "maxLength": 9}, {"type": "null"}],
+                                "title": "Cursor",
+                            },
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    (parameter,) = document_input_policy(document)["paths"]["/x"]["get"]["parameters"]
+    assert parameter["schema"] == {
+        "type": "string",
+        "maxLength": 9,
+        "title": "Cursor",
+        "pattern": f"^{LINE_CLASS}*$",
+    }
+
+
+async def test_an_opaque_id_is_documented_as_it_is_checked() -> None:
+    schema = TypeAdapter(OpaqueId).json_schema()
+    pattern = re.compile(schema["pattern"])
+    assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+    for value in ("auth0|abc", "ada@example.com", "a b/c", "é" * 255, "\U0001d11e" * 255):
+        assert pattern.match(value), value
+        assert TypeAdapter(OpaqueId).validate_python(value) == value
+    for value in (" a", "a ", "a\nb", "a\x85b"):
+        assert not pattern.match(value), value
+        with pytest.raises(ValidationError):
+            TypeAdapter(OpaqueId).validate_python(value)
+    with pytest.raises(ValidationError):
+        TypeAdapter(OpaqueId).validate_python("é" * 256)

@@ -3,6 +3,7 @@ unforgeable; PKCE; incremental consent; status; disconnect."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -219,6 +220,23 @@ async def test_unknown_products_are_refused_naming_the_field(
         )
         assert refused.status_code == 422, products
         assert refused.json()["errors"][0]["field"] == "query.products"
+
+
+async def test_the_document_says_which_product_lists_are_accepted(
+    accounts: Accounts, users: Users
+) -> None:
+    document = (await accounts.client.get("/openapi.json")).json()
+    (products,) = document["paths"]["/api/accounts/google/connect"]["get"]["parameters"]
+    pattern = re.compile(products["schema"]["pattern"])
+    for accepted in ("calendar", "tasks, drive", "gmail,calendar,"):
+        assert pattern.match(accepted), accepted
+    for refused in ("calendar,fax", ",", "", "products"):
+        assert not pattern.match(refused), refused
+    rep = users.make(Role.REP)
+    started = await accounts.client.get(
+        "/api/accounts/google/connect", params={"products": "tasks, drive"}, headers=rep.headers
+    )
+    assert started.status_code == 200, started.text
 
 
 async def test_incremental_consent_adds_products_to_the_connection(

@@ -455,6 +455,9 @@ async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> No
             params={"time_min": "2030-03-05T00:00:00Z", "time_max": "2030-03-04T00:00:00Z"},
             headers=rep.headers,
         )
+        as_number = await calendar.client.get(
+            "/api/calendar/events", params={"time_min": "0.5"}, headers=rep.headers
+        )
         someone_else = await calendar.client.get(
             "/api/calendar/freebusy",
             params={
@@ -464,6 +467,9 @@ async def test_free_busy_of_the_callers_calendar(stack: Any, users: Users) -> No
             },
             headers=rep.headers,
         )
+    # A number is not a moment (pydantic alone would read 0.5 as seconds since 1970)
+    assert as_number.status_code == 422, as_number.text
+    assert [e["field"] for e in as_number.json()["errors"]] == ["query.time_min"]
     assert answer.status_code == 200, answer.text
     assert answer.json()["calendars"] == {
         "primary": [{"start": "2030-03-04T10:00:00Z", "end": "2030-03-04T11:00:00Z"}]

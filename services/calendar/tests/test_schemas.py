@@ -5,13 +5,16 @@ from typing import Any
 
 import pytest
 
+from calendar_service.app import build_app
 from calendar_service.schemas import (
     ALIASES,
     EventCreate,
     check_span,
     normalize_attendees,
+    parse_occurrence,
     parse_when,
 )
+from calendar_service.settings import CalendarSettings
 from pipedesk_common.aliases import resolve_aliases
 from pipedesk_common.errors import InvalidInput
 
@@ -120,3 +123,15 @@ def test_attendees_as_strings_or_objects_become_one_list() -> None:
         normalize_attendees(["not-an-email"])
     assert refused.value.errors is not None
     assert refused.value.errors[0].field == "body.attendees.0"
+
+
+def test_openapi_says_an_occurrence_is_a_date_or_a_date_time(service_env: dict[str, str]) -> None:
+    document = build_app(CalendarSettings(**service_env)).openapi()
+    for method in ("patch", "delete"):
+        parameters = document["paths"]["/api/calendar/events/{event_id}"][method]["parameters"]
+        (occurrence,) = [p for p in parameters if p["name"] == "occurrence"]
+        formats = [member["format"] for member in occurrence["schema"]["anyOf"]]
+        assert formats == ["date", "date-time"], method
+    assert parse_occurrence("2030-03-04").day == date(2030, 3, 4)
+    with pytest.raises(InvalidInput):
+        parse_occurrence("occurrence")

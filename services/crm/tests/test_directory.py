@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from crm_service.models import outbox
 from pipedesk_common.auth import Role
+from pipedesk_common.contract import NON_BLANK_PATTERN
 from pipedesk_common.events import decode_event
 from pipedesk_common.events.crm import TeamArchived, UserCreated, UserUpdated
+from pipedesk_common.ids import ID_PATTERN
 from pipedesk_testkit.identities import Identity, Users
 
 pytestmark = pytest.mark.asyncio
@@ -257,3 +259,29 @@ async def test_an_id_no_url_or_header_can_carry_is_refused_and_nothing_is_stored
     )
     listed = await crm.get("/api/users", headers=admin.headers)
     assert [user["id"] for user in listed.json()["items"]] == [admin.sub]
+
+
+async def test_a_path_id_with_whitespace_around_it_is_refused_as_its_document_says(
+    crm: httpx.AsyncClient, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    document = (await crm.get("/openapi.json")).json()
+    (parameter,) = document["paths"]["/api/users/{user_id}"]["get"]["parameters"]
+    assert parameter["schema"]["pattern"] == ID_PATTERN
+    response = await crm.get(f"/api/users/{quote(' ' + admin.sub, safe='')}", headers=admin.headers)
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["path.user_id"]
+    found = await crm.get(f"/api/users/{quote(admin.sub, safe='')}", headers=admin.headers)
+    assert found.status_code == 200, found.text
+
+
+async def test_a_text_read_stripped_is_documented_as_needing_more_than_whitespace(
+    crm: httpx.AsyncClient, users: Users
+) -> None:
+    admin = users.make(Role.ADMIN)
+    schemas = (await crm.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["NoteCreate"]["properties"]["body"]["pattern"] == NON_BLANK_PATTERN
+    assert schemas["TeamCreate"]["properties"]["name"]["pattern"] == NON_BLANK_PATTERN
+    blank = await crm.post("/api/teams", json={"name": "\t"}, headers=admin.headers)
+    assert blank.status_code == 422, blank.text
+    assert [error["field"] for error in blank.json()["errors"]] == ["body.name"]

@@ -200,3 +200,20 @@ async def test_every_creating_post_and_convert_honour_the_key(
         names = [parameter["name"] for parameter in operation.get("parameters", [])]
         assert "Idempotency-Key" in names, template
         assert {"409", "422"} <= set(operation["responses"]), template
+
+
+async def test_a_key_outside_its_documented_form_is_refused_naming_the_header(
+    crm: httpx.AsyncClient, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    document = (await crm.get("/openapi.json")).json()
+    parameters = document["paths"]["/api/leads"]["post"]["parameters"]
+    (key,) = [parameter for parameter in parameters if parameter["name"] == "Idempotency-Key"]
+    assert key["schema"]["pattern"] == "^[\\x21-\\x7e]{1,255}$"
+    for bad in (b"two words", b"k" * 256, "é".encode("latin-1")):
+        refused = await crm.post(
+            "/api/leads", json={"title": "Acme"}, headers={**rep.headers, "Idempotency-Key": bad}
+        )
+        assert refused.status_code == 422, bad
+        assert [error["field"] for error in refused.json()["errors"]] == ["header.idempotency-key"]
+    assert await titles(crm, rep) == []

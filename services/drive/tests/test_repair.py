@@ -177,3 +177,21 @@ async def test_each_drift_is_found_fixed_and_gone(stack: Any, users: Users) -> N
         [entry] = await eventually(repaired)
         assert (entry["source"], entry["actor_id"]) == ("drive", admin.sub)
         assert list(entry["changes"]) == ["rename"]
+
+
+async def test_a_repair_names_one_record_or_none_as_its_document_says(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start() as service:
+        admin = await stack.admin_with_root(service, users)
+        document = (await service.client.get("/openapi.json")).json()
+        one_or_all = document["components"]["schemas"]["RepairRequest"]["anyOf"]
+        assert one_or_all[1]["required"] == ["record_type", "record_id"]
+        half = await service.client.post(
+            "/api/drive/repair",
+            json={"record_type": None, "record_id": "0193a5c2-7e4b-7c1d-9f3e-2b8d4a6c1e05"},
+            headers=admin.headers,
+        )
+        assert half.status_code == 422, half.text
+        every = await run_repair(service, admin, dry_run=True)
+        assert every.status_code == 200, every.text

@@ -125,6 +125,10 @@ async def test_tasks_round_trip_with_subtasks_moves_and_clear_completed(
             headers=rep.headers,
         )
         assert [task["id"] for task in due.json()["items"]] == [second["id"]]
+        # A number is not a day (pydantic alone would read 0 as 1970-01-01)
+        as_number = await client.get("/api/tasks", params={"due_min": "0"}, headers=rep.headers)
+        assert as_number.status_code == 422, as_number.text
+        assert [e["field"] for e in as_number.json()["errors"]] == ["query.due_min"]
 
         list_id = first["list_id"]
         cleared = await client.post(f"/api/tasks/lists/{list_id}/clear", headers=rep.headers)
@@ -165,3 +169,19 @@ async def test_a_task_list_created_twice_with_one_key_is_created_once_in_google(
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
     assert len(await stack.calls(rep, "tasks.tasklists.insert")) == 1
+
+
+async def test_a_method_the_task_lists_path_lacks_is_a_405_not_a_task_id(
+    stack: Any, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    async with stack.start() as service:
+        client = service.client
+        patched = await client.patch("/api/tasks/lists", json={"title": "x"}, headers=rep.headers)
+        assert patched.status_code == 405, patched.text
+        assert set(patched.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+        not_an_id = await client.get("/api/tasks/not-a-task", headers=rep.headers)
+        assert not_an_id.status_code == 404, not_an_id.text
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert "/api/tasks/{task_id}" in paths
+        assert not [path for path in paths if ":uuid" in path]

@@ -54,3 +54,26 @@ def test_openapi_documents_every_alias(service_env: dict[str, str]) -> None:
         assert properties["description"]["description"] == "Alias of `notes`."
         assert properties["due_date"]["description"] == "Alias of `due`."
     assert schemas["TaskListWrite"]["properties"]["name"]["description"] == "Alias of `title`."
+
+
+def test_openapi_requires_a_new_tasks_title_under_exactly_one_of_its_names(
+    service_env: dict[str, str],
+) -> None:
+    schemas = build_app(TasksSettings(**service_env)).openapi()["components"]["schemas"]
+    one_name = {"oneOf": [{"required": ["title"]}, {"required": ["name"]}]}
+    create = schemas["TaskCreate"]
+    assert one_name in create["allOf"]
+    assert create["properties"]["title"]["type"] == "string"
+    assert create["properties"]["name"]["minLength"] == 1
+    assert one_name in schemas["TaskListWrite"]["allOf"]
+    assert "title" not in schemas["TaskUpdate"].get("required", [])
+    with pytest.raises(InvalidInput):
+        TaskCreate.model_validate({"title": "a", "name": "b"})
+
+
+def test_openapi_says_a_due_date_is_a_date_or_a_date_time(service_env: dict[str, str]) -> None:
+    schemas = build_app(TasksSettings(**service_env)).openapi()["components"]["schemas"]
+    for name in ("TaskCreate", "TaskUpdate"):
+        for field in ("due", "due_date"):
+            members = schemas[name]["properties"][field]["anyOf"]
+            assert [member.get("format") for member in members] == ["date", "date-time", None]

@@ -187,6 +187,14 @@ async def test_a_ticket_is_single_use_for_one_record_and_expires_after_60_second
                 headers={"Last-Event-ID": "not-a-number"},
             )
             assert bad_resume.status_code == 422
+            # "²" is a digit to str.isdigit(), not to int(): refused as well, never a 500
+            superscript = await timeline.get(
+                f"/api/timeline/lead/{lead}/stream",
+                params={"ticket": await ticket_for(timeline, owner, lead)},
+                headers={"Last-Event-ID": b"\xb2"},
+            )
+            assert superscript.status_code == 422
+            assert superscript.json()["errors"][0]["field"] == "header.last-event-id"
             # A viewer who loses access while streaming: the stream ends.
             ticket = await ticket_for(timeline, owner, lead)
             late_ticket = await ticket_for(timeline, owner, lead)

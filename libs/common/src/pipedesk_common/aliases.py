@@ -38,17 +38,26 @@ def resolve_aliases(data: Any, aliases: Aliases) -> Any:
 
 
 def documented_aliases(aliases: Aliases) -> Callable[[dict[str, Any]], None]:
-    """A ``json_schema_extra`` listing each alias as a property described as the alias it is."""
+    """A ``json_schema_extra`` listing each alias as a property described as the alias it is; a
+    required field is required under exactly one of its names."""
 
     def document(schema: dict[str, Any]) -> None:
         properties = schema.get("properties", {})
         for canonical, others in aliases.items():
             if canonical not in properties:
                 continue
-            names = ", ".join(f"`{name}`" for name in (canonical, *others))
+            names = [canonical, *others]
+            required: list[str] = schema.get("required", [])
+            if canonical in required:
+                required.remove(canonical)
+                if not required:
+                    del schema["required"]
+                one_of = {"oneOf": [{"required": [name]} for name in names]}
+                schema.setdefault("allOf", []).append(one_of)
             base = properties[canonical]
+            listed = ", ".join(f"`{name}`" for name in names)
             base["description"] = (
-                base.get("description", "") + f" Also accepted as {names} (only one per payload)."
+                base.get("description", "") + f" Also accepted as {listed} (only one per payload)."
             ).strip()
             for alias in others:
                 properties[alias] = {

@@ -31,7 +31,7 @@ from pipedesk_common.auth import (
 )
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
-from pipedesk_common.contract import document_problems
+from pipedesk_common.contract import document_input_policy, document_problems
 from pipedesk_common.db import create_engine, create_sessionmaker, ping
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized, install_error_handlers
 from pipedesk_common.idempotency import (
@@ -326,7 +326,7 @@ def create_app(
 
     def documented_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_examples(document_problems(generated()))
+            app.openapi_schema = add_examples(document_input_policy(document_problems(generated())))
         return app.openapi_schema
 
     app.openapi = documented_openapi  # type: ignore[method-assign]

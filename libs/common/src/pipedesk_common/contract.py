@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
 from pipedesk_common.errors import PROBLEM_JSON, Problem
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -70,3 +74,95 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         if name in schemas and f"#/components/schemas/{name}" not in used:
             del schemas[name]
     return document
+
+
+# The input policy (``input_policy``) in the document: a string a request carries may hold no
+# control character (a query value, a path segment or a header value none at all; a JSON string
+# keeps its newlines and tabs), so every such string without a pattern of its own gets one saying
+# so, or beside its own pattern. Formatted strings (uuid, date-time, email…) and enumerations
+# already hold none.
+LINE_CLASS: Final = "[^\\x00-\\x1f\\x7f-\\x9f]"
+TEXT_CLASS: Final = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+_NESTED: Final = ("items", "additionalProperties", "contains", "propertyNames")
+_LISTS: Final = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def text_pattern(character: str) -> str:
+    """A pattern of ``character``s. The length stays with ``minLength`` and ``maxLength``, which
+    count characters: a bounded repetition would count UTF-16 units in some readers."""
+    return f"^{character}*$"
+
+
+def _constrain(schema: Any, character: str, refs: list[str]) -> None:
+    if not isinstance(schema, dict):
+        return
+    if isinstance(schema.get("$ref"), str):
+        refs.append(schema["$ref"])
+    kind = schema.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if is_string and not {"format", "enum", "const"} & schema.keys():
+        if "pattern" not in schema:
+            schema["pattern"] = text_pattern(character)
+        elif schema["pattern"] != text_pattern(character):
+            # A pattern of the route's own says what else the string must be.
+            schema.setdefault("allOf", []).append({"pattern": text_pattern(character)})
+    if kind == "object" and schema.get("additionalProperties") not in (None, False):
+        schema.setdefault("propertyNames", {"pattern": text_pattern(LINE_CLASS)})
+    for name in _NESTED:
+        _constrain(schema.get(name), character, refs)
+    for member in (schema.get("properties") or {}).values():
+        _constrain(member, character, refs)
+    for name in _LISTS:
+        for member in schema.get(name) or ():
+            _constrain(member, character, refs)
+
+
+def _without_null(schema: Any) -> None:
+    """A parameter is absent or a string: FastAPI's ``null`` of an optional one is never sent."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("anyOf"), list):
+        return
+    kept = [member for member in schema["anyOf"] if member != {"type": "null"}]
+    if len(kept) == 1 and isinstance(kept[0], dict):
+        del schema["anyOf"]
+        schema.update({**kept[0], **schema})
+    else:
+        schema["anyOf"] = kept
+
+
+def document_input_policy(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the input policy on every string its requests carry; in place."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    refs: list[str] = []
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in _METHODS or not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                _without_null(parameter.get("schema"))
+                _constrain(parameter.get("schema"), LINE_CLASS, refs)
+            for media in (operation.get("requestBody") or {}).get("content", {}).values():
+                _constrain(media.get("schema"), TEXT_CLASS, refs)
+    seen: set[str] = set()
+    while refs:
+        ref = refs.pop()
+        name = ref.rsplit("/", 1)[-1]
+        if ref.startswith("#/components/schemas/") and name not in seen:
+            seen.add(name)
+            _constrain(schemas.get(name), TEXT_CLASS, refs)
+    return document
+
+
+class NonBlank:
+    """Marks a string that must hold a character besides whitespace: one read with
+    ``strip_whitespace`` and ``min_length=1``, say. Its schema gets the pattern ``\\S``, so that
+    ``"\\t"`` is not documented as valid when it is refused once stripped."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = NON_BLANK_PATTERN
+        return schema
+
+
+NON_BLANK_PATTERN: Final = "\\S"

@@ -155,6 +155,9 @@ def problem_response(
 
 
 def _field_path(loc: Sequence[Any]) -> str:
+    # A header's name is case-insensitive: named in lower case, as the routes' own checks do.
+    if len(loc) == 2 and loc[0] == "header":
+        return f"header.{str(loc[1]).lower()}"
     return ".".join(str(part) for part in loc)
 
 

@@ -47,7 +47,8 @@ from pipedesk_common.errors import AppError, FieldError, InvalidInput
 
 HEADER: Final = "Idempotency-Key"
 MAX_KEY_LENGTH: Final = 255
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN: Final = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 BASE32HEX: Final = "0123456789abcdefghijklmnopqrstuv"
 
 

@@ -16,6 +16,7 @@ from fastapi import Depends, Header, Request
 from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.db import REQUEST_CONNECTION
 from pipedesk_common.idempotency import (
+    KEY_PATTERN,
     STATE_KEY,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
@@ -38,6 +39,7 @@ async def idempotent(
             alias="Idempotency-Key",
             description="1 to 255 visible ASCII characters: a retry with the same key and payload "
             "within 24 hours gets the first answer, and nothing is done twice",
+            pattern=KEY_PATTERN,
         ),
     ] = None,
 ) -> None:

@@ -1,7 +1,9 @@
 """A moment in a query or body as the OpenAPI documents promise it: an RFC 3339 date-time with
-its offset. pydantic alone would also take a number (``0.5``) as seconds since 1970."""
+its offset, or a day as ``YYYY-MM-DD``. pydantic alone would also take a number (``0.5``) as
+seconds since 1970."""
 
 import re
+from datetime import date
 from typing import Annotated, Any, Final
 
 from pydantic import AwareDatetime, BeforeValidator
@@ -9,13 +11,19 @@ from pydantic import AwareDatetime, BeforeValidator
 _NUMBER: Final = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
-def _not_a_number(value: Any) -> Any:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError("an RFC 3339 date-time with its offset, not a number")
-    if isinstance(value, str) and _NUMBER.match(value):
-        raise ValueError("an RFC 3339 date-time with its offset, not a number")
-    return value
+def _refusing_numbers(expected: str) -> BeforeValidator:
+    def not_a_number(value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{expected}, not a number")
+        if isinstance(value, str) and _NUMBER.match(value):
+            raise ValueError(f"{expected}, not a number")
+        return value
+
+    return BeforeValidator(not_a_number)
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+Rfc3339 = Annotated[AwareDatetime, _refusing_numbers("an RFC 3339 date-time with its offset")]
 """An aware ``datetime``, given as an RFC 3339 date-time (``2026-03-02T10:00:00+01:00``)."""
+
+IsoDate = Annotated[date, _refusing_numbers("a date (YYYY-MM-DD)")]
+"""A day, given as ``YYYY-MM-DD``."""

@@ -4,7 +4,7 @@ token route other services call."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -44,6 +44,7 @@ from pipedesk_common.google.credentials import (
     GoogleNotConnected,
 )
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
+from pipedesk_common.ids import OpaqueIdPath
 from pipedesk_common.internal import callers, internal_problems, refuse_internal_call
 from pipedesk_common.lifecycle import lifecycle_router
 from pipedesk_common.pagination import Page
@@ -91,6 +92,11 @@ async def org_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(org_admin)]
 
 
+# A comma-separated list naming at least one product (spaces and empty items tolerated).
+_PRODUCT: Final = f"({'|'.join(PRODUCT_SCOPES)})"
+PRODUCTS_PATTERN: Final = f"^[ ,]*{_PRODUCT} *(, *({_PRODUCT} *)?)*$"
+
+
 def _products(products: str) -> list[str]:
     return [item.strip() for item in products.split(",") if item.strip()]
 
@@ -110,7 +116,12 @@ async def connect(
     principal: PrincipalDep,
     service: ServiceDep,
     products: Annotated[
-        str, Query(max_length=200, description="Comma-separated: calendar, tasks, drive, gmail")
+        str,
+        Query(
+            max_length=200,
+            pattern=PRODUCTS_PATTERN,
+            description="Comma-separated: calendar, tasks, drive, gmail",
+        ),
     ],
 ) -> ConnectStart:
     url = await service.start_connect(principal, _products(products))
@@ -212,7 +223,9 @@ async def list_connections(
     summary="A user's connection (org admins)",
     description="One user's connection in the admin's org; another org's user is `404`.",
 )
-async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) -> ConnectionPublic:
+async def user_connection(
+    user_id: OpaqueIdPath, admin: AdminDep, service: ServiceDep
+) -> ConnectionPublic:
     return await service.connection_of(admin.org_id, user_id)
 
 
@@ -223,7 +236,7 @@ async def user_connection(user_id: str, admin: AdminDep, service: ServiceDep) ->
     summary="Revoke and forget a user's connection (org admins)",
     description="As the user's own disconnect: revoked at Google, forgotten here.",
 )
-async def disconnect_user(user_id: str, admin: AdminDep, service: ServiceDep) -> Response:
+async def disconnect_user(user_id: OpaqueIdPath, admin: AdminDep, service: ServiceDep) -> Response:
     await service.disconnect(admin.org_id, user_id, admin.sub)
     return Response(status_code=204)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from pydantic import AwareDatetime
+from pydantic import WithJsonSchema
 
 from calendar_service.google import NotOrganizer
 from calendar_service.repository import EventFilters
@@ -41,6 +41,7 @@ from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
+from pipedesk_common.moments import Rfc3339
 from pipedesk_common.pagination import Page
 
 router = APIRouter(prefix="/api/calendar", tags=["calendar"])
@@ -65,8 +66,20 @@ async def calendar_service(runtime: RuntimeDep) -> CalendarService:
 
 
 ServiceDep = Annotated[CalendarService, Depends(calendar_service)]
+# What ``parse_occurrence`` takes, as OpenAPI says it: a date, or an RFC 3339 date-time.
+Occurrence = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ]
+        }
+    ),
+]
 OccurrenceQuery = Annotated[
-    str | None,
+    Occurrence | None,
     Query(
         max_length=40,
         description="Only this occurrence of a series, by its original start (an RFC 3339 "
@@ -117,8 +130,8 @@ async def list_events(
     service: ServiceDep,
     context: ContextDep,
     record: RecordFilterDep,
-    time_min: Annotated[AwareDatetime | None, Query(description="Events ending after")] = None,
-    time_max: Annotated[AwareDatetime | None, Query(description="Events starting before")] = None,
+    time_min: Annotated[Rfc3339 | None, Query(description="Events ending after")] = None,
+    time_max: Annotated[Rfc3339 | None, Query(description="Events starting before")] = None,
     calendar_id: Annotated[str | None, Query(max_length=500)] = None,
     include_cancelled: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -258,8 +271,8 @@ async def list_calendars(
 async def free_busy(
     principal: PrincipalDep,
     service: ServiceDep,
-    time_min: AwareDatetime,
-    time_max: AwareDatetime,
+    time_min: Rfc3339,
+    time_max: Rfc3339,
     calendar_id: Annotated[
         list[str], Query(max_length=20, description="Default: the primary calendar")
     ] = [],  # noqa: B006

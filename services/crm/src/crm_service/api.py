@@ -3,7 +3,7 @@ answer. Every ``/api`` route upserts the caller into the directory first (``Call
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
@@ -66,6 +66,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
+from pipedesk_common.ids import OpaqueIdPath
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import CursorCodec, Page
 
@@ -87,6 +88,10 @@ TextQuery = Annotated[
     str | None, Query(min_length=1, max_length=200, description="Text in names (and emails)")
 ]
 Deleted = Annotated[bool, Query(description="List deleted records instead (the trash)")]
+
+
+# An ETag of ours: a record's version, quoted (``W/`` tolerated).
+ETAG_PATTERN: Final = r'^(W/)?"[0-9]{1,18}"$'
 
 
 def _etag(version: int) -> str:
@@ -244,7 +249,11 @@ def record_router(kind: Kind) -> APIRouter:
         service: ServiceDep,
         response: Response,
         if_match: Annotated[
-            str | None, Header(description=f"Only update if the {kind.name}'s ETag is this")
+            str | None,
+            Header(
+                description=f"Only update if the {kind.name}'s ETag is this",
+                pattern=ETAG_PATTERN,
+            ),
         ] = None,
     ) -> Any:
         record = await service.update(
@@ -361,7 +370,6 @@ def add_owned_routes(
     answer: Callable[[Any, Response], Any],
 ) -> None:
     path = f"/{{{kind.param}}}"
-    UserIdPath = Annotated[str, Path(min_length=1, max_length=255)]
 
     @router.post(
         f"{path}/change-owner",
@@ -420,7 +428,7 @@ def add_owned_routes(
     )
     async def put_member(
         record_id: RecordId,
-        user_id: UserIdPath,
+        user_id: OpaqueIdPath,
         data: MemberPut,
         principal: CallerDep,
         service: ServiceDep,
@@ -440,7 +448,7 @@ def add_owned_routes(
         responses=problem_responses(Unauthorized, Forbidden, NotFound),
     )
     async def remove_member(
-        record_id: RecordId, user_id: UserIdPath, principal: CallerDep, service: ServiceDep
+        record_id: RecordId, user_id: OpaqueIdPath, principal: CallerDep, service: ServiceDep
     ) -> None:
         await service.remove_member(principal, record_id, user_id)
 

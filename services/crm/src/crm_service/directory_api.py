@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from crm_service.api import CallerDep, Cursor, Limit
 from crm_service.directory import Directory
@@ -20,7 +20,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
-from pipedesk_common.ids import id_path
+from pipedesk_common.ids import OpaqueIdPath, id_path
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.pagination import Page
 
@@ -32,8 +32,8 @@ async def directory(session: SessionDep, context: ContextDep) -> Directory:
 DirectoryDep = Annotated[Directory, Depends(directory)]
 # An id is opaque and may hold "/": the route takes the rest of the path, which arrives
 # percent-encoded (``%2F``) and is decoded before routing.
-UserIdPath = Annotated[str, Path(min_length=1, max_length=255)]
-TeamIdPath = Annotated[str, Path(min_length=1, max_length=255)]
+UserIdPath = OpaqueIdPath
+TeamIdPath = OpaqueIdPath
 
 users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])

@@ -19,17 +19,26 @@ from pydantic import (
 
 from crm_service.models import DealStage, LeadPriority, LeadStatus
 from pipedesk_common.auth import Role
+from pipedesk_common.contract import NonBlank
 from pipedesk_common.ids import OpaqueId
 from pipedesk_common.rbac import MemberRole
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), NonBlank()
+]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), NonBlank()
+]
+Source = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NonBlank()
+]
 # Ids the identity provider chooses: opaque (``auth0|…``, an email…), see pipedesk_common.ids.
 TeamId = OpaqueId
 UserId = OpaqueId
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), NonBlank()
+]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 NextStep = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
@@ -57,8 +66,12 @@ Domain = Annotated[
         pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     ),
 ]
-NoteBody = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+NoteBody = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000), NonBlank()
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NonBlank()
+]
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -376,7 +389,9 @@ class UserDeactivationPublic(BaseModel):
     completed_at: datetime | None
 
 
-TeamName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TeamName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NonBlank()
+]
 
 
 class TeamCreate(_Input):

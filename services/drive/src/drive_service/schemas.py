@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -135,8 +135,20 @@ class SearchResults(BaseModel):
     items: list[SearchHitPublic] = Field(description="The first `limit` matches, by name")
 
 
+# One record (both fields) or every record (neither): the route refuses one without the other.
+ONE_RECORD_OR_ALL: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"properties": {"record_type": {"type": "null"}, "record_id": {"type": "null"}}},
+        {
+            "required": ["record_type", "record_id"],
+            "properties": {"record_type": {"type": "string"}, "record_id": {"type": "string"}},
+        },
+    ]
+}
+
+
 class RepairRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_RECORD_OR_ALL)
 
     record_type: RecordType | None = Field(None, description="With record_id: one record only")
     record_id: UUID | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -23,6 +22,7 @@ from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.mirror.links import RecordFilterDep
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
+from pipedesk_common.moments import IsoDate
 from pipedesk_common.pagination import Page
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
@@ -217,8 +217,8 @@ async def list_tasks(
     record: RecordFilterDep,
     list_id: Annotated[UUID | None, Query()] = None,
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
-    due_min: Annotated[date | None, Query(description="Due on or after")] = None,
-    due_max: Annotated[date | None, Query(description="Due on or before")] = None,
+    due_min: Annotated[IsoDate | None, Query(description="Due on or after")] = None,
+    due_max: Annotated[IsoDate | None, Query(description="Due on or before")] = None,
     assigned_by_me: bool = False,
     include_hidden: Annotated[
         bool,
@@ -252,7 +252,7 @@ async def list_tasks(
 
 
 @router.get(
-    "/{task_id}",
+    "/{task_id:uuid}",
     summary="Get a task (its assignee, who assigned it, or a reader of a linked record)",
     description=(
         "A task from the mirror, to its assignee, to whoever assigned it, or to a "
@@ -265,7 +265,7 @@ async def get_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) 
 
 
 @router.patch(
-    "/{task_id}",
+    "/{task_id:uuid}",
     summary="Change a task's title, notes, due date, status or links",
     description=f"{ALIAS_NOTE} `links` replaces the links.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput, *GOOGLE_PROBLEMS),
@@ -277,7 +277,7 @@ async def update_task(
 
 
 @router.post(
-    "/{task_id}/complete",
+    "/{task_id:uuid}/complete",
     summary="Complete a task",
     description=(
         "Marks the task completed in Google, which records when; the mirror and the "
@@ -290,7 +290,7 @@ async def complete_task(task_id: UUID, principal: PrincipalDep, service: Service
 
 
 @router.post(
-    "/{task_id}/reopen",
+    "/{task_id:uuid}/reopen",
     summary="Reopen a completed task",
     description="Marks a completed task as needing action again, in Google and the mirror.",
     responses=problem_responses(Unauthorized, Forbidden, NotFound, *GOOGLE_PROBLEMS),
@@ -300,7 +300,7 @@ async def reopen_task(task_id: UUID, principal: PrincipalDep, service: ServiceDe
 
 
 @router.post(
-    "/{task_id}/move",
+    "/{task_id:uuid}/move",
     summary="Move a task within its list: under `parent_id` (a subtask), after `previous_id`",
     description=(
         "Reorders the task in Google: under `parent_id` to make it a subtask (none: "
@@ -315,7 +315,7 @@ async def move_task(
 
 
 @router.delete(
-    "/{task_id}",
+    "/{task_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a task and its subtasks",

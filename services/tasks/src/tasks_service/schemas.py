@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import date, datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
 from pipedesk_common.errors import invalid
@@ -50,12 +50,27 @@ def parse_due(value: Any) -> date | None:
     return moment.date()
 
 
+# What ``parse_due`` takes, as OpenAPI says it: a date, or an RFC 3339 date-time (its offset
+# included).
+DueInput = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ]
+        }
+    ),
+]
+
+
 class _TaskWrite(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=documented_aliases(TASK_ALIASES))
 
     title: str | None = Field(None, max_length=1024, description="The title.")
     notes: str | None = Field(None, max_length=8192, description="Notes.")
-    due: str | None = Field(None, max_length=64, description=DUE_DESCRIPTION)
+    due: DueInput | None = Field(None, max_length=64, description=DUE_DESCRIPTION)
     links: list[LinkInput] | None = Field(None, max_length=20)
 
     @model_validator(mode="before")
@@ -72,8 +87,20 @@ class _TaskWrite(BaseModel):
         return parse_due(self.due)
 
 
+def _title_required(schema: dict[str, Any]) -> None:
+    """A new task's title is a non-empty string, under one of its names."""
+    title = schema["properties"]["title"]
+    title.pop("anyOf", None)
+    title.pop("default", None)
+    title.update(type="string", minLength=1, maxLength=1024)
+    schema["required"] = ["title"]
+    documented_aliases(TASK_ALIASES)(schema)
+
+
 class TaskCreate(_TaskWrite):
     """A new task. ``title`` is required."""
+
+    model_config = ConfigDict(json_schema_extra=_title_required)
 
     list_id: UUID | None = Field(
         None, description="One of the caller's task lists; default: their default list"

@@ -11,7 +11,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +29,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.events.timeline import ItemKind
+from pipedesk_common.moments import Rfc3339
 from pipedesk_common.pagination import Page
 from pipedesk_common.rbac import Action
 from timeline_service.cache import PageCache
@@ -122,8 +122,8 @@ async def record_timeline(
     context: ContextDep,
     request: Request,
     kinds: Annotated[list[ItemKind], Query(description="Only these kinds")] = [],  # noqa: B006
-    since: Annotated[AwareDatetime | None, Query(description="Occurred at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Occurred before")] = None,
+    since: Annotated[Rfc3339 | None, Query(description="Occurred at or after")] = None,
+    until: Annotated[Rfc3339 | None, Query(description="Occurred before")] = None,
     q: Annotated[
         str | None, Query(min_length=1, max_length=200, description="Text in title or summary")
     ] = None,
@@ -220,7 +220,8 @@ async def create_stream_ticket(
 def _resume_point(header: str | None, parameter: int | None) -> int | None:
     if header is None or not header.strip():
         return parameter
-    if not header.strip().isdigit() or len(header.strip()) > 18:
+    # ASCII digits only: str.isdigit() also holds for "²", which int() refuses.
+    if not header.strip().isascii() or not header.strip().isdigit() or len(header.strip()) > 18:
         raise InvalidInput(
             "Last-Event-ID must be an event id of this stream",
             errors=[
@@ -255,7 +256,7 @@ async def record_stream(
         Query(ge=0, le=10**18, description="Resume after this event id (as `Last-Event-ID`)"),
     ] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=40)
+        str | None, Header(alias="Last-Event-ID", max_length=40, pattern=r"^[0-9]{1,18}$")
     ] = None,
 ) -> StreamingResponse:
     resume = _resume_point(last_event_id_header, last_event_id)
