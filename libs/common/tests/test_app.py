@@ -99,3 +99,25 @@ async def test_a_method_a_resource_does_not_serve_is_a_405_naming_every_method_i
     assert collection.headers["allow"] == "OPTIONS, POST"
     assert missing.status_code == 404
     assert served.status_code == 200
+
+
+async def test_the_methods_allowed_are_those_of_the_most_specific_path_that_matches(
+    service_env: dict[str, Any],
+) -> None:
+    """Ids may hold a ``/`` (``{person_id:path}``): an action below the id is its own resource."""
+    router = APIRouter()
+
+    @router.get("/people/{person_id:path}")
+    async def read(person_id: str) -> dict[str, str]:
+        return {"id": person_id}
+
+    @router.post("/people/{person_id:path}/retire")
+    async def retire(person_id: str) -> dict[str, str]:
+        return {"id": person_id}
+
+    app = create_app(ProbeSettings(**service_env), title="probe", routers=[router])
+    async with app_client(app) as client:
+        action = await client.options("/people/p1/retire")
+        person = await client.options("/people/team/p1")
+    assert action.headers["allow"] == "OPTIONS, POST"
+    assert person.headers["allow"] == "GET, OPTIONS"

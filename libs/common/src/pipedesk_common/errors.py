@@ -18,6 +18,8 @@ from starlette.routing import compile_path
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:pipedesk:problem:"
+# A parameter of a route's path template, such as ``{user_id}`` or ``{user_id:path}``.
+PATH_PARAMETER = re.compile(r"\{[^}]*\}")
 
 
 class FieldError(BaseModel):
@@ -229,10 +231,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> str:
-    """The ``Allow`` header of the resource a request names: the methods of every route whose
-    path matches (FastAPI makes a route per method, so the router's 405 names only the first
-    route's), and OPTIONS, which every resource answers."""
-    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+    """The ``Allow`` header of the resource a request names: the methods of every route of its
+    path (FastAPI makes a route per method, so the router's 405 names only the first route's),
+    and OPTIONS, which every resource answers.
+
+    Where several paths match, the resource is the most specific one, the path with the most
+    fixed characters: ``/api/users/u1/deactivate`` is ``/api/users/{user_id}/deactivate``'s
+    (POST), not ``/api/users/{user_id:path}``'s, whose ids may hold a ``/``."""
+    index: list[tuple[re.Pattern[str], int, set[str]]] | None = getattr(
         request.app.state, "allow_index", None
     )
     if index is None:
@@ -240,12 +246,15 @@ def allowed_methods(request: Request) -> str:
         for context in iter_route_contexts(request.app.routes):
             methods = getattr(context.original_route, "methods", None)
             if context.path is not None and methods:
-                index.append((compile_path(context.path)[0], set(methods)))
+                fixed = len(PATH_PARAMETER.sub("", context.path))
+                index.append((compile_path(context.path)[0], fixed, set(methods)))
         request.app.state.allow_index = index
     path = request.scope["path"]
+    matching = [(fixed, methods) for pattern, fixed, methods in index if pattern.match(path)]
+    most = max((fixed for fixed, _methods in matching), default=0)
     allowed = {"OPTIONS"}
-    for pattern, methods in index:
-        if pattern.match(path):
+    for fixed, methods in matching:
+        if fixed == most:
             allowed |= methods
     return ", ".join(sorted(allowed))
 

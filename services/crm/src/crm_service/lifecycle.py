@@ -107,7 +107,7 @@ class UserLifecycle:
                     )
                 return latest, False
             if user_id == principal.sub:
-                raise invalid("path.user_id", "an admin may not deactivate themselves")
+                raise Forbidden("an admin may not deactivate themselves; another admin may")
             if not user.active:
                 raise Conflict("this user is already inactive")
             new_owner = await self._new_owner(session, user, data.reassign_to)
