@@ -32,7 +32,10 @@ GMAIL = GoogleProduct(
     jobs=service.gmail_jobs,
     example_job="gmail.catch-up",
     access_ended=service.mailbox_ended,
-    lifecycle=ProductLifecycle(user_deactivated=service.user_deactivated),
+    lifecycle=ProductLifecycle(
+        user_deactivated=service.user_deactivated,
+        user_google_data_deleted=service.user_google_data_deleted,
+    ),
     body_limits=send_limits,
 )
 build_app = GMAIL.app

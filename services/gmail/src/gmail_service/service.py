@@ -182,6 +182,22 @@ async def user_deactivated(runtime: GmailRuntime, org_id: str, user_id: str) -> 
     return {"watches": await end_mailbox(runtime, org_id, user_id)}
 
 
+async def user_google_data_deleted(
+    runtime: GmailRuntime, org_id: str, user_id: str
+) -> dict[str, int]:
+    """Gmail's part of deleting a user's Google data, before the kit deletes their mailbox, its
+    messages and their sent messages: the mailbox's watch stopped at Google. Google unavailable,
+    nothing is deleted and the next call tries again; without access the watch lapses."""
+    async with runtime.uow.read() as session:
+        mailbox = await GmailRepository(session).mailbox(org_id, user_id)
+    if mailbox is None or mailbox.watch_renewed_at is None:
+        return {"watches": 0}
+    with contextlib.suppress(GoogleNotConnected, GoogleReconnectRequired):
+        await runtime.google.stop(mailbox.owner)
+        return {"watches": 1}
+    return {"watches": 0}
+
+
 async def end_mailbox(runtime: GmailRuntime, org_id: str, user_id: str) -> int:
     """Stop the mailbox's watch at Google, then end it (``mailbox_ended``); the watches
     stopped. Google unavailable, nothing is ended and the next call tries again."""
