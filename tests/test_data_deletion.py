@@ -392,3 +392,105 @@ async def test_only_the_crm_calls_the_deletion_part(world: World, users: Users) 
             headers=users.make(Role.ADMIN).headers,
         )
         assert nobody.status_code == 404
+
+
+async def org_rows(world: World, org_id: str) -> list[dict[str, Any]]:
+    """Every row naming the org in any table of any service, but the offboarding's job."""
+    hits = await scan(world, [org_id], SCHEMAS)
+    return [hit for hit in hits if hit["table"] != "crm.data_deletions"]
+
+
+async def test_offboarding_an_org_leaves_nothing_of_it_and_another_org_untouched(
+    world: World, users: Users
+) -> None:
+    async with running(world) as stack:
+        org = await org_with_mail(stack, users)
+        lead = await world.crm.post("/api/leads", json={"title": "Acme"}, headers=org.rep.headers)
+        assert lead.status_code == 201, lead.text
+        other_users = users.other_org()
+        other = other_users.make(Role.ADMIN, teams=["t1"])
+        other_rep = other_users.make(Role.REP, teams=["t1"])
+        for user in (other, other_rep):
+            (await world.crm.get("/api/users", headers=user.headers)).raise_for_status()
+        await with_google_data(stack, other_rep, "Other")
+        await deliver(world, [other_rep.principal.email], "Other org")
+        theirs = await world.crm.post(
+            "/api/leads", json={"title": "Other"}, headers=other_rep.headers
+        )
+        assert theirs.status_code == 201, theirs.text
+        # Everything of both orgs has reached every service (replicas, timeline copies).
+        for record_id in (lead.json()["id"], theirs.json()["id"]):
+            for schema in ("calendar", "tasks", "drive", "gmail", "timeline"):
+                await eventually(
+                    lambda schema=schema, record_id=record_id: rows(
+                        world,
+                        f"SELECT 1 FROM {schema}.access_replica WHERE record_id = :id",
+                        id=record_id,
+                    )
+                )
+        other_expected = {**expected(stack), "messages": 1, "copies": 2 + 1}
+        await eventually(
+            lambda: held(world, other_users.org_id, other_rep.sub),
+            until=lambda counts: counts == other_expected,
+        )
+        other_before = await scan(world, [other_users.org_id], SCHEMAS)
+        assert await org_rows(world, users.org_id)
+        emails = [user.principal.email for user in (org.rep, org.colleague, org.admin)]
+        assert any([await live_channels(world, email) for email in emails])
+
+        # Only an admin of the org, typing its id again, offboards it.
+        path = "/api/org/offboard"
+        confirm = {"confirm_org_id": users.org_id}
+        refused = await world.crm.post(path, json=confirm, headers=org.manager.headers)
+        assert refused.status_code == 403
+        wrong = await world.crm.post(
+            path, json={"confirm_org_id": other_users.org_id}, headers=org.admin.headers
+        )
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["errors"][0]["field"] == "body.confirm_org_id"
+        missing = await world.crm.post(path, json={}, headers=org.admin.headers)
+        assert missing.status_code == 422
+        assert await held(world, users.org_id, org.rep.sub) == expected(stack)
+
+        answer = await world.crm.post(path, json=confirm, headers=org.admin.headers)
+        assert answer.status_code == 201, answer.text
+        job = answer.json()
+        assert job["status"] == "completed", [
+            (name, part["state"], part["error"]) for name, part in job["parts"].items()
+        ]
+        assert job["scope"] == "org"
+        assert job["user_id"] is None
+        report = job["report"]
+        assert list(report) == [
+            "calendar",
+            "tasks",
+            "drive",
+            "gmail",
+            "timeline",
+            "accounts",
+            "crm",
+        ]
+        assert report["calendar"]["channels"] >= 2
+        assert report["calendar"]["events"] == 2
+        assert report["gmail"]["watches"] == 2
+        assert report["gmail"]["messages"] == 4
+        assert report["accounts"]["grants"] == 3  # the admin's Drive, the rep's, the colleague's
+        assert report["crm"]["leads"] == 1
+        assert report["crm"]["users"] == 4
+
+        # No row of the org is left anywhere but the job; nothing of it runs at Google.
+        left = await org_rows(world, users.org_id)
+        assert not left, sorted({(hit["table"], hit["column"]) for hit in left})
+        for email in emails:
+            assert await live_channels(world, email) == []
+            assert not await watching(world, email)
+        [kept] = await rows(
+            world, "SELECT scope, status FROM crm.data_deletions WHERE id = :id", id=job["id"]
+        )
+        assert kept == {"scope": "org", "status": "completed"}
+
+        # The other org is untouched.
+        assert await scan(world, [other_users.org_id], SCHEMAS) == other_before
+        assert await held(world, other_users.org_id, other_rep.sub) == other_expected
+        assert await live_channels(world, other_rep.principal.email)
+        assert await watching(world, other_rep.principal.email)

@@ -45,7 +45,7 @@ from accounts_service.vault import Vault
 from pipedesk_common.auth import Principal
 from pipedesk_common.clock import Clock
 from pipedesk_common.directory import OrgDirectory
-from pipedesk_common.erasure import erase_sent_events, erase_user_rows
+from pipedesk_common.erasure import erase_org_rows, erase_sent_events, erase_user_rows
 from pipedesk_common.errors import AppError, FieldError, Forbidden, InvalidInput, NotFound
 from pipedesk_common.events.accounts import (
     GoogleConnected,
@@ -69,7 +69,7 @@ from pipedesk_common.google.scopes import (
     scopes_for,
 )
 from pipedesk_common.ids import new_id
-from pipedesk_common.lifecycle import GoogleDataDeletion, UserDeactivation
+from pipedesk_common.lifecycle import GoogleDataDeletion, OrgOffboarding, UserDeactivation
 from pipedesk_common.outbox import add_event
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -391,6 +391,21 @@ class AccountsService:
         grants = deleted.pop("google_connections", 0)
         sent = await erase_sent_events(self.repository.session, outbox, [user_id])
         return {"grants": grants, **deleted, **({"sent_events": sent} if sent else {})}
+
+    async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
+        """The accounts part of an org's offboarding: every grant of the org revoked at Google,
+        then every row of the org forgotten (grants, delegation, sync health, sign-ins). If
+        Google cannot be reached, nothing is forgotten. Idempotent."""
+        for connection in await self.repository.org_connections(org_id):
+            if connection.refresh_token is not None:
+                await self.oauth.revoke(
+                    self._open(connection, "refresh_token", connection.refresh_token)
+                )
+        deleted = await erase_org_rows(
+            self.repository.session, AccountsModel.metadata, org_id, outbox=outbox
+        )
+        grants = deleted.pop("google_connections", 0)
+        return {"grants": grants, **deleted}
 
     # -- access tokens ----------------------------------------------------------------------
 

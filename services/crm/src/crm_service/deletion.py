@@ -18,20 +18,26 @@ from urllib.parse import quote
 from uuid import UUID
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from crm_service.lifecycle import LifecycleParts, in_order
-from crm_service.models import AuditEntry, GoogleDataDeletionJob, User
+from crm_service.models import AuditEntry, CrmModel, GoogleDataDeletionJob, User, outbox
+from crm_service.schemas import OrgOffboard
+from crm_service.service import invalid
 from crm_service.settings import CrmSettings
 from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
 from pipedesk_common.clock import Clock
+from pipedesk_common.erasure import erase_org_rows
 from pipedesk_common.errors import Forbidden, NotFound
 from pipedesk_common.ids import new_id
 
 REQUESTED = "google_data_delete_requested"
 DELETED = "google_data_deleted"
+OFFBOARDING = "offboarding_requested"
+# The CRM's own part of an offboarding, after every other service's.
+CRM_PART = "crm"
 
 
 def report_of(job: GoogleDataDeletionJob) -> dict[str, dict[str, int]]:
@@ -59,7 +65,7 @@ class GoogleDataDeletions:
     ) -> tuple[GoogleDataDeletionJob, bool]:
         """The deletion job of the user's Google data, run as far as the services allow; whether
         this request created it (a repeat resumes the unfinished job)."""
-        _admin_only(principal)
+        _admin_only(principal, "delete a user's Google data")
         job, created = await self._start(principal, user_id)
         await self.parts.run(
             GoogleDataDeletionJob,
@@ -68,6 +74,110 @@ class GoogleDataDeletions:
             {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
         )
         return await self._finish(job.id), created
+
+    async def offboard_org(
+        self, principal: Principal, data: OrgOffboard
+    ) -> tuple[GoogleDataDeletionJob, bool]:
+        """The offboarding job of the caller's org, run as far as the services allow; whether
+        this request created it (a repeat resumes the unfinished job). Every other service's
+        part runs first, then the CRM's own: every row of the org in schema ``crm`` but the
+        job itself (which keeps the counts, never the content)."""
+        _admin_only(principal, "offboard the organization")
+        if data.confirm_org_id != principal.org_id:
+            raise invalid("body.confirm_org_id", "type your organization's id to confirm")
+        job, created = await self._start_org(principal)
+        await self.parts.run(
+            GoogleDataDeletionJob,
+            job.id,
+            f"/orgs/{quote(job.org_id, safe='')}/offboarded",
+            {"actor_id": job.requested_by, "job_id": str(job.id)},
+        )
+        return await self._finish(job.id), created
+
+    async def _start_org(self, principal: Principal) -> tuple[GoogleDataDeletionJob, bool]:
+        async with self.sessionmaker.begin() as session:
+            running = await session.scalar(
+                select(GoogleDataDeletionJob)
+                .where(
+                    col(GoogleDataDeletionJob.org_id) == principal.org_id,
+                    col(GoogleDataDeletionJob.scope) == "org",
+                    col(GoogleDataDeletionJob.status) == "running",
+                )
+                .with_for_update()
+                .limit(1)
+            )
+            if running is not None:
+                return running, False
+            now = self.clock.now()
+            job_id, audit_id = new_id(), new_id()
+            await self._audit(
+                session,
+                (principal.org_id, principal.sub, principal.org_id),
+                audit_id,
+                OFFBOARDING,
+                {"job_id": str(job_id)},
+            )
+            parts = self.parts.pending()
+            parts[CRM_PART] = {"state": "pending", "ended": {}, "order": len(parts)}
+            job = GoogleDataDeletionJob(
+                id=job_id,
+                org_id=principal.org_id,
+                scope="org",
+                requested_by=principal.sub,
+                audit_id=audit_id,
+                status="running",
+                parts=parts,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(job)
+            await session.flush()
+            return job, True
+
+    async def _erase_org(self, job_id: UUID) -> None:
+        """The CRM's part of an offboarding, once every other part is done: every row of the
+        org in schema ``crm`` (the audit log too: the trigger lets this transaction, which
+        names the org, delete that org's entries only) but the jobs, in one transaction."""
+        async with self.sessionmaker() as session:
+            connection = await session.connection()
+            job = (
+                await connection.execute(
+                    select(GoogleDataDeletionJob.__table__)  # type: ignore[attr-defined]
+                    .where(GoogleDataDeletionJob.__table__.c.id == job_id)  # type: ignore[attr-defined]
+                    .with_for_update()
+                )
+            ).one()
+            parts = dict(job.parts)
+            if (
+                job.scope != "org"
+                or parts[CRM_PART]["state"] == "done"
+                or any(part["state"] != "done" for name, part in parts.items() if name != CRM_PART)
+            ):
+                return
+            await connection.execute(
+                text("SELECT set_config('crm.offboarding_org', :org, true)"), {"org": job.org_id}
+            )
+            deleted = await erase_org_rows(
+                connection,
+                CrmModel.metadata,
+                job.org_id,
+                outbox=outbox,
+                keep=(GoogleDataDeletionJob.__tablename__,),
+            )
+            now = self.clock.now()
+            parts[CRM_PART] = {
+                **parts[CRM_PART],
+                "state": "done",
+                "ended": deleted,
+                "error": None,
+                "done_at": now.isoformat(),
+            }
+            await connection.execute(
+                update(GoogleDataDeletionJob.__table__)  # type: ignore[attr-defined]
+                .where(GoogleDataDeletionJob.__table__.c.id == job_id)  # type: ignore[attr-defined]
+                .values(parts=parts, updated_at=now)
+            )
+            await session.commit()
 
     async def _start(
         self, principal: Principal, user_id: str
@@ -141,6 +251,7 @@ class GoogleDataDeletions:
         )
 
     async def _finish(self, job_id: UUID) -> GoogleDataDeletionJob:
+        await self._erase_org(job_id)
         async with self.sessionmaker.begin() as session:
             job = await session.get(GoogleDataDeletionJob, job_id, with_for_update=True)
             assert job is not None
@@ -149,6 +260,8 @@ class GoogleDataDeletions:
             ):
                 job.status = "completed"
                 job.completed_at = job.updated_at = self.clock.now()
+                if job.scope == "org":
+                    return job  # its audit log went with it; the job keeps the counts
                 await self._audit(
                     session,
                     (job.org_id, job.requested_by, job.user_id or job.org_id),
@@ -160,7 +273,7 @@ class GoogleDataDeletions:
             return job
 
     async def job(self, principal: Principal, user_id: str, job_id: UUID) -> GoogleDataDeletionJob:
-        _admin_only(principal)
+        _admin_only(principal, "read deletion jobs")
         async with self.sessionmaker() as session:
             job = await session.get(GoogleDataDeletionJob, job_id)
         if (
@@ -173,6 +286,6 @@ class GoogleDataDeletions:
         return job
 
 
-def _admin_only(principal: Principal) -> None:
+def _admin_only(principal: Principal, what: str) -> None:
     if principal.role is not Role.ADMIN:
-        raise Forbidden("only an admin may delete a user's Google data")
+        raise Forbidden(f"only an admin may {what}")

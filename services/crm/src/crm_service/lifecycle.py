@@ -367,11 +367,14 @@ class LifecycleParts:
             job = await session.get(model, job_id)
             assert job is not None
             parts: dict[str, Any] = dict(job.parts)
-        for service in in_order(parts):
+        # A part of the job's that no service of the lifecycle runs (the CRM's own part of an
+        # offboarding) is its coordinator's, after these.
+        called = [name for name in in_order(parts) if name in self.services()]
+        for service in called:
             if parts[service]["state"] == "done":
                 continue
             if service == LAST_PART and any(
-                part["state"] != "done" for name, part in parts.items() if name != LAST_PART
+                parts[name]["state"] != "done" for name in called if name != LAST_PART
             ):
                 continue  # its turn comes when every other part is done
             try:

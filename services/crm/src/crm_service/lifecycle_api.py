@@ -15,6 +15,7 @@ from crm_service.models import GoogleDataDeletionJob, UserDeactivationJob
 from crm_service.schemas import (
     DataDeletionPublic,
     DeletionPartPublic,
+    OrgOffboard,
     UserDeactivate,
     UserDeactivationPublic,
     UserPublic,
@@ -41,6 +42,7 @@ REFUSAL_READERS = (
 )  # fmt: skip
 
 user_lifecycle = APIRouter(prefix="/api/users", tags=["directory"])
+org_lifecycle = APIRouter(prefix="/api/org", tags=["directory"])
 internal_refusals = APIRouter(prefix="/internal/users", tags=["internal"])
 
 
@@ -211,6 +213,34 @@ async def get_google_data_deletion(
     return deletion_public(await service.job(principal, user_id, job_id))
 
 
+@org_lifecycle.post(
+    "/offboard",
+    status_code=status.HTTP_201_CREATED,
+    summary="Offboard the organization: everything of it deleted in every service (admins)",
+    description=(
+        "The organization leaves PipeDesk: every service of the lifecycle stops what runs at "
+        "Google for its users (push channels, Gmail watches, grants revoked) and deletes every "
+        "row of the org, then the CRM deletes its own (records, directory, audit log). Only "
+        "the job row is kept, with each service's counts: the record that the offboarding "
+        "happened. The org's admin asks, typing the org's id again in `confirm_org_id` (`422` "
+        "otherwise). Answers the job: `201` when this request started it, `200` when it "
+        "resumes an unfinished one. Sign-in to the org must be ended at the identity provider "
+        "first: a later request of one of its users would be a new user of an empty org."
+    ),
+    responses={
+        200: {"model": DataDeletionPublic, "description": "An unfinished job, resumed"},
+        **problem_responses(Unauthorized, Forbidden, InvalidInput),
+    },
+)
+async def offboard_org(
+    data: OrgOffboard, principal: CallerDep, service: DeletionsDep, response: Response
+) -> DataDeletionPublic:
+    job, created = await service.offboard_org(principal, data)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return deletion_public(job)
+
+
 class RefusedUsersPublic(BaseModel):
     items: list[RefusedUser]
 
@@ -231,4 +261,4 @@ async def list_deactivated(
     )
 
 
-__all__ = ["internal_refusals", "user_lifecycle"]
+__all__ = ["internal_refusals", "org_lifecycle", "user_lifecycle"]

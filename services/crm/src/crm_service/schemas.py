@@ -376,6 +376,15 @@ class UserDeactivationPublic(BaseModel):
     completed_at: datetime | None
 
 
+class OrgOffboard(_Input):
+    confirm_org_id: str = Field(
+        min_length=1,
+        max_length=255,
+        description="Your organization's id, typed again: the offboarding deletes everything "
+        "of the org in every service and cannot be undone",
+    )
+
+
 class DeletionPartPublic(BaseModel):
     state: Literal["pending", "done", "failed"] = Field(
         description="`pending`: not run yet (the accounts part waits for every other part, "
@@ -396,7 +405,9 @@ class DataDeletionPublic(BaseModel):
     scope: Literal["user", "org"] = Field(
         description="`user`: what came from one user's Google account; `org`: the whole org"
     )
-    user_id: str | None = Field(description="The user whose Google data is deleted (`user`)")
+    user_id: str | None = Field(
+        description="The user whose Google data is deleted (`user`); null for an org"
+    )
     requested_by: str
     audit_id: UUID = Field(
         description="The audit entry of the request; the entry recording the deletion done "

@@ -35,6 +35,7 @@ GMAIL = GoogleProduct(
     lifecycle=ProductLifecycle(
         user_deactivated=service.user_deactivated,
         user_google_data_deleted=service.user_google_data_deleted,
+        org_offboarded=service.org_offboarded,
     ),
     body_limits=send_limits,
 )

@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -196,6 +196,23 @@ async def user_google_data_deleted(
         await runtime.google.stop(mailbox.owner)
         return {"watches": 1}
     return {"watches": 0}
+
+
+async def org_offboarded(runtime: GmailRuntime, org_id: str) -> dict[str, int]:
+    """Gmail's part of an org's offboarding, before the kit deletes the org's mailboxes and
+    mail: every watched mailbox's watch stopped at Google."""
+    async with runtime.uow.read() as session:
+        user_ids = (
+            await session.scalars(
+                select(col(Mailbox.user_id)).where(
+                    col(Mailbox.org_id) == org_id, col(Mailbox.watch_renewed_at).is_not(None)
+                )
+            )
+        ).all()
+    watches = 0
+    for user_id in sorted(user_ids):
+        watches += (await user_google_data_deleted(runtime, org_id, user_id))["watches"]
+    return {"watches": watches}
 
 
 async def end_mailbox(runtime: GmailRuntime, org_id: str, user_id: str) -> int:

@@ -2,6 +2,8 @@
 
 Deactivation: nothing to end here (the user's token is refused by the contract's route itself).
 
+Offboarding an org: every row of the org deleted from every table of the schema.
+
 Deleting a user's Google data: every copy their mailbox, calendar or task lists held (the holders
 whose ``owner_id`` is theirs, from a Google product) is deleted; an item no other copy holds
 leaves every timeline with its links, an item other mailboxes or calendars hold stays without
@@ -18,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from pipedesk_common.db import SessionDep
-from pipedesk_common.lifecycle import GoogleDataDeletion, UserDeactivation
-from timeline_service.models import ItemHolder
+from pipedesk_common.erasure import erase_org_rows
+from pipedesk_common.lifecycle import GoogleDataDeletion, OrgOffboarding, UserDeactivation
+from timeline_service.models import ItemHolder, TimelineModel
 from timeline_service.projection import Record, lock_matching, refresh_item, touch
 
 # The services whose copies come from a user's Google account.
@@ -67,6 +70,12 @@ class TimelineLifecycle:
             "copies": int(getattr(copies, "rowcount", 0) or 0),
             "items": len(item_ids) - len(left),
         }
+
+    async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
+        """Every row of the org (items, copies, links, versions, replicas, stream tickets, the
+        consumer's version gates naming it), in the request's transaction."""
+        await lock_matching(self.session, org_id)
+        return await erase_org_rows(self.session, TimelineModel.metadata, org_id)
 
 
 async def timeline_lifecycle(session: SessionDep) -> TimelineLifecycle:
