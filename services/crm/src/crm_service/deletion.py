@@ -32,6 +32,7 @@ from pipedesk_common.clock import Clock
 from pipedesk_common.erasure import erase_org_rows
 from pipedesk_common.errors import Forbidden, NotFound
 from pipedesk_common.ids import new_id
+from pipedesk_common.observability import request_id_var
 
 REQUESTED = "google_data_delete_requested"
 DELETED = "google_data_deleted"
@@ -247,6 +248,7 @@ class GoogleDataDeletions:
                 occurred_at=self.clock.now(),
                 source="crm",
                 caused_by=cause,
+                request_id=request_id_var.get(),
             )
         )
 

@@ -299,6 +299,53 @@ async def resync_user(
     return [mailbox_key(org_id, user_id)]
 
 
+async def apply_retention(runtime: GmailRuntime) -> int:
+    """Every org's retention: the mirrored mail older than its ``retention_days`` (by the
+    message's date) leaves every timeline (as a message gone from the mailbox) and PipeDesk. How
+    many messages left."""
+    now = runtime.clock.now()
+    async with runtime.uow.read() as session:
+        limits = (
+            await session.execute(
+                select(col(OrgMailSettings.org_id), col(OrgMailSettings.retention_days)).where(
+                    col(OrgMailSettings.retention_days).is_not(None)
+                )
+            )
+        ).all()
+    removed = 0
+    for org_id, days in limits:
+        cutoff = now - timedelta(days=int(days or 0))
+        async with runtime.uow.write() as session:
+            repository = GmailRepository(session)
+            settings = await repository.settings(org_id)
+            mailboxes = (
+                await session.scalars(select(Mailbox).where(col(Mailbox.org_id) == org_id))
+            ).all()
+            writer = message_writer(runtime.clock)
+            for mailbox in mailboxes:
+                old = (
+                    await session.scalars(
+                        select(MirroredMessage).where(
+                            col(MirroredMessage.mailbox_id) == mailbox.id,
+                            col(MirroredMessage.internal_date) < cutoff,
+                        )
+                    )
+                ).all()
+                if not old:
+                    continue
+                scope = MailboxScope(mailbox, MailRules.of(mailbox, settings))
+                for message in old:
+                    if not message.deleted:
+                        await writer.apply(session, scope, gone_message(message), actor_id=None)
+                await session.execute(
+                    delete(MirroredMessage).where(
+                        col(MirroredMessage.id).in_([message.id for message in old])
+                    )
+                )
+                removed += len(old)
+    return removed
+
+
 def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
     settings = runtime.settings
     return [
@@ -308,4 +355,9 @@ def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
             lambda: runtime.work.sync_all(mailbox_keys),
         ),
         PeriodicJob("gmail.renew-watches", timedelta(minutes=15), lambda: renew_watches(runtime)),
+        PeriodicJob(
+            "gmail.retention",
+            timedelta(seconds=settings.retention_interval_seconds),
+            lambda: apply_retention(runtime),
+        ),
     ]
