@@ -29,13 +29,14 @@ from gmail_service.models import TABLES as GMAIL_TABLES
 from gmail_service.settings import GmailSettings
 from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import ActingUser, Users
-from pipedesk_testkit.plugin import OpenService
-from pipedesk_testkit.servers import free_port
-from pipedesk_testkit.service import RunningService, ServiceUnderTest, World
+from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.service import RunningService, ServiceUnderTest, World, environment
 from pipedesk_testkit.waiting import eventually
 from tasks_service.app import build_app as build_tasks
 from tasks_service.models import TABLES as TASKS_TABLES
 from tasks_service.settings import TasksSettings
+from timeline_service.app import build_app as build_timeline
+from timeline_service.settings import TimelineSettings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
 
@@ -129,9 +130,7 @@ def drive_under_test(world: World) -> ServiceUnderTest:
 
 
 @asynccontextmanager
-async def running(
-    world: World, timeline_app: OpenService, *, with_tasks: bool = True
-) -> AsyncIterator[Stack]:
+async def running(world: World, *, with_tasks: bool = True) -> AsyncIterator[Stack]:
     async with AsyncExitStack() as stack:
         calendar = await stack.enter_async_context(
             calendar_under_test(world).start(**FAST_REFUSALS)
@@ -143,8 +142,14 @@ async def running(
         )
         drive = await stack.enter_async_context(drive_under_test(world).start(**FAST_REFUSALS))
         gmail = await stack.enter_async_context(gmail_under_test(world).start(**FAST_REFUSALS))
+        # The timeline on a socket: the CRM calls its part of the lifecycle at TIMELINE_URL.
+        settings = TimelineSettings(
+            **{**world.service_env, "crm_url": world.crm_url, **FAST_REFUSALS}
+        )
+        timeline_url = stack.enter_context(serve_in_thread(build_timeline(settings)))
+        stack.enter_context(environment("TIMELINE_URL", timeline_url))
         timeline = await stack.enter_async_context(
-            timeline_app(CRM_URL=world.crm_url, AUTH_REFUSALS_REFRESH_SECONDS="0.2")
+            httpx.AsyncClient(base_url=timeline_url, timeout=60)
         )
         yield Stack(world, calendar, tasks, drive, gmail, timeline)
 
@@ -289,9 +294,9 @@ def none_refused(codes: dict[str, int]) -> bool:
 
 
 async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_the_manager(
-    world: World, timeline_app: OpenService, users: Users
+    world: World, users: Users
 ) -> None:
-    async with running(world, timeline_app) as stack:
+    async with running(world) as stack:
         org = await org_with_drive(stack, users)
         rep = org.rep
         await world.google.connect(rep, ["calendar", "tasks", "drive", "gmail"])
@@ -330,7 +335,7 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert job["new_owner_id"] == org.manager.sub
         assert job["records_reassigned"] == 3
         parts = job["parts"]
-        assert list(parts) == ["calendar", "tasks", "drive", "gmail", "accounts"]
+        assert list(parts) == ["calendar", "tasks", "drive", "gmail", "timeline", "accounts"]
         assert all(part["state"] == "done" for part in parts.values()), parts
         assert parts["calendar"]["ended"]["channels"] >= 1
         assert parts["drive"]["ended"]["shares"] == 2
@@ -423,11 +428,11 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
 
 
 async def test_a_deactivation_a_service_did_not_answer_is_finished_by_the_next_request(
-    world: World, timeline_app: OpenService, users: Users, monkeypatch: pytest.MonkeyPatch
+    world: World, users: Users, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The tasks service does not answer: nothing listens where the CRM reaches it.
     monkeypatch.setenv("TASKS_URL", f"http://127.0.0.1:{free_port()}")
-    async with running(world, timeline_app, with_tasks=False) as stack:
+    async with running(world, with_tasks=False) as stack:
         org = await org_with_drive(stack, users)
         rep = org.rep
         await world.google.connect(rep, ["calendar", "tasks"])
@@ -476,9 +481,7 @@ async def test_a_deactivation_a_service_did_not_answer_is_finished_by_the_next_r
         assert sorted(row["record_id"] for row in audited) == sorted(leads)
 
 
-async def test_deactivation_input_is_checked(
-    world: World, timeline_app: OpenService, users: Users
-) -> None:
+async def test_deactivation_input_is_checked(world: World, users: Users) -> None:
     admin = users.make(Role.ADMIN, teams=["t1"])
     rep = users.make(Role.REP, teams=["t9"])
     viewer = users.make(Role.VIEWER, teams=["t9"])
@@ -513,10 +516,10 @@ async def test_deactivation_input_is_checked(
 
 
 async def test_only_the_crm_calls_the_lifecycle_and_only_services_read_the_deactivated(
-    world: World, timeline_app: OpenService, users: Users
+    world: World, users: Users
 ) -> None:
     rep = users.make(Role.REP, teams=["t1"])
-    async with running(world, timeline_app, with_tasks=False) as stack:
+    async with running(world, with_tasks=False) as stack:
         path = f"/internal/lifecycle/users/{rep.sub}/deactivated"
         body = {"org_id": users.org_id, "actor_id": "admin-1", "job_id": "job-1"}
         as_drive = await stack.calendar.internal("POST", path, caller="drive", json=body)

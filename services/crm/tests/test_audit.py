@@ -64,6 +64,8 @@ class Driver:
         title = "name" if plural in {"contacts", "companies", "teams"} else "title"
         if plural in {"users", "teams"}:
             return await self.drive_directory(method, template, plural, rest)
+        if plural == "org" and rest == ["offboard"]:
+            return await self.offboard(method, template)
         if not rest:
             body = {title: "new", **({"team_id": "t1"} if plural in {"leads", "deals"} else {})}
             created = await self.call(method, template, body)
@@ -108,6 +110,10 @@ class Driver:
                 await self.call("post", deactivate, {"reassign_to": self.admin.sub})
                 await self.call(method, path)
             return [(user_id, f"{rest[-1]}d")]
+        if plural == "users" and rest[-1] == "delete-google-data":
+            user_id = await self.user()
+            await self.call(method, template.replace("{user_id}", user_id))
+            return [(user_id, "google_data_delete_requested"), (user_id, "google_data_deleted")]
         if plural == "teams":
             team_id = f"team-{uuid4().hex[:6]}"
             if not rest:
@@ -121,6 +127,21 @@ class Driver:
             await self.call(method, path, {"name": "Sales EMEA"})
             return [(team_id, "updated")]
         raise AssertionError(f"no driver for {method.upper()} {template}")
+
+    async def offboard(self, method: str, template: str) -> list[tuple[str, str]]:
+        """An offboarding deletes its org's audit log with the rest: another org's admin asks,
+        and only the job's row is left of that org."""
+        leaving = self.users.other_org().make(Role.ADMIN)
+        answer = await self.crm.request(
+            method,
+            template,
+            json={"confirm_org_id": leaving.principal.org_id},
+            headers=leaving.headers,
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["status"] == "completed"
+        assert answer.json()["report"]["crm"]["audit_log"] >= 1
+        return []
 
     async def drive_nested(self, method: str, path: str, tail: list[str]) -> str:
         if tail[0] == "members":
@@ -169,7 +190,7 @@ async def drive_every_write_route(
         for method in operations
         if method in WRITE_METHODS and path.startswith("/api/")
     ]
-    assert len(routes) == 41
+    assert len(routes) == 43
     driver = Driver(crm, api, admin, users)
     audited: list[str] = []
     for method, template in routes:

@@ -14,6 +14,13 @@ lists the services it calls in ``CRM_LIFECYCLE_SERVICES``.
   user's tokens (``SignInRefusals``) at once.
 - ``POST /internal/lifecycle/users/{user_id}/reactivated`` (body ``{org_id}``): the user may
   sign in again; the process stops refusing them at once. Nothing ended is restored.
+- ``POST /internal/lifecycle/users/{user_id}/google-data-deleted`` (body ``{org_id, actor_id,
+  job_id}``): delete everything this service holds that came from the user's Google account
+  (channels and watches stopped at Google first, then mirror rows, sync state, caches; the
+  grant itself, for the accounts service) and answer what was deleted, by kind. Idempotent.
+- ``POST /internal/lifecycle/orgs/{org_id}/offboarded`` (body ``{actor_id, job_id}``): the org
+  leaves PipeDesk; stop at Google what runs for any of its users, then delete every row of the
+  org this service holds, and answer what was deleted, by kind. Idempotent.
 
 A step's answer is ``200`` with ``LifecyclePartPublic`` once the service's part is done; any
 other answer leaves it to the CRM to call again (the part is not done).
@@ -45,6 +52,25 @@ class UserDeactivation(BaseModel):
     job_id: str = Field(min_length=1, max_length=64, description="The CRM's deactivation job")
 
 
+class GoogleDataDeletion(BaseModel):
+    """Whose Google data is deleted, by whom, in which job of the CRM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org_id: str = Field(min_length=1, max_length=255)
+    actor_id: str = Field(min_length=1, max_length=255, description="The admin who asked")
+    job_id: str = Field(min_length=1, max_length=64, description="The CRM's deletion job")
+
+
+class OrgOffboarding(BaseModel):
+    """Which admin offboarded the org, in which job of the CRM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor_id: str = Field(min_length=1, max_length=255, description="The admin who asked")
+    job_id: str = Field(min_length=1, max_length=64, description="The CRM's offboarding job")
+
+
 class UserReactivation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,8 +83,8 @@ class LifecyclePartPublic(BaseModel):
     service: str
     ended: dict[str, int] = Field(
         default_factory=dict,
-        description="What this call ended, by kind (e.g. `channels`, `shares`, `grants`); "
-        "zeros when an earlier call had ended it all",
+        description="What this call ended or deleted, by kind (e.g. `channels`, `shares`, "
+        "`grants`, `events`); zeros when an earlier call had done it all",
     )
 
 
@@ -70,6 +96,18 @@ class UserLifecycle(Protocol):
     ) -> dict[str, int]:
         """Stop everything of the user's in this service; what was ended, by kind.
         Idempotent: once everything is ended, it ends nothing more."""
+        ...
+
+    async def user_google_data_deleted(
+        self, deletion: GoogleDataDeletion, user_id: str
+    ) -> dict[str, int]:
+        """Delete everything this service holds that came from the user's Google account
+        (what is running at Google stopped first); what was deleted, by kind. Idempotent."""
+        ...
+
+    async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
+        """Delete every row of the org in this service (what is running at Google for its
+        users stopped first); what was deleted, by kind. Idempotent."""
         ...
 
 
@@ -111,5 +149,35 @@ def lifecycle_router(participant: Callable[..., Awaitable[UserLifecycle]]) -> AP
     ) -> LifecyclePartPublic:
         context.refusals.allow(body.org_id, user_id)
         return LifecyclePartPublic(service=context.settings.service_name)
+
+    @router.post(
+        "/users/{user_id:path}/google-data-deleted",
+        summary=f"Delete what came from a user's Google account (callers: {callers_list})",
+        responses={**internal_problems(), **problem_responses(InvalidInput)},
+    )
+    async def user_google_data_deleted(
+        user_id: UserIdPath,
+        body: GoogleDataDeletion,
+        caller: Annotated[ServiceCaller, Depends(callers(*LIFECYCLE_CALLERS))],
+        context: ContextDep,
+        part: Annotated[UserLifecycle, Depends(participant)],
+    ) -> LifecyclePartPublic:
+        deleted = await part.user_google_data_deleted(body, user_id)
+        return LifecyclePartPublic(service=context.settings.service_name, ended=deleted)
+
+    @router.post(
+        "/orgs/{org_id:path}/offboarded",
+        summary=f"An org leaves: delete everything of it (callers: {callers_list})",
+        responses={**internal_problems(), **problem_responses(InvalidInput)},
+    )
+    async def org_offboarded(
+        org_id: UserIdPath,
+        body: OrgOffboarding,
+        caller: Annotated[ServiceCaller, Depends(callers(*LIFECYCLE_CALLERS))],
+        context: ContextDep,
+        part: Annotated[UserLifecycle, Depends(participant)],
+    ) -> LifecyclePartPublic:
+        deleted = await part.org_offboarded(body, org_id)
+        return LifecyclePartPublic(service=context.settings.service_name, ended=deleted)
 
     return router

@@ -166,7 +166,7 @@ class ServiceUnderTest:
             retry_policy=FAST_RETRIES,
             credentials=self.real_time_credentials if clock is not None else accounts_credentials,
         )
-        with serve_in_thread(app, port=port), _environment(f"{self.product.upper()}_URL", url):
+        with serve_in_thread(app, port=port), environment(f"{self.product.upper()}_URL", url):
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 yield RunningService(
                     name=settings.service_name,
@@ -233,7 +233,7 @@ class ServiceUnderTest:
 
 
 @contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
+def environment(name: str, value: str) -> Iterator[None]:
     """``name`` set to ``value`` while the block runs (the accounts service, in this process,
     finds the service under test there)."""
     before = os.environ.get(name)

@@ -41,6 +41,16 @@ class AccountsRepository:
         query = query.order_by(col(GoogleConnection.id)).limit(limit)
         return list((await self.session.execute(query)).scalars().all())
 
+    async def org_connections(self, org_id: str) -> list[GoogleConnection]:
+        """Every connection of the org, locked (its offboarding)."""
+        query = (
+            select(GoogleConnection)
+            .where(col(GoogleConnection.org_id) == org_id)
+            .order_by(col(GoogleConnection.id))
+            .with_for_update()
+        )
+        return list((await self.session.execute(query)).scalars().all())
+
     async def take_state(self, state_hash: str) -> OAuthState | None:
         """Delete and return a pending flow: a state is used once, whatever happens next."""
         row = (

@@ -21,6 +21,7 @@ from joserfc.jwk import RSAKey
 
 from accounts_service.google import GoogleOAuth, OAuthRefused, TokenGrant, state_hash
 from accounts_service.models import (
+    AccountsModel,
     ConnectionStatus,
     GoogleConnection,
     GoogleDelegation,
@@ -44,6 +45,7 @@ from accounts_service.vault import Vault
 from pipedesk_common.auth import Principal
 from pipedesk_common.clock import Clock
 from pipedesk_common.directory import OrgDirectory
+from pipedesk_common.erasure import erase_org_rows, erase_sent_events, erase_user_rows
 from pipedesk_common.errors import AppError, FieldError, Forbidden, InvalidInput, NotFound
 from pipedesk_common.events.accounts import (
     GoogleConnected,
@@ -67,7 +69,7 @@ from pipedesk_common.google.scopes import (
     scopes_for,
 )
 from pipedesk_common.ids import new_id
-from pipedesk_common.lifecycle import UserDeactivation
+from pipedesk_common.lifecycle import GoogleDataDeletion, OrgOffboarding, UserDeactivation
 from pipedesk_common.outbox import add_event
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -369,6 +371,41 @@ class AccountsService:
             return {"grants": 0}
         await self.disconnect(org_id, user_id, deactivation.actor_id)
         return {"grants": 1}
+
+    async def user_google_data_deleted(
+        self, deletion: GoogleDataDeletion, user_id: str
+    ) -> dict[str, int]:
+        """The accounts part of deleting a user's Google data: the grant revoked at Google,
+        then forgotten with their sync health and pending sign-ins. Nothing is published: the
+        other services have already deleted what the grant gave them. If Google cannot be
+        reached, nothing is forgotten. Idempotent."""
+        org_id = deletion.org_id
+        connection = await self.repository.connection(org_id, user_id, for_update=True)
+        if connection is not None and connection.refresh_token is not None:
+            await self.oauth.revoke(
+                self._open(connection, "refresh_token", connection.refresh_token)
+            )
+        deleted = await erase_user_rows(
+            self.repository.session, AccountsModel.metadata, org_id, user_id
+        )
+        grants = deleted.pop("google_connections", 0)
+        sent = await erase_sent_events(self.repository.session, outbox, [user_id])
+        return {"grants": grants, **deleted, **({"sent_events": sent} if sent else {})}
+
+    async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
+        """The accounts part of an org's offboarding: every grant of the org revoked at Google,
+        then every row of the org forgotten (grants, delegation, sync health, sign-ins). If
+        Google cannot be reached, nothing is forgotten. Idempotent."""
+        for connection in await self.repository.org_connections(org_id):
+            if connection.refresh_token is not None:
+                await self.oauth.revoke(
+                    self._open(connection, "refresh_token", connection.refresh_token)
+                )
+        deleted = await erase_org_rows(
+            self.repository.session, AccountsModel.metadata, org_id, outbox=outbox
+        )
+        grants = deleted.pop("google_connections", 0)
+        return {"grants": grants, **deleted}
 
     # -- access tokens ----------------------------------------------------------------------
 

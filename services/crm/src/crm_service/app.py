@@ -7,7 +7,7 @@ from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
 from crm_service.drive_audit import drive_audit_consumer
 from crm_service.gmail_audit import gmail_audit_consumer
-from crm_service.lifecycle_api import internal_refusals, user_lifecycle
+from crm_service.lifecycle_api import internal_refusals, org_lifecycle, user_lifecycle
 from crm_service.models import idempotency_keys, outbox
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
@@ -30,6 +30,7 @@ def build_app(settings: CrmSettings | None = None, clock: Clock | None = None) -
             contacts,
             companies,
             user_lifecycle,
+            org_lifecycle,
             users,
             teams,
             audit,

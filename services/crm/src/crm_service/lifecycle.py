@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
@@ -34,7 +34,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from crm_service.audit import OwnerChangeContext, act_as, caused_by, explain_owner_change
-from crm_service.models import AuditEntry, Deal, Lead, RecordMember, User, UserDeactivationJob
+from crm_service.models import (
+    AuditEntry,
+    Deal,
+    GoogleDataDeletionJob,
+    Lead,
+    RecordMember,
+    User,
+    UserDeactivationJob,
+)
 from crm_service.schemas import UserDeactivate
 from crm_service.service import invalid
 from crm_service.settings import CrmSettings
@@ -48,6 +56,10 @@ HAND_OVER_BATCH = 200
 HAND_OVER_REASON = "the previous owner was deactivated"
 # Runs after every other part: they need the user's Google grant to stop their channels.
 LAST_PART = "accounts"
+
+
+# The jobs whose parts the lifecycle's services run.
+JobRow = TypeVar("JobRow", UserDeactivationJob, GoogleDataDeletionJob)
 
 
 class LifecycleCallFailed(Exception):
@@ -75,6 +87,7 @@ class UserLifecycle:
         self.settings = settings
         self.http = http
         self.issuer = issuer
+        self.parts = LifecycleParts(sessionmaker, clock, settings, http, issuer)
 
     # --- deactivation ---------------------------------------------------------------------------
 
@@ -87,7 +100,12 @@ class UserLifecycle:
         job, created = await self._start(principal, user_id, data)
         if job.status == "completed":
             return job, created
-        await self._run_parts(job.id)
+        await self.parts.run(
+            UserDeactivationJob,
+            job.id,
+            f"/users/{quote(job.user_id, safe='')}/deactivated",
+            {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
+        )
         await self._hand_over(principal, job.id)
         return await self._finish(job.id), created
 
@@ -136,10 +154,7 @@ class UserLifecycle:
                 new_owner_id=new_owner,
                 audit_id=audit_id,
                 status="running",
-                parts={
-                    name: {"state": "pending", "ended": {}, "order": order}
-                    for order, name in enumerate(self._services())
-                },
+                parts=self.parts.pending(),
                 created_at=now,
                 updated_at=now,
             )
@@ -192,86 +207,7 @@ class UserLifecycle:
         return managers[0].id
 
     def _services(self) -> list[str]:
-        """The lifecycle's services, the accounts service last."""
-        services = list(dict.fromkeys(self.settings.lifecycle_services))
-        return [name for name in services if name != LAST_PART] + (
-            [LAST_PART] if LAST_PART in services else []
-        )
-
-    async def _run_parts(self, job_id: UUID) -> None:
-        async with self.sessionmaker() as session:
-            job = await session.get(UserDeactivationJob, job_id)
-            assert job is not None
-            parts: dict[str, Any] = dict(job.parts)
-            org_id, user_id, actor_id = job.org_id, job.user_id, job.requested_by
-        for service in in_order(parts):
-            if parts[service]["state"] == "done":
-                continue
-            if service == LAST_PART and any(
-                part["state"] != "done" for name, part in parts.items() if name != LAST_PART
-            ):
-                continue  # its turn comes when every other part is done
-            try:
-                answer = await self._call(service, org_id, user_id, actor_id, job_id)
-            except LifecycleCallFailed as failed:
-                parts[service] = await self._record_part(job_id, service, error=str(failed))
-            else:
-                parts[service] = await self._record_part(job_id, service, ended=answer.ended)
-
-    async def _call(
-        self, service: str, org_id: str, user_id: str, actor_id: str, job_id: UUID
-    ) -> LifecyclePartPublic:
-        url = (
-            f"{self.settings.url_of(service)}{LIFECYCLE_PREFIX}/users/"
-            f"{quote(user_id, safe='')}/deactivated"
-        )
-        try:
-            response = await self.http.post(
-                url,
-                json={"org_id": org_id, "actor_id": actor_id, "job_id": str(job_id)},
-                headers={"Authorization": f"Bearer {self.issuer.token_for(service)}"},
-                timeout=self.settings.lifecycle_call_timeout_seconds,
-            )
-        except httpx.HTTPError as exc:
-            raise LifecycleCallFailed(
-                f"the {service} service cannot be reached: {type(exc).__name__}"
-            ) from exc
-        if response.status_code != 200:
-            detail = ""
-            if response.headers.get("content-type", "").endswith("json"):
-                found = response.json()
-                detail = f": {found.get('detail')}" if isinstance(found, dict) else ""
-            raise LifecycleCallFailed(
-                f"the {service} service answered {response.status_code}{detail}"[:500]
-            )
-        try:
-            return LifecyclePartPublic.model_validate(response.json())
-        except ValueError as exc:
-            raise LifecycleCallFailed(f"the {service} service answered an unreadable part") from exc
-
-    async def _record_part(
-        self,
-        job_id: UUID,
-        service: str,
-        *,
-        ended: dict[str, int] | None = None,
-        error: str | None = None,
-    ) -> dict[str, Any]:
-        async with self.sessionmaker.begin() as session:
-            job = await session.get(UserDeactivationJob, job_id, with_for_update=True)
-            assert job is not None
-            part: dict[str, Any] = dict(job.parts.get(service, {"ended": {}}))
-            now = self.clock.now()
-            if error is None:
-                total = dict(part.get("ended") or {})
-                for kind, count in (ended or {}).items():
-                    total[kind] = total.get(kind, 0) + count
-                part.update(state="done", ended=total, error=None, done_at=now.isoformat())
-            else:
-                part.update(state="failed", error=error)
-            job.parts = {**job.parts, service: part}
-            job.updated_at = now
-            return part
+        return self.parts.services()
 
     async def _hand_over(self, principal: Principal, job_id: UUID) -> None:
         """Every lead and deal the user still owns goes to the job's new owner."""
@@ -390,6 +326,114 @@ class UserLifecycle:
             )
         except httpx.HTTPError:
             return
+
+
+class LifecycleParts:
+    """Each service's part of a lifecycle job (a row with ``parts``, as
+    ``UserDeactivationJob``), called in the order of ``CRM_LIFECYCLE_SERVICES``, the accounts
+    service last and only once every other part is done; each answer recorded on its own."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        settings: CrmSettings,
+        http: httpx.AsyncClient,
+        issuer: ServiceTokenIssuer,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.settings = settings
+        self.http = http
+        self.issuer = issuer
+
+    def services(self) -> list[str]:
+        """The lifecycle's services, the accounts service last."""
+        services = list(dict.fromkeys(self.settings.lifecycle_services))
+        return [name for name in services if name != LAST_PART] + (
+            [LAST_PART] if LAST_PART in services else []
+        )
+
+    def pending(self) -> dict[str, Any]:
+        """A new job's parts: each service's, not run yet."""
+        return {
+            name: {"state": "pending", "ended": {}, "order": order}
+            for order, name in enumerate(self.services())
+        }
+
+    async def run(self, model: type[JobRow], job_id: UUID, path: str, body: dict[str, Any]) -> None:
+        """Call every part not done yet at ``LIFECYCLE_PREFIX + path`` with ``body``."""
+        async with self.sessionmaker() as session:
+            job = await session.get(model, job_id)
+            assert job is not None
+            parts: dict[str, Any] = dict(job.parts)
+        # A part of the job's that no service of the lifecycle runs (the CRM's own part of an
+        # offboarding) is its coordinator's, after these.
+        called = [name for name in in_order(parts) if name in self.services()]
+        for service in called:
+            if parts[service]["state"] == "done":
+                continue
+            if service == LAST_PART and any(
+                parts[name]["state"] != "done" for name in called if name != LAST_PART
+            ):
+                continue  # its turn comes when every other part is done
+            try:
+                answer = await self._call(service, path, body)
+            except LifecycleCallFailed as failed:
+                parts[service] = await self._record(model, job_id, service, error=str(failed))
+            else:
+                parts[service] = await self._record(model, job_id, service, ended=answer.ended)
+
+    async def _call(self, service: str, path: str, body: dict[str, Any]) -> LifecyclePartPublic:
+        url = f"{self.settings.url_of(service)}{LIFECYCLE_PREFIX}{path}"
+        try:
+            response = await self.http.post(
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {self.issuer.token_for(service)}"},
+                timeout=self.settings.lifecycle_call_timeout_seconds,
+            )
+        except httpx.HTTPError as exc:
+            raise LifecycleCallFailed(
+                f"the {service} service cannot be reached: {type(exc).__name__}"
+            ) from exc
+        if response.status_code != 200:
+            detail = ""
+            if response.headers.get("content-type", "").endswith("json"):
+                found = response.json()
+                detail = f": {found.get('detail')}" if isinstance(found, dict) else ""
+            raise LifecycleCallFailed(
+                f"the {service} service answered {response.status_code}{detail}"[:500]
+            )
+        try:
+            return LifecyclePartPublic.model_validate(response.json())
+        except ValueError as exc:
+            raise LifecycleCallFailed(f"the {service} service answered an unreadable part") from exc
+
+    async def _record(
+        self,
+        model: type[JobRow],
+        job_id: UUID,
+        service: str,
+        *,
+        ended: dict[str, int] | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        async with self.sessionmaker.begin() as session:
+            job = await session.get(model, job_id, with_for_update=True)
+            assert job is not None
+            part: dict[str, Any] = dict(job.parts.get(service, {"ended": {}}))
+            now = self.clock.now()
+            if error is None:
+                total = dict(part.get("ended") or {})
+                for kind, count in (ended or {}).items():
+                    total[kind] = total.get(kind, 0) + count
+                part.update(state="done", ended=total, error=None, done_at=now.isoformat())
+            else:
+                part.update(state="failed", error=error)
+            job.parts = {**job.parts, service: part}
+            job.updated_at = now
+            return part
 
 
 def in_order(parts: dict[str, Any]) -> list[str]:

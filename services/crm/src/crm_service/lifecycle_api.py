@@ -8,10 +8,18 @@ from fastapi import APIRouter, Body, Depends, Response, status
 from pydantic import BaseModel
 
 from crm_service.api import CallerDep
+from crm_service.deletion import GoogleDataDeletions, report_of
 from crm_service.directory_api import UserIdPath
 from crm_service.lifecycle import UserLifecycle, deactivated_users, in_order
-from crm_service.models import UserDeactivationJob
-from crm_service.schemas import UserDeactivate, UserDeactivationPublic, UserPublic
+from crm_service.models import GoogleDataDeletionJob, UserDeactivationJob
+from crm_service.schemas import (
+    DataDeletionPublic,
+    DeletionPartPublic,
+    OrgOffboard,
+    UserDeactivate,
+    UserDeactivationPublic,
+    UserPublic,
+)
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import ContextDep
 from pipedesk_common.auth import ServiceCaller
@@ -34,6 +42,7 @@ REFUSAL_READERS = (
 )  # fmt: skip
 
 user_lifecycle = APIRouter(prefix="/api/users", tags=["directory"])
+org_lifecycle = APIRouter(prefix="/api/org", tags=["directory"])
 internal_refusals = APIRouter(prefix="/internal/users", tags=["internal"])
 
 
@@ -122,6 +131,116 @@ async def reactivate_user(
     return UserPublic.model_validate(await service.reactivate(principal, user_id))
 
 
+async def deletions(context: ContextDep) -> GoogleDataDeletions:
+    settings = context.settings
+    assert isinstance(settings, CrmSettings)
+    return GoogleDataDeletions(
+        context.sessionmaker, context.clock, settings, context.http, context.issuer()
+    )
+
+
+DeletionsDep = Annotated[GoogleDataDeletions, Depends(deletions)]
+
+
+def deletion_public(job: GoogleDataDeletionJob) -> DataDeletionPublic:
+    return DataDeletionPublic(
+        id=job.id,
+        org_id=job.org_id,
+        scope="org" if job.scope == "org" else "user",
+        user_id=job.user_id,
+        requested_by=job.requested_by,
+        audit_id=job.audit_id,
+        status="completed" if job.status == "completed" else "running",
+        parts={
+            name: DeletionPartPublic(
+                state=job.parts[name]["state"],
+                deleted=job.parts[name].get("ended") or {},
+                error=job.parts[name].get("error"),
+                done_at=job.parts[name].get("done_at"),
+            )
+            for name in in_order(job.parts)
+        },
+        report=report_of(job),
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        completed_at=job.completed_at,
+    )
+
+
+@user_lifecycle.post(
+    "/{user_id:path}/delete-google-data",
+    status_code=status.HTTP_201_CREATED,
+    summary="Delete everything that came from a user's Google account, everywhere (admins)",
+    description=(
+        "Has every service of the lifecycle delete what it holds from the user's Google "
+        "account: mirrored events, tasks, mail and Drive accounts, sync state, push channels "
+        "and watches (stopped at Google first), the timeline copies only they held; the "
+        "accounts service then revokes and forgets their grant. The user stays a user of the "
+        "org (sign-in, records). Answers the job with each service's part and its counts: "
+        "`201` when this request started it, `200` when it resumes an unfinished one (the "
+        "parts done are not run again). `status: running` after the answer means a part "
+        "failed: repeat the request to finish it. The audit log records the request and the "
+        "counts, never what was deleted."
+    ),
+    responses={
+        200: {"model": DataDeletionPublic, "description": "An unfinished job, resumed"},
+        **problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+    },
+)
+async def delete_google_data(
+    user_id: UserIdPath, principal: CallerDep, service: DeletionsDep, response: Response
+) -> DataDeletionPublic:
+    job, created = await service.delete_user_data(principal, user_id)
+    location = id_path("/api/users", user_id) + f"/google-data-deletions/{job.id}"
+    response.headers["Location"] = location
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return deletion_public(job)
+
+
+@user_lifecycle.get(
+    "/{user_id:path}/google-data-deletions/{job_id}",
+    summary="A deletion of a user's Google data and each service's part (admins)",
+    description=(
+        "The job as its request answered it (its `Location`), and as it stands now. A job of "
+        "another org, or of another user, is `404`."
+    ),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+)
+async def get_google_data_deletion(
+    user_id: UserIdPath, job_id: UUID, principal: CallerDep, service: DeletionsDep
+) -> DataDeletionPublic:
+    return deletion_public(await service.job(principal, user_id, job_id))
+
+
+@org_lifecycle.post(
+    "/offboard",
+    status_code=status.HTTP_201_CREATED,
+    summary="Offboard the organization: everything of it deleted in every service (admins)",
+    description=(
+        "The organization leaves PipeDesk: every service of the lifecycle stops what runs at "
+        "Google for its users (push channels, Gmail watches, grants revoked) and deletes every "
+        "row of the org, then the CRM deletes its own (records, directory, audit log). Only "
+        "the job row is kept, with each service's counts: the record that the offboarding "
+        "happened. The org's admin asks, typing the org's id again in `confirm_org_id` (`422` "
+        "otherwise). Answers the job: `201` when this request started it, `200` when it "
+        "resumes an unfinished one. Sign-in to the org must be ended at the identity provider "
+        "first: a later request of one of its users would be a new user of an empty org."
+    ),
+    responses={
+        200: {"model": DataDeletionPublic, "description": "An unfinished job, resumed"},
+        **problem_responses(Unauthorized, Forbidden, InvalidInput),
+    },
+)
+async def offboard_org(
+    data: OrgOffboard, principal: CallerDep, service: DeletionsDep, response: Response
+) -> DataDeletionPublic:
+    job, created = await service.offboard_org(principal, data)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return deletion_public(job)
+
+
 class RefusedUsersPublic(BaseModel):
     items: list[RefusedUser]
 
@@ -142,4 +261,4 @@ async def list_deactivated(
     )
 
 
-__all__ = ["internal_refusals", "user_lifecycle"]
+__all__ = ["internal_refusals", "org_lifecycle", "user_lifecycle"]

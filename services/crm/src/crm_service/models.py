@@ -319,6 +319,35 @@ class UserDeactivationJob(CrmModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class GoogleDataDeletionJob(CrmModel, table=True):
+    """A deletion on request: everything that came from one user's Google account (``scope``
+    ``user``), or everything of one org (``org``), deleted by each service's part of the
+    lifecycle contract; the row keeps each part's progress and counts, never the content."""
+
+    __tablename__ = "data_deletions"
+    __table_args__ = (
+        Index("ix_data_deletions_subject", "org_id", "scope", "user_id", "created_at"),
+        CheckConstraint("status IN ('running', 'completed')", name="status"),
+        CheckConstraint("scope IN ('user', 'org')", name="scope"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    org_id: str = Field(sa_type=String(255))
+    scope: str = Field(sa_type=String(10))
+    user_id: str | None = Field(default=None, sa_type=String(255), description="Scope user")
+    requested_by: str = Field(sa_type=String(255))
+    audit_id: UUID = Field(description="The audit entry recording the request")
+    status: str = Field(sa_type=String(20))
+    parts: dict[str, Any] = Field(
+        sa_column=Column(JSONB, nullable=False),
+        description="Each service's part, by name: state (pending, done, failed), what it "
+        "deleted by kind, its last error",
+    )
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
 outbox = outbox_table(CrmModel.metadata)
 inbox = inbox_tables(CrmModel.metadata)
 idempotency_keys = idempotency_table(CrmModel.metadata)

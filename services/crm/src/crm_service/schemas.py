@@ -389,6 +389,54 @@ class UserDeactivationPublic(BaseModel):
     completed_at: datetime | None
 
 
+class OrgOffboard(_Input):
+    confirm_org_id: str = Field(
+        min_length=1,
+        max_length=255,
+        description="Your organization's id, typed again: the offboarding deletes everything "
+        "of the org in every service and cannot be undone",
+    )
+
+
+class DeletionPartPublic(BaseModel):
+    state: Literal["pending", "done", "failed"] = Field(
+        description="`pending`: not run yet (the accounts part waits for every other part, "
+        "which need the user's Google grant to stop their channels); `failed`: the last call "
+        "did not succeed and the next request runs it again"
+    )
+    deleted: dict[str, int] = Field(
+        default_factory=dict,
+        description="What the service deleted or stopped, by kind (summed over calls)",
+    )
+    error: str | None = Field(None, description="Why the last call failed")
+    done_at: datetime | None = None
+
+
+class DataDeletionPublic(BaseModel):
+    id: UUID
+    org_id: str
+    scope: Literal["user", "org"] = Field(
+        description="`user`: what came from one user's Google account; `org`: the whole org"
+    )
+    user_id: str | None = Field(
+        description="The user whose Google data is deleted (`user`); null for an org"
+    )
+    requested_by: str
+    audit_id: UUID = Field(
+        description="The audit entry of the request; the entry recording the deletion done "
+        "names it in `caused_by`"
+    )
+    status: Literal["running", "completed"]
+    parts: dict[str, DeletionPartPublic] = Field(description="Each service's part, by name")
+    report: dict[str, dict[str, int]] = Field(
+        description="What each service deleted, by kind: the parts' counts (complete once "
+        "`status` is `completed`)"
+    )
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
 TeamName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NonBlank()
 ]

@@ -12,11 +12,11 @@ class CrmSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "crm"
 
     lifecycle_services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["calendar", "tasks", "drive", "gmail", "accounts"],
+        default_factory=lambda: ["calendar", "tasks", "drive", "gmail", "timeline", "accounts"],
         validation_alias=AliasChoices("CRM_LIFECYCLE_SERVICES", "lifecycle_services"),
-        description="The services whose part of the lifecycle contract a deactivation runs, in "
-        "order (the accounts service always last), each reached at its <NAME>_URL; empty, a "
-        "deactivation only refuses the user and hands their records over",
+        description="The services whose part of the lifecycle contract a deactivation or a "
+        "deletion runs, in order (the accounts service always last), each reached at its "
+        "<NAME>_URL; empty, a deactivation only refuses the user and hands their records over",
     )
     lifecycle_call_timeout_seconds: float = Field(
         120.0,

@@ -46,6 +46,10 @@ DRIVE = GoogleProduct(
     google_account=consumers.follow_google_account,
     push=changes.key_of_channel,
     body_limits=upload_limits,
-    lifecycle=ProductLifecycle(user_deactivated=lifecycle.user_deactivated),
+    lifecycle=ProductLifecycle(
+        user_deactivated=lifecycle.user_deactivated,
+        user_google_data_deleted=lifecycle.user_google_data_deleted,
+        keep_tables=lifecycle.KEEP_TABLES,
+    ),
 )
 build_app = DRIVE.app

@@ -32,7 +32,11 @@ GMAIL = GoogleProduct(
     jobs=service.gmail_jobs,
     example_job="gmail.catch-up",
     access_ended=service.mailbox_ended,
-    lifecycle=ProductLifecycle(user_deactivated=service.user_deactivated),
+    lifecycle=ProductLifecycle(
+        user_deactivated=service.user_deactivated,
+        user_google_data_deleted=service.user_google_data_deleted,
+        org_offboarded=service.org_offboarded,
+    ),
     body_limits=send_limits,
 )
 build_app = GMAIL.app

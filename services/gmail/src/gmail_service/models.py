@@ -103,6 +103,11 @@ class OrgMailSettings(GmailModel, table=True):
         sa_type=String(255),
         description="The user whose address the automation service sends from by default",
     )
+    retention_days: int | None = Field(
+        default=None,
+        description="How many days mirrored mail is kept (by its date); null: as long as it is "
+        "in the mailbox",
+    )
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 

@@ -70,6 +70,11 @@ class OrgSettingsPublic(BaseModel):
     automation_sender_id: str | None = Field(
         None, description="The user whose mailbox the automation service sends from by default"
     )
+    retention_days: int | None = Field(
+        None,
+        description="How many days mirrored mail is kept, by its date: older mail leaves "
+        "PipeDesk and every timeline (the `gmail.retention` job); null: no limit",
+    )
     updated_at: datetime | None
 
 
@@ -81,5 +86,6 @@ class OrgSettingsWrite(BaseModel):
     default_sharing: Sharing = "metadata"
     on_disconnect: Literal["keep_metadata", "remove"] = "keep_metadata"
     automation_sender_id: str | None = Field(None, min_length=1, max_length=255)
+    retention_days: int | None = Field(None, ge=1, le=36500)
 
     _check_blocklist = field_validator("blocklist")(_blocklist)

@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -182,6 +182,39 @@ async def user_deactivated(runtime: GmailRuntime, org_id: str, user_id: str) -> 
     return {"watches": await end_mailbox(runtime, org_id, user_id)}
 
 
+async def user_google_data_deleted(
+    runtime: GmailRuntime, org_id: str, user_id: str
+) -> dict[str, int]:
+    """Gmail's part of deleting a user's Google data, before the kit deletes their mailbox, its
+    messages and their sent messages: the mailbox's watch stopped at Google. Google unavailable,
+    nothing is deleted and the next call tries again; without access the watch lapses."""
+    async with runtime.uow.read() as session:
+        mailbox = await GmailRepository(session).mailbox(org_id, user_id)
+    if mailbox is None or mailbox.watch_renewed_at is None:
+        return {"watches": 0}
+    with contextlib.suppress(GoogleNotConnected, GoogleReconnectRequired):
+        await runtime.google.stop(mailbox.owner)
+        return {"watches": 1}
+    return {"watches": 0}
+
+
+async def org_offboarded(runtime: GmailRuntime, org_id: str) -> dict[str, int]:
+    """Gmail's part of an org's offboarding, before the kit deletes the org's mailboxes and
+    mail: every watched mailbox's watch stopped at Google."""
+    async with runtime.uow.read() as session:
+        user_ids = (
+            await session.scalars(
+                select(col(Mailbox.user_id)).where(
+                    col(Mailbox.org_id) == org_id, col(Mailbox.watch_renewed_at).is_not(None)
+                )
+            )
+        ).all()
+    watches = 0
+    for user_id in sorted(user_ids):
+        watches += (await user_google_data_deleted(runtime, org_id, user_id))["watches"]
+    return {"watches": watches}
+
+
 async def end_mailbox(runtime: GmailRuntime, org_id: str, user_id: str) -> int:
     """Stop the mailbox's watch at Google, then end it (``mailbox_ended``); the watches
     stopped. Google unavailable, nothing is ended and the next call tries again."""
@@ -266,6 +299,53 @@ async def resync_user(
     return [mailbox_key(org_id, user_id)]
 
 
+async def apply_retention(runtime: GmailRuntime) -> int:
+    """Every org's retention: the mirrored mail older than its ``retention_days`` (by the
+    message's date) leaves every timeline (as a message gone from the mailbox) and PipeDesk. How
+    many messages left."""
+    now = runtime.clock.now()
+    async with runtime.uow.read() as session:
+        limits = (
+            await session.execute(
+                select(col(OrgMailSettings.org_id), col(OrgMailSettings.retention_days)).where(
+                    col(OrgMailSettings.retention_days).is_not(None)
+                )
+            )
+        ).all()
+    removed = 0
+    for org_id, days in limits:
+        cutoff = now - timedelta(days=int(days or 0))
+        async with runtime.uow.write() as session:
+            repository = GmailRepository(session)
+            settings = await repository.settings(org_id)
+            mailboxes = (
+                await session.scalars(select(Mailbox).where(col(Mailbox.org_id) == org_id))
+            ).all()
+            writer = message_writer(runtime.clock)
+            for mailbox in mailboxes:
+                old = (
+                    await session.scalars(
+                        select(MirroredMessage).where(
+                            col(MirroredMessage.mailbox_id) == mailbox.id,
+                            col(MirroredMessage.internal_date) < cutoff,
+                        )
+                    )
+                ).all()
+                if not old:
+                    continue
+                scope = MailboxScope(mailbox, MailRules.of(mailbox, settings))
+                for message in old:
+                    if not message.deleted:
+                        await writer.apply(session, scope, gone_message(message), actor_id=None)
+                await session.execute(
+                    delete(MirroredMessage).where(
+                        col(MirroredMessage.id).in_([message.id for message in old])
+                    )
+                )
+                removed += len(old)
+    return removed
+
+
 def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
     settings = runtime.settings
     return [
@@ -275,4 +355,9 @@ def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
             lambda: runtime.work.sync_all(mailbox_keys),
         ),
         PeriodicJob("gmail.renew-watches", timedelta(minutes=15), lambda: renew_watches(runtime)),
+        PeriodicJob(
+            "gmail.retention",
+            timedelta(seconds=settings.retention_interval_seconds),
+            lambda: apply_retention(runtime),
+        ),
     ]

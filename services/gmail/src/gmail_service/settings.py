@@ -33,6 +33,11 @@ class GmailSettings(GoogleServiceSettings):
     catchup_interval_seconds: int = Field(
         600, ge=30, description="How often every mailbox's history is read, for what push missed"
     )
+    retention_interval_seconds: int = Field(
+        3600,
+        ge=60,
+        description="How often the org's mail retention (`retention_days`) is applied",
+    )
     pubsub_topic: str | None = Field(
         None,
         pattern=r"^projects/[^/]+/topics/[^/]+$",

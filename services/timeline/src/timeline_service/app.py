@@ -14,9 +14,11 @@ from pipedesk_common.access import AccessReplica
 from pipedesk_common.app import ServiceContext, create_app, reconnect_backoff, stop_task
 from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.consumer import Consumer
+from pipedesk_common.lifecycle import lifecycle_router
 from timeline_service.api import router
 from timeline_service.cache import PageCache
 from timeline_service.internal_api import internal
+from timeline_service.lifecycle import timeline_lifecycle
 from timeline_service.models import TEXT_SEARCH_INDEX, access_replica, inbox
 from timeline_service.projection import bump_access_version, subscribe_projection
 from timeline_service.settings import TimelineSettings
@@ -77,7 +79,7 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
         settings,
         title="PipeDesk timeline",
         description="One merged, access-controlled, live feed per CRM record.",
-        routers=[router, internal],
+        routers=[router, internal, lifecycle_router(timeline_lifecycle)],
         clock=clock,
         consumers=[consumer],
         lifespans=[live],

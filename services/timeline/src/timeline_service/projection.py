@@ -261,7 +261,7 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     for changed_item in sorted(changed):
         # A new item is this copy alone, with no links yet: nothing to read back.
         alone = CopyState.of(copy) if changed_item == created else None
-        records |= await _refresh_item(session, org_id, changed_item, alone)
+        records |= await refresh_item(session, org_id, changed_item, alone)
     await touch(session, org_id, records, sorted(changed))
 
 
@@ -354,7 +354,7 @@ async def _item_for(
     return item_id, item_id
 
 
-async def _refresh_item(
+async def refresh_item(
     session: AsyncSession, org_id: str, item_id: UUID, alone: CopyState | None
 ) -> set[Record]:
     """Derive the item from its copies (``alone``: a new item's one copy): its time is its newest

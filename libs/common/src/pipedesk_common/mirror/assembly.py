@@ -15,7 +15,9 @@ The kit assembles the rest, the same for every product:
 - the sync health gauges, counted again every ``HEALTH_METRICS_SECONDS``;
 - for a product with a ``lifecycle``, its part of the user lifecycle
   (``pipedesk_common.lifecycle``): a deactivated user's pending syncs dropped, their health
-  ``needs_reconnect``, their push channels stopped at Google, then the product's own part.
+  ``needs_reconnect``, their push channels stopped at Google, then the product's own part; and
+  for a deletion of their Google data, their channels stopped, the product's own part, then
+  every row of theirs in the product's schema deleted (``pipedesk_common.erasure``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from datetime import timedelta
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack, runtime_checkable
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.access import AccessReplica, AccessStored
@@ -39,6 +42,7 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.directory import OrgDirectory
+from pipedesk_common.erasure import erase_org_rows, erase_sent_events, erase_user_rows
 from pipedesk_common.errors import PROBLEM_TYPE_BASE
 from pipedesk_common.events import Event, registered_types
 from pipedesk_common.events.accounts import (
@@ -60,7 +64,12 @@ from pipedesk_common.google.push import PushChannels, WatchCall, suspend_user_ch
 from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_common.idempotency import IdempotencyKeys
 from pipedesk_common.internal import jobs_router
-from pipedesk_common.lifecycle import UserDeactivation, lifecycle_router
+from pipedesk_common.lifecycle import (
+    GoogleDataDeletion,
+    OrgOffboarding,
+    UserDeactivation,
+    lifecycle_router,
+)
 from pipedesk_common.messaging import raise_if_cancelling
 from pipedesk_common.mirror.health import SyncHealth
 from pipedesk_common.mirror.keys import SyncKey
@@ -93,14 +102,26 @@ class Watching(Protocol):
 # A product's own part of a deactivation, after the kit's: (runtime, org_id, user_id) → what it
 # ended, by kind. Idempotent.
 ProductDeactivation = Callable[["MirrorRuntime[Any, Any]", str, str], Awaitable[dict[str, int]]]
+# A product's own part of an org's offboarding, before the kit deletes the org's rows:
+# (runtime, org_id) → what it stopped or deleted, by kind. Idempotent.
+ProductOffboarding = Callable[["MirrorRuntime[Any, Any]", str], Awaitable[dict[str, int]]]
 
 
 @dataclass(frozen=True)
 class ProductLifecycle:
     """A product takes part in the user lifecycle; the kit's part runs first, then
-    ``user_deactivated`` (None: the kit's part is the whole of it)."""
+    ``user_deactivated`` (None: the kit's part is the whole of it).
+
+    ``user_google_data_deleted``: what the product must do before the kit deletes the user's
+    rows of every table of its schema keyed by ``org_id`` and ``user_id`` (stop a watch at
+    Google, remove shares…), and any other row of theirs; what it deleted, by kind."""
 
     user_deactivated: ProductDeactivation | None = None
+    user_google_data_deleted: ProductDeactivation | None = None
+    # Tables keyed by ``user_id`` that hold the org's, not the user's (e.g. Drive's root).
+    keep_tables: tuple[str, ...] = ()
+    # What the product stops at Google before the kit deletes the org's rows (a watch).
+    org_offboarded: ProductOffboarding | None = None
 
 
 class KitLifecycle:
@@ -127,6 +148,62 @@ class KitLifecycle:
         if self.lifecycle.user_deactivated is not None:
             ended |= await self.lifecycle.user_deactivated(running, org_id, user_id)
         return ended
+
+    async def user_google_data_deleted(
+        self, deletion: GoogleDataDeletion, user_id: str
+    ) -> dict[str, int]:
+        """The user's pending syncs dropped, their channels stopped at Google (strictly), the
+        product's own part, then every row of theirs in the product's schema deleted."""
+        running, org_id = self.runtime, deletion.org_id
+        async with running.uow.write() as session:
+            await running.work.forget_user(session, org_id, user_id)
+        deleted = {"channels": 0}
+        if running.channels is not None:
+            deleted["channels"] = await running.channels.stop_all(org_id, user_id, strict=True)
+        if self.lifecycle.user_google_data_deleted is not None:
+            deleted |= await self.lifecycle.user_google_data_deleted(running, org_id, user_id)
+        async with running.uow.write() as session:
+            await running.work.forget_user(session, org_id, user_id)
+            rows = await erase_user_rows(
+                session,
+                running.tables.outbox.metadata,
+                org_id,
+                user_id,
+                keep=self.lifecycle.keep_tables,
+            )
+            sent = await erase_sent_events(session, running.tables.outbox, [user_id])
+        if sent:
+            rows["sent_events"] = sent
+        for kind, count in rows.items():
+            deleted[kind] = deleted.get(kind, 0) + count
+        return deleted
+
+    async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
+        """Every push channel of the org's users stopped at Google (strictly), the product's
+        own part, then every row of the org in the product's schema deleted."""
+        running = self.runtime
+        deleted = {"channels": 0}
+        table = running.tables.channels
+        if running.channels is not None and table is not None:
+            async with running.uow.read() as session:
+                users = (
+                    await session.scalars(
+                        select(table.c.user_id)
+                        .where(table.c.org_id == org_id, table.c.stopped_at.is_(None))
+                        .distinct()
+                    )
+                ).all()
+            for user_id in sorted(users):
+                deleted["channels"] += await running.channels.stop_all(org_id, user_id, strict=True)
+        if self.lifecycle.org_offboarded is not None:
+            deleted |= await self.lifecycle.org_offboarded(running, org_id)
+        async with running.uow.write() as session:
+            rows = await erase_org_rows(
+                session, running.tables.outbox.metadata, org_id, outbox=running.tables.outbox
+            )
+        for kind, count in rows.items():
+            deleted[kind] = deleted.get(kind, 0) + count
+        return deleted
 
 
 class AppOptions(TypedDict, total=False):
