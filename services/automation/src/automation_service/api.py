@@ -7,13 +7,23 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy.dialects.postgresql import insert
 
 from automation_service.jobs import create_job, read_job, writable_record
-from automation_service.schemas import AttachmentsToDrive, JobPublic
+from automation_service.models import NotificationPreference, OrgAutomationSettings
+from automation_service.notifications import OWNER_CHANGED, notify_previous_owner, wants
+from automation_service.schemas import (
+    AttachmentsToDrive,
+    JobPublic,
+    OrgSettingsPublic,
+    OrgSettingsWrite,
+    PreferencesPublic,
+    PreferencesWrite,
+)
 from automation_service.settings import AutomationSettings
 from pipedesk_common.access import AccessReplica
 from pipedesk_common.app import ContextDep, PrincipalDep, provided
-from pipedesk_common.auth import bearer_token
+from pipedesk_common.auth import Role, bearer_token
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Forbidden,
@@ -72,3 +82,70 @@ async def attachments_to_drive(
 )
 async def get_job(job_id: UUID, principal: PrincipalDep, session: SessionDep) -> JobPublic:
     return await read_job(session, principal, job_id)
+
+
+@router.get(
+    "/preferences",
+    summary="Your notification choices",
+    responses=problem_responses(Unauthorized),
+)
+async def read_preferences(principal: PrincipalDep, session: SessionDep) -> PreferencesPublic:
+    return PreferencesPublic(
+        owner_changed=await wants(session, principal.org_id, principal.sub, OWNER_CHANGED)
+    )
+
+
+@router.put(
+    "/preferences",
+    summary="Choose which notifications you get (your own)",
+    responses=problem_responses(Unauthorized, InvalidInput),
+)
+async def write_preferences(
+    data: PreferencesWrite, principal: PrincipalDep, session: SessionDep
+) -> PreferencesPublic:
+    statement = insert(NotificationPreference).values(
+        org_id=principal.org_id,
+        user_id=principal.sub,
+        kind=OWNER_CHANGED,
+        enabled=data.owner_changed,
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "user_id", "kind"],
+            set_={"enabled": statement.excluded.enabled},
+        )
+    )
+    return PreferencesPublic(owner_changed=data.owner_changed)
+
+
+@router.get(
+    "/settings",
+    summary="The org's automation settings",
+    responses=problem_responses(Unauthorized),
+)
+async def read_settings(principal: PrincipalDep, session: SessionDep) -> OrgSettingsPublic:
+    return OrgSettingsPublic(
+        notify_previous_owner=await notify_previous_owner(session, principal.org_id)
+    )
+
+
+@router.put(
+    "/settings",
+    summary="Change the org's automation settings (admins)",
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+)
+async def write_settings(
+    data: OrgSettingsWrite, principal: PrincipalDep, session: SessionDep
+) -> OrgSettingsPublic:
+    if principal.role is not Role.ADMIN:
+        raise Forbidden("only admins change the org's automation settings")
+    statement = insert(OrgAutomationSettings).values(
+        org_id=principal.org_id, notify_previous_owner=data.notify_previous_owner
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id"],
+            set_={"notify_previous_owner": statement.excluded.notify_previous_owner},
+        )
+    )
+    return OrgSettingsPublic(notify_previous_owner=data.notify_previous_owner)

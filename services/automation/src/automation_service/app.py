@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from automation_service.api import router
 from automation_service.models import access_replica, idempotency_keys, inbox, outbox
+from automation_service.notifications import NotificationSender, subscribe_notifications
 from automation_service.settings import AutomationSettings
 from automation_service.transfers import subscribe_transfers
 from pipedesk_common.access import AccessReplica
@@ -19,6 +20,8 @@ from pipedesk_common.consumer import Consumer
 
 ACCESS_QUEUE = "automation.access"
 TRANSFERS_QUEUE = "automation.transfers"
+CHANGES_QUEUE = "automation.changes"
+SENDS_QUEUE = "automation.notifications"
 
 
 def build_app(settings: AutomationSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -38,6 +41,9 @@ def build_app(settings: AutomationSettings | None = None, clock: Clock | None = 
     replica.subscribe(access)
     transfers = Consumer(TRANSFERS_QUEUE, inbox)
     subscribe_transfers(transfers, context, settings)
+    changes = Consumer(CHANGES_QUEUE, inbox)
+    sends = Consumer(SENDS_QUEUE, inbox)
+    subscribe_notifications(changes, sends, NotificationSender(context, settings))
 
     @asynccontextmanager
     async def parts(service: ServiceContext) -> AsyncIterator[None]:
@@ -48,12 +54,12 @@ def build_app(settings: AutomationSettings | None = None, clock: Clock | None = 
     app = create_app(
         settings,
         title="PipeDesk automation",
-        description="Mail attachments saved into records' Drive folders, through the drive and "
-        "gmail services.",
+        description="Mail attachments saved into records' Drive folders and owner-change "
+        "emails, through the drive and gmail services.",
         routers=[router],
         clock=clock,
         outbox=outbox,
-        consumers=[access, transfers],
+        consumers=[access, transfers, changes, sends],
         lifespans=[parts],
         idempotency=idempotency_keys,
     )

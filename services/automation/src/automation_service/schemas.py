@@ -57,3 +57,28 @@ class JobPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     attachments: list[JobAttachmentPublic]
+
+
+class PreferencesPublic(BaseModel):
+    owner_changed: bool = Field(
+        description="An email when a lead or deal is handed to you (or, per the org's "
+        "setting, taken from you)"
+    )
+
+
+class PreferencesWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner_changed: bool
+
+
+class OrgSettingsPublic(BaseModel):
+    notify_previous_owner: bool = Field(
+        description="The previous owner also gets the owner-change email"
+    )
+
+
+class OrgSettingsWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notify_previous_owner: bool

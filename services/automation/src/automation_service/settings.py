@@ -23,3 +23,11 @@ class AutomationSettings(BaseServiceSettings):
         description="How long one attachment's transfer (Gmail to Drive) may take before it is "
         "retried",
     )
+    app_url: str = Field(
+        "http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s]+$",
+        description="Where users open PipeDesk: a notification links to `<app_url>/<type>s/<id>`",
+    )
+
+    def record_url(self, record_type: str, record_id: str) -> str:
+        return f"{self.app_url.rstrip('/')}/{record_type}s/{record_id}"
