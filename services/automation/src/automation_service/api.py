@@ -14,9 +14,9 @@ from automation_service.models import NotificationPreference, OrgAutomationSetti
 from automation_service.notifications import OWNER_CHANGED, notify_previous_owner, wants
 from automation_service.schemas import (
     AttachmentsToDrive,
+    AutomationSettingsPublic,
+    AutomationSettingsWrite,
     JobPublic,
-    OrgSettingsPublic,
-    OrgSettingsWrite,
     PreferencesPublic,
     PreferencesWrite,
 )
@@ -87,6 +87,7 @@ async def get_job(job_id: UUID, principal: PrincipalDep, session: SessionDep) ->
 @router.get(
     "/preferences",
     summary="Your notification choices",
+    description="Which notification emails you get; a kind you never chose is on.",
     responses=problem_responses(Unauthorized),
 )
 async def read_preferences(principal: PrincipalDep, session: SessionDep) -> PreferencesPublic:
@@ -98,6 +99,8 @@ async def read_preferences(principal: PrincipalDep, session: SessionDep) -> Pref
 @router.put(
     "/preferences",
     summary="Choose which notifications you get (your own)",
+    description="`owner_changed`: the email when a lead or deal is handed to you (or taken from "
+    "you, when the org tells previous owners). Takes effect for changes from now on.",
     responses=problem_responses(Unauthorized, InvalidInput),
 )
 async def write_preferences(
@@ -121,10 +124,11 @@ async def write_preferences(
 @router.get(
     "/settings",
     summary="The org's automation settings",
+    description="Readable by anyone of the org: who gets the owner-change email.",
     responses=problem_responses(Unauthorized),
 )
-async def read_settings(principal: PrincipalDep, session: SessionDep) -> OrgSettingsPublic:
-    return OrgSettingsPublic(
+async def read_settings(principal: PrincipalDep, session: SessionDep) -> AutomationSettingsPublic:
+    return AutomationSettingsPublic(
         notify_previous_owner=await notify_previous_owner(session, principal.org_id)
     )
 
@@ -132,11 +136,13 @@ async def read_settings(principal: PrincipalDep, session: SessionDep) -> OrgSett
 @router.put(
     "/settings",
     summary="Change the org's automation settings (admins)",
+    description="`notify_previous_owner`: the previous owner gets the owner-change email too. "
+    "Anyone but an admin is refused (`403`).",
     responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
 )
 async def write_settings(
-    data: OrgSettingsWrite, principal: PrincipalDep, session: SessionDep
-) -> OrgSettingsPublic:
+    data: AutomationSettingsWrite, principal: PrincipalDep, session: SessionDep
+) -> AutomationSettingsPublic:
     if principal.role is not Role.ADMIN:
         raise Forbidden("only admins change the org's automation settings")
     statement = insert(OrgAutomationSettings).values(
@@ -148,4 +154,4 @@ async def write_settings(
             set_={"notify_previous_owner": statement.excluded.notify_previous_owner},
         )
     )
-    return OrgSettingsPublic(notify_previous_owner=data.notify_previous_owner)
+    return AutomationSettingsPublic(notify_previous_owner=data.notify_previous_owner)

@@ -72,13 +72,13 @@ class PreferencesWrite(BaseModel):
     owner_changed: bool
 
 
-class OrgSettingsPublic(BaseModel):
+class AutomationSettingsPublic(BaseModel):
     notify_previous_owner: bool = Field(
         description="The previous owner also gets the owner-change email"
     )
 
 
-class OrgSettingsWrite(BaseModel):
+class AutomationSettingsWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     notify_previous_owner: bool
