@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from automation_service.app import TRANSFERS_QUEUE
 from automation_service.app import build_app as build_automation
 from automation_service.settings import AutomationSettings
 from drive_service.app import build_app as build_drive
@@ -21,9 +22,11 @@ from gmail_service.app import build_app as build_gmail
 from gmail_service.models import TABLES as GMAIL_TABLES
 from gmail_service.settings import GmailSettings
 from pipedesk_common.auth import Role
+from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
+from pipedesk_common.messaging import Topology
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
-from pipedesk_testkit.servers import serve_in_thread
+from pipedesk_testkit.servers import free_port, serve_in_thread
 from pipedesk_testkit.service import RunningService, ServiceUnderTest, World
 from pipedesk_testkit.waiting import eventually
 from timeline_service.app import build_app as build_timeline
@@ -244,3 +247,74 @@ async def test_three_attachments_become_three_files_once_however_often_asked(
             headers={"X-Acting-User-Token": rep.token},
         )
         assert streamed.content == b"the quote"
+
+
+async def test_a_transfer_that_keeps_failing_is_dead_lettered_with_its_reason_and_replayed_once(
+    world: World,
+    automation_app: OpenService,
+    users: Users,
+    timeline_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drive_stack, gmail_stack = stacks(world)
+    admin = users.make(Role.ADMIN)
+    rep = users.make(Role.REP, teams=["t1"])
+    subject = f"Contract {secrets.token_hex(4)}"
+    # Where the drive service is looked for once it stops: nothing listens there.
+    monkeypatch.setenv("DRIVE_URL", f"http://127.0.0.1:{free_port()}")
+    queue = Topology(world.service_env["BROKER_PREFIX"]).queue(TRANSFERS_QUEUE)
+    amqp = world.service_env["AMQP_URL"]
+    async with (
+        gmail_stack.start(pubsub_topic=None) as gmail,
+        automation_app(CONSUMER_MAX_ATTEMPTS="3") as automation,
+    ):
+        for user in (admin, rep):
+            (await world.crm.get("/api/users", headers=user.headers)).raise_for_status()
+        async with drive_stack.start() as drive:
+            await world.google.connect(admin, ["drive"])
+            rooted = await drive.client.put("/api/drive/root", json={}, headers=admin.headers)
+            assert rooted.status_code == 200, rooted.text
+            await world.google.connect(rep, ["drive", "gmail"])
+            connected = await gmail.client.post("/api/gmail/mailbox", headers=rep.headers)
+            assert connected.status_code in (200, 201), connected.text
+            lead = await drive_stack.lead(rep, "Acme")
+            delivered = await world.google.admin(
+                "POST",
+                "/gmail/deliver",
+                json={
+                    "sender": BUYER,
+                    "to": [rep.principal.email],
+                    "subject": subject,
+                    "text": "One file.",
+                    "attachments": {"contract.txt": "the contract"},
+                },
+            )
+            assert delivered.status_code < 300, delivered.text
+            message_id = await mirrored_message(world, gmail, rep, subject)
+
+        # The drive service is down: the attachment is retried, then dead-lettered with why.
+        answer = await automation.post(
+            "/api/automation/attachments-to-drive",
+            json={"message_id": message_id, "record": {"type": "lead", "id": lead}},
+            headers=rep.headers,
+        )
+        assert answer.status_code == 202, answer.text
+        [letter] = await eventually(
+            lambda: list_dead_letters(amqp, queue), until=lambda found: len(found) == 1
+        )
+        assert letter.type == "pipedesk.automation.attachment.requested.v1"
+        assert letter.error is not None
+        assert letter.error.startswith("TransferFailed: attachment ")
+        assert f"of message {message_id}: the transfer broke off" in letter.error
+        pending = await automation.get(
+            f"/api/automation/jobs/{answer.json()['id']}", headers=rep.headers
+        )
+        assert pending.json()["status"] == "pending"
+
+        # Back up, the dead letter is replayed by the DLQ tooling: one file.
+        async with drive_stack.start() as drive:
+            assert await replay_dead_letters(amqp, queue) == 1
+            job = await finished(automation, rep, answer.json()["id"])
+            assert (job["status"], job["saved"]) == ("done", 1), job
+            files = await folder_files(drive, rep, lead)
+            assert [item["name"] for item in files] == ["contract.txt"]
