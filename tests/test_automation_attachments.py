@@ -26,24 +26,13 @@ from pipedesk_common.dlq import list_dead_letters, replay_dead_letters
 from pipedesk_common.messaging import Topology
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import free_port
 from pipedesk_testkit.service import RunningService, ServiceUnderTest, World
 from pipedesk_testkit.waiting import eventually
-from timeline_service.app import build_app as build_timeline
-from timeline_service.settings import TimelineSettings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("quiet_broker")]
 BUYER = f"buyer@customer-{secrets.token_hex(4)}.example"
 FILES = {"quote.txt": "the quote", "terms.txt": "the terms", "plan.txt": "the plan"}
-
-
-@pytest.fixture
-def timeline_url(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The timeline on a socket: gmail asks it which records a teammate's mail is on."""
-    settings = TimelineSettings(**{**world.service_env, "crm_url": world.crm_url})
-    with serve_in_thread(build_timeline(settings)) as url:
-        monkeypatch.setenv("TIMELINE_URL", url)
-        yield url
 
 
 @pytest.fixture

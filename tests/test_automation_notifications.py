@@ -5,19 +5,20 @@ or Gmail's answer is lost after it sent the message; a user who opted out gets n
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from automation_service.app import build_app as build_automation
 from automation_service.models import outbox as automation_outbox
+from automation_service.notifications import email_identity
 from automation_service.settings import AutomationSettings
 from gmail_service.app import build_app as build_gmail
 from gmail_service.models import TABLES as GMAIL_TABLES
 from gmail_service.settings import GmailSettings
 from pipedesk_common.auth import Role
 from pipedesk_common.events import decode_event
-from pipedesk_common.events.timeline import identity_of
 from pipedesk_common.messaging import Topology
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
@@ -99,8 +100,28 @@ async def notifications_sent(world: World, record_id: str) -> list[dict[str, Any
     return [data for data in found if data["record"]["id"] == record_id]
 
 
+async def holders(world: World, identity: str) -> int:
+    engine = create_async_engine(world.database_url)
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM timeline.holders h JOIN timeline.items i "
+                    "ON i.id = h.item_id WHERE i.identity = :identity"
+                ),
+                {"identity": identity},
+            )
+    finally:
+        await engine.dispose()
+    return int(count or 0)
+
+
 async def test_each_owner_change_is_one_email_to_the_new_owner_from_the_org_sender(
-    world: World, open_service: OpenService, users: Users, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    open_service: OpenService,
+    users: Users,
+    monkeypatch: pytest.MonkeyPatch,
+    timeline_url: str,
 ) -> None:
     monkeypatch.setenv("CRM_URL", world.crm_url)
     gmail_stack = ServiceUnderTest(
@@ -116,15 +137,17 @@ async def test_each_owner_change_is_one_email_to_the_new_owner_from_the_org_send
     taker = users.make(Role.REP, teams=["t1"])
     quiet = users.make(Role.REP, teams=["t1"])
     viewer = users.make(Role.VIEWER, teams=["t1"])
+    stranger = users.other_org().make(Role.ADMIN)
     async with (
         gmail_stack.start(pubsub_topic=None) as gmail,
         open_service(build_automation, AutomationSettings) as automation,
     ):
         for user in (admin, manager, rep, taker, quiet, viewer):
             (await world.crm.get("/api/users", headers=user.headers)).raise_for_status()
-        await world.google.connect(admin, ["gmail"])
-        connected = await gmail.client.post("/api/gmail/mailbox", headers=admin.headers)
-        assert connected.status_code in (200, 201), connected.text
+        for user in (admin, taker):
+            await world.google.connect(user, ["gmail"])
+            connected = await gmail.client.post("/api/gmail/mailbox", headers=user.headers)
+            assert connected.status_code in (200, 201), connected.text
         configured = await gmail.client.put(
             "/api/gmail/settings", json={"automation_sender_id": admin.sub}, headers=admin.headers
         )
@@ -180,10 +203,38 @@ async def test_each_owner_change_is_one_email_to_the_new_owner_from_the_org_send
         identities = {item["timeline"]["identity"] for item in sent}
         assert [item["recipient_ids"] for item in sent] == [[taker.sub], [rep.sub]]
         assert "Territory <moves>" in sent[0]["timeline"]["summary"]
-        assert identities == {identity_of(first), identity_of(back)}
+        assert identities == {email_identity(first), email_identity(back)}
+
+        # The sender's copy (announced as sent) and the new owner's (read by their mailbox's
+        # sync) are the same timeline item as the notification: three holders, one email.
+        await gmail.run_job("gmail.catch-up")
+        await eventually(
+            lambda: holders(world, email_identity(first)), until=lambda count: count == 3
+        )
+        async with httpx.AsyncClient(base_url=timeline_url) as timeline:
+            page = await timeline.get(
+                f"/api/timeline/lead/{lead}", params={"kinds": "email"}, headers=rep.headers
+            )
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) == 2  # the two notifications, each once
 
         # A user who opted out gets nothing.
         await hand_over(world, manager, lead, quiet, "Opted out")
         await hand_over(world, manager, lead, taker, "After the opt-out")
         await eventually(lambda: mail_to(world, admin, taker), until=lambda got: len(got) == 2)
         assert await mail_to(world, admin, quiet) == []
+
+        # An org that tells previous owners: the one email goes to both.
+        own = await automation.put(
+            "/api/automation/settings", json={"notify_previous_owner": True}, headers=admin.headers
+        )
+        assert own.status_code == 200, own.text
+        elsewhere = await automation.get("/api/automation/settings", headers=stranger.headers)
+        assert elsewhere.json() == {"notify_previous_owner": False}
+        await hand_over(world, manager, lead, rep, "Both told")
+        to_rep = await eventually(
+            lambda: mail_to(world, admin, rep), until=lambda got: len(got) == 2
+        )
+        [both] = [message for message in to_rep if message != back]
+        assert both in await mail_to(world, admin, taker)
+        assert len(await mail_to(world, admin, taker)) == 3

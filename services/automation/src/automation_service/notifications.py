@@ -51,6 +51,12 @@ RECORD_TYPES: Final[dict[type[OwnerChange], str]] = {
 }
 
 
+def email_identity(message_id: str) -> str:
+    """A ``Message-ID`` as the timeline identity gmail gives every copy of the email: without
+    its angle brackets (``identity_of`` digests one longer than an identity takes)."""
+    return identity_of(message_id.strip().strip("<>").strip())
+
+
 class SendFailed(RuntimeError):
     """A send worth retrying; its message is the reason a dead letter shows."""
 
@@ -212,7 +218,7 @@ class NotificationSender:
                                 key=f"automation:notification:{notification.id}",
                                 google_id=sent.get("google_id"),
                             ),
-                            identity=identity_of(notification.message_id),
+                            identity=email_identity(notification.message_id),
                             actor_id=notification.actor_id,
                         ),
                     ),
