@@ -81,6 +81,8 @@ class Notification(AutomationModel, table=True):
     record_type: str = Field(sa_type=String(20))
     record_id: str = Field(sa_type=String(64))
     actor_id: str = Field(sa_type=String(255))
+    new_owner_id: str = Field(sa_type=String(255))
+    previous_owner_id: str = Field(sa_type=String(255))
     reason: str | None = Field(default=None, sa_type=Text)
     recipient_ids: list[str] = Field(sa_column=Column(JSONB, nullable=False))
     status: str = Field(default="pending", sa_type=String(20))

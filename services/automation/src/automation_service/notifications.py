@@ -96,6 +96,8 @@ async def record_owner_change(session: AsyncSession, event: Event[OwnerChange]) 
             record_type=RECORD_TYPES[type(data)],
             record_id=data.id,
             actor_id=data.changed_by,
+            new_owner_id=data.new_owner_id,
+            previous_owner_id=data.previous_owner_id,
             reason=data.reason,
             recipient_ids=recipients,
             status="pending" if recipients else "skipped",
@@ -153,14 +155,14 @@ class NotificationSender:
             notification.status = "skipped"
             return
         actor = await directory.user(org, notification.actor_id)
-        new_owner = recipients[0] if notification.recipient_ids else None
-        previous = recipients[1] if len(recipients) > 1 else None
+        new_owner = await directory.user(org, notification.new_owner_id)
+        previous = await directory.user(org, notification.previous_owner_id)
         record_kind = notification.record_type
         url = self.settings.record_url(notification.record_type, notification.record_id)
         rendered = templates.owner_changed(
             record_kind=record_kind,
             actor=_name(actor, "Someone"),
-            new_owner=_name(new_owner, "you"),
+            new_owner=_name(new_owner, "a teammate"),
             previous_owner=_name(previous, "") or None,
             reason=notification.reason,
             url=url,

@@ -34,6 +34,8 @@ def upgrade() -> None:
     sa.Column('record_type', sa.String(length=20), nullable=False),
     sa.Column('record_id', sa.String(length=64), nullable=False),
     sa.Column('actor_id', sa.String(length=255), nullable=False),
+    sa.Column('new_owner_id', sa.String(length=255), nullable=False),
+    sa.Column('previous_owner_id', sa.String(length=255), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('recipient_ids', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
