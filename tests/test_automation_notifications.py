@@ -238,3 +238,44 @@ async def test_each_owner_change_is_one_email_to_the_new_owner_from_the_org_send
         [both] = [message for message in to_rep if message != back]
         assert both in await mail_to(world, admin, taker)
         assert len(await mail_to(world, admin, taker)) == 3
+
+
+async def test_without_an_automation_sender_the_actors_own_mailbox_sends_it_once(
+    world: World,
+    open_service: OpenService,
+    users: Users,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_URL", world.crm_url)
+    gmail_stack = ServiceUnderTest(
+        world,
+        build_app=build_gmail,
+        settings_class=GmailSettings,
+        product="gmail",
+        outbox=GMAIL_TABLES.outbox,
+    )
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    rep = users.make(Role.REP, teams=["t1"])
+    taker = users.make(Role.REP, teams=["t1"])
+    async with (
+        gmail_stack.start(pubsub_topic=None) as gmail,
+        open_service(build_automation, AutomationSettings),
+    ):
+        for user in (manager, rep, taker):
+            (await world.crm.get("/api/users", headers=user.headers)).raise_for_status()
+        await world.google.connect(manager, ["gmail"])
+        connected = await gmail.client.post("/api/gmail/mailbox", headers=manager.headers)
+        assert connected.status_code in (200, 201), connected.text
+        lead = (
+            await world.crm.post("/api/leads", json={"title": "Acme"}, headers=rep.headers)
+        ).json()["id"]
+        await hand_over(world, manager, lead, taker, "Coverage")
+        [sent] = await eventually(
+            lambda: mail_to(world, manager, taker), until=lambda got: len(got) == 1
+        )
+        [announced] = await eventually(
+            lambda: notifications_sent(world, lead), until=lambda got: len(got) == 1
+        )
+        assert announced["sender"] == manager.principal.email
+        assert announced["timeline"]["identity"] == email_identity(sent)
+        assert announced["timeline"]["actor_id"] == manager.sub
