@@ -1,5 +1,6 @@
 """Fixtures for suites that run several services together."""
 
+from collections.abc import Iterator
 from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
@@ -9,6 +10,8 @@ import pytest
 from crm_service.app import build_app as build_crm
 from crm_service.settings import CrmSettings
 from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.servers import serve_in_thread
+from pipedesk_testkit.service import World
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings
 
@@ -21,6 +24,16 @@ def crm_app(open_service: OpenService) -> OpenService:
 @pytest.fixture
 def timeline_app(open_service: OpenService) -> OpenService:
     return partial(open_service, build_timeline, TimelineSettings)
+
+
+@pytest.fixture
+def timeline_url(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The timeline on a socket, consuming from the start (``TIMELINE_URL`` says where, for
+    gmail, which asks it which records a teammate's mail is on)."""
+    settings = TimelineSettings(**{**world.service_env, "crm_url": world.crm_url})
+    with serve_in_thread(build_timeline(settings)) as url:
+        monkeypatch.setenv("TIMELINE_URL", url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -406,12 +406,20 @@ async def test_internal_acl_requires_a_service_token(
         "deleted": False,
         "version": 1,
     }
-    for stranger in ("gateway", "accounts", "automation"):
+    for stranger in ("gateway", "accounts"):
         issuer = ServiceTokenIssuer(stranger, store.service_key(stranger), clock=SystemClock())
         refused = await crm.get(
             path, headers={"Authorization": f"Bearer {issuer.token_for('crm')}"}
         )
         assert_problem(refused, 403)
+    # The automation service decides with the access list too (who may save into a record).
+    automation = ServiceTokenIssuer(
+        "automation", store.service_key("automation"), clock=SystemClock()
+    )
+    allowed = await crm.get(
+        path, headers={"Authorization": f"Bearer {automation.token_for('crm')}"}
+    )
+    assert allowed.status_code == 200, allowed.text
     wrong_audience = timeline.token_for("tasks")
     assert_problem(await crm.get(path, headers={"Authorization": f"Bearer {wrong_audience}"}), 401)
     missing = await crm.get(

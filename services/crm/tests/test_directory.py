@@ -179,7 +179,7 @@ async def test_the_teams_list_pages_by_name_with_a_cursor(
     api.assert_problem(await crm.get("/api/teams", params=archived, headers=admin.headers), 400)
 
 
-async def test_internal_user_lookup_answers_only_the_google_mirrors(
+async def test_internal_user_lookup_answers_only_the_services_deciding_about_another_user(
     crm: httpx.AsyncClient, api: Any, users: Users, identity: Identity
 ) -> None:
     from dev_identity.keystore import KeyStore
@@ -197,12 +197,14 @@ async def test_internal_user_lookup_answers_only_the_google_mirrors(
         issuer = ServiceTokenIssuer(name, store.service_key(name), clock=SystemClock())
         return {"Authorization": f"Bearer {issuer.token_for('crm')}"}
 
-    for stranger in ("gateway", "automation", "timeline"):
+    for stranger in ("gateway", "timeline"):
         refused = await crm.get(path, params=params, headers=as_service(stranger))
         api.assert_problem(refused, 403)
         assert refused.json()["detail"] == f"the {stranger} service may not call this route"
     service = as_service("calendar")
     assert (await crm.get(path, params=params, headers=as_service("tasks"))).status_code == 200
+    # The automation service: whom an owner-change email goes to.
+    assert (await crm.get(path, params=params, headers=as_service("automation"))).status_code == 200
     found = await crm.get(path, params=params, headers=service)
     assert found.status_code == 200, found.text
     assert (found.json()["email"], found.json()["role"]) == (rep.principal.email, "rep")

@@ -229,6 +229,7 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow_and_can_be_re
         assert letters[0].type == "pipedesk.crm.lead.access_changed.v1"
         assert letters[0].reason == "rejected"
         assert letters[0].attempts == FAST.max_attempts
+        assert letters[0].error == "RuntimeError: handler failure"  # why, for the operator
         assert harness.calls["lead-poison"] == FAST.max_attempts
         harness.failures_left["lead-poison"] = 0  # the bug is fixed
         assert await replay_dead_letters(service_env["AMQP_URL"], harness.queue) == 1

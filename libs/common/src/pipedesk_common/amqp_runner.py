@@ -36,6 +36,8 @@ from pipedesk_common.events import Event, MalformedEvent, UnknownEventType, deco
 from pipedesk_common.messaging import (
     ATTEMPT_HEADER,
     BROKER_ERRORS,
+    ERROR_HEADER,
+    ERROR_HEADER_LENGTH,
     StackMismatch,
     Topology,
     attempts_of,
@@ -414,7 +416,11 @@ class QueueRunner:
             message.body,
             content_type=message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={**(message.headers or {}), ATTEMPT_HEADER: attempt},
+            headers={
+                **(message.headers or {}),
+                ATTEMPT_HEADER: attempt,
+                ERROR_HEADER: f"{type(error).__name__}: {error}"[:ERROR_HEADER_LENGTH],
+            },
         )
         try:
             await channel.default_exchange.publish(

@@ -19,7 +19,13 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from pipedesk_common.events.envelope import MalformedEvent, UnknownEventType, decode_event
-from pipedesk_common.messaging import ATTEMPT_HEADER, Topology, attempts_of, connect
+from pipedesk_common.messaging import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    Topology,
+    attempts_of,
+    connect,
+)
 from pipedesk_common.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, derived_broker_prefix
 
 
@@ -30,6 +36,8 @@ class DeadLetter:
     reason: str
     attempts: int
     """Handler failures (a message rejected as malformed counts one)."""
+    error: str | None = None
+    """The handler's last error before the final attempt (none after a single attempt)."""
 
 
 def _envelope_id(body: bytes) -> str:
@@ -55,7 +63,10 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
     reason = str(latest.get("reason", "?"))
     # A handler failure that exhausted the attempts is rejected without a new attempt header.
     failures = attempts_of(headers) + (1 if reason == "rejected" else 0)
-    return DeadLetter(event_id, event_type, reason, failures)
+    error = headers.get(ERROR_HEADER)
+    return DeadLetter(
+        event_id, event_type, reason, failures, str(error) if error is not None else None
+    )
 
 
 async def list_dead_letters(amqp_url: str, queue: str, *, limit: int = 1000) -> list[DeadLetter]:
@@ -100,7 +111,7 @@ async def replay_dead_letters(
                 if not key.startswith("x-death")
                 and not key.startswith("x-first-death")
                 and not key.startswith("x-last-death")
-                and key != ATTEMPT_HEADER
+                and key not in {ATTEMPT_HEADER, ERROR_HEADER}
             }
             await channel.default_exchange.publish(
                 aio_pika.Message(
@@ -140,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         letters = asyncio.run(list_dead_letters(amqp_url, queue))
         for letter in letters:
-            print(f"{letter.event_id}\t{letter.type}\t{letter.reason}\tattempts={letter.attempts}")
+            error = f"\terror={letter.error}" if letter.error else ""
+            print(
+                f"{letter.event_id}\t{letter.type}\t{letter.reason}"
+                f"\tattempts={letter.attempts}{error}"
+            )
         print(
             f"{len(letters)} dead letter(s) in {Topology.dead_letter_queue(queue)}", file=sys.stderr
         )

@@ -19,6 +19,7 @@ async def read_internal(
     *,
     what: str,
     params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Any | None:
     """``GET`` of another service's internal route (with a service token for ``service``): its
     JSON, or None when it has no such thing (``404``, ``422``). ``503`` naming ``what`` when it
@@ -27,7 +28,7 @@ async def read_internal(
         response = await http.get(
             url,
             params=params,
-            headers={"Authorization": f"Bearer {issuer.token_for(service)}"},
+            headers={**(headers or {}), "Authorization": f"Bearer {issuer.token_for(service)}"},
         )
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"the {service} service cannot be reached for {what}") from exc

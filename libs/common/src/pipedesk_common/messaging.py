@@ -23,6 +23,10 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 
 ATTEMPT_HEADER: Final = "x-pipedesk-attempt"
 """On a message sent back through a retry queue: how many times handlers failed on it."""
+ERROR_HEADER: Final = "x-pipedesk-error"
+"""On a message sent back through a retry queue: why the handler failed (its first 500
+characters); the dead letter it becomes keeps it, for ``pipedesk_common.dlq list``."""
+ERROR_HEADER_LENGTH: Final = 500
 
 
 def attempts_of(headers: Mapping[str, Any] | None) -> int:

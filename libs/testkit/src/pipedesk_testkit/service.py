@@ -78,11 +78,17 @@ class RunningService:
         return runtime
 
     async def internal(
-        self, method: str, path: str, *, caller: str = "automation", **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        caller: str = "automation",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """A call to an ``/internal`` route with a service token of ``caller``."""
+        """A call to an ``/internal`` route with a service token of ``caller`` (and ``headers``)."""
         token = self.world.service_token(caller, self.name, self.clock)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
         return await self.client.request(method, path, headers=headers, **kwargs)
 
     async def run_job(self, name: str) -> dict[str, Any]:

@@ -649,7 +649,7 @@ async def list_companies(
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
 # The services keeping replicas of the access lists: the Google mirrors and the timeline.
-ACL_CALLERS = ("calendar", "drive", "gmail", "tasks", "timeline")
+ACL_CALLERS = ("automation", "calendar", "drive", "gmail", "tasks", "timeline")
 AclCallerDep = Annotated[ServiceCaller, Depends(callers(*ACL_CALLERS))]
 
 

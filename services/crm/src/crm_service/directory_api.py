@@ -39,8 +39,9 @@ users = APIRouter(prefix="/api/users", tags=["directory"])
 teams = APIRouter(prefix="/api/teams", tags=["directory"])
 internal_users = APIRouter(prefix="/internal/users", tags=["internal"])
 # The services deciding about another user: the Google mirrors (an assignee, an attendee) and
-# accounts (whom a delegated token may impersonate), gmail (the user an automation sends as).
-DIRECTORY_CALLERS = ("accounts", "calendar", "drive", "gmail", "tasks")
+# accounts (whom a delegated token may impersonate), gmail (the user an automation sends as),
+# automation (whom a notification goes to).
+DIRECTORY_CALLERS = ("accounts", "automation", "calendar", "drive", "gmail", "tasks")
 
 
 @users.get(

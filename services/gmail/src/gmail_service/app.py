@@ -3,7 +3,7 @@ record timelines at each mailbox's sharing level, on the Google service kit."""
 
 from __future__ import annotations
 
-from gmail_service import api, models, read_api, send_api, service, sync
+from gmail_service import api, automation_api, models, read_api, send_api, service, sync
 from gmail_service.google import GmailGoogle
 from gmail_service.settings import GmailSettings
 from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
@@ -25,7 +25,14 @@ GMAIL = GoogleProduct(
     "each message one timeline item matched to the records of its participants, shown at "
     "its mailbox's sharing level.",
     tables=models.TABLES,
-    routers=[api.router, read_api.router, send_api.router, api.webhooks, send_api.internal],
+    routers=[
+        api.router,
+        read_api.router,
+        send_api.router,
+        api.webhooks,
+        send_api.internal,
+        automation_api.internal,
+    ],
     google=GmailGoogle,
     sync=sync.gmail_sync,
     resync=service.resync_user,

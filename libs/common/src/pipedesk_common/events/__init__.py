@@ -8,6 +8,7 @@ them. A breaking change is a new version (a new model), never an edit.
 
 # Importing the contract modules registers every event type the system knows.
 from pipedesk_common.events import accounts as accounts
+from pipedesk_common.events import automation as automation
 from pipedesk_common.events import calendar as calendar
 from pipedesk_common.events import crm as crm
 from pipedesk_common.events import drive as drive

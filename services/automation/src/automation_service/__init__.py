@@ -1,0 +1,1 @@
+"""PipeDesk automation: mail attachments saved into records' Drive folders."""

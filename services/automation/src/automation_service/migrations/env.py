@@ -1,0 +1,4 @@
+from automation_service.models import AutomationModel
+from pipedesk_common.migrations import run_migrations
+
+run_migrations(AutomationModel.metadata)

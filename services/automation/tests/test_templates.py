@@ -1,0 +1,34 @@
+"""The owner-change email's words: the HTML part escapes what users wrote, the text part keeps
+it as written, and both name who did it, why, and where the record is."""
+
+from automation_service.templates import owner_changed
+
+
+def test_the_html_part_escapes_names_and_reasons_and_the_text_part_keeps_them() -> None:
+    rendered = owner_changed(
+        record_kind="deal",
+        actor="Mia <script>",
+        new_owner="Rita & Co",
+        previous_owner="Sam",
+        reason='Territory "north" <moves>',
+        url="https://app.example/deals/d1?x=1&y=2",
+    )
+    assert rendered.subject == "Deal handed to Rita & Co"
+    assert "Mia &lt;script&gt;" in rendered.html
+    assert "<strong>Rita &amp; Co</strong>" in rendered.html
+    assert "Territory &#34;north&#34; &lt;moves&gt;" in rendered.html
+    assert 'href="https://app.example/deals/d1?x=1&amp;y=2"' in rendered.html
+    assert "<script>" not in rendered.html
+    assert rendered.text.startswith(
+        "Mia <script> made Rita & Co the owner of this deal (it was Sam's)."
+    )
+    assert 'Reason: Territory "north" <moves>' in rendered.text
+    assert "Open it: https://app.example/deals/d1?x=1&y=2" in rendered.text
+
+
+def test_without_a_reason_or_previous_owner_neither_is_mentioned() -> None:
+    rendered = owner_changed(
+        record_kind="lead", actor="Mia", new_owner="Rita", previous_owner=None, reason=None, url="u"
+    )
+    assert "Reason" not in rendered.text + rendered.html
+    assert "it was" not in rendered.text
