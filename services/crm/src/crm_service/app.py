@@ -5,10 +5,9 @@ from fastapi import FastAPI
 from crm_service.api import companies, contacts, deals, internal, leads
 from crm_service.audit_api import router as audit
 from crm_service.directory_api import internal_users, teams, users
-from crm_service.drive_audit import drive_audit_consumer
-from crm_service.gmail_audit import gmail_audit_consumer
 from crm_service.lifecycle_api import internal_refusals, org_lifecycle, user_lifecycle
 from crm_service.models import idempotency_keys, outbox
+from crm_service.service_audit import drive_audit_consumer, gmail_audit_consumer
 from crm_service.settings import CrmSettings
 from pipedesk_common.app import create_app
 from pipedesk_common.clock import Clock
