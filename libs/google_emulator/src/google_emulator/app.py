@@ -27,7 +27,8 @@ def _state(scope: Scope) -> dict[str, Any]:
 
 
 class RequestLogMiddleware:
-    """Appends a ``LoggedRequest`` for every HTTP request outside ``/_emulator``."""
+    """Appends a ``LoggedRequest`` for every HTTP request outside ``/_emulator``, as its answer
+    starts to go out: a client holding the answer always finds its request in the log."""
 
     def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
         self.app = app
@@ -38,28 +39,32 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         state = _state(scope)
-        status = 500
+        logged = False
 
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            request = Request(scope)
+        def log(status: int) -> None:
+            nonlocal logged
+            logged = True
             self.emulator.requests.append(
                 LoggedRequest(
                     method=scope["method"],
                     path=scope["path"],
-                    query=dict(request.query_params),
+                    query=dict(Request(scope).query_params),
                     api=state.get("api_method") or "",
                     user=state.get("emulator_user") or None,
                     status=status,
                 )
             )
+
+        async def log_as_it_starts(message: Message) -> None:
+            if message["type"] == "http.response.start" and not logged:
+                log(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, log_as_it_starts)
+        finally:
+            if not logged:  # no answer went out: the request failed inside the emulator
+                log(500)
 
 
 class StoredThenFailedMiddleware:
