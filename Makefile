@@ -21,6 +21,7 @@ help: ## Show the targets
 install: ## Install uv if missing, then the whole workspace from uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --all-packages --locked --quiet
+	@$(PYTHON) -m compileall -q -j 0 libs/*/src services/*/src gateway/src >/dev/null
 
 preflight: install ## Check that PostgreSQL, RabbitMQ (and Redis if REDIS_URL is set) answer
 	@$(PYTHON) -m pipedesk_common.preflight

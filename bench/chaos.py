@@ -50,7 +50,7 @@ import asyncpg
 import httpx
 
 from bench.servers import PrivateServers
-from bench.stack import REPO, Stack, free_port_base
+from bench.stack import REPO, Stack, free_port_base, inherited_env
 from dev_identity.keystore import KeyStore, TokenMinter
 from pipedesk_common import migrations
 from pipedesk_common.auth import Role
@@ -131,14 +131,9 @@ class Recovery:
 
 
 def stack_env(servers: PrivateServers, database_url: str, port_base: int) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.endswith("_URL") and key not in ("PORT_BASE", "BROKER_PREFIX", "VIRTUAL_ENV")
-    }
     accounts = f"http://127.0.0.1:{port_base + 103}"
     return {
-        **env,
+        **inherited_env(),
         "PORT_BASE": str(port_base),
         "DATABASE_URL": database_url,
         "AMQP_URL": servers.amqp_url,

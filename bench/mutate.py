@@ -137,6 +137,8 @@ TARGETS: tuple[Target, ...] = (
                 "a_streamed_response_passes_through_unbuffered",
                 "streams_beyond_the_pool_are_refused_with_503_not_queued",
                 "body_limit_cors_and_health",
+                "an_upload_goes_through_the_request_client_under_its_read_timeout",
+                "an_upload_is_routed_by_its_path_as_sent_like_every_other_request",
             )
         ),
         "the gateway verifies tokens itself and rate-limits per user and per org",
@@ -290,9 +292,16 @@ def prepare(target: Target, resume: bool = False) -> Path:
         f"pytest_add_cli_args_test_selection = {_toml(list(target.tests))}",
         # What a log line says is not behaviour a test should pin down.
         f"do_not_mutate_patterns = {_toml([LOG_CALL])}",
-        # Servers run in threads and children wait on sockets: a CPU-time limit does not see a
-        # hang, so the tests' own deadlines (eventually's 30 s) end a mutant that hangs.
-        "timeout_multiplier = 30.0",
+        # A mutant's tests stop at their first failure (mutmut's -x); pytest's cache is neither
+        # read nor written, so a mutant's run leaves nothing behind for the next one.
+        f"pytest_add_cli_args = {_toml(['-p', 'no:cacheprovider'])}",
+        # A mutant that hangs is ended by its wall-clock limit, three times the sum of its
+        # tests' clean time and 15 s (their fixtures, which mutmut does not time): a hang is
+        # detected in a minute or so rather than after every test's own deadline (eventually's
+        # 30 s) in turn, while a mutant merely slowed by a busy machine has three times its
+        # clean time to finish.
+        "timeout_multiplier = 3.0",
+        "timeout_constant = 15.0",
         "",
         "[tool.pytest.ini_options]",
     ]

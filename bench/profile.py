@@ -89,7 +89,11 @@ async def run(
         raise SystemExit("DATABASE_URL must name the bench's own database (make bench sets it)")
     stack = make_stack(database_url, os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), None)
     stack.env["RATE_LIMIT_DEFAULT"] = "100000000/60"
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()  # the processes that did start, so none outlives the run
+        raise
     token = minter().mint(sub=USER, org_id=ORG, role="rep", email=None, team_ids=[TEAM])
     headers = {"Authorization": f"Bearer {token}"}
     pools = {

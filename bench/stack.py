@@ -75,7 +75,7 @@ class Stack:
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.processes.items()}
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 180.0) -> None:
         for name in self.names:
             self.launch(name)
         deadline = time.monotonic() + timeout
@@ -96,17 +96,31 @@ class Stack:
     def wait_ready(self, name: str, timeout: float = 60.0, path: str | None = None) -> None:
         url = self.url(name) + (path or READY_PATHS[name])
         deadline = time.monotonic() + timeout
+        last = "no answer"
         while True:
             if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(f"{name} exited; {self.log_tail(name)}")
             try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
+                answer = httpx.get(url, timeout=2.0)
+                if answer.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                last = f"{answer.status_code} {answer.text[:500]}"
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}: {error}"
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready at {url}; see {self.log_dir}")
+                raise RuntimeError(
+                    f"{name} not ready at {url}; {self.log_tail(name)}\nits last answer: {last}"
+                )
             time.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """The last lines of a process's log, for an error that says why it failed."""
+        path = self.log_dir / f"{name}.log"
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return f"no log at {path}"
+        return f"the end of {path}:\n" + "\n".join(tail)
 
     def kill(self, name: str, signum: signal.Signals = signal.SIGKILL) -> None:
         """Send ``signum`` to one process and wait until it has exited."""
@@ -126,11 +140,21 @@ class Stack:
                 process.wait()
 
 
+def inherited_env() -> dict[str, str]:
+    """The caller's environment less where it says the system's processes are: a stack sets its
+    own (a ``*_URL`` left over from a test run would send a process to one long gone)."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.endswith("_URL") and key not in ("PORT_BASE", "BROKER_PREFIX", "VIRTUAL_ENV")
+    }
+
+
 def make_stack(database_url: str, amqp_url: str, port_base: int | None) -> Stack:
     base = port_base or free_port_base()
     prefix = f"bench{os.getpid()}."
     env = {
-        **os.environ,
+        **inherited_env(),
         "PORT_BASE": str(base),
         "DATABASE_URL": database_url,
         "AMQP_URL": amqp_url,

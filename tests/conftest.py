@@ -18,7 +18,7 @@ from timeline_service.settings import TimelineSettings
 
 @pytest.fixture
 def crm_app(open_service: OpenService) -> OpenService:
-    return partial(open_service, build_crm, CrmSettings)
+    return partial(open_service, build_crm, CrmSettings, jobs_enabled=False)
 
 
 @pytest.fixture

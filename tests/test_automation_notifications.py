@@ -172,7 +172,7 @@ async def test_each_owner_change_is_one_email_to_the_new_owner_from_the_org_send
         )
         assert opted.status_code == 200, opted.text
         mine = await automation.get("/api/automation/preferences", headers=rep.headers)
-        assert mine.json() == {"owner_changed": True}
+        assert mine.json() == {"owner_changed": True, "sla_warning": True, "sla_breached": True}
 
         lead = (
             await world.crm.post("/api/leads", json={"title": "Acme <b>"}, headers=rep.headers)

@@ -19,7 +19,7 @@ from pipedesk_common.db import connect_raw
 from pipedesk_testkit.google import GoogleStack
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import port_of, reserve_port, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 
 # Each starts the timeline and waits for its events: none of earlier tests' may be ahead of them.
@@ -37,12 +37,12 @@ class Pipeline:
 
 @contextmanager
 def served_calendar(service_env: dict[str, str], crm_url: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    sock = reserve_port()
+    url = f"http://127.0.0.1:{port_of(sock)}"
     settings = CalendarSettings(
         **service_env, crm_url=crm_url, webhook_url=url + WEBHOOK_PATH, jobs_enabled=False
     )
-    with serve_in_thread(build_calendar(settings), port=port):
+    with serve_in_thread(build_calendar(settings), sock=sock):
         yield url
 
 

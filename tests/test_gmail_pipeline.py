@@ -20,7 +20,7 @@ from pipedesk_common.auth import Role
 from pipedesk_testkit.google import GoogleStack
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import port_of, reserve_port, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 
 # Each starts the timeline and waits for its events: none of earlier tests' may be ahead of them.
@@ -42,8 +42,8 @@ class Pipeline:
 async def pipeline(
     google: GoogleStack, timeline_app: OpenService, service_env: dict[str, str]
 ) -> AsyncIterator[Pipeline]:
-    port = free_port()
-    gmail_url = f"http://127.0.0.1:{port}"
+    sock = reserve_port()
+    gmail_url = f"http://127.0.0.1:{port_of(sock)}"
     webhook = gmail_url + GmailSettings.webhook_path
     await google.admin(
         "PUT",
@@ -60,7 +60,7 @@ async def pipeline(
             push_service_account=PUSH_ACCOUNT,
             push_certs_url=google.emulator_url + "/oauth2/v1/certs",
         )
-        with serve_in_thread(build_gmail(settings), port=port):
+        with serve_in_thread(build_gmail(settings), sock=sock):
             async with (
                 timeline_app(CRM_URL=crm_url) as timeline,
                 httpx.AsyncClient(base_url=crm_url) as crm,

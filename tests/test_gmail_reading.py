@@ -20,7 +20,7 @@ from gmail_service.settings import GmailSettings
 from pipedesk_common.auth import Role
 from pipedesk_testkit.google import GoogleStack
 from pipedesk_testkit.identities import ActingUser, Users
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import port_of, reserve_port, serve_in_thread
 from pipedesk_testkit.waiting import eventually
 from timeline_service.app import build_app as build_timeline
 from timeline_service.settings import TimelineSettings
@@ -47,8 +47,8 @@ async def pipeline(
     monkeypatch: pytest.MonkeyPatch,
     **gmail_settings: Any,
 ) -> AsyncIterator[Pipeline]:
-    port = free_port()
-    gmail_url = f"http://127.0.0.1:{port}"
+    sock = reserve_port()
+    gmail_url = f"http://127.0.0.1:{port_of(sock)}"
     webhook = gmail_url + GmailSettings.webhook_path
     await google.admin(
         "PUT",
@@ -69,7 +69,7 @@ async def pipeline(
                 push_certs_url=google.emulator_url + "/oauth2/v1/certs",
                 **gmail_settings,
             )
-            with serve_in_thread(build_gmail(settings), port=port):
+            with serve_in_thread(build_gmail(settings), sock=sock):
                 async with (
                     httpx.AsyncClient(base_url=timeline_url, timeout=30) as timeline,
                     httpx.AsyncClient(base_url=crm_url, timeout=30) as crm,

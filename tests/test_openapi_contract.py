@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from pipedesk_common.idempotency import HEADER, KEY_PATTERN
+
 # Every installed service (the gateway's own document is merged from theirs).
 SERVICES = sorted(entry.name for entry in entry_points(group="pipedesk.services"))
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -44,3 +46,29 @@ def test_every_problem_an_operation_answers_is_documented_as_a_problem(
             assert "400" in responses, where
         checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_idempotency_key_is_documented_in_the_form_it_is_checked_against(
+    service: str, service_documents: dict[str, dict[str, Any]]
+) -> None:
+    """A key the document admits is one ``parse_key`` takes: 1 to 255 visible ASCII characters."""
+    for method, path, operation in operations(service_documents[service]):
+        for parameter in operation.get("parameters", []):
+            if parameter["name"].lower() == HEADER.lower():
+                assert parameter["schema"]["pattern"] == KEY_PATTERN, (service, method, path)
+
+
+def test_no_two_services_publish_different_schemas_under_one_name(
+    service_documents: dict[str, dict[str, Any]],
+) -> None:
+    """The gateway merges the services' components by name and keeps the first of a name: a
+    second service's different schema of that name would describe its operations wrongly."""
+    first: dict[str, tuple[str, Any]] = {}
+    clashes = []
+    for service in SERVICES:
+        for name, schema in service_documents[service]["components"]["schemas"].items():
+            owner, kept = first.setdefault(name, (service, schema))
+            if kept != schema:
+                clashes.append(f"{name}: {owner} and {service}")
+    assert clashes == []

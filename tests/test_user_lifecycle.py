@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from automation_service.app import build_app as build_automation
+from automation_service.settings import AutomationSettings
 from calendar_service.app import build_app as build_calendar
 from calendar_service.models import TABLES as CALENDAR_TABLES
 from calendar_service.settings import WEBHOOK_PATH as CALENDAR_WEBHOOK
@@ -28,6 +30,7 @@ from gmail_service.app import build_app as build_gmail
 from gmail_service.models import TABLES as GMAIL_TABLES
 from gmail_service.settings import GmailSettings
 from pipedesk_common.auth import Role
+from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.servers import free_port, serve_in_thread
 from pipedesk_testkit.service import RunningService, ServiceUnderTest, World, environment
@@ -54,6 +57,9 @@ class Stack:
     drive: RunningService
     gmail: RunningService
     timeline: httpx.AsyncClient
+    automation: httpx.AsyncClient
+    # Whether the tasks service's outbox relay runs (its events reach the timeline).
+    tasks_relayed: bool = True
 
     @property
     def crm(self) -> httpx.AsyncClient:
@@ -130,13 +136,19 @@ def drive_under_test(world: World) -> ServiceUnderTest:
 
 
 @asynccontextmanager
-async def running(world: World, *, with_tasks: bool = True) -> AsyncIterator[Stack]:
+async def running(
+    world: World, *, with_tasks: bool = True, tasks_relayed: bool = True
+) -> AsyncIterator[Stack]:
+    """The Google services and the timeline for the CRM to call (``tasks_relayed=False``: the
+    tasks service's events stay in its outbox, unsent)."""
     async with AsyncExitStack() as stack:
         calendar = await stack.enter_async_context(
             calendar_under_test(world).start(**FAST_REFUSALS)
         )
         tasks = (
-            await stack.enter_async_context(tasks_under_test(world).start(**FAST_REFUSALS))
+            await stack.enter_async_context(
+                tasks_under_test(world).start(relay_enabled=tasks_relayed, **FAST_REFUSALS)
+            )
             if with_tasks
             else None
         )
@@ -151,7 +163,23 @@ async def running(world: World, *, with_tasks: bool = True) -> AsyncIterator[Sta
         timeline = await stack.enter_async_context(
             httpx.AsyncClient(base_url=timeline_url, timeout=60)
         )
-        yield Stack(world, calendar, tasks, drive, gmail, timeline)
+        # The automation service too: its rules, jobs and notifications are of users and orgs.
+        automation_settings = AutomationSettings(
+            **{
+                **world.service_env,
+                "crm_url": world.crm_url,
+                # Few connections: the run shares the database server with every service here.
+                "database_pool_size": 2,
+                "database_max_overflow": 1,
+                **FAST_REFUSALS,
+            }
+        )
+        automation_url = stack.enter_context(serve_in_thread(build_automation(automation_settings)))
+        stack.enter_context(environment("AUTOMATION_URL", automation_url))
+        automation = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=automation_url, timeout=60)
+        )
+        yield Stack(world, calendar, tasks, drive, gmail, timeline, automation, tasks_relayed)
 
 
 @dataclass
@@ -246,8 +274,11 @@ async def replica_owners(world: World, schema: str, record_ids: list[str]) -> se
     return {row["owner_id"] for row in found}
 
 
-async def refusals(stack: Stack, user: ActingUser, lead_id: str) -> dict[str, int]:
-    """What each service answers the user's token, on a route every user may call."""
+async def refusals(
+    stack: Stack, user: ActingUser, lead_id: str, problem: str = DEACTIVATED
+) -> dict[str, int]:
+    """What each service answers the user's token, on a route every user may call (a refusal
+    names ``problem``)."""
     accounts_url = stack.world.google.accounts_url
     async with httpx.AsyncClient(timeout=10) as http:
         answers = {
@@ -268,7 +299,7 @@ async def refusals(stack: Stack, user: ActingUser, lead_id: str) -> dict[str, in
             )
     for answer in answers.values():
         if answer.status_code == 403:
-            assert answer.json()["type"] == DEACTIVATED
+            assert answer.json()["type"] == problem, answer.text
     return {name: answer.status_code for name, answer in answers.items()}
 
 
@@ -335,12 +366,21 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert job["new_owner_id"] == org.manager.sub
         assert job["records_reassigned"] == 3
         parts = job["parts"]
-        assert list(parts) == ["calendar", "tasks", "drive", "gmail", "timeline", "accounts"]
+        assert list(parts) == [
+            "calendar",
+            "tasks",
+            "drive",
+            "gmail",
+            "timeline",
+            "automation",
+            "accounts",
+        ]
         assert all(part["state"] == "done" for part in parts.values()), parts
         assert parts["calendar"]["ended"]["channels"] >= 1
         assert parts["drive"]["ended"]["shares"] == 2
         assert parts["gmail"]["ended"] == {"channels": 0, "watches": 1}
         assert parts["accounts"]["ended"] == {"grants": 1}
+        assert parts["automation"]["ended"] == {"rules": 0, "attachments": 0}
 
         # Google: no channel of theirs lives, no folder is shared with them, no grant is left.
         assert await live_channels(world, rep_email) == []
@@ -394,21 +434,29 @@ async def test_deactivating_a_rep_ends_their_access_and_hands_their_records_to_t
         assert again.json() == job
         assert len(await hand_overs(world, job["audit_id"])) == 3
         assert await ending_calls(world) == ending
-        # Each service's part, called again, ends nothing more.
+        # Each service's part, called again, ends nothing more: for the same job it answers
+        # what it ended the first time, for another job nothing.
         contract = f"/internal/lifecycle/users/{rep.sub}/deactivated"
         body = {"org_id": users.org_id, "actor_id": org.admin.sub, "job_id": job["id"]}
+        other_job = {**body, "job_id": "another-job"}
         for service in (stack.calendar, stack.drive, stack.gmail):
             part = await service.internal("POST", contract, caller="crm", json=body)
             assert part.status_code == 200, part.text
+            assert part.json()["ended"] == job["parts"][service.name]["ended"], part.json()
+            part = await service.internal("POST", contract, caller="crm", json=other_job)
             assert set(part.json()["ended"].values()) == {0}, part.json()
         token = world.service_token("crm", "accounts")
         async with httpx.AsyncClient(timeout=10) as http:
-            part = await http.post(
-                world.google.accounts_url + contract,
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        assert part.json()["ended"] == {"grants": 0}
+            for sent, count in (
+                (body, job["parts"]["accounts"]["ended"]["grants"]),
+                (other_job, 0),
+            ):
+                part = await http.post(
+                    world.google.accounts_url + contract,
+                    json=sent,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert part.json()["ended"] == {"grants": count}
         assert await ending_calls(world) == ending
 
         # Reactivation restores sign-in, not the records, nor the Google connection.
@@ -549,3 +597,173 @@ async def test_only_the_crm_calls_the_lifecycle_and_only_services_read_the_deact
 async def known_status(stack: Stack, user: ActingUser) -> int:
     answer = await stack.calendar.client.get("/api/calendar/calendars", headers=user.headers)
     return answer.status_code
+
+
+async def test_disconnecting_google_stops_channels_and_watches_before_revoking(
+    world: World, users: Users
+) -> None:
+    async with running(world, with_tasks=False) as stack:
+        rep = users.make(Role.REP, teams=["t1"])
+        await known(world, rep)
+        await world.google.connect(rep, ["calendar", "gmail"])
+        await watched_mailbox(stack, rep)
+        watched = await stack.calendar.client.post("/api/calendar/watch", headers=rep.headers)
+        assert watched.status_code == 200, watched.text
+        email = rep.principal.email
+        assert await live_channels(world, email)
+
+        async with httpx.AsyncClient(base_url=world.google.accounts_url, timeout=60) as accounts:
+            answer = await accounts.delete("/api/accounts/google", headers=rep.headers)
+            assert answer.status_code == 204, answer.text
+            status = (await accounts.get("/api/accounts/google", headers=rep.headers)).json()
+
+        # Stopped at Google with the grant, before it was revoked: nothing is left to lapse.
+        assert await live_channels(world, email) == []
+        assert not await watching(world, email)
+        assert status["status"] == "not_connected"
+        suspended = await rows(
+            world,
+            "SELECT suspended FROM calendar.push_channels WHERE user_id = :user_id",
+            user_id=rep.sub,
+        )
+        assert suspended
+        assert all(row["suspended"] for row in suspended)
+        # Called again (a disconnect retried after Google refused the revocation): nothing more.
+        again = await stack.calendar.internal(
+            "POST",
+            f"/internal/lifecycle/users/{rep.sub}/google-disconnected",
+            caller="accounts",
+            json={"org_id": users.org_id, "actor_id": rep.sub, "products": ["calendar"]},
+        )
+        assert again.status_code == 200, again.text
+        assert again.json() == {"service": "calendar", "ended": {"channels": 0}}
+
+
+async def test_only_the_accounts_service_stops_a_disconnected_user(
+    world: World, users: Users
+) -> None:
+    rep = users.make(Role.REP, teams=["t1"])
+    async with running(world, with_tasks=False) as stack:
+        path = f"/internal/lifecycle/users/{rep.sub}/google-disconnected"
+        body = {"org_id": users.org_id, "actor_id": rep.sub, "products": ["calendar"]}
+        as_crm = await stack.calendar.internal("POST", path, caller="crm", json=body)
+        assert as_crm.status_code == 403, as_crm.text
+        as_user = await stack.calendar.client.post(path, json=body, headers=rep.headers)
+        assert as_user.status_code == 401
+        unknown = await stack.calendar.internal(
+            "POST", path, caller="accounts", json={**body, "products": ["photos"]}
+        )
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["field"] == "body.products"
+        empty = await stack.calendar.internal(
+            "POST", path, caller="accounts", json={**body, "products": []}
+        )
+        assert empty.status_code == 422
+        assert empty.json()["errors"][0]["field"] == "body.products"
+        other = await stack.calendar.internal(
+            "POST", path, caller="accounts", json={**body, "products": ["gmail"]}
+        )
+        assert other.status_code == 200, other.text
+        assert other.json() == {"service": "calendar", "ended": {}}
+
+
+async def test_a_product_that_cannot_be_reached_does_not_hold_a_disconnect_back(
+    world: World, users: Users
+) -> None:
+    async with running(world, with_tasks=False) as stack:
+        rep = users.make(Role.REP, teams=["t1"])
+        await known(world, rep)
+        await world.google.connect(rep, ["calendar", "gmail"])
+        await watched_mailbox(stack, rep)
+        watched = await stack.calendar.client.post("/api/calendar/watch", headers=rep.headers)
+        assert watched.status_code == 200, watched.text
+        email = rep.principal.email
+
+        with environment("CALENDAR_URL", f"http://127.0.0.1:{free_port()}"):
+            async with httpx.AsyncClient(
+                base_url=world.google.accounts_url, timeout=60
+            ) as accounts:
+                answer = await accounts.delete("/api/accounts/google", headers=rep.headers)
+                assert answer.status_code == 204, answer.text
+                status = (await accounts.get("/api/accounts/google", headers=rep.headers)).json()
+
+        # The grant is revoked anyway; Gmail stopped its watch, the calendar channel lapses.
+        assert status["status"] == "not_connected"
+        assert not await watching(world, email)
+        assert await live_channels(world, email)
+
+
+async def token_status(world: World, user: ActingUser, product: str) -> int:
+    """How the accounts service answers ``product``'s service asking for the user's token."""
+    token = world.service_token(product, "accounts")
+    async with httpx.AsyncClient(base_url=world.google.accounts_url, timeout=60) as accounts:
+        answer = await accounts.post(
+            "/internal/google/token",
+            json={
+                "org_id": user.principal.org_id,
+                "user_id": user.sub,
+                "scopes": list(PRODUCT_SCOPES[product]),
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    return answer.status_code
+
+
+async def test_disconnecting_one_product_stops_it_alone_and_refuses_its_tokens(
+    world: World, users: Users
+) -> None:
+    async with running(world, with_tasks=False) as stack:
+        admin = users.make(Role.ADMIN, teams=["t1"])
+        rep = users.make(Role.REP, teams=["t1"])
+        colleague = users.make(Role.REP, teams=["t1"])
+        stranger = users.other_org().make(Role.ADMIN)
+        await known(world, admin, rep, colleague, stranger)
+        await world.google.connect(rep, ["calendar", "gmail"])
+        await watched_mailbox(stack, rep)
+        watched = await stack.calendar.client.post("/api/calendar/watch", headers=rep.headers)
+        assert watched.status_code == 200, watched.text
+        email = rep.principal.email
+        assert await live_channels(world, email)
+        assert await known_status(stack, rep) == 200
+
+        async with httpx.AsyncClient(base_url=world.google.accounts_url, timeout=60) as accounts:
+            unknown = await accounts.delete(
+                "/api/accounts/google/products/photos", headers=rep.headers
+            )
+            assert unknown.status_code == 422, unknown.text
+            assert unknown.json()["errors"][0]["field"] == "path.product"
+            not_granted = await accounts.delete(
+                "/api/accounts/google/products/tasks", headers=rep.headers
+            )
+            assert not_granted.status_code == 404
+            by_user = f"/api/accounts/google/users/{rep.sub}/products/calendar"
+            assert (await accounts.delete(by_user, headers=colleague.headers)).status_code == 403
+            assert (await accounts.delete(by_user, headers=stranger.headers)).status_code == 404
+
+            answer = await accounts.delete(
+                "/api/accounts/google/products/calendar", headers=rep.headers
+            )
+            assert answer.status_code == 204, answer.text
+            status = (await accounts.get("/api/accounts/google", headers=rep.headers)).json()
+            again = await accounts.delete(by_user, headers=admin.headers)
+            assert again.status_code == 404
+
+        # Calendar's channels are stopped at Google; Gmail's watch and grant go on.
+        assert await live_channels(world, email) == []
+        assert await watching(world, email)
+        assert status["status"] == "connected"
+        assert status["products"]["calendar"]["granted"] is False
+        assert status["products"]["gmail"]["granted"] is True
+        # No calendar token is issued for the user any more; Gmail's still are.
+        assert await token_status(world, rep, "calendar") == 409
+        assert await token_status(world, rep, "gmail") == 200
+
+        # The admin disconnects the last product: the whole grant is revoked.
+        async with httpx.AsyncClient(base_url=world.google.accounts_url, timeout=60) as accounts:
+            last = await accounts.delete(
+                f"/api/accounts/google/users/{rep.sub}/products/gmail", headers=admin.headers
+            )
+            assert last.status_code == 204, last.text
+            ended = (await accounts.get("/api/accounts/google", headers=rep.headers)).json()
+        assert ended["status"] == "not_connected"
+        assert not await watching(world, email)

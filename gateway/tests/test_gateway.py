@@ -264,9 +264,27 @@ async def test_the_gateway_itself_refuses_forged_and_missing_tokens(
                     response = await gateway.get(path, headers=headers)
                     assert response.status_code == 401, (name, path)
                     assert response.headers["content-type"] == "application/problem+json"
+                    assert response.headers["www-authenticate"].startswith("Bearer"), name
+                    assert response.json()["instance"] == path
+            missing = await gateway.get("/api/leads")
+            assert missing.json() == {
+                "type": "urn:pipedesk:problem:unauthorized",
+                "title": "Authentication is required",
+                "status": 401,
+                "detail": "missing bearer token",
+                "instance": "/api/leads",
+            }
             assert received == []
+            counted = {"service": "gateway", "method": "GET", "route": "/api/leads"}
+            before = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**counted, "status": "200"}
+            )
             allowed = await gateway.get("/api/leads", headers=rep.headers)
+            after = REGISTRY.get_sample_value(
+                "pipedesk_http_requests_total", {**counted, "status": "200"}
+            )
     assert allowed.status_code == 200
+    assert after == (before or 0) + 1  # counted under its route's label
     assert received == [Recorded("GET", "/api/leads", f"Bearer {rep.token}", "127.0.0.1")]
 
 
@@ -391,6 +409,31 @@ async def test_streams_uploads_and_unknown_paths_pass_the_app_and_are_limited_al
     assert after == before + 2
     assert uploaded_after == (uploaded_before or 0) + 1
     assert "nowhere" not in metrics
+
+
+async def test_an_upload_is_routed_by_its_path_as_sent_like_every_other_request(
+    gateway_client: GatewayClient, users: Users
+) -> None:
+    """An upload, which ProxyFront hands on to the app, is routed as a proxied request is: an
+    encoded letter is that letter, an encoded "/" is no separator (so "lead%2F.." is no ".."
+    segment), and an encoded dot segment is one still."""
+    rep = users.make(Role.REP)
+    with recording_upstream() as (urls, received):
+        async with gateway_client(urls) as gateway:
+            answers = [
+                await gateway.post(path, content=b"x", headers=rep.headers)
+                for path in (
+                    "/api/%64rive/records/lead/x/files",
+                    "/api/drive/records/lead%2F../files",
+                    "/api/drive/records/lead/%2E%2E/files",
+                )
+            ]
+    assert [answer.status_code for answer in answers] == [200, 200, 404]
+    assert answers[2].json()["detail"] == "no service answers this path"
+    assert [call.path for call in received] == [
+        "/api/drive/records/lead/x/files",
+        "/api/drive/records/lead/../files",
+    ]
 
 
 async def test_a_wait_shorter_than_a_second_is_still_a_429(service_env: dict[str, str]) -> None:
@@ -666,7 +709,14 @@ async def test_body_limit_cors_and_health(
         assert (await gateway.get("/healthz")).json() == {"status": "ok"}
         for lead in ("lead-label-1", "lead-label-2"):
             await gateway.get(f"/api/leads/{lead}", headers=rep.headers)
+        # A method no route proxies is refused and counted as unrouted, not under the catch-all.
+        traced = await gateway.request("TRACE", "/api/leads/lead-label-3", headers=rep.headers)
+        assert traced.status_code == 405
         metrics = (await gateway.get("/metrics")).text
+        assert (
+            'pipedesk_http_requests_total{method="TRACE",route="unrouted",service="gateway",'
+            'status="405"} 1.0' in metrics
+        )
         # one bounded series for every lead path, never a series per id
         assert 'route="/api/leads/{rest}"' in metrics
         assert "lead-label" not in metrics
@@ -735,3 +785,40 @@ async def test_a_user_whose_id_begins_with_a_slash_is_reachable_through_the_gate
             found = await gateway.get(created.headers["location"], headers=admin.headers)
             assert found.status_code == 200, found.text
             assert found.json()["id"] == user_id
+
+
+async def test_an_upload_goes_through_the_request_client_under_its_read_timeout(
+    gateway_client: GatewayClient, users: Users
+) -> None:
+    """An upload (which ProxyFront hands on to the app) is a request, not an event stream: a
+    service that does not answer it is a 504 after the read timeout, and its answer comes back
+    as the service sent it, with nothing added however slowly it arrives."""
+    upstream = FastAPI()
+    release = threading.Event()  # the upstream runs on its own thread and event loop
+
+    @upstream.post("/api/drive/records/lead/{record_id}/files")
+    async def upload(record_id: str) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            await asyncio.to_thread(release.wait, 1)  # a pause longer than a heartbeat
+            yield b'{"uploaded":true}'
+
+        if record_id == "stalled":
+            await asyncio.to_thread(release.wait, 30)  # answers once the test is done with it
+        return StreamingResponse(body(), media_type="application/json")
+
+    rep = users.make(Role.REP)
+    with serve_in_thread(upstream) as url:
+        try:
+            async with gateway_client(
+                {"DRIVE_URL": url}, read_timeout=3, sse_heartbeat_seconds=0.1
+            ) as gateway:
+                slow = await gateway.post(
+                    "/api/drive/records/lead/slow/files", content=b"x", headers=rep.headers
+                )
+                assert (slow.status_code, slow.content) == (200, b'{"uploaded":true}')
+                stalled = await gateway.post(
+                    "/api/drive/records/lead/stalled/files", content=b"x", headers=rep.headers
+                )
+                assert stalled.status_code == 504
+        finally:
+            release.set()  # so the server's thread stops at once

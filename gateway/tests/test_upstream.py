@@ -1,6 +1,7 @@
 """The gateway's upstream client against a real uvicorn server: whole answers, long answers read
 as they come, HEAD and 204, keep-alive reuse, a connection the service closed, and the pool limit.
-And through the gateway: a long answer arrives intact, a short one with its Content-Length."""
+A short answer is handed back whole even when its body follows its head. And through the gateway:
+a long answer arrives intact, a short one with its Content-Length."""
 
 from __future__ import annotations
 
@@ -182,6 +183,44 @@ async def test_an_answer_cut_short_is_an_error_not_a_shorter_body() -> None:
     with pytest.raises(UpstreamError):
         async for _ in answer.rest():
             pass
+    await pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def _serving(answer: list[bytes], pause: float = 0.2) -> asyncio.Server:
+    """A server writing ``answer``'s parts apart, ``pause`` seconds between them, then closing."""
+
+    async def parts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for index, part in enumerate(answer):
+            if index:
+                await asyncio.sleep(pause)
+            writer.write(part)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    return await asyncio.start_server(parts, "127.0.0.1", 0)
+
+
+async def test_a_short_answer_whose_body_follows_its_head_is_handed_back_whole() -> None:
+    """A server writes an answer's head and its body apart (uvicorn does): a body of announced
+    length up to ``WHOLE_BYTES`` is awaited, and the answer is one piece."""
+    server = await _serving([b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", b"hello"])
+    pool = _pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    answer = await pool.request("GET", b"/", [], b"")
+    assert (answer.complete, answer.body) == (True, b"hello")
+    await pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_short_answer_cut_short_is_an_error_before_anything_is_passed_on() -> None:
+    server = await _serving([b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n", b"only this"])
+    pool = _pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    with pytest.raises(UpstreamError):
+        await pool.request("GET", b"/", [], b"")
     await pool.close()
     server.close()
     await server.wait_closed()

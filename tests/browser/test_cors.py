@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from pipedesk_common.auth import Role
 from pipedesk_testkit.identities import ActingUser, Users
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import serve_in_thread
 
 if TYPE_CHECKING:
     from conftest import Shots, Stack
@@ -104,10 +104,9 @@ def frontend() -> Starlette:
 @pytest.fixture
 def frontends(stack: Stack) -> Iterator[dict[str, str]]:
     """The page on the origin the gateway lists, and on one it does not."""
-    listed_port = int(stack.frontend_origin.rsplit(":", 1)[1])
     with (
-        serve_in_thread(frontend(), port=listed_port) as listed,
-        serve_in_thread(frontend(), port=free_port()) as unlisted,
+        serve_in_thread(frontend(), sock=stack.frontend_socket) as listed,
+        serve_in_thread(frontend()) as unlisted,
     ):
         yield {"listed": listed, "unlisted": unlisted}
 

@@ -32,7 +32,7 @@ HERE = Path(__file__).parent
 SEED = 20261207
 MAX_EXAMPLES = 50
 ROLES = ("admin", "manager", "rep", "viewer")
-PRODUCTS = ("calendar", "tasks", "drive")
+PRODUCTS = ("calendar", "tasks", "drive", "gmail")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def stack(service_env: dict[str, str], identity: Identity) -> Iterator[Stack]:
 
 def role_users(stack: Stack, identity: Identity) -> dict[str, ActingUser]:
     """A user per role, each in an org of its own whose Drive root is set, each connected to
-    Google for Calendar, Tasks and Drive."""
+    Google for Calendar, Tasks, Drive and Gmail (which connects their mailbox)."""
     acting: dict[str, ActingUser] = {}
     admins: list[ActingUser] = []
     for role in ROLES:
@@ -122,6 +122,8 @@ def test_every_operation_answers_as_its_published_contract_says(
         env={
             **os.environ,
             "PIPEDESK_CONTRACT_AUTH": str(auth),
+            # A fresh Idempotency-Key per request (see hooks.py).
+            "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py"),
             "SCHEMATHESIS_TELEMETRY": "false",
         },
     )

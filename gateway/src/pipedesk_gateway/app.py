@@ -10,7 +10,6 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipedesk_common.app import ServiceContext, create_app
@@ -32,9 +31,12 @@ from pipedesk_gateway.ratelimit import (
     RedisRateLimiter,
     retry_after,
 )
-from pipedesk_gateway.routing import ROUTES, RouteClass, target_of
+from pipedesk_gateway.routing import ROUTES, RouteClass, Target, target_of
 from pipedesk_gateway.settings import GatewaySettings
 from pipedesk_gateway.upstream import UpstreamPool
+
+_TARGET = "pipedesk.gateway.target"  # where ProxiedFirst leaves a proxied request's target
+BUCKET_LISTS_REMEMBERED = 4096  # callers whose bucket names are kept
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -76,7 +78,7 @@ class Gateway:
             max_keepalive_connections=settings.max_connections // 2,
         )
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
-        # Every request but event streams goes through these (see ProxyFront).
+        # Every request but event streams goes through these (see ProxiedFirst).
         self.upstreams = {
             service: UpstreamPool(
                 url,
@@ -110,6 +112,9 @@ class Gateway:
             RouteClass.PUBLIC: Limit.parse(settings.rate_limit_public),
         }
         self.openapi = MergedOpenApi(self.http, self.urls, title="PipeDesk API")
+        self._buckets: dict[
+            tuple[RouteClass, str | None, str | None, str | None], list[Bucket]
+        ] = {}
 
     async def close(self) -> None:
         for pool in self.upstreams.values():
@@ -150,6 +155,18 @@ class Gateway:
     def buckets(
         self, route_class: RouteClass, client: str | None, org_id: str | None, user: str | None
     ) -> list[Bucket]:
+        # A few callers send nearly every request: their buckets are named once, not per request.
+        key = (route_class, client if org_id is None or user is None else None, org_id, user)
+        known = self._buckets.get(key)
+        if known is None:
+            if len(self._buckets) >= BUCKET_LISTS_REMEMBERED:
+                self._buckets.clear()
+            known = self._buckets[key] = self._named_buckets(route_class, client, org_id, user)
+        return known
+
+    def _named_buckets(
+        self, route_class: RouteClass, client: str | None, org_id: str | None, user: str | None
+    ) -> list[Bucket]:
         limit = self.limits[route_class]
         # The stack's prefix keeps a second stack (a test run) sharing the Redis apart.
         name = f"{self.settings.broker_prefix}rl:{route_class.value}"
@@ -161,28 +178,46 @@ class Gateway:
         ]
 
 
-class ProxyFront:
-    """The proxied routes as plain ASGI, ahead of FastAPI's routing and dependencies: token,
-    rate limit, forward. Inside the request-context and body-limit middlewares (request id,
-    access log, metrics, 413); event streams, uploads (whose bodies are streamed on, never held
-    whole), unknown paths and the gateway's own routes go on to the app."""
+class ProxiedFirst:
+    """The gateway's outermost ASGI app. A proxied request — routed, neither an event stream
+    nor an upload (whose bodies are streamed on, never held whole) — passes the app's own
+    middlewares (CORS, trusted proxies, request context, body limit, input policy) and
+    ``ProxyFront``, and nothing else: none of Starlette's error and body-limit layers, none of
+    FastAPI's routing. Every other request goes to the app's whole middleware stack and routes."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway, uploads: Sequence[BodyLimit]) -> None:
+    def __init__(self, app: ASGIApp, proxied: ASGIApp, uploads: Sequence[BodyLimit]) -> None:
         self.app = app
-        self.gateway = gateway
+        self.proxied = proxied
         self.uploads = tuple(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        raw_path = _raw_path(scope)
-        target = target_of(scope["method"], path, raw_path) if scope["method"] in METHODS else None
+        if scope["method"] not in METHODS:
+            # A method no route proxies: the catch-all answers 405, counted as unrouted.
+            scope[ROUTE_LABEL] = "unrouted"
+            await self.app(scope, receive, send)
+            return
+        target = target_of(scope["method"], scope["path"], _raw_path(scope))
         if target is None or target.streaming or any(u.applies(scope) for u in self.uploads):
             await self.app(scope, receive, send)
             return
         scope[ROUTE_LABEL] = target.label
+        scope[_TARGET] = target
+        await self.proxied(scope, receive, send)
+
+
+class ProxyFront:
+    """A proxied request's own work, as plain ASGI (see ``ProxiedFirst``): token, rate limit,
+    forward."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        target: Target = scope[_TARGET]
         org_id = user = None
         if not target.public:
             context: ServiceContext = scope["app"].state.context
@@ -308,8 +343,6 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
         body_limits=uploads,
     )
     app.state.gateway = gateway
-    # Innermost of the middlewares: inside the request context and the body limit.
-    app.user_middleware.append(Middleware(ProxyFront, gateway=gateway, uploads=uploads))
     app.add_middleware(TrustedProxyMiddleware, trusted=networks(settings.trusted_proxies))
     if settings.frontend_origins:
         app.add_middleware(
@@ -320,6 +353,15 @@ def build_app(settings: GatewaySettings | None = None, clock: Clock | None = Non
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
+    whole_stack = app.build_middleware_stack
+
+    def proxied_first() -> ASGIApp:
+        proxied: ASGIApp = ProxyFront(gateway)
+        for cls, args, kwargs in reversed(app.user_middleware):
+            proxied = cls(proxied, *args, **kwargs)
+        return ProxiedFirst(whole_stack(), proxied, uploads)
+
+    app.build_middleware_stack = proxied_first  # type: ignore[method-assign]
     return app
 
 

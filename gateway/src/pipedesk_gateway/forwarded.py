@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # Where the address the gateway was reached from is kept once the client is known.
 PEER_KEY: Final = "pipedesk.peer"
 _FORWARDED: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
+PEERS_REMEMBERED: Final = 4096
 
 Network = IPv4Network | IPv6Network
 
@@ -57,6 +58,17 @@ class TrustedProxyMiddleware:
     def __init__(self, app: ASGIApp, *, trusted: Sequence[Network]) -> None:
         self.app = app
         self.trusted = tuple(trusted)
+        # Whether each peer seen lately is a trusted proxy: a few addresses send nearly every
+        # request, and parsing one is most of this middleware's cost.
+        self._peers: dict[str, bool] = {}
+
+    def _trusted_peer(self, peer: str) -> bool:
+        known = self._peers.get(peer)
+        if known is None:
+            if len(self._peers) >= PEERS_REMEMBERED:
+                self._peers.clear()
+            known = self._peers[peer] = _trusted(peer, self.trusted)
+        return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"} or scope.get("client") is None:
@@ -66,7 +78,7 @@ class TrustedProxyMiddleware:
         headers = scope["headers"]
         scope = dict(scope)
         scope[PEER_KEY] = peer
-        if _trusted(peer, self.trusted):
+        if self._trusted_peer(peer):
             found = {name: value.decode("latin-1") for name, value in headers if name in _FORWARDED}
             scope["client"] = (client_of(peer, found.get(b"x-forwarded-for"), self.trusted), port)
             proto = found.get(b"x-forwarded-proto", "").rsplit(",", 1)[-1].strip().lower()

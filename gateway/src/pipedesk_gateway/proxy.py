@@ -164,15 +164,18 @@ async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIt
 # 100-continue" would answer 100 first, which is not its answer.
 _REQUEST_DROPPED: Final = HOP_BY_HOP | {"traceparent", "tracestate", "x-request-id", "expect"}
 _RESPONSE_DROPPED: Final = (HOP_BY_HOP - {"content-length"}) | _SERVER_SET
+# The same sets as the raw (lower-case, Latin-1) header names the servers hand over.
+_REQUEST_DROPPED_RAW: Final = frozenset(
+    name.encode("latin-1") for name in _REQUEST_DROPPED | _FORWARDED_HEADERS
+)
+_RESPONSE_DROPPED_RAW: Final = frozenset(name.encode("latin-1") for name in _RESPONSE_DROPPED)
 
 
 def upstream_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     """The request's headers for the service: hop-by-hop ones out; the trace context, the
     request id and the forwarding headers set by the gateway."""
     headers = [
-        (name, value)
-        for name, value in scope["headers"]
-        if name.decode("latin-1") not in _REQUEST_DROPPED | _FORWARDED_HEADERS
+        (name, value) for name, value in scope["headers"] if name not in _REQUEST_DROPPED_RAW
     ]
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -249,7 +252,7 @@ async def relay(
         return
     headers = []
     for name, value in answer.headers:
-        if name.decode("latin-1") in _RESPONSE_DROPPED:
+        if name in _RESPONSE_DROPPED_RAW:
             continue
         if name == b"location" and value.startswith(base_url.encode()):
             headers.append((name, value[len(base_url) :] or b"/"))  # no internal addresses

@@ -3,7 +3,6 @@ when ``REDIS_URL`` is unset, in this process's memory."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -105,7 +104,6 @@ class MemoryRateLimiter:
         self, *, sweep_every: float = 60.0, now: Callable[[], float] = time.monotonic
     ) -> None:
         self._buckets: dict[str, tuple[float, float, float]] = {}  # key → tokens, at, full at
-        self._lock = asyncio.Lock()
         self._now = now
         self._sweep_every = sweep_every
         self._next_sweep = now() + sweep_every
@@ -114,23 +112,24 @@ class MemoryRateLimiter:
         return len(self._buckets)
 
     async def take(self, buckets: list[Bucket]) -> float:
-        async with self._lock:
-            now = self._now()
-            if now >= self._next_sweep:
-                self._sweep(now)
-            refilled = []
-            wait = 0.0
-            for bucket in buckets:
-                capacity, rate = float(bucket.limit.capacity), bucket.limit.per_second
-                tokens, at, _ = self._buckets.get(bucket.key, (capacity, now, now))
-                tokens = min(capacity, tokens + (now - at) * rate)
-                if tokens < 1:
-                    wait = max(wait, (1 - tokens) / rate)
-                refilled.append((bucket.key, tokens, capacity, rate))
-            for key, tokens, capacity, rate in refilled:
-                left = tokens - 1 if wait == 0 else tokens
-                self._buckets[key] = (left, now, now + (capacity - left) / rate)
-            return wait
+        # No await within: each take runs whole before another starts, as the event loop's
+        # single thread runs one task at a time.
+        now = self._now()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        refilled = []
+        wait = 0.0
+        for bucket in buckets:
+            capacity, rate = float(bucket.limit.capacity), bucket.limit.per_second
+            tokens, at, _ = self._buckets.get(bucket.key, (capacity, now, now))
+            tokens = min(capacity, tokens + (now - at) * rate)
+            if tokens < 1:
+                wait = max(wait, (1 - tokens) / rate)
+            refilled.append((bucket.key, tokens, capacity, rate))
+        for key, tokens, capacity, rate in refilled:
+            left = tokens - 1 if wait == 0 else tokens
+            self._buckets[key] = (left, now, now + (capacity - left) / rate)
+        return wait
 
     def _sweep(self, now: float) -> None:
         self._buckets = {key: state for key, state in self._buckets.items() if state[2] > now}

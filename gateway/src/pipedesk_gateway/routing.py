@@ -117,14 +117,37 @@ class Target:
     label: str  # the route prefix, for metrics: bounded, unlike the paths themselves
 
 
-def _matches_prefix(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
+# Each route's prefix, and the same with its "/": a path is the prefix or starts with that.
+_PREFIXES: Final = tuple((prefix, prefix + "/", service) for prefix, service in ROUTES)
+
+
+def _one_pattern(method: str) -> re.Pattern[str]:
+    """The sensitive patterns that apply to ``method``, as one."""
+    patterns = [p.pattern for wanted, p in _SENSITIVE if wanted is None or wanted == method]
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+
+
+_SENSITIVE_BY_METHOD: Final = {
+    method: _one_pattern(method)
+    for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+}
+
+
+def _sensitive(method: str, path: str) -> bool:
+    pattern = _SENSITIVE_BY_METHOD.get(method)
+    if pattern is None:
+        return any(
+            (wanted is None or wanted == method) and p.search(path) for wanted, p in _SENSITIVE
+        )
+    return pattern.search(path) is not None
 
 
 def traverses(raw_path: str) -> bool:
     """Whether a path as sent (percent-encoded) has a ``.`` or ``..`` segment or an empty one
     before its end. An id's own ``/`` (``%2F``) or dots inside a segment (``a..b``) are no
     such thing: opaque ids may hold them."""
+    if "//" not in raw_path and "." not in raw_path and "%" not in raw_path:
+        return False  # no empty segment, and none that is or encodes a dot
     segments = raw_path.split("/")[1:]
     return any(unquote(segment) in {".", ".."} for segment in segments) or "" in segments[:-1]
 
@@ -134,15 +157,12 @@ def target_of(method: str, path: str, raw_path: str | None = None) -> Target | N
     the path as sent, when known: what it holds percent-encoded is not a path separator."""
     if traverses(path if raw_path is None else raw_path):
         return None
-    for prefix, service in ROUTES:
-        if _matches_prefix(path, prefix):
+    for prefix, under, service in _PREFIXES:
+        if path == prefix or path.startswith(under):
             public = public_route(method, path)
             if public is not None:
                 route_class = RouteClass.PUBLIC
-            elif any(
-                (wanted is None or wanted == method) and pattern.search(path)
-                for wanted, pattern in _SENSITIVE
-            ):
+            elif _sensitive(method, path):
                 route_class = RouteClass.SENSITIVE
             else:
                 route_class = RouteClass.DEFAULT

@@ -2,9 +2,11 @@
 with httptools' parser (llhttp, the parser uvicorn serves with), one small pool per service.
 
 It does what forwarding needs and no more: send a request whose body is already read, hand back
-the status, the headers and the body as it arrives. An answer that has fully arrived with its
-headers (nearly every API answer) is one bytes object; a longer one is read chunk by chunk, with
-reading paused while the gateway has not passed a chunk on.
+the status, the headers and the body as it arrives. An answer that announces a length of at most
+``WHOLE_BYTES`` (nearly every API answer) is handed back once it has all arrived, as one bytes
+object — a server writes the head and the body apart, and waiting for the body costs less than
+passing it on in pieces; a longer or chunked one is read chunk by chunk, with reading paused while
+the gateway has not passed a chunk on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import httptools
 
 IDLE_SECONDS: Final = 4.0  # below uvicorn's 5 s keep-alive: never reuse what it is closing
 HIGH_WATER: Final = 256 * 1024  # bytes buffered before reading pauses
+WHOLE_BYTES: Final = 64 * 1024  # an announced length up to this is awaited whole
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -56,10 +59,12 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.head_done = False
+        self.whole = False  # the body is awaited whole before the answer is handed back
         self.complete = False
         self.reusable = True
         self.failure: str | None = None
         self.got_bytes = False
+        self.body_expected = True  # False for a HEAD answer, whose length announces no body
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
 
@@ -77,7 +82,8 @@ class _Connection(asyncio.Protocol):
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.complete or self.failure is not None or not self.whole:
+            self._wake()  # a body awaited whole wakes its reader once, when it is all there
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -93,6 +99,9 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.reusable = self.parser.should_keep_alive()
         self.head_done = True
+        if self.body_expected:
+            length = next((v for n, v in self.headers if n == b"content-length"), None)
+            self.whole = length is not None and length.isdigit() and int(length) <= WHOLE_BYTES
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -101,19 +110,27 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.complete = True
 
+    @property
+    def ready(self) -> bool:
+        """Whether the answer can be handed back: its head, and its body if awaited whole."""
+        return self.head_done and (self.complete or not self.whole)
+
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     async def wait(self, seconds: float) -> None:
-        """Until more of the answer (or its end, or a failure) has arrived, for ``seconds``."""
-        self.waiter = asyncio.get_running_loop().create_future()
+        """Until more of the answer (or its end, or a failure) has arrived, for ``seconds``.
+
+        One timer per wait, which fails the waiter itself: an answer is waited for once or twice
+        per request, and a timer costs far less than a cancelling timeout scope."""
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(seconds, _expire, waiter)
         try:
-            async with asyncio.timeout(seconds):
-                await self.waiter
-        except TimeoutError:
-            raise ReadTimeout from None
+            await waiter
         finally:
+            timer.cancel()
             self.waiter = None
 
     def take(self) -> bytes:
@@ -129,6 +146,11 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout())
 
 
 class Answer:
@@ -233,11 +255,14 @@ class UpstreamPool:
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> Answer:
         """Send one request; its answer once the headers have arrived."""
-        try:
-            async with asyncio.timeout(self.pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise PoolExhausted from None
+        if self._slots.locked():  # every connection in use: wait for one, within the limit
+            try:
+                async with asyncio.timeout(self.pool_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise PoolExhausted from None
+        else:
+            await self._slots.acquire()  # free: taken at once
         head = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header]
         for name, value in headers:
             head += [b"\r\n", name, b": ", value]
@@ -250,10 +275,11 @@ class UpstreamPool:
             connection = await self._connection()
             while True:
                 assert connection.transport is not None
+                connection.body_expected = method != "HEAD"
                 connection.transport.write(message)
-                while not connection.head_done and connection.failure is None:
+                while not connection.ready and connection.failure is None:
                     await connection.wait(self.read_timeout)
-                if connection.head_done:
+                if connection.ready:
                     return Answer(self, connection, head_only=method == "HEAD")
                 # A kept-alive connection the service closed as it was reused: a safe request
                 # is sent again on a new one; any other fails rather than risk running twice.

@@ -1,5 +1,6 @@
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,3 +61,28 @@ def test_a_required_field_is_documented_as_required_under_exactly_one_of_its_nam
     assert "required" not in schema
     assert schema["allOf"] == [{"oneOf": [{"required": ["title"]}, {"required": ["name"]}]}]
     assert Required.model_validate({"name": "a"}) == Required(title="a")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"title": "a"},
+        {"name": "a", "body": "b"},
+        {"title": "a", "name": "b"},
+        {"notes": "a", "description": "b"},
+        {"description": "a", "body": "b"},
+        {"notes": "a", "description": "b", "body": "c"},
+    ],
+)
+def test_the_schema_refuses_exactly_the_payloads_naming_one_field_twice(
+    payload: dict[str, str],
+) -> None:
+    schema = Payload.model_json_schema()
+    documented = jsonschema_rs.validator_for(schema).is_valid(payload)
+    try:
+        Payload.model_validate(payload)
+    except InvalidInput:
+        accepted = False
+    else:
+        accepted = True
+    assert documented == accepted

@@ -118,3 +118,29 @@ async def test_a_token_must_be_the_key_owners_own_and_short_lived(tmp_path: Path
         ):
             with pytest.raises(Unauthorized, match=reason):
                 await crm.caller(token)
+
+
+async def test_only_a_private_p256_key_issues_service_tokens() -> None:
+    private = ECKey.generate_key("P-256", private=True)
+    public = ECKey.import_key(private.as_dict(private=False))
+    for key in (public, ECKey.generate_key("P-384", private=True)):
+        with pytest.raises(ValueError, match=r"^a service key is a private P-256 key$"):
+            ServiceTokenIssuer("tasks", key, clock=ManualClock())
+
+
+async def test_a_service_token_is_accepted_for_less_than_30_seconds_past_its_expiry(
+    tmp_path: Path,
+) -> None:
+    """The default leeway, for clocks a little apart: the token's last second is 29 seconds
+    after its expiry, and 30 seconds after it the token is refused."""
+    tasks = ECKey.generate_key("P-256", private=True)
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache(publish(tmp_path / "jwks.json", {"tasks": tasks}), http=http, clock=clock)
+        crm = ServiceTokenVerifier(keys, audience="crm", clock=clock)
+        token = ServiceTokenIssuer("tasks", tasks, clock=clock).token_for("crm")
+        clock.advance(timedelta(seconds=SERVICE_TOKEN_LIFETIME + 29))
+        assert (await crm.caller(token)).name == "tasks"
+        clock.advance(timedelta(seconds=1))
+        with pytest.raises(Unauthorized, match="token rejected: The token is expired"):
+            await crm.caller(token)

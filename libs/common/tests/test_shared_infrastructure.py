@@ -102,6 +102,15 @@ async def test_a_periodic_job_runs_once_per_interval_across_processes(
     clock.advance(timedelta(minutes=1))
     assert (await second.run_if_due(job), await first.run_if_due(job)) == (True, False)
     assert len(runs) == 2
+    # A process whose interval is shorter (the setting was lowered) does not wait out the turn
+    # the longer one set: it runs now, then keeps its own interval.
+    shorter = PeriodicJob(job.name, timedelta(minutes=1), count)
+    lowered = JobRunner(job_schedule, sessions, clock, [shorter])
+    assert await lowered.run_if_due(shorter) is True
+    assert await lowered.run_if_due(shorter) is False
+    clock.advance(timedelta(minutes=1))
+    assert await lowered.run_if_due(shorter) is True
+    assert len(runs) == 4
 
 
 @pytest.mark.asyncio

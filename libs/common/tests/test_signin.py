@@ -13,7 +13,13 @@ from joserfc.jwk import ECKey
 
 from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
 from pipedesk_common.clock import SystemClock
-from pipedesk_common.signin import RefusedUser, SignInRefusals, UserDeactivated, follow_refusals
+from pipedesk_common.signin import (
+    OrgOffboarded,
+    RefusedUser,
+    SignInRefusals,
+    UserDeactivated,
+    follow_refusals,
+)
 from pipedesk_testkit.waiting import eventually
 
 
@@ -39,6 +45,24 @@ def test_refused_users_are_refused_by_org_and_id() -> None:
         refusals.check(principal("org-a", "u2"))
 
 
+def test_every_user_of_an_offboarded_org_is_refused_until_the_list_no_longer_names_it() -> None:
+    refusals = SignInRefusals("calendar")
+    refusals.refuse_org("org-a")
+    for sub in ("u1", "someone-new"):
+        with pytest.raises(OrgOffboarded) as refused:
+            refusals.check(principal("org-a", sub))
+        assert refused.value.status == 403
+        assert refused.value.type_uri == "urn:pipedesk:problem:org-offboarded"
+    refusals.check(principal("org-b", "u1"))
+    refusals.replace([], ["org-a"])
+    with pytest.raises(OrgOffboarded):
+        refusals.check(principal("org-a", "u1"))
+    refusals.replace([RefusedUser(org_id="org-a", id="u1")], [])  # onboarded again
+    refusals.check(principal("org-a", "u2"))
+    with pytest.raises(UserDeactivated):
+        refusals.check(principal("org-a", "u1"))
+
+
 @pytest.mark.asyncio
 async def test_the_last_list_read_stays_in_force_while_the_crm_cannot_be_read() -> None:
     seen: list[httpx.Request] = []
@@ -46,7 +70,10 @@ async def test_the_last_list_read_stays_in_force_while_the_crm_cannot_be_read() 
     def crm(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if len(seen) == 1:
-            return httpx.Response(200, json={"items": [{"org_id": "org-a", "id": "u1"}]})
+            return httpx.Response(
+                200,
+                json={"items": [{"org_id": "org-a", "id": "u1"}], "offboarded_orgs": ["org-z"]},
+            )
         return httpx.Response(503)
 
     key = ECKey.generate_key("P-256", private=True)
@@ -75,6 +102,8 @@ async def test_the_last_list_read_stays_in_force_while_the_crm_cannot_be_read() 
     assert refusals.loaded
     with pytest.raises(UserDeactivated):
         refusals.check(principal("org-a", "u1"))
+    with pytest.raises(OrgOffboarded):
+        refusals.check(principal("org-z", "u9"))
     assert {str(request.url) for request in seen} == {
         "http://crm.internal/internal/users/deactivated"
     }

@@ -1,11 +1,22 @@
-"""Which span exporters the environment asks for, and the headers a call to another service
-carries."""
+"""Which span exporters the environment asks for, the headers a call to another service
+carries, and a request's span when nothing receives the spans."""
+
+from uuid import uuid4
 
 import pytest
+from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipedesk_common.observability import request_id_var, span_exporters, trace_headers
+from pipedesk_common import observability
+from pipedesk_common.observability import (
+    configure_tracing,
+    request_id_var,
+    server_span,
+    span_exporters,
+    trace_headers,
+)
 
 
 def test_otlp_is_attached_when_asked_for_or_when_an_endpoint_is_set() -> None:
@@ -37,3 +48,39 @@ def test_a_call_carries_the_request_id_of_the_work_it_is_done_for() -> None:
         assert trace_headers()["x-request-id"] == "req-42"
     finally:
         request_id_var.reset(token)
+
+
+def test_a_request_span_nothing_receives_is_unrecorded_and_carries_the_trace_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without an exporter (and no processor added), a request's span costs no recording, but
+    its trace and sampling are the SDK's: a caller's trace goes on, a request without one starts
+    its own. Once a processor receives the spans, they are recorded."""
+    unread = observability._Provider()
+    monkeypatch.setattr(observability, "_tracer_provider", unread)
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: unread)
+    trace_id, caller_span_id = uuid4().hex, uuid4().hex[:16]
+    caller = propagate.extract({"traceparent": f"00-{trace_id}-{caller_span_id}-01"})
+    span = server_span("HTTP GET", caller)
+    context = span.get_span_context()
+    assert not span.is_recording()
+    assert (format(context.trace_id, "032x"), context.trace_flags.sampled) == (trace_id, True)
+    assert context.is_valid
+    assert format(context.span_id, "016x") != caller_span_id
+    carried: dict[str, str] = {}
+    propagate.inject(carried, context=trace.set_span_in_context(span))
+    assert carried["traceparent"] == f"00-{trace_id}-{format(context.span_id, '016x')}-01"
+    first, second = (server_span("HTTP GET", None).get_span_context() for _ in range(2))
+    assert first.is_valid
+    assert first.trace_flags.sampled
+    assert first.trace_id != second.trace_id
+    monkeypatch.undo()
+
+    exporter = InMemorySpanExporter()
+    configure_tracing("tests").add_span_processor(SimpleSpanProcessor(exporter))
+    recorded = server_span("HTTP GET", caller)
+    assert recorded.is_recording()
+    recorded.end()
+    [finished] = exporter.get_finished_spans()
+    assert finished.context is not None
+    assert format(finished.context.trace_id, "032x") == trace_id

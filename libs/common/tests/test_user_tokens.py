@@ -5,6 +5,7 @@ signed with."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,15 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, RSAKey
 
-from pipedesk_common.auth import JwksCache, TokenVerifier, key_algorithm, parse_jwks
+from pipedesk_common import auth
+from pipedesk_common.auth import (
+    MAX_TOKEN_BYTES,
+    JwksCache,
+    TokenVerifier,
+    bearer_token,
+    key_algorithm,
+    parse_jwks,
+)
 from pipedesk_common.clock import ManualClock, epoch_seconds
 from pipedesk_common.errors import ServiceUnavailable, Unauthorized
 
@@ -64,6 +73,62 @@ async def test_a_remembered_token_still_expires_and_a_forged_twin_is_refused(
         with pytest.raises(Unauthorized, match="signature"):
             await verifier.principal(forged)
         clock.advance(timedelta(seconds=61))
+        with pytest.raises(Unauthorized, match="expired"):
+            await verifier.principal(token)
+
+
+async def test_a_remembered_token_holds_exactly_while_its_time_claims_do(tmp_path: Path) -> None:
+    """Remembered, a token is accepted from its ``nbf`` (or ``iat``) less the leeway until just
+    before its ``exp`` plus the leeway, as when it was first checked — whichever way the clock
+    moves."""
+    key = RSAKey.generate_key(2048, private=True)
+    publish(tmp_path / "jwks.json", key, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock, leeway=30)
+        start = clock.now()
+        token = mint(key, "k1", clock, lifetime=60, nbf=epoch_seconds(clock) + 10)
+        await verifier.principal(token)  # checked whole, then remembered
+        clock.set(start + timedelta(seconds=89))
+        assert (await verifier.principal(token)).sub == "u1"
+        clock.set(start + timedelta(seconds=90))
+        with pytest.raises(Unauthorized, match="expired"):
+            await verifier.principal(token)
+        clock.set(start - timedelta(seconds=20))
+        assert (await verifier.principal(token)).sub == "u1"
+        clock.set(start - timedelta(seconds=21))
+        with pytest.raises(Unauthorized, match=r"not yet valid|future"):
+            await verifier.principal(token)
+        # Without an nbf, its iat bounds it from below.
+        clock.set(start)
+        issued = mint(key, "k1", clock, lifetime=60)
+        await verifier.principal(issued)
+        clock.set(start - timedelta(seconds=30))
+        assert (await verifier.principal(issued)).sub == "u1"
+        clock.set(start - timedelta(seconds=31))
+        with pytest.raises(Unauthorized, match=r"not yet valid|future"):
+            await verifier.principal(issued)
+
+
+async def test_a_token_with_neither_nbf_nor_iat_is_accepted_and_remembered(
+    tmp_path: Path,
+) -> None:
+    """Both are optional: without either, the token holds from any time until its ``exp``."""
+    key = RSAKey.generate_key(2048, private=True)
+    publish(tmp_path / "jwks.json", key, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock, leeway=0)
+        start = clock.now()
+        claims = jwt.decode(mint(key, "k1", clock, lifetime=60), key).claims
+        del claims["iat"]
+        token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+        assert (await verifier.principal(token)).sub == "u1"
+        clock.set(start - timedelta(days=365))
+        assert (await verifier.principal(token)).sub == "u1"
+        clock.set(start + timedelta(seconds=60))
         with pytest.raises(Unauthorized, match="expired"):
             await verifier.principal(token)
 
@@ -201,3 +266,125 @@ async def test_a_hung_identity_provider_does_not_hang_a_request() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _segment(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+async def test_each_refused_token_is_refused_for_its_own_reason(tmp_path: Path) -> None:
+    """What the 401 says is why: a client (and whoever reads its logs) learns which check its
+    token failed, and each check refuses on its own, before any later one is reached."""
+    key = RSAKey.generate_key(2048, private=True)
+    ec = ECKey.generate_key("P-256", private=True)
+    (tmp_path / "jwks.json").write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {**key.as_dict(private=False), "kid": "k1"},
+                    {**ec.as_dict(private=False), "kid": "e1"},
+                ]
+            }
+        )
+    )
+    clock = ManualClock()
+    good = json.loads(base64.urlsafe_b64decode(mint(key, "k1", clock).split(".")[1] + "=="))
+    attacker = RSAKey.generate_key(2048, private=True)
+
+    def header_only(header: dict[str, object]) -> str:
+        return f"{_segment(header)}.{_segment(good)}.c2ln"
+
+    def without(*names: str) -> dict[str, object]:
+        return {name: value for name, value in good.items() if name not in names}
+
+    refused = {
+        "x" * (MAX_TOKEN_BYTES + 1): "token too large",
+        "x" * MAX_TOKEN_BYTES: "malformed token",  # as long as a token may be: read, and refused
+        "not.a.jwt": "malformed token",
+        "é.a.b": "malformed token",
+        header_only({"alg": "HS256", "kid": "k1"}): "token algorithm not accepted",
+        header_only({"alg": "RS256"}): "token names no signing key",
+        header_only({"alg": "RS256", "kid": ""}): "token names no signing key",
+        header_only({"alg": "RS256", "kid": 7}): "token names no signing key",
+        header_only({"alg": "RS256", "kid": "k1", "typ": "svc+jwt"}): "token type not accepted",
+        header_only({"alg": "RS256", "kid": "k1", "crit": ["exp"]}): (
+            "critical header parameters are not supported"
+        ),
+        header_only({"alg": "RS256", "kid": "nobody"}): "unknown signing key",
+        header_only({"alg": "ES256", "kid": "k1"}): "token algorithm does not match its key",
+        mint(attacker, "k1", clock): "invalid token signature",
+        jwt.encode({"alg": "RS256", "kid": "k1"}, without("org_id"), key): (
+            "token claims invalid: org_id"
+        ),
+        jwt.encode({"alg": "RS256", "kid": "k1"}, without("org_id", "role"), key): (
+            "token claims invalid: org_id, role"
+        ),
+    }
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        reasons = {}
+        for token in refused:
+            with pytest.raises(Unauthorized) as refusal:
+                await verifier.principal(token)
+            reasons[token] = refusal.value.detail
+        assert reasons == refused
+        for accepted in (
+            mint(key, "k1", clock),
+            jwt.encode({"alg": "ES256", "kid": "e1"}, good, ec, algorithms=["ES256"]),
+        ):
+            assert (await verifier.principal(accepted)).sub == "u1"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "token"),
+    [("Bearer abc", "abc"), ("bearer abc", "abc"), ("Bearer   abc  ", "abc")],
+)
+async def test_a_bearer_token_is_read_whatever_the_schemes_case_and_spacing(
+    authorization: str, token: str
+) -> None:
+    assert bearer_token(authorization) == token
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "missing bearer token"),
+        ("", "missing bearer token"),
+        ("Bearer", "expected an Authorization: Bearer token"),
+        ("Bearer   ", "expected an Authorization: Bearer token"),
+        ("Basic dXNlcjpwYXNz", "expected an Authorization: Bearer token"),
+        ("Token abc", "expected an Authorization: Bearer token"),
+    ],
+)
+async def test_anything_but_a_bearer_token_is_refused_saying_what_is_expected(
+    authorization: str | None, reason: str
+) -> None:
+    with pytest.raises(Unauthorized) as refusal:
+        bearer_token(authorization)
+    assert refusal.value.detail == reason
+
+
+async def test_the_verifier_remembers_a_bounded_number_of_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its bound the verifier forgets its oldest token, and goes on accepting every valid
+    one; a remembered token costs no fetch of the key set while its key is fresh and known."""
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS", 2)
+    key = RSAKey.generate_key(2048, private=True)
+    publish(tmp_path / "jwks.json", key, "k1")
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        verifier = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        tokens = [mint(key, "k1", clock, sub=f"u{index}") for index in range(4)]
+        for _ in range(2):
+            assert [(await verifier.principal(token)).sub for token in tokens] == [
+                "u0",
+                "u1",
+                "u2",
+                "u3",
+            ]
+            assert len(verifier._verified) == 2
+            clock.advance(timedelta(seconds=61))
+        assert keys.fetch_count == 1

@@ -275,3 +275,30 @@ async def test_disconnecting_revokes_at_google_and_forgets(
     assert events[0]["actorid"] == rep.sub
     after = await accounts.token(rep, list(scopes_for(["tasks"])))
     assert after.json()["type"] == "urn:pipedesk:problem:google-not-connected"
+
+
+async def test_a_product_disconnected_alone_stays_out_when_another_is_connected(
+    accounts: Accounts, users: Users
+) -> None:
+    rep = users.make(Role.REP)
+    accounts.outcome(await accounts.connect(rep, "tasks"))
+    accounts.outcome(await accounts.connect(rep, "calendar"))
+    gone = await accounts.client.delete("/api/accounts/google/products/tasks", headers=rep.headers)
+    assert gone.status_code == 204, gone.text
+    events = await accounts.events("accounts.google.disconnected", rep.sub)
+    disconnected = [GoogleDisconnected.model_validate(e["data"]) for e in events]
+    assert [(e.products, e.connection_ended) for e in disconnected] == [(["tasks"], False)]
+    assert disconnected[0].scopes == list(scopes_for(["tasks"]))
+    refused = await accounts.token(rep, list(scopes_for(["tasks"])))
+    assert refused.status_code == 409
+    assert (await accounts.token(rep, list(scopes_for(["calendar"])))).status_code == 200
+
+    # Google answers the whole grant, tasks included: connecting gmail does not bring tasks back.
+    outcome = accounts.outcome(await accounts.connect(rep, "gmail"))
+    assert outcome["products"] == ["calendar,gmail"]
+    status = (await accounts.client.get("/api/accounts/google", headers=rep.headers)).json()
+    assert status["products"]["tasks"]["granted"] is False
+    assert (await accounts.token(rep, list(scopes_for(["tasks"])))).status_code == 409
+    # Connected again itself, it is back.
+    accounts.outcome(await accounts.connect(rep, "tasks"))
+    assert (await accounts.token(rep, list(scopes_for(["tasks"])))).status_code == 200

@@ -32,3 +32,26 @@ def test_without_a_reason_or_previous_owner_neither_is_mentioned() -> None:
     )
     assert "Reason" not in rendered.text + rendered.html
     assert "it was" not in rendered.text
+
+
+def test_an_sla_breach_names_the_lead_its_stage_and_due_time_and_escapes_the_title() -> None:
+    from automation_service.templates import sla_alert
+
+    rendered = sla_alert(
+        breached=True,
+        title="Acme <b> & Co",
+        stage="first response",
+        due="2026-03-03 17:00 UTC",
+        priority="high",
+        url="https://app.example/leads/l1",
+    )
+    assert rendered.subject == "SLA breached: Acme <b> & Co"
+    assert "<strong>Acme &lt;b&gt; &amp; Co</strong>" in rendered.html
+    assert rendered.text.startswith(
+        'The first response of the lead "Acme <b> & Co" was due at 2026-03-03 17:00 UTC'
+    )
+    warning = sla_alert(
+        breached=False, title="Acme", stage="next touch", due="x", priority="low", url="u"
+    )
+    assert warning.subject == "SLA due soon: Acme"
+    assert "is due at x" in warning.text

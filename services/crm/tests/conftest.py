@@ -17,8 +17,9 @@ from pipedesk_testkit.plugin import OpenService
 
 @pytest.fixture
 def crm_app(open_service: OpenService) -> OpenService:
-    """``async with crm_app(clock=…, **settings) as client``: the CRM app, in-process."""
-    return partial(open_service, build_app, CrmSettings)
+    """``async with crm_app(clock=…, **settings) as client``: the CRM app, in-process, its
+    periodic jobs off (a test runs the one it means to)."""
+    return partial(open_service, build_app, CrmSettings, jobs_enabled=False)
 
 
 @pytest_asyncio.fixture

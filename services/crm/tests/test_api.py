@@ -160,6 +160,9 @@ async def test_patch_cannot_mass_assign_protected_fields(
         ({"title": "t", "estimated_value": "-1", "currency": "EUR"}, "body.estimated_value"),
         ({"title": "t", "estimated_value": "1.234", "currency": "EUR"}, "body.estimated_value"),
         ({"title": "t", "estimated_value": "10"}, "body.currency"),
+        ({"title": "t", "estimated_value": "1e2", "currency": "EUR"}, "body.estimated_value"),
+        ({"title": "t", "estimated_value": 0.125, "currency": "EUR"}, "body.estimated_value"),
+        ({"title": "t", "sla_due_at": 0}, "body.sla_due_at"),
         ({"title": "t", "sla_due_at": "2026-01-01T10:00:00"}, "body.sla_due_at"),
         ({"title": "t", "tags": ["ok"] * 21}, "body.tags"),
         ({"title": 42}, "body.title"),
@@ -253,6 +256,29 @@ async def test_partial_update_changes_only_what_was_sent(
         f"/api/leads/{lead['id']}", json={"status": "contacted"}, headers=rep.headers
     )
     assert same.json()["version"] == 2
+
+
+async def test_patch_answers_the_values_as_stored(crm: httpx.AsyncClient, users: Users) -> None:
+    rep = users.make(Role.REP)
+    lead = await create_lead(crm, rep)
+    path = f"/api/leads/{lead['id']}"
+    response = await crm.patch(
+        path,
+        json={
+            "estimated_value": "1200.5",
+            "currency": "EUR",
+            "sla_due_at": "2026-03-01T12:00:00+02:00",
+            "tags": ["b", "a"],
+        },
+        headers=rep.headers,
+    )
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert updated["estimated_value"] == "1200.50"
+    assert updated["sla_due_at"].startswith("2026-03-01T10:00:00")
+    stored = await crm.get(path, headers=rep.headers)
+    assert updated == stored.json()
+    assert response.headers["etag"] == stored.headers["etag"] == '"2"'
 
 
 async def test_if_match_guards_against_lost_updates(crm: httpx.AsyncClient, users: Users) -> None:
@@ -429,7 +455,7 @@ async def test_internal_acl_requires_a_service_token(
     assert_problem(missing, 404)
 
 
-async def test_internal_record_names_are_for_the_drive_service_only(
+async def test_internal_record_names_are_for_the_drive_and_automation_services_only(
     crm: httpx.AsyncClient, users: Users, identity: Any
 ) -> None:
     from dev_identity.keystore import KeyStore
@@ -457,7 +483,18 @@ async def test_internal_record_names_are_for_the_drive_service_only(
         "deleted": False,
         "version": 1,
         "lead_id": None,
+        "stage": None,
     }
+    # The automation service reads a deal's stage (its rules run on deals in given stages).
+    made = await crm.post(
+        "/api/deals", json={"title": "Expansion", "stage": "proposal"}, headers=rep.headers
+    )
+    assert made.status_code == 201, made.text
+    deal = await crm.get(
+        f"/internal/records/deal/{made.json()['id']}", headers=token_of("automation")
+    )
+    assert deal.status_code == 200, deal.text
+    assert (deal.json()["type"], deal.json()["stage"]) == ("deal", "proposal")
     assert_problem(
         await crm.get(f"/internal/records/deal/{uuid4()}", headers=token_of("drive")), 404
     )
@@ -566,3 +603,41 @@ async def test_a_database_lost_under_pooled_connections_is_503_until_it_is_back(
             proxy.restore()
             back = await read_and_write(client, rep)
     assert [answer.status_code for answer in back] == [200, 201], back[-1].text
+
+
+@pytest.mark.parametrize("kind", ["lead", "deal", "contact", "company"])
+async def test_the_document_links_a_read_records_etag_to_its_conditional_change(
+    crm: httpx.AsyncClient, users: Users, kind: str
+) -> None:
+    plural = {"company": "companies"}.get(kind, f"{kind}s")
+    document = (await crm.get("/openapi.json")).json()
+    update = f"#/paths/~1api~1{plural}~1{{{kind}_id}}/patch"
+    for method, path, status, record_id in [
+        ("get", f"/api/{plural}/{{{kind}_id}}", "200", f"$request.path.{kind}_id"),
+        ("post", f"/api/{plural}", "201", "$response.body#/id"),
+    ]:
+        response = document["paths"][path][method]["responses"][status]
+        assert "ETag" in response["headers"]
+        (link,) = response["links"].values()
+        assert link["operationRef"] == update
+        assert link["parameters"] == {
+            f"path.{kind}_id": record_id,
+            "header.if-match": "$response.header.ETag",
+        }
+    # Followed as it says, the link changes the record; the same ETag once more is refused.
+    admin = users.make(Role.ADMIN)
+    field = "name" if kind in {"contact", "company"} else "title"
+    made = await crm.post(f"/api/{plural}", json={field: "First"}, headers=admin.headers)
+    read = await crm.get(f"/api/{plural}/{made.json()['id']}", headers=admin.headers)
+    changed = await crm.patch(
+        f"/api/{plural}/{made.json()['id']}",
+        json={field: "Second"},
+        headers={**admin.headers, "If-Match": read.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    stale = await crm.patch(
+        f"/api/{plural}/{made.json()['id']}",
+        json={field: "Third"},
+        headers={**admin.headers, "If-Match": read.headers["ETag"]},
+    )
+    assert_problem(stale, 412)

@@ -180,19 +180,19 @@ async def test_jku_and_x5u_are_never_fetched(crm: httpx.AsyncClient, identity: I
 async def test_last_good_keys_survive_an_identity_provider_outage(
     crm_app: Any, tmp_path: Any
 ) -> None:
-    from pipedesk_testkit.servers import free_port
+    from pipedesk_testkit.servers import port_of, reserve_port
 
     store = KeyStore(tmp_path)
     clock = ManualClock(datetime.now(UTC))
     minter = TokenMinter(store.identity_key(), clock=clock)
-    port = free_port()
-    jwks_url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    provider = reserve_port()
+    jwks_url = f"http://127.0.0.1:{port_of(provider)}/.well-known/jwks.json"
 
     def bearer() -> dict[str, str]:
         return {"Authorization": f"Bearer {minter.mint(sub='u1', org_id='org-outage', role='rep')}"}
 
     async with crm_app(clock=clock, AUTH_JWKS_URL=jwks_url) as client:
-        with serve_in_thread(create_identity_app(store), port=port):
+        with serve_in_thread(create_identity_app(store), sock=provider):
             assert (await client.get(LEADS, headers=bearer())).status_code == 200
         clock.advance(timedelta(minutes=10))  # past the cache TTL, with the provider down
         assert (await client.get(LEADS, headers=bearer())).status_code == 200

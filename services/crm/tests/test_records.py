@@ -245,6 +245,8 @@ async def test_notes_are_added_by_editors_and_changed_by_their_author_only(
         ("deals", {"title": "t", "amount": "-5", "currency": "EUR"}, "body.amount"),
         ("deals", {"title": "t", "amount": "5"}, "body.currency"),
         ("deals", {"title": "t", "expected_close_date": "31/01/2027"}, "body.expected_close_date"),
+        ("deals", {"title": "t", "expected_close_date": 0}, "body.expected_close_date"),
+        ("deals", {"title": "t", "amount": "007", "currency": "EUR"}, "body.amount"),
         ("deals", {"title": "x" * 301}, "body.title"),
         ("deals", {"title": "t", "company_id": str(uuid4())}, "body.company_id"),
         ("deals", {"title": "t", "contact_ids": [str(uuid4())]}, "body.contact_ids.0"),

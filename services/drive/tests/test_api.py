@@ -3,6 +3,7 @@ renamed, trashed, restored and deleted."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -158,6 +159,23 @@ async def test_automation_saves_a_stream_once_per_key(stack: Any, users: Users) 
         )
         assert user_token.status_code == 401
 
+        # What a rule asks before saving: the folder's files with the same content.
+        md5 = hashlib.md5(b"%PDF-1", usedforsecurity=False).hexdigest()
+        lookup = {"org_id": owner.principal.org_id, "md5": md5}
+        same = await client.get(path, params=lookup, headers=headers())
+        assert same.status_code == 200, same.text
+        assert [item["id"] for item in same.json()["items"]] == [first.json()["id"]]
+        other = {**lookup, "md5": hashlib.md5(b"other", usedforsecurity=False).hexdigest()}
+        assert (await client.get(path, params=other, headers=headers())).json()["items"] == []
+        elsewhere = await client.get(
+            path, params={**lookup, "org_id": "org-else"}, headers=headers()
+        )
+        assert elsewhere.status_code == 404
+        assert (await client.get(path, params=lookup, headers=headers("gmail"))).status_code == 403
+        bad = await client.get(path, params={**lookup, "md5": "xyz"}, headers=headers())
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "query.md5"
+
 
 async def test_an_upload_with_an_idempotency_key_stores_one_file(stack: Any, users: Users) -> None:
     async with stack.start() as service:
@@ -285,3 +303,28 @@ async def test_the_gmail_service_reads_a_file_for_a_user_who_may_read_its_record
             path, headers={**owner.headers, "X-Acting-User-Token": owner.token}
         )
         assert as_user.status_code == 401
+
+
+async def test_the_document_names_the_configured_subfolders_and_another_is_refused(
+    stack: Any, users: Users
+) -> None:
+    async with stack.start(subfolders=["Contracts", "Invoices"]) as service:
+        document = (await service.client.get("/openapi.json")).json()
+        upload = document["paths"]["/api/drive/records/{record_type}/{record_id}/files"]["post"]
+        (subfolder,) = [p for p in upload["parameters"] if p["name"] == "subfolder"]
+        assert subfolder["schema"]["enum"] == ["Contracts", "Invoices"]
+        move = document["components"]["schemas"]["FileMove"]["properties"]["subfolder"]
+        assert move["enum"] == ["Contracts", "Invoices"]
+
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner, "Acme renewal")
+        refused = await stack.upload(
+            service.client, owner, "lead", lead_id, "a.txt", b"a", subfolder="Documents"
+        )
+        assert refused.status_code == 422, refused.text
+        assert "subfolder" in refused.text
+        kept = await stack.upload(
+            service.client, owner, "lead", lead_id, "a.txt", b"a", subfolder="Invoices"
+        )
+        assert kept.status_code == 201, kept.text

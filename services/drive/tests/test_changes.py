@@ -150,3 +150,38 @@ async def test_the_changes_channel_is_renewed_before_its_own_expiry(
             assert live[0]["expired"] is False
     finally:
         await stack.google.admin("POST", "/clock", json={"advance_seconds": -moved.total_seconds()})
+
+
+async def test_a_file_uploaded_then_trashed_through_pipedesk_is_announced_once_for_each(
+    stack: Any, users: Users
+) -> None:
+    """The upload's own answer announces the file, whether or not the change log was read while
+    the upload was under way (when it skips the file); a later change through PipeDesk is then
+    announced as what it is, never as the file's creation again."""
+    async with stack.start() as service:
+        await stack.admin_with_root(service, users)
+        owner = users.make(Role.REP)
+        lead_id = await stack.lead(owner, "Acme")
+        uploaded = await stack.upload(service.client, owner, "lead", lead_id, "quote.txt", b"hi")
+        assert uploaded.status_code == 201, uploaded.text
+        file = uploaded.json()
+        # Announced in the upload's transaction, not only once the change log is read.
+        [created] = await stack.published("drive.file.created", file["google_id"])
+        assert created["timeline"]["title"] == "quote.txt"
+        await service.run_job("drive.read-changes")
+        assert len(await stack.published("drive.file.created", file["google_id"])) == 1
+
+        renamed = await service.client.patch(
+            f"/api/drive/files/{file['id']}", json={"name": "quote v2.txt"}, headers=owner.headers
+        )
+        assert renamed.status_code == 200, renamed.text
+        trashed = await service.client.post(
+            f"/api/drive/files/{file['id']}/trash", headers=owner.headers
+        )
+        assert trashed.status_code == 200, trashed.text
+        [gone] = await eventually(lambda: stack.published("drive.file.trashed", file["google_id"]))
+        assert gone["timeline"]["status"] == "trashed"
+        assert gone["version"] > created["version"]
+        await service.run_job("drive.read-changes")
+        assert len(await stack.published("drive.file.created", file["google_id"])) == 1
+        assert len(await stack.published("drive.file.trashed", file["google_id"])) == 1

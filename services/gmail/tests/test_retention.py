@@ -42,7 +42,7 @@ async def test_mail_older_than_the_orgs_retention_leaves_pipedesk_and_every_time
             path, json={"retention_days": 30}, headers=manager.headers
         )
         assert refused.status_code == 403
-        for bad in (0, -1, "a month"):
+        for bad in (0, -1, "a month", True, "30"):
             answer = await service.client.put(
                 path, json={"retention_days": bad}, headers=admin.headers
             )

@@ -112,6 +112,36 @@ async def test_bad_input_names_the_field(stack: Any, users: Users) -> None:
         assert await sends(stack, rep) == []
 
 
+async def test_an_address_is_one_every_header_reads_back_as_written(
+    stack: Any, users: Users
+) -> None:
+    """Addresses joined in one header must parse back one by one: an address that is not a
+    dot-atom (a lone dot, quotes, whitespace around it) is refused naming it, before Google;
+    one with the rarer atom characters is sent to as written."""
+    rep = users.make(Role.REP, teams=["t1"])
+    async with stack.start(pubsub_topic=None) as service:
+        await stack.mailbox(service, rep)
+        for bcc in (
+            [".@x.example", CUSTOMER],
+            ['"quoted"@x.example', CUSTOMER],
+            [" padded@x.example", CUSTOMER],
+            ["a..b@x.example", CUSTOMER],
+        ):
+            answer = await service.client.post(
+                "/api/gmail/messages", json={"bcc": bcc}, headers=keyed(rep)
+            )
+            assert answer.status_code == 422, (bcc, answer.text)
+            assert answer.json()["errors"][0]["field"] == "body.bcc.0", answer.text
+        assert await sends(stack, rep) == []
+        rare = "O'Neil+{deals}#1@" + CUSTOMER.partition("@")[2]
+        answer = await service.client.post(
+            "/api/gmail/messages", json={"to": [CUSTOMER], "bcc": [rare]}, headers=keyed(rep)
+        )
+        assert answer.status_code == 201, answer.text
+        assert len(await outbound(stack, rep, rare.lower())) == 1
+        assert len(await outbound(stack, rep)) == 1
+
+
 async def test_the_idempotency_key_is_required(stack: Any, users: Users) -> None:
     rep = users.make(Role.REP, teams=["t1"])
     async with stack.start(pubsub_topic=None) as service:

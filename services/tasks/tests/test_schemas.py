@@ -1,7 +1,9 @@
 """Task payloads: aliases, due dates as dates or date-times, and what OpenAPI says of them."""
 
 from datetime import date
+from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from pipedesk_common.errors import InvalidInput
@@ -77,3 +79,22 @@ def test_openapi_says_a_due_date_is_a_date_or_a_date_time(service_env: dict[str,
         for field in ("due", "due_date"):
             members = schemas[name]["properties"][field]["anyOf"]
             assert [member.get("format") for member in members] == ["date", "date-time", None]
+
+
+@pytest.mark.parametrize(
+    ("payload", "valid"),
+    [
+        ({"title": "Call back"}, True),
+        ({"name": "Call back"}, True),
+        ({"notes": "later"}, True),
+        ({"title": None}, False),
+        ({"name": None}, False),
+        ({"title": ""}, False),
+        ({"title": "a", "name": "b"}, False),
+    ],
+)
+def test_a_changed_title_is_documented_as_the_service_takes_it(
+    payload: dict[str, Any], valid: bool
+) -> None:
+    """A title sent in a change is a non-empty string: null or empty is refused (422)."""
+    assert jsonschema_rs.validator_for(TaskUpdate.model_json_schema()).is_valid(payload) is valid

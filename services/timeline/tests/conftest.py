@@ -236,6 +236,7 @@ class Feed:
         identity: str | None = None,
         event_type: str = "pipedesk.partner.meeting.updated.v1",
         org_id: str | None = None,
+        recurrence: dict[str, Any] | None = None,
     ) -> RawEvent:
         """A producer's event carrying a timeline projection (calendar, tasks, gmail…), whose
         contract this process need not know: the timeline reads it generically. The type must be
@@ -272,6 +273,7 @@ class Feed:
                     "visibility": {"private": private, "sharing": sharing, "owner_id": owner_id},
                     "version": version,
                     **({"identity": identity} if identity is not None else {}),
+                    **({"recurrence": recurrence} if recurrence is not None else {}),
                 },
             },
         }

@@ -1,6 +1,7 @@
 """The consumer machinery, against the real broker and the timeline's own inbox tables."""
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,14 +52,15 @@ def access_changed(record_id: str, version: int, org: str = "org-c") -> Event[An
 
 
 class Harness:
-    def __init__(self, service_env: dict[str, str]) -> None:
+    def __init__(self, service_env: dict[str, str], batch_size: int = 1) -> None:
         self.env = service_env
         self.topology = Topology(
             service_env["BROKER_PREFIX"], 3_600_000, Path(service_env["BROKER_QUEUE_LEDGER"])
         )
-        self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox)
+        self.consumer = Consumer(f"tests.{uuid4().hex[:8]}", inbox, batch_size=batch_size)
         self.calls: Counter[str] = Counter()
         self.applied: list[tuple[str, int]] = []
+        self.applied_in: list[int] = []  # the transaction of each of ``applied``
         self.failures_left: dict[str, int] = {}
         self.transactions: dict[str, int] = {}  # the transaction each key's effect was in
         self.gate = asyncio.Event()  # the "gate" lead's handler waits for it
@@ -77,6 +79,7 @@ class Harness:
                 self.failures_left[key] -= 1
                 raise RuntimeError("handler failure")
             self.applied.append((key, event.data.version))
+            self.applied_in.append(self.transactions[key])
 
         @self.consumer.on(GoogleConnected)
         async def connected(session: AsyncSession, event: Event[Any]) -> None:
@@ -275,6 +278,49 @@ async def test_events_waiting_for_a_slot_are_applied_in_one_transaction_and_a_po
     assert harness.applied == [("gate", 1), ("lead-first", 2), ("lead-last", 1)]
     assert harness.transactions["lead-first"] == harness.transactions["lead-last"]
     assert harness.transactions["gate"] != harness.transactions["lead-first"]
+
+
+async def test_a_batching_consumer_applies_a_backlog_in_batches_once_each_in_order(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    harness = Harness(service_env, batch_size=50)
+    harness.failures_left["lead-poison"] = -1  # fails for ever
+    # 7 leads, 20 versions each, interleaved as their changes were; a poison among them.
+    backlog = [access_changed(f"lead-{n % 7}", n // 7 + 1) for n in range(140)]
+    poison = access_changed("lead-poison", 1)
+    backlog.insert(70, poison)
+    # Several slots, as in a service: batches must still follow each other, not overlap.
+    settings = replace(FAST, prefetch=500, concurrency=5)
+    async with consuming(harness, database_url, settings=settings) as runner:
+        harness.gate.clear()
+        await harness.publish(access_changed("gate", 1))
+        await eventually(lambda: asyncio.sleep(0, harness.at_gate.is_set()))
+        await harness.publish(*backlog)
+        await eventually(lambda: asyncio.sleep(0, runner.waiting == len(backlog)))
+        harness.gate.set()
+        letters = await eventually(
+            lambda: list_dead_letters(service_env["AMQP_URL"], harness.queue),
+            until=lambda found: len(found) == 1,
+        )
+        await eventually(lambda: asyncio.sleep(0, len(harness.applied) == 141))
+        outcomes = harness.outcomes(poison)
+    # The poison alone was dead-lettered, after as many attempts as alone.
+    assert letters[0].event_id == str(poison.id)
+    assert harness.calls["lead-poison"] == FAST.max_attempts
+    # Every other event applied once, none lost, none skipped as stale: each lead's versions in
+    # the order they were sent.
+    assert outcomes == {"applied": 141}
+    applied = harness.applied[1:]
+    assert sorted(applied) == sorted(
+        (e.data.id, e.data.version) for e in backlog if e is not poison
+    )
+    for lead in range(7):
+        versions = [version for key, version in applied if key == f"lead-{lead}"]
+        assert versions == list(range(1, 21))
+    # In three transactions (50, 50 and the rest), one after the other.
+    transactions = harness.applied_in[1:]
+    assert [len(list(group)) for _, group in itertools.groupby(transactions)] == [50, 49, 41]
+    assert sorted(set(transactions)) == list(dict.fromkeys(transactions))
 
 
 async def test_a_malformed_message_goes_straight_to_the_dead_letter_queue(

@@ -1,5 +1,6 @@
-"""The records items are on, told to the gmail service (and no other caller): by identity, and a
-record's items held by one service, newest first, a keyset page at a time."""
+"""The records items are on, told to the gmail and automation services (and no other caller):
+by identity, and a record's items held by one service (gmail only), newest first, a keyset page
+at a time."""
 
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -76,9 +77,19 @@ async def test_the_gmail_service_learns_which_records_its_mail_is_on(
 
         for refused, status in (
             (service_headers(identity, "drive"), 403),
+            (service_headers(identity, "automation"), 403),
             (rep.headers, 401),
         ):
             answer = await timeline.get(path, params={"service": "gmail"}, headers=refused)
+            assert answer.status_code == status, answer.text
+        # The automation service reads the records a message is on (its rules run on them).
+        records_path = f"/internal/orgs/{org}/items/records"
+        for caller, status in (("automation", 200), ("drive", 403), ("calendar", 403)):
+            answer = await timeline.get(
+                records_path,
+                params={"identity": "<a@x>"},
+                headers=service_headers(identity, caller),
+            )
             assert answer.status_code == status, answer.text
         bad = await timeline.get(
             f"/internal/orgs/{org}/items/records", params={"identity": []}, headers=gmail

@@ -251,15 +251,20 @@ async def test_a_closed_deal_keeps_its_items_but_gains_no_new_ones(
     )
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"consumer_batch_size": 1}, {}],
+    ids=["one event per transaction, concurrently", "in batches"],
+)
 async def test_items_and_the_addresses_that_match_them_arriving_together_always_meet(
-    timeline_app: OpenService, users: Users, feed, database_url: str
+    timeline_app: OpenService, users: Users, feed, database_url: str, settings: dict[str, int]
 ) -> None:
     contact = str(uuid4())
     addresses = [f"a{n}@acme.test" for n in range(30)]
     items = [
         feed.item(f"m-race-{n}", participants=[address]) for n, address in enumerate(addresses)
     ]
-    async with timeline_app():
+    async with timeline_app(**settings):
         # Handled concurrently: each item may be written while the address that matches it is.
         await feed.send(*items[:15], feed.contact(contact, addresses), *items[15:])
     links = await link_rows(database_url, feed.org_id)

@@ -1,12 +1,24 @@
 """Who sees what: the record first (404), then what the item's source shares."""
 
+import asyncio
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
+import httpx
 import pytest
 
-from pipedesk_common.auth import Role
+from pipedesk_common.auth import Principal, Role
+from pipedesk_common.clock import ManualClock, SystemClock
 from pipedesk_testkit.identities import ActingUser, Users
 from pipedesk_testkit.plugin import OpenService
+from pipedesk_testkit.servers import serve_in_thread
+from timeline_service.app import build_app
+from timeline_service.service import entity_tag, visibility_class
+from timeline_service.settings import TimelineSettings
 
 pytestmark = pytest.mark.asyncio
 
@@ -69,6 +81,8 @@ async def test_a_private_meeting_is_busy_for_a_teammate_who_is_not_an_attendee(
             )
         [busy] = (await feed.page(timeline, manager, "lead", lead))["items"]
         assert busy["title"] == "Busy"
+        # What a Busy item keeps: that the meeting stands, and whose it is.
+        assert (busy["status"], busy["actor_id"]) == ("confirmed", owner.sub)
         assert busy["summary"] is None
         assert busy["participants"] == []
         assert busy["source"] == {
@@ -217,3 +231,111 @@ async def test_deal_and_company_timelines_follow_the_same_rules(
         await feed.send(feed.company(company, deleted=True))
         gone = await timeline.get(f"/api/timeline/company/{company}", headers=owner.headers)
         assert gone.status_code == 404
+
+
+async def test_an_item_seen_whole_shows_its_status_author_source_and_series(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    """A series' next occurrence counts from the current minute: an occurrence at its start
+    is still the next one until the minute is over."""
+    owner = users.make(Role.REP, teams=["t1"])
+    lead = str(uuid4())
+    now = SystemClock().now()
+    first = now.replace(second=0, microsecond=0)
+    weekly = {"rule": ["RRULE:FREQ=WEEKLY;COUNT=4"], "time_zone": "Europe/Paris", "all_day": False}
+    clock = ManualClock(now)
+    async with timeline_app(clock=clock) as timeline:
+        await feed.send(
+            feed.access("lead", lead, owner),
+            feed.item(
+                "m-series",
+                links=[("lead", lead)],
+                occurred_at=first,
+                owner_id=owner.sub,
+                recurrence=weekly,
+            ),
+        )
+        [item] = (await feed.page(timeline, owner, "lead", lead))["items"]
+    assert (item["status"], item["actor_id"]) == ("confirmed", owner.sub)
+    assert item["source"]["url"] == "https://calendar.google.com/event?eid=m-series"
+    series = item["series"]
+    assert datetime.fromisoformat(series.pop("next_occurrence")) == first
+    assert series == weekly
+
+
+async def first_item(stream: httpx.Response) -> dict[str, Any]:
+    """The data of the first ``item`` event of a server-sent event stream."""
+    event = None
+    async with asyncio.timeout(30):
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:") and event == "item":
+                item: dict[str, Any] = json.loads(line.partition(":")[2])
+                return item
+    raise AssertionError("the stream ended without an item")
+
+
+async def test_a_stream_ticket_carries_its_viewers_teams_and_address(
+    service_env: dict[str, str], users: Users, feed
+) -> None:
+    """A manager reads a teammate's lead through their team, and a private meeting they attend
+    in full; the stream their ticket opens does too."""
+    owner = users.make(Role.REP, teams=["t1"])
+    manager = users.make(Role.MANAGER, teams=["t1"])
+    lead = str(uuid4())
+    with serve_in_thread(build_app(TimelineSettings(**service_env))) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as timeline:
+            await feed.send(feed.access("lead", lead, owner))
+            ticket = await timeline.post(
+                f"/api/timeline/lead/{lead}/stream-ticket", headers=manager.headers
+            )
+            assert ticket.status_code == 201, ticket.text
+            path = f"/api/timeline/lead/{lead}/stream"
+            params = {"ticket": ticket.json()["ticket"]}
+            async with timeline.stream("GET", path, params=params) as opened:
+                assert opened.status_code == 200
+                await feed.publish(
+                    feed.item(
+                        "m-attended",
+                        title="Pricing call",
+                        participants=[manager.principal.email],
+                        links=[("lead", lead)],
+                        private=True,
+                        owner_id=owner.sub,
+                    )
+                )
+                item = await first_item(opened)
+    assert (item["title"], item["hidden"]) == ("Pricing call", None)
+
+
+ANN = Principal(
+    sub="u1",
+    email="Strasse@Example.com",
+    org_id="o1",
+    role=Role.REP,
+    team_ids=frozenset({"t2", "t1"}),
+)
+
+
+async def test_a_viewers_class_tells_apart_whatever_changes_what_they_see() -> None:
+    same = replace(ANN, email="strasse@example.com", team_ids=frozenset({"t1", "t2"}))
+    assert visibility_class(same) == visibility_class(ANN)
+    others = [
+        replace(ANN, role=Role.MANAGER),
+        replace(ANN, email="bob@example.com"),
+        # attendees are matched by address: ß is not ss
+        replace(ANN, email="straße@example.com"),
+        replace(ANN, team_ids=frozenset({"t1"})),
+    ]
+    classes = {visibility_class(principal) for principal in [ANN, *others]}
+    assert len(classes) == 1 + len(others)
+
+
+async def test_an_entity_tag_is_weak_and_made_from_the_query_not_its_order() -> None:
+    query = {"kinds": ["meeting"], "since": datetime(2030, 1, 1, tzinfo=UTC), "limit": 50}
+    tag = entity_tag(3, 4, ANN, query)
+    assert re.fullmatch(r'W/"[0-9a-f]+"', tag)
+    assert entity_tag(3, 4, ANN, dict(reversed(query.items()))) == tag
+    assert entity_tag(3, 5, ANN, query) != tag
+    assert entity_tag(3, 4, ANN, {**query, "limit": 51}) != tag

@@ -39,10 +39,12 @@ def resolve_aliases(data: Any, aliases: Aliases) -> Any:
 
 def documented_aliases(aliases: Aliases) -> Callable[[dict[str, Any]], None]:
     """A ``json_schema_extra`` listing each alias as a property described as the alias it is; a
-    required field is required under exactly one of its names."""
+    required field is required under exactly one of its names, and no payload names an optional
+    field twice (``not`` any pair of its names, as ``resolve_aliases`` refuses)."""
 
     def document(schema: dict[str, Any]) -> None:
         properties = schema.get("properties", {})
+        twice: list[list[str]] = []  # the pairs of names of one optional field
         for canonical, others in aliases.items():
             if canonical not in properties:
                 continue
@@ -54,6 +56,12 @@ def documented_aliases(aliases: Aliases) -> Callable[[dict[str, Any]], None]:
                     del schema["required"]
                 one_of = {"oneOf": [{"required": [name]} for name in names]}
                 schema.setdefault("allOf", []).append(one_of)
+            else:
+                twice.extend(
+                    [first, second]
+                    for index, first in enumerate(names)
+                    for second in names[index + 1 :]
+                )
             base = properties[canonical]
             listed = ", ".join(f"`{name}`" for name in names)
             base["description"] = (
@@ -65,5 +73,11 @@ def documented_aliases(aliases: Aliases) -> Callable[[dict[str, Any]], None]:
                     "title": alias,
                     "description": f"Alias of `{canonical}`.",
                 }
+        if twice:
+            # One ``not`` over every pair: generators handle it where many ``not``s side by side
+            # multiply out past what they can draw from.
+            schema.setdefault("allOf", []).append(
+                {"not": {"anyOf": [{"required": pair} for pair in twice]}}
+            )
 
     return document

@@ -4,8 +4,10 @@ A ``QueueRunner`` declares the consumer's queue (with its retry queues and dead-
 see ``Topology``), hands each message to ``Consumer.apply`` and acks it only after that
 transaction commits. A failing handler is retried with backoff through the retry queues; after
 ``max_attempts`` — or ``x-delivery-limit`` deliveries, if the process keeps dying — the message is
-dead-lettered to ``<queue>.dlq``. A lost broker link is re-established by ``reconnecting``. The
-runner owns its state: whether it accepts messages, the ones in hand, whether it is stopping.
+dead-lettered to ``<queue>.dlq``. A consumer that batches (``Consumer.batch_size``) has the
+messages waiting when it falls behind applied several per transaction, one batch at a time. A lost
+broker link is re-established by ``reconnecting``. The runner owns its state: whether it accepts
+messages, the ones in hand, whether it is stopping.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -88,7 +90,9 @@ class _Delivery:
 class ConsumerSettings:
     prefetch: int = 100
     concurrency: int = 5
-    batch_size: int = 1  # events applied in one transaction, at most
+    # Events applied in one transaction at most, for every consumer of the process; None: each
+    # consumer's own (``Consumer.batch_size``).
+    batch_size: int | None = None
     max_attempts: int = 5
     delivery_limit: int = 10
     retry_delays_ms: Sequence[int] = (1_000, 5_000, 30_000, 120_000)
@@ -125,6 +129,10 @@ class QueueRunner:
         # backlog must not starve the pool that requests and readiness checks share.
         self._handling = handling or asyncio.Semaphore(self.settings.concurrency)
         self.queue_name = topology.queue(consumer.queue)
+        self.batch_size = self.settings.batch_size or consumer.batch_size
+        # A batching queue applies one batch at a time: two batches in flight would take the
+        # row locks of the records they share in different orders, and deadlock.
+        self._batching: asyncio.Lock | None = asyncio.Lock() if self.batch_size > 1 else None
         self._accepting = False
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._waiting: deque[_Delivery] = deque()  # decoded, waiting for a slot
@@ -257,7 +265,7 @@ class QueueRunner:
                 return
             self._waiting.append(delivery)
             try:
-                async with self._handling:
+                async with self._turn(), self._handling:
                     batch = self._take_batch(channel)
                     if batch:
                         await self._process(channel, batch)
@@ -269,6 +277,16 @@ class QueueRunner:
         finally:
             self._in_flight.discard(task)
 
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """This task's turn to apply a batch: at once for a queue applying one event per
+        transaction, after the batch in flight for a batching one."""
+        if self._batching is None:
+            yield
+            return
+        async with self._batching:
+            yield
+
     def _take_batch(self, channel: AbstractChannel) -> list[_Delivery]:
         """Every message waiting by now, up to a batch: one at a time when the consumer keeps
         up, in batches when it falls behind (a message may be in another task's batch; that
@@ -279,7 +297,7 @@ class QueueRunner:
         for delivery in self._waiting:
             if delivery.channel.is_closed:
                 continue
-            if delivery.channel is channel and len(batch) < self.settings.batch_size:
+            if delivery.channel is channel and len(batch) < self.batch_size:
                 batch.append(delivery)
             else:  # another channel's (the one after a reconnect): its own tasks take it
                 kept.append(delivery)

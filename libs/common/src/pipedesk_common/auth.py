@@ -243,6 +243,27 @@ def _validate_registered_claims(
         raise Unauthorized(f"token rejected: {exc.description or exc.error}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token whose signature and claims have been checked, and when its claims hold."""
+
+    claims: Mapping[str, Any]
+    kid: str
+    key: SigningKey
+    principal: Principal
+    start: float  # the claims hold from this time…
+    end: float  # …until just before this one
+
+
+def _valid_between(claims: Mapping[str, Any], leeway: int) -> tuple[float, float]:
+    """When ``_validate_registered_claims`` accepts ``claims`` that it has accepted once: its
+    time-bound checks (``exp``, and ``nbf`` and ``iat`` when present) as one window; every other
+    check does not depend on the time."""
+    not_before = [claims[name] for name in ("nbf", "iat") if claims.get(name) is not None]
+    start = max(not_before) - leeway if not_before else float("-inf")
+    return start, claims["exp"] + leeway
+
+
 class TokenVerifier:
     """Verifies end-user access tokens and turns them into a Principal."""
 
@@ -256,17 +277,18 @@ class TokenVerifier:
         self._leeway = leeway
         # Tokens whose signature has been checked: a signature check (RSA) is most of the cost
         # of a request's authentication, and a client sends the same token for many requests.
-        self._verified: dict[str, tuple[Mapping[str, Any], str, SigningKey, Principal]] = {}
+        self._verified: dict[str, _Verified] = {}
 
     async def principal(self, token: str) -> Principal:
         seen = self._verified.get(token)
         if seen is not None:
-            claims, kid, key, principal = seen
             # The same key under the same id still signs (a refreshed key set makes new key
-            # objects, so a replaced key misses here); the time-bound claims are checked anew.
-            if await self._keys.key_for(kid) is key:
-                self._check_claims(claims)
-                return principal
+            # objects, so a replaced key misses here); the time-bound claims are checked anew:
+            # within the window they were valid in, only the time can have changed.
+            if await self._keys.key_for(seen.kid) is seen.key:
+                if not seen.start <= epoch_seconds(self._clock) < seen.end:
+                    self._check_claims(seen.claims)
+                return seen.principal
             del self._verified[token]
         claims, kid = await _verified_claims(token, self._keys, accepted_types=USER_TOKEN_TYPES)
         self._check_claims(claims)
@@ -286,7 +308,9 @@ class TokenVerifier:
         if signing is not None:
             if len(self._verified) >= VERIFIED_TOKENS:
                 del self._verified[next(iter(self._verified))]  # the oldest
-            self._verified[token] = (claims, kid, signing, principal)
+            self._verified[token] = _Verified(
+                claims, kid, signing, principal, *_valid_between(claims, self._leeway)
+            )
         return principal
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:

@@ -6,7 +6,9 @@ an ``Event[Model]``, already narrowed to that model. ``apply`` runs the handler 
 transaction with the inbox row (``pipedesk_common.inbox``): a duplicate delivery or an older
 version of an entity than the one applied has no effect. ``transaction`` applies several events in
 one transaction, each in a savepoint of its own: a handler that fails undoes its own event only.
-Taking events off the broker, acking, retries and dead-lettering are the ``QueueRunner``'s
+A consumer opts in to batches with ``batch_size``: the events its queue holds when it falls behind
+are then applied up to that many per transaction, one batch after another. Taking events off the
+broker, acking, retries and dead-lettering are the ``QueueRunner``'s
 (``pipedesk_common.amqp_runner``).
 """
 
@@ -50,9 +52,14 @@ class Consumer:
     """One queue's handlers; see the module docstring. Handlers are registered before the queue
     is consumed: once a runner has started, the consumer is frozen."""
 
-    def __init__(self, queue: str, tables: InboxTables) -> None:
+    def __init__(self, queue: str, tables: InboxTables, *, batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"{queue}: batch_size must be at least 1, not {batch_size}")
         self.queue = queue
         self.tables = tables
+        # Events applied in one transaction at most; above one, the queue's batches are applied
+        # one after another (``QueueRunner``), so their row locks never wait on each other.
+        self.batch_size = batch_size
         self._routes: dict[str, _Route[Any]] = {}
         self._unregistered: _Route[Any] | None = None
         self._frozen = False

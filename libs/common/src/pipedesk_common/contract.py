@@ -9,9 +9,9 @@ an operation that takes a token documents ``401``; one with a body or path param
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import GetJsonSchemaHandler
+from pydantic import BeforeValidator, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -166,3 +166,19 @@ class NonBlank:
 
 
 NON_BLANK_PATTERN: Final = "\\S"
+
+
+def _a_json_number(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        raise ValueError("a whole number, not a boolean or a string")
+    return value
+
+
+JSON_NUMBER: Final = BeforeValidator(_a_json_number)
+"""Refuses a boolean or a string where a body's number is wanted; after an integer's own bounds
+(``Annotated[int, Field(ge=0), JSON_NUMBER]``), which pydantic documents only when they come
+first."""
+
+BodyInteger = Annotated[int, JSON_NUMBER]
+"""An integer in a JSON body as its schema (``type: integer``) says: a number without a
+fraction, ``234`` or ``234.0`` alike; pydantic alone would also take ``true`` or ``"234"``."""

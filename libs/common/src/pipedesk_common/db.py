@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import registry
+from sqlalchemy.util.concurrency import await_
 
 from pipedesk_common.settings import BaseServiceSettings
 
@@ -88,6 +89,19 @@ def schema_registry(schema: str) -> registry:
     return registry(metadata=MetaData(schema=schema, naming_convention=NAMING_CONVENTION))
 
 
+def ping_in_one_round_trip(dbapi_connection: Any) -> bool:
+    """The pool's check that a connection it hands out is alive: one empty statement. The
+    asyncpg dialect's own check wraps it in ``BEGIN`` and ``ROLLBACK`` (for PgBouncer's
+    transaction pooling, which PipeDesk does not use), three round trips each time a request or
+    a consumer's batch takes a connection. A connection found dead raises as the dialect's
+    check does, so the pool replaces it and the caller never sees it."""
+    try:
+        await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as error:
+        dbapi_connection._handle_exception(error)
+    return True
+
+
 def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngine:
     options: dict[str, Any] = {
         "pool_size": settings.process_pool_size,
@@ -102,7 +116,10 @@ def create_engine(settings: BaseServiceSettings, **overrides: Any) -> AsyncEngin
         },
     }
     options.update(overrides)
-    return create_async_engine(settings.database_url, **options)
+    engine = create_async_engine(settings.database_url, **options)
+    if engine.dialect.driver == "asyncpg":
+        engine.dialect.do_ping = ping_in_one_round_trip  # type: ignore[method-assign]
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipedesk_common.auth import ServiceTokenIssuer
+from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
 from pipedesk_common.errors import ServiceUnavailable
 from pipedesk_common.internal_calls import read_internal
 
@@ -26,6 +26,8 @@ class DirectoryUser(BaseModel):
     email: str | None = None
     name: str | None = None
     active: bool = True
+    role: Role | None = None
+    team_ids: list[str] = []
 
 
 class OrgDirectory:
@@ -57,3 +59,17 @@ class OrgDirectory:
         except ValidationError as exc:
             raise ServiceUnavailable("the CRM directory answered an unreadable user") from exc
         return user if user.org_id == org_id and user.active else None
+
+    async def acting_principal(self, org_id: str, user_id: str) -> Principal | None:
+        """The user as their own token would describe them (role and teams from the directory),
+        for a service acting on their behalf; None when the org has no such active user."""
+        user = await self.user(org_id, user_id)
+        if user is None or user.role is None:
+            return None
+        return Principal(
+            sub=user.id,
+            email=user.email or "",
+            org_id=user.org_id,
+            role=user.role,
+            team_ids=frozenset(user.team_ids),
+        )

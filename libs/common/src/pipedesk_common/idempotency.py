@@ -9,6 +9,11 @@ Two mechanisms, used together:
   gets the same answer (``replay``) without calling Google at all; a key reused with a different
   payload is refused (``422 idempotency-key-reused``). Remembered answers expire after
   ``retention`` (``prune``).
+
+A remembered answer holds what the user created, so it is the user's data: a deletion of their
+Google data or their org's offboarding deletes it (``pipedesk_common.erasure``). It is found by
+its owner: an answer of ``IdempotentRequests`` keeps ``owner`` (``{"org_id", "user_id"}``) in its
+body, one of ``IdempotencyKeys`` is scoped by ``owned_scope`` (the org and the user last).
 """
 
 from __future__ import annotations
@@ -86,6 +91,12 @@ def idempotency_table(metadata: MetaData) -> Table:
         PrimaryKeyConstraint("scope", "key"),
         Index("ix_idempotency_keys_created_at", "created_at"),
     )
+
+
+def owned_scope(action: str, org_id: str, user_id: str) -> str:
+    """The scope of a key of ``IdempotencyKeys``: the action, then whose key it is (found by
+    that suffix when the user's or the org's data is deleted)."""
+    return f"{action}:{org_id}:{user_id}"
 
 
 def upsert(
@@ -214,6 +225,7 @@ class IdempotencyKeys:
 
 STATE_KEY: Final = "pipedesk_idempotency_claim"
 IN_PROGRESS: Final = 0  # the status of a claimed key whose request has not answered yet
+OWNER: Final = "owner"  # the member of a remembered answer naming whose request it was
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 _KEPT_HEADERS: Final = ("location", "etag")
 PRUNED_PER_ANSWER: Final = 100
@@ -253,6 +265,8 @@ class Claim:
     scope: str
     key: str
     owner: AsyncConnection
+    # Whose request it is (``{"org_id", "user_id"}``), kept with the answer.
+    caller: dict[str, str]
 
 
 def claim_lock_id(scope: str, key: str) -> int:
@@ -291,22 +305,25 @@ class IdempotentRequests:
         self.sessionmaker = create_sessionmaker(engine)
         self.retention = retention
 
-    async def claim(self, scope: str, key: str, digest: str) -> RememberedAnswer | Claim:
+    async def claim(
+        self, scope: str, key: str, digest: str, *, org_id: str, user_id: str
+    ) -> RememberedAnswer | Claim:
+        caller = {"org_id": org_id, "user_id": user_id}
         owner = await self.engine.connect()
         try:
             lock = select(func.pg_try_advisory_xact_lock(claim_lock_id(scope, key)))
             held_by_us = bool((await owner.execute(lock)).scalar_one())
-            answer = await self._take(scope, key, digest, held_by_us)
+            answer = await self._take(scope, key, digest, held_by_us, caller)
         except BaseException:
             await self._let_go(owner)
             raise
         if answer is None:
-            return Claim(self, scope, key, owner)
+            return Claim(self, scope, key, owner, caller)
         await self._let_go(owner)
         return answer
 
     async def _take(
-        self, scope: str, key: str, digest: str, held_by_us: bool
+        self, scope: str, key: str, digest: str, held_by_us: bool, caller: dict[str, str]
     ) -> RememberedAnswer | None:
         """None when this request now holds the key, else the answer given to it before."""
         table, now = self.table, self.clock.now()
@@ -319,7 +336,10 @@ class IdempotentRequests:
             expired = row is not None and row.created_at < now - self.retention
             if held_by_us and (row is None or expired or row.status == IN_PROGRESS):
                 # No answer to give: a new key, a forgotten one, or one whose holder died.
-                await session.execute(upsert(table, scope, key, digest, IN_PROGRESS, {}, now))
+                in_progress = {OWNER: caller}
+                await session.execute(
+                    upsert(table, scope, key, digest, IN_PROGRESS, in_progress, now)
+                )
                 return None
         if row is not None and not expired and row.fingerprint != digest:
             raise IdempotencyKeyReused.for_another_payload()
@@ -347,7 +367,8 @@ class IdempotentRequests:
             if body is None:
                 await owner.execute(delete(table).where(this_key))
             else:
-                await owner.execute(update(table).where(this_key).values(status=status, body=body))
+                kept = {**body, OWNER: claim.caller}
+                await owner.execute(update(table).where(this_key).values(status=status, body=kept))
             # Forgotten keys go a few at a time, by the created_at index.
             expired = (
                 select(table.c.scope, table.c.key)

@@ -48,7 +48,13 @@ async def idempotent(
         return
     requests = context.part(IdempotentRequests)
     scope = request_scope(principal.org_id, principal.sub, request.method, request.url.path)
-    claim = await requests.claim(scope, key, body_fingerprint(await request.body()))
+    claim = await requests.claim(
+        scope,
+        key,
+        body_fingerprint(await request.body()),
+        org_id=principal.org_id,
+        user_id=principal.sub,
+    )
     if isinstance(claim, RememberedAnswer):
         raise ReplayedAnswer(claim)
     setattr(request.state, STATE_KEY, claim)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    bindparam,
     func,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -59,36 +60,70 @@ def inbox_tables(metadata: MetaData) -> InboxTables:  # pragma: no mutate block
     return InboxTables(inbox=inbox, versions=versions)
 
 
+@dataclass(frozen=True)
+class _Admission:
+    first_time: Any  # the event's id recorded, returned only the first time
+    newer: Any  # the entity's version raised, returned only if it was lower
+
+
+_ADMISSIONS: dict[int, tuple[InboxTables, _Admission]] = {}
+
+
+def _admission_statements(tables: InboxTables) -> _Admission:
+    """``admit``'s two statements for ``tables``, built once: each event runs them, and
+    building them (and their cache keys) anew cost more CPU than running them."""
+    known = _ADMISSIONS.get(id(tables))
+    if known is not None and known[0] is tables:
+        return known[1]
+    inbox, versions = tables.inbox, tables.versions
+    first_time = (
+        insert(inbox)
+        .values(consumer=bindparam("b_consumer"), event_id=bindparam("b_event_id"))
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
+    newer = (
+        insert(versions)
+        .values(
+            consumer=bindparam("b_consumer"),
+            entity=bindparam("b_entity"),
+            key=bindparam("b_key"),
+            version=bindparam("b_version"),
+        )
+        .on_conflict_do_update(
+            index_elements=["consumer", "entity", "key"],
+            set_={"version": bindparam("b_version")},
+            where=versions.c.version < bindparam("b_version"),
+        )
+        .returning(versions.c.version)
+    )
+    statements = _Admission(first_time, newer)
+    _ADMISSIONS[id(tables)] = (tables, statements)
+    return statements
+
+
 async def admit(
     session: AsyncSession, tables: InboxTables, consumer: str, event: Event[Any]
 ) -> Admission:
     """Record ``event`` as applied by ``consumer`` in the session's transaction: ``new`` if it is
     to be applied, ``duplicate`` if it already was, ``stale`` if a newer version of its entity
     was (then only its id is recorded)."""
+    statements = _admission_statements(tables)
     first_time = await session.scalar(
-        insert(tables.inbox)
-        .values(consumer=consumer, event_id=event.id)
-        .on_conflict_do_nothing()
-        .returning(tables.inbox.c.event_id)
+        statements.first_time, {"b_consumer": consumer, "b_event_id": event.id}
     )
     if first_time is None:
         return "duplicate"
     data = event.data
     if isinstance(data, VersionedData):
         newer = await session.scalar(
-            insert(tables.versions)
-            .values(
-                consumer=consumer,
-                entity=f"{event.type.service}.{event.type.entity}",
-                key=data.version_key(),
-                version=data.version,
-            )
-            .on_conflict_do_update(
-                index_elements=["consumer", "entity", "key"],
-                set_={"version": data.version},
-                where=tables.versions.c.version < data.version,
-            )
-            .returning(tables.versions.c.version)
+            statements.newer,
+            {
+                "b_consumer": consumer,
+                "b_entity": f"{event.type.service}.{event.type.entity}",
+                "b_key": data.version_key(),
+                "b_version": data.version,
+            },
         )
         if newer is None:
             return "stale"

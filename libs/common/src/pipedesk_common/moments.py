@@ -1,12 +1,13 @@
 """A moment in a query or body as the OpenAPI documents promise it: an RFC 3339 date-time with
 its offset, or a day as ``YYYY-MM-DD``. pydantic alone would also take a number (``0.5``) as
-seconds since 1970."""
+seconds since 1970. And a time zone as the document lists them: one of zoneinfo's."""
 
 import re
 from datetime import date
 from typing import Annotated, Any, Final
+from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 
 _NUMBER: Final = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 
@@ -27,3 +28,21 @@ Rfc3339 = Annotated[AwareDatetime, _refusing_numbers("an RFC 3339 date-time with
 
 IsoDate = Annotated[date, _refusing_numbers("a date (YYYY-MM-DD)")]
 """A day, given as ``YYYY-MM-DD``."""
+
+TIME_ZONES: Final = tuple(sorted(available_timezones()))
+_KNOWN_ZONES: Final = frozenset(TIME_ZONES)
+
+
+def _known_zone(value: str) -> str:
+    if value not in _KNOWN_ZONES:
+        raise ValueError("not a known IANA time zone (one of the document's enum)")
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    WithJsonSchema({"type": "string", "enum": list(TIME_ZONES)}),
+]
+"""An IANA time zone (``Europe/Paris``): exactly one of zoneinfo's available time zones, which
+the document lists as its ``enum``."""

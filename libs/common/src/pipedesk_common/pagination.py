@@ -13,9 +13,10 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from pipedesk_common.errors import FieldError, InvalidCursor
@@ -32,6 +33,13 @@ K = TypeVar("K", bound=Keyed)
 
 _MAC_BYTES = 16
 MAX_CURSOR_CHARS = 1024
+MAX_PAGE = 100
+MAX_WIDE_PAGE = 200
+
+# A listing route's paging parameters, the same on every route that pages.
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+WidePageLimit = Annotated[int, Query(ge=1, le=MAX_WIDE_PAGE)]  # listings of small rows
+PageCursor = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)]
 
 
 class Page(BaseModel, Generic[T]):

@@ -2,6 +2,8 @@
 
 Each job has a row holding when it is next due. A process runs the job only if it moves that time
 forward itself (``UPDATE … WHERE due_at <= now``), so however many replicas wake up, one runs it.
+A next turn set further ahead than the job's interval (a process with a longer one set it) is due
+now: an interval made shorter takes effect at once, not after one more turn of the old length.
 A run that fails is not retried before the next interval: jobs are reconciliations, written to
 be safe to run again. Time comes from the ``Clock``: tests call ``run_if_due`` after moving it.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client import Counter
-from sqlalchemy import Column, DateTime, MetaData, String, Table, update
+from sqlalchemy import Column, DateTime, MetaData, String, Table, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -70,7 +72,10 @@ class JobRunner:
             )
             claimed = await session.scalar(
                 update(table)
-                .where(table.c.name == job.name, table.c.due_at <= now)
+                .where(
+                    table.c.name == job.name,
+                    or_(table.c.due_at <= now, table.c.due_at > now + job.interval),
+                )
                 .values(due_at=now + job.interval, last_started_at=now)
                 .returning(table.c.name)
             )

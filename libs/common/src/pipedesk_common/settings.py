@@ -250,12 +250,13 @@ class BaseServiceSettings(BaseSettings):
         description="Events a process handles at once, across its consumers (default: the"
         " database pool size, so requests and the relay keep the overflow connections)",
     )
-    consumer_batch_size: int = Field(
-        1,
+    consumer_batch_size: int | None = Field(
+        None,
         ge=1,
         le=5000,
         validation_alias=AliasChoices("CONSUMER_BATCH_SIZE", "consumer_batch_size"),
-        description="Events applied in one transaction at most, when a consumer falls behind",
+        description="Events applied in one transaction at most, when a consumer falls behind,"
+        " for every consumer of the process (default: each consumer's own batch size)",
     )
     consumer_max_attempts: int = Field(
         5,

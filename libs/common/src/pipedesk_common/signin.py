@@ -1,4 +1,5 @@
-"""Who may no longer sign in: the org directory's deactivated users, as every process sees them.
+"""Who may no longer sign in: the org directory's deactivated users and the offboarded orgs, as
+every process sees them.
 
 A token stays valid until it expires, so a deactivated user's token is refused by what the
 process knows of the directory, not by the token: ``SignInRefusals`` holds the deactivated
@@ -11,8 +12,14 @@ users, and every end-user route (``current_principal``, the gateway) refuses the
   CRM's ``GET /internal/users/deactivated`` that often (other processes of a service, the
   services outside the contract, the gateway).
 
-The CRM itself reads its own directory on every request. When the CRM cannot be reached, the
-last list read stays in force.
+An org's offboarding (``POST /api/org/offboard``) refuses every user of the org the same way,
+with ``403 org-offboarded``, from the moment its job starts until an operator re-onboards it
+(``python -m crm_service.reonboard``): a token of the org still valid after the offboarding never
+recreates a row of it. A service learns of it at once when its part of the offboarding is
+called, the others at their next read of the same list.
+
+The CRM itself reads its own directory and jobs on every request. When the CRM cannot be
+reached, the last list read stays in force.
 """
 
 from __future__ import annotations
@@ -44,6 +51,16 @@ class UserDeactivated(Forbidden):
     slug, title = "user-deactivated", "This user was deactivated"
 
 
+class OrgOffboarded(Forbidden):
+    slug, title = "org-offboarded", "This organization was offboarded"
+
+
+OFFBOARDED_DETAIL = (
+    "this organization left PipeDesk and its data was deleted; it may sign in again once "
+    "it is onboarded again"
+)
+
+
 class RefusedUser(BaseModel):
     """A deactivated user, as ``GET /internal/users/deactivated`` lists them."""
 
@@ -53,16 +70,32 @@ class RefusedUser(BaseModel):
     id: str
 
 
+class Refusals(BaseModel):
+    """What ``GET /internal/users/deactivated`` answers: the deactivated users and the orgs
+    offboarded (and not onboarded again)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    items: list[RefusedUser]
+    offboarded_orgs: list[str] = []
+
+
 @dataclass
 class SignInRefusals:
-    """The deactivated users this process knows of, by ``(org_id, user_id)``."""
+    """The deactivated users this process knows of, by ``(org_id, user_id)``, and the
+    offboarded orgs."""
 
     service: str
     refused: frozenset[tuple[str, str]] = frozenset()
+    refused_orgs: frozenset[str] = frozenset()
     loaded: bool = False
 
     def check(self, principal: Principal) -> None:
-        """Refuse a deactivated user's request (``403 user-deactivated``)."""
+        """Refuse a request of an offboarded org (``403 org-offboarded``) or of a deactivated
+        user (``403 user-deactivated``)."""
+        if principal.org_id in self.refused_orgs:
+            SIGN_INS_REFUSED.labels(self.service).inc()
+            raise OrgOffboarded(OFFBOARDED_DETAIL)
         if (principal.org_id, principal.sub) in self.refused:
             SIGN_INS_REFUSED.labels(self.service).inc()
             raise UserDeactivated(
@@ -75,15 +108,19 @@ class SignInRefusals:
     def allow(self, org_id: str, user_id: str) -> None:
         self.refused = self.refused - {(org_id, user_id)}
 
-    def replace(self, users: Iterable[RefusedUser]) -> None:
+    def refuse_org(self, org_id: str) -> None:
+        self.refused_orgs = self.refused_orgs | {org_id}
+
+    def replace(self, users: Iterable[RefusedUser], orgs: Iterable[str] = ()) -> None:
         self.refused = frozenset((user.org_id, user.id) for user in users)
+        self.refused_orgs = frozenset(orgs)
         self.loaded = True
 
 
 async def read_refusals(
     http: httpx.AsyncClient, issuer: ServiceTokenIssuer, crm_url: str
-) -> list[RefusedUser]:
-    """Every deactivated user of every org, from the CRM's directory."""
+) -> Refusals:
+    """Every deactivated user of every org and every offboarded org, from the CRM."""
     found = await read_internal(
         http,
         issuer,
@@ -92,8 +129,8 @@ async def read_refusals(
         what="the deactivated users",
     )
     try:
-        return [RefusedUser.model_validate(user) for user in (found or {}).get("items", [])]
-    except (ValidationError, AttributeError) as exc:
+        return Refusals.model_validate(found or {"items": []})
+    except ValidationError as exc:
         raise ServiceUnavailable("the CRM answered an unreadable list of users") from exc
 
 
@@ -108,7 +145,8 @@ async def follow_refusals(
     """Read the deactivated users now and every ``every`` seconds, for as long as it runs."""
     while True:
         try:
-            refusals.replace(await read_refusals(http(), issuer(), crm_url))
+            found = await read_refusals(http(), issuer(), crm_url)
+            refusals.replace(found.items, found.offboarded_orgs)
         except (AppError, httpx.HTTPError) as exc:
             raise_if_cancelling()
             log.warning(

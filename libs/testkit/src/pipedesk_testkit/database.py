@@ -24,7 +24,7 @@ from pipedesk_common.db import connect_raw
 RUN_PREFIX: Final = "pd_run_"
 TEMPLATE_PREFIX: Final = "pd_tpl_"
 BUILD_PREFIX: Final = "pd_build_"
-STALE_AFTER_SECONDS: Final = 3600
+STALE_AFTER_SECONDS: Final = 4 * 3600  # well past the longest run CI allows (90 minutes)
 _TEMPLATE_LOCK: Final = 727_001
 
 
@@ -49,13 +49,16 @@ async def _admin(server_url: str) -> asyncpg.Connection:
 
 
 async def _sweep(connection: asyncpg.Connection, keep_template: str) -> None:
-    """Drop run databases of runs that died, and templates of older migration sets."""
+    """Drop run databases of runs that died (old, and no one connected), and templates of older
+    migration sets."""
     rows = await connection.fetch(
         """
         SELECT datname, extract(epoch FROM now() - (
                    pg_stat_file('base/' || oid || '/PG_VERSION', true)).modification) AS age
         FROM pg_database
         WHERE datname ~ '^pd_(run|tpl|build)_'
+          -- A database someone is connected to belongs to a run that is alive, however old.
+          AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = pg_database.oid)
         """
     )
     for row in rows:

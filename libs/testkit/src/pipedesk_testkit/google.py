@@ -21,7 +21,7 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.google.accounts import AccountsCredentials
 from pipedesk_common.keys import dev_service_key_path
 from pipedesk_testkit.identities import ActingUser
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import port_of, reserve_port, serve_in_thread
 
 FRONTEND_URL = "http://frontend.test/settings/google"
 CALLBACK_PATH = "/api/accounts/google/callback"
@@ -140,14 +140,14 @@ def run_google_stack(service_env: dict[str, str], key_dir: Path) -> Iterator[Goo
     with ExitStack() as stack:
         emulator_url = stack.enter_context(serve_in_thread(create_emulator_app()))
         root_url = emulator_url + "/"
-        port = free_port()
-        accounts_url = f"http://127.0.0.1:{port}"
+        sock = stack.enter_context(reserve_port())
+        accounts_url = f"http://127.0.0.1:{port_of(sock)}"
         overrides: dict[str, Any] = {
             **service_env,
             "GOOGLE_ROOT_URL": root_url,
             "google_redirect_uri": accounts_url + CALLBACK_PATH,
             "frontend_url": FRONTEND_URL,
         }
-        stack.enter_context(serve_in_thread(build_app(AccountsSettings(**overrides)), port=port))
+        stack.enter_context(serve_in_thread(build_app(AccountsSettings(**overrides)), sock=sock))
         env = {"GOOGLE_ROOT_URL": root_url, "ACCOUNTS_URL": accounts_url}
         yield GoogleStack(emulator_url, accounts_url, key_dir, env)

@@ -1,7 +1,9 @@
 """A loopback TCP proxy that tests put between a process and a shared server, to simulate an
 outage without touching the server: ``cut()`` drops every connection and turns new ones away
 (counting them, so a test can wait until a client has tried again), ``stall()`` keeps connections
-open but silent, ``restore()`` brings the link back."""
+open but silent, ``hold_answers()`` lets requests through but keeps the server's answers back (a
+peer that did the work and whose answer is lost on the way), ``restore()`` brings the link
+back."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from contextlib import contextmanager
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
-from pipedesk_testkit.servers import free_port
+from pipedesk_testkit.servers import port_of, reserve_port
 
 DEFAULT_PORTS: Final = {"amqp": 5672, "postgresql": 5432}
 
@@ -20,14 +22,17 @@ DEFAULT_PORTS: Final = {"amqp": 5672, "postgresql": 5432}
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self._socket = reserve_port()
+        self.port = port_of(self._socket)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="tcp-proxy"
         )
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()
+        self._answering = asyncio.Event()
         self._cut = False
         self.connections_made = 0
         self.connections_refused = 0
@@ -36,12 +41,14 @@ class TcpProxy:
         self._thread.start()
         self._call(self._listen())
         self._call(self._set_flowing(True))
+        self._call(self._set_answering(True))
 
     def close(self) -> None:
         self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+        self._socket.close()
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones (``connections_refused`` counts them)."""
@@ -51,8 +58,13 @@ class TcpProxy:
         """Keep connections open but forward nothing, like a hung peer."""
         self._call(self._set_flowing(False))
 
+    def hold_answers(self) -> None:
+        """Forward what clients send; hold back what the server answers until ``restore()``."""
+        self._call(self._set_answering(False))
+
     def restore(self) -> None:
         self._call(self._set_flowing(True))
+        self._call(self._set_answering(True))
         self._cut = False
 
     def _call(self, coroutine: object) -> None:
@@ -64,9 +76,15 @@ class TcpProxy:
         else:
             self._flowing.clear()
 
+    async def _set_answering(self, answering: bool) -> None:
+        if answering:
+            self._answering.set()
+        else:
+            self._answering.clear()
+
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            self._server = await asyncio.start_server(self._handle, sock=self._socket)
 
     async def _cut_off(self) -> None:
         self._cut = True
@@ -80,8 +98,18 @@ class TcpProxy:
             await self._server.wait_closed()
             self._server = None
         await self._cut_off()
+        # What a stalled or held connection kept back goes nowhere (both ends are closed); the
+        # connection's tasks end instead of being left pending when the loop stops.
+        await self._set_flowing(True)
+        await self._set_answering(True)
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         if self._cut:
             self.connections_refused += 1
             writer.transport.abort()
@@ -94,10 +122,14 @@ class TcpProxy:
         self.connections_made += 1
         self._writers.update({writer, upstream_writer})
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, answers: bool
+        ) -> None:
             try:
                 while chunk := await source.read(65536):
                     await self._flowing.wait()
+                    if answers:
+                        await self._answering.wait()
                     sink.write(chunk)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -105,7 +137,10 @@ class TcpProxy:
             finally:
                 sink.transport.abort()
 
-        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
+        await asyncio.gather(
+            pump(reader, upstream_writer, answers=False),
+            pump(upstream_reader, writer, answers=True),
+        )
         self._writers.difference_update({writer, upstream_writer})
 
 

@@ -33,7 +33,7 @@ from pipedesk_common.mirror.settings import GoogleServiceSettings
 from pipedesk_testkit.google import GoogleStack
 from pipedesk_testkit.identities import ActingUser, Identity
 from pipedesk_testkit.outbox import published
-from pipedesk_testkit.servers import free_port, serve_in_thread
+from pipedesk_testkit.servers import port_of, reserve_port, serve_in_thread
 
 # Retries as in production, only faster (tests never wait on real backoff).
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_total_seconds=20)
@@ -155,8 +155,8 @@ class ServiceUnderTest:
     async def _start(
         self, clock: Clock | None, overrides: dict[str, Any]
     ) -> AsyncIterator[RunningService]:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        sock = reserve_port()
+        url = f"http://127.0.0.1:{port_of(sock)}"
         settings = self.settings_class(
             **{
                 **self.service_env,
@@ -172,7 +172,7 @@ class ServiceUnderTest:
             retry_policy=FAST_RETRIES,
             credentials=self.real_time_credentials if clock is not None else accounts_credentials,
         )
-        with serve_in_thread(app, port=port), environment(f"{self.product.upper()}_URL", url):
+        with serve_in_thread(app, sock=sock), environment(f"{self.product.upper()}_URL", url):
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 yield RunningService(
                     name=settings.service_name,

@@ -7,12 +7,12 @@ import logging
 from typing import Annotated, Final
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import Counter
 
 from accounts_service.google import GoogleOAuth
-from accounts_service.models import ConnectionStatus
+from accounts_service.models import ConnectionStatus, lifecycle_answers
 from accounts_service.repository import AccountsRepository
 from accounts_service.schemas import (
     ConnectionPublic,
@@ -24,6 +24,7 @@ from accounts_service.schemas import (
 )
 from accounts_service.service import AccountsService, InvalidState, NotAMember
 from accounts_service.settings import AccountsSettings
+from accounts_service.stopping import ProductStops
 from pipedesk_common.app import ContextDep, PrincipalDep
 from pipedesk_common.auth import Principal, Role, ServiceCaller
 from pipedesk_common.db import SessionDep
@@ -47,7 +48,7 @@ from pipedesk_common.google.scopes import PRODUCT_SCOPES
 from pipedesk_common.ids import OpaqueIdPath
 from pipedesk_common.internal import callers, internal_problems, refuse_internal_call
 from pipedesk_common.lifecycle import lifecycle_router
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, WidePageLimit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ async def accounts_service(
         directory=OrgDirectory(
             settings.url_of("crm"), http=lambda: context.http, issuer=context.issuer
         ),
+        products=ProductStops(settings, http=lambda: context.http, issuer=context.issuer),
     )
 
 
@@ -174,8 +176,11 @@ async def my_connection(principal: PrincipalDep, service: ServiceDep) -> Connect
     responses=problem_responses(NotFound, ServiceUnavailable),
     summary="Revoke the caller's Google access at Google and forget it",
     description=(
-        "Revokes the refresh token at Google and deletes the stored tokens; the "
-        "services stop syncing the user's Google data."
+        "Each product the grant covers first stops what runs on the user's account at Google "
+        "(push channels, Gmail's watch) while the grant still works; a product that cannot be "
+        "reached does not hold the disconnect back (what it left running lapses). Then the "
+        "refresh token is revoked at Google and the stored tokens deleted; the services stop "
+        "syncing the user's Google data."
     ),
 )
 async def disconnect(principal: PrincipalDep, service: ServiceDep) -> Response:
@@ -184,6 +189,37 @@ async def disconnect(principal: PrincipalDep, service: ServiceDep) -> Response:
 
 
 MAX_PAGE = 200
+
+
+PRODUCT_PATH_DESCRIPTION = "The product: " + ", ".join(f"`{name}`" for name in PRODUCT_SCOPES)
+ProductPath = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=20, pattern=f"^{_PRODUCT}$", description=PRODUCT_PATH_DESCRIPTION
+    ),
+]
+PRODUCT_DISCONNECT_DESCRIPTION = (
+    "The product's service stops what runs on the user's account at Google (push channels, "
+    "Gmail's watch) while the grant still works and applies the org's rule to what it mirrored; "
+    "then the connection loses the product and no token is issued for its scopes again. Google "
+    "keeps those scopes in the grant (a refresh token cannot drop one scope) until a full "
+    "disconnect revokes it. Disconnecting the last product is a full disconnect. Unknown "
+    "product: `422` on `path.product`; not connected for it: `404`."
+)
+
+
+@router.delete(
+    "/products/{product}",
+    status_code=204,
+    responses=problem_responses(InvalidInput, NotFound, ServiceUnavailable),
+    summary="Disconnect one Google product of the caller's",
+    description=PRODUCT_DISCONNECT_DESCRIPTION,
+)
+async def disconnect_product(
+    product: ProductPath, principal: PrincipalDep, service: ServiceDep
+) -> Response:
+    await service.disconnect_product(principal.org_id, principal.sub, product, principal.sub)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -201,8 +237,8 @@ async def list_connections(
     service: ServiceDep,
     context: ContextDep,
     status: Annotated[ConnectionStatus | None, Query(description="Only this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: WidePageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[ConnectionPublic]:
     scope = f"connections:{admin.org_id}:{status or ''}"
     after = None
@@ -229,12 +265,28 @@ async def user_connection(
     return await service.connection_of(admin.org_id, user_id)
 
 
+# Before ``/users/{user_id:path}``, which would take ``…/products/{product}`` as a user id.
+@router.delete(
+    "/users/{user_id:path}/products/{product}",
+    status_code=204,
+    responses=problem_responses(Forbidden, InvalidInput, NotFound, ServiceUnavailable),
+    summary="Disconnect one Google product of a user's (org admins)",
+    description="As the user's own disconnect of one product. " + PRODUCT_DISCONNECT_DESCRIPTION,
+)
+async def disconnect_user_product(
+    user_id: OpaqueIdPath, product: ProductPath, admin: AdminDep, service: ServiceDep
+) -> Response:
+    await service.disconnect_product(admin.org_id, user_id, product, admin.sub)
+    return Response(status_code=204)
+
+
 @router.delete(
     "/users/{user_id:path}",  # an opaque id may hold "/"
     status_code=204,
     responses=problem_responses(Forbidden, NotFound, ServiceUnavailable),
     summary="Revoke and forget a user's connection (org admins)",
-    description="As the user's own disconnect: revoked at Google, forgotten here.",
+    description="As the user's own disconnect: the products stop what runs at Google, then "
+    "the grant is revoked at Google and forgotten here.",
 )
 async def disconnect_user(user_id: OpaqueIdPath, admin: AdminDep, service: ServiceDep) -> Response:
     await service.disconnect(admin.org_id, user_id, admin.sub)
@@ -345,6 +397,6 @@ async def token(
 
 # The accounts part of the user lifecycle (the CRM calls it after the product services' parts,
 # which still need the user's grant to stop their channels at Google).
-lifecycle = lifecycle_router(accounts_service)
+lifecycle = lifecycle_router(accounts_service, lifecycle_answers)
 
 __all__ = ["internal", "lifecycle", "router"]

@@ -24,7 +24,7 @@ from pipedesk_common.errors import (
 )
 from pipedesk_common.events.sync import SyncState
 from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconnectRequired
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, WidePageLimit
 
 health = APIRouter(prefix="/api/accounts/google/health", tags=["google accounts"])
 
@@ -62,8 +62,8 @@ async def sync_health(
     context: ContextDep,
     user_id: UserId = None,
     state: Annotated[SyncState | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: WidePageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[AccountHealthPublic]:
     scope = f"sync-health:{principal.org_id}:{user_id}:{state}"
     after = context.cursors.decode_key(cursor, scope=scope) if cursor else None

@@ -19,6 +19,7 @@ from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
 from pipedesk_common.inbox import inbox_tables
+from pipedesk_common.lifecycle_answers import lifecycle_answers_table
 from pipedesk_common.outbox import outbox_table
 
 
@@ -117,6 +118,7 @@ class SyncHealth(AccountsModel, table=True):
 
 outbox = outbox_table(AccountsModel.metadata)
 inbox = inbox_tables(AccountsModel.metadata)
+lifecycle_answers = lifecycle_answers_table(AccountsModel.metadata)
 
 # Where each sealed column's associated data comes from: (table, column) → the row's key column.
 SEALED_COLUMNS: tuple[tuple[type[AccountsModel], str, str], ...] = (

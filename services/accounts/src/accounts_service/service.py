@@ -41,11 +41,12 @@ from accounts_service.schemas import (
     Via,
 )
 from accounts_service.settings import AccountsSettings
+from accounts_service.stopping import ProductStops
 from accounts_service.vault import Vault
 from pipedesk_common.auth import Principal
 from pipedesk_common.clock import Clock
 from pipedesk_common.directory import OrgDirectory
-from pipedesk_common.erasure import erase_org_rows, erase_sent_events, erase_user_rows
+from pipedesk_common.erasure import erase_events, erase_org_rows, erase_user_rows
 from pipedesk_common.errors import AppError, FieldError, Forbidden, InvalidInput, NotFound
 from pipedesk_common.events.accounts import (
     GoogleConnected,
@@ -157,6 +158,7 @@ class AccountsService:
         oauth: GoogleOAuth,
         delegated: DelegatedTokens,
         directory: OrgDirectory,
+        products: ProductStops,
     ) -> None:
         self.repository = repository
         self.settings = settings
@@ -165,6 +167,7 @@ class AccountsService:
         self.oauth = oauth
         self.delegated = delegated
         self.directory = directory
+        self.products = products
 
     # -- the connect flow -------------------------------------------------------------------
 
@@ -265,6 +268,9 @@ class AccountsService:
         requested = set(pending.products)
         refresh_token = grant.refresh_token
         if same_account and connection is not None:
+            # Google answers every scope of the grant, a product disconnected alone included:
+            # only what is asked now, or still held, is taken.
+            scopes &= set(pending.scopes)
             scopes |= set(connection.scopes)
             requested |= set(connection.requested_products)
             if refresh_token is None and connection.refresh_token is not None:
@@ -349,7 +355,15 @@ class AccountsService:
         )
 
     async def disconnect(self, org_id: str, user_id: str, actor_id: str) -> None:
-        """Revoke at Google, then forget. If Google cannot be reached, nothing is forgotten."""
+        """Each granted product stops what runs at Google while the grant still works
+        (``ProductStops``), then the grant is revoked at Google and forgotten. If Google cannot
+        be reached for the revocation, nothing is forgotten."""
+        # Not locked while the products run: they ask this service for the user's tokens.
+        connection = await self.repository.connection(org_id, user_id)
+        if connection is None:
+            raise NotFound("no Google connection for this user")
+        if connection.refresh_token is not None and connection.status != ConnectionStatus.REVOKED:
+            await self.products.stop(org_id, user_id, actor_id, granted_products(connection.scopes))
         connection = await self.repository.connection(org_id, user_id, for_update=True)
         if connection is None:
             raise NotFound("no Google connection for this user")
@@ -359,6 +373,52 @@ class AccountsService:
             )
         await self._publish(GoogleDisconnected, connection, actor_id=actor_id)
         await self.repository.delete(connection)
+
+    async def disconnect_product(
+        self, org_id: str, user_id: str, product: str, actor_id: str
+    ) -> None:
+        """One product disconnected: it stops what runs at Google while the grant still works,
+        then the connection loses the product's scopes (those no other product it grants
+        needs), so no token is issued for them again. Google keeps them in the grant (a refresh
+        token cannot drop one scope) until a full disconnect revokes it. The last product
+        disconnected is a full disconnect."""
+        if product not in PRODUCT_SCOPES:
+            raise InvalidInput(
+                f"unknown product: {product}",
+                errors=[
+                    FieldError(
+                        field="path.product",
+                        message=f"unknown product; known: {', '.join(PRODUCT_SCOPES)}",
+                        code="unknown_product",
+                    )
+                ],
+            )
+        connection = await self.repository.connection(org_id, user_id)
+        if connection is None or product not in granted_products(connection.scopes):
+            raise NotFound(f"Google is not connected for {product} for this user")
+        remaining = [name for name in granted_products(connection.scopes) if name != product]
+        if not remaining:
+            await self.disconnect(org_id, user_id, actor_id)
+            return
+        if connection.refresh_token is not None and connection.status != ConnectionStatus.REVOKED:
+            await self.products.stop(org_id, user_id, actor_id, [product])
+        connection = await self.repository.connection(org_id, user_id, for_update=True)
+        if connection is None or product not in granted_products(connection.scopes):
+            raise NotFound(f"Google is not connected for {product} for this user")
+        still_needed = set(IDENTITY_SCOPES) | set(scopes_for(remaining))
+        dropped = set(PRODUCT_SCOPES[product]) - still_needed
+        connection.scopes = sorted(set(connection.scopes) - dropped)
+        connection.requested_products = sorted(set(connection.requested_products) - {product})
+        connection.updated_at = self.clock.now()
+        await self.repository.add(connection)
+        await self._publish(
+            GoogleDisconnected,
+            connection,
+            actor_id=actor_id,
+            products=[product],
+            scopes=sorted(dropped),
+            connection_ended=False,
+        )
 
     async def user_deactivated(
         self, deactivation: UserDeactivation, user_id: str
@@ -389,8 +449,8 @@ class AccountsService:
             self.repository.session, AccountsModel.metadata, org_id, user_id
         )
         grants = deleted.pop("google_connections", 0)
-        sent = await erase_sent_events(self.repository.session, outbox, [user_id])
-        return {"grants": grants, **deleted, **({"sent_events": sent} if sent else {})}
+        events = await erase_events(self.repository.session, outbox, [user_id])
+        return {"grants": grants, **deleted, **({"outbox_events": events} if events else {})}
 
     async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
         """The accounts part of an org's offboarding: every grant of the org revoked at Google,
@@ -624,13 +684,16 @@ class AccountsService:
         actor_id: str | None,
         **extra: Any,
     ) -> None:
+        values: dict[str, Any] = {
+            "products": granted_products(connection.scopes),
+            "scopes": list(connection.scopes),
+            **extra,
+        }
         data = contract(
             connection_id=str(connection.id),
             user_id=connection.user_id,
             google_email=connection.google_email,
-            products=granted_products(connection.scopes),
-            scopes=list(connection.scopes),
-            **extra,
+            **values,
         )
         event = new_event(data, org_id=connection.org_id, actor_id=actor_id, time=self.clock.now())
         await add_event(self.repository.session, outbox, event)

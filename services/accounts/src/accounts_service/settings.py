@@ -53,6 +53,14 @@ class AccountsSettings(BaseServiceSettings):
         600, ge=360, le=3000, description="A stored access token this close to expiry is renewed"
     )
 
+    disconnect_call_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=60,
+        description="How long a disconnect waits for each product to stop the user's channels "
+        "and watches at Google before it revokes the grant anyway",
+    )
+
     @model_validator(mode="after")
     def _refuse_dev_google_secrets_in_production(self) -> "AccountsSettings":
         if self.environment is not Environment.PRODUCTION:

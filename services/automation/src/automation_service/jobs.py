@@ -6,7 +6,8 @@ transaction (the outbox); the worker (``transfers``) takes them one at a time.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,8 +32,6 @@ from pipedesk_common.internal_calls import read_internal
 from pipedesk_common.outbox import add_events_to
 from pipedesk_common.rbac import Action, can
 
-ACTING_USER: Final = "X-Acting-User-Token"
-
 
 async def writable_record(
     session: AsyncSession, replica: AccessReplica, principal: Principal, record: RecordRef
@@ -50,8 +49,14 @@ async def writable_record(
         raise Forbidden(f"you may not add files to this {record.type}")
 
 
+def acting(org_id: str, user_id: str) -> dict[str, str]:
+    """Whom gmail reads mail for: a user named by id, never by their token (gmail decides their
+    level from the org directory and its own data)."""
+    return {"org_id": org_id, "user_id": user_id}
+
+
 async def message_attachments(
-    context: ServiceContext, user_token: str, message_id: UUID
+    context: ServiceContext, org_id: str, user_id: str, message_id: UUID
 ) -> dict[str, Any]:
     """The message's attachments as gmail lists them for the user, who must see it in full."""
     found: dict[str, Any] | None = await read_internal(
@@ -60,7 +65,7 @@ async def message_attachments(
         "gmail",
         f"{context.settings.url_of('gmail')}/internal/gmail/messages/{message_id}/attachments",
         what="a message's attachments",
-        headers={ACTING_USER: user_token},
+        params=acting(org_id, user_id),
     )
     if found is None:
         raise not_found("message_id", "message")
@@ -85,11 +90,10 @@ async def create_job(
     session: AsyncSession,
     context: ServiceContext,
     principal: Principal,
-    user_token: str,
     data: AttachmentsToDrive,
     settings: AutomationSettings,
 ) -> JobPublic:
-    listed = await message_attachments(context, user_token, data.message_id)
+    listed = await message_attachments(context, principal.org_id, principal.sub, data.message_id)
     attachments = chosen(list(listed.get("attachments") or []), data.attachment_ids)
     if len(attachments) > settings.max_attachments_per_job:
         raise invalid(
@@ -97,19 +101,52 @@ async def create_job(
             f"at most {settings.max_attachments_per_job} attachments per job",
             "too_many",
         )
-    now = context.clock.now()
-    job = AttachmentJob(
-        id=new_id(),
-        org_id=principal.org_id,
-        user_id=principal.sub,
-        message_id=data.message_id,
-        record_type=data.record.type,
-        record_id=data.record.id,
-        acting_token=user_token,
-        created_at=now,
+    job = new_job(
+        principal.org_id, principal.sub, data.message_id, data.record, listed, context.clock.now()
     )
     session.add(job)
     await session.flush()  # the job before its attachments (their foreign key)
+    rows = await add_attachments(session, job, attachments, actor_id=principal.sub)
+    return job_public(job, rows)
+
+
+def new_job(
+    org_id: str,
+    user_id: str,
+    message_id: UUID,
+    record: RecordRef,
+    listed: dict[str, Any],
+    now: datetime,
+    rule_id: UUID | None = None,
+) -> AttachmentJob:
+    """A job for attachments of a message (as gmail listed it), read for ``user_id``."""
+    subject = listed.get("subject")
+    sender = listed.get("sender")
+    identity = listed.get("identity")
+    return AttachmentJob(
+        id=new_id(),
+        org_id=org_id,
+        user_id=user_id,
+        message_id=message_id,
+        record_type=record.type,
+        record_id=record.id,
+        rule_id=rule_id,
+        source_identity=str(identity)[:300] if identity else None,
+        source_subject=str(subject)[:500] if subject is not None else None,
+        source_sender=str(sender)[:320] if sender else None,
+        created_at=now,
+    )
+
+
+async def add_attachments(
+    session: AsyncSession,
+    job: AttachmentJob,
+    attachments: list[dict[str, Any]],
+    *,
+    actor_id: str,
+) -> list[JobAttachment]:
+    """The job's attachments, and one ``automation.attachment.requested`` each (the outbox)."""
+    now = job.created_at
     rows = [
         JobAttachment(
             job_id=job.id,
@@ -131,13 +168,13 @@ async def create_job(
                     job_id=job.id, org_id=job.org_id, attachment_id=row.attachment_id
                 ),
                 org_id=job.org_id,
-                actor_id=principal.sub,
+                actor_id=actor_id,
                 time=now,
             )
             for row in rows
         ],
     )
-    return job_public(job, rows)
+    return rows
 
 
 async def read_job(session: AsyncSession, principal: Principal, job_id: UUID) -> JobPublic:
@@ -159,14 +196,17 @@ async def read_job(session: AsyncSession, principal: Principal, job_id: UUID) ->
 
 def job_public(job: AttachmentJob, rows: list[JobAttachment]) -> JobPublic:
     saved = sum(1 for row in rows if row.status == "saved")
+    skipped = sum(1 for row in rows if row.status == "skipped")
     failed = sum(1 for row in rows if row.status == "failed")
-    pending = len(rows) - saved - failed
+    pending = len(rows) - saved - skipped - failed
     return JobPublic(
         id=job.id,
         message_id=job.message_id,
         record=RecordRef(type=job.record_type, id=job.record_id),
+        rule_id=job.rule_id,
         status="pending" if pending else ("failed" if failed else "done"),
         saved=saved,
+        skipped=skipped,
         failed=failed,
         total=len(rows),
         created_at=job.created_at,

@@ -26,7 +26,9 @@ from automation_service.models import (
     OrgAutomationSettings,
     outbox,
 )
+from automation_service.schemas import PreferencesPublic
 from automation_service.settings import AutomationSettings
+from automation_service.sla_notice import SLA_KINDS, sla_notice
 from pipedesk_common.app import ServiceContext
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.directory import DirectoryUser, OrgDirectory
@@ -44,7 +46,9 @@ from pipedesk_common.events.timeline import (
 from pipedesk_common.outbox import add_events_to
 
 OWNER_CHANGED: Final = "owner_changed"
-KINDS: Final = (OWNER_CHANGED,)
+SLA_WARNING: Final = "sla_warning"
+SLA_BREACHED: Final = "sla_breached"
+KINDS: Final = (OWNER_CHANGED, SLA_WARNING, SLA_BREACHED)
 RECORD_TYPES: Final[dict[type[OwnerChange], str]] = {
     LeadOwnerChanged: "lead",
     DealOwnerChanged: "deal",
@@ -70,6 +74,18 @@ async def wants(session: AsyncSession, org_id: str, user_id: str, kind: str) -> 
         )
     )
     return enabled is not False
+
+
+async def preferences_of(session: AsyncSession, org_id: str, user_id: str) -> PreferencesPublic:
+    """The user's choice for each kind (a kind they never chose is on)."""
+    rows = await session.execute(
+        select(col(NotificationPreference.kind), col(NotificationPreference.enabled)).where(
+            col(NotificationPreference.org_id) == org_id,
+            col(NotificationPreference.user_id) == user_id,
+        )
+    )
+    chosen: dict[str, bool] = {row[0]: row[1] for row in rows.all()}
+    return PreferencesPublic(**{kind: chosen.get(kind) is not False for kind in KINDS})
 
 
 async def notify_previous_owner(session: AsyncSession, org_id: str) -> bool:
@@ -154,19 +170,21 @@ class NotificationSender:
         if not addresses:
             notification.status = "skipped"
             return
-        actor = await directory.user(org, notification.actor_id)
-        new_owner = await directory.user(org, notification.new_owner_id)
-        previous = await directory.user(org, notification.previous_owner_id)
-        record_kind = notification.record_type
         url = self.settings.record_url(notification.record_type, notification.record_id)
-        rendered = templates.owner_changed(
-            record_kind=record_kind,
-            actor=_name(actor, "Someone"),
-            new_owner=_name(new_owner, "a teammate"),
-            previous_owner=_name(previous, "") or None,
-            reason=notification.reason,
-            url=url,
-        )
+        if notification.kind in SLA_KINDS:
+            rendered = await sla_notice(session, notification, url)
+        else:
+            actor = await directory.user(org, notification.actor_id)
+            new_owner = await directory.user(org, notification.new_owner_id)
+            previous = await directory.user(org, notification.previous_owner_id)
+            rendered = templates.owner_changed(
+                record_kind=notification.record_type,
+                actor=_name(actor, "Someone"),
+                new_owner=_name(new_owner, "a teammate"),
+                previous_owner=_name(previous, "") or None,
+                reason=notification.reason,
+                url=url,
+            )
         body: dict[str, Any] = {
             "org_id": org,
             "key": f"notification:{notification.id}",

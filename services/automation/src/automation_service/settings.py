@@ -28,6 +28,21 @@ class AutomationSettings(BaseServiceSettings):
         pattern=r"^https?://[^\s]+$",
         description="Where users open PipeDesk: a notification links to `<app_url>/<type>s/<id>`",
     )
+    jobs_enabled: bool = Field(
+        True,
+        description="Run the periodic jobs (the SLA worker, the SLA sync) in this process; "
+        "the database lease lets one process run each turn",
+    )
+    sla_scan_seconds: int = Field(
+        60, ge=5, le=3600, description="How often the SLA worker looks for due leads"
+    )
+    sla_sync_seconds: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="How often due times recomputed by a policy or calendar change are written "
+        "to CRM",
+    )
 
     def record_url(self, record_type: str, record_id: str) -> str:
         return f"{self.app_url.rstrip('/')}/{record_type}s/{record_id}"

@@ -63,3 +63,40 @@ def owner_changed(
     }
     subject = " ".join(OWNER_CHANGED_SUBJECT.render(values).split())[:998]
     return Rendered(subject, OWNER_CHANGED_TEXT.render(values), OWNER_CHANGED_HTML.render(values))
+
+
+SLA_SUBJECT: Final = TEXT.from_string(
+    "{% if breached %}SLA breached{% else %}SLA due soon{% endif %}: {{ title }}"
+)
+SLA_TEXT: Final = TEXT.from_string(
+    """{% if breached %}The {{ stage }} of the lead "{{ title }}" was due at {{ due }} and has not \
+happened.{% else %}The {{ stage }} of the lead "{{ title }}" is due at {{ due }}.{% endif %}
+Priority: {{ priority }}.
+
+Open it: {{ url }}
+"""
+)
+SLA_HTML: Final = HTML.from_string(
+    """<p>{% if breached %}The {{ stage }} of the lead <strong>{{ title }}</strong> was due at \
+{{ due }} and has not happened.{% else %}The {{ stage }} of the lead <strong>{{ title }}</strong> \
+is due at {{ due }}.{% endif %}</p>
+<p>Priority: {{ priority }}.</p>
+<p><a href="{{ url }}">Open the lead</a></p>
+"""
+)
+
+
+def sla_alert(
+    *, breached: bool, title: str, stage: str, due: str, priority: str, url: str
+) -> Rendered:
+    """A lead's SLA warning or breach, to its owner and its team's managers."""
+    values = {
+        "breached": breached,
+        "title": title,
+        "stage": stage,
+        "due": due,
+        "priority": priority,
+        "url": url,
+    }
+    subject = " ".join(SLA_SUBJECT.render(values).split())[:998]
+    return Rendered(subject, SLA_TEXT.render(values), SLA_HTML.render(values))

@@ -1,5 +1,6 @@
 """Calendar routes: parse, authorize (through the service), answer. (The push webhook, the
-resync and jobs routes are the kit's.)"""
+resync and jobs routes are the kit's, and so are the org settings' routes, in this service's
+shapes.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import WithJsonSchema
 
 from calendar_service.google import NotOrganizer
+from calendar_service.models import OrgCalendarSettings
 from calendar_service.repository import EventFilters
 from calendar_service.schemas import (
     NOTIFY_DESCRIPTION,
@@ -21,6 +23,8 @@ from calendar_service.schemas import (
     EventUpdate,
     FreeBusyPublic,
     Notify,
+    OrgSettingsPublic,
+    OrgSettingsWrite,
     RsvpRequest,
     WatchPublic,
     WatchRequest,
@@ -39,10 +43,15 @@ from pipedesk_common.errors import (
 )
 from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.mirror.links import RecordFilterDep
-from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
+from pipedesk_common.mirror.routes import (
+    GOOGLE_PROBLEMS,
+    IdempotencyKeyDep,
+    answer_created,
+    org_settings_routes,
+)
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.moments import Rfc3339
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/calendar", tags=["calendar"])
 
@@ -134,8 +143,8 @@ async def list_events(
     time_max: Annotated[Rfc3339 | None, Query(description="Events starting before")] = None,
     calendar_id: Annotated[str | None, Query(max_length=500)] = None,
     include_cancelled: bool = False,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[EventPublic]:
     filters = EventFilters(
         time_min=time_min,
@@ -232,8 +241,8 @@ async def list_calendars(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[CalendarPublic]:
     """Read from Google on every call (and mirrored): the primary calendar first, then the
     others by name, a page at a time."""
@@ -313,3 +322,20 @@ async def watch(
 )
 async def unwatch(principal: PrincipalDep, service: ServiceDep) -> None:
     await service.unwatch(principal)
+
+
+org_settings_routes(
+    router,
+    product="calendar",
+    model=OrgCalendarSettings,
+    public=OrgSettingsPublic,
+    write=OrgSettingsWrite,
+    read_description="How long the org keeps mirrored events, and what a disconnected "
+    "calendar's events become.",
+    write_summary="Set the org's calendar settings (admins): retention, the disconnect rule",
+    write_description=(
+        "Replaces the org's calendar settings. The `calendar.retention` job then removes the "
+        "events that ended longer ago than `retention_days` from PipeDesk and every timeline; "
+        "`on_disconnect` applies to the calendars of users who disconnect from then on."
+    ),
+)

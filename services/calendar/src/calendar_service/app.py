@@ -1,6 +1,6 @@
 """The calendar service: Google Calendar events linked to CRM records, on the Google service kit."""
 
-from calendar_service import api, jobs, models, sync
+from calendar_service import api, jobs, models, retention, sync
 from calendar_service.google import CalendarGoogle
 from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
 
@@ -18,6 +18,7 @@ CALENDAR = GoogleProduct(
     jobs=jobs.calendar_jobs,
     example_job="calendar.reconcile",
     push=sync.key_of_channel,
+    access_ended=retention.access_ended,
     lifecycle=ProductLifecycle(),
 )
 build_app = CALENDAR.app

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
+from pipedesk_common.mirror.disconnect import KEEP_METADATA
 from pipedesk_common.mirror.links import record_links_table
 from pipedesk_common.mirror.models import UserCollection
 from pipedesk_common.mirror.tables import MirrorTables
@@ -57,6 +58,27 @@ class MirroredEvent(CalendarModel, table=True):
     resource: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     version: int = 1
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class OrgCalendarSettings(CalendarModel, table=True):
+    """An org's calendar settings: how long mirrored events are kept, and what a disconnected
+    calendar's events become."""
+
+    __tablename__ = "org_settings"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    retention_days: int | None = Field(
+        default=None,
+        description="How many days a mirrored event is kept after it ended; null: as long as "
+        "it is in the calendar",
+    )
+    on_disconnect: str = Field(
+        default=KEEP_METADATA,
+        sa_type=String(20),
+        sa_column_kwargs={"server_default": KEEP_METADATA},
+        description="What a disconnected account's events become: kept, or removed",
+    )
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 

@@ -22,7 +22,9 @@ from pydantic import (
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
 from pipedesk_common.email_addresses import email_address_problem
 from pipedesk_common.errors import invalid
+from pipedesk_common.mirror.disconnect import KEEP_METADATA, OnDisconnect
 from pipedesk_common.mirror.links import LinkInput, LinkPublic
+from pipedesk_common.mirror.retention import RetentionDays
 
 # Canonical name → the other names the frontend may use for it (at most one per payload).
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
@@ -410,3 +412,25 @@ class ChannelPublic(BaseModel):
 
 class WatchPublic(BaseModel):
     channels: list[ChannelPublic]
+
+
+class OrgSettingsPublic(BaseModel):
+    retention_days: int | None = Field(
+        description="How many days a mirrored event is kept after it ended: older events leave "
+        "PipeDesk and every timeline (the `calendar.retention` job; a series with a recurrence "
+        "rule is kept while it is in the calendar); null: no limit",
+    )
+    on_disconnect: OnDisconnect = Field(
+        description="What the events mirrored from a user's calendars become once they "
+        "disconnect Google Calendar (or Google revokes their access): `keep_metadata` keeps them "
+        "on timelines as last seen; `remove` removes them from PipeDesk and from every timeline "
+        "no other calendar's copy holds them on"
+    )
+    updated_at: datetime | None
+
+
+class OrgSettingsWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: RetentionDays | None = None
+    on_disconnect: OnDisconnect = KEEP_METADATA

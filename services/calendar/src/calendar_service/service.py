@@ -42,7 +42,7 @@ from pipedesk_common.auth import Principal
 from pipedesk_common.errors import Conflict, NotFound, invalid
 from pipedesk_common.events.timeline import Link
 from pipedesk_common.google.push import Channel
-from pipedesk_common.idempotency import fingerprint, remote_id
+from pipedesk_common.idempotency import fingerprint, owned_scope, remote_id
 from pipedesk_common.mirror.links import check_links, hidden_links, replaced_links
 from pipedesk_common.mirror.runtime import google_user, require_role
 from pipedesk_common.rbac import Action
@@ -119,7 +119,7 @@ class CalendarService:
         check_span(start, end)
         if data.recurrence is not None:
             check_recurrence(data.recurrence, start)
-        scope = f"calendar.events.create:{principal.org_id}:{principal.sub}"
+        scope = owned_scope("calendar.events.create", principal.org_id, principal.sub)
         digest = fingerprint(data.model_dump(mode="json"))
         async with self.uow.write() as session:
             if idempotency_key is not None:

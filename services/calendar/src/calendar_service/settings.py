@@ -19,3 +19,8 @@ class CalendarSettings(PushServiceSettings):
 
     reconcile_interval_seconds: int = Field(900, ge=10)
     sync_page_size: int = Field(250, ge=1, le=2500)
+    retention_interval_seconds: int = Field(
+        3600,
+        ge=60,
+        description="How often the org's event retention (`retention_days`) is applied",
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from crm_service.audit import access_of
 from crm_service.directory import upsert_caller
@@ -39,6 +39,7 @@ from crm_service.schemas import (
     MemberPublic,
     MemberPut,
     NoteCreate,
+    NoteEdit,
     NotePublic,
     OwnerChange,
     Sort,
@@ -68,7 +69,7 @@ from pipedesk_common.errors import (
 from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.ids import OpaqueIdPath
 from pipedesk_common.internal import callers, internal_problems
-from pipedesk_common.pagination import CursorCodec, Page
+from pipedesk_common.pagination import CursorCodec, Page, PageCursor, PageLimit
 
 MAX_PAGE = 100
 
@@ -82,8 +83,6 @@ async def current_caller(
 
 
 CallerDep = Annotated[Principal, Depends(current_caller)]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[str | None, Query(max_length=1024)]
 TextQuery = Annotated[
     str | None, Query(min_length=1, max_length=200, description="Text in names (and emails)")
 ]
@@ -129,6 +128,30 @@ def page_of(
         last = rows[limit - 1]
         next_cursor = cursors.encode_keyset(getattr(last, sort.lstrip("-")), last.id, scope=scope)
     return Page[public](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
+
+
+def etag_and_update_link(kind: "Kind", record_id: str) -> dict[str, Any]:
+    """A response's ``ETag`` header, and the link to change the record it names conditionally:
+    its id (``record_id``, a runtime expression) and ``If-Match`` with that ETag."""
+    update = "#/paths/" + f"/api/{kind.plural}/{{{kind.param}}}".replace("/", "~1") + "/patch"
+    return {
+        "headers": {
+            "ETag": {
+                "description": "The record's version, quoted: `If-Match` of a later change",
+                "schema": {"type": "string", "pattern": ETAG_PATTERN},
+            }
+        },
+        "links": {
+            f"Update{kind.name.capitalize()}IfUnchanged": {
+                "operationRef": update,
+                "description": f"Change the {kind.name} if no one changed it since",
+                "parameters": {
+                    f"path.{kind.param}": record_id,
+                    "header.if-match": "$response.header.ETag",
+                },
+            }
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -201,7 +224,10 @@ def record_router(kind: Kind) -> APIRouter:
             "answers the first result."
         ),
         response_model=Public,
-        responses=problem_responses(Unauthorized, Forbidden, InvalidInput, *IDEMPOTENCY_PROBLEMS),
+        responses={
+            201: etag_and_update_link(kind, "$response.body#/id"),
+            **problem_responses(Unauthorized, Forbidden, InvalidInput, *IDEMPOTENCY_PROBLEMS),
+        },
         dependencies=[IDEMPOTENT],
     )
     async def create(
@@ -222,7 +248,10 @@ def record_router(kind: Kind) -> APIRouter:
             "they may not read is `404`, as if it did not exist."
         ),
         response_model=Public,
-        responses=problem_responses(Unauthorized, NotFound),
+        responses={
+            200: etag_and_update_link(kind, f"$request.path.{kind.param}"),
+            **problem_responses(Unauthorized, NotFound),
+        },
     )
     async def get(
         record_id: RecordId, principal: CallerDep, service: ServiceDep, response: Response
@@ -302,7 +331,8 @@ def record_router(kind: Kind) -> APIRouter:
     async def add_note(
         record_id: RecordId, data: NoteCreate, principal: CallerDep, service: ServiceDep
     ) -> NotePublic:
-        return NotePublic.model_validate(await service.add_note(principal, record_id, data.body))
+        note = await service.add_note(principal, record_id, data.body, data.kind)
+        return NotePublic.model_validate(note)
 
     @router.get(
         f"{path}/notes",
@@ -318,8 +348,8 @@ def record_router(kind: Kind) -> APIRouter:
         principal: CallerDep,
         service: ServiceDep,
         context: ContextDep,
-        limit: Limit = 50,
-        cursor: Cursor = None,
+        limit: PageLimit = 50,
+        cursor: PageCursor = None,
     ) -> Page[NotePublic]:
         scope = f"notes:{kind.name}:{record_id}"
         after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None
@@ -337,7 +367,7 @@ def record_router(kind: Kind) -> APIRouter:
     async def edit_note(
         record_id: RecordId,
         note_id: UUID,
-        data: NoteCreate,
+        data: NoteEdit,
         principal: CallerDep,
         service: ServiceDep,
     ) -> NotePublic:
@@ -402,8 +432,8 @@ def add_owned_routes(
         principal: CallerDep,
         service: ServiceDep,
         context: ContextDep,
-        limit: Limit = 50,
-        cursor: Cursor = None,
+        limit: PageLimit = 50,
+        cursor: PageCursor = None,
     ) -> Page[MemberPublic]:
         members = [
             MemberPublic.model_validate(member)
@@ -490,8 +520,8 @@ async def list_leads(
     ] = None,
     deleted: Deleted = False,
     sort: Sort = "-created_at",
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[LeadPublic]:
     equals = {"owner_id": owner_id, "team_id": team_id, "company_id": company_id}
     filters = Filters(
@@ -560,8 +590,8 @@ async def list_deals(
     q: TextQuery = None,
     deleted: Deleted = False,
     sort: Sort = "-created_at",
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[DealPublic]:
     stages = {value.value for value in stage}
     if open_ is not None:
@@ -606,8 +636,8 @@ async def list_contacts(
     q: TextQuery = None,
     deleted: Deleted = False,
     sort: Sort = "-created_at",
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[ContactPublic]:
     filters = Filters(
         equals=[("company_id", company_id)] if company_id else [],
@@ -637,8 +667,8 @@ async def list_companies(
     q: TextQuery = None,
     deleted: Deleted = False,
     sort: Sort = "-created_at",
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[CompanyPublic]:
     filters = Filters(q=q, deleted=deleted)
     scope = f"companies:{sort}:{filters!r}"
@@ -689,17 +719,19 @@ class RecordNamePublic(BaseModel):
     deleted: bool
     version: int
     lead_id: str | None = None
+    stage: str | None = Field(None, description="A deal's stage (none for other records)")
 
 
 @internal.get(
     "/records/{record_type}/{record_id}",
-    summary="A record's name and whether it is deleted (service tokens of: drive)",
+    summary="A record's name, whether it is deleted and a deal's stage (service tokens of: "
+    "automation, drive)",
     responses=problem_responses(Unauthorized, Forbidden, NotFound),
 )
 async def record_name(
     record_type: Literal["lead", "deal", "contact", "company"],
     record_id: UUID,
-    caller: Annotated[ServiceCaller, Depends(callers("drive"))],
+    caller: Annotated[ServiceCaller, Depends(callers("automation", "drive"))],
     session: SessionDep,
 ) -> RecordNamePublic:
     repositories: dict[str, type[RecordRepository[Any]]] = {
@@ -720,4 +752,5 @@ async def record_name(
         deleted=record.deleted_at is not None,
         version=record.version,
         lead_id=str(lead_id) if lead_id else None,
+        stage=getattr(record, "stage", None) if record_type == "deal" else None,
     )

@@ -101,6 +101,12 @@ def act_as(session: AsyncSession | Session, principal: Principal, clock: Clock) 
     session.info[ACTOR_KEY] = Actor(principal.org_id, principal.sub, clock)
 
 
+def act_for(session: AsyncSession | Session, org_id: str, actor_id: str, clock: Clock) -> None:
+    """Attribute every change flushed through ``session`` to user ``actor_id`` of ``org_id``
+    (work the CRM does on its own for the user who asked for it)."""
+    session.info[ACTOR_KEY] = Actor(org_id, actor_id, clock)
+
+
 def caused_by(session: AsyncSession | Session, audit_id: UUID | None) -> None:
     """Record every change flushed through ``session`` from now on as caused by the audit entry
     ``audit_id`` (a user's deactivation, for the hand-over of their records)."""
@@ -131,7 +137,7 @@ class Audited:
 LEAD_FIELDS = (
     "title", "company_name", "company_id", "contact_ids", "owner_id", "team_id", "status",
     "priority", "source", "estimated_value", "currency", "tags", "next_step", "sla_due_at",
-    "deleted_at",
+    "sla_managed", "deleted_at",
 )  # fmt: skip
 DEAL_FIELDS = (
     "title", "company_id", "contact_ids", "lead_id", "owner_id", "team_id", "stage", "amount",
@@ -426,6 +432,7 @@ def _note_event(note: Note, action: str) -> EventData:
         org_id=note.org_id,
         record=record,
         author_id=note.author_id,
+        kind=note.kind,
         body=note.body,
         created_at=note.created_at,
         updated_at=note.updated_at,
@@ -433,7 +440,7 @@ def _note_event(note: Note, action: str) -> EventData:
         timeline=TimelineProjection(
             kind=ItemKind.NOTE,
             occurred_at=note.created_at,
-            title="Note",
+            title="Call" if note.kind == "call" else "Note",
             summary=None if deleted else note.body[:4000],
             links=[record],
             source=TimelineSource(service="crm", key=f"crm:note:{note.id}"),

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from crm_service.api import CallerDep, Cursor, Limit
+from crm_service.api import CallerDep
 from crm_service.audit_log import AuditFilters, audit_page, audit_query, export_csv
 from crm_service.schemas import AuditEntryPublic
 from pipedesk_common.app import ContextDep
@@ -18,7 +18,7 @@ from pipedesk_common.errors import (
     problem_responses,
 )
 from pipedesk_common.moments import Rfc3339
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -62,8 +62,8 @@ async def list_audit(
     filters: FiltersDep,
     session: SessionDep,
     context: ContextDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[AuditEntryPublic]:
     scope = f"audit:{filters!r}"
     after = context.cursors.decode_keyset(cursor, scope=scope) if cursor else None

@@ -17,18 +17,15 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-import httpx
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from crm_service.lifecycle import LifecycleParts, in_order
+from crm_service.lifecycle import LifecycleContext, LifecycleParts, in_order
 from crm_service.models import AuditEntry, CrmModel, GoogleDataDeletionJob, User, outbox
 from crm_service.schemas import OrgOffboard
 from crm_service.service import invalid
-from crm_service.settings import CrmSettings
-from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
-from pipedesk_common.clock import Clock
+from pipedesk_common.auth import Principal, Role
 from pipedesk_common.erasure import erase_org_rows
 from pipedesk_common.errors import Forbidden, NotFound
 from pipedesk_common.ids import new_id
@@ -49,17 +46,10 @@ def report_of(job: GoogleDataDeletionJob) -> dict[str, dict[str, int]]:
 class GoogleDataDeletions:
     """Deleting a user's Google data (see the module docstring)."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        clock: Clock,
-        settings: CrmSettings,
-        http: httpx.AsyncClient,
-        issuer: ServiceTokenIssuer,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.clock = clock
-        self.parts = LifecycleParts(sessionmaker, clock, settings, http, issuer)
+    def __init__(self, context: LifecycleContext) -> None:
+        self.sessionmaker = context.sessionmaker
+        self.clock = context.clock
+        self.parts = LifecycleParts(context)
 
     async def delete_user_data(
         self, principal: Principal, user_id: str
@@ -68,13 +58,39 @@ class GoogleDataDeletions:
         this request created it (a repeat resumes the unfinished job)."""
         _admin_only(principal, "delete a user's Google data")
         job, created = await self._start(principal, user_id)
-        await self.parts.run(
-            GoogleDataDeletionJob,
-            job.id,
+        return await self._run(
+            job,
             f"/users/{quote(user_id, safe='')}/google-data-deleted",
             {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
+        ), created
+
+    async def resume(self, job_id: UUID) -> GoogleDataDeletionJob:
+        """An unfinished job run on from where it stopped, with no request (the resumer's)."""
+        job = await self.parts.current(GoogleDataDeletionJob, job_id)
+        if job.scope == "org":
+            return await self._run(
+                job,
+                f"/orgs/{quote(job.org_id, safe='')}/offboarded",
+                {"actor_id": job.requested_by, "job_id": str(job.id)},
+            )
+        assert job.user_id is not None
+        return await self._run(
+            job,
+            f"/users/{quote(job.user_id, safe='')}/google-data-deleted",
+            {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
         )
-        return await self._finish(job.id), created
+
+    async def _run(
+        self, job: GoogleDataDeletionJob, path: str, body: dict[str, Any]
+    ) -> GoogleDataDeletionJob:
+        """The job's parts run by this process if it takes the job's lease; else (another
+        runner holds it) the job as it stands."""
+        async with self.parts.lease(GoogleDataDeletionJob, job.id) as token:
+            if token is not None and await self.parts.run(
+                GoogleDataDeletionJob, job.id, token, path, body
+            ):
+                return await self._finish(job.id)
+        return await self.parts.current(GoogleDataDeletionJob, job.id)
 
     async def offboard_org(
         self, principal: Principal, data: OrgOffboard
@@ -87,13 +103,11 @@ class GoogleDataDeletions:
         if data.confirm_org_id != principal.org_id:
             raise invalid("body.confirm_org_id", "type your organization's id to confirm")
         job, created = await self._start_org(principal)
-        await self.parts.run(
-            GoogleDataDeletionJob,
-            job.id,
+        return await self._run(
+            job,
             f"/orgs/{quote(job.org_id, safe='')}/offboarded",
             {"actor_id": job.requested_by, "job_id": str(job.id)},
-        )
-        return await self._finish(job.id), created
+        ), created
 
     async def _start_org(self, principal: Principal) -> tuple[GoogleDataDeletionJob, bool]:
         async with self.sessionmaker.begin() as session:

@@ -9,20 +9,20 @@ Decisions about another user (a new owner, a member) read the directory, never a
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, bindparam, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from crm_service.audit import act_as
-from crm_service.models import Team, User
+from crm_service.models import GoogleDataDeletionJob, Team, User
 from crm_service.repository import escape_like
 from crm_service.schemas import TeamCreate, UserProvision
 from pipedesk_common.auth import Principal, Role
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import Conflict, Forbidden, NotFound
 from pipedesk_common.ids import new_id
-from pipedesk_common.signin import UserDeactivated
+from pipedesk_common.signin import OFFBOARDED_DETAIL, OrgOffboarded, UserDeactivated
 
 
 async def active_user(session: AsyncSession, org_id: str, user_id: str) -> User | None:
@@ -30,11 +30,85 @@ async def active_user(session: AsyncSession, org_id: str, user_id: str) -> User 
     return user if user is not None and user.active else None
 
 
-async def upsert_caller(session: AsyncSession, principal: Principal, clock: Clock) -> User:
+def _offboardings_in_force() -> Any:
+    """The org offboardings whose org was not onboarded again (running or completed)."""
+    return select(col(GoogleDataDeletionJob.org_id), col(GoogleDataDeletionJob.status)).where(
+        col(GoogleDataDeletionJob.scope) == "org",
+        col(GoogleDataDeletionJob.reonboarded_at).is_(None),
+    )
+
+
+def _offboarding_of(statuses: Sequence[str]) -> str | None:
+    if not statuses:
+        return None
+    return "running" if any(status == "running" for status in statuses) else "completed"
+
+
+async def offboarding_status(session: AsyncSession, org_id: str) -> str | None:
+    """``running`` or ``completed`` while the org is offboarded (its job started and no
+    operator onboarded it again); None otherwise."""
+    statuses = (
+        await session.execute(
+            _offboardings_in_force().where(col(GoogleDataDeletionJob.org_id) == org_id)
+        )
+    ).all()
+    return _offboarding_of([status for _, status in statuses])
+
+
+def _caller_and_offboarding_statement() -> Any:
+    statuses = (
+        select(func.array_agg(col(GoogleDataDeletionJob.status)))
+        .where(
+            col(GoogleDataDeletionJob.scope) == "org",
+            col(GoogleDataDeletionJob.reonboarded_at).is_(None),
+            col(GoogleDataDeletionJob.org_id) == bindparam("org_id"),
+        )
+        .scalar_subquery()
+    )
+    one = select(literal(1).label("one")).subquery()
+    return (
+        select(statuses, User)
+        .select_from(one)
+        .outerjoin(
+            User, and_(col(User.org_id) == bindparam("org_id"), col(User.id) == bindparam("sub"))
+        )
+    )
+
+
+# Built once: every request runs it first, and building it (and its cache key) anew each time
+# cost more CPU than the database takes to answer it.
+_CALLER_AND_OFFBOARDING = _caller_and_offboarding_statement()
+
+
+async def _caller_and_offboarding(
+    session: AsyncSession, principal: Principal
+) -> tuple[User | None, str | None]:
+    """The caller's directory entry and their org's ``offboarding_status``, in one statement."""
+    found, user = (
+        await session.execute(
+            _CALLER_AND_OFFBOARDING, {"org_id": principal.org_id, "sub": principal.sub}
+        )
+    ).one()
+    return user, _offboarding_of(found or [])
+
+
+async def offboarded_orgs(session: AsyncSession) -> list[str]:
+    """Every org offboarded and not onboarded again, for every service to refuse."""
+    rows = (await session.execute(_offboardings_in_force())).all()
+    return sorted({str(org_id) for org_id, _ in rows})
+
+
+async def upsert_caller(
+    session: AsyncSession, principal: Principal, clock: Clock, *, resuming_offboarding: bool = False
+) -> User:
     """Make the directory agree with the caller's token (a write only when something changed);
-    a deactivated user is refused (``403 user-deactivated``)."""
+    a deactivated user is refused (``403 user-deactivated``), and so is every user of an
+    offboarded org (``403 org-offboarded``): nothing of the org is written again. Only the
+    request resuming the org's unfinished offboarding (``resuming_offboarding``) passes."""
+    user, offboarding = await _caller_and_offboarding(session, principal)
+    if offboarding is not None and not (resuming_offboarding and offboarding == "running"):
+        raise OrgOffboarded(OFFBOARDED_DETAIL)
     act_as(session, principal, clock)
-    user = await session.get(User, (principal.org_id, principal.sub))
     if user is not None and not user.active:
         raise UserDeactivated(
             "this user was deactivated in the org directory; an admin may reactivate them"

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from crm_service.api import CallerDep, Cursor, Limit
+from crm_service.api import CallerDep
 from crm_service.directory import Directory
 from crm_service.schemas import TeamCreate, TeamPublic, TeamUpdate, UserProvision, UserPublic
 from pipedesk_common.app import ContextDep
@@ -22,7 +22,7 @@ from pipedesk_common.errors import (
 from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.ids import OpaqueIdPath, id_path
 from pipedesk_common.internal import callers, internal_problems
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 
 
 async def directory(session: SessionDep, context: ContextDep) -> Directory:
@@ -60,8 +60,8 @@ async def list_users(
     context: ContextDep,
     team_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[UserPublic]:
     scope = f"users:{team_id!r}:{q!r}"
     after = context.cursors.decode_key(cursor, scope=scope) if cursor else None
@@ -116,8 +116,8 @@ async def list_teams(
     directory: DirectoryDep,
     context: ContextDep,
     archived: Annotated[bool, Query(description="List archived teams instead")] = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[TeamPublic]:
     """Active teams, or archived ones with `archived=true`, ordered by name (then id), a page
     at a time: pass `next_cursor` back as `cursor` until it is null."""
@@ -179,7 +179,7 @@ async def archive_team(
 
 @internal_users.get(
     "/{user_id:path}",
-    summary="A user of an org (callers: accounts, calendar, drive, gmail, tasks)",
+    summary="A user of an org (callers: accounts, automation, calendar, drive, gmail, tasks)",
     responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
 )
 async def internal_user(

@@ -22,18 +22,29 @@ Reactivation makes the user active again (sign-in restored); nothing handed over
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from crm_service.audit import OwnerChangeContext, act_as, caused_by, explain_owner_change
+from crm_service.audit import (
+    OwnerChangeContext,
+    act_as,
+    act_for,
+    caused_by,
+    explain_owner_change,
+)
 from crm_service.models import (
     AuditEntry,
     Deal,
@@ -46,11 +57,15 @@ from crm_service.models import (
 from crm_service.schemas import UserDeactivate
 from crm_service.service import invalid
 from crm_service.settings import CrmSettings
+from pipedesk_common.app import ServiceContext
 from pipedesk_common.auth import Principal, Role, ServiceTokenIssuer
 from pipedesk_common.clock import Clock
 from pipedesk_common.errors import Conflict, Forbidden, NotFound
 from pipedesk_common.ids import new_id
 from pipedesk_common.lifecycle import LIFECYCLE_PREFIX, LifecyclePartPublic
+from pipedesk_common.messaging import raise_if_cancelling
+
+log = logging.getLogger(__name__)
 
 HAND_OVER_BATCH = 200
 HAND_OVER_REASON = "the previous owner was deactivated"
@@ -66,6 +81,25 @@ class LifecycleCallFailed(Exception):
     """A service's part did not answer ``200``."""
 
 
+@dataclass(frozen=True)
+class LifecycleContext:
+    """What a lifecycle job is run with: the CRM's database, clock and settings, and the HTTP
+    client and service tokens that call the other services' parts."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock
+    settings: CrmSettings
+    http: httpx.AsyncClient
+    issuer: ServiceTokenIssuer
+
+    @classmethod
+    def of(cls, service: ServiceContext) -> LifecycleContext:
+        """The CRM process's own."""
+        settings = service.settings
+        assert isinstance(settings, CrmSettings)
+        return cls(service.sessionmaker, service.clock, settings, service.http, service.issuer())
+
+
 def _admin_only(principal: Principal, what: str) -> None:
     if principal.role is not Role.ADMIN:
         raise Forbidden(f"only an admin may {what}")
@@ -74,20 +108,11 @@ def _admin_only(principal: Principal, what: str) -> None:
 class UserLifecycle:
     """Deactivation jobs and reactivation (see the module docstring)."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        clock: Clock,
-        settings: CrmSettings,
-        http: httpx.AsyncClient,
-        issuer: ServiceTokenIssuer,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.clock = clock
-        self.settings = settings
-        self.http = http
-        self.issuer = issuer
-        self.parts = LifecycleParts(sessionmaker, clock, settings, http, issuer)
+    def __init__(self, context: LifecycleContext) -> None:
+        self.context = context
+        self.sessionmaker = context.sessionmaker
+        self.clock = context.clock
+        self.parts = LifecycleParts(context)
 
     # --- deactivation ---------------------------------------------------------------------------
 
@@ -100,14 +125,27 @@ class UserLifecycle:
         job, created = await self._start(principal, user_id, data)
         if job.status == "completed":
             return job, created
-        await self.parts.run(
-            UserDeactivationJob,
-            job.id,
-            f"/users/{quote(job.user_id, safe='')}/deactivated",
-            {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
-        )
-        await self._hand_over(principal, job.id)
-        return await self._finish(job.id), created
+        return await self._run(job), created
+
+    async def resume(self, job_id: UUID) -> UserDeactivationJob:
+        """An unfinished job run on from where it stopped, with no request (the resumer's);
+        what it hands over is attributed to the admin who asked for the deactivation."""
+        return await self._run(await self.parts.current(UserDeactivationJob, job_id))
+
+    async def _run(self, job: UserDeactivationJob) -> UserDeactivationJob:
+        """The job's parts and hand-over run by this process if it takes the job's lease; else
+        (another runner holds it) the job as it stands."""
+        async with self.parts.lease(UserDeactivationJob, job.id) as token:
+            if token is not None and await self.parts.run(
+                UserDeactivationJob,
+                job.id,
+                token,
+                f"/users/{quote(job.user_id, safe='')}/deactivated",
+                {"org_id": job.org_id, "actor_id": job.requested_by, "job_id": str(job.id)},
+            ):
+                await self._hand_over(job.id)
+                return await self._finish(job.id)
+        return await self.parts.current(UserDeactivationJob, job.id)
 
     async def _start(
         self, principal: Principal, user_id: str, data: UserDeactivate
@@ -209,15 +247,16 @@ class UserLifecycle:
     def _services(self) -> list[str]:
         return self.parts.services()
 
-    async def _hand_over(self, principal: Principal, job_id: UUID) -> None:
-        """Every lead and deal the user still owns goes to the job's new owner."""
+    async def _hand_over(self, job_id: UUID) -> None:
+        """Every lead and deal the user still owns goes to the job's new owner, each change
+        attributed to the admin who asked for the deactivation."""
         while True:
             async with self.sessionmaker.begin() as session:
                 job = await session.get(UserDeactivationJob, job_id, with_for_update=True)
                 assert job is not None
                 if job.records_done:
                     return
-                act_as(session, principal, self.clock)
+                act_for(session, job.org_id, job.requested_by, self.clock)
                 caused_by(session, job.audit_id)
                 records = [
                     *await self._owned(session, Lead, job.org_id, job.user_id),
@@ -314,15 +353,16 @@ class UserLifecycle:
     async def _announce_reactivation(self, service: str, org_id: str, user_id: str) -> None:
         """Tell a service at once; one that does not answer learns it from its next read of the
         deactivated users."""
+        context = self.context
         url = (
-            f"{self.settings.url_of(service)}{LIFECYCLE_PREFIX}/users/"
+            f"{context.settings.url_of(service)}{LIFECYCLE_PREFIX}/users/"
             f"{quote(user_id, safe='')}/reactivated"
         )
         try:
-            await self.http.post(
+            await context.http.post(
                 url,
                 json={"org_id": org_id},
-                headers={"Authorization": f"Bearer {self.issuer.token_for(service)}"},
+                headers={"Authorization": f"Bearer {context.issuer.token_for(service)}"},
             )
         except httpx.HTTPError:
             return
@@ -333,19 +373,12 @@ class LifecycleParts:
     ``UserDeactivationJob``), called in the order of ``CRM_LIFECYCLE_SERVICES``, the accounts
     service last and only once every other part is done; each answer recorded on its own."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        clock: Clock,
-        settings: CrmSettings,
-        http: httpx.AsyncClient,
-        issuer: ServiceTokenIssuer,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.clock = clock
-        self.settings = settings
-        self.http = http
-        self.issuer = issuer
+    def __init__(self, context: LifecycleContext) -> None:
+        self.sessionmaker = context.sessionmaker
+        self.clock = context.clock
+        self.settings = context.settings
+        self.http = context.http
+        self.issuer = context.issuer
 
     def services(self) -> list[str]:
         """The lifecycle's services, the accounts service last."""
@@ -361,8 +394,82 @@ class LifecycleParts:
             for order, name in enumerate(self.services())
         }
 
-    async def run(self, model: type[JobRow], job_id: UUID, path: str, body: dict[str, Any]) -> None:
-        """Call every part not done yet at ``LIFECYCLE_PREFIX + path`` with ``body``."""
+    @asynccontextmanager
+    async def lease(self, model: type[JobRow], job_id: UUID) -> AsyncIterator[str | None]:
+        """The job's lease while the context is open: its holder's token, or ``None`` when a
+        live runner holds it (or the job is done), so this one must not run its parts. Taken
+        by one conditional update, so of two runners at once only one gets it; released at
+        the end. A runner that dies keeps it until ``lease_expires_at``, then anyone may."""
+        token = str(new_id())
+        now = self.clock.now()
+        table = model.__table__  # type: ignore[attr-defined]
+        async with self.sessionmaker.begin() as session:
+            taken = await session.scalar(
+                update(table)
+                .where(
+                    table.c.id == job_id,
+                    table.c.status == "running",
+                    or_(table.c.lease_holder.is_(None), table.c.lease_expires_at <= now),
+                )
+                .values(lease_holder=token, lease_expires_at=now + self._lease_span())
+                .returning(table.c.id)
+            )
+        if taken is None:
+            yield None
+            return
+        keeping = asyncio.create_task(self._keep(model, job_id, token), name="lifecycle-lease")
+        try:
+            yield token
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
+            async with self.sessionmaker.begin() as session:
+                await session.execute(
+                    update(table)
+                    .where(table.c.id == job_id, table.c.lease_holder == token)
+                    .values(lease_holder=None, lease_expires_at=None)
+                )
+
+    async def renew(self, model: type[JobRow], job_id: UUID, token: str) -> bool:
+        """Extend the lease ``token`` holds; False when it was lost (it expired and another
+        runner took the job), and the caller stops."""
+        table = model.__table__  # type: ignore[attr-defined]
+        async with self.sessionmaker.begin() as session:
+            renewed = await session.scalar(
+                update(table)
+                .where(table.c.id == job_id, table.c.lease_holder == token)
+                .values(lease_expires_at=self.clock.now() + self._lease_span())
+                .returning(table.c.id)
+            )
+        return renewed is not None
+
+    async def current(self, model: type[JobRow], job_id: UUID) -> JobRow:
+        """The job as it stands."""
+        async with self.sessionmaker() as session:
+            job = await session.get(model, job_id)
+        assert job is not None
+        return job
+
+    async def _keep(self, model: type[JobRow], job_id: UUID, token: str) -> None:
+        """Renew the lease a few times per span while a part's call is on its way."""
+        while True:
+            await asyncio.sleep(self.settings.lifecycle_lease_seconds / 3)
+            try:
+                if not await self.renew(model, job_id, token):
+                    return
+            except Exception:  # the database may be away; the next beat tries again
+                raise_if_cancelling()
+                log.warning("could not renew the lease of job %s", job_id, exc_info=True)
+
+    def _lease_span(self) -> timedelta:
+        return timedelta(seconds=self.settings.lifecycle_lease_seconds)
+
+    async def run(
+        self, model: type[JobRow], job_id: UUID, token: str, path: str, body: dict[str, Any]
+    ) -> bool:
+        """Call every part not done yet at ``LIFECYCLE_PREFIX + path`` with ``body``, holding
+        the job's lease ``token`` (renewed before each part); False if the lease was lost."""
         async with self.sessionmaker() as session:
             job = await session.get(model, job_id)
             assert job is not None
@@ -377,12 +484,18 @@ class LifecycleParts:
                 parts[name]["state"] != "done" for name in called if name != LAST_PART
             ):
                 continue  # its turn comes when every other part is done
+            if not await self.renew(model, job_id, token):
+                return False
             try:
                 answer = await self._call(service, path, body)
             except LifecycleCallFailed as failed:
-                parts[service] = await self._record(model, job_id, service, error=str(failed))
+                recorded = await self._record(model, job_id, token, service, error=str(failed))
             else:
-                parts[service] = await self._record(model, job_id, service, ended=answer.ended)
+                recorded = await self._record(model, job_id, token, service, ended=answer.ended)
+            if recorded is None:
+                return False
+            parts[service] = recorded
+        return True
 
     async def _call(self, service: str, path: str, body: dict[str, Any]) -> LifecyclePartPublic:
         url = f"{self.settings.url_of(service)}{LIFECYCLE_PREFIX}{path}"
@@ -414,14 +527,19 @@ class LifecycleParts:
         self,
         model: type[JobRow],
         job_id: UUID,
+        token: str,
         service: str,
         *,
         ended: dict[str, int] | None = None,
         error: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The part's answer, recorded only while ``token`` still holds the job's lease (else
+        ``None``: the job's runner now is another, whose answer counts)."""
         async with self.sessionmaker.begin() as session:
             job = await session.get(model, job_id, with_for_update=True)
             assert job is not None
+            if job.lease_holder != token:
+                return None
             part: dict[str, Any] = dict(job.parts.get(service, {"ended": {}}))
             now = self.clock.now()
             if error is None:

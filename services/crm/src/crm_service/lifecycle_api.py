@@ -5,12 +5,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from crm_service.api import CallerDep
 from crm_service.deletion import GoogleDataDeletions, report_of
+from crm_service.directory import offboarded_orgs, upsert_caller
 from crm_service.directory_api import UserIdPath
-from crm_service.lifecycle import UserLifecycle, deactivated_users, in_order
+from crm_service.lifecycle import LifecycleContext, UserLifecycle, deactivated_users, in_order
 from crm_service.models import GoogleDataDeletionJob, UserDeactivationJob
 from crm_service.schemas import (
     DataDeletionPublic,
@@ -20,9 +21,8 @@ from crm_service.schemas import (
     UserDeactivationPublic,
     UserPublic,
 )
-from crm_service.settings import CrmSettings
-from pipedesk_common.app import ContextDep
-from pipedesk_common.auth import ServiceCaller
+from pipedesk_common.app import ContextDep, PrincipalDep
+from pipedesk_common.auth import Principal, ServiceCaller
 from pipedesk_common.db import SessionDep
 from pipedesk_common.errors import (
     Conflict,
@@ -34,7 +34,7 @@ from pipedesk_common.errors import (
 )
 from pipedesk_common.ids import id_path
 from pipedesk_common.internal import callers, internal_problems
-from pipedesk_common.signin import RefusedUser
+from pipedesk_common.signin import OrgOffboarded, RefusedUser
 
 # Every service refuses deactivated users' tokens, the gateway included.
 REFUSAL_READERS = (
@@ -47,11 +47,7 @@ internal_refusals = APIRouter(prefix="/internal/users", tags=["internal"])
 
 
 async def lifecycle(context: ContextDep) -> UserLifecycle:
-    settings = context.settings
-    assert isinstance(settings, CrmSettings)
-    return UserLifecycle(
-        context.sessionmaker, context.clock, settings, context.http, context.issuer()
-    )
+    return UserLifecycle(LifecycleContext.of(context))
 
 
 LifecycleDep = Annotated[UserLifecycle, Depends(lifecycle)]
@@ -75,11 +71,16 @@ def _public(job: UserDeactivationJob) -> UserDeactivationPublic:
         "`reassign_to` (or their team's manager) as an owner change, audited with `caused_by` "
         "= the job's `audit_id`. Answers the job: `201` when this request started it, `200` "
         "when it repeats one (an unfinished job is resumed: what is done is not done again; "
-        "a finished one is answered as it is). `status: running` after the answer means a "
-        "service's part failed: repeat the request to finish it."
+        "a finished one is answered as it is; one another request is running is answered as it "
+        "stands, `running`, without running anything). `status: running` after the answer "
+        "means a service's part failed, or another request is finishing the job: repeat the "
+        "request (or read the job) to see it finished."
     ),
     responses={
-        200: {"model": UserDeactivationPublic, "description": "An earlier job, resumed or done"},
+        200: {
+            "model": UserDeactivationPublic,
+            "description": "An earlier job, resumed, done, or being run by another request",
+        },
         **problem_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidInput),
     },
 )
@@ -132,11 +133,7 @@ async def reactivate_user(
 
 
 async def deletions(context: ContextDep) -> GoogleDataDeletions:
-    settings = context.settings
-    assert isinstance(settings, CrmSettings)
-    return GoogleDataDeletions(
-        context.sessionmaker, context.clock, settings, context.http, context.issuer()
-    )
+    return GoogleDataDeletions(LifecycleContext.of(context))
 
 
 DeletionsDep = Annotated[GoogleDataDeletions, Depends(deletions)]
@@ -178,12 +175,16 @@ def deletion_public(job: GoogleDataDeletionJob) -> DataDeletionPublic:
         "accounts service then revokes and forgets their grant. The user stays a user of the "
         "org (sign-in, records). Answers the job with each service's part and its counts: "
         "`201` when this request started it, `200` when it resumes an unfinished one (the "
-        "parts done are not run again). `status: running` after the answer means a part "
-        "failed: repeat the request to finish it. The audit log records the request and the "
-        "counts, never what was deleted."
+        "parts done are not run again), or when another request is running it (answered as "
+        "it stands, nothing run). `status: running` after the answer means a part failed, "
+        "or another request is finishing it: repeat the request to finish it. The audit log "
+        "records the request and the counts, never what was deleted."
     ),
     responses={
-        200: {"model": DataDeletionPublic, "description": "An unfinished job, resumed"},
+        200: {
+            "model": DataDeletionPublic,
+            "description": "An unfinished job, resumed, or being run by another request",
+        },
         **problem_responses(Unauthorized, Forbidden, NotFound, InvalidInput),
     },
 )
@@ -213,6 +214,15 @@ async def get_google_data_deletion(
     return deletion_public(await service.job(principal, user_id, job_id))
 
 
+async def offboarding_caller(
+    principal: PrincipalDep, session: SessionDep, context: ContextDep
+) -> Principal:
+    """The caller upserted as on every route, but an org whose offboarding is unfinished lets
+    its admin resume it (an offboarded org is refused, ``403 org-offboarded``)."""
+    await upsert_caller(session, principal, context.clock, resuming_offboarding=True)
+    return principal
+
+
 @org_lifecycle.post(
     "/offboard",
     status_code=status.HTTP_201_CREATED,
@@ -224,16 +234,25 @@ async def get_google_data_deletion(
         "the job row is kept, with each service's counts: the record that the offboarding "
         "happened. The org's admin asks, typing the org's id again in `confirm_org_id` (`422` "
         "otherwise). Answers the job: `201` when this request started it, `200` when it "
-        "resumes an unfinished one. Sign-in to the org must be ended at the identity provider "
-        "first: a later request of one of its users would be a new user of an empty org."
+        "resumes an unfinished one, or when another request is running it (answered as it "
+        "stands, `running`, nothing run). From the job's start every service refuses the org's "
+        "users (`403 org-offboarded`), but this request resuming an unfinished job, until an "
+        "operator onboards the org again (`python -m crm_service.reonboard`); a completed "
+        "offboarding is refused too."
     ),
     responses={
-        200: {"model": DataDeletionPublic, "description": "An unfinished job, resumed"},
-        **problem_responses(Unauthorized, Forbidden, InvalidInput),
+        200: {
+            "model": DataDeletionPublic,
+            "description": "An unfinished job, resumed, or being run by another request",
+        },
+        **problem_responses(Unauthorized, Forbidden, OrgOffboarded, InvalidInput),
     },
 )
 async def offboard_org(
-    data: OrgOffboard, principal: CallerDep, service: DeletionsDep, response: Response
+    data: OrgOffboard,
+    principal: Annotated[Principal, Depends(offboarding_caller)],
+    service: DeletionsDep,
+    response: Response,
 ) -> DataDeletionPublic:
     job, created = await service.offboard_org(principal, data)
     if not created:
@@ -243,11 +262,15 @@ async def offboard_org(
 
 class RefusedUsersPublic(BaseModel):
     items: list[RefusedUser]
+    offboarded_orgs: list[str] = Field(
+        description="The orgs offboarded (their job started) and not onboarded again"
+    )
 
 
 @internal_refusals.get(
     "/deactivated",
-    summary=f"Every deactivated user of every org (callers: {', '.join(REFUSAL_READERS)})",
+    summary="Every deactivated user of every org and every offboarded org "
+    f"(callers: {', '.join(REFUSAL_READERS)})",
     responses=internal_problems(),
 )
 async def list_deactivated(
@@ -257,7 +280,8 @@ async def list_deactivated(
         items=[
             RefusedUser(org_id=org_id, id=user_id)
             for org_id, user_id in await deactivated_users(session)
-        ]
+        ],
+        offboarded_orgs=await offboarded_orgs(session),
     )
 
 

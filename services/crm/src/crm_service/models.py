@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
@@ -27,6 +28,7 @@ from pipedesk_common.db import schema_registry
 from pipedesk_common.idempotency import idempotency_table
 from pipedesk_common.inbox import inbox_tables
 from pipedesk_common.outbox import outbox_table
+from pipedesk_common.periodic import job_schedule_table
 from pipedesk_common.rbac import MemberRole
 
 
@@ -91,6 +93,11 @@ class Lead(CrmModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
     next_step: str | None = Field(default=None, sa_type=Text)
     sla_due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # While an SLA policy applies, the automation service sets ``sla_due_at``; clients may not.
+    sla_managed: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=text("false")),
+    )
     created_by: str = Field(sa_type=String(255))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -227,12 +234,18 @@ class RecordMember(CrmModel, table=True):
     added_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+class NoteKind(StrEnum):
+    NOTE = "note"
+    CALL = "call"
+
+
 class Note(CrmModel, table=True):
     __tablename__ = "notes"
     __table_args__ = (
         CheckConstraint(
             "record_type IN ('lead', 'deal', 'contact', 'company')", name="record_type"
         ),
+        CheckConstraint(f"kind IN ({_in(NoteKind)})", name="kind"),
         Index("ix_notes_record", "org_id", "record_type", "record_id", "created_at", "id"),
     )
 
@@ -241,6 +254,10 @@ class Note(CrmModel, table=True):
     record_type: str = Field(sa_type=String(10))
     record_id: UUID
     author_id: str = Field(sa_type=String(255))
+    kind: str = Field(
+        default=NoteKind.NOTE.value,
+        sa_column=Column(String(10), nullable=False, server_default=text("'note'")),
+    )
     body: str = Field(sa_type=Text)
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -317,6 +334,21 @@ class UserDeactivationJob(CrmModel, table=True):
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    lease_holder: str | None = Field(
+        default=None,
+        sa_column=Column(
+            String(64), nullable=True, comment="The runner calling the parts now (none: no one)"
+        ),
+    )
+    lease_expires_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=True,
+            comment="Until when the runner holds the job unless it renews (a dead one lets go "
+            "then)",
+        ),
+    )
 
 
 class GoogleDataDeletionJob(CrmModel, table=True):
@@ -346,8 +378,33 @@ class GoogleDataDeletionJob(CrmModel, table=True):
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    reonboarded_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=True,
+            comment="An offboarding: when an operator onboarded the org again (its users are "
+            "refused until then)",
+        ),
+    )
+    lease_holder: str | None = Field(
+        default=None,
+        sa_column=Column(
+            String(64), nullable=True, comment="The runner calling the parts now (none: no one)"
+        ),
+    )
+    lease_expires_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=True,
+            comment="Until when the runner holds the job unless it renews (a dead one lets go "
+            "then)",
+        ),
+    )
 
 
 outbox = outbox_table(CrmModel.metadata)
 inbox = inbox_tables(CrmModel.metadata)
 idempotency_keys = idempotency_table(CrmModel.metadata)
+job_schedule = job_schedule_table(CrmModel.metadata)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -72,6 +72,21 @@ def readable(model: type[Lead] | type[Deal], scope: ReadScope) -> ColumnElement[
     return or_(*conditions)
 
 
+def _one_record(model: type[Any], for_update: bool) -> Select[Any]:
+    query = select(model).where(
+        col(model.org_id) == bindparam("org_id"), col(model.id) == bindparam("record_id")
+    )
+    return query.with_for_update() if for_update else query
+
+
+# Built once per kind: every read or change of a record starts with it.
+_ONE_RECORD: dict[tuple[type[Any], bool], Select[Any]] = {
+    (model, for_update): _one_record(model, for_update)
+    for model in (Lead, Deal, Contact, Company)
+    for for_update in (False, True)
+}
+
+
 class RecordRepository(Generic[R]):
     model: type[R]
 
@@ -83,12 +98,10 @@ class RecordRepository(Generic[R]):
 
     async def get(self, org_id: str, record_id: UUID, *, for_update: bool = False) -> R | None:
         """A record of the org, deleted or not; the caller decides what the user may see."""
-        query = select(self.model).where(
-            col(self.model.org_id) == org_id, col(self.model.id) == record_id
-        )
-        if for_update:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+        query = _ONE_RECORD[self.model, for_update]
+        found = await self.session.execute(query, {"org_id": org_id, "record_id": record_id})
+        record: R | None = found.scalar_one_or_none()
+        return record
 
     async def get_by_id(self, record_id: UUID) -> R | None:
         return await self.session.get(self.model, record_id)

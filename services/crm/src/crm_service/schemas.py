@@ -1,26 +1,30 @@
 """API shapes. Input models forbid unknown fields, so ``org_id``, ``owner_id``, ``version`` and
 timestamps cannot be mass-assigned: sending them is a 422 naming the field."""
 
+import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 
-from crm_service.models import DealStage, LeadPriority, LeadStatus
+from crm_service.models import DealStage, LeadPriority, LeadStatus, NoteKind
 from pipedesk_common.auth import Role
 from pipedesk_common.contract import NonBlank
+from pipedesk_common.email_addresses import EMAIL_PATTERN
 from pipedesk_common.ids import OpaqueId
+from pipedesk_common.moments import IsoDate, Rfc3339
 from pipedesk_common.rbac import MemberRole
 
 Title = Annotated[
@@ -39,7 +43,38 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), NonBlank()
 ]
-Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
+# An amount: a JSON number or a plain decimal string, 0 to 99 999 999 999 999.99 in cents. The
+# schema says so exactly (``multipleOf`` for a number, a pattern for a string), and a string is
+# held to that pattern here too, so the document and the service accept the same amounts.
+MONEY_TEXT_PATTERN: Final = r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$"
+_MONEY_TEXT = re.compile(MONEY_TEXT_PATTERN)
+
+
+def _plain_decimal_text(value: Any) -> Any:
+    if isinstance(value, str) and not _MONEY_TEXT.match(value):
+        raise ValueError("a plain decimal: up to 14 digits, a point and at most 2 decimals")
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=16, decimal_places=2),
+    BeforeValidator(_plain_decimal_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 99999999999999.99,
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": MONEY_TEXT_PATTERN},
+            ]
+        },
+        mode="validation",
+    ),
+]
 NextStep = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 
@@ -47,24 +82,24 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+# The constraints come before the validator that lowers the text (they still apply after it):
+# pydantic documents a pattern only when it is not behind a validator.
 Email = Annotated[
     str,
+    StringConstraints(max_length=320, pattern=EMAIL_PATTERN),
     BeforeValidator(_lower),
-    StringConstraints(
-        max_length=320,
-        pattern=r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$",
-    ),
 ]
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().\-/]{2,38}$")
 ]
+# Stored lower case; either case is accepted.
 Domain = Annotated[
     str,
-    BeforeValidator(_lower),
     StringConstraints(
         max_length=253,
-        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$",
     ),
+    BeforeValidator(_lower),
 ]
 NoteBody = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000), NonBlank()
@@ -98,7 +133,27 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def currency_with(amount: str) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` saying that a new record's ``amount`` (unless absent or null) comes
+    with a ``currency`` (not null), as the service requires."""
+
+    def document(schema: dict[str, Any]) -> None:
+        schema.setdefault("allOf", []).append(
+            {
+                "anyOf": [
+                    {"not": {"required": [amount]}},
+                    {"properties": {amount: {"type": "null"}}},
+                    {"required": ["currency"], "properties": {"currency": {"type": "string"}}},
+                ]
+            }
+        )
+
+    return document
+
+
 class LeadCreate(_Input):
+    model_config = ConfigDict(json_schema_extra=currency_with("estimated_value"))
+
     title: Title
     company_name: ShortText | None = None
     company_id: UUID | None = Field(None, description="A company of the org")
@@ -113,7 +168,9 @@ class LeadCreate(_Input):
     currency: Currency | None = Field(None, description="ISO 4217; required with a value")
     tags: Tags = Field(default_factory=list)
     next_step: NextStep | None = None
-    sla_due_at: AwareDatetime | None = None
+    sla_due_at: Rfc3339 | None = Field(
+        None, description="Replaced by the org's SLA policy's due time when one applies"
+    )
 
 
 class LeadUpdate(_Input):
@@ -131,7 +188,9 @@ class LeadUpdate(_Input):
     currency: Currency | None = None
     tags: Tags | None = None
     next_step: NextStep | None = None
-    sla_due_at: AwareDatetime | None = None
+    sla_due_at: Rfc3339 | None = Field(
+        None, description="Refused (`422`) while an SLA policy applies (`sla_managed`)"
+    )
 
 
 class LeadPublic(BaseModel):
@@ -152,7 +211,13 @@ class LeadPublic(BaseModel):
     currency: str | None
     tags: list[str]
     next_step: str | None
-    sla_due_at: datetime | None
+    sla_due_at: datetime | None = Field(
+        description="When the lead is due for its next touch; set by the org's SLA policy "
+        "(and then read-only) while one applies"
+    )
+    sla_managed: bool = Field(
+        False, description="An SLA policy applies: the automation service sets `sla_due_at`"
+    )
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -165,6 +230,8 @@ LeadSort = Sort
 
 
 class DealCreate(_Input):
+    model_config = ConfigDict(json_schema_extra=currency_with("amount"))
+
     title: Title
     company_id: UUID | None = None
     contact_ids: ContactIds = Field(default_factory=list)
@@ -174,7 +241,7 @@ class DealCreate(_Input):
     stage: DealStage = DealStage.QUALIFICATION
     amount: Money | None = None
     currency: Currency | None = Field(None, description="ISO 4217; required with an amount")
-    expected_close_date: date | None = None
+    expected_close_date: IsoDate | None = None
 
 
 class DealUpdate(_Input):
@@ -185,7 +252,7 @@ class DealUpdate(_Input):
     stage: DealStage | None = None
     amount: Money | None = None
     currency: Currency | None = None
-    expected_close_date: date | None = None
+    expected_close_date: IsoDate | None = None
 
 
 class DealPublic(BaseModel):
@@ -217,7 +284,7 @@ class LeadConvert(_Input):
     stage: DealStage = DealStage.QUALIFICATION
     amount: Money | None = Field(None, description="Defaults to the lead's estimated value")
     currency: Currency | None = None
-    expected_close_date: date | None = None
+    expected_close_date: IsoDate | None = None
 
 
 class ContactCreate(_Input):
@@ -308,6 +375,15 @@ class OwnerChange(_Input):
 
 class NoteCreate(_Input):
     body: NoteBody
+    kind: NoteKind = Field(
+        NoteKind.NOTE,
+        description="`call`: the note records a call with the record's contact (a first "
+        "response for the SLA)",
+    )
+
+
+class NoteEdit(_Input):
+    body: NoteBody
 
 
 class NotePublic(BaseModel):
@@ -317,6 +393,7 @@ class NotePublic(BaseModel):
     record_type: str
     record_id: UUID
     author_id: str
+    kind: NoteKind = NoteKind.NOTE
     body: str
     created_at: datetime
     updated_at: datetime

@@ -3,14 +3,25 @@ and nothing here writes audit rows: the session listeners of ``crm_service.audit
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, ClassVar, Generic
 from uuid import UUID
 
 from pydantic import BaseModel
+from sqlalchemy import DateTime, Numeric, inspect
 
 from crm_service.audit import OwnerChangeContext, act_as, explain_owner_change
 from crm_service.directory import active_user
-from crm_service.models import Company, Contact, Deal, Lead, LeadStatus, Note, RecordMember
+from crm_service.models import (
+    Company,
+    Contact,
+    Deal,
+    Lead,
+    LeadStatus,
+    Note,
+    NoteKind,
+    RecordMember,
+)
 from crm_service.repository import (
     CompanyRepository,
     ContactRepository,
@@ -56,6 +67,52 @@ def _team_for(principal: Principal, requested: str | None) -> str | None:
 def _present(data: BaseModel) -> dict[str, Any]:
     """The fields a partial update actually sent, with their (already validated) values."""
     return {name: getattr(data, name) for name in data.model_fields_set}
+
+
+def _stored_differently(record: Any, name: str) -> bool:
+    """Whether the database may give back ``record``'s value of ``name`` in another form than
+    it was given: a number rounded to its column's scale, a time converted to UTC."""
+    column = inspect(type(record)).columns[name]
+    if isinstance(column.type, Numeric):
+        return True
+    if isinstance(column.type, DateTime):
+        value = getattr(record, name)
+        return value is not None and value.tzinfo is not UTC
+    return False
+
+
+class _Decisions(Generic[R]):
+    """The access decisions about one record for one request. A record's members are read
+    at most once, and only when a decision depends on them: ``can`` grants a member nothing
+    it refuses to a non-member, so a decision allowed without them stands."""
+
+    def __init__(self, service: "RecordService[R]", record: R | None) -> None:
+        self.service: RecordService[R] = service
+        self.record: R | None = record
+        self.access: AccessList | None = None
+
+    def about(self, record: R) -> "_Decisions[R]":
+        if self.record is not record:
+            self.record, self.access = record, None
+        return self
+
+    async def allowed(self, principal: Principal, action: Action) -> bool:
+        record = self.record
+        assert record is not None
+        if not self.service.owned:
+            if record.org_id != principal.org_id:
+                return False
+            return action is Action.READ or action in ROLE_ACTIONS[principal.role]
+        if self.access is None:
+            without_members = AccessList(
+                org_id=record.org_id,
+                owner_id=getattr(record, "owner_id", None),
+                team_id=getattr(record, "team_id", None),
+            )
+            if can(principal, action, without_members):
+                return True
+            self.access = await self.service.access_list(record)
+        return can(principal, action, self.access)
 
 
 class RecordService(ABC, Generic[R]):
@@ -116,15 +173,21 @@ class RecordService(ABC, Generic[R]):
         )
 
     async def allowed(self, principal: Principal, action: Action, record: R) -> bool:
-        if self.owned:
-            return can(principal, action, await self.access_list(record))
-        if record.org_id != principal.org_id:
-            return False
-        return action is Action.READ or action in ROLE_ACTIONS[principal.role]
+        return await _Decisions(self, record).allowed(principal, action)
 
-    async def visible(self, principal: Principal, record_id: UUID, *, for_update: bool) -> R:
+    async def visible(
+        self,
+        principal: Principal,
+        record_id: UUID,
+        *,
+        for_update: bool,
+        decisions: "_Decisions[R] | None" = None,
+    ) -> R:
         record = await self.repository.get(principal.org_id, record_id, for_update=for_update)
-        if record is None or not await self.allowed(principal, Action.READ, record):
+        if record is None:
+            raise NotFound(f"no such {self.label}")
+        decisions = decisions or _Decisions(self, record)
+        if not await decisions.about(record).allowed(principal, Action.READ):
             raise NotFound(f"no such {self.label}")
         return record
 
@@ -132,12 +195,13 @@ class RecordService(ABC, Generic[R]):
         self, principal: Principal, record_id: UUID, action: Action, *, deleted: bool = False
     ) -> R:
         act_as(self.session, principal, self.clock)
-        record = await self.visible(principal, record_id, for_update=True)
+        decisions: _Decisions[R] = _Decisions(self, None)
+        record = await self.visible(principal, record_id, for_update=True, decisions=decisions)
         if record.deleted_at is not None and not deleted:
             raise NotFound(f"no such {self.label}")
         if record.deleted_at is None and deleted:
             raise Conflict(f"this {self.label} is not deleted")
-        if not await self.allowed(principal, action, record):
+        if not await decisions.allowed(principal, action):
             raise Forbidden(f"you may not {action.value.replace('_', ' ')} this {self.label}")
         return record
 
@@ -148,6 +212,18 @@ class RecordService(ABC, Generic[R]):
     async def answer(self, record: R) -> R:
         await self.session.flush()
         await self.session.refresh(record)  # answer with values as stored
+        return record
+
+    async def answer_changed(self, record: R, changed: set[str]) -> R:
+        """``answer`` after an update of the row locked by ``for_action``: only the values the
+        database may store differently from how they were given (amounts rounded to their
+        scale, times not in UTC) are read back; the others are as stored already."""
+        await self.session.flush()
+        stored = sorted(
+            name for name in changed | {"updated_at"} if _stored_differently(record, name)
+        )
+        if stored:
+            await self.session.refresh(record, attribute_names=stored)
         return record
 
     # --- records ------------------------------------------------------------------------------
@@ -198,13 +274,15 @@ class RecordService(ABC, Generic[R]):
             if changes["team_id"] is not None:
                 changes["team_id"] = _team_for(principal, changes["team_id"])
         changed = {name for name, value in changes.items() if getattr(record, name) != value}
+        if "sla_due_at" in changed and getattr(record, "sla_managed", False):
+            raise invalid("body.sla_due_at", "set by the org's SLA policy while one applies")
         if not changed:
             return record
         for name in changed:
             setattr(record, name, changes[name])
         await self.validate(principal, record, changed)
         self.touch(record)
-        return await self.answer(record)
+        return await self.answer_changed(record, changed)
 
     async def delete(self, principal: Principal, record_id: UUID) -> R:
         record = await self.for_action(principal, record_id, Action.DELETE)
@@ -220,7 +298,9 @@ class RecordService(ABC, Generic[R]):
 
     # --- notes --------------------------------------------------------------------------------
 
-    async def add_note(self, principal: Principal, record_id: UUID, body: str) -> Note:
+    async def add_note(
+        self, principal: Principal, record_id: UUID, body: str, kind: NoteKind = NoteKind.NOTE
+    ) -> Note:
         record = await self.for_action(principal, record_id, Action.UPDATE)
         now = self.clock.now()
         note = Note(
@@ -229,6 +309,7 @@ class RecordService(ABC, Generic[R]):
             record_type=self.record_type,
             record_id=record.id,
             author_id=principal.sub,
+            kind=kind.value,
             body=body,
             created_at=now,
             updated_at=now,

@@ -12,7 +12,15 @@ class CrmSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "crm"
 
     lifecycle_services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["calendar", "tasks", "drive", "gmail", "timeline", "accounts"],
+        default_factory=lambda: [
+            "calendar",
+            "tasks",
+            "drive",
+            "gmail",
+            "timeline",
+            "automation",
+            "accounts",
+        ],
         validation_alias=AliasChoices("CRM_LIFECYCLE_SERVICES", "lifecycle_services"),
         description="The services whose part of the lifecycle contract a deactivation or a "
         "deletion runs, in order (the accounts service always last), each reached at its "
@@ -27,6 +35,28 @@ class CrmSettings(BaseServiceSettings):
         ),
         description="How long one service's part of a deactivation may take before it counts "
         "as failed (run again by the next request)",
+    )
+    jobs_enabled: bool = Field(
+        True,
+        description="Run the periodic jobs (resuming unfinished lifecycle jobs) in this "
+        "process; the database lease lets one process run each turn",
+    )
+    lifecycle_resume_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        validation_alias=AliasChoices("CRM_LIFECYCLE_RESUME_SECONDS", "lifecycle_resume_seconds"),
+        description="How often unfinished lifecycle jobs that no live process runs (it died, "
+        "or a part failed) are resumed without a request",
+    )
+    lifecycle_lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices("CRM_LIFECYCLE_LEASE_SECONDS", "lifecycle_lease_seconds"),
+        description="How long a lifecycle job stays held by the process running its parts "
+        "without a renewal (it renews a third of the way through, and before each part); "
+        "past it, the job of a process that died is resumed by another",
     )
 
     @field_validator("lifecycle_services", mode="before")

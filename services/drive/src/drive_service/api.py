@@ -11,11 +11,13 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from drive_service.disconnect import set_disconnect_rule
 from drive_service.google import GOOGLE_APPS
 from drive_service.models import DriveFile, RecordFolder
 from drive_service.repair import repair_for
 from drive_service.runtime import DriveRuntime
 from drive_service.schemas import (
+    DisconnectRule,
     FileMove,
     FilePublic,
     FileRename,
@@ -26,6 +28,7 @@ from drive_service.schemas import (
     RepairRequest,
     RootPublic,
     RootWrite,
+    SameContent,
     SearchHitPublic,
     SearchResults,
     ShareCreate,
@@ -62,7 +65,7 @@ from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
 from pipedesk_common.mirror.runtime import MirrorRuntime
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 from pipedesk_common.rbac import Action
 
 router = APIRouter(prefix="/api/drive", tags=["drive"])
@@ -105,11 +108,25 @@ async def drive_service(runtime: RuntimeDep, context: ContextDep) -> DriveServic
 
 
 ServiceDep = Annotated[DriveService, Depends(drive_service)]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[str | None, Query(max_length=1024)]
 Subfolder = Annotated[
     str, Query(min_length=1, max_length=200, description="One of DRIVE_SUBFOLDERS")
 ]
+
+
+def document_subfolders(document: dict[str, Any], subfolders: list[str]) -> dict[str, Any]:
+    """``document`` with the configured subfolders as the ``enum`` of every subfolder a request
+    names (the ``subfolder`` query parameter, ``FileMove.subfolder``); in place."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("name") == "subfolder" and parameter.get("in") == "query":
+                    parameter["schema"]["enum"] = list(subfolders)
+    move = document.get("components", {}).get("schemas", {}).get(FileMove.__name__)
+    if move is not None:
+        move["properties"]["subfolder"]["enum"] = list(subfolders)
+    return document
+
+
 FileName = Annotated[
     str, Query(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$", description="Its name")
 ]
@@ -200,6 +217,25 @@ async def put_share_domains(
     return RootPublic.model_validate(await set_share_domains(service, principal, data.domains))
 
 
+@router.put(
+    "/on-disconnect",
+    summary="What the file index becomes once the root's account disconnects (admins)",
+    description=(
+        "`keep_metadata` (the default) keeps the files of the org's record folders as last seen "
+        "when the Google account holding a My Drive root disconnects Google Drive (or Google "
+        "revokes its access); `remove` removes them from PipeDesk and every timeline. A shared "
+        "drive's files stay either way."
+    ),
+    responses=problem_responses(Unauthorized, Forbidden, InvalidInput, DriveNotConfigured),
+)
+async def put_disconnect_rule(
+    data: DisconnectRule, principal: PrincipalDep, service: ServiceDep
+) -> RootPublic:
+    return RootPublic.model_validate(
+        await set_disconnect_rule(service, principal, data.on_disconnect)
+    )
+
+
 @router.get(
     "/search",
     summary="Files of the record folders the caller may see, by name or full text",
@@ -214,7 +250,7 @@ async def search(
     principal: PrincipalDep,
     service: ServiceDep,
     full_text: bool = False,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
 ) -> SearchResults:
     hits = await search_files(service, principal, q, full_text=full_text, limit=limit)
     return SearchResults(
@@ -328,8 +364,8 @@ async def list_files(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[FilePublic]:
     return await _listing(
         record_type,
@@ -360,8 +396,8 @@ async def list_trash(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[FilePublic]:
     return await _listing(
         record_type,
@@ -458,8 +494,8 @@ async def get_shares(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[SharePublic]:
     _folder, shares = await list_shares(service, principal, record_type, str(record_id))
     return context.cursors.listed_page(
@@ -763,7 +799,10 @@ INTERNAL_UPLOAD: Final = re.compile(r"^/internal/records/[a-z]+/[^/]+/files$")
     status_code=status.HTTP_201_CREATED,
     summary="Save a stream into a record's subfolder, once per `key` (callers: automation)",
     description="The body is the file, as for uploads. The same `key` again answers the file "
-    "the first request saved (`200`), never a second file.",
+    "the first request saved (`200`), never a second file. `from_message` (the email's "
+    "`Message-ID`), `from_subject` and `from_sender` say what it was saved from: the file's "
+    "timeline item says so; `rule_id` names the automation rule that saved it (the uploader "
+    "is then `svc:automation:rule:<id>`, in the audit too).",
     openapi_extra=UPLOAD_BODY,
     responses={
         **internal_problems(),
@@ -783,18 +822,57 @@ async def save_file(
     service: ServiceDep,
     response: Response,
     subfolder: Subfolder = "Email attachments",
+    from_message: Annotated[str | None, Query(min_length=1, max_length=300)] = None,
+    from_subject: Annotated[str | None, Query(max_length=500)] = None,
+    from_sender: Annotated[str | None, Query(max_length=320)] = None,
+    rule_id: UUID | None = None,
 ) -> FilePublic:
     size = declared_size(request, service.settings.max_upload_bytes)
     mime = media_type(request)
     record = await service.live_record(org_id, record_type, str(record_id))
+    uploader = f"svc:{caller.name}" + (f":rule:{rule_id}" if rule_id else "")
+    origin: dict[str, Any] | None = None
+    if from_message is not None:
+        origin = {
+            "message_id": from_message,
+            "subject": from_subject,
+            "sender": from_sender,
+            "rule_id": str(rule_id) if rule_id else None,
+        }
     row, created = await service.upload(
         record,
         subfolder,
-        Upload(name, mime, size, request.stream(), uploader=f"svc:{caller.name}"),
+        Upload(name, mime, size, request.stream(), uploader=uploader, origin=origin),
         caller_key=f"svc:{caller.name}:{key}",
     )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return FilePublic.model_validate(row)
+
+
+@internal.get(
+    "/records/{record_type}/{record_id}/files",
+    summary="A record subfolder's files with a given content hash (callers: automation)",
+    description="The files of the record's subfolder (not in the trash) whose `md5` (Google's "
+    "`md5Checksum`) is `md5`: what the automation service checks before saving a file the "
+    "folder may already hold. A record without a folder yet has none.",
+    responses={**internal_problems(), **problem_responses(NotFound, InvalidInput)},
+)
+async def files_with_content(
+    record_type: RecordType,
+    record_id: UUID,
+    org_id: Annotated[str, Query(min_length=1, max_length=255, description="The record's org")],
+    md5: Annotated[str, Query(pattern=r"^[0-9a-f]{32}$", description="Lower-case hex MD5")],
+    caller: Annotated[ServiceCaller, Depends(callers("automation"))],
+    service: ServiceDep,
+    subfolder: Subfolder = "Email attachments",
+) -> SameContent:
+    record = await service.live_record(org_id, record_type, str(record_id))
+    return SameContent(
+        items=[
+            FilePublic.model_validate(row)
+            for row in await service.files_with_md5(record, subfolder, md5)
+        ]
+    )
 
 
 # --- for the gmail service ---------------------------------------------------------------------

@@ -3,12 +3,16 @@ kit."""
 
 import re
 from datetime import timedelta
+from typing import Any, Unpack
 
-from drive_service import api, changes, consumers, lifecycle, models, repair, sync
+from fastapi import FastAPI
+
+from drive_service import api, changes, consumers, disconnect, lifecycle, models, repair, sync
 from drive_service.google import DriveGoogle
 from drive_service.runtime import DriveRuntime
 from drive_service.settings import DriveSettings
-from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
+from pipedesk_common.clock import Clock
+from pipedesk_common.mirror.assembly import AppOptions, GoogleProduct, ProductLifecycle
 from pipedesk_common.observability import BodyLimit
 from pipedesk_common.periodic import PeriodicJob
 from pipedesk_common.uploads import drive_upload_limits
@@ -44,6 +48,7 @@ DRIVE = GoogleProduct(
     subscribe=consumers.follow_records,
     access_stored=consumers.follow_access,
     google_account=consumers.follow_google_account,
+    access_ended=disconnect.access_ended,
     push=changes.key_of_channel,
     body_limits=upload_limits,
     lifecycle=ProductLifecycle(
@@ -52,4 +57,17 @@ DRIVE = GoogleProduct(
         keep_tables=lifecycle.KEEP_TABLES,
     ),
 )
-build_app = DRIVE.app
+
+
+def build_app(
+    settings: DriveSettings, clock: Clock | None = None, **options: Unpack[AppOptions]
+) -> FastAPI:
+    """The drive app; its document names the configured subfolders (``DRIVE_SUBFOLDERS``)."""
+    app = DRIVE.app(settings, clock, **options)
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return api.document_subfolders(documented(), settings.subfolders)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from drive_service.google import FOLDER, DriveItem
 from drive_service.models import TABLES, DriveFile, DriveRoot, RecordFolder
 from drive_service.repository import DriveRepository
-from drive_service.runtime import DriveRuntime, apply_item, drive_user
+from drive_service.runtime import ANNOUNCED, DriveRuntime, apply_item, drive_user
 from pipedesk_common.events import new_event
 from pipedesk_common.events.drive import (
     DriveFileCreated,
@@ -36,6 +36,7 @@ from pipedesk_common.events.drive import (
     DriveFileUpdated,
 )
 from pipedesk_common.events.timeline import (
+    REMOVED_STATUS,
     ItemKind,
     Link,
     RecordType,
@@ -49,7 +50,6 @@ from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.outbox import add_event
 
 CHANGES: Final = "changes"
-ANNOUNCED: Final = "pipedesk_announced"  # in a file row's resource: what its last event said
 
 
 def watched_resource(root: DriveRoot) -> str:
@@ -178,14 +178,26 @@ async def _apply_change(
     if row is None:
         row = await repository.found_file(new_file_values(folder, subfolder, item, now))
     elif row.size is None:
-        return  # an upload through PipeDesk under way: its own answer fills the row
-    announced: dict[str, Any] = dict(row.resource.get(ANNOUNCED) or {})
+        return  # an upload through PipeDesk under way: its own answer fills and announces the row
     row.folder_id, row.subfolder = folder.id, subfolder
     apply_item(row, item)
     row.updated_at = now
+    await announce_item(session, runtime, row, folder, item)
+
+
+async def announce_item(
+    session: AsyncSession,
+    runtime: DriveRuntime,
+    row: DriveFile,
+    folder: RecordFolder,
+    item: DriveItem,
+) -> None:
+    """Announce what Google's ``item`` says of a file now in ``row``, in the session's
+    transaction, unless an event of the row already said it (its version): whichever of the
+    change log and the upload's own answer comes first announces a file once."""
+    announced: dict[str, Any] = dict(row.resource.get(ANNOUNCED) or {})
     version = item.version or 0
     if announced and version <= int(announced.get("version", 0)):
-        row.resource = {**row.resource, ANNOUNCED: announced}
         return
     model = _event_of(item, announced)
     row.resource = {
@@ -211,8 +223,24 @@ def _event_of(item: DriveItem, announced: dict[str, Any]) -> type[DriveFileSnaps
     return DriveFileUpdated
 
 
+def saved_from(origin: dict[str, Any] | None) -> str | None:
+    """What the timeline says a file was saved from: the email (its subject and sender) and,
+    for an automation rule, that the rule saved it."""
+    if not origin or not origin.get("message_id"):
+        return None
+    said = f"Saved from the email “{origin.get('subject') or '(no subject)'}”"
+    if origin.get("sender"):
+        said += f" from {origin['sender']}"
+    if origin.get("rule_id"):
+        said += f" by automation rule {origin['rule_id']}"
+    return said
+
+
 def _summary(row: DriveFile, modified_by: str | None) -> str:
     parts = [row.mime_type]
+    source = saved_from(row.origin)
+    if source:
+        parts.insert(0, source)
     if row.size:
         parts.append(f"{row.size} bytes")
     if modified_by:
@@ -227,8 +255,11 @@ async def _announce(
     folder: RecordFolder,
     model: type[DriveFileSnapshot],
     item: DriveItem | None,
+    *,
+    removed: bool = False,
 ) -> None:
-    """Publish a file event with its timeline projection, in the session's transaction."""
+    """Publish a file event with its timeline projection, in the session's transaction
+    (``removed``: the copy leaves PipeDesk though Drive still holds it, as retention's do)."""
     modifier = item.last_modifying_user if item is not None else None
     modified_by = modifier.email_address.lower() if modifier and modifier.email_address else None
     version = (item.version if item is not None and item.version else None) or int(
@@ -254,9 +285,9 @@ async def _announce(
         timeline=TimelineProjection(
             kind=ItemKind.FILE,
             occurred_at=occurred,
-            title=row.name[:500] or "Untitled",
-            summary=_summary(row, modified_by),
-            participants=[modified_by] if modified_by else [],
+            title="(removed)" if removed else row.name[:500] or "Untitled",
+            summary=None if removed else _summary(row, modified_by),
+            participants=[modified_by] if modified_by and not removed else [],
             links=[link],
             source=TimelineSource(
                 service="drive",
@@ -264,7 +295,7 @@ async def _announce(
                 google_id=row.google_id,
                 url=row.web_view_link,
             ),
-            status=status,
+            status=REMOVED_STATUS if removed else status,
             version=version,
         ),
     )
@@ -278,3 +309,11 @@ async def announce_deleted(
     """A file deleted through PipeDesk leaves the timeline as deleted (Drive's change log will
     only say ``removed``, after the row is gone)."""
     await _announce(session, runtime, row, folder, DriveFileDeleted, None)
+
+
+async def announce_removed(
+    session: AsyncSession, runtime: DriveRuntime, row: DriveFile, folder: RecordFolder
+) -> None:
+    """A file leaves PipeDesk though Drive still holds it: announced deleted, its timeline copy
+    ``removed`` (no title, summary or participants left in it)."""
+    await _announce(session, runtime, row, folder, DriveFileDeleted, None, removed=True)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
+from pipedesk_common.mirror.disconnect import KEEP_METADATA
 from pipedesk_common.mirror.tables import MirrorTables
 
 
@@ -46,6 +47,13 @@ class DriveRoot(DriveModel, table=True):
         default_factory=list,
         sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
         description="The e-mail domains explicit shares may go to (the org's allow-list)",
+    )
+    on_disconnect: str = Field(
+        default=KEEP_METADATA,
+        sa_type=String(20),
+        sa_column_kwargs={"server_default": KEEP_METADATA},
+        description="What the file index becomes once the account holding a My Drive root "
+        "disconnects: kept, or removed",
     )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -109,6 +117,7 @@ class DriveFile(DriveModel, table=True):
         UniqueConstraint("google_id"),
         UniqueConstraint("org_id", "caller_key"),
         Index("ix_files_folder", "folder_id", "trashed", "created_at", "id"),
+        Index("ix_files_folder_md5", "folder_id", "md5"),
     )
 
     id: UUID = Field(primary_key=True)
@@ -128,6 +137,12 @@ class DriveFile(DriveModel, table=True):
         default=None, sa_type=String(300), description="An internal caller's idempotency key"
     )
     resource: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    origin: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSONB(none_as_null=True), nullable=True),
+        description="What an internal caller saved the file from: the email (`message_id`, "
+        "`subject`, `sender`) and, for an automation rule, its `rule_id`",
+    )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 

@@ -202,6 +202,20 @@ class DriveRepository:
         query = select(DriveFile).where(col(DriveFile.folder_id) == folder_id).with_for_update()
         return list((await self.session.scalars(query)).all())
 
+    async def files_with_md5(self, folder_id: UUID, subfolder: str, md5: str) -> list[DriveFile]:
+        query = (
+            select(DriveFile)
+            .where(
+                col(DriveFile.folder_id) == folder_id,
+                col(DriveFile.subfolder) == subfolder,
+                col(DriveFile.md5) == md5,
+                col(DriveFile.trashed).is_(False),
+                col(DriveFile.size).is_not(None),
+            )
+            .order_by(col(DriveFile.created_at), col(DriveFile.id))
+        )
+        return list((await self.session.scalars(query)).all())
+
     async def keyed_file(self, org_id: str, caller_key: str) -> DriveFile | None:
         found: DriveFile | None = await self.session.scalar(
             select(DriveFile).where(

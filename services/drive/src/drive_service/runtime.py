@@ -14,6 +14,7 @@ from pipedesk_common.mirror.runtime import MirrorRuntime
 
 DriveRuntime = MirrorRuntime[DriveGoogle, DriveSettings]
 OWNED: Final = frozenset({"lead", "deal"})  # record types with an owner and members
+ANNOUNCED: Final = "pipedesk_announced"  # in a file row's resource: what its last event said
 
 
 def drive_user(root: DriveRoot) -> GoogleUser:
@@ -33,4 +34,5 @@ def apply_item(row: DriveFile, item: DriveItem) -> None:
     row.trashed = item.trashed
     if not item.trashed:
         row.trashed_at = None
-    row.resource = item.raw
+    announced = (row.resource or {}).get(ANNOUNCED)
+    row.resource = item.raw if announced is None else {**item.raw, ANNOUNCED: announced}

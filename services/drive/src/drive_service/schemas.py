@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipedesk_common.mirror.disconnect import OnDisconnect
+
 RecordType = Literal["lead", "deal", "contact", "company"]
 
 
@@ -34,6 +36,12 @@ class RootPublic(BaseModel):
     shared_drive_id: str | None
     type_folders: dict[str, str]
     share_domains: list[str]
+    on_disconnect: OnDisconnect = Field(
+        description="What the file index becomes once the Google account holding a My Drive "
+        "root disconnects Google Drive (or Google revokes its access): `keep_metadata` keeps "
+        "the files on timelines as last seen; `remove` removes them from PipeDesk and every "
+        "timeline. A shared drive is the org's: its files stay"
+    )
 
 
 class SubfolderPublic(BaseModel):
@@ -67,6 +75,11 @@ class FilePublic(BaseModel):
     trashed: bool
     trashed_at: datetime | None
     uploaded_by: str
+    origin: dict[str, Any] | None = Field(
+        None,
+        description="What the automation service saved the file from: the email's `message_id` "
+        "(`Message-ID`), `subject` and `sender`, and the `rule_id` of the rule that saved it",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -108,6 +121,12 @@ class SharePublic(BaseModel):
     derived: bool = Field(description="Given by CRM access (owner, member, org-wide records)")
     explicit: bool = Field(description="Given by a record writer or admin through the API")
     notify: bool = Field(description="An explicit share whose grantee Google e-mailed")
+
+
+class DisconnectRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_disconnect: OnDisconnect
 
 
 class ShareDomains(BaseModel):
@@ -171,3 +190,7 @@ class RepairActionPublic(BaseModel):
 class RepairReport(BaseModel):
     dry_run: bool
     actions: list[RepairActionPublic]
+
+
+class SameContent(BaseModel):
+    items: list[FilePublic] = Field(description="The subfolder's files with that content")

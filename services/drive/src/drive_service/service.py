@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drive_service.audit import record_action
-from drive_service.changes import announce_deleted, watch_changes
+from drive_service.changes import announce_deleted, announce_item, watch_changes
 from drive_service.google import FOLDER, DriveItem, has_property, quoted
 from drive_service.models import DriveFile, DriveRoot, RecordFolder, RecordName
 from drive_service.repository import DriveRepository
@@ -76,7 +76,8 @@ class Upload:
     mime_type: str
     size: int
     body: AsyncIterator[bytes]
-    uploader: str  # a user id, or ``svc:<service>``
+    uploader: str  # a user id, or ``svc:<service>`` (``svc:automation:rule:<id>`` for a rule)
+    origin: dict[str, Any] | None = None  # what an internal caller saved it from
 
 
 def folder_key(root: DriveRoot, folder_id: UUID) -> SyncKey:
@@ -416,6 +417,8 @@ class DriveService:
             assert row is not None
             apply_item(row, item)
             row.updated_at = self.clock.now()
+            # The change log may have been read while the upload was under way, and skipped it.
+            await announce_item(session, self.runtime, row, folder, item)
             await record_action(
                 session,
                 self.clock,
@@ -429,9 +432,19 @@ class DriveService:
                     "name": (None, row.name),
                     "subfolder": (None, subfolder),
                     "size": (None, row.size),
+                    **({"origin": (None, row.origin)} if row.origin else {}),
                 },
             )
             return row, True
+
+    async def files_with_md5(self, record: RecordName, subfolder: str, md5: str) -> list[DriveFile]:
+        """The record subfolder's stored files (not trashed) with this content hash."""
+        async with self.uow.read() as session:
+            repository = DriveRepository(session)
+            folder = await repository.folder_of(record.org_id, record.record_type, record.record_id)
+            if folder is None:
+                return []
+            return await repository.files_with_md5(folder.id, subfolder, md5)
 
     async def _keyed(self, org_id: str, caller_key: str) -> DriveFile | None:
         async with self.uow.read() as session:
@@ -462,6 +475,7 @@ class DriveService:
                     "mime_type": upload.mime_type,
                     "uploaded_by": upload.uploader,
                     "caller_key": caller_key,
+                    "origin": upload.origin,
                     "resource": {},
                     "created_at": now,
                     "updated_at": now,

@@ -19,8 +19,8 @@ from gmail_service.repository import GmailRepository
 from gmail_service.schemas import (
     MailboxPublic,
     MailboxUpdate,
-    OrgSettingsPublic,
-    OrgSettingsWrite,
+    OrgMailSettingsPublic,
+    OrgMailSettingsWrite,
 )
 from gmail_service.settings import GmailSettings
 from gmail_service.sync import GmailRuntime, mailbox_key
@@ -60,8 +60,8 @@ def _mailbox_public(mailbox: Mailbox, default: str) -> MailboxPublic:
     )
 
 
-def _settings_public(settings: OrgMailSettings) -> OrgSettingsPublic:
-    return OrgSettingsPublic.model_validate(settings, from_attributes=True)
+def _settings_public(settings: OrgMailSettings) -> OrgMailSettingsPublic:
+    return OrgMailSettingsPublic.model_validate(settings, from_attributes=True)
 
 
 @router.post(
@@ -69,9 +69,14 @@ def _settings_public(settings: OrgMailSettings) -> OrgSettingsPublic:
     summary="Connect your mailbox: its mail of the last GMAIL_WINDOW_DAYS is synced",
     description=(
         "Your Google connection must grant Gmail. The window is synced newest first, "
-        "then history and push keep it in step; `200` when it was already connected."
+        "then history and push keep it in step; `200` when it was already connected (as it "
+        "is once a Google connection granting Gmail is announced)."
     ),
-    responses=problem_responses(*GOOGLE_PROBLEMS),
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": MailboxPublic, "description": "Already connected: the mailbox as it is"},
+        **problem_responses(*GOOGLE_PROBLEMS),
+    },
 )
 async def connect_mailbox(
     principal: PrincipalDep, runtime: RuntimeDep, response: Response
@@ -143,7 +148,7 @@ def _admin(principal: Principal) -> None:
     ),
     responses=problem_responses(Forbidden),
 )
-async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> OrgSettingsPublic:
+async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> OrgMailSettingsPublic:
     if principal.role not in (Role.ADMIN, Role.MANAGER):
         raise Forbidden("only admins and managers read the org's mail settings")
     return _settings_public(await service.org_settings(runtime, principal.org_id))
@@ -160,8 +165,8 @@ async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> OrgSetti
     responses=problem_responses(Forbidden, InvalidInput),
 )
 async def put_settings(
-    body: OrgSettingsWrite, principal: PrincipalDep, runtime: RuntimeDep
-) -> OrgSettingsPublic:
+    body: OrgMailSettingsWrite, principal: PrincipalDep, runtime: RuntimeDep
+) -> OrgMailSettingsPublic:
     _admin(principal)
     sender = body.automation_sender_id
     if sender is not None and await runtime.directory.user(principal.org_id, sender) is None:

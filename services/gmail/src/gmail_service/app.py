@@ -43,6 +43,7 @@ GMAIL = GoogleProduct(
         user_deactivated=service.user_deactivated,
         user_google_data_deleted=service.user_google_data_deleted,
         org_offboarded=service.org_offboarded,
+        google_disconnected=service.user_google_disconnected,
     ),
     body_limits=send_limits,
 )

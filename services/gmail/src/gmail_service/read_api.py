@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from fastapi.responses import StreamingResponse
 
 from gmail_service.attachments import AttachmentNotFound, AttachmentReader, AttachmentTooLarge
@@ -23,15 +23,13 @@ from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.mirror.links import LinkInput, LinkPublic
 from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS
 from pipedesk_common.mirror.runtime import MirrorRuntime
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/gmail", tags=["gmail"])
 
 RuntimeDep = Annotated[GmailRuntime, Depends(provided(MirrorRuntime))]
 ThreadId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 AttachmentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9.]+$")]
-Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=1024)]
 RecordKind = Literal["lead", "deal"]
 MEDIA_TYPE = re.compile(r"[a-z0-9][\w.+-]{0,126}/[a-z0-9][\w.+-]{0,126}")
 
@@ -91,8 +89,8 @@ async def record_messages(
     principal: PrincipalDep,
     reader: ReaderDep,
     context: ContextDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[MessagePublic]:
     record = Link(type=RecordType(record_type), id=str(record_id))
     await reader.require_readable_record(principal, record)

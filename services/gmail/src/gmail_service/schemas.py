@@ -5,29 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from pipedesk_common.email_addresses import ADDRESS_CHARACTER
+from pipedesk_common.mirror.disconnect import KEEP_METADATA, OnDisconnect
+from pipedesk_common.mirror.retention import RetentionDays
 
 Sharing = Literal["metadata", "subject", "full"]
+# An address or an @domain, in either case (stored lower case). The constraints come before the
+# validator that lowers it: pydantic documents a pattern only when no validator is before it.
+BLOCK_ENTRY_PATTERN = f"^{ADDRESS_CHARACTER}*@{ADDRESS_CHARACTER}+$"
 BlockEntry = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320),
+    StringConstraints(min_length=3, max_length=320, pattern=BLOCK_ENTRY_PATTERN),
+    AfterValidator(str.lower),
 ]
+# A DNS name of the org's, in either case (stored lower case).
 Domain = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
-        min_length=3,
-        max_length=253,
-        pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$",
-    ),
+    StringConstraints(min_length=3, max_length=253, pattern=r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$"),
+    AfterValidator(str.lower),
 ]
 
 
 def _blocklist(entries: list[str]) -> list[str]:
-    for entry in entries:
-        if "@" not in entry or entry.count("@") > 1 or entry.endswith("@"):
-            raise ValueError(f"{entry!r} is neither an address nor @domain")
     return sorted(set(entries))
 
 
@@ -59,11 +67,11 @@ class MailboxUpdate(BaseModel):
     )
 
 
-class OrgSettingsPublic(BaseModel):
+class OrgMailSettingsPublic(BaseModel):
     domains: list[str] = Field(description="The org's own domains: mail among them is internal")
     blocklist: list[str]
     default_sharing: Sharing
-    on_disconnect: Literal["keep_metadata", "remove"] = Field(
+    on_disconnect: OnDisconnect = Field(
         description="What a disconnected mailbox's mail becomes: kept on timelines at metadata "
         "level, or removed from every timeline and from PipeDesk"
     )
@@ -78,14 +86,14 @@ class OrgSettingsPublic(BaseModel):
     updated_at: datetime | None
 
 
-class OrgSettingsWrite(BaseModel):
+class OrgMailSettingsWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domains: list[Domain] = Field(default_factory=list, max_length=100)
     blocklist: list[BlockEntry] = Field(default_factory=list, max_length=5000)
     default_sharing: Sharing = "metadata"
-    on_disconnect: Literal["keep_metadata", "remove"] = "keep_metadata"
+    on_disconnect: OnDisconnect = KEEP_METADATA
     automation_sender_id: str | None = Field(None, min_length=1, max_length=255)
-    retention_days: int | None = Field(None, ge=1, le=36500)
+    retention_days: RetentionDays | None = None
 
     _check_blocklist = field_validator("blocklist")(_blocklist)

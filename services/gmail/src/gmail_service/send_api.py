@@ -45,10 +45,10 @@ from pipedesk_common.errors import (
 from pipedesk_common.events.timeline import Link, RecordType
 from pipedesk_common.idempotency import (
     HEADER,
+    KEY_PATTERN,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     fingerprint,
-    parse_key,
 )
 from pipedesk_common.internal import callers, internal_problems
 from pipedesk_common.mirror.links import LinkInput, LinkPublic, ordered, public_links
@@ -60,11 +60,13 @@ router = APIRouter(prefix="/api/gmail", tags=["gmail"])
 internal = APIRouter(prefix="/internal/gmail", tags=["internal"])
 
 RuntimeDep = Annotated[GmailRuntime, Depends(provided(MirrorRuntime))]
-ADDRESS: Final = r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+\.[^@\s<>,;:\"()\[\]\\]+$"
-Address = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=ADDRESS),
-]
+# An address as a message's headers carry it: an RFC 5322 dot-atom, ASCII, on either side of the
+# "@" (no quoted local part, no comment), so that several joined in one header read back as they
+# were written; a domain with a dot. The pattern is the check, so no whitespace around it either.
+_ATOM_CHARACTER: Final = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM: Final = f"{_ATOM_CHARACTER}+(\\.{_ATOM_CHARACTER}+)*"
+ADDRESS: Final = f"^{_DOT_ATOM}@{_ATOM_CHARACTER}+(\\.{_ATOM_CHARACTER}+)+$"
+Address = Annotated[str, StringConstraints(to_lower=True, max_length=320, pattern=ADDRESS)]
 Recipients = Annotated[list[Address], Field(max_length=100)]
 MAX_ATTACHMENTS: Final = 20
 FORM_BOUNDARY: Final = re.compile(r'boundary="?([^";]+)"?')
@@ -147,26 +149,17 @@ class SentPublic(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-async def idempotency_key(
-    value: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            description="Required: a retry with the same key and payload answers the first "
-            "send, never a second message (a send's key is kept with its record)",
-        ),
-    ] = None,
-) -> str:
-    key = parse_key(value)
-    if key is None:
-        raise InvalidInput(
-            "Idempotency-Key is required to send mail",
-            errors=[FieldError(field="header.idempotency-key", message="required", code="missing")],
-        )
-    return key
-
-
-KeyDep = Annotated[str, Depends(idempotency_key)]
+# Required: a retry with the same key and payload answers the first send, never a second message.
+KeyDep = Annotated[
+    str,
+    Header(
+        alias=HEADER,
+        pattern=KEY_PATTERN,
+        description="A retry with the same key and payload answers the first send, never a "
+        "second message (a send's key is kept with its record); 1 to 255 visible ASCII "
+        "characters",
+    ),
+]
 
 
 def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
@@ -182,7 +175,8 @@ def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
 
 
 def send_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body of a send route: ``model`` as JSON, or in a form with its files."""
+    """The request body of a send route: ``model`` as JSON, or in a form with its files (the
+    ``message`` part, an object, is JSON: ``encoding`` says so)."""
     schema = model.model_json_schema(by_alias=True)
     json_schema = _inlined(schema, schema.get("$defs", {}))
     return {
@@ -197,16 +191,20 @@ def send_body(model: type[BaseModel]) -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "message": {
-                                "type": "string",
+                                **json_schema,
                                 "description": f"The message, JSON: {model.__name__}",
                             },
                             "attachments": {
                                 "type": "array",
                                 "items": {"type": "string", "format": "binary"},
+                                "maxItems": MAX_ATTACHMENTS,
+                                "description": "Each a file with a plain name (no path)",
                             },
                         },
                         "required": ["message"],
-                    }
+                        "additionalProperties": False,
+                    },
+                    "encoding": {"message": {"contentType": "application/json"}},
                 },
             },
         }
@@ -383,6 +381,10 @@ SEND_PROBLEMS: Final = (
     IdempotencyKeyInProgress,
     *GOOGLE_PROBLEMS,
 )
+SEND_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"model": SentPublic, "description": "The key's first send, answered again"},
+    **problem_responses(*SEND_PROBLEMS),
+}
 
 
 @router.post(
@@ -398,7 +400,7 @@ SEND_PROBLEMS: Final = (
         "timelines at once."
     ),
     openapi_extra=send_body(MessageSend),
-    responses=problem_responses(*SEND_PROBLEMS),
+    responses=SEND_RESPONSES,
 )
 async def send_message(
     request: Request,
@@ -485,7 +487,7 @@ async def _copy_in(session: Any, mailbox: Mailbox, identity: str) -> MirroredMes
         "copy of is `404`. Otherwise as sending."
     ),
     openapi_extra=send_body(ReplySend),
-    responses=problem_responses(*SEND_PROBLEMS),
+    responses=SEND_RESPONSES,
 )
 async def reply_to_message(
     message_id: UUID,

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,15 +36,14 @@ from pipedesk_common.events import new_event
 from pipedesk_common.events.gmail import GmailMessageUpdated
 from pipedesk_common.google.credentials import GoogleNotConnected, GoogleReconnectRequired
 from pipedesk_common.messaging import raise_if_cancelling
+from pipedesk_common.mirror.disconnect import KEEP_METADATA, REMOVE
 from pipedesk_common.mirror.keys import SyncKey
+from pipedesk_common.mirror.retention import Expire, retention_job
 from pipedesk_common.mirror.runtime import google_user
 from pipedesk_common.outbox import add_event
 from pipedesk_common.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
-
-KEEP_METADATA: Final = "keep_metadata"
-REMOVE: Final = "remove"
 
 
 class MailboxNotConnected(NotFound):
@@ -182,6 +180,14 @@ async def user_deactivated(runtime: GmailRuntime, org_id: str, user_id: str) -> 
     return {"watches": await end_mailbox(runtime, org_id, user_id)}
 
 
+async def user_google_disconnected(
+    runtime: GmailRuntime, org_id: str, user_id: str
+) -> dict[str, int]:
+    """Gmail's part of a disconnect, before the grant is revoked: the mailbox's watch stopped at
+    Google while the grant still works, then the mailbox ended under the org's disconnect rule."""
+    return {"watches": await end_mailbox(runtime, org_id, user_id)}
+
+
 async def user_google_data_deleted(
     runtime: GmailRuntime, org_id: str, user_id: str
 ) -> dict[str, int]:
@@ -299,51 +305,44 @@ async def resync_user(
     return [mailbox_key(org_id, user_id)]
 
 
-async def apply_retention(runtime: GmailRuntime) -> int:
-    """Every org's retention: the mirrored mail older than its ``retention_days`` (by the
-    message's date) leaves every timeline (as a message gone from the mailbox) and PipeDesk. How
-    many messages left."""
-    now = runtime.clock.now()
-    async with runtime.uow.read() as session:
-        limits = (
-            await session.execute(
-                select(col(OrgMailSettings.org_id), col(OrgMailSettings.retention_days)).where(
-                    col(OrgMailSettings.retention_days).is_not(None)
-                )
+def expire_mail(runtime: GmailRuntime) -> Expire:
+    """The org's mirrored mail older than the cutoff (by the message's date) leaves every
+    timeline (as a message gone from the mailbox) and PipeDesk; how many messages left."""
+
+    async def expire(session: AsyncSession, org_id: str, cutoff: datetime) -> int:
+        repository = GmailRepository(session)
+        settings = await repository.settings(org_id)
+        mailboxes = (
+            await session.scalars(
+                select(Mailbox).where(col(Mailbox.org_id) == org_id).order_by(col(Mailbox.id))
             )
         ).all()
-    removed = 0
-    for org_id, days in limits:
-        cutoff = now - timedelta(days=int(days or 0))
-        async with runtime.uow.write() as session:
-            repository = GmailRepository(session)
-            settings = await repository.settings(org_id)
-            mailboxes = (
-                await session.scalars(select(Mailbox).where(col(Mailbox.org_id) == org_id))
-            ).all()
-            writer = message_writer(runtime.clock)
-            for mailbox in mailboxes:
-                old = (
-                    await session.scalars(
-                        select(MirroredMessage).where(
-                            col(MirroredMessage.mailbox_id) == mailbox.id,
-                            col(MirroredMessage.internal_date) < cutoff,
-                        )
-                    )
-                ).all()
-                if not old:
-                    continue
-                scope = MailboxScope(mailbox, MailRules.of(mailbox, settings))
-                for message in old:
-                    if not message.deleted:
-                        await writer.apply(session, scope, gone_message(message), actor_id=None)
-                await session.execute(
-                    delete(MirroredMessage).where(
-                        col(MirroredMessage.id).in_([message.id for message in old])
+        writer = message_writer(runtime.clock)
+        removed = 0
+        for mailbox in mailboxes:
+            old = (
+                await session.scalars(
+                    select(MirroredMessage).where(
+                        col(MirroredMessage.mailbox_id) == mailbox.id,
+                        col(MirroredMessage.internal_date) < cutoff,
                     )
                 )
-                removed += len(old)
-    return removed
+            ).all()
+            if not old:
+                continue
+            scope = MailboxScope(mailbox, MailRules.of(mailbox, settings))
+            for message in old:
+                if not message.deleted:
+                    await writer.apply(session, scope, gone_message(message), actor_id=None)
+            await session.execute(
+                delete(MirroredMessage).where(
+                    col(MirroredMessage.id).in_([message.id for message in old])
+                )
+            )
+            removed += len(old)
+        return removed
+
+    return expire
 
 
 def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
@@ -355,9 +354,12 @@ def gmail_jobs(runtime: GmailRuntime) -> list[PeriodicJob]:
             lambda: runtime.work.sync_all(mailbox_keys),
         ),
         PeriodicJob("gmail.renew-watches", timedelta(minutes=15), lambda: renew_watches(runtime)),
-        PeriodicJob(
+        retention_job(
             "gmail.retention",
             timedelta(seconds=settings.retention_interval_seconds),
-            lambda: apply_retention(runtime),
+            runtime.uow,
+            runtime.clock,
+            OrgMailSettings.__table__,  # type: ignore[attr-defined]
+            expire_mail(runtime),
         ),
     ]

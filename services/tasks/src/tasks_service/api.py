@@ -1,4 +1,5 @@
-"""Tasks routes: parse, authorize (through the service), answer."""
+"""Tasks routes: parse, authorize (through the service), answer. (The org settings' routes are
+the kit's, in this service's shapes.)"""
 
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ from pipedesk_common.errors import (
 from pipedesk_common.idempotency import IdempotencyKeyReused
 from pipedesk_common.idempotent import IDEMPOTENCY_PROBLEMS, IDEMPOTENT
 from pipedesk_common.mirror.links import RecordFilterDep
-from pipedesk_common.mirror.routes import GOOGLE_PROBLEMS, IdempotencyKeyDep, answer_created
+from pipedesk_common.mirror.routes import (
+    GOOGLE_PROBLEMS,
+    IdempotencyKeyDep,
+    answer_created,
+    org_settings_routes,
+)
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.moments import IsoDate
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
+from tasks_service.models import OrgTasksSettings
 from tasks_service.repository import TaskFilters
 from tasks_service.schemas import (
     TaskCreate,
@@ -31,6 +38,8 @@ from tasks_service.schemas import (
     TaskListWrite,
     TaskMove,
     TaskPublic,
+    TaskSettingsPublic,
+    TaskSettingsWrite,
     TaskStatus,
     TaskUpdate,
 )
@@ -68,8 +77,8 @@ async def list_tasklists(
     principal: PrincipalDep,
     service: ServiceDep,
     context: ContextDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[TaskListPublic]:
     """Read from Google on every call (and mirrored): the default list first, then the others
     by title, a page at a time."""
@@ -228,8 +237,8 @@ async def list_tasks(
         ),
     ] = False,
     include_deleted: bool = False,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Page[TaskPublic]:
     if due_min is not None and due_max is not None and due_max < due_min:
         raise InvalidInput("due_max: before due_min")
@@ -326,3 +335,21 @@ async def move_task(
 )
 async def delete_task(task_id: UUID, principal: PrincipalDep, service: ServiceDep) -> None:
     await service.delete(principal, task_id)
+
+
+# --- the org's settings ----------------------------------------------------------------------
+
+
+org_settings_routes(
+    router,
+    product="tasks",
+    model=OrgTasksSettings,
+    public=TaskSettingsPublic,
+    write=TaskSettingsWrite,
+    read_description="What a disconnected account's tasks become.",
+    write_summary="Set the org's tasks settings (admins): the disconnect rule",
+    write_description=(
+        "Replaces the org's tasks settings; `on_disconnect` applies to the tasks of users who "
+        "disconnect from then on."
+    ),
+)

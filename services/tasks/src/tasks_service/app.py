@@ -1,7 +1,7 @@
 """The tasks service: Google Tasks linked to CRM records, on the Google service kit."""
 
 from pipedesk_common.mirror.assembly import GoogleProduct, ProductLifecycle
-from tasks_service import api, jobs, models, sync
+from tasks_service import api, disconnect, jobs, models, sync
 from tasks_service.google import TasksGoogle
 
 TASKS = GoogleProduct(
@@ -17,6 +17,7 @@ TASKS = GoogleProduct(
     resync=sync.resync_user,
     jobs=jobs.tasks_jobs,
     example_job="tasks.poll",
+    access_ended=disconnect.access_ended,
     lifecycle=ProductLifecycle(),
 )
 build_app = TASKS.app

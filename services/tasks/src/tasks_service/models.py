@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from pipedesk_common.db import schema_registry
+from pipedesk_common.mirror.disconnect import KEEP_METADATA
 from pipedesk_common.mirror.links import record_links_table
 from pipedesk_common.mirror.models import UserCollection
 from pipedesk_common.mirror.tables import MirrorTables
@@ -87,6 +88,21 @@ class MirroredTask(TasksModel, table=True):
     )
     version: int = 1
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class OrgTasksSettings(TasksModel, table=True):
+    """An org's tasks settings: what a disconnected account's tasks become."""
+
+    __tablename__ = "org_settings"
+
+    org_id: str = Field(primary_key=True, sa_type=String(255))
+    on_disconnect: str = Field(
+        default=KEEP_METADATA,
+        sa_type=String(20),
+        sa_column_kwargs={"server_default": KEEP_METADATA},
+        description="What a disconnected account's tasks become: kept, or removed",
+    )
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pipedesk_common.aliases import documented_aliases, resolve_aliases
 from pipedesk_common.errors import invalid
+from pipedesk_common.mirror.disconnect import KEEP_METADATA, OnDisconnect
 from pipedesk_common.mirror.links import LinkInput, LinkPublic
 
 # Canonical name → the other names the frontend may use for it (at most one per payload).
@@ -87,14 +88,19 @@ class _TaskWrite(BaseModel):
         return parse_due(self.due)
 
 
-def _title_required(schema: dict[str, Any]) -> None:
-    """A new task's title is a non-empty string, under one of its names."""
+def _title_not_empty(schema: dict[str, Any]) -> None:
+    """A title sent is a non-empty string (never null), under one of its names."""
     title = schema["properties"]["title"]
     title.pop("anyOf", None)
     title.pop("default", None)
     title.update(type="string", minLength=1, maxLength=1024)
-    schema["required"] = ["title"]
     documented_aliases(TASK_ALIASES)(schema)
+
+
+def _title_required(schema: dict[str, Any]) -> None:
+    """A new task's title is a non-empty string, under one of its names."""
+    schema["required"] = ["title"]
+    _title_not_empty(schema)
 
 
 class TaskCreate(_TaskWrite):
@@ -120,7 +126,10 @@ class TaskCreate(_TaskWrite):
 
 
 class TaskUpdate(_TaskWrite):
-    """Fields to change; absent fields stay as they are. ``links`` replaces the links."""
+    """Fields to change; absent fields stay as they are. ``links`` replaces the links; a title
+    sent may not be empty or null."""
+
+    model_config = ConfigDict(json_schema_extra=_title_not_empty)
 
     status: TaskStatus | None = Field(
         None, description="`completed` completes the task, `needsAction` reopens it"
@@ -180,3 +189,19 @@ class TaskPublic(BaseModel):
     version: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+
+class TaskSettingsPublic(BaseModel):
+    on_disconnect: OnDisconnect = Field(
+        description="What the tasks mirrored from a user's Google Tasks become once they "
+        "disconnect Google Tasks (or Google revokes their access): `keep_metadata` keeps them "
+        "on timelines as last seen; `remove` removes them from PipeDesk and from every timeline "
+        "no other copy holds them on"
+    )
+    updated_at: datetime | None
+
+
+class TaskSettingsWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_disconnect: OnDisconnect = KEEP_METADATA

@@ -34,7 +34,7 @@ from pipedesk_common.errors import (
     not_found,
 )
 from pipedesk_common.google import GoogleNotConnected, GoogleReconnectRequired, GoogleUser
-from pipedesk_common.idempotency import fingerprint
+from pipedesk_common.idempotency import fingerprint, owned_scope
 from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.links import check_links, hidden_links, replaced_links
 from pipedesk_common.mirror.runtime import google_user, require_role
@@ -275,7 +275,7 @@ class TasksService:
         require_role(principal, Action.CREATE, NOUN)
         if not data.title:
             raise invalid("title", "required", "missing")
-        scope = f"tasks.tasks.create:{principal.org_id}:{principal.sub}"
+        scope = owned_scope("tasks.tasks.create", principal.org_id, principal.sub)
         digest = fingerprint(data.model_dump(mode="json"))
         idempotency = self.runtime.idempotency
         if idempotency_key is not None:

@@ -30,7 +30,7 @@ from pipedesk_common.errors import (
 )
 from pipedesk_common.events.timeline import ItemKind
 from pipedesk_common.moments import Rfc3339
-from pipedesk_common.pagination import Page
+from pipedesk_common.pagination import Page, PageCursor, PageLimit
 from pipedesk_common.rbac import Action
 from timeline_service.cache import PageCache
 from timeline_service.repository import (
@@ -127,8 +127,8 @@ async def record_timeline(
     q: Annotated[
         str | None, Query(min_length=1, max_length=200, description="Text in title or summary")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
     if_none_match: Annotated[str | None, Header(max_length=2048)] = None,
 ) -> Response:
     await require_readable(request, session, principal, record_type, record_id)

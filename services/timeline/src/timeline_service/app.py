@@ -19,12 +19,15 @@ from timeline_service.api import router
 from timeline_service.cache import PageCache
 from timeline_service.internal_api import internal
 from timeline_service.lifecycle import timeline_lifecycle
-from timeline_service.models import TEXT_SEARCH_INDEX, access_replica, inbox
+from timeline_service.models import TEXT_SEARCH_INDEX, access_replica, inbox, lifecycle_answers
 from timeline_service.projection import bump_access_version, subscribe_projection
 from timeline_service.settings import TimelineSettings
 from timeline_service.streams import ChangeListener
 
 ITEMS_QUEUE = "timeline.items"
+# The events a backlog is applied with per transaction: each in a savepoint of its own, and no
+# more than PostgreSQL caches per transaction (64) before every snapshot slows down.
+ITEMS_BATCH = 50
 SEARCH_INDEX = Gauge(
     "pipedesk_timeline_search_index",
     "1 when the timeline search (q) has its trigram index (pg_trgm), 0 when it scans",
@@ -43,7 +46,7 @@ async def search_index_in_use(context: ServiceContext) -> bool:
 def build_app(settings: TimelineSettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or TimelineSettings()
     clock = clock or SystemClock()
-    consumer = Consumer(ITEMS_QUEUE, inbox)
+    consumer = Consumer(ITEMS_QUEUE, inbox, batch_size=ITEMS_BATCH)
 
     def context() -> ServiceContext:
         current: ServiceContext = app.state.context
@@ -79,7 +82,7 @@ def build_app(settings: TimelineSettings | None = None, clock: Clock | None = No
         settings,
         title="PipeDesk timeline",
         description="One merged, access-controlled, live feed per CRM record.",
-        routers=[router, internal, lifecycle_router(timeline_lifecycle)],
+        routers=[router, internal, lifecycle_router(timeline_lifecycle, lifecycle_answers)],
         clock=clock,
         consumers=[consumer],
         lifespans=[live],

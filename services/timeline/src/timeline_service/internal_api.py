@@ -21,6 +21,9 @@ from timeline_service.models import ItemHolder, TimelineItem, TimelineLink
 internal = APIRouter(prefix="/internal", tags=["internal"])
 ITEM_CALLERS = ("gmail",)
 CallerDep = Annotated[ServiceCaller, Depends(callers(*ITEM_CALLERS))]
+# The automation service runs its rules on the records mail matched.
+RECORDS_CALLERS = ("automation", "gmail")
+RecordsCallerDep = Annotated[ServiceCaller, Depends(callers(*RECORDS_CALLERS))]
 MAX_IDENTITIES = 100
 MAX_PAGE = 200
 
@@ -53,12 +56,12 @@ async def _records_of(session: AsyncSession, item_ids: list[UUID]) -> dict[UUID,
 
 @internal.get(
     "/orgs/{org_id}/items/records",
-    summary="The records each item of these identities is on (callers: gmail)",
+    summary="The records each item of these identities is on (callers: automation, gmail)",
     responses=internal_problems(),
 )
 async def records_of_items(
     org_id: str,
-    caller: CallerDep,
+    caller: RecordsCallerDep,
     session: SessionDep,
     identity: Annotated[list[str], Query(min_length=1, max_length=MAX_IDENTITIES)],
 ) -> ItemRecordsList:

@@ -23,7 +23,7 @@ from pipedesk_common.db import SessionDep
 from pipedesk_common.erasure import erase_org_rows
 from pipedesk_common.lifecycle import GoogleDataDeletion, OrgOffboarding, UserDeactivation
 from timeline_service.models import ItemHolder, TimelineModel
-from timeline_service.projection import Record, lock_matching, refresh_item, touch
+from timeline_service.projection import Record, lock_org, refresh_item, touch
 
 # The services whose copies come from a user's Google account.
 GOOGLE_SOURCES = ("calendar", "drive", "gmail", "tasks")
@@ -43,7 +43,7 @@ class TimelineLifecycle:
     ) -> dict[str, int]:
         """In the request's transaction (committed when the route answers)."""
         session, org_id = self.session, deletion.org_id
-        await lock_matching(session, org_id)
+        await lock_org(session, org_id)
         theirs = (
             col(ItemHolder.org_id) == org_id,
             col(ItemHolder.owner_id) == user_id,
@@ -74,7 +74,7 @@ class TimelineLifecycle:
     async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
         """Every row of the org (items, copies, links, versions, replicas, stream tickets, the
         consumer's version gates naming it), in the request's transaction."""
-        await lock_matching(self.session, org_id)
+        await lock_org(self.session, org_id)
         return await erase_org_rows(self.session, TimelineModel.metadata, org_id)
 
 

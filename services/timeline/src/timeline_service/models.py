@@ -21,6 +21,7 @@ from sqlmodel import Field, SQLModel
 from pipedesk_common.access import access_replica_table
 from pipedesk_common.db import schema_registry
 from pipedesk_common.inbox import inbox_tables
+from pipedesk_common.lifecycle_answers import lifecycle_answers_table
 
 TEXT_SEARCH_INDEX = "ix_holders_text_trgm"
 
@@ -203,3 +204,4 @@ class StreamTicket(TimelineModel, table=True):
 
 inbox = inbox_tables(TimelineModel.metadata)
 access_replica = access_replica_table(TimelineModel.metadata)
+lifecycle_answers = lifecycle_answers_table(TimelineModel.metadata)

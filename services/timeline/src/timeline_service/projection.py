@@ -14,6 +14,7 @@ from sqlalchemy import (
     ARRAY,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -95,32 +96,51 @@ def timeline_event_models() -> list[type[Any]]:
 # -- versions and change notifications ---------------------------------------------------------
 
 
+def _bump_record_version() -> Any:
+    table = RecordVersion.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(
+        org_id=bindparam("b_org_id"),
+        record_type=bindparam("b_record_type"),
+        record_id=bindparam("b_record_id"),
+        version=1,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "record_type", "record_id"],
+        set_={"version": table.c.version + 1},
+    ).returning(table.c.version)
+
+
+def _stamp_links() -> Any:
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    return (
+        update(links)
+        .where(
+            links.c.org_id == bindparam("b_org_id"),
+            links.c.record_type == bindparam("b_record_type"),
+            links.c.record_id == bindparam("b_record_id"),
+            links.c.item_id.in_(bindparam("b_item_ids", expanding=True)),
+        )
+        .values(change_version=bindparam("b_version"))
+    )
+
+
+# Built once (each projected event runs them for every record it changes), and on the tables
+# rather than the ORM entities: no session object is ever synchronised with them.
+_BUMP_RECORD_VERSION = _bump_record_version()
+_STAMP_LINKS = _stamp_links()
+
+
 async def touch(
     session: AsyncSession, org_id: str, records: Iterable[Record], item_ids: Sequence[UUID]
 ) -> None:
     """Bump each record's version (its row lock orders concurrent writers, so versions follow
     commit order), stamp the items' links to it, and notify listeners at commit."""
     for record_type, record_id in sorted(set(records)):
-        table = RecordVersion.__table__  # type: ignore[attr-defined]
-        statement = insert(table).values(
-            org_id=org_id, record_type=record_type, record_id=record_id, version=1
-        )
-        version = await session.scalar(
-            statement.on_conflict_do_update(
-                index_elements=["org_id", "record_type", "record_id"],
-                set_={"version": table.c.version + 1},
-            ).returning(table.c.version)
-        )
+        key = {"b_org_id": org_id, "b_record_type": record_type, "b_record_id": record_id}
+        version = await session.scalar(_BUMP_RECORD_VERSION, key)
         if item_ids:
             await session.execute(
-                update(TimelineLink)
-                .where(
-                    col(TimelineLink.org_id) == org_id,
-                    col(TimelineLink.record_type) == record_type,
-                    col(TimelineLink.record_id) == record_id,
-                    col(TimelineLink.item_id).in_(item_ids),
-                )
-                .values(change_version=version)
+                _STAMP_LINKS, {**key, "b_item_ids": list(item_ids), "b_version": version}
             )
         await notify(session, org_id, record_type, record_id, version)
 
@@ -158,13 +178,51 @@ async def notify(
 # -- matching ----------------------------------------------------------------------------------
 
 
-async def lock_matching(session: AsyncSession, org_id: str) -> None:
-    """Serialize, per org, the writes that match items to contacts: an item and the contact
-    address that matches it, handled at the same moment, would otherwise each miss the other."""
+MatchingSubject = tuple[str, str]  # (kind, value): ("source", key), ("contact", id), …
+
+# Each event's handler holds its org's lock shared (so the lifecycle's erasures, which take it
+# exclusively, wait for and hold off every write of the org) and, exclusively, a lock per thing
+# it matches through: the copy's source key and identity, the contact or record, and each email
+# address. Two orgs, and unrelated records of one org, never wait on each other.
+_LOCKS = text(
+    "SELECT count(*) FROM ("
+    " SELECT pg_advisory_xact_lock_shared(hashtextextended(:org, 0))"
+    " UNION ALL"
+    " SELECT pg_advisory_xact_lock(hashtextextended(key, 0))"
+    " FROM unnest(CAST(:keys AS text[])) AS key"
+    ") AS taken"
+)
+
+
+def _org_lock_key(org_id: str) -> str:
+    return f"timeline.matching:{org_id}"
+
+
+async def lock_org(session: AsyncSession, org_id: str) -> None:
+    """Wait for every write of the org's matching in flight and hold off the next ones until the
+    transaction ends: the org's lock, exclusively."""
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"timeline.matching:{org_id}"},
+        {"key": _org_lock_key(org_id)},
     )
+
+
+async def lock_matching(
+    session: AsyncSession,
+    org_id: str,
+    *,
+    subjects: Iterable[MatchingSubject] = (),
+    emails: Iterable[str] = (),
+) -> None:
+    """Serialize the writes that match items to contacts through the same things: an item and
+    the contact address that matches it, handled at the same moment, would otherwise each miss
+    the other. Subjects (the copy's source and identity, a contact, a record) are taken before
+    addresses, each kind in sorted order, so two handlers never wait on each other in a cycle;
+    a handler that learns more addresses later takes them in a call of their own."""
+    org = _org_lock_key(org_id)
+    keys = [f"{org}:{kind}:{value}" for kind, value in sorted(set(subjects))]
+    keys += [f"{org}:email:{email}" for email in sorted(set(emails))]
+    await session.execute(_LOCKS, {"org": org, "keys": keys})
 
 
 def _live_contacts_of(org_id: str, emails: Sequence[str]) -> Any:
@@ -234,7 +292,10 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     (and the item it leaves, if its identity moved it) up to date: its records change once."""
     projection: TimelineProjection = event.data.timeline
     org_id = event.org_id
-    await lock_matching(session, org_id)
+    subjects = [("source", projection.source.key)]
+    if projection.identity is not None:
+        subjects.append(("identity", projection.identity))
+    await lock_matching(session, org_id, subjects=subjects)
     holders = ItemHolder.__table__  # type: ignore[attr-defined]
     held = (
         await session.execute(
@@ -257,12 +318,39 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
         )
     )
     changed = {item_id} | ({previous_item} if previous_item is not None else set())
+    await _lock_items(session, org_id, sorted(changed - {created}), copy["participants"])
     records: set[Record] = set()
     for changed_item in sorted(changed):
         # A new item is this copy alone, with no links yet: nothing to read back.
         alone = CopyState.of(copy) if changed_item == created else None
         records |= await refresh_item(session, org_id, changed_item, alone)
     await touch(session, org_id, records, sorted(changed))
+
+
+async def _lock_items(
+    session: AsyncSession, org_id: str, item_ids: Sequence[UUID], participants: Sequence[str]
+) -> None:
+    """Before items are derived again: the rows of those that existed (so their copies are read
+    as of the last writer's commit), then every address any of their copies, or the new copy,
+    has (so the contacts they match are)."""
+    emails = set(participants)
+    if item_ids:
+        items = TimelineItem.__table__  # type: ignore[attr-defined]
+        holders = ItemHolder.__table__  # type: ignore[attr-defined]
+        # NO KEY UPDATE: a contact's handler attaching links to the item (whose foreign key
+        # takes KEY SHARE) is not held up.
+        await session.execute(
+            select(items.c.id)
+            .where(items.c.id.in_(item_ids))
+            .order_by(items.c.id)
+            .with_for_update(key_share=True)
+        )
+        rows = await session.scalars(
+            select(func.unnest(holders.c.participants)).where(holders.c.item_id.in_(item_ids))
+        )
+        emails.update(rows)
+    if emails:
+        await lock_matching(session, org_id, emails=emails)
 
 
 class CopyState(NamedTuple):
@@ -533,15 +621,19 @@ async def _emails_of_contacts(
 async def on_contact(session: AsyncSession, event: Event[Any]) -> None:
     contact: ContactSnapshot = event.data
     org_id = event.org_id
-    await lock_matching(session, org_id)
     deleted = contact.deleted_at is not None
+    emails = sorted({email.strip().lower() for email in contact.emails if email.strip()})
+    # Its addresses now, the ones it gains: an address it loses may still match an item being
+    # written, as it would have an instant earlier.
+    await lock_matching(
+        session, org_id, subjects=[("contact", contact.id)], emails=[] if deleted else emails
+    )
     await _upsert_record(session, org_id, ("contact", contact.id), deleted=deleted, is_open=True)
     await session.execute(
         delete(ContactEmail).where(
             col(ContactEmail.org_id) == org_id, col(ContactEmail.contact_id) == contact.id
         )
     )
-    emails = sorted({email.strip().lower() for email in contact.emails if email.strip()})
     if deleted or not emails:
         return
     table = ContactEmail.__table__  # type: ignore[attr-defined]
@@ -580,7 +672,13 @@ async def _on_record_with_contacts(
     deleted: bool,
     is_open: bool,
 ) -> None:
-    await lock_matching(session, org_id)
+    contacts = sorted(set(contact_ids))
+    await lock_matching(
+        session,
+        org_id,
+        subjects=[("record", f"{record[0]}:{record[1]}")]
+        + [("contact", contact) for contact in contacts],
+    )
     await _upsert_record(session, org_id, record, deleted=deleted, is_open=is_open)
     await session.execute(
         delete(RecordContact).where(
@@ -589,7 +687,6 @@ async def _on_record_with_contacts(
             col(RecordContact.record_id) == record[1],
         )
     )
-    contacts = sorted(set(contact_ids))
     if contacts:
         table = RecordContact.__table__  # type: ignore[attr-defined]
         await session.execute(
@@ -607,6 +704,9 @@ async def _on_record_with_contacts(
         )
     if is_open and not deleted:
         emails = await _emails_of_contacts(session, org_id, contacts)
+        if emails:
+            # Its contacts' locks hold their addresses still: these are the ones to match.
+            await lock_matching(session, org_id, emails=emails)
         await attach_matching_items(session, org_id, emails, [record])
 
 

@@ -22,7 +22,16 @@ class GoogleConnected(GoogleConnectionData):
 
 @contract("accounts", "google", "disconnected")
 class GoogleDisconnected(GoogleConnectionData):
-    """A connection was revoked at Google and forgotten, by its user or an org admin."""
+    """A connection was revoked at Google and forgotten, or only some products of it ended.
+
+    By its user or an org admin. With ``connection_ended`` false, only ``products`` were
+    disconnected (``scopes``: those the connection lost); the grant stays for the others."""
+
+    connection_ended: bool = Field(
+        True,
+        description="False: only `products` were disconnected; the connection stays for the "
+        "other products it grants",
+    )
 
 
 @contract("accounts", "google", "revoked")

@@ -2,8 +2,9 @@
 
 One event per change of a mirrored Google Calendar event, whether made through PipeDesk's API or
 found by sync (another attendee moved the meeting): ``created`` when PipeDesk first sees it,
-``updated`` on every later change, ``cancelled`` when it is cancelled or deleted. A series is
-one event; an occurrence changed or cancelled on its own is an event of its own.
+``updated`` on every later change, ``cancelled`` when it is cancelled or deleted, ``removed``
+when PipeDesk stops keeping it (the org's retention) while it may still be in the calendar. A
+series is one event; an occurrence changed or cancelled on its own is an event of its own.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ class CalendarEventUpdated(CalendarEventSnapshot):
 @contract("calendar", "event", "cancelled")
 class CalendarEventCancelled(CalendarEventSnapshot):
     """A mirrored event was cancelled or deleted."""
+
+
+@contract("calendar", "event", "removed")
+class CalendarEventRemoved(CalendarEventSnapshot):
+    """A mirrored event left PipeDesk under the org's retention, or when its calendar's owner
+    disconnected Google Calendar under the org's ``remove`` rule: its timeline copy is
+    ``removed`` (its holder dropped it), and the item leaves every timeline once no other
+    calendar holds it."""
 
 
 @contract("calendar", "sync", "state_changed")

@@ -35,6 +35,10 @@ class LeadSnapshot(VersionedData):
     contact_ids: list[str] = Field(
         default_factory=list, description="The lead's contacts, for participant matching"
     )
+    sla_managed: bool = Field(
+        False,
+        description="An SLA policy applies: the automation service sets `sla_due_at`",
+    )
 
 
 @contract("crm", "lead", "created")
@@ -227,6 +231,7 @@ class NoteData(VersionedData):
     org_id: str
     record: Link
     author_id: str
+    kind: str = Field("note", description="note, or call: a call with the record's contact")
     body: str
     created_at: AwareDatetime
     updated_at: AwareDatetime

@@ -89,7 +89,9 @@ class DriveFileRestored(DriveFileSnapshot):
 
 @contract("drive", "file", "deleted")
 class DriveFileDeleted(DriveFileSnapshot):
-    """A file of a record's folder is gone for good (or left the record's folder)."""
+    """A file of a record's folder is gone for good (or left the record's folder); or it left
+    PipeDesk when the account holding the org's My Drive root disconnected under the org's
+    ``remove`` rule, its timeline copy then ``removed``."""
 
 
 @contract("drive", "file", "shared")

@@ -55,7 +55,9 @@ class TaskCompleted(TaskSnapshot):
 
 @contract("tasks", "task", "deleted")
 class TaskDeleted(TaskSnapshot):
-    """A mirrored task was deleted (with its list, or on its own)."""
+    """A mirrored task was deleted (with its list, or on its own); or it left PipeDesk when its
+    owner disconnected Google Tasks under the org's ``remove`` rule, its timeline copy then
+    ``removed``."""
 
 
 @contract("tasks", "sync", "state_changed")

@@ -33,6 +33,7 @@ class ItemKind(StrEnum):
     TASK = "task"
     AUDIT = "audit"
     NOTE = "note"
+    SLA = "sla"
 
 
 IDENTITY_MAX_LENGTH = 300

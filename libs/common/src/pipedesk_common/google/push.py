@@ -283,20 +283,22 @@ class PushChannels:
             return None
         return _channel(row)
 
-    async def _mark_stopped(self, channel_id: str) -> None:
+    async def _mark_stopped(self, channel_id: str, *, suspended: bool = False) -> None:
         table = self.table
+        values: dict[str, object] = {"stopped_at": self.clock.now()}
+        if suspended:
+            values["suspended"] = True
         async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(table).where(table.c.id == channel_id).values(stopped_at=self.clock.now())
-            )
+            await session.execute(update(table).where(table.c.id == channel_id).values(**values))
 
-    async def stop(self, channel: Channel, *, strict: bool = False) -> None:
+    async def stop(self, channel: Channel, *, strict: bool = False, suspend: bool = False) -> None:
         """Stop a channel at Google and mark it stopped; if Google cannot be asked, it is marked
         stopped anyway (its notifications are ignored until it expires) — unless ``strict`` and
         Google itself was unavailable (a 5xx or rate limit after the retries, no connection):
         then the error is raised and the channel stays recorded as live, to be stopped again.
         Without credentials for the user (access revoked, refused) Google cannot be asked at
-        all: the channel is marked stopped and lapses at its expiry."""
+        all: the channel is marked stopped and lapses at its expiry. ``suspend``: marked
+        suspended too, to be opened again if the user reconnects (``resume``)."""
         try:
             if channel.resource_id:
                 await self._stop(channel.user, channel.id, channel.resource_id)
@@ -304,12 +306,14 @@ class PushChannels:
             if strict and isinstance(exc, GoogleQuotaExhausted | NotSent):
                 raise
             log.warning("could not stop channel %s at Google", channel.id, exc_info=True)
-        await self._mark_stopped(channel.id)
+        await self._mark_stopped(channel.id, suspended=suspend)
 
-    async def stop_all(self, org_id: str, user_id: str, *, strict: bool = False) -> int:
+    async def stop_all(
+        self, org_id: str, user_id: str, *, strict: bool = False, suspend: bool = False
+    ) -> int:
         active = await self.active(org_id, user_id)
         for channel in active:
-            await self.stop(channel, strict=strict)
+            await self.stop(channel, strict=strict, suspend=suspend)
         return len(active)
 
     async def resume(self, org_id: str, user_id: str) -> int:

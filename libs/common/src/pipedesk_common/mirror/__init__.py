@@ -8,6 +8,11 @@ mirror rules, its routes — and ``google_service`` assembles it (see ``docs/arc
 - ``health``: per-user sync health, its events and gauges;
 - ``tables``: ``MirrorTables``; ``links``: record links and their API shapes;
 - ``writer``: ``MirrorWriter``; ``paged``: ``PagedSync``;
-- ``routes``: ``GOOGLE_PROBLEMS``, the idempotent create, the webhook and resync routes;
+- ``retention``: an org's retention of mirrored items, its periodic job;
+- ``disconnect``: an org's rule for what a disconnected account's mirror becomes;
+- ``removal``: a user's (or an org's old) mirrored items removed, each removal announced;
+- ``org_settings``: an org's settings row of a product, read and replaced;
+- ``routes``: ``GOOGLE_PROBLEMS``, the idempotent create, the webhook, resync and org settings
+  routes;
 - ``settings``: ``GoogleServiceSettings``, ``PushServiceSettings``.
 """

@@ -17,7 +17,10 @@ The kit assembles the rest, the same for every product:
   (``pipedesk_common.lifecycle``): a deactivated user's pending syncs dropped, their health
   ``needs_reconnect``, their push channels stopped at Google, then the product's own part; and
   for a deletion of their Google data, their channels stopped, the product's own part, then
-  every row of theirs in the product's schema deleted (``pipedesk_common.erasure``).
+  every row of theirs in the product's schema deleted (``pipedesk_common.erasure``); and when
+  the user disconnects Google for the product, called by the accounts service before it revokes
+  the grant, their pending syncs dropped, their push channels stopped at Google and kept
+  suspended (opened again on a reconnect), then the product's own part (Gmail's watch).
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ from pipedesk_common.clock import Clock, SystemClock
 from pipedesk_common.coalesce import Coalescer
 from pipedesk_common.consumer import Consumer
 from pipedesk_common.directory import OrgDirectory
-from pipedesk_common.erasure import erase_org_rows, erase_sent_events, erase_user_rows
+from pipedesk_common.erasure import (
+    erase_events,
+    erase_org_rows,
+    erase_remembered_answers,
+    erase_user_rows,
+)
 from pipedesk_common.errors import PROBLEM_TYPE_BASE
 from pipedesk_common.events import Event, registered_types
 from pipedesk_common.events.accounts import (
@@ -66,8 +74,10 @@ from pipedesk_common.idempotency import IdempotencyKeys
 from pipedesk_common.internal import jobs_router
 from pipedesk_common.lifecycle import (
     GoogleDataDeletion,
+    GoogleDisconnection,
     OrgOffboarding,
     UserDeactivation,
+    google_disconnect_router,
     lifecycle_router,
 )
 from pipedesk_common.messaging import raise_if_cancelling
@@ -122,6 +132,9 @@ class ProductLifecycle:
     keep_tables: tuple[str, ...] = ()
     # What the product stops at Google before the kit deletes the org's rows (a watch).
     org_offboarded: ProductOffboarding | None = None
+    # What the product stops at Google, after the kit's channels, when the user disconnects
+    # Google for it while the grant still works (a watch).
+    google_disconnected: ProductDeactivation | None = None
 
 
 class KitLifecycle:
@@ -171,12 +184,35 @@ class KitLifecycle:
                 user_id,
                 keep=self.lifecycle.keep_tables,
             )
-            sent = await erase_sent_events(session, running.tables.outbox, [user_id])
-        if sent:
-            rows["sent_events"] = sent
+            events = await erase_events(session, running.tables.outbox, [user_id])
+            answers = await erase_remembered_answers(
+                session, running.tables.idempotency_keys, org_id, user_id
+            )
+        for kind, count in (("outbox_events", events), ("idempotent_answers", answers)):
+            if count:
+                rows[kind] = count
         for kind, count in rows.items():
             deleted[kind] = deleted.get(kind, 0) + count
         return deleted
+
+    async def user_google_disconnected(
+        self, disconnection: GoogleDisconnection, user_id: str
+    ) -> dict[str, int]:
+        """The user disconnects Google for this product (the grant still works): their pending
+        syncs dropped, their push channels stopped at Google and kept suspended (a channel
+        Google could not stop is marked stopped anyway and lapses at its expiry), then the
+        product's own part. The product not named: nothing."""
+        running, org_id = self.runtime, disconnection.org_id
+        if running.product not in disconnection.products:
+            return {}
+        async with running.uow.write() as session:
+            await running.work.forget_user(session, org_id, user_id)
+        stopped = {"channels": 0}
+        if running.channels is not None:
+            stopped["channels"] = await running.channels.stop_all(org_id, user_id, suspend=True)
+        if self.lifecycle.google_disconnected is not None:
+            stopped |= await self.lifecycle.google_disconnected(running, org_id, user_id)
+        return stopped
 
     async def org_offboarded(self, offboarding: OrgOffboarding, org_id: str) -> dict[str, int]:
         """Every push channel of the org's users stopped at Google (strictly), the product's
@@ -328,7 +364,8 @@ def google_service(
         async def participant(context: ContextDep) -> KitLifecycle:
             return KitLifecycle(context.part(MirrorRuntime), lifecycle)
 
-        routers.append(lifecycle_router(participant))
+        routers.append(lifecycle_router(participant, tables.lifecycle_answers))
+        routers.append(google_disconnect_router(participant))
     if product.push is not None:
         assert isinstance(settings, PushServiceSettings)
         routers.append(webhook_router(product.name, settings.webhook_path, product.push))
@@ -482,7 +519,8 @@ def _follow_connections(
 
     @consumer.on(GoogleDisconnected)
     async def on_disconnected(session: AsyncSession, event: Event[GoogleDisconnected]) -> None:
-        await account(session, event, None)
+        if event.data.connection_ended:
+            await account(session, event, None)
         problem = SyncProblem(
             type=PROBLEM_TYPE_BASE + GoogleNotConnected.slug,
             message="the user disconnected Google",

@@ -6,7 +6,9 @@
 - ``webhook_router``: Google's push notifications (verified by the channel token), each a sync
   request for the resource it is about;
 - ``sync_router``: ``POST /internal/sync/resync``, a full resync of one user's account, for the
-  accounts service.
+  accounts service;
+- ``org_settings_routes``: ``GET``/``PUT <prefix>/settings``, the org's settings of the product
+  (``pipedesk_common.mirror.org_settings``), read by admins and managers, set by admins.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
 
-from pipedesk_common.app import provided
-from pipedesk_common.auth import ServiceCaller
-from pipedesk_common.errors import ServiceUnavailable, Unauthorized, problem_responses
+from pipedesk_common.app import PrincipalDep, provided
+from pipedesk_common.auth import Role, ServiceCaller
+from pipedesk_common.errors import (
+    Forbidden,
+    InvalidInput,
+    ServiceUnavailable,
+    Unauthorized,
+    problem_responses,
+)
 from pipedesk_common.google.calls import GoogleCallError
 from pipedesk_common.google.credentials import (
     GoogleDelegationRefused,
@@ -29,8 +38,9 @@ from pipedesk_common.google.credentials import (
     GoogleReconnectRequired,
 )
 from pipedesk_common.google.push import Channel, verified_notification
-from pipedesk_common.idempotency import HEADER, parse_key
+from pipedesk_common.idempotency import HEADER, KEY_PATTERN, parse_key
 from pipedesk_common.internal import callers, internal_problems
+from pipedesk_common.mirror import org_settings
 from pipedesk_common.mirror.keys import SyncKey
 from pipedesk_common.mirror.runtime import MirrorRuntime
 from pipedesk_common.mirror.settings import PushServiceSettings
@@ -63,7 +73,9 @@ async def _idempotency_key(
         Header(
             alias=HEADER,
             max_length=255,
-            description="Makes the create safe to retry (kept 24 hours)",
+            pattern=KEY_PATTERN,
+            description="Makes the create safe to retry (kept 24 hours): 1 to 255 visible "
+            "ASCII characters",
         ),
     ] = None,
 ) -> str | None:
@@ -156,3 +168,51 @@ def sync_router(resync: Resync) -> APIRouter:
         return ResyncPublic(syncs=len(keys))
 
     return router
+
+
+def org_settings_routes(
+    router: APIRouter,
+    *,
+    product: str,
+    model: type[SQLModel],
+    public: type[BaseModel],
+    write: type[BaseModel],
+    read_description: str,
+    write_summary: str,
+    write_description: str,
+) -> None:
+    """``GET`` and ``PUT`` ``/settings`` on ``router``: the org's ``product`` settings (rows of
+    ``model``) read by admins and managers as ``public``, replaced by an admin with ``write``."""
+
+    async def get_settings(principal: PrincipalDep, runtime: RuntimeDep) -> BaseModel:
+        if principal.role not in (Role.ADMIN, Role.MANAGER):
+            raise Forbidden(f"only admins and managers read the org's {product} settings")
+        found = await org_settings.org_settings(runtime.uow, runtime.clock, model, principal.org_id)
+        return public.model_validate(found, from_attributes=True)
+
+    async def put_settings(
+        body: BaseModel, principal: PrincipalDep, runtime: RuntimeDep
+    ) -> BaseModel:
+        if principal.role is not Role.ADMIN:
+            raise Forbidden(f"only an admin may change the org's {product} settings")
+        stored = await org_settings.set_org_settings(
+            runtime.uow, runtime.clock, model, principal.org_id, body.model_dump()
+        )
+        return public.model_validate(stored, from_attributes=True)
+
+    # FastAPI reads the body's model from its annotation: the product's own.
+    put_settings.__annotations__["body"] = write
+    router.get(
+        "/settings",
+        response_model=public,
+        summary=f"The org's {product} settings (admins and managers)",
+        description=read_description,
+        responses=problem_responses(Unauthorized, Forbidden),
+    )(get_settings)
+    router.put(
+        "/settings",
+        response_model=public,
+        summary=write_summary,
+        description=write_description,
+        responses=problem_responses(Unauthorized, Forbidden, InvalidInput),
+    )(put_settings)

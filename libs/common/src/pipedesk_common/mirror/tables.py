@@ -12,6 +12,7 @@ from pipedesk_common.coalesce import coalescer_table
 from pipedesk_common.google.push import channels_table
 from pipedesk_common.idempotency import idempotency_table
 from pipedesk_common.inbox import InboxTables, inbox_tables
+from pipedesk_common.lifecycle_answers import lifecycle_answers_table
 from pipedesk_common.mirror.health import sync_health_table
 from pipedesk_common.outbox import outbox_table
 from pipedesk_common.periodic import job_schedule_table
@@ -26,6 +27,7 @@ class MirrorTables:
     work_requests: Table
     job_schedule: Table
     sync_health: Table
+    lifecycle_answers: Table
     channels: Table | None
 
     @classmethod
@@ -39,5 +41,6 @@ class MirrorTables:
             work_requests=coalescer_table(metadata),
             job_schedule=job_schedule_table(metadata),
             sync_health=sync_health_table(metadata),
+            lifecycle_answers=lifecycle_answers_table(metadata),
             channels=channels_table(metadata) if push else None,
         )

@@ -11,7 +11,10 @@ through ``MirrorWriter.apply``, so a change is announced once however many paths
 - a row held without a Google id (a create in progress, for APIs that take no client ids) takes
   the resource as its first version;
 - what is announced, if anything, is the service's decision (``MirrorRules.kind``), written to
-  the outbox in the same transaction.
+  the outbox in the same transaction;
+- rows PipeDesk stops keeping while Google still holds them (an org's retention) leave through
+  ``remove``: each copy announced as dropped by its holder (timeline status ``removed``), then
+  deleted with its links.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipedesk_common.clock import Clock
 from pipedesk_common.events import Event, VersionedData, new_event
-from pipedesk_common.events.timeline import Link
+from pipedesk_common.events.timeline import REMOVED_STATUS, Link, TimelineProjection
 from pipedesk_common.ids import new_id
 from pipedesk_common.mirror.links import RecordLinks, ordered
 from pipedesk_common.outbox import add_events_to
@@ -233,6 +236,40 @@ class MirrorWriter(Generic[R, P, G]):
                 )
             rows.append(row)
         return rows
+
+    async def remove(
+        self, session: AsyncSession, parent: P, rows: Sequence[R], kind: type[VersionedData]
+    ) -> int:
+        """``rows`` of ``parent`` leave the mirror though Google still holds them: each gets the
+        next version, announced as ``kind`` with its timeline copy ``removed`` (no title,
+        summary or participants left in it), then is deleted with its links. How many."""
+        if not rows:
+            return 0
+        links = await self.links.of(session, [row.id for row in rows])
+        now = self.clock.now()
+        events: list[Event[Any]] = []
+        for row in rows:
+            row.version += 1
+            row.updated_at = now
+            snapshot = self.rules.snapshot(parent, row, links[row.id], None)
+            projection = snapshot["timeline"]
+            assert isinstance(projection, TimelineProjection)
+            snapshot["timeline"] = projection.model_copy(
+                update={
+                    "title": "(removed)",
+                    "summary": None,
+                    "participants": [],
+                    "status": REMOVED_STATUS,
+                    "version": row.version,
+                }
+            )
+            events.append(new_event(kind(**snapshot), org_id=row.org_id, actor_id=None, time=now))
+        await add_events_to(session, self.outbox, events)
+        await session.flush()  # the rows' new versions, before they go
+        await session.execute(delete(self.table).where(self.table.c.id.in_([r.id for r in rows])))
+        for row in rows:
+            session.expunge(row)
+        return len(rows)
 
     def _new_row(self, values: dict[str, Any]) -> dict[str, Any]:
         now = self.clock.now()
