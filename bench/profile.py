@@ -82,12 +82,18 @@ async def profiled(
 
 
 async def run(
-    tag: str, seconds: int, rate: int, connections: int, out: Path, only: set[str]
+    tag: str,
+    seconds: int,
+    rate: int,
+    connections: int,
+    out: Path,
+    only: set[str],
+    port_base: int | None = None,
 ) -> None:
     database_url = os.environ.get("DATABASE_URL", "")
     if "bench" not in database_url:
         raise SystemExit("DATABASE_URL must name the bench's own database (make bench sets it)")
-    stack = make_stack(database_url, os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), None)
+    stack = make_stack(database_url, os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), port_base)
     stack.env["RATE_LIMIT_DEFAULT"] = "100000000/60"
     try:
         stack.start()
@@ -154,12 +160,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--out", type=Path, default=PROFILES)
     parser.add_argument(
+        "--port-base", type=int, default=None, help="the stack's PORT_BASE (a free one from 31000)"
+    )
+    parser.add_argument(
         "--only", default="", help="comma-separated scenarios: gateway,timeline,pipeline (all)"
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
-    uvloop.run(run(args.tag, args.seconds, args.rate, args.connections, args.out, only))
+    uvloop.run(
+        run(args.tag, args.seconds, args.rate, args.connections, args.out, only, args.port_base)
+    )
     return 0
 
 

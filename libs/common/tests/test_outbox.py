@@ -23,6 +23,7 @@ from pamqp import frame
 from pamqp.commands import Connection as spec_connection
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, Table, select, text
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -496,6 +497,57 @@ async def test_a_backlog_is_claimed_in_id_order_a_batch_at_a_time(
     finally:
         await engine.dispose()
     assert sorted(map(str, await received_ids(collected))) == sorted(str(e.id) for e in events)
+
+
+async def test_events_and_their_notification_are_written_in_one_statement(
+    relayed: Relayed, database_url: str
+) -> None:
+    """A change's events cost it one round trip: their rows and the notification that announces
+    them at commit are one statement."""
+    events = [access_changed(LeadAccessChanged), access_changed(DealAccessChanged)]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    async with relayed.engine.connect() as connection:  # its first connection's setup is not ours
+        await connection.execute(text("SELECT 1"))
+    listener = await connect_raw(database_url)
+    notified = asyncio.Event()
+    await listener.add_listener(notify_channel(relayed.table), lambda *_: notified.set())
+    sqlalchemy_event.listen(relayed.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with create_sessionmaker(relayed.engine)() as session:
+            await add_events_to(session, relayed.table, events)
+            assert len(statements) == 1
+            await session.commit()
+        await eventually(lambda: asyncio.sleep(0, notified.is_set()), until=bool)
+    finally:
+        sqlalchemy_event.remove(relayed.engine.sync_engine, "before_cursor_execute", record)
+        await listener.close()
+    assert [await relayed.status_of(written.id) for written in events] == [PENDING, PENDING]
+
+
+async def test_a_batch_marked_sent_leaves_the_backlog_gauges_at_what_is_still_pending(
+    alone: Relayed, service_env: dict[str, str]
+) -> None:
+    """The statement that marks a batch sent counts what it leaves pending: the gauges are
+    current after every batch, without a count of their own."""
+    events = [access_changed(LeadAccessChanged) for _ in range(5)]
+    await insert_in_reverse(alone, events)
+    relay = alone.relay(service_env["AMQP_URL"], replace(FAST, batch_size=2))
+    exchange = await alone.topology.declare_exchange(alone.channel)
+    assert alone.gauge("pipedesk_outbox_backlog") is None
+    assert await relay.relay_once(exchange) == 2
+    assert alone.gauge("pipedesk_outbox_backlog") == 3
+    age = alone.gauge("pipedesk_outbox_oldest_age_seconds")
+    assert age is not None
+    assert 0 <= age < 60
+    assert await relay.relay_once(exchange) == 2
+    assert alone.gauge("pipedesk_outbox_backlog") == 1
+    assert await relay.relay_once(exchange) == 1
+    assert alone.gauge("pipedesk_outbox_backlog") == 0
+    assert alone.gauge("pipedesk_outbox_oldest_age_seconds") == 0
 
 
 async def lock_waits(relayed: Relayed) -> int:

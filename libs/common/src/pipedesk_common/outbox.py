@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import aio_pika
@@ -23,20 +23,27 @@ from aio_pika.abc import AbstractExchange
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
     Index,
     LargeBinary,
     MetaData,
+    Select,
     SmallInteger,
     String,
     Table,
     Uuid,
+    all_,
+    any_,
+    bindparam,
     func,
+    literal,
+    select,
     text,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pipedesk_common.clock import Clock
@@ -90,6 +97,58 @@ def notify_channel(table: Table) -> str:
     return f"{table.schema}_outbox"
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """An outbox's statements, built once per table: each change and each batch runs them, and
+    building them (and their cache keys) anew cost more CPU than running them."""
+
+    # The rows and the NOTIFY that announces them at commit, in one round trip.
+    write: Select[Any]
+    # The confirmed rows marked sent, and what is still pending once they are: the backlog.
+    mark_sent: Select[int, datetime | None]
+    backlog: Select[int, datetime | None]
+
+
+_STATEMENTS: dict[int, tuple[Table, _Statements]] = {}
+
+
+def _statements(table: Table) -> _Statements:
+    known = _STATEMENTS.get(id(table))
+    if known is not None and known[0] is table:
+        return known[1]
+    columns = ("event_id", "routing_key", "body")
+    given = (
+        func.unnest(
+            bindparam("b_event_ids", type_=ARRAY(Uuid())),
+            bindparam("b_routing_keys", type_=ARRAY(String())),
+            bindparam("b_bodies", type_=ARRAY(LargeBinary())),
+        )
+        .table_valued(*columns)
+        .render_derived()
+    )
+    written = (
+        table.insert()
+        .from_select(list(columns), select(*(given.c[name] for name in columns)))
+        .cte("written")
+    )
+    write = select(func.pg_notify(bindparam("b_channel", type_=String()), literal(""))).add_cte(
+        written
+    )
+    ids = bindparam("b_ids", type_=ARRAY(BigInteger()))
+    marked = (
+        table.update()
+        .where(table.c.id == any_(ids))
+        .values(status=SENT, sent_at=bindparam("b_sent_at", type_=table.c.sent_at.type))
+        .cte("marked")
+    )
+    pending = select(func.count(), func.min(table.c.created_at)).where(table.c.status == PENDING)
+    # One snapshot for both: the rows just marked still read as pending, so they are left out.
+    mark_sent = pending.where(table.c.id != all_(ids)).add_cte(marked)
+    statements = _Statements(write=write, mark_sent=mark_sent, backlog=pending)
+    _STATEMENTS[id(table)] = (table, statements)
+    return statements
+
+
 def traceparent_of(body: bytes) -> str | None:
     """The ``traceparent`` extension of an encoded event, if it carries one."""
     if b'"traceparent"' not in body:
@@ -130,18 +189,25 @@ def add_events(connection: Connection, table: Table, events: Sequence[Event[Any]
         return
     traceparent = current_traceparent()
     request_id = request_id_var.get()
-    rows = []
+    event_ids, routing_keys, bodies = [], [], []
     for given in events:
         event = given
         if event.traceparent is None and traceparent is not None:
             event = replace(event, traceparent=traceparent)
         if event.request_id is None and request_id is not None:
             event = replace(event, request_id=request_id)
-        rows.append(
-            {"event_id": event.id, "routing_key": event.routing_key, "body": encode_event(event)}
-        )
-    connection.execute(table.insert(), rows)
-    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(table)})
+        event_ids.append(event.id)
+        routing_keys.append(event.routing_key)
+        bodies.append(encode_event(event))
+    connection.execute(
+        _statements(table).write,
+        {
+            "b_event_ids": event_ids,
+            "b_routing_keys": routing_keys,
+            "b_bodies": bodies,
+            "b_channel": notify_channel(table),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +245,14 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_prune: float | None = None  # the first turn prunes
+        self._claim = (
+            table.select()
+            .with_only_columns(table.c.id, table.c.routing_key, table.c.body)
+            .where(table.c.status == PENDING)
+            .order_by(table.c.id)
+            .limit(self.settings.batch_size)
+            .with_for_update(skip_locked=True)
+        )
 
     def stop(self) -> None:
         """Ask the relay to finish its current batch and return from ``run``."""
@@ -225,7 +299,8 @@ class OutboxRelay:
                     # this batch is published must wake the next turn, not wait for the poll.
                     self._wake.clear()
                     sent = await self.relay_once(exchange)
-                    await self._update_backlog_metrics()
+                    if not sent:  # else its gauges were read as its rows were marked sent
+                        await self._update_backlog_metrics()
                     await self._prune_if_due()
                     if sent < self.settings.batch_size:
                         await self._wait_for_work()
@@ -242,19 +317,11 @@ class OutboxRelay:
                 await self._wake.wait()
 
     async def relay_once(self, exchange: AbstractExchange) -> int:
-        """Claim a batch of pending rows, publish them, mark the confirmed ones sent."""
-        table = self.table
+        """Claim a batch of pending rows, publish them, mark the confirmed ones sent (and read
+        the backlog they leave, for its gauges, with the same statement)."""
+        backlog: Row[int, datetime | None] | None = None
         async with self.engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    table.select()
-                    .with_only_columns(table.c.id, table.c.routing_key, table.c.body)
-                    .where(table.c.status == PENDING)
-                    .order_by(table.c.id)
-                    .limit(self.settings.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await connection.execute(self._claim)).all()
             if not rows:
                 return 0
             results = await asyncio.gather(
@@ -265,12 +332,15 @@ class OutboxRelay:
                 row.id for row, result in zip(rows, results, strict=True) if result is None
             ]
             if confirmed:
-                await connection.execute(
-                    table.update()
-                    .where(table.c.id.in_(confirmed))
-                    .values(status=SENT, sent_at=self.clock.now())
-                )
+                backlog = (
+                    await connection.execute(
+                        _statements(self.table).mark_sent,
+                        {"b_ids": confirmed, "b_sent_at": self.clock.now()},
+                    )
+                ).one()
             OUTBOX_PUBLISHED.labels(self.service).inc(len(confirmed))
+        if backlog is not None:  # committed
+            self._show_backlog(*backlog)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
@@ -312,20 +382,15 @@ class OutboxRelay:
         )
 
     async def _update_backlog_metrics(self) -> None:
-        table = self.table
         try:
             async with self.engine.connect() as connection:
-                row = (
-                    await connection.execute(
-                        table.select()
-                        .with_only_columns(func.count(), func.min(table.c.created_at))
-                        .where(table.c.status == PENDING)
-                    )
-                ).one()
+                row = (await connection.execute(_statements(self.table).backlog)).one()
         except Exception:  # metrics must never stop the relay
             log.debug("backlog metrics unavailable", exc_info=True)
             return
-        count, oldest = row
+        self._show_backlog(*row)
+
+    def _show_backlog(self, count: int, oldest: datetime | None) -> None:
         OUTBOX_BACKLOG.labels(self.service).set(count)
         age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
         OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))

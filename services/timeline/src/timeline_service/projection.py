@@ -12,9 +12,13 @@ from uuid import UUID
 
 from sqlalchemy import (
     ARRAY,
+    String,
     Text,
+    Uuid,
     and_,
+    any_,
     bindparam,
+    cast,
     delete,
     func,
     literal,
@@ -96,38 +100,45 @@ def timeline_event_models() -> list[type[Any]]:
 # -- versions and change notifications ---------------------------------------------------------
 
 
-def _bump_record_version() -> Any:
+def _touch_record() -> Any:
+    """The record's version bumped, the items' links to it stamped with the new version, and
+    the change notified at commit (``notify``'s payload): one statement, one round trip."""
     table = RecordVersion.__table__  # type: ignore[attr-defined]
-    statement = insert(table).values(
-        org_id=bindparam("b_org_id"),
-        record_type=bindparam("b_record_type"),
-        record_id=bindparam("b_record_id"),
-        version=1,
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["org_id", "record_type", "record_id"],
-        set_={"version": table.c.version + 1},
-    ).returning(table.c.version)
-
-
-def _stamp_links() -> Any:
     links = TimelineLink.__table__  # type: ignore[attr-defined]
-    return (
+    org_id = bindparam("b_org_id", type_=String())
+    record_type = bindparam("b_record_type", type_=String())
+    record_id = bindparam("b_record_id", type_=String())
+    bump = insert(table).values(
+        org_id=org_id, record_type=record_type, record_id=record_id, version=1
+    )
+    bumped = (
+        bump.on_conflict_do_update(
+            index_elements=["org_id", "record_type", "record_id"],
+            set_={"version": table.c.version + 1},
+        )
+        .returning(table.c.version)
+        .cte("bumped")
+    )
+    stamped = (
         update(links)
         .where(
-            links.c.org_id == bindparam("b_org_id"),
-            links.c.record_type == bindparam("b_record_type"),
-            links.c.record_id == bindparam("b_record_id"),
-            links.c.item_id.in_(bindparam("b_item_ids", expanding=True)),
+            links.c.org_id == org_id,
+            links.c.record_type == record_type,
+            links.c.record_id == record_id,
+            links.c.item_id == any_(bindparam("b_item_ids", type_=ARRAY(Uuid()))),
         )
-        .values(change_version=bindparam("b_version"))
+        .values(change_version=select(bumped.c.version).scalar_subquery())
+        .cte("stamped")
+    )
+    payload = func.json_build_array(org_id, record_type, record_id, bumped.c.version)
+    return select(bumped.c.version, func.pg_notify(CHANGES_CHANNEL, cast(payload, Text))).add_cte(
+        stamped
     )
 
 
-# Built once (each projected event runs them for every record it changes), and on the tables
+# Built once (each projected event runs it for every record it changes), and on the tables
 # rather than the ORM entities: no session object is ever synchronised with them.
-_BUMP_RECORD_VERSION = _bump_record_version()
-_STAMP_LINKS = _stamp_links()
+_TOUCH_RECORD = _touch_record()
 
 
 async def touch(
@@ -136,13 +147,15 @@ async def touch(
     """Bump each record's version (its row lock orders concurrent writers, so versions follow
     commit order), stamp the items' links to it, and notify listeners at commit."""
     for record_type, record_id in sorted(set(records)):
-        key = {"b_org_id": org_id, "b_record_type": record_type, "b_record_id": record_id}
-        version = await session.scalar(_BUMP_RECORD_VERSION, key)
-        if item_ids:
-            await session.execute(
-                _STAMP_LINKS, {**key, "b_item_ids": list(item_ids), "b_version": version}
-            )
-        await notify(session, org_id, record_type, record_id, version)
+        await session.execute(
+            _TOUCH_RECORD,
+            {
+                "b_org_id": org_id,
+                "b_record_type": record_type,
+                "b_record_id": record_id,
+                "b_item_ids": list(item_ids),
+            },
+        )
 
 
 async def bump_access_version(
@@ -286,6 +299,92 @@ async def _closed_records(session: AsyncSession, org_id: str, records: set[Recor
 
 # -- items ---------------------------------------------------------------------------------------
 
+# What ``_copy_values`` gives of a copy: the holder's columns besides its org, item and time.
+COPY_COLUMNS = (
+    "source_key",
+    "owner_id",
+    "private",
+    "sharing",
+    "held",
+    "version",
+    "event_id",
+    "changed_at",
+    "kind",
+    "occurred_at",
+    "title",
+    "summary",
+    "participants",
+    "status",
+    "actor_id",
+    "source_service",
+    "google_id",
+    "url",
+    "recurrence",
+    "links",
+)
+
+
+def _bound(table: Any, names: Iterable[str]) -> dict[str, Any]:
+    """A bound parameter ``b_<name>`` of each column, typed as the column."""
+    return {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in names}
+
+
+def _held_copy() -> Any:
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    return select(holders.c.item_id, holders.c.version).where(
+        holders.c.org_id == bindparam("b_org_id"),
+        holders.c.source_key == bindparam("b_source_key"),
+    )
+
+
+def _upsert_holder() -> Any:
+    holders = ItemHolder.__table__  # type: ignore[attr-defined]
+    statement = insert(holders).values(
+        **_bound(holders, ("org_id", "item_id", "updated_at", *COPY_COLUMNS))
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "source_key"],
+        set_={name: statement.excluded[name] for name in ("item_id", "updated_at", *COPY_COLUMNS)},
+    )
+
+
+def _item_of_identity() -> Any:
+    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    return select(items.c.id).where(
+        items.c.org_id == bindparam("b_org_id"), items.c.identity == bindparam("b_identity")
+    )
+
+
+def _new_item() -> Any:
+    items = TimelineItem.__table__  # type: ignore[attr-defined]
+    return insert(items).values(**_bound(items, ("id", "org_id", "identity", "occurred_at")))
+
+
+def _upsert_link() -> Any:
+    links = TimelineLink.__table__  # type: ignore[attr-defined]
+    statement = insert(links).values(
+        **_bound(
+            links, ("item_id", "record_type", "record_id", "org_id", "occurred_at", "explicit")
+        )
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["item_id", "record_type", "record_id"],
+        set_={
+            "occurred_at": statement.excluded.occurred_at,
+            "explicit": statement.excluded.explicit,
+        },
+    )
+
+
+# Built once, as ``touch``'s: every projected event runs them, and building them (a holder's
+# twenty-odd values, an item's links as one multi-row VALUES, which is compiled anew each time)
+# cost more CPU than running them.
+_HELD_COPY = _held_copy()
+_UPSERT_HOLDER = _upsert_holder()
+_ITEM_OF_IDENTITY = _item_of_identity()
+_NEW_ITEM = _new_item()
+_UPSERT_LINK = _upsert_link()
+
 
 async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> None:
     """Record the copy the projection describes, if newer than the one held, and bring its item
@@ -296,12 +395,9 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     if projection.identity is not None:
         subjects.append(("identity", projection.identity))
     await lock_matching(session, org_id, subjects=subjects)
-    holders = ItemHolder.__table__  # type: ignore[attr-defined]
     held = (
         await session.execute(
-            select(holders.c.item_id, holders.c.version).where(
-                holders.c.org_id == org_id, holders.c.source_key == projection.source.key
-            )
+            _HELD_COPY, {"b_org_id": org_id, "b_source_key": projection.source.key}
         )
     ).first()
     if held is not None and held.version >= projection.version:
@@ -310,12 +406,10 @@ async def project(session: AsyncSession, event: Event[Any], clock: Clock) -> Non
     now = clock.now()
     item_id, created = await _item_for(session, org_id, projection, previous_item)
     copy = _copy_values(event, projection)
-    statement = insert(holders).values(org_id=org_id, item_id=item_id, updated_at=now, **copy)
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["org_id", "source_key"],
-            set_={"item_id": item_id, "updated_at": now, **copy},
-        )
+        _UPSERT_HOLDER,
+        {f"b_{name}": value for name, value in copy.items()}
+        | {"b_org_id": org_id, "b_item_id": item_id, "b_updated_at": now},
     )
     changed = {item_id} | ({previous_item} if previous_item is not None else set())
     await _lock_items(session, org_id, sorted(changed - {created}), copy["participants"])
@@ -409,7 +503,7 @@ async def _item_for(
     identity = projection.identity
     if identity is not None:
         found = await session.scalar(
-            select(items.c.id).where(items.c.org_id == org_id, items.c.identity == identity)
+            _ITEM_OF_IDENTITY, {"b_org_id": org_id, "b_identity": identity}
         )
         if found is not None:
             return UUID(str(found)), None
@@ -432,12 +526,13 @@ async def _item_for(
             return previous_item, None
     item_id = new_id()
     await session.execute(
-        insert(items).values(
-            id=item_id,
-            org_id=org_id,
-            identity=identity,
-            occurred_at=projection.occurred_at,
-        )
+        _NEW_ITEM,
+        {
+            "b_id": item_id,
+            "b_org_id": org_id,
+            "b_identity": identity,
+            "b_occurred_at": projection.occurred_at,
+        },
     )
     return item_id, item_id
 
@@ -499,28 +594,19 @@ async def refresh_item(
             )
         )
     if wanted:
-        links = TimelineLink.__table__  # type: ignore[attr-defined]
-        upsert = insert(links).values(
+        await session.execute(
+            _UPSERT_LINK,
             [
                 {
-                    "item_id": item_id,
-                    "record_type": record_type,
-                    "record_id": record_id,
-                    "org_id": org_id,
-                    "occurred_at": occurred_at,
-                    "explicit": is_explicit,
+                    "b_item_id": item_id,
+                    "b_record_type": record_type,
+                    "b_record_id": record_id,
+                    "b_org_id": org_id,
+                    "b_occurred_at": occurred_at,
+                    "b_explicit": is_explicit,
                 }
                 for (record_type, record_id), is_explicit in sorted(wanted.items())
-            ]
-        )
-        await session.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["item_id", "record_type", "record_id"],
-                set_={
-                    "occurred_at": upsert.excluded.occurred_at,
-                    "explicit": upsert.excluded.explicit,
-                },
-            )
+            ],
         )
     return set(wanted) | gone
 
@@ -579,18 +665,43 @@ async def attach_matching_items(
 # -- the participant index -----------------------------------------------------------------------
 
 
+def _upsert_crm_record() -> Any:
+    table = CrmRecord.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(
+        **_bound(table, ("org_id", "record_type", "record_id", "deleted", "open"))
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "record_type", "record_id"],
+        set_={"deleted": statement.excluded.deleted, "open": statement.excluded.open},
+    )
+
+
+def _forget_record_contacts() -> Any:
+    table = RecordContact.__table__  # type: ignore[attr-defined]
+    return delete(table).where(
+        table.c.org_id == bindparam("b_org_id"),
+        table.c.record_type == bindparam("b_record_type"),
+        table.c.record_id == bindparam("b_record_id"),
+    )
+
+
+# Built once, on the tables: every lead, deal, contact and company event runs them.
+_UPSERT_CRM_RECORD = _upsert_crm_record()
+_FORGET_RECORD_CONTACTS = _forget_record_contacts()
+
+
 async def _upsert_record(
     session: AsyncSession, org_id: str, record: Record, *, deleted: bool, is_open: bool
 ) -> None:
-    table = CrmRecord.__table__  # type: ignore[attr-defined]
-    statement = insert(table).values(
-        org_id=org_id, record_type=record[0], record_id=record[1], deleted=deleted, open=is_open
-    )
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["org_id", "record_type", "record_id"],
-            set_={"deleted": statement.excluded.deleted, "open": statement.excluded.open},
-        )
+        _UPSERT_CRM_RECORD,
+        {
+            "b_org_id": org_id,
+            "b_record_type": record[0],
+            "b_record_id": record[1],
+            "b_deleted": deleted,
+            "b_open": is_open,
+        },
     )
 
 
@@ -681,11 +792,8 @@ async def _on_record_with_contacts(
     )
     await _upsert_record(session, org_id, record, deleted=deleted, is_open=is_open)
     await session.execute(
-        delete(RecordContact).where(
-            col(RecordContact.org_id) == org_id,
-            col(RecordContact.record_type) == record[0],
-            col(RecordContact.record_id) == record[1],
-        )
+        _FORGET_RECORD_CONTACTS,
+        {"b_org_id": org_id, "b_record_type": record[0], "b_record_id": record[1]},
     )
     if contacts:
         table = RecordContact.__table__  # type: ignore[attr-defined]
