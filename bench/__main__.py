@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -494,8 +495,10 @@ async def bench_gateway(
         ),
         "max_rps_direct": Spread.of(r.ok_per_second for r in max_direct).as_dict(),
         "max_rps_through_gateway": Spread.of(r.ok_per_second for r in max_through).as_dict(),
+        # A round where the service answered nothing at all (an overloaded machine) has no ratio.
         "throughput_ratio": Spread.of(
-            b.ok_per_second / a.ok_per_second for a, b in zip(max_direct, max_through, strict=True)
+            b.ok_per_second / a.ok_per_second if a.ok_per_second else math.nan
+            for a, b in zip(max_direct, max_through, strict=True)
         ).as_dict(),
         "wrk_cpu_s_per_request": sum(r.cpu_seconds for r in max_direct + max_through)
         / max(1, sum(r.requests for r in max_direct + max_through)),

@@ -10,12 +10,12 @@ from typing import Final
 
 import httpx
 from fastapi import Request
-from opentelemetry import propagate
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pipedesk_common.errors import problem_response
+from pipedesk_common.observability import inject_trace_context
 from pipedesk_gateway.forwarded import PEER_KEY
 from pipedesk_gateway.upstream import (
     ConnectFailed,
@@ -57,7 +57,7 @@ def _request_headers(request: Request) -> list[tuple[str, str]]:
     if length is not None and "transfer-encoding" not in request.headers:
         headers.append(("content-length", length))
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    inject_trace_context(carrier)
     headers += list(carrier.items())
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
@@ -178,7 +178,7 @@ def upstream_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
         (name, value) for name, value in scope["headers"] if name not in _REQUEST_DROPPED_RAW
     ]
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    inject_trace_context(carrier)
     headers += [(name.encode(), value.encode()) for name, value in carrier.items()]
     request_id = scope.get("state", {}).get("request_id")
     if request_id:

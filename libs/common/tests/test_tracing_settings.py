@@ -4,7 +4,8 @@ carries, and a request's span when nothing receives the spans."""
 from uuid import uuid4
 
 import pytest
-from opentelemetry import propagate, trace
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -74,6 +75,12 @@ def test_a_request_span_nothing_receives_is_unrecorded_and_carries_the_trace_on(
     assert first.is_valid
     assert first.trace_flags.sampled
     assert first.trace_id != second.trace_id
+    # A new trace's flags and state are those the SDK gives the root span it starts itself.
+    started = unread.get_tracer("tests").start_span("HTTP GET").get_span_context()
+    assert (first.trace_flags, dict(first.trace_state)) == (
+        started.trace_flags,
+        dict(started.trace_state),
+    )
     monkeypatch.undo()
 
     exporter = InMemorySpanExporter()
@@ -84,3 +91,38 @@ def test_a_request_span_nothing_receives_is_unrecorded_and_carries_the_trace_on(
     [finished] = exporter.get_finished_spans()
     assert finished.context is not None
     assert format(finished.context.trace_id, "032x") == trace_id
+
+
+def test_the_trace_context_injected_is_what_the_propagator_injects() -> None:
+    """``inject_trace_context`` writes what ``propagate.inject`` would: traceparent,
+    tracestate and baggage, or nothing without a span."""
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(
+            int(uuid4().hex, 16),
+            int(uuid4().hex[:16], 16),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_state=trace.TraceState([("vendor", "v1"), ("other", "o2")]),
+        )
+    )
+    plain = trace.set_span_in_context(span)
+    with_baggage = baggage.set_baggage("tenant", "a b", context=plain)
+    unsampled = trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(int(uuid4().hex, 16), int(uuid4().hex[:16], 16), is_remote=True)
+        )
+    )
+    for context in (plain, with_baggage, unsampled, otel_context.Context()):
+        token = otel_context.attach(context)
+        try:
+            ours: dict[str, str] = {}
+            observability.inject_trace_context(ours)
+            theirs: dict[str, str] = {}
+            propagate.get_global_textmap().inject(theirs)
+        finally:
+            otel_context.detach(token)
+        assert ours == theirs
+        assert ("traceparent" in ours) == bool(context)
+        if context is with_baggage:
+            assert ours["tracestate"] == "vendor=v1,other=o2"
+            assert "baggage" in ours

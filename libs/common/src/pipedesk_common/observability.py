@@ -3,6 +3,7 @@ serves."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -15,18 +16,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,11 +118,40 @@ def configure_tracing(service: str) -> TracerProvider:
     return _tracer_provider
 
 
+# The propagator OpenTelemetry sets up when ``OTEL_PROPAGATORS`` names none: W3C trace context,
+# then W3C baggage. While it is the global one, ``inject_trace_context`` does its work itself.
+_DEFAULT_TEXTMAP: Final = (
+    propagate.get_global_textmap() if not os.environ.get("OTEL_PROPAGATORS") else None
+)
+_BAGGAGE: Final = W3CBaggagePropagator()
+
+
+def inject_trace_context(carrier: dict[str, str]) -> None:
+    """``propagate.inject(carrier)``: the current trace context (``traceparent``,
+    ``tracestate``) and baggage into ``carrier``. With the default propagator, the
+    ``traceparent`` is written here from the current span, in the format of OpenTelemetry's
+    W3C propagator, without going through the composite's generic steps."""
+    textmap = propagate.get_global_textmap()
+    if textmap is not _DEFAULT_TEXTMAP:
+        textmap.inject(carrier)
+        return
+    context = otel_context.get_current()
+    span_context = trace.get_current_span(context).get_span_context()
+    if span_context != trace.INVALID_SPAN_CONTEXT:
+        carrier["traceparent"] = (
+            f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+            f"-{span_context.trace_flags:02x}"
+        )
+        if span_context.trace_state:
+            carrier["tracestate"] = span_context.trace_state.to_header()
+    _BAGGAGE.inject(carrier, context)
+
+
 def trace_headers() -> dict[str, str]:
     """The current trace context (``traceparent``, ``tracestate``) and request id, as the
     headers of a call to another service."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    inject_trace_context(carrier)
     request_id = request_id_var.get()
     if request_id:
         carrier[REQUEST_ID_HEADER] = request_id
@@ -147,10 +178,16 @@ def server_span(name: str, parent: Context | None) -> trace.Span:
         )
     else:
         trace_id, random_trace_id = ids.generate_trace_id(), ids.is_trace_id_random()
-    sampled = provider.sampler.should_sample(parent, trace_id, name, trace.SpanKind.SERVER)
+    if provider.sampler is DEFAULT_ON and not parent_context.is_valid:
+        # What the default sampler answers for a new trace, whatever its id: sampled, with no
+        # trace state to carry on (a root's verdict, asked of its ALWAYS_ON root sampler).
+        decision, trace_state = Decision.RECORD_AND_SAMPLE, None
+    else:
+        sampled = provider.sampler.should_sample(parent, trace_id, name, trace.SpanKind.SERVER)
+        decision, trace_state = sampled.decision, sampled.trace_state
     flags = (
         trace.TraceFlags.SAMPLED
-        if sampled.decision is Decision.RECORD_AND_SAMPLE
+        if decision is Decision.RECORD_AND_SAMPLE
         else trace.TraceFlags.DEFAULT
     )
     if random_trace_id:
@@ -160,7 +197,7 @@ def server_span(name: str, parent: Context | None) -> trace.Span:
         ids.generate_span_id(),
         is_remote=False,
         trace_flags=trace.TraceFlags(flags),
-        trace_state=sampled.trace_state,
+        trace_state=trace_state,
     )
     return trace.NonRecordingSpan(span_context)
 
@@ -196,6 +233,10 @@ class TracedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+# ``json.dumps(entry, default=str)``, without a new encoder for every line.
+_JSON: Final = json.JSONEncoder(default=str)
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, carrying the request id of the request being served."""
 
@@ -206,12 +247,36 @@ class JsonLogFormatter(logging.Formatter):
         self._service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            key: value
+            for key, value in vars(record).items()
+            if key not in self._STANDARD and key != "color_message" and not key.startswith("_")
+        }
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            fields,
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        exception: str | None = None,
+    ) -> str:
+        """The JSON line of a record with these attributes and extra ``fields``."""
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
+            "time": datetime.fromtimestamp(created, UTC).isoformat(),
+            "level": level.lower(),
             "service": self._service,
-            "logger": record.name,
-            "message": record.getMessage(),
+            "logger": logger,
+            "message": message,
         }
         request_id = request_id_var.get()
         if request_id:
@@ -219,12 +284,10 @@ class JsonLogFormatter(logging.Formatter):
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
-        for key, value in vars(record).items():
-            if key not in self._STANDARD and key != "color_message" and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        entry.update(fields)
+        if exception is not None:
+            entry["exception"] = exception
+        return _JSON.encode(entry)
 
     def formatException(self, ei: Any) -> str:
         """The traceback, with the message of every database error withheld: PostgreSQL and
@@ -266,6 +329,38 @@ def withheld_traceback(error: BaseException) -> str:
     return "".join(lines).rstrip("\n")
 
 
+# The JSON handler ``configure_logging`` put on the root logger (the access lines' fast way out).
+_json_handler: logging.StreamHandler[Any] | None = None
+
+
+def _sole_json_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The JSON handler ``configure_logging`` installed, when an INFO record of ``logger`` would
+    reach it and nothing else: the level lets it through, no filter stands in its way, and no
+    other handler would receive it. Otherwise None: the record must go through logging."""
+    handler = _json_handler
+    if (
+        handler is None
+        or type(handler.formatter) is not JsonLogFormatter
+        or handler.filters
+        or handler.level > logging.INFO
+        or logger.disabled
+        or logger.filters
+        or not logger.isEnabledFor(logging.INFO)
+    ):
+        return None
+    reached = 0
+    current: logging.Logger | None = logger
+    while current is not None:
+        for found in current.handlers:
+            if found is not handler:
+                return None
+            reached += 1
+        if not current.propagate:
+            break
+        current = current.parent
+    return handler if reached == 1 else None
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     # A log line says what it says through its message and extra fields: the caller's file and
     # line, the thread and the process (which the JSON lines leave out) are not looked up for
@@ -274,8 +369,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    global _json_handler  # noqa: PLW0603 - the one handler of the process's JSON lines
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter(service))
+    _json_handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -391,15 +488,26 @@ class RequestContextMiddleware:
         span.update_name(f"{method} {route}")
         span.set_attributes({"http.route": route, "http.response.status_code": status})
         self._observe(method, route, status, elapsed)
-        self.log.info(
-            "request",
-            extra={
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-            },
-        )
+        fields = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        handler = _sole_json_handler(self.log)
+        if handler is not None:
+            # The line logging would write, written without a record, its handling and its
+            # formatting's generic parts: where the one JSON handler is all it would reach.
+            formatter = cast(JsonLogFormatter, handler.formatter)
+            line = formatter.line(time.time(), "INFO", self.log.name, "request", fields)
+            with handler.lock or contextlib.nullcontext():
+                try:
+                    handler.stream.write(line + handler.terminator)
+                    handler.flush()
+                    return
+                except Exception:  # noqa: S110 - logging below reports it its own way
+                    pass
+        self.log.info("request", extra=fields)
 
     def _error_answer(self, error: Exception, scope: Scope) -> Response:
         """A database that cannot be reached is a 503 the caller retries after a few seconds
