@@ -128,40 +128,55 @@ async def _read_mail(
 def role_users(stack: Stack, identity: Identity) -> tuple[dict[str, ActingUser], SeededMail]:
     """A user per role, each in an org of its own whose Drive root is set, each connected to
     Google for Calendar, Tasks, Drive and Gmail (which connects their mailbox, holding mail from
-    a contact on a lead of their org, synced before the run starts)."""
+    a contact on a lead of their org, synced before the run starts); the admin's teammate too."""
     acting: dict[str, ActingUser] = {}
     admins: dict[str, ActingUser] = {}
     for role in ROLES:
         org = Users(identity.minter)
         acting[role] = org.make(role, teams=("team-a",))
         admins[role] = acting[role] if role == "admin" else org.make("admin")
+        if role == "admin":
+            # The admin's teammate, whom the run never acts as: their mail, shared in full and on
+            # the admin's lead, stays readable whatever the run does to the admin's own mailbox
+            # (disconnecting it, its mail then removed under the org's settings).
+            teammate = org.make("rep", teams=("team-a",))
+    mailboxes = [*acting.values(), teammate]
     google = GoogleStack(stack.emulator_url, stack.gateway_url, identity.key_dir)
     seeded = SeededMail()
 
     async def prepare() -> None:
-        everyone = [*acting.values(), *(admins[role] for role in ROLES if role != "admin")]
+        others = [admins[role] for role in ROLES if role != "admin"]
         async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as http:
-            for user in everyone:
+            for user in [*mailboxes, *others]:
                 (await http.get("/api/users", headers=user.headers)).raise_for_status()
-            threads = {}
-            for role, user in acting.items():
-                seeded.leads.append(await _mail_lead(http, admins[role]))
-                threads[role] = await _fill_mailbox(google, user.principal.email)
-            for user in everyone:
+            for admin in admins.values():
+                seeded.leads.append(await _mail_lead(http, admin))
+            threads = {
+                user.sub: await _fill_mailbox(google, user.principal.email) for user in mailboxes
+            }
+            for user in [*mailboxes, *others]:
                 await google.connect(user, PRODUCTS)
             for admin in admins.values():
                 root = await http.put("/api/drive/root", json={}, headers=admin.headers)
                 assert root.status_code == 200, root.text
-            for role, user in acting.items():
-                await _read_mail(http, user, threads[role], seeded)
-            # The admin's customer mail is on their lead (matched through the timeline).
+            await eventually(  # once the connection's announcement has connected the mailbox
+                lambda: http.patch(
+                    "/api/gmail/mailbox", json={"sharing": "full"}, headers=teammate.headers
+                ),
+                until=lambda answer: answer.status_code == 200,
+                within=120,
+            )
+            for user in mailboxes:
+                await _read_mail(http, user, threads[user.sub], seeded)
+            # The customer's mail to the admin and to their teammate is on the admin's lead
+            # (matched through the timeline).
             await eventually(
                 lambda: http.get(
                     f"/api/gmail/records/lead/{seeded.leads[0]}/messages",
                     headers=acting["admin"].headers,
                 ),
                 until=lambda answer: (
-                    answer.status_code == 200 and len(answer.json()["items"]) == len(DELIVERED)
+                    answer.status_code == 200 and len(answer.json()["items"]) == 2 * len(DELIVERED)
                 ),
                 within=120,
             )
