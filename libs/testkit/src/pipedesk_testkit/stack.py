@@ -121,8 +121,10 @@ def serve_stack(
         emulator = servers.enter_context(serve_in_thread(create_emulator_app()))
         common: dict[str, Any] = {**service_env, "GOOGLE_ROOT_URL": emulator + "/"}
         gateway = {**service_env, **(gateway_settings or {})}
-        # Where the others are is read from the environment while the apps are built and start
-        # (as each process of make run reads it), and only then: other tests never see it.
+        # Where the others are is read from the environment (as each process of make run reads
+        # it), while the apps are built and start, and by some routes as they answer (the gmail
+        # service asks the timeline where mail is): it holds for as long as the stack runs, and
+        # is undone when it stops.
         with pytest.MonkeyPatch.context() as env:
             for name in services:
                 env.setenv(f"{name.upper()}_URL", urls[name])
@@ -137,7 +139,7 @@ def serve_stack(
                 # pydantic now and then warned about a body field's alias (an error here, so a
                 # 500 in the middle of a test).
                 httpx.get(f"{urls[name]}/no-such-route", timeout=10)
-        running = {name: urls[name] for name in services}
-        yield Stack(
-            urls["gateway"], emulator, identity, urls["frontend"], running, ports["frontend"]
-        )
+            running = {name: urls[name] for name in services}
+            yield Stack(
+                urls["gateway"], emulator, identity, urls["frontend"], running, ports["frontend"]
+            )
