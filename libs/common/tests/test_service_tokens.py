@@ -4,6 +4,8 @@ them, and never with a longer lifetime."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -144,3 +146,25 @@ async def test_a_service_token_is_accepted_for_less_than_30_seconds_past_its_exp
         clock.advance(timedelta(seconds=1))
         with pytest.raises(Unauthorized, match="token rejected: The token is expired"):
             await crm.caller(token)
+
+
+async def test_a_jwks_written_by_the_documented_key_id_rule_verifies_a_services_tokens(
+    tmp_path: Path,
+) -> None:
+    """A service key's id is ``<service>.<first 16 characters of the key's RFC 7638
+    thumbprint>``: a service JWKS made by that rule alone (by hand, another tool, an older
+    release) holds the key the service's own tokens name."""
+    tasks = ECKey.generate_key("P-256", private=True)
+    public = tasks.as_dict(private=False)
+    required = {name: public[name] for name in ("crv", "kty", "x", "y")}  # RFC 7638, for EC
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=")
+    kid = f"tasks.{thumbprint.decode()[:16]}"
+    entry = {**public, "kid": kid, "use": "sig", "alg": "ES256"}
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [entry]}))
+    clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        keys = JwksCache((tmp_path / "jwks.json").as_uri(), http=http, clock=clock)
+        crm = ServiceTokenVerifier(keys, audience="crm", clock=clock)
+        token = ServiceTokenIssuer("tasks", tasks, clock=clock).token_for("crm")
+        assert (await crm.caller(token)).name == "tasks"

@@ -248,13 +248,13 @@ async def test_filters_by_time_range_kinds_and_text(
                 kind="email",
                 service="gmail",
                 occurred_at=day + timedelta(days=1),
-                title="Pricing",
+                title="Pricing \\ terms",
                 summary="The KICKOFF notes",
                 links=[("lead", lead_id)],
                 event_type="pipedesk.partner.message.received.v1",
             ),
             feed.item("c", kind="task", service="tasks", occurred_at=day + timedelta(days=2),
-                      title="Send contract", links=[("lead", lead_id)],
+                      title="Send contract_v2", links=[("lead", lead_id)],
                       event_type="pipedesk.partner.todo.updated.v1", status="deleted"),
         )  # fmt: skip
 
@@ -266,6 +266,8 @@ async def test_filters_by_time_range_kinds_and_text(
         assert await keys(q="kickoff") == ["b", "a"]
         assert await keys(q="100%") == ["a"]
         assert await keys(q="%") == ["a"]
+        assert await keys(q="_") == ["c"]  # an underscore is itself, not any one character
+        assert await keys(q="\\") == ["b"]  # a backslash is itself, not an escape
         assert await keys(kinds=["meeting", "email"]) == ["b", "a"]
         since = (day + timedelta(days=1)).isoformat()
         until = (day + timedelta(days=2)).isoformat()

@@ -205,8 +205,10 @@ async def test_a_private_meeting_is_busy_unless_some_holder_shows_it_to_the_view
 async def test_a_meeting_stays_until_its_last_holder_cancels_it_then_shows_cancelled(
     timeline_app: OpenService, users: Users, feed, database_url: str
 ) -> None:
-    organizer = users.make(Role.REP, teams=["t1"])
-    teammate = users.make(Role.REP, teams=["t1"])
+    """Of copies shown alike (held or not, at one level), the newest is the one shown."""
+    # The teammate's copy comes first by its key: only its age puts the organizer's first.
+    organizer = users.make(Role.REP, teams=["t1"], sub=f"z-organizer-{uuid4().hex[:8]}")
+    teammate = users.make(Role.REP, teams=["t1"], sub=f"a-teammate-{uuid4().hex[:8]}")
     lead = str(uuid4())
     copy = partial(meeting_copy, feed, "sync", links=[("lead", lead)])
     async with timeline_app() as timeline:

@@ -33,6 +33,8 @@ async def test_record_access_decides_who_gets_the_timeline(
         await feed.send(
             feed.access("lead", lead, owner, members={follower.sub: "follower"}),
             feed.item("m-acl", links=[("lead", lead)]),
+            # Another org's item naming this lead stays that org's.
+            feed.item("m-elsewhere", links=[("lead", lead)], org_id=f"org-{uuid4().hex[:12]}"),
         )
         assert len((await feed.page(timeline, follower, "lead", lead))["items"]) == 1
         assert len((await feed.page(timeline, owner, "lead", lead))["items"]) == 1
@@ -148,6 +150,11 @@ async def test_mailbox_sharing_levels_hide_the_summary_or_the_subject(
         }
         hits = await feed.page(timeline, manager, "lead", lead, q="body")
         assert [item["source"]["google_id"] for item in hits["items"]] == ["mail-full"]
+        titled = await feed.page(timeline, manager, "lead", lead, q="subject")
+        assert {item["source"]["google_id"] for item in titled["items"]} == {
+            "mail-full",
+            "mail-subject",
+        }
         mine = await feed.page(timeline, owner, "lead", lead, q="body")
         assert len(mine["items"]) == 3
 
@@ -196,6 +203,70 @@ async def test_contact_timelines_show_only_what_a_lead_or_deal_or_own_sources_al
         await feed.send(feed.contact(casey, ["casey@acme.test"], deleted=True))
         trashed = await timeline.get(f"/api/timeline/contact/{casey}", headers=ada.headers)
         assert trashed.status_code == 404
+
+
+async def test_a_record_is_its_type_and_its_id(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    """Reading one lead, or a deal under another lead's id, shows a viewer neither that other
+    lead's items on a contact's timeline nor that lead among an item's links; a contact's id
+    names no company."""
+    ada, bob = users.make(Role.REP, teams=["t1"]), users.make(Role.REP, teams=["t1"])
+    casey, ada_lead, bob_lead = str(uuid4()), str(uuid4()), str(uuid4())
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", ada_lead, ada),
+            feed.access("lead", bob_lead, bob),
+            feed.access("deal", ada_lead, bob),
+            feed.contact(casey, ["casey@acme.test"]),
+            feed.lead(ada_lead, ada, [casey]),
+        )
+        await feed.send(
+            feed.item("m-ada", participants=["casey@acme.test"], owner_id=ada.sub),
+            feed.item("m-bob", participants=["casey@acme.test"], owner_id=bob.sub),
+        )
+        [item] = (await feed.page(timeline, bob, "contact", casey))["items"]
+        assert item["source"]["google_id"] == "m-bob"  # his own; ada's only through her lead
+        assert item["links"] == [{"type": "contact", "id": casey}]
+        page = await feed.page(timeline, ada, "contact", casey)
+        assert {item["source"]["google_id"] for item in page["items"]} == {"m-ada", "m-bob"}
+        company = await timeline.get(f"/api/timeline/company/{casey}", headers=bob.headers)
+        assert company.status_code == 404
+
+
+async def test_through_a_lead_a_contacts_timeline_shows_an_item_to_the_leads_readers(
+    timeline_app: OpenService, users: Users, feed
+) -> None:
+    """Exactly who may read the lead sees its item on the contact's timeline, with the lead among
+    its links: the lead's owner, its members, its team's managers, the org's admins; once the
+    lead is deleted, none of them but the item's own holder, and the lead is no longer a link."""
+    owner = users.make(Role.REP, teams=["t1"])
+    member = users.make(Role.REP, teams=["t2"])
+    manager, admin = users.make(Role.MANAGER, teams=["t1"]), users.make(Role.ADMIN, teams=["t9"])
+    outsiders = (users.make(Role.REP, teams=["t1"]), users.make(Role.MANAGER, teams=["t2"]))
+    casey, lead = str(uuid4()), str(uuid4())
+    members = {member.sub: "follower"}
+
+    async def links(user: ActingUser) -> list[list[dict[str, str]]]:
+        page = await feed.page(timeline, user, "contact", casey)
+        return [item["links"] for item in page["items"]]
+
+    async with timeline_app() as timeline:
+        await feed.send(
+            feed.access("lead", lead, owner, members=members),
+            feed.contact(casey, ["casey@acme.test"]),
+            feed.lead(lead, owner, [casey]),
+        )
+        await feed.send(feed.item("m-lead", participants=["casey@acme.test"], owner_id=owner.sub))
+        contact_link, lead_link = {"type": "contact", "id": casey}, {"type": "lead", "id": lead}
+        for reader in (owner, member, manager, admin):
+            assert await links(reader) == [[contact_link, lead_link]]
+        for outsider in outsiders:
+            assert await links(outsider) == []
+        await feed.send(feed.access("lead", lead, owner, members=members, deleted=True))
+        for reader in (member, manager, admin):
+            assert await links(reader) == []
+        assert await links(owner) == [[contact_link]]
 
 
 async def test_deal_and_company_timelines_follow_the_same_rules(
